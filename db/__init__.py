@@ -1,0 +1,25 @@
+"""urltester's store: jobs, results, batches and worker heartbeats in PostgreSQL or SQLite.
+
+Imports nothing of ``runner`` or ``tui``. See :mod:`db.store` for the API.
+"""
+
+from .dialects import mask_password
+from .errors import StoreConfigError, StoreError, StoreUnavailable
+from .models import (
+    ORDERS,
+    STATES,
+    Batch,
+    Counts,
+    JobFilter,
+    JobView,
+    NewJob,
+    ResultRecord,
+    WorkerBeat,
+)
+from .store import Store, open_store, utcnow
+
+__all__ = [
+    "ORDERS", "STATES", "Batch", "Counts", "JobFilter", "JobView", "NewJob", "ResultRecord",
+    "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat", "mask_password",
+    "open_store", "utcnow",
+]

@@ -1,0 +1,376 @@
+"""The two databases the store speaks to: PostgreSQL (production) and SQLite (embedded).
+
+Each dialect owns its connections and turns Python values into what its driver stores.
+SQL in store.py is written once with ``%s`` placeholders; the SQLite cursor rewrites them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .errors import StoreConfigError, StoreUnavailable
+
+NOTIFY_CHANNEL = "urltester"
+
+
+def mask_password(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for messages and the UI)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+class Dialect:
+    name: str
+    url: str
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+        yield
+
+    def ts(self, value: datetime | None) -> Any:
+        return value
+
+    def parse_ts(self, value: Any) -> datetime | None:
+        return value
+
+    def json(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def parse_json(self, value: Any) -> Any:
+        return value
+
+    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+        """An SQL test that ``column`` is one of ``values``, and its parameters."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+class Postgres(Dialect):
+    """psycopg2 with a small pool of its own.
+
+    The pool is ours (not psycopg2.pool) because after a server restart every idle
+    connection is dead: on the first broken one we drop them all, so a retry gets a fresh
+    connection instead of the next corpse.
+    """
+
+    name = "postgresql"
+
+    def __init__(self, url: str, max_connections: int = 8) -> None:
+        import psycopg2
+        import psycopg2.extensions
+        import psycopg2.extras
+
+        self._pg = psycopg2
+        self._extras = psycopg2.extras
+        self.url = url
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_connections)
+        psycopg2.extensions.register_adapter(dict, psycopg2.extras.Json)
+
+    def connect(self, autocommit: bool = False) -> Any:
+        try:
+            conn = self._pg.connect(
+                self.url, connect_timeout=5, application_name="urltester",
+                keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+            )
+        except self._pg.OperationalError as exc:
+            raise StoreUnavailable(_first_line(exc, self.url)) from exc
+        except self._pg.ProgrammingError as exc:  # malformed DSN
+            raise StoreConfigError(f"database URL {mask_password(self.url)}: {_first_line(exc, self.url)}") from exc
+        conn.autocommit = autocommit
+        if not autocommit:
+            with conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        self._slots.acquire()
+        conn = None
+        broken = False
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self.connect()
+            try:
+                with conn.cursor() as cur:
+                    yield cur
+                conn.commit()
+            except (self._pg.OperationalError, self._pg.InterfaceError) as exc:
+                broken = True
+                raise StoreUnavailable(_first_line(exc, self.url)) from exc
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+        finally:
+            if conn is not None:
+                if broken or conn.closed:
+                    _close_quietly(conn)
+                    with self._lock:
+                        stale, self._idle = self._idle, []
+                    for other in stale:
+                        _close_quietly(other)
+                else:
+                    with self._lock:
+                        self._idle.append(conn)
+            self._slots.release()
+
+    def json(self, value: Any) -> Any:
+        return self._extras.Json(value)
+
+    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(%s)", [list(values)]
+
+    def execute_values(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]], fetch: bool = False) -> list[Any]:
+        return self._extras.execute_values(cur, sql, rows, page_size=1000, fetch=fetch) or []
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close_quietly(conn)
+
+    def listen(self) -> PostgresListener:
+        return PostgresListener(self)
+
+
+class PostgresListener:
+    """LISTEN on the store's channel; ``wait`` returns True when something changed."""
+
+    def __init__(self, dialect: Postgres) -> None:
+        self._dialect = dialect
+        self._conn: Any = None
+
+    def _ensure(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._dialect.connect(autocommit=True)
+            with self._conn.cursor() as cur:
+                cur.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return self._conn
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True if a change was announced.
+
+        Raises StoreUnavailable when the database is gone (the caller backs off).
+        """
+        try:
+            conn = self._ensure()
+            if conn.notifies:
+                conn.notifies.clear()
+                return True
+            ready, _, _ = select.select([conn], [], [], timeout)
+            if not ready:
+                return False
+            conn.poll()
+            changed = bool(conn.notifies)
+            conn.notifies.clear()
+            return changed
+        except (self._dialect._pg.OperationalError, self._dialect._pg.InterfaceError, OSError) as exc:
+            self.close()
+            raise StoreUnavailable(_first_line(exc, self._dialect.url)) from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            _close_quietly(self._conn)
+            self._conn = None
+
+
+# ---------------------------------------------------------------------------- SQLite
+
+
+class _SqliteCursor:
+    """A sqlite3 cursor that accepts the store's ``%s`` placeholders."""
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _SqliteCursor:
+        self._cur.execute(sql.replace("%s", "?"), params)
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(sql.replace("%s", "?"), rows)
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cur.lastrowid
+
+
+class Sqlite(Dialect):
+    """One connection shared under a lock: the embedded default has one process that writes."""
+
+    name = "sqlite"
+
+    def __init__(self, url: str, path: str) -> None:
+        self.url = url
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        except sqlite3.Error as exc:
+            raise StoreConfigError(f"cannot open SQLite database {path}: {exc}") from exc
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        if path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._lock = threading.RLock()
+        # Writers in this process wake listeners at once; other processes are seen by polling.
+        self.changed = threading.Condition()
+        self.generation = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteCursor(cur)
+            except BaseException:
+                self._conn.rollback()
+                raise
+            else:
+                self._conn.commit()
+            finally:
+                cur.close()
+
+    def notify(self) -> None:
+        with self.changed:
+            self.generation += 1
+            self.changed.notify_all()
+
+    def data_version(self) -> int:
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def ts(self, value: datetime | None) -> Any:
+        return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def parse_ts(self, value: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+    def json(self, value: Any) -> Any:
+        return json.dumps(value, separators=(",", ":"))
+
+    def parse_json(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+        if not values:
+            return "1 = 0", []
+        return f"{column} IN ({','.join('%s' for _ in values)})", list(values)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def listen(self) -> SqliteListener:
+        return SqliteListener(self)
+
+
+class SqliteListener:
+    """Wakes on writes in this process at once, and sees other processes' commits by polling."""
+
+    def __init__(self, dialect: Sqlite) -> None:
+        self._dialect = dialect
+        self._generation = dialect.generation
+        self._version = dialect.data_version()
+
+    def wait(self, timeout: float) -> bool:
+        d = self._dialect
+        with d.changed:
+            d.changed.wait_for(lambda: d.generation != self._generation, timeout=timeout)
+            changed = d.generation != self._generation
+            self._generation = d.generation
+        version = d.data_version()
+        if version != self._version:
+            self._version = version
+            changed = True
+        return changed
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def open_dialect(url: str, max_connections: int = 8) -> Dialect:
+    """The dialect for a database URL; StoreConfigError names what is wrong with it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise StoreConfigError(f"database URL is not a URL: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        if not parts.hostname and "host=" not in (parts.query or ""):
+            raise StoreConfigError(f"database URL {mask_password(url)} names no host")
+        return Postgres(url, max_connections=max_connections)
+    if scheme == "sqlite":
+        # sqlite:///relative/or/absolute, sqlite:////abs, sqlite:// (in memory)
+        raw = unquote(url[len("sqlite://"):])
+        if raw in ("", "/", "/:memory:"):
+            path = ":memory:"
+        else:
+            path = raw[1:] if raw.startswith("/") and not raw.startswith("//") else raw
+            if raw.startswith("//"):
+                path = raw[1:]
+            path = os.path.expanduser(path)
+        return Sqlite(url, path)
+    shown = scheme or "(none)"
+    raise StoreConfigError(
+        f"database URL {mask_password(url)!s}: unsupported scheme {shown!r}; "
+        "use postgresql://user@host/db or sqlite:///path/to/file.db"
+    )
+
+
+def _first_line(exc: BaseException, url: str) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    parts = urlsplit(url)
+    if parts.password:
+        text = text.replace(parts.password, "***")
+    return text
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may fail in any way
+        pass

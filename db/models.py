@@ -1,0 +1,115 @@
+"""Plain values the store returns: never cursors, never rows tied to a connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+STATES = ("queued", "running", "done")
+
+# Orders the job listing supports; each maps to a keyset column in store.py.
+ORDERS = ("newest", "oldest", "latency", "status", "checked")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated URL with its options, ready to be recorded."""
+
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    name: str
+    created_at: datetime
+    size: int
+    idempotency_key: str | None = None
+    existed: bool = False  # True when an idempotency key matched an earlier batch
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """What a worker stores for one job: the core columns and the whole result as JSON."""
+
+    job_id: int
+    outcome: str
+    ok: bool
+    status_code: int | None
+    total_ms: float | None
+    attempts: int
+    error: str | None
+    final_url: str | None
+    bytes: int | None
+    content_type: str | None
+    title: str | None
+    checked_at: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+    worker: str | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with its result (when it has one): what listings and the UI show."""
+
+    id: int
+    url: str
+    batch: str | None
+    batch_id: int | None
+    state: str
+    options: dict[str, Any]
+    submitted_at: datetime
+    published_at: datetime | None
+    publish_error: str | None
+    started_at: datetime | None
+    checked_at: datetime | None
+    outcome: str | None
+    ok: bool | None
+    status_code: int | None
+    total_ms: float | None
+    attempts: int | None
+    error: str | None
+    final_url: str | None
+    bytes: int | None
+    content_type: str | None
+    title: str | None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Filters for listings; every one is applied in SQL."""
+
+    state: str | None = None
+    outcome: str | None = None
+    batch: str | None = None  # batch name or numeric id
+    since: datetime | None = None  # submitted at or after
+    text: str | None = None  # substring of the URL
+    failed: bool = False  # done and not ok
+    ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Counts:
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    ok: int = 0
+    failed: int = 0
+    unpublished: int = 0  # queued jobs whose message was never confirmed by the broker
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    done_last_minute: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    id: str
+    host: str
+    pid: int
+    queue: str
+    concurrency: int
+    processed: int
+    started_at: datetime
+    last_seen: datetime
