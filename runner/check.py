@@ -1,0 +1,806 @@
+"""The check: test one URL over HTTP and say what was found, within a deadline.
+
+``Checker.check(url, options)`` never raises for anything the network or the server
+does and always returns within ``options.deadline`` (+ about a second of slack): it
+sends GET or HEAD with requests, follows redirects itself (each hop recorded, the
+address policy applied to each), reads the body streaming and capped at
+``max_bytes``, retries transient failures with tenacity (exponential backoff with
+jitter, never past the deadline), and evaluates the job's assertions.
+
+The transport underneath requests (runner/timing.py) measures the phases, enforces the
+address policy at the socket's real connect address, and lets a watchdog cut a
+connection whose deadline has passed. This module is the only one of urltester that
+imports requests (with its helpers timing.py and policy.py).
+
+Everything a server sends that ends up in a result (reason phrase, title, header
+values) is cleaned of control characters and capped; nothing is interpreted as markup.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import logging
+import re
+import threading
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+import urllib3.exceptions as u3
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import InvalidURL, MissingSchema, ReadTimeout, SSLError
+from tenacity import Retrying, retry_if_result, stop_after_attempt
+
+from runner import timing
+from runner.options import DEFAULT_OPTIONS, CheckOptions, Condition
+from runner.policy import DEFAULT_POLICY, AddressPolicy
+from runner.timing import CheckFailure, Guard, HopTimes
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "OUTCOMES",
+    "AddressPolicy",
+    "CheckResult",
+    "Checker",
+]
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = (
+    "ok", "http_error", "assertion_failed", "dns_error", "connect_refused",
+    "connect_timeout", "read_timeout", "deadline_exceeded", "tls_error",
+    "too_many_redirects", "too_large", "invalid_response", "blocked",
+)
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+CHUNK = 64 * 1024
+REDIRECT_BODY_CAP = 64 * 1024   # a redirect's body is drained up to this, else dropped
+TITLE_SCAN = 256 * 1024         # the <title> is looked for in the first bytes only
+TITLE_MAX = 300
+HEADER_VALUE_MAX = 500
+HEADERS_MAX = 64
+BACKOFF_FIRST = 0.25            # seconds; doubles per attempt, with jitter, capped below
+BACKOFF_MAX = 5.0
+MIN_ATTEMPT = 0.2               # don't start an attempt with less time than this left
+
+
+# ---------------------------------------------------------------- the result
+
+
+@dataclass
+class CheckResult:
+    """What one check found. ``as_dict()`` is JSON-safe; docs/check.md explains each field."""
+
+    outcome: str
+    ok: bool
+    status_code: int | None = None
+    final_url: str | None = None          # password masked
+    total_ms: float | None = None         # the final attempt, all hops, first byte out to last in
+    attempts: int = 1
+    error: str | None = None
+    bytes: int | None = None              # body bytes read, after decompression, capped
+    content_type: str | None = None
+    title: str | None = None
+    # --- more of the response
+    url: str | None = None                # the URL asked for, password masked
+    method: str = "GET"
+    reason: str | None = None
+    http_version: str | None = None
+    content_length: int | None = None     # as declared by the server
+    headers: dict[str, str] = field(default_factory=dict)   # final response's, cleaned, capped
+    redirects: list[dict[str, Any]] = field(default_factory=list)   # [{status, url}] per hop followed
+    # --- the connection and phases (ms, summed over the hops of the final attempt)
+    ip: str | None = None
+    reused: bool | None = None
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    ttfb_ms: float | None = None
+    transfer_ms: float | None = None
+    hops: list[dict[str, Any]] = field(default_factory=list)
+    # --- TLS
+    tls: dict[str, Any] | None = None     # of the first https hop: the URL asked for
+    cert_days: int | None = None          # days left on the earliest-expiring cert of any hop
+    # --- retries and assertions
+    flaky: bool = False
+    retried: list[dict[str, str]] = field(default_factory=list)   # earlier attempts' outcome/error
+    failed_conditions: list[str] = field(default_factory=list)
+    elapsed_ms: float | None = None       # the whole check, retries and backoff included
+    checked_at: str | None = None         # ISO 8601 UTC, when the check started
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- text hygiene
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Server-sent text made safe to store and show: no control characters, capped."""
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _mask_url(url: str) -> str:
+    """Hide the password of ``user:pass@`` (private stand-in for runner.urls.mask_url)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class _TitleParser(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.inside = False
+        self.done = False
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag == "title" and not self.done:
+            self.inside = True
+        elif tag in ("body", "svg") and not self.inside:
+            self.done = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title" and self.inside:
+            self.inside = False
+            self.done = True
+
+    def handle_data(self, data: str) -> None:
+        if self.inside and sum(map(len, self.parts)) < TITLE_MAX * 4:
+            self.parts.append(data)
+
+
+_TITLE_TAG = re.compile(rb"<title", re.IGNORECASE)
+
+
+def extract_title(body: bytes, charset: str) -> str | None:
+    """The first <title> as plain text, whitespace collapsed, capped; None when absent."""
+    head = body[:TITLE_SCAN]
+    match = _TITLE_TAG.search(head)
+    if match is None:
+        return None
+    text = head[match.start():].decode(charset, errors="replace")
+    parser = _TitleParser()
+    try:
+        for i in range(0, len(text), 8192):
+            parser.feed(text[i: i + 8192])
+            if parser.done:
+                break
+        parser.close()
+    except (AssertionError, ValueError):   # html.parser on hostile input
+        pass
+    title = clean_text("".join(parser.parts), TITLE_MAX)
+    return title or None
+
+
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
+
+
+def _charset(content_type: str | None) -> str:
+    if content_type:
+        m = _CHARSET.search(content_type)
+        if m:
+            name = m.group(1)
+            try:
+                "".encode(name)
+                return name
+            except LookupError:
+                pass
+    return "utf-8"
+
+
+# ---------------------------------------------------------------- one hop
+
+
+@dataclass
+class _Hop:
+    """One request/response of one attempt (internal; summarised into CheckResult.hops)."""
+
+    url: str
+    times: HopTimes
+    started: float
+    status: int | None = None
+    reason: str | None = None
+    version: int | None = None
+    headers: Any = None
+    location: str | None = None
+    body: bytes = b""
+    too_large: bool = False
+    ended: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        t = self.times
+        transfer = None
+        if t.headers_at is not None and self.ended is not None:
+            transfer = (self.ended - t.headers_at) * 1000.0
+        ttfb = t.ttfb_ms
+        return {
+            "url": _mask_url(self.url),
+            "status": self.status,
+            "ip": t.ip,
+            "reused": not t.new_conn if self.status is not None or t.ip else None,
+            "dns_ms": _r(t.dns_ms),
+            "connect_ms": _r(t.connect_ms),
+            "tls_ms": _r(t.tls_ms),
+            "ttfb_ms": _r(ttfb),
+            "transfer_ms": _r(transfer),
+            "total_ms": _r(((self.ended or time.perf_counter()) - self.started) * 1000.0),
+        }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class _Attempt:
+    """The outcome of one attempt: a finished hop chain, or a classified failure."""
+
+    __slots__ = ("hops", "outcome", "error", "transient", "retry_after")
+
+    def __init__(self) -> None:
+        self.hops: list[_Hop] = []
+        self.outcome: str | None = None
+        self.error: str | None = None
+        self.transient = False
+        self.retry_after: float | None = None
+
+
+# ---------------------------------------------------------------- the checker
+
+
+class Checker:
+    """Runs checks. Thread-safe: each thread gets its own requests.Session (connection
+    reuse per thread); one Checker can be shared by all of a worker's threads."""
+
+    def __init__(self, policy: AddressPolicy = DEFAULT_POLICY, *, user_agent: str = "urltester/0.1",
+                 ca_bundle: str | None = None) -> None:
+        self.policy = policy
+        self.user_agent = user_agent
+        self._ca_bundle = ca_bundle
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    # -- sessions
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False            # no proxies, netrc or CA paths from the env
+            adapter = timing.CheckAdapter(ca_bundle=self._ca_bundle, pool_connections=20,
+                                          pool_maxsize=4)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers = {"User-Agent": self.user_agent, "Accept": "*/*",   # type: ignore[assignment]
+                               "Accept-Encoding": "gzip, deflate"}
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    # -- the check
+
+    def check(self, url: str, options: CheckOptions = DEFAULT_OPTIONS) -> CheckResult:
+        started = time.monotonic()
+        guard = Guard(started + options.deadline)
+        timing.WATCHDOG.arm(guard)
+        try:
+            return self._check(url, options, guard, started)
+        except Exception as exc:   # a bug of ours must not take the worker down
+            log.exception("check of %s failed unexpectedly", _mask_url(url))
+            return CheckResult(outcome="invalid_response", ok=False, url=_mask_url(url),
+                               error=f"unexpected error in the check: {type(exc).__name__}",
+                               method=options.method,
+                               elapsed_ms=_r((time.monotonic() - started) * 1000.0))
+        finally:
+            guard.done = True
+            timing.set_current(None)
+
+    def _check(self, url: str, options: CheckOptions, guard: Guard, started: float) -> CheckResult:
+        checked_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        session = self._session()
+        session.cookies.clear()                  # cookies live for one check's redirects only
+        history: list[_Attempt] = []
+
+        def attempt() -> _Attempt:
+            result = self._attempt(session, url, options, guard)
+            history.append(result)
+            return result
+
+        retryer = Retrying(
+            stop=stop_after_attempt(max(1, options.retries)) | _StopAtDeadline(guard),
+            wait=_Backoff(),
+            retry=retry_if_result(lambda a: a.transient),
+            retry_error_callback=lambda state: state.outcome.result(),
+            reraise=True,
+        )
+        final: _Attempt = retryer(attempt)
+        result = self._result(url, options, final, guard)
+        result.attempts = len(history)
+        result.retried = [{"outcome": a.outcome or "", "error": a.error or ""} for a in history[:-1]]
+        result.flaky = result.attempts > 1 and result.ok
+        result.checked_at = checked_at
+        result.elapsed_ms = _r((time.monotonic() - started) * 1000.0)
+        return result
+
+    def _attempt(self, session: requests.Session, url: str, options: CheckOptions,
+                 guard: Guard) -> _Attempt:
+        att = _Attempt()
+        method = options.method
+        headers = dict(options.headers)
+        first_host = urlsplit(url).hostname
+        current_url = url
+        while True:
+            remaining = guard.remaining()
+            if remaining <= 0:
+                att.outcome, att.error = "deadline_exceeded", _deadline_words(options, "before a request")
+                return att
+            op_timeout = min(remaining, max(1.0, options.deadline / max(1, options.retries)))
+            hop = _Hop(url=current_url, started=time.perf_counter(),
+                       times=HopTimes(guard=guard, policy=self.policy, op_timeout=op_timeout))
+            att.hops.append(hop)
+            following = len(att.hops) <= options.max_redirects
+            try:
+                self._send(session, hop, method, headers, options, following)
+            except CheckFailure as exc:
+                att.outcome, att.error, att.transient = exc.outcome, exc.error, exc.transient
+            except Exception as exc:   # noqa: BLE001 - classified below
+                att.outcome, att.error, att.transient = _classify(exc, hop.times)
+            finally:
+                hop.ended = hop.ended or time.perf_counter()
+                timing.set_current(None)
+            if att.outcome is not None:
+                if att.outcome == "deadline_exceeded" or guard.fired:
+                    att.outcome = "deadline_exceeded"
+                    att.error = _deadline_words(options, hop.times.phase)
+                    att.transient = False
+                return att
+            if hop.location is None:
+                if hop.status in RETRY_STATUS and hop.status not in options.status_set:
+                    att.transient = True
+                    att.retry_after = _retry_after(hop.headers)
+                return att
+            if not following:
+                att.outcome = "too_many_redirects"
+                att.error = f"more than {options.max_redirects} redirects"
+                return att
+            # Follow: resolve relative Locations; only http(s); drop credentials sent by
+            # header when the host changes (requests does the same for its own redirects).
+            try:
+                next_url = urljoin(current_url, hop.location)
+                parts = urlsplit(next_url)
+            except ValueError:
+                att.outcome, att.error = "invalid_response", "redirect to an invalid URL"
+                return att
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                att.outcome = "invalid_response"
+                att.error = f"redirect to an unsupported URL: {clean_text(_mask_url(next_url), 200)}"
+                return att
+            if parts.hostname != first_host:
+                headers = {k: v for k, v in headers.items()
+                           if k.lower() not in ("authorization", "cookie", "proxy-authorization")}
+            if hop.status == 303 and method != "HEAD":
+                method = "GET"
+            current_url = next_url
+
+    def _send(self, session: requests.Session, hop: _Hop, method: str, headers: dict[str, str],
+              options: CheckOptions, following: bool) -> None:
+        """One request; fills ``hop``. Raises for the caller to classify."""
+        t = hop.times
+        timing.set_current(t)
+        response = session.request(
+            method, hop.url, headers=headers, allow_redirects=False, stream=True,
+            timeout=(t.op_timeout, t.op_timeout), verify=not options.insecure,
+        )
+        raw = response.raw
+        hop.status = response.status_code
+        hop.reason = response.reason
+        hop.version = getattr(raw, "version", None)
+        hop.headers = response.headers
+        is_redirect = hop.status in REDIRECT_CODES and "location" in response.headers
+        if is_redirect and options.max_redirects > 0:
+            hop.location = response.headers["location"]
+            # Drain a small body so the connection can be reused; drop it otherwise.
+            # Past max_redirects the redirect is still "followed" to report the loop.
+            self._read(hop, response, REDIRECT_BODY_CAP, options, keep=False)
+            return
+        if method == "HEAD":
+            hop.ended = time.perf_counter()
+            raw.release_conn()
+            return
+        declared = _content_length(response.headers)
+        if declared is not None and declared > options.max_bytes:
+            hop.too_large = True
+            hop.ended = time.perf_counter()
+            response.close()
+            return
+        self._read(hop, response, options.max_bytes, options, keep=True)
+
+    @staticmethod
+    def _read(hop: _Hop, response: requests.Response, cap: int, options: CheckOptions,
+              keep: bool) -> None:
+        """Read the body streaming, decompressed, until EOF or one byte past ``cap``."""
+        hop.times.phase = "reading the body"
+        raw = response.raw
+        guard = hop.times.guard
+        chunks: list[bytes] = []
+        total = 0
+        eof = False
+        try:
+            while True:
+                if guard.fired or guard.remaining() <= 0:
+                    raise CheckFailure("deadline_exceeded", "")
+                want = min(CHUNK, cap + 1 - total)
+                chunk = raw.read(want, decode_content=True)
+                if not chunk:
+                    eof = True
+                    break
+                total += len(chunk)
+                if total > cap:
+                    chunk = chunk[: len(chunk) - (total - cap)]
+                    total = cap
+                    if keep:
+                        chunks.append(chunk)
+                    hop.too_large = keep
+                    break
+                if keep:
+                    chunks.append(chunk)
+        finally:
+            hop.ended = time.perf_counter()
+            hop.body = b"".join(chunks)
+            if eof:
+                raw.release_conn()
+            else:
+                response.close()
+
+    # -- building the result
+
+    def _result(self, url: str, options: CheckOptions, att: _Attempt, guard: Guard) -> CheckResult:
+        hops = att.hops
+        last = hops[-1] if hops else None
+        result = CheckResult(outcome="ok", ok=True, url=_mask_url(url), method=options.method)
+        summaries = [h.summary() for h in hops]
+        result.hops = summaries
+        result.redirects = [{"status": h.status, "url": _mask_url(urljoin(h.url, h.location))}
+                            for h in hops if h.location is not None and h.status is not None]
+        measured = [h for h in hops if h.times.ip is not None or h.status is not None]
+        if measured:
+            result.dns_ms = _r(sum(h.times.dns_ms for h in measured))
+            result.connect_ms = _r(sum(h.times.connect_ms for h in measured))
+            tls = [h.times.tls_ms for h in measured if h.times.tls_ms is not None]
+            result.tls_ms = _r(sum(tls)) if tls else None
+            ttfb = [s["ttfb_ms"] for s in summaries if s["ttfb_ms"] is not None]
+            result.ttfb_ms = _r(sum(ttfb)) if ttfb else None
+            transfer = [s["transfer_ms"] for s in summaries if s["transfer_ms"] is not None]
+            result.transfer_ms = _r(sum(transfer)) if transfer else None
+            result.total_ms = _r(sum(s["total_ms"] for s in summaries))
+            result.ip = last.times.ip if last else None
+            result.reused = summaries[-1]["reused"]
+        self._tls(result, hops, att)
+
+        if last is not None and last.status is not None:
+            headers = last.headers
+            result.status_code = last.status
+            result.reason = clean_text(last.reason or "", 100) or None
+            result.http_version = {9: "HTTP/0.9", 10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2"}.get(
+                last.version or 0)
+            result.final_url = _mask_url(last.url)
+            ctype = headers.get("content-type")
+            result.content_type = clean_text(ctype, 200) if ctype else None
+            result.content_length = _content_length(headers)
+            result.headers = {clean_text(k.lower(), 100): clean_text(v, HEADER_VALUE_MAX)
+                              for k, v in list(headers.items())[:HEADERS_MAX]}
+            if options.method != "HEAD" and not last.too_large or last.body:
+                result.bytes = len(last.body)
+            if last.body and result.content_type and "html" in result.content_type.lower():
+                result.title = extract_title(last.body, _charset(result.content_type))
+
+        if att.outcome is not None:
+            result.outcome, result.ok, result.error = att.outcome, False, att.error
+            return result
+        assert last is not None
+        if last.too_large:
+            result.outcome, result.ok = "too_large", False
+            size = f"declares {result.content_length} bytes" if result.bytes is None else \
+                "is longer"
+            result.error = f"body {size}, more than max_bytes {options.max_bytes}"
+            return result
+        if last.status not in options.status_set:
+            result.outcome, result.ok = "http_error", False
+            result.error = (f"HTTP {last.status} {result.reason or ''}".rstrip()
+                            + f" (expected {options.expect_status})")
+            return result
+        failures = self._assertions(result, last, options)
+        if failures:
+            result.outcome, result.ok = "assertion_failed", False
+            result.failed_conditions = failures
+            result.error = "; ".join(failures)
+        return result
+
+    @staticmethod
+    def _tls(result: CheckResult, hops: list[_Hop], att: _Attempt) -> None:
+        now = time.time()
+        earliest: float | None = None
+        for hop in hops:
+            details = hop.times.tls
+            if not details:
+                continue
+            chain = details.get("chain") or []
+            afters = [c["not_after"] for c in chain if c.get("not_after")]
+            if afters:
+                earliest = min(afters) if earliest is None else min(earliest, *afters)
+            if result.tls is None:
+                leaf = chain[0] if chain else {}
+                result.tls = {
+                    "protocol": details.get("protocol"),
+                    "cipher": details.get("cipher"),
+                    "alpn": details.get("alpn"),
+                    "verified": None,
+                    "subject": leaf.get("subject"),
+                    "issuer": leaf.get("issuer"),
+                    "san": leaf.get("san", []),
+                    "not_before": _iso(leaf.get("not_before")),
+                    "not_after": _iso(leaf.get("not_after")),
+                    "days_left": _days(leaf.get("not_after"), now),
+                    "chain_not_after": _iso(min(afters)) if afters else None,
+                    "chain_days_left": _days(min(afters), now) if afters else None,
+                    "chain": [{"subject": c["subject"], "issuer": c["issuer"],
+                               "not_after": _iso(c["not_after"])} for c in chain],
+                }
+        if earliest is not None:
+            result.cert_days = _days(earliest, now)
+
+    def _assertions(self, result: CheckResult, hop: _Hop, options: CheckOptions) -> list[str]:
+        failures: list[str] = []
+        text: str | None = None
+
+        def body_text() -> str:
+            nonlocal text
+            if text is None:
+                text = hop.body.decode(_charset(result.content_type), errors="replace")
+            return text
+
+        if options.body_contains is not None and options.body_contains not in body_text():
+            failures.append(f'body does not contain "{options.body_contains}"')
+        if options.body_excludes is not None and options.body_excludes in body_text():
+            failures.append(f'body contains "{options.body_excludes}"')
+        if options.max_ms is not None and (result.total_ms or 0.0) > options.max_ms:
+            failures.append(f"took {result.total_ms:.0f} ms, more than max_ms {options.max_ms:g}")
+        for cond in options.parsed_conditions:
+            problem = _evaluate(cond, result, body_text)
+            if problem:
+                failures.append(problem)
+        return failures
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class _StopAtDeadline:
+    """Stop retrying when the next backoff would leave too little time for an attempt."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+
+    def __call__(self, state: Any) -> bool:
+        upcoming = getattr(state, "upcoming_sleep", 0.0) or 0.0
+        return self.guard.remaining() - upcoming < MIN_ATTEMPT
+
+
+class _Backoff:
+    """Exponential backoff with full jitter, honouring Retry-After when it is longer."""
+
+    def __call__(self, state: Any) -> float:
+        import random
+
+        base = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state.attempt_number - 1))
+        wait = base / 2 + random.uniform(0, base / 2)   # noqa: S311 - jitter, not crypto
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            retry_after = outcome.result().retry_after
+            if retry_after is not None:
+                wait = max(wait, retry_after)
+        return wait
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("retry-after") if headers is not None else None
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None    # an HTTP date: ignored, backoff applies
+    return seconds if 0 <= seconds <= 3600 else None
+
+
+def _content_length(headers: Any) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        number = int(value.split(",")[0].strip())
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _days(epoch: float | None, now: float) -> int | None:
+    if epoch is None:
+        return None
+    return int((epoch - now) // 86400)
+
+
+def _deadline_words(options: CheckOptions, phase: str) -> str:
+    return f"deadline of {options.deadline:g} s exceeded {_PHASE_WORDS.get(phase, phase)}"
+
+
+_PHASE_WORDS = {
+    "resolving the name": "while resolving the name",
+    "connecting": "while connecting",
+    "in the TLS handshake": "in the TLS handshake",
+    "waiting for the response headers": "while waiting for the response headers",
+    "reading the body": "while reading the body",
+    "before a request": "before the next request",
+}
+
+_VERIFY_WORDS = {
+    10: "certificate expired",
+    9: "certificate not yet valid",
+    18: "self-signed certificate",
+    19: "self-signed certificate in the chain",
+    20: "certificate issuer unknown (unable to get local issuer certificate)",
+    21: "unable to verify the first certificate (incomplete chain?)",
+    62: "certificate does not match the host name",
+}
+
+
+def _tls_words(exc: BaseException, times: HopTimes) -> str:
+    failure = times.tls_failure or {}
+    inner = failure.get("exc")
+    code = getattr(inner, "verify_code", None)
+    chain = failure.get("chain") or []
+    if code == 10:
+        now = time.time()
+        for info in chain:
+            summary = timing.cert_summary(info)
+            if summary["not_after"] is not None and summary["not_after"] < now:
+                day = datetime.fromtimestamp(summary["not_after"], UTC).date().isoformat()
+                who = "certificate" if info is chain[0] else f"certificate of {summary['subject']}"
+                return f"TLS: {who} expired on {day}"
+    if code is not None:
+        words = _VERIFY_WORDS.get(code) or getattr(inner, "verify_message", None) or str(inner)
+        if code == 62 and chain:
+            names = timing.cert_summary(chain[0])["san"] or [timing.cert_summary(chain[0])["subject"]]
+            words += f" (certificate is for {', '.join(names[:3])})"
+        return f"TLS: {words}"
+    source = inner if inner is not None else exc
+    reason = getattr(source, "reason", None)
+    if reason:
+        return f"TLS: {str(reason).lower().replace('_', ' ')}"
+    return f"TLS: handshake failed ({_root(source).__class__.__name__})"
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cause: requests wraps urllib3, which wraps the socket error."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        nxt = getattr(exc, "reason", None)
+        if isinstance(nxt, BaseException):
+            exc = nxt
+            continue
+        if exc.args and isinstance(exc.args[-1], BaseException):
+            exc = exc.args[-1]
+            continue
+        if exc.__cause__ is not None:
+            exc = exc.__cause__
+            continue
+        if exc.__context__ is not None and not exc.__suppress_context__:
+            exc = exc.__context__
+            continue
+        break
+    return exc
+
+
+def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:
+    """Map an exception from requests/urllib3/socket to (outcome, error, transient)."""
+    guard = times.guard
+    if guard.fired or guard.remaining() <= 0:
+        return "deadline_exceeded", "", False
+    if times.tls_failure is not None or isinstance(exc, SSLError | u3.SSLError):
+        return "tls_error", _tls_words(exc, times), False
+    if isinstance(exc, MissingSchema | InvalidURL | u3.LocationParseError | u3.LocationValueError):
+        return "invalid_response", f"invalid URL: {clean_text(str(exc), 200)}", False
+    root = _root(exc)
+    phase = times.phase
+    if isinstance(exc, ReadTimeout | u3.ReadTimeoutError) or isinstance(root, TimeoutError):
+        return "read_timeout", f"no data for {times.op_timeout:g} s {_PHASE_WORDS.get(phase, phase)}", True
+    if isinstance(root, ConnectionResetError):
+        return "invalid_response", f"connection reset by the server {_PHASE_WORDS.get(phase, phase)}", True
+    if isinstance(root, ConnectionError | BrokenPipeError):
+        return "invalid_response", f"connection lost {_PHASE_WORDS.get(phase, phase)}", True
+    if type(root).__name__ == "RemoteDisconnected":
+        return "invalid_response", "the server closed the connection without a response", True
+    if type(root).__name__ == "BadStatusLine":
+        return "invalid_response", "the server did not answer with HTTP (bad status line)", False
+    if type(root).__name__ == "LineTooLong":
+        return "invalid_response", "a response header line is too long (over 64 KiB)", False
+    if isinstance(root, u3.DecodeError) or isinstance(exc, requests.exceptions.ContentDecodingError):
+        return "invalid_response", "the body could not be decompressed", False
+    if type(root).__name__ == "IncompleteRead" or isinstance(exc, u3.IncompleteRead):
+        return "invalid_response", "the body ended before its declared length", True
+    if isinstance(exc, RequestsConnectionError | u3.ProtocolError | u3.HTTPError) or isinstance(root, OSError):
+        words = clean_text(str(root), 200) or type(root).__name__
+        return "invalid_response", f"invalid response {_PHASE_WORDS.get(phase, phase)}: {words}", False
+    if type(root).__name__ == "HTTPException" or "http.client" in type(root).__module__:
+        return "invalid_response", f"invalid response: {clean_text(str(root), 200)}", False
+    raise exc
+
+
+def _evaluate(cond: Condition, result: CheckResult, body_text: Any) -> str | None:
+    """None when the condition holds, else words saying why not."""
+    field_name = cond.field
+    actual: Any
+    if field_name == "status":
+        actual = result.status_code
+    elif field_name == "redirects":
+        actual = len(result.redirects)
+    elif field_name == "body":
+        actual = body_text()
+    elif field_name.startswith("header."):
+        actual = result.headers.get(field_name[7:])
+    else:
+        actual = getattr(result, field_name)
+    if actual is None:
+        return f"{cond.text}: {field_name} is not available"
+    op, want = cond.op, cond.value
+    if op == "in":
+        held = actual in want
+    elif op == "contains":
+        held = want in actual
+    elif op == "not contains":
+        held = want not in actual
+    else:
+        if isinstance(want, float):
+            actual = float(actual)
+        held = {
+            "==": actual == want, "!=": actual != want, "<": actual < want,
+            "<=": actual <= want, ">": actual > want, ">=": actual >= want,
+        }[op]
+    if held:
+        return None
+    if field_name == "body":
+        return f"condition failed: {cond.text}"
+    shown = actual if not isinstance(actual, float) else f"{actual:g}"
+    return f"condition failed: {cond.text} ({field_name} was {unicodedata.normalize('NFC', str(shown))[:100]})"

@@ -1,0 +1,460 @@
+"""The check's transport underneath requests: phase timings, the address policy, the deadline.
+
+requests does not expose what happens on the wire, so this module supplies urllib3
+connection and pool classes (mounted through ``CheckAdapter``) that:
+
+- resolve the host themselves (``getaddrinfo``, timed, bounded by the deadline),
+- ask the AddressPolicy about every address and connect only to an allowed one; the
+  socket connects to exactly the address that was judged (no DNS rebinding),
+- time the TCP connect, the TLS handshake, request-sent → first byte, and record the
+  peer address, whether the connection was reused, and the TLS session details,
+- register every socket with the check's ``Guard``, which the ``Watchdog`` thread shuts
+  down when the check's deadline passes: socket timeouts bound one recv(), not a server
+  that trickles one byte a second, and getaddrinfo cannot be interrupted at all.
+
+What a connection measures goes to the calling thread's current ``HopTimes`` (set by
+runner/check.py around each request); requests and urllib3 do the request on the
+calling thread, so a thread-local is exact. Outside a check the classes behave as
+plain urllib3 connections with no policy (never used that way here).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import select
+import socket
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests.certs
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.ssl_ import create_urllib3_context
+
+from runner.policy import AddressPolicy, parse_address
+
+_now = time.monotonic
+_perf = time.perf_counter
+
+
+class CheckFailure(Exception):
+    """A failure the transport has already classified (outcome + words for a person).
+
+    Deliberately not an OSError: urllib3 and requests let it through unwrapped.
+    """
+
+    def __init__(self, outcome: str, error: str, *, transient: bool = False) -> None:
+        super().__init__(error)
+        self.outcome = outcome
+        self.error = error
+        self.transient = transient
+
+
+# ---------------------------------------------------------------- deadline watchdog
+
+
+class Guard:
+    """The sockets of one check, and whether its deadline has fired."""
+
+    __slots__ = ("deadline", "fired", "done", "_socks")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline      # time.monotonic() value
+        self.fired = False
+        self.done = False
+        self._socks: list[socket.socket] = []
+
+    def remaining(self) -> float:
+        return self.deadline - _now()
+
+    def register(self, sock: socket.socket) -> None:
+        if len(self._socks) > 64:     # long redirect chains on reused sockets
+            del self._socks[:32]
+        self._socks.append(sock)
+        if self.fired:
+            _shutdown(sock)
+
+    def fire(self) -> None:
+        if self.done:
+            return
+        self.fired = True
+        for sock in list(self._socks):
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # The plain socket-level shutdown, also for an SSLSocket: it wakes a thread blocked
+    # in recv()/SSL_read() on the same fd without touching the TLS object from here.
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, ValueError):
+        pass
+
+
+class Watchdog:
+    """One daemon thread per process that fires guards whose deadline has passed."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Guard]] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, guard: Guard) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="check-watchdog", daemon=True)
+                self._thread.start()
+            earliest = self._heap[0][0] if self._heap else None
+            heapq.heappush(self._heap, (guard.deadline, next(self._seq), guard))
+            if earliest is None or guard.deadline < earliest:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        heap = self._heap
+        while True:
+            with self._cond:
+                while heap and heap[0][2].done:
+                    heapq.heappop(heap)
+                if not heap:
+                    self._cond.wait()
+                    continue
+                delay = heap[0][0] - _now()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                guard = heapq.heappop(heap)[2]
+            guard.fire()
+
+
+WATCHDOG = Watchdog()
+
+
+# ---------------------------------------------------------------- per-hop measurements
+
+
+@dataclass
+class HopTimes:
+    """What the transport saw for one request (one hop of one attempt)."""
+
+    guard: Guard
+    policy: AddressPolicy
+    op_timeout: float
+    phase: str = "connecting"
+    new_conn: bool = False
+    ip: str | None = None
+    dns_ms: float = 0.0
+    connect_ms: float = 0.0
+    tls_ms: float | None = None
+    ttfb_ms: float | None = None
+    sent_at: float | None = None
+    headers_at: float | None = None
+    tls: dict[str, Any] | None = None
+    tls_failure: dict[str, Any] | None = field(default=None)
+
+
+_local = threading.local()
+
+
+def current() -> HopTimes | None:
+    return getattr(_local, "hop", None)
+
+
+def set_current(hop: HopTimes | None) -> None:
+    _local.hop = hop
+
+
+_resolver = ThreadPoolExecutor(max_workers=8, thread_name_prefix="check-dns")
+
+
+def _is_numeric(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+def resolve(host: str, port: int, timeout: float) -> list[tuple]:
+    """getaddrinfo bounded by ``timeout`` (a stuck resolver thread is left to finish)."""
+    if _is_numeric(host):
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    future = _resolver.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+    try:
+        return future.result(timeout=max(timeout, 0.0))
+    except FutureTimeout:
+        future.cancel()
+        raise TimeoutError("name resolution timed out") from None
+
+
+_GAI_WORDS = {
+    socket.EAI_NONAME: "name not found",
+    socket.EAI_AGAIN: "temporary failure (server not reachable or no answer)",
+    socket.EAI_FAIL: "server failure",
+}
+if hasattr(socket, "EAI_NODATA"):
+    _GAI_WORDS[socket.EAI_NODATA] = "no address for this name"
+
+
+class _TimedConnectionMixin:
+    """Shared by the HTTP and HTTPS connection classes below."""
+
+    _ut_ip: str | None = None
+    _ut_tls: dict[str, Any] | None = None
+
+    def _new_conn(self) -> socket.socket:  # type: ignore[override]
+        hop = current()
+        host: str = self._dns_host.strip("[]")  # type: ignore[attr-defined]
+        port: int = self.port  # type: ignore[attr-defined]
+        if hop is None:   # not inside a check: behave like urllib3
+            return super()._new_conn()  # type: ignore[misc]
+        guard = hop.guard
+        hop.new_conn = True
+        hop.phase = "resolving the name"
+        t0 = _perf()
+        try:
+            infos = resolve(host, port, min(guard.remaining(), hop.op_timeout))
+        except socket.gaierror as exc:
+            words = _GAI_WORDS.get(exc.errno, exc.strerror or str(exc))
+            transient = exc.errno == socket.EAI_AGAIN
+            raise CheckFailure("dns_error", f"DNS: {words} ({host})", transient=transient) from None
+        except TimeoutError:
+            if guard.remaining() <= 0:
+                raise CheckFailure("deadline_exceeded", "") from None
+            raise CheckFailure("dns_error", f"DNS: no answer within {hop.op_timeout:g} s ({host})",
+                               transient=True) from None
+        except UnicodeError:
+            raise CheckFailure("dns_error", f"DNS: {host!r} is not a valid name") from None
+        t1 = _perf()
+        hop.dns_ms = (t1 - t0) * 1000.0
+
+        refused: list[str] = []
+        allowed: list[tuple] = []
+        for info in infos:
+            addr = info[4][0]
+            why = hop.policy.refusal(parse_address(addr))
+            if why is None:
+                allowed.append(info)
+            else:
+                refused.append(f"{addr} ({why})")
+        if not allowed:
+            raise CheckFailure("blocked", f"blocked by address policy: {', '.join(refused[:3])}")
+
+        hop.phase = "connecting"
+        last: BaseException | None = None
+        for af, socktype, proto, _canon, sa in allowed:
+            timeout = min(guard.remaining(), hop.op_timeout)
+            if timeout <= 0:
+                break
+            sock = socket.socket(af, socktype, proto)
+            try:
+                for opt in self.socket_options or ():  # type: ignore[attr-defined]
+                    sock.setsockopt(*opt)
+                sock.settimeout(timeout)
+                guard.register(sock)
+                sock.connect(sa)
+            except BaseException as exc:
+                sock.close()
+                last = exc
+                continue
+            hop.connect_ms = (_perf() - t1) * 1000.0
+            hop.ip = self._ut_ip = sa[0]
+            sock.settimeout(hop.op_timeout)
+            return sock
+        if guard.fired or guard.remaining() <= 0:
+            raise CheckFailure("deadline_exceeded", "")
+        where = f"{host} port {port}"
+        if isinstance(last, TimeoutError | socket.timeout):
+            raise CheckFailure("connect_timeout", f"connect to {where} timed out after "
+                               f"{hop.op_timeout:g} s", transient=True)
+        if isinstance(last, ConnectionRefusedError):
+            raise CheckFailure("connect_refused", f"connection refused by {where}")
+        words = getattr(last, "strerror", None) or str(last)
+        raise CheckFailure("connect_refused", f"cannot connect to {where}: {words}")
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        hop = current()
+        if hop is not None:
+            sock = self.sock  # type: ignore[attr-defined]
+            if sock is not None and not hop.new_conn:
+                hop.guard.register(sock)
+                hop.ip = self._ut_ip
+                hop.tls = self._ut_tls
+        super().request(*args, **kwargs)  # type: ignore[misc]
+        if hop is not None:
+            hop.sent_at = _perf()
+            hop.phase = "waiting for the response headers"
+
+    def getresponse(self) -> Any:
+        hop = current()
+        if hop is not None and hop.sent_at is not None:
+            sock = self.sock  # type: ignore[attr-defined]
+            # Wait for the first byte without consuming it, so ttfb is the first byte,
+            # not the end of the headers. A TLS socket may already hold decrypted bytes.
+            if sock is not None and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                try:
+                    poller = select.poll()
+                    poller.register(sock, select.POLLIN | select.POLLPRI)
+                    poller.poll(max(0.0, min(hop.op_timeout, hop.guard.remaining())) * 1000.0)
+                except (OSError, ValueError):
+                    pass
+            hop.ttfb_ms = (_perf() - hop.sent_at) * 1000.0
+        response = super().getresponse()  # type: ignore[misc]
+        if hop is not None:
+            hop.headers_at = _perf()
+        return response
+
+
+class TimedHTTPConnection(_TimedConnectionMixin, HTTPConnection):
+    pass
+
+
+class TimedHTTPSConnection(_TimedConnectionMixin, HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        hop = current()
+        if hop is not None:
+            self._ut_tls = hop.tls
+
+
+class TimedSSLSocket(ssl.SSLSocket):
+    """Times the handshake and keeps the certificate chain, also when verification fails."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        hop = current()
+        if hop is None:
+            return super().do_handshake(block)
+        hop.phase = "in the TLS handshake"
+        hop.guard.register(self)
+        t0 = _perf()
+        try:
+            super().do_handshake(block)
+        except ssl.SSLError as exc:
+            hop.tls_ms = (_perf() - t0) * 1000.0
+            hop.tls_failure = {"exc": exc, "chain": _chain_info(self)}
+            raise
+        hop.tls_ms = (_perf() - t0) * 1000.0
+        hop.tls = tls_details(self)
+        return None
+
+
+def _chain_info(sock: ssl.SSLSocket) -> list[dict[str, Any]]:
+    try:
+        chain = sock._sslobj.get_unverified_chain() or []  # type: ignore[union-attr]
+    except (AttributeError, ValueError, ssl.SSLError):
+        return []
+    out = []
+    for cert in chain[:10]:
+        try:
+            out.append(cert.get_info())
+        except (ValueError, ssl.SSLError):
+            continue
+    return out
+
+
+def _name(rdns: Any) -> str:
+    """A certificate name as a short string: the CN when present, else all attributes."""
+    parts = [(k, v) for rdn in rdns or () for k, v in rdn]
+    for key, value in parts:
+        if key == "commonName":
+            return value
+    return ", ".join(f"{k}={v}" for k, v in parts)
+
+
+def _when(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(ssl.cert_time_to_seconds(text))
+    except ValueError:
+        return None
+
+
+def cert_summary(info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "subject": _name(info.get("subject")),
+        "issuer": _name(info.get("issuer")),
+        "not_before": _when(info.get("notBefore")),
+        "not_after": _when(info.get("notAfter")),
+        "san": [v for k, v in info.get("subjectAltName", ())[:20] if k in ("DNS", "IP Address")],
+    }
+
+
+def tls_details(sock: ssl.SSLSocket) -> dict[str, Any]:
+    """Protocol, cipher and the certificate chain as the server sent it (epoch seconds)."""
+    chain = [cert_summary(info) for info in _chain_info(sock)]
+    cipher = sock.cipher()
+    return {
+        "protocol": sock.version(),
+        "cipher": cipher[0] if cipher else None,
+        "alpn": sock.selected_alpn_protocol(),
+        "chain": chain,
+    }
+
+
+# ---------------------------------------------------------------- pools and adapter
+
+
+class TimedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = TimedHTTPConnection
+
+
+class TimedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = TimedHTTPSConnection
+
+    def _validate_conn(self, conn: Any) -> None:
+        # The base class warns on every unverified request; --insecure is a choice
+        # the operator made per job, and the result records verified: false.
+        HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
+
+def make_ssl_context(verify: bool, ca_bundle: str | None = None) -> ssl.SSLContext:
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE)
+    if verify:
+        context.check_hostname = True
+        context.load_verify_locations(ca_bundle or requests.certs.where())
+    else:
+        context.check_hostname = False
+    context.sslsocket_class = TimedSSLSocket
+    return context
+
+
+class CheckAdapter(HTTPAdapter):
+    """An HTTPAdapter whose pools use the timed connections and two prepared TLS contexts."""
+
+    def __init__(self, ca_bundle: str | None = None, **kwargs: Any) -> None:
+        self._ctx_verify = make_ssl_context(True, ca_bundle)
+        self._ctx_insecure = make_ssl_context(False)
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
+                         **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": TimedHTTPConnectionPool,
+            "https": TimedHTTPSConnectionPool,
+        }
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any,
+                                             cert: Any = None) -> tuple[dict, dict]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params.get("scheme") == "https":
+            pool_kwargs["ssl_context"] = self._ctx_insecure if verify is False else self._ctx_verify
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # The contexts already hold the CA bundle; requests would otherwise make urllib3
+        # reload it into a shared context on every new connection.
+        if url.lower().startswith("https"):
+            conn.cert_reqs = "CERT_REQUIRED" if verify is not False else "CERT_NONE"
+            conn.ca_certs = None
+            conn.ca_cert_dir = None
