@@ -416,6 +416,11 @@ class Checker:
             method, hop.url, headers=headers, allow_redirects=False, stream=True,
             timeout=(t.op_timeout, t.op_timeout), verify=not options.insecure,
         )
+        if t.guard.fired:
+            # The watchdog's shutdown reads as an end of stream, which http.client can
+            # take for the end of the headers: what arrived is not a response.
+            response.close()
+            raise CheckFailure("deadline_exceeded", "")
         raw = response.raw
         hop.status = response.status_code
         hop.reason = response.reason
@@ -457,6 +462,8 @@ class Checker:
                 want = min(CHUNK, cap + 1 - total)
                 chunk = raw.read(want, decode_content=True)
                 if not chunk:
+                    if guard.fired:      # the watchdog's shutdown, not the server's end
+                        raise CheckFailure("deadline_exceeded", "")
                     eof = True
                     break
                 total += len(chunk)
@@ -559,7 +566,7 @@ class Checker:
                     "protocol": details.get("protocol"),
                     "cipher": details.get("cipher"),
                     "alpn": details.get("alpn"),
-                    "verified": None,
+                    "verified": details.get("verified"),
                     "subject": leaf.get("subject"),
                     "issuer": leaf.get("issuer"),
                     "san": leaf.get("san", []),
@@ -658,7 +665,7 @@ def _iso(epoch: float | None) -> str | None:
 def _days(epoch: float | None, now: float) -> int | None:
     if epoch is None:
         return None
-    return int((epoch - now) // 86400)
+    return int((epoch - now) / 86400)    # whole days, truncated toward zero
 
 
 def _deadline_words(options: CheckOptions, phase: str) -> str:

@@ -299,12 +299,16 @@ class _TimedConnectionMixin:
             # Wait for the first byte without consuming it, so ttfb is the first byte,
             # not the end of the headers. A TLS socket may already hold decrypted bytes.
             if sock is not None and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                wait = max(0.0, min(hop.op_timeout, hop.guard.remaining()))
                 try:
                     poller = select.poll()
                     poller.register(sock, select.POLLIN | select.POLLPRI)
-                    poller.poll(max(0.0, min(hop.op_timeout, hop.guard.remaining())) * 1000.0)
+                    events = poller.poll(wait * 1000.0)
                 except (OSError, ValueError):
-                    pass
+                    events = [(0, 0)]
+                if not events:
+                    # Nothing within the read timeout; urllib3 maps this to ReadTimeoutError.
+                    raise TimeoutError("timed out waiting for the first byte")
             hop.ttfb_ms = (_perf() - hop.sent_at) * 1000.0
         response = super().getresponse()  # type: ignore[misc]
         if hop is not None:
@@ -338,10 +342,14 @@ class TimedSSLSocket(ssl.SSLSocket):
             super().do_handshake(block)
         except ssl.SSLError as exc:
             hop.tls_ms = (_perf() - t0) * 1000.0
-            hop.tls_failure = {"exc": exc, "chain": _chain_info(self)}
+            chain = _chain_info(self)
+            hop.tls_failure = {"exc": exc, "chain": chain}
+            hop.tls = {"protocol": None, "cipher": None, "alpn": None, "verified": False,
+                       "chain": [cert_summary(info) for info in chain]}
             raise
         hop.tls_ms = (_perf() - t0) * 1000.0
         hop.tls = tls_details(self)
+        hop.tls["verified"] = self.context.verify_mode == ssl.CERT_REQUIRED
         return None
 
 

@@ -1,0 +1,174 @@
+"""Hostile servers: each gets a correct outcome within its deadline, with memory bounded."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from runner.check import Checker
+from runner.options import parse_options
+
+from .conftest import Server
+
+SLACK = 1.0          # seconds a check may run past its deadline (the contract)
+SHORT = parse_options({"deadline": "2"})
+
+
+def test_ok_and_phases(checker: Checker, hostile: Server, timed) -> None:
+    result, took = timed(checker, hostile.url("/ok"), SHORT)
+    assert (result.outcome, result.ok, result.status_code) == ("ok", True, 200)
+    assert result.bytes == len(b"hello OK world")
+    assert result.ip == "127.0.0.1" and result.reused is False
+    assert result.http_version == "HTTP/1.1" and result.reason == "OK"
+    assert result.tls_ms is None and result.tls is None and result.cert_days is None
+    for phase in ("dns_ms", "connect_ms", "ttfb_ms", "transfer_ms", "total_ms"):
+        assert getattr(result, phase) is not None and getattr(result, phase) >= 0
+    assert result.total_ms >= result.ttfb_ms
+    assert took < 2
+    again = checker.check(hostile.url("/ok"), SHORT)
+    assert again.reused is True and again.connect_ms == 0
+
+
+def test_redirect_loop(checker: Checker, hostile: Server, timed) -> None:
+    result, took = timed(checker, hostile.url("/loop"), parse_options({"deadline": 2, "max_redirects": 5}))
+    assert result.outcome == "too_many_redirects"
+    assert result.error == "more than 5 redirects"
+    assert len(result.redirects) == 6 and len(result.hops) == 6
+    assert took < 2 + SLACK
+
+
+def test_redirect_followed_and_recorded(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/to-ok"), SHORT)
+    assert result.outcome == "ok"
+    assert result.redirects == [{"status": 301, "url": hostile.url("/ok")}]
+    assert result.final_url == hostile.url("/ok")
+    assert [h["status"] for h in result.hops] == [301, 200]
+
+
+def test_redirect_not_followed_with_zero(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/loop"), parse_options({"max_redirects": 0}))
+    assert (result.outcome, result.status_code, result.redirects) == ("ok", 302, [])
+
+
+@pytest.mark.parametrize(("path", "phase"), [
+    ("/trickle-headers", "while waiting for the response headers"),
+    ("/trickle-body", "while reading the body"),
+])
+def test_trickle_hits_the_deadline(checker: Checker, hostile: Server, timed, path: str, phase: str) -> None:
+    result, took = timed(checker, hostile.url(path), SHORT)
+    assert result.outcome == "deadline_exceeded", result.error
+    assert result.error == f"deadline of 2 s exceeded {phase}"
+    assert result.attempts == 1
+    assert took <= 2 + SLACK
+
+
+def test_endless_body_is_too_large_at_the_cap(checker: Checker, hostile: Server, timed) -> None:
+    result, took = timed(checker, hostile.url("/endless"), parse_options({"deadline": 2, "max_bytes": "256k"}))
+    assert result.outcome == "too_large"
+    assert result.bytes == 256 * 1024
+    assert "more than max_bytes 262144" in result.error
+    assert took < 2 + SLACK
+
+
+def test_declared_length_over_cap_is_too_large_without_reading(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/large"), parse_options({"max_bytes": "1000"}))
+    assert result.outcome == "too_large"
+    assert result.content_length == 5000 and result.bytes is None
+    assert "declares 5000 bytes" in result.error
+
+
+def test_gzip_bomb_never_inflates_past_the_cap(checker: Checker, hostile: Server, timed) -> None:
+    checker.check(hostile.url("/gzip-bomb"), parse_options({"max_bytes": "1k"}))   # builds the bomb
+    tracemalloc.start()
+    try:
+        result, took = timed(checker, hostile.url("/gzip-bomb"), parse_options({"deadline": 5}))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.outcome == "too_large"
+    assert result.bytes == 1024 * 1024
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes"
+    assert took < 5 + SLACK
+
+
+def test_64_kib_of_headers_are_read(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/big-headers"), SHORT)
+    assert result.outcome == "ok"
+    assert len(result.headers) <= 64
+
+
+def test_one_header_line_too_long_is_invalid(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/huge-header-line"), SHORT)
+    assert result.outcome == "invalid_response"
+    assert "header line is too long" in result.error
+
+
+def test_port_that_speaks_no_http(checker: Checker, garbage_port: Server, timed) -> None:
+    result, took = timed(checker, garbage_port.url("/"), SHORT)
+    assert result.outcome == "invalid_response"
+    assert "did not answer with HTTP" in result.error
+    assert took < 2 + SLACK
+
+
+def test_reset_mid_body_is_retried_then_invalid(checker: Checker, hostile: Server, timed) -> None:
+    result, took = timed(checker, hostile.url("/reset"), parse_options({"deadline": 3}))
+    assert result.outcome == "invalid_response"
+    assert result.error == "connection reset by the server while reading the body"
+    assert result.attempts == 3 and not result.flaky
+    assert [r["outcome"] for r in result.retried] == ["invalid_response"] * 2
+    assert took < 3 + SLACK
+
+
+def test_refused_port(checker: Checker, refused_port: int, timed) -> None:
+    result, took = timed(checker, f"http://127.0.0.1:{refused_port}/", SHORT)
+    assert result.outcome == "connect_refused"
+    assert result.error == f"connection refused by 127.0.0.1 port {refused_port}"
+    assert result.attempts == 1          # not transient: not retried
+    assert took < 2
+
+
+def test_unresolvable_name(checker: Checker, timed) -> None:
+    result, took = timed(checker, "http://no-such-host.invalid/", SHORT)
+    assert result.outcome == "dns_error"
+    assert result.error.startswith("DNS: ")
+    assert "no-such-host.invalid" in result.error
+    assert took < 2 + SLACK
+
+
+def test_503_then_200_is_flaky(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/flaky?case=1"), parse_options({"deadline": 5}))
+    assert (result.outcome, result.status_code, result.attempts, result.flaky) == ("ok", 200, 2, True)
+    assert result.retried == [{"outcome": "", "error": ""}] or result.retried[0]["outcome"] in ("", "http_error")
+
+
+def test_503_until_attempts_run_out(checker: Checker, hostile: Server, timed) -> None:
+    result, took = timed(checker, hostile.url("/down"), parse_options({"deadline": 3}))
+    assert (result.outcome, result.status_code, result.attempts) == ("http_error", 503, 3)
+    assert result.error == "HTTP 503 Service Unavailable (expected 200-399)"
+    assert took < 3 + SLACK
+
+
+def test_503_expected_is_not_retried(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/down"), parse_options({"expect_status": "503"}))
+    assert (result.outcome, result.attempts) == ("ok", 1)
+
+
+def test_silent_server_is_a_read_timeout_and_retried(checker: Checker, hostile: Server, timed) -> None:
+    # deadline 2 s, 3 attempts: each socket wait is capped at max(1 s, 2/3 s) = 1 s
+    result, took = timed(checker, hostile.url("/slow"), parse_options({"deadline": 2}))
+    assert result.outcome in ("read_timeout", "deadline_exceeded")
+    assert result.attempts >= 1
+    assert took <= 2 + SLACK
+
+
+def test_title_with_markup_and_escapes_is_plain_text(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/title"), SHORT)
+    assert result.outcome == "ok"
+    assert result.title == "[bold red]Sale[/bold red] [31mnow [0m & [link=http://x]here[/link]"
+    assert "\x1b" not in result.title
+
+
+def test_head_reads_no_body(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/ok"), parse_options({"method": "HEAD"}))
+    assert (result.outcome, result.method, result.bytes, result.content_length) == ("ok", "HEAD", None, 12345)
