@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -144,6 +145,7 @@ ROUTES: dict[str, Handler] = {
     "/missing": lambda conn, path: _send(conn, "404 Not Found", [("Content-Length", "0")]),
     "/large": _ok(b"L" * 5000),
     "/slow": slow_headers,
+    "/goto": lambda conn, path: redirect_to(unquote(path.partition("?to=")[2]))(conn, path),
 }
 
 
@@ -262,6 +264,7 @@ class Certs:
     good: tuple[Path, Path]
     expired: tuple[Path, Path]
     self_signed: tuple[Path, Path]
+    wrong_name: tuple[Path, Path]
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -283,12 +286,16 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     # -days -1: valid from now until yesterday, i.e. expired (openssl 3.0 has no -not_after)
     _openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "expired.pem", "-days", "-1", "-extfile", "ext", cwd=d)
+    (d / "ext-other").write_text("subjectAltName=DNS:other.example\n")
+    _openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "other.pem", "-days", "20", "-extfile", "ext-other", cwd=d)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "self.key", "-out",
              "self.pem", "-days", "30", "-subj", "/CN=localhost",
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", cwd=d)
     return Certs(ca=d / "ca.pem", good=(d / "good.pem", d / "leaf.key"),
                  expired=(d / "expired.pem", d / "leaf.key"),
-                 self_signed=(d / "self.pem", d / "self.key"))
+                 self_signed=(d / "self.pem", d / "self.key"),
+                 wrong_name=(d / "other.pem", d / "leaf.key"))
 
 
 def _tls_server(cert: tuple[Path, Path]) -> tuple[Server, socket.socket]:
@@ -302,7 +309,7 @@ def _tls_server(cert: tuple[Path, Path]) -> tuple[Server, socket.socket]:
 
 @pytest.fixture(scope="session")
 def tls_servers(certs: Certs) -> Iterator[dict[str, Server]]:
-    made = {name: _tls_server(getattr(certs, name)) for name in ("good", "expired", "self_signed")}
+    made = {name: _tls_server(getattr(certs, name)) for name in ("good", "expired", "self_signed", "wrong_name")}
     yield {name: server for name, (server, _) in made.items()}
     for _, listener in made.values():
         listener.close()
