@@ -1,0 +1,287 @@
+"""``runner start``: a pool of worker threads (and processes) fed by one connection thread.
+
+Per process:
+
+    main thread (connection thread)          worker threads (``concurrency``)
+    ─ broker.consume: receive, heartbeat ──▶ work queue ──▶ app.execute(call)
+    ◀── acks / requeues / dead-letters ───── Delivery.ack() etc. (queued back)
+
+A message is acked only when every call in it has finished and its result is committed.
+On SIGTERM/SIGINT the consumer is cancelled, calls not yet started are given back
+(requeued), calls in flight get ``shutdown_timeout`` seconds to finish; whatever is still
+unacked then is redelivered by RabbitMQ to another worker.
+
+With ``processes > 1`` a supervisor process starts that many such processes, restarts
+one that dies, and passes the stop signal on.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue as queue_mod
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from db import StoreUnavailable, WorkerBeat, utcnow
+
+from .app import Call, PoisonMessage, context, decode, encode
+from .broker import Delivery
+from .service import Runtime
+from .settings import Settings
+
+log = logging.getLogger("urltester.worker")
+
+HEARTBEAT_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    concurrency: int = 64
+    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    prefetch: int | None = None  # messages; default = concurrency
+    shutdown_timeout: float = 30.0
+
+    @property
+    def effective_prefetch(self) -> int:
+        return self.prefetch or self.concurrency
+
+
+class _Message:
+    """Book-keeping for one delivery: how many of its calls are still open."""
+
+    def __init__(self, delivery: Delivery, calls: list[Call]) -> None:
+        self.delivery = delivery
+        self.open = len(calls)
+        self.give_back = False  # requeue instead of ack once every call is settled
+        self.cancelled = False  # its connection is gone: skip calls not started
+        self.lock = threading.Lock()
+
+    def settle(self, *, give_back: bool = False) -> bool:
+        """One call settled; True when it was the last one."""
+        with self.lock:
+            self.give_back = self.give_back or give_back
+            self.open -= 1
+            return self.open == 0
+
+
+class WorkerProcess:
+    """One worker process: a connection thread and ``concurrency`` worker threads."""
+
+    def __init__(self, settings: Settings, options: PoolOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.runtime = Runtime(settings, db_connections=4)
+        if self.runtime.broker is None:
+            raise RuntimeError("a worker needs a RabbitMQ broker URL")
+        self.broker = self.runtime.broker
+        self.stop = threading.Event()
+        self._work: queue_mod.Queue[tuple[_Message, Call] | None] = queue_mod.Queue()
+        self._messages: set[_Message] = set()
+        self._messages_lock = threading.Lock()
+        self._stop_deadline: float | None = None
+        self.processed = 0
+        self.started_at = utcnow()
+
+    # ------------------------------------------------------------------ connection thread
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        try:
+            calls = decode(delivery.body)
+        except PoisonMessage as exc:
+            delivery.dead_letter(str(exc))
+            return
+        if not calls:
+            delivery.ack()
+            return
+        message = _Message(delivery, calls)
+        with self._messages_lock:
+            self._messages.add(message)
+        for call in calls:
+            self._work.put((message, call))
+
+    def drained(self) -> bool:
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.options.shutdown_timeout
+        with self._messages_lock:
+            if not self._messages:
+                return True
+        if time.monotonic() >= self._stop_deadline:
+            log.warning("shutdown timeout reached; unfinished checks will be redelivered")
+            return True
+        return False
+
+    def on_connection_lost(self) -> None:
+        with self._messages_lock:
+            lost, self._messages = self._messages, set()
+        for message in lost:
+            message.cancelled = True
+
+    # ------------------------------------------------------------------ worker threads
+
+    def _worker(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            message, call = item
+            if message.cancelled:
+                continue
+            if self.stop.is_set():
+                self._settle(message, give_back=True)  # not started: let another worker have it
+                continue
+            self._run(message, call)
+
+    def _run(self, message: _Message, call: Call) -> None:
+        context.redelivered = message.delivery.redelivered
+        give_back = False
+        try:
+            self.runtime.app.execute(call)
+            self.processed += 1
+        except PoisonMessage as exc:
+            self._dead(message, call, str(exc))
+        except StoreUnavailable as exc:
+            log.warning("could not store the result of call %s (%s); it will be redelivered", call.id, exc)
+            give_back = True
+        except Exception as exc:  # noqa: BLE001 - a crashing call must not take the worker down
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
+            self._dead(message, call, f"task {call.task!r} raised {type(exc).__name__}: {exc}{at}")
+        self._settle(message, give_back=give_back)
+
+    def _dead(self, message: _Message, call: Call, reason: str) -> None:
+        message.delivery.dead_letter(reason, body=encode([call]))
+
+    def _settle(self, message: _Message, *, give_back: bool = False) -> None:
+        if message.settle(give_back=give_back):
+            with self._messages_lock:
+                self._messages.discard(message)
+            if not message.cancelled:
+                if message.give_back:
+                    message.delivery.requeue()
+                else:
+                    message.delivery.ack()
+
+    # ------------------------------------------------------------------ heartbeat
+
+    def _beat(self) -> WorkerBeat:
+        return WorkerBeat(
+            id=self.runtime.worker_id, host=socket.gethostname(), pid=os.getpid(), queue=self.settings.queue,
+            concurrency=self.options.concurrency, processed=self.processed, started_at=self.started_at,
+            last_seen=utcnow(),
+        )
+
+    def _heartbeat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_EVERY):
+            try:
+                self.runtime.store.heartbeat(self._beat())
+            except StoreUnavailable as exc:
+                log.warning("heartbeat not written: %s", exc)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> int:
+        threads = [threading.Thread(target=self._worker, name=f"urltester-worker-{i}", daemon=True)
+                   for i in range(self.options.concurrency)]
+        for t in threads:
+            t.start()
+        threading.Thread(target=self._heartbeat, name="urltester-heartbeat", daemon=True).start()
+        try:
+            self.runtime.store.heartbeat(self._beat())
+        except StoreUnavailable as exc:
+            log.warning("heartbeat not written: %s", exc)
+        log.info("worker %s started: %d threads, prefetch %d", self.runtime.worker_id,
+                 self.options.concurrency, self.options.effective_prefetch)
+        self.broker.consume(
+            prefetch=self.options.effective_prefetch, on_delivery=self.on_delivery, stop=self.stop,
+            drained=self.drained, on_connection_lost=self.on_connection_lost,
+        )
+        for _ in threads:
+            self._work.put(None)
+        try:
+            self.runtime.store.forget_worker(self.runtime.worker_id)
+        except StoreUnavailable:
+            pass
+        log.info("worker %s stopped after %d checks", self.runtime.worker_id, self.processed)
+        # Threads still checking are daemons: their messages are unacked and will be redelivered.
+        self.runtime.store.close()
+        return 0
+
+    def install_signals(self) -> None:
+        def handle(signum: int, frame: object) -> None:
+            if not self.stop.is_set():
+                log.info("%s: finishing checks in flight (up to %.0f s), then stopping",
+                         signal.Signals(signum).name, self.options.shutdown_timeout)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+def run_process(settings: Settings, options: PoolOptions) -> int:
+    worker = WorkerProcess(settings, options)
+    worker.install_signals()
+    return worker.run()
+
+
+def _child(settings: Settings, options: PoolOptions, log_level: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
+    configure_logging(log_level)
+    worker = WorkerProcess(settings, options)
+    signal.signal(signal.SIGTERM, lambda s, f: worker.stop.set())
+    sys.exit(worker.run())
+
+
+def run_pool(settings: Settings, options: PoolOptions, log_level: str = "info") -> int:
+    """Run ``options.processes`` worker processes until SIGTERM/SIGINT; restart any that dies."""
+    if options.processes <= 1:
+        return run_process(settings, options)
+    ctx = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+    children: list[multiprocessing.process.BaseProcess] = []
+
+    def start_child() -> multiprocessing.process.BaseProcess:
+        proc = ctx.Process(target=_child, args=(settings, options, log_level), name="urltester-worker")
+        proc.start()
+        return proc
+
+    def handle(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            log.info("%s: stopping %d worker processes", signal.Signals(signum).name, len(children))
+        stopping.set()
+        for proc in children:
+            if proc.pid and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    children.extend(start_child() for _ in range(options.processes))
+    while not stopping.is_set():
+        for i, proc in enumerate(children):
+            if not proc.is_alive() and not stopping.is_set():
+                log.warning("worker process %s exited with %s; starting another", proc.pid, proc.exitcode)
+                time.sleep(1)
+                children[i] = start_child()
+        stopping.wait(0.5)
+    deadline = time.monotonic() + options.shutdown_timeout + 10
+    for proc in children:
+        proc.join(max(0.1, deadline - time.monotonic()))
+        if proc.is_alive():
+            log.warning("worker process %s did not stop in time; killing it", proc.pid)
+            proc.kill()
+            proc.join()
+    return 0 if all(p.exitcode == 0 for p in children) else 1
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

@@ -1,0 +1,99 @@
+"""Settings, built once at the entry point and passed down (never read from os.environ deeper in).
+
+Defaults are the embedded ones: a SQLite file in the user data dir and ``memory://``
+(checks run in-process). Production sets ``URLTESTER_DATABASE_URL=postgresql://…`` and
+``URLTESTER_BROKER_URL=amqp://…``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from db import mask_password
+
+from .errors import ConfigError
+
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
+DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")
+DEFAULT_QUEUE = "urltester"
+
+
+def default_database_url() -> str:
+    from platformdirs import user_data_dir
+
+    return "sqlite:///" + str(Path(user_data_dir("urltester")) / "urltester.db")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default_factory=default_database_url)
+    broker_url: str = "memory://"
+    queue: str = DEFAULT_QUEUE
+    deny_private: bool = False
+    allow_networks: tuple[str, ...] = ()
+
+    @property
+    def immediate(self) -> bool:
+        """True on the embedded broker: checks run in this process."""
+        return urlsplit(self.broker_url).scheme == "memory"
+
+    @property
+    def database_shown(self) -> str:
+        return mask_password(self.database_url)
+
+    @property
+    def broker_shown(self) -> str:
+        return mask_password(self.broker_url)
+
+    def with_(self, **changes: object) -> Settings:
+        return validated(replace(self, **{k: v for k, v in changes.items() if v is not None}))
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from ``URLTESTER_*`` variables, then explicit overrides (CLI options)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    if env.get("URLTESTER_DATABASE_URL"):
+        values["database_url"] = env["URLTESTER_DATABASE_URL"].strip()
+    if env.get("URLTESTER_BROKER_URL"):
+        values["broker_url"] = env["URLTESTER_BROKER_URL"].strip()
+    if env.get("URLTESTER_QUEUE"):
+        values["queue"] = env["URLTESTER_QUEUE"].strip()
+    if env.get("URLTESTER_DENY_PRIVATE"):
+        values["deny_private"] = env["URLTESTER_DENY_PRIVATE"].strip().lower() in ("1", "true", "yes", "on")
+    if env.get("URLTESTER_ALLOW_NETWORKS"):
+        values["allow_networks"] = tuple(n.strip() for n in env["URLTESTER_ALLOW_NETWORKS"].split(",") if n.strip())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return validated(Settings(**values))  # type: ignore[arg-type]
+
+
+def validated(settings: Settings) -> Settings:
+    """The same settings, or ConfigError with one line naming the bad one (password masked)."""
+    _check_url("database URL (URLTESTER_DATABASE_URL)", settings.database_url, DATABASE_SCHEMES)
+    _check_url("broker URL (URLTESTER_BROKER_URL)", settings.broker_url, BROKER_SCHEMES)
+    if not settings.queue or len(settings.queue) > 200 or any(c.isspace() for c in settings.queue):
+        raise ConfigError(f"queue name {settings.queue!r} is not usable (1-200 characters, no spaces)")
+    for net in settings.allow_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"allowed network {net!r} is not a network: {exc}") from exc
+    return settings
+
+
+def _check_url(what: str, url: str, schemes: tuple[str, ...]) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{what} {mask_password(url)} is not a valid URL: {exc}") from exc
+    if parts.scheme.lower() not in schemes:
+        raise ConfigError(
+            f"{what} {mask_password(url)} has unsupported scheme {parts.scheme or '(none)'!r}; "
+            f"expected one of: {', '.join(s + '://' for s in schemes)}"
+        )

@@ -1,0 +1,54 @@
+"""The tasks that tie the check to the store: what a worker actually runs.
+
+``check(job_id, url, options)`` checks one job's URL and stores its result, idempotently.
+A redelivered call whose job already has a result is skipped (exactly one result per job).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from db import ResultRecord, utcnow
+
+from .app import App, Task, context
+from .options import CheckOptions
+
+if TYPE_CHECKING:
+    from .check import CheckResult
+    from .service import Runtime
+
+CHECK_TASK = "check"
+
+
+def register(app: App, runtime: Runtime) -> Task:
+    @app.task(name=CHECK_TASK)
+    def check(job_id: int, url: str, options: dict[str, Any]) -> str:
+        """Check one job's URL and store the result (blocks until it is committed)."""
+        opts = CheckOptions.from_json(options)  # OptionError: poison, dead-lettered
+        if getattr(context, "redelivered", False) and runtime.store.done_ids([job_id]):
+            return "skipped"
+        runtime.writer.started(job_id)
+        result = runtime.checker.check(url, opts)
+        runtime.writer.write(to_record(job_id, result, worker=runtime.worker_id))
+        return result.outcome
+
+    return check
+
+
+def to_record(job_id: int, result: CheckResult, *, worker: str | None = None) -> ResultRecord:
+    return ResultRecord(
+        job_id=job_id,
+        outcome=result.outcome,
+        ok=bool(result.ok),
+        status_code=result.status_code,
+        total_ms=result.total_ms,
+        attempts=result.attempts,
+        error=result.error,
+        final_url=result.final_url,
+        bytes=result.bytes,
+        content_type=result.content_type,
+        title=result.title,
+        checked_at=utcnow(),
+        detail=result.as_dict(),
+        worker=worker,
+    )

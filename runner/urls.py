@@ -1,0 +1,108 @@
+"""Validating and normalising the URLs users submit, and masking their passwords.
+
+A URL is accepted only if a check could use it; each refusal says why in a few words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from db import mask_password as _mask
+
+from .errors import InvalidURL
+
+MAX_URL_LENGTH = 4096
+_SCHEMES = ("http", "https")
+_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_HOSTLIKE = re.compile(r"^[A-Za-z0-9\-._~%\[\]:@]+(/.*)?$")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``; safe for output, logs and the UI."""
+    return _mask(url)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input that is not a usable URL, with the reason and where it came from."""
+
+    text: str
+    reason: str
+    where: str | None = None
+
+    def __str__(self) -> str:
+        shown = mask_url(self.text) if len(self.text) <= 200 else mask_url(self.text[:200]) + "…"
+        prefix = f"{self.where}: " if self.where else ""
+        return f"{prefix}{self.reason}: {shown!r}"
+
+
+def normalise(text: str) -> str:
+    """A canonical form of a URL a user typed, or InvalidURL saying what is wrong.
+
+    ``example.com/x`` becomes ``https://example.com/x``; the scheme and host are lowercased,
+    the host IDNA-encoded, a default port dropped, an empty path made ``/`` and the
+    fragment (never sent to a server) removed.
+    """
+    raw = text.strip()
+    if not raw:
+        raise InvalidURL("empty URL")
+    if len(raw) > MAX_URL_LENGTH:
+        raise InvalidURL(f"URL longer than {MAX_URL_LENGTH} characters ({len(raw)})")
+    if _BAD_CHARS.search(raw):
+        raise InvalidURL("URL contains spaces or control characters")
+    if "://" not in raw:
+        scheme_match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*):", raw)
+        if scheme_match and not re.match(r"^[^:/]+:\d+(/|$)", raw):
+            raise InvalidURL(f"unsupported scheme {scheme_match.group(1).lower()!r} (use http or https)")
+        if not _HOSTLIKE.match(raw):
+            raise InvalidURL("not a URL")
+        raw = "https://" + raw
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"malformed URL ({exc})") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise InvalidURL(f"unsupported scheme {scheme!r} (use http or https)")
+    host = parts.hostname
+    if not host:
+        raise InvalidURL("no host")
+    host = _encode_host(host)
+    if port == 0:
+        raise InvalidURL("port 0 is not a port")
+    if (scheme, port) in (("http", 80), ("https", 443)):
+        port = None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    if parts.username is not None or parts.password is not None:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        netloc = f"{userinfo}@{netloc}"
+    path = parts.path or "/"
+    return urlunsplit(SplitResult(scheme, netloc, path, parts.query, ""))
+
+
+def _encode_host(host: str) -> str:
+    host = host.rstrip(".").lower() if host not in (".",) else host
+    if not host:
+        raise InvalidURL("no host")
+    if ":" in host:  # IPv6 literal: urlsplit already unbracketed it
+        return host
+    try:
+        encoded = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidURL(f"host {host!r} is not a valid name ({exc})") from exc
+    if len(encoded) > 253:
+        raise InvalidURL("host name longer than 253 characters")
+    for label in encoded.split("."):
+        if not label or len(label) > 63 or not re.fullmatch(r"[a-z0-9_\-]+", label):
+            raise InvalidURL(f"host {host!r} is not a valid name")
+    return encoded
+
+
+def split_input(text: str) -> list[str]:
+    """URLs typed or pasted together, separated by spaces or newlines."""
+    return [part for part in re.split(r"\s+", text) if part]

@@ -1,0 +1,94 @@
+"""Batched writes from worker threads: many checks finish at once, one transaction stores them.
+
+A worker thread calls :meth:`ResultWriter.write` and blocks until its result is committed,
+so the message is acked only after that (late ack). While the database is unreachable the
+writer retries with backoff for ``give_up_after`` seconds, then fails the waiting threads
+(their messages are requeued, never acked).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+
+from db import ResultRecord, Store, StoreUnavailable
+
+log = logging.getLogger("urltester.writer")
+
+
+class ResultWriter:
+    def __init__(self, store: Store, *, max_batch: int = 200, linger: float = 0.01,
+                 give_up_after: float = 120.0) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.linger = linger
+        self.give_up_after = give_up_after
+        self._cond = threading.Condition()
+        self._results: list[tuple[ResultRecord, Future[int]]] = []
+        self._started: list[int] = []
+        self._closed = False
+        self.stored = 0
+        self._thread = threading.Thread(target=self._run, name="urltester-writer", daemon=True)
+        self._thread.start()
+
+    def started(self, job_id: int) -> None:
+        """Mark a job running (soon, batched; never blocks the check)."""
+        with self._cond:
+            self._started.append(job_id)
+            self._cond.notify()
+
+    def write(self, record: ResultRecord, timeout: float | None = None) -> int:
+        """Store a result; returns 1 if it was new, 0 if the job already had one."""
+        future: Future[int] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("result writer is closed")
+            self._results.append((record, future))
+            self._cond.notify()
+        return future.result(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._results or self._started or self._closed):
+                    self._cond.wait()
+                if self._closed and not (self._results or self._started):
+                    return
+            if self.linger:
+                time.sleep(self.linger)  # let a burst of finishing checks join this batch
+            with self._cond:
+                batch, self._results = self._results[: self.max_batch], self._results[self.max_batch:]
+                started, self._started = self._started, []
+            self._write(started, batch)
+
+    def _write(self, started: list[int], batch: list[tuple[ResultRecord, Future[int]]]) -> None:
+        retrying = Retrying(
+            stop=stop_after_delay(self.give_up_after),
+            wait=wait_exponential_jitter(initial=0.2, max=5),
+            retry=retry_if_exception_type(StoreUnavailable),
+            reraise=True,
+            before_sleep=lambda rs: log.warning("database unavailable (%s); retrying", rs.outcome.exception()),
+        )
+        try:
+            if started:
+                retrying(self.store.mark_running, started)
+            if batch:
+                records = [record for record, _ in batch]
+                retrying(self.store.store_results, records)
+                self.stored += len(records)
+        except Exception as exc:  # noqa: BLE001 - every waiting thread must hear of it
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for _, future in batch:
+            future.set_result(1)
