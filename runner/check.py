@@ -33,7 +33,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 import urllib3.exceptions as u3
 from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import InvalidURL, MissingSchema, ReadTimeout, SSLError
+from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema, ReadTimeout, SSLError
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from runner import timing
@@ -146,6 +146,13 @@ def _mask_url(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 # <title> is RCDATA: its content is text and character references, never tags, so a
@@ -288,13 +295,20 @@ class Checker:
         guard = Guard(started + options.deadline)
         timing.WATCHDOG.arm(guard)
         try:
-            return self._check(url, options, guard, started)
+            result = self._check(url, options, guard, started)
         except Exception as exc:   # a bug of ours must not take the worker down
             log.exception("check of %s failed unexpectedly", _mask_url(url))
             return CheckResult(outcome="invalid_response", ok=False, url=_mask_url(url),
                                error=f"unexpected error in the check: {type(exc).__name__}",
                                method=options.method,
                                elapsed_ms=_r((time.monotonic() - started) * 1000.0))
+        else:
+            if result.error and "@" in url:
+                # Library messages can quote the URL; the password never leaves the check.
+                password = _password(url)
+                if password:
+                    result.error = result.error.replace(password, "***")
+            return result
         finally:
             guard.done = True
             timing.set_current(None)
@@ -742,6 +756,8 @@ def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:
         return "deadline_exceeded", "", False
     if times.tls_failure is not None or isinstance(exc, SSLError | u3.SSLError):
         return "tls_error", _tls_words(exc, times), False
+    if isinstance(exc, InvalidSchema):
+        return "invalid_response", "invalid URL: only http and https URLs can be checked", False
     if isinstance(exc, MissingSchema | InvalidURL | u3.LocationParseError | u3.LocationValueError):
         return "invalid_response", f"invalid URL: {clean_text(str(exc), 200)}", False
     root = _root(exc)
@@ -765,7 +781,7 @@ def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:
     if isinstance(exc, RequestsConnectionError | u3.ProtocolError | u3.HTTPError) or isinstance(root, OSError):
         words = clean_text(str(root), 200) or type(root).__name__
         return "invalid_response", f"invalid response {_PHASE_WORDS.get(phase, phase)}: {words}", False
-    if type(root).__name__ == "HTTPException" or "http.client" in type(root).__module__:
+    if "http.client" in type(root).__module__ or isinstance(exc, requests.RequestException):
         return "invalid_response", f"invalid response: {clean_text(str(root), 200)}", False
     raise exc
 

@@ -212,6 +212,7 @@ class _TimedConnectionMixin:
     def _new_conn(self) -> socket.socket:  # type: ignore[override]
         hop = current()
         host: str = self._dns_host.strip("[]")  # type: ignore[attr-defined]
+        shown = host if len(host) <= 80 else host[:79] + "…"     # for messages
         port: int = self.port  # type: ignore[attr-defined]
         if hop is None:   # not inside a check: behave like urllib3
             return super()._new_conn()  # type: ignore[misc]
@@ -224,14 +225,14 @@ class _TimedConnectionMixin:
         except socket.gaierror as exc:
             words = _GAI_WORDS.get(exc.errno, exc.strerror or str(exc))
             transient = exc.errno == socket.EAI_AGAIN
-            raise CheckFailure("dns_error", f"DNS: {words} ({host})", transient=transient) from None
+            raise CheckFailure("dns_error", f"DNS: {words} ({shown})", transient=transient) from None
         except TimeoutError:
             if guard.remaining() <= 0:
                 raise CheckFailure("deadline_exceeded", "") from None
-            raise CheckFailure("dns_error", f"DNS: no answer within {hop.op_timeout:g} s ({host})",
+            raise CheckFailure("dns_error", f"DNS: no answer within {hop.op_timeout:g} s ({shown})",
                                transient=True) from None
         except UnicodeError:
-            raise CheckFailure("dns_error", f"DNS: {host!r} is not a valid name") from None
+            raise CheckFailure("dns_error", f"DNS: {shown!r} is not a valid name") from None
         t1 = _perf()
         hop.dns_ms = (t1 - t0) * 1000.0
 
@@ -270,7 +271,7 @@ class _TimedConnectionMixin:
             return sock
         if guard.fired or guard.remaining() <= 0:
             raise CheckFailure("deadline_exceeded", "")
-        where = f"{host} port {port}"
+        where = f"{shown} port {port}"
         if isinstance(last, TimeoutError | socket.timeout):
             raise CheckFailure("connect_timeout", f"connect to {where} timed out after "
                                f"{hop.op_timeout:g} s", transient=True)

@@ -115,10 +115,10 @@ def always_503(conn: socket.socket, path: str) -> None:
 
 
 TITLE_HTML = (
-    "<!doctype html><html><head><meta charset='utf-8'>"
-    "<title>\n  [bold red]Sale[/bold red] \x1b[31mnow\x1b[0m &amp; [link=http://x]here[/link]\n</title>"
-    "</head><body>OK</body></html>"
-).encode()
+    b"<!doctype html><html><head><meta charset='utf-8'>"
+    b"<title>\n  [bold red]Sale[/bold red] \x1b[31mnow\x1b[0m &amp; [link=http://x]here[/link]\n</title>"
+    b"</head><body>OK</body></html>"
+)
 
 
 def slow_headers(conn: socket.socket, path: str) -> None:
