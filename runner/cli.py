@@ -357,3 +357,7 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 def main() -> None:
     app(prog_name="runner")
+
+
+# Commands kept in modules of their own register themselves on `app` when imported.
+from . import cli_import, cli_tui  # noqa: E402,F401

@@ -1,0 +1,93 @@
+# Shared by scripts/run and scripts/test: the virtual environment and the local services.
+# shellcheck shell=bash
+
+VENV="${URLTESTER_VENV:-.venv}"
+DEFAULT_TEST_DATABASE_URL="postgresql://postgres:postgres@127.0.0.1:5432/urltester_test"
+DEFAULT_TEST_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//"
+
+say() { printf '%s\n' "$*" >&2; }
+
+ensure_venv() {
+    local stamp="$VENV/.installed"
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV"
+        python3 -m venv "$VENV" || { say "python3 -m venv failed: install python3-venv (Debian) and retry"; exit 2; }
+    fi
+    # Reinstall only when pyproject.toml changed since the last install.
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        say "installing urltester into $VENV"
+        "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+        "$VENV/bin/python" -m pip install -q -e ".[test]"
+        touch "$stamp"
+    fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_port() { # host port seconds
+    local i
+    for ((i = 0; i < $3 * 4; i++)); do port_open "$1" "$2" && return 0; sleep 0.25; done
+    return 1
+}
+
+is_root_debian() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+
+apt_install() {
+    say "installing $* from Debian's packages"
+    if [ -z "${URLTESTER_APT_UPDATED:-}" ]; then apt-get update -qq >/dev/null; export URLTESTER_APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+url_host() { python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p.hostname or "127.0.0.1", p.port or int(sys.argv[2]))' "$1" "$2"; }
+
+ensure_postgres() {
+    local url="${URLTESTER_TEST_DATABASE_URL:-$DEFAULT_TEST_DATABASE_URL}" host port
+    read -r host port < <(url_host "$url" 5432)
+    port_open "$host" "$port" && return 0
+    if [ "$host" != 127.0.0.1 ] && [ "$host" != localhost ]; then
+        say "PostgreSQL at $host:$port is unreachable; set URLTESTER_TEST_DATABASE_URL to a reachable server"
+        return 1
+    fi
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        is_root_debian || { say "PostgreSQL is not installed: install it, or set URLTESTER_TEST_DATABASE_URL"; return 1; }
+        apt_install postgresql
+        local fresh=1
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    say "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_port "$host" "$port" 30 || { say "PostgreSQL did not start on $host:$port"; return 1; }
+    if [ -n "${fresh:-}" ]; then
+        # A fresh Debian install asks for a password on TCP: give postgres the one our URL uses.
+        su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+    fi
+}
+
+ensure_rabbitmq() {
+    local url="${URLTESTER_TEST_BROKER_URL:-$DEFAULT_TEST_BROKER_URL}" host port
+    read -r host port < <(url_host "$url" 5672)
+    port_open "$host" "$port" && return 0
+    if [ "$host" != 127.0.0.1 ] && [ "$host" != localhost ]; then
+        say "RabbitMQ at $host:$port is unreachable; set URLTESTER_TEST_BROKER_URL to a reachable server"
+        return 1
+    fi
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        is_root_debian || { say "RabbitMQ is not installed: install it, or set URLTESTER_TEST_BROKER_URL"; return 1; }
+        apt_install rabbitmq-server
+    fi
+    say "starting RabbitMQ"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    wait_port "$host" "$port" 90 || { say "RabbitMQ did not start on $host:$port"; return 1; }
+    command -v rabbitmqctl >/dev/null 2>&1 && rabbitmqctl await_startup >/dev/null 2>&1 || true
+}
+
+ensure_services() {
+    local ok=0
+    ensure_postgres || ok=1
+    ensure_rabbitmq || ok=1
+    if [ "$ok" != 0 ] && [ "${CI:-}" = true ]; then
+        say "CI=true and a service is unreachable: the tests that need it will fail"
+    fi
+    return 0
+}

@@ -1,0 +1,54 @@
+"""Fixtures shared by every test: local targets, real services, isolated settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import services
+from tests.support.targets import TargetServer
+
+
+@pytest.fixture(autouse=True)
+def _no_user_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may read or write the user's real database or broker."""
+    for name in ("URLTESTER_DATABASE_URL", "URLTESTER_BROKER_URL", "URLTESTER_QUEUE",
+                 "URLTESTER_DENY_PRIVATE", "URLTESTER_ALLOW_NETWORKS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # noqa: ANN001
+    return f"sqlite:///{tmp_path}/urltester.db"
+
+
+@pytest.fixture(scope="session")
+def _pg_session_url() -> str:
+    return services.postgres_url()
+
+
+@pytest.fixture
+def pg_url(_pg_session_url: str) -> str:
+    """A real PostgreSQL database with an empty schema for this test."""
+    services.reset_postgres(_pg_session_url)
+    return _pg_session_url
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    return services.broker_url()
+
+
+@pytest.fixture
+def queue_name(amqp_url: str) -> Iterator[str]:
+    """A queue of this test's own on the real RabbitMQ, deleted afterwards."""
+    name = services.new_queue_name()
+    yield name
+    services.delete_queues(amqp_url, name)

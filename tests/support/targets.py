@@ -1,0 +1,78 @@
+"""Local HTTP target servers for the tests (only ever on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        server: TargetServer = self.server  # type: ignore[assignment]
+        server.hits[parts.path] = server.hits.get(parts.path, 0) + 1
+        delay = float(query.get("ms", server.default_delay_ms)) / 1000
+        if delay:
+            time.sleep(delay)
+        status = 200
+        body = b"<html><head><title>ok page</title></head><body>OK</body></html>"
+        if parts.path.startswith("/status/"):
+            status = int(parts.path.split("/")[2])
+            body = f"status {status}".encode()
+        elif parts.path == "/flaky":
+            # Fails the first `fail` times for each distinct `key`, then succeeds.
+            key = query.get("key", "")
+            n = server.flaky.get(key, 0)
+            server.flaky[key] = n + 1
+            if n < int(query.get("fail", "1")):
+                status = 503
+                body = b"try again"
+        elif parts.path == "/title":
+            body = f"<html><title>{query.get('t', '')}</title></html>".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class TargetServer(ThreadingHTTPServer):
+    """A threaded HTTP server: /ok, /status/NNN, /flaky?key=K&fail=N, /title?t=..., any
+    path with ?ms=N waits N ms. ``hits`` counts requests by path."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, default_delay_ms: float = 0) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.default_delay_ms = default_delay_ms
+        self.hits: dict[str, int] = {}
+        self.flaky: dict[str, int] = {}
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def url(self, path: str = "/ok") -> str:
+        return self.base + path
+
+    def __enter__(self) -> TargetServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
