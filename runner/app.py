@@ -29,7 +29,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+from .backoff import backoff
 
 log = logging.getLogger("urltester.runner")
 
@@ -202,7 +204,7 @@ class App:
             return task.fn(*call.args, **call.kwargs)
         retrying = Retrying(
             stop=stop_after_attempt(task.retries + 1),
-            wait=wait_exponential_jitter(initial=task.retry_delay, max=60),
+            wait=backoff(task.retry_delay, 60),
             retry=retry_if_exception_type(task.retry_on),
             reraise=True,
         )

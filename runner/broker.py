@@ -32,10 +32,11 @@ from typing import Any
 
 import amqp
 from kombu import Connection, Consumer, Queue
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from db import mask_password
 
+from .backoff import backoff
 from .errors import BrokerError, ConfigError
 
 log = logging.getLogger("urltester.broker")
@@ -205,7 +206,7 @@ class AmqpBroker:
             sent = 0
             retrying = Retrying(
                 stop=stop_after_delay(self.publish_retry_seconds),
-                wait=wait_exponential_jitter(initial=0.2, max=5),
+                wait=backoff(0.2, 5),
                 retry=retry_if_exception_type((BrokerError, *CONNECTION_ERRORS)),
                 reraise=True,
             )
@@ -288,9 +289,9 @@ class AmqpBroker:
         longer be acked (RabbitMQ redelivers them), so their actions are dropped and
         ``on_connection_lost`` tells the caller.
         """
-        backoff = Retrying(wait=wait_exponential_jitter(initial=0.5, max=15), reraise=True,
-                           retry=retry_if_exception_type((BrokerError, *CONNECTION_ERRORS)))
-        for attempt in backoff:
+        reconnecting = Retrying(wait=backoff(0.5, 15), reraise=True,
+                                retry=retry_if_exception_type((BrokerError, *CONNECTION_ERRORS)))
+        for attempt in reconnecting:
             with attempt:
                 if stop.is_set() and drained():
                     return
@@ -376,10 +377,10 @@ def _release(conn: Connection) -> None:
         pass
 
 
-def open_broker(url: str, queue: str) -> AmqpBroker:
+def open_broker(url: str, queue: str, *, publish_timeout: float = 30.0) -> AmqpBroker:
     """An AMQP broker for ``amqp://`` URLs (connections are made lazily)."""
     try:
         Connection(url).transport_cls  # noqa: B018 - validates the transport name
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"broker URL {mask_password(url)} is not usable: {exc}") from exc
-    return AmqpBroker(url, queue)
+    return AmqpBroker(url, queue, publish_retry_seconds=publish_timeout)

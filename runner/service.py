@@ -64,7 +64,7 @@ class Runtime:
         if not settings.immediate:
             from .broker import open_broker
 
-            self.broker = open_broker(settings.broker_url, settings.queue)
+            self.broker = open_broker(settings.broker_url, settings.queue, publish_timeout=settings.publish_timeout)
         self.app = App(self.broker, immediate_workers=immediate_workers)
         self.check_task = register(self.app, self)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"

@@ -36,6 +36,7 @@ class Settings:
     queue: str = DEFAULT_QUEUE
     deny_private: bool = False
     allow_networks: tuple[str, ...] = ()
+    publish_timeout: float = 30.0  # seconds a publish keeps retrying a lost broker before failing
 
     @property
     def immediate(self) -> bool:
@@ -68,6 +69,11 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         values["deny_private"] = env["URLTESTER_DENY_PRIVATE"].strip().lower() in ("1", "true", "yes", "on")
     if env.get("URLTESTER_ALLOW_NETWORKS"):
         values["allow_networks"] = tuple(n.strip() for n in env["URLTESTER_ALLOW_NETWORKS"].split(",") if n.strip())
+    if env.get("URLTESTER_PUBLISH_TIMEOUT"):
+        try:
+            values["publish_timeout"] = float(env["URLTESTER_PUBLISH_TIMEOUT"])
+        except ValueError:
+            raise ConfigError(f"URLTESTER_PUBLISH_TIMEOUT={env['URLTESTER_PUBLISH_TIMEOUT']!r} is not a number of seconds") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     return validated(Settings(**values))  # type: ignore[arg-type]
 

@@ -13,9 +13,11 @@ import threading
 import time
 from concurrent.futures import Future
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from db import ResultRecord, Store, StoreUnavailable
+
+from .backoff import backoff
 
 log = logging.getLogger("urltester.writer")
 
@@ -74,7 +76,7 @@ class ResultWriter:
     def _write(self, started: list[int], batch: list[tuple[ResultRecord, Future[int]]]) -> None:
         retrying = Retrying(
             stop=stop_after_delay(self.give_up_after),
-            wait=wait_exponential_jitter(initial=0.2, max=5),
+            wait=backoff(0.2, 5),
             retry=retry_if_exception_type(StoreUnavailable),
             reraise=True,
             before_sleep=lambda rs: log.warning("database unavailable (%s); retrying", rs.outcome.exception()),

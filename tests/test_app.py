@@ -1,0 +1,86 @@
+"""The Huey-like runner in immediate mode, and message encoding (no services)."""
+
+import json
+import threading
+
+import pytest
+
+from runner.app import MAX_MESSAGE_BYTES, App, Call, PoisonMessage, decode, encode
+
+
+def test_task_enqueue_call_local_and_map_in_immediate_mode() -> None:
+    app = App()
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    @app.task()
+    def add(a: int, b: int) -> int:
+        with lock:
+            seen.append(a + b)
+        return a + b
+
+    handle = add(1, 2)
+    assert handle.result(timeout=5) == 3
+    assert add.call_local(2, 3) == 5
+    handles = add.map([(i, i) for i in range(20)])
+    assert sorted(h.result(timeout=5) for h in handles) == [2 * i for i in range(20)]
+    assert len({h.id for h in handles}) == 20
+    app.close()
+
+
+def test_task_retries_with_backoff_then_succeeds() -> None:
+    app = App()
+    attempts = []
+
+    @app.task(retries=2, retry_delay=0.01, retry_on=(ConnectionError,))
+    def shaky() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("transient")
+        return "done"
+
+    assert shaky.call_local() == "done"
+    assert len(attempts) == 3
+
+
+def test_task_does_not_retry_other_errors() -> None:
+    app = App()
+    attempts = []
+
+    @app.task(retries=3, retry_delay=0.01, retry_on=(ConnectionError,))
+    def broken() -> None:
+        attempts.append(1)
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError):
+        broken.call_local()
+    assert len(attempts) == 1
+
+
+def test_messages_are_json_and_round_trip() -> None:
+    calls = [Call("check", (1, "http://a.test/", {})), Call("check", (2, "http://b.test/", {"method": "HEAD"}))]
+    body = encode(calls)
+    assert json.loads(body)["v"] == 1
+    assert decode(body) == calls
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b'{"v": 2, "calls": []}', "not a urltester task message"),
+        (b'{"v": 1, "calls": [{"task": 5}]}', "malformed"),
+        (b" " * (MAX_MESSAGE_BYTES + 1), "larger than"),
+    ],
+)
+def test_poison_messages_are_named(body: bytes, reason: str) -> None:
+    with pytest.raises(PoisonMessage) as info:
+        decode(body)
+    assert reason in str(info.value)
+
+
+def test_unknown_task_is_poison() -> None:
+    app = App()
+    with pytest.raises(PoisonMessage, match="unknown task 'nope'"):
+        app.execute(Call("nope"))

@@ -1,0 +1,102 @@
+"""The core pipeline on the real services: submit → RabbitMQ → `runner start` → PostgreSQL."""
+
+import json
+import signal
+import time
+
+import pytest
+from kombu import Connection
+
+from db import open_store
+from runner.app import Call, encode
+from runner.broker import AmqpBroker, dead_queue_name
+from tests.support.services import run_cli, runner_env, wait_until, worker
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.e2e]
+
+
+@pytest.fixture
+def env(pg_url, amqp_url, queue_name) -> dict[str, str]:
+    return runner_env(pg_url, amqp_url, queue_name)
+
+
+def results(env) -> list[dict]:
+    out = run_cli(["results", "--format", "json"], env)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def test_submit_through_rabbitmq_to_a_worker_and_back(env, target, tmp_path) -> None:
+    with worker(env, "--processes", "2", "--concurrency", "4", log_path=tmp_path / "worker.log"):
+        out = run_cli(["submit", target.url("/ok"), target.url("/status/500"), target.url("/flaky?key=a"),
+                       "--wait", "--wait-timeout", "60"], env)
+        assert out.returncode == 1, out.stdout + out.stderr  # one check failed
+        rows = {r["url"]: r for r in results(env)}
+        assert rows[target.url("/ok")]["outcome"] == "ok"
+        assert rows[target.url("/status/500")]["outcome"] == "http_error"
+        flaky = rows[target.url("/flaky?key=a")]
+        assert flaky["outcome"] == "ok" and flaky["attempts"] == 2  # 503 retried by tenacity
+        status = run_cli(["status"], env).stdout
+        assert "2 alive" in status and "3 done" in status
+    log = (tmp_path / "worker.log").read_text()
+    assert "guest:guest" not in log
+
+
+def test_submit_without_a_broker_marks_the_jobs_and_exits_3(pg_url, queue_name, target) -> None:
+    env = runner_env(pg_url, "amqp://guest:guest@127.0.0.1:1//", queue_name, URLTESTER_PUBLISH_TIMEOUT="1")
+    out = run_cli(["submit", target.url("/ok")], env, timeout=120)
+    assert out.returncode == 3 and "unreachable" in out.stderr
+    [row] = results(env)
+    assert row["state"] == "queued" and "unreachable" in row["publish_error"]
+
+
+def test_redelivered_message_leaves_exactly_one_result(env, pg_url, amqp_url, queue_name, target) -> None:
+    store = open_store(pg_url)
+    [job] = store.insert_jobs(None, [__import__("db").NewJob(target.url("/ok"))])
+    body = encode([Call("check", (job, target.url("/ok"), {}))])
+    broker = AmqpBroker(amqp_url, queue_name)
+    broker.publish([body, body])  # the same message twice, as after a lost ack
+    with worker(env, "--processes", "1", "--concurrency", "4"):
+        wait_until(lambda: store.get_job(job).state == "done", 30, message="the job to be done")
+        time.sleep(1)  # give the second copy time to be (not) stored
+        assert broker.ping().ready == 0
+    with store.dialect.transaction() as cur:
+        cur.execute("SELECT count(*) FROM results WHERE job_id = %s", (job,))
+        assert cur.fetchone()[0] == 1
+    store.close()
+
+
+def test_poison_is_dead_lettered_with_its_reason_and_the_worker_carries_on(env, pg_url, amqp_url, queue_name, target) -> None:
+    broker = AmqpBroker(amqp_url, queue_name)
+    broker.publish([b"{not json", encode([Call("no_such_task", ())]),
+                    encode([Call("check", ("not-an-id", target.url("/ok"), {"method": "BREW"}))])])
+    with worker(env, "--processes", "1", "--concurrency", "2"):
+        wait_until(lambda: broker.ping().dead == 3, 30, message="three dead-lettered messages")
+        out = run_cli(["submit", target.url("/ok"), "--wait", "--wait-timeout", "30"], env)
+        assert out.returncode == 0, out.stdout + out.stderr
+    reasons = sorted(h["x-urltester-reason"] for h, _ in broker.get_dead())
+    assert any("not JSON" in r for r in reasons)
+    assert any("unknown task 'no_such_task'" in r for r in reasons)
+    assert any("BREW" in r or "method" in r for r in reasons)
+
+
+def test_sigterm_finishes_in_flight_checks_and_exits_0(env, target) -> None:
+    slow = [target.url(f"/ok?ms=1500&n={i}") for i in range(4)]
+    run_cli(["submit", *slow], env)
+    with worker(env, "--processes", "1", "--concurrency", "4", "--shutdown-timeout", "10") as proc:
+        wait_until(lambda: sum(target.hits.values()) >= 4, 20, message="the checks to start")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert time.monotonic() - started < 10
+    rows = results(env)
+    assert [r["state"] for r in rows] == ["done"] * 4
+
+
+def test_queue_declared_durable_quorum_with_dead_letter(env, amqp_url, queue_name) -> None:
+    AmqpBroker(amqp_url, queue_name).ping()
+    with Connection(amqp_url) as conn:
+        ch = conn.channel()
+        # passive declares succeed only if both queues exist
+        assert ch.queue_declare(queue_name, passive=True).queue == queue_name
+        assert ch.queue_declare(dead_queue_name(queue_name), passive=True)
