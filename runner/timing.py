@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import select
 import socket
 import ssl
 import threading
@@ -156,6 +155,7 @@ class HopTimes:
     ttfb_ms: float | None = None
     sent_at: float | None = None
     headers_at: float | None = None
+    first_byte_at: float | None = None
     tls: dict[str, Any] | None = None
     tls_failure: dict[str, Any] | None = field(default=None)
 
@@ -254,7 +254,7 @@ class _TimedConnectionMixin:
             timeout = min(guard.remaining(), hop.op_timeout)
             if timeout <= 0:
                 break
-            sock = socket.socket(af, socktype, proto)
+            sock = TimedSocket(af, socktype, proto)
             try:
                 for opt in self.socket_options or ():  # type: ignore[attr-defined]
                     sock.setsockopt(*opt)
@@ -295,26 +295,42 @@ class _TimedConnectionMixin:
 
     def getresponse(self) -> Any:
         hop = current()
-        if hop is not None and hop.sent_at is not None:
-            sock = self.sock  # type: ignore[attr-defined]
-            # Wait for the first byte without consuming it, so ttfb is the first byte,
-            # not the end of the headers. A TLS socket may already hold decrypted bytes.
-            if sock is not None and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                wait = max(0.0, min(hop.op_timeout, hop.guard.remaining()))
-                try:
-                    poller = select.poll()
-                    poller.register(sock, select.POLLIN | select.POLLPRI)
-                    events = poller.poll(wait * 1000.0)
-                except (OSError, ValueError):
-                    events = [(0, 0)]
-                if not events:
-                    # Nothing within the read timeout; urllib3 maps this to ReadTimeoutError.
-                    raise TimeoutError("timed out waiting for the first byte")
-            hop.ttfb_ms = (_perf() - hop.sent_at) * 1000.0
-        response = super().getresponse()  # type: ignore[misc]
+        sock = self.sock  # type: ignore[attr-defined]
+        if hop is not None and sock is not None:
+            sock._ut_hop = hop       # the socket notes when the first byte arrives
+        try:
+            response = super().getresponse()  # type: ignore[misc]
+        finally:
+            if sock is not None:
+                sock._ut_hop = None
         if hop is not None:
             hop.headers_at = _perf()
+            if hop.sent_at is not None:
+                first = hop.first_byte_at or hop.headers_at
+                hop.ttfb_ms = (first - hop.sent_at) * 1000.0
         return response
+
+
+class _FirstByteMixin:
+    """Records when the first read after a request returns: the first byte's arrival.
+
+    A Python-level recv_into costs well under a microsecond; a poll() before reading,
+    the other way to see the first byte, costs a system call per request.
+    """
+
+    _ut_hop: HopTimes | None = None
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        count = super().recv_into(buffer, nbytes, flags)  # type: ignore[misc]
+        hop = self._ut_hop
+        if hop is not None:
+            hop.first_byte_at = _perf()
+            self._ut_hop = None
+        return count
+
+
+class TimedSocket(_FirstByteMixin, socket.socket):
+    pass
 
 
 class TimedHTTPConnection(_TimedConnectionMixin, HTTPConnection):
@@ -329,7 +345,7 @@ class TimedHTTPSConnection(_TimedConnectionMixin, HTTPSConnection):
             self._ut_tls = hop.tls
 
 
-class TimedSSLSocket(ssl.SSLSocket):
+class TimedSSLSocket(_FirstByteMixin, ssl.SSLSocket):
     """Times the handshake and keeps the certificate chain, also when verification fails."""
 
     def do_handshake(self, block: bool = False) -> None:

@@ -49,16 +49,16 @@ def redirect_to(target: str, status: str = "302 Found") -> Handler:
 
 def trickle_headers(conn: socket.socket, path: str) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\n")
-    for _ in range(60):
-        conn.sendall(b"X")          # a header line that never ends, one byte a second
-        time.sleep(1)
+    for _ in range(120):
+        conn.sendall(b"X")          # a header line that never ends, a byte every half second
+        time.sleep(0.5)             # (faster than any per-read timeout: only the deadline helps)
 
 
 def trickle_body(conn: socket.socket, path: str) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-    for _ in range(60):
+    for _ in range(120):
         conn.sendall(b"x")
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def endless_body(conn: socket.socket, path: str) -> None:

@@ -63,6 +63,14 @@ def test_trickle_hits_the_deadline(checker: Checker, hostile: Server, timed, pat
     assert took <= 2 + SLACK
 
 
+def test_one_byte_a_second_with_one_attempt(checker: Checker, hostile: Server, timed) -> None:
+    # retries 1: the per-read timeout is the whole deadline, so only the deadline ends it
+    result, took = timed(checker, hostile.url("/trickle-body"), parse_options({"deadline": 2, "retries": 1}))
+    assert result.outcome == "deadline_exceeded"
+    assert result.status_code == 200 and result.bytes is not None and result.bytes < 10   # what arrived
+    assert took <= 2 + SLACK
+
+
 def test_endless_body_is_too_large_at_the_cap(checker: Checker, hostile: Server, timed) -> None:
     result, took = timed(checker, hostile.url("/endless"), parse_options({"deadline": 2, "max_bytes": "256k"}))
     assert result.outcome == "too_large"
