@@ -111,7 +111,6 @@ class CheckResult:
     retried: list[dict[str, str]] = field(default_factory=list)   # earlier attempts' outcome/error
     failed_conditions: list[str] = field(default_factory=list)
     elapsed_ms: float | None = None       # the whole check, retries and backoff included
-    checked_at: str | None = None         # ISO 8601 UTC, when the check started
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +205,7 @@ class _Hop:
     version: int | None = None
     headers: Any = None
     location: str | None = None
+    declared: int | None = None     # Content-Length
     body: bytes = b""
     too_large: bool = False
     ended: float | None = None
@@ -310,11 +310,10 @@ class Checker:
                     result.error = result.error.replace(password, "***")
             return result
         finally:
-            guard.done = True
+            guard.finish()
             timing.set_current(None)
 
     def _check(self, url: str, options: CheckOptions, guard: Guard, started: float) -> CheckResult:
-        checked_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         session = self._session()
         session.cookies.clear()                  # cookies live for one check's redirects only
         history: list[_Attempt] = [self._attempt(session, url, options, guard)]
@@ -342,7 +341,6 @@ class Checker:
         result.attempts = len(history)
         result.retried = [{"outcome": a.outcome or "", "error": a.error or ""} for a in history[:-1]]
         result.flaky = result.attempts > 1 and result.ok
-        result.checked_at = checked_at
         result.elapsed_ms = _r((time.monotonic() - started) * 1000.0)
         return result
 
@@ -427,6 +425,7 @@ class Checker:
         hop.reason = response.reason
         hop.version = getattr(raw, "version", None)
         hop.headers = response.headers
+        hop.declared = _content_length(response.headers)
         is_redirect = hop.status in REDIRECT_CODES and "location" in response.headers
         if is_redirect and options.max_redirects > 0:
             hop.location = response.headers["location"]
@@ -438,8 +437,7 @@ class Checker:
             hop.ended = time.perf_counter()
             raw.release_conn()
             return
-        declared = _content_length(response.headers)
-        if declared is not None and declared > options.max_bytes:
+        if hop.declared is not None and hop.declared > options.max_bytes:
             hop.too_large = True
             hop.ended = time.perf_counter()
             response.close()
@@ -527,7 +525,7 @@ class Checker:
             result.final_url = _mask_url(last.url)
             ctype = headers.get("content-type")
             result.content_type = clean_text(ctype, 200) if ctype else None
-            result.content_length = _content_length(headers)
+            result.content_length = last.declared
             result.headers = {clean_text(k.lower(), 100): clean_text(v, HEADER_VALUE_MAX)
                               for k, v in itertools.islice(headers.items(), HEADERS_MAX)}
             if options.method != "HEAD" and not last.too_large or last.body:

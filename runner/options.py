@@ -71,7 +71,11 @@ class StatusSet:
     ranges: tuple[tuple[int, int], ...]
 
     def __contains__(self, code: object) -> bool:
-        return isinstance(code, int) and any(lo <= code <= hi for lo, hi in self.ranges)
+        if isinstance(code, int):
+            for lo, hi in self.ranges:
+                if lo <= code <= hi:
+                    return True
+        return False
 
     def __str__(self) -> str:
         return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
@@ -246,6 +250,8 @@ class CheckOptions:
 
     @property
     def parsed_conditions(self) -> tuple[Condition, ...]:
+        if not self.conditions:
+            return ()
         return tuple(_condition_cached(c) for c in self.conditions)
 
     def to_json(self) -> dict:

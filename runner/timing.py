@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import socket
 import ssl
 import threading
@@ -80,6 +81,11 @@ class Guard:
         if self.fired:
             _shutdown(sock)
 
+    def finish(self) -> None:
+        """The check is over: never fire, and let go of its sockets."""
+        self.done = True
+        self._socks = []
+
     def fire(self) -> None:
         if self.done:
             return
@@ -106,9 +112,15 @@ class Watchdog:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
 
+    def _reset_after_fork(self) -> None:
+        # A forked worker process has the parent's heap but not its thread.
+        self._heap = []
+        self._cond = threading.Condition()
+        self._thread = None
+
     def arm(self, guard: Guard) -> None:
         with self._cond:
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="check-watchdog", daemon=True)
                 self._thread.start()
             earliest = self._heap[0][0] if self._heap else None
@@ -117,9 +129,9 @@ class Watchdog:
                 self._cond.notify()
 
     def _run(self) -> None:
-        heap = self._heap
         while True:
             with self._cond:
+                heap = self._heap
                 while heap and heap[0][2].done:
                     heapq.heappop(heap)
                 if not heap:
@@ -134,6 +146,7 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+os.register_at_fork(after_in_child=WATCHDOG._reset_after_fork)
 
 
 # ---------------------------------------------------------------- per-hop measurements
