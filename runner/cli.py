@@ -244,10 +244,13 @@ def results(
     since: Annotated[str | None, typer.Option("--since", help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only checks that failed.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs [default: 100 for table, all for json/csv].", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per line) or csv.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per line), csv or junit (JUnit XML: one test case per URL, for CI).")] = "table",
 ) -> None:
-    """List jobs and their results, newest first (what the old get_jobs returned)."""
-    from .report import FORMATS, table_lines, write_csv, write_json
+    """List jobs and their results, newest first (what the old get_jobs returned).
+
+    json, csv and junit stream every matching job (a million rows with flat memory).
+    """
+    from .report import FORMATS, table_lines, write_csv, write_json, write_junit
 
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}", EXIT_USAGE)
@@ -259,6 +262,20 @@ def results(
             views = rt.store.list_jobs(flt, limit=limit or 100)
             for line in table_lines(views):
                 typer.echo(line)
+            return
+        if fmt == "junit":
+            # The suite's counts lead the XML: count first (SQL), then stream the rows.
+            from dataclasses import replace
+
+            total = rt.store.count_jobs(flt)
+            failures = rt.store.count_jobs(replace(flt, failed=True))
+            skipped = 0 if state == "done" else sum(
+                rt.store.count_jobs(replace(flt, state=s)) for s in ("queued", "running") if state in (None, s))
+            if limit is not None:
+                total = min(total, limit)
+            rows = rt.store.iter_jobs(flt, order="oldest", limit=limit)
+            write_junit(rows, sys.stdout, name=f"urltester {batch}" if batch else "urltester",
+                        tests=total, failures=min(failures, total), skipped=min(skipped, total))
             return
         rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt == "json"), limit=limit)
         (write_json if fmt == "json" else write_csv)(rows, sys.stdout)

@@ -1,5 +1,262 @@
-"""``runner import`` and ``runner prune``: batch imports for cron, and retention."""
+"""``runner import`` and ``runner prune``: batch imports for cron, and retention.
+
+The commands only read flags, call :mod:`runner.importer` (or the store) and turn what
+happened into lines and an exit code; docs/import.md tells operators the same story.
+"""
 
 from __future__ import annotations
 
-from .cli import app  # noqa: F401 - commands are registered on it here (issue 5)
+import sys
+import time
+from typing import Annotated, Any, TextIO
+
+import typer
+
+from .cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    ConditionOpt,
+    ContainsOpt,
+    DeadlineOpt,
+    ExcludesOpt,
+    ExpectOpt,
+    HeaderOpt,
+    InsecureOpt,
+    MaxBytesOpt,
+    MaxMsOpt,
+    MethodOpt,
+    RedirectsOpt,
+    app,
+    check_options,
+    fail,
+    handled,
+    parse_age,
+    runtime_for,
+)
+from .text import printable
+
+IMPORT_HELP = """Validate a file of URLs and queue every valid line as a job of one batch.
+
+FILE is a path, or - for standard input. Formats: text (one URL per line; # comments and blank lines ignored), CSV (a header with a url column and optional option columns: method, expect_status, body_contains, body_excludes, max_ms, deadline, max_redirects, insecure, max_bytes, header, condition, retries) or JSON Lines (one object per line with a "url" key and the same option keys). The format comes from the extension (.txt .csv .jsonl), else from the content; --format overrides. The check option flags are defaults for the whole file; a line's own columns or keys override them.
+
+Each invalid line is reported on stderr as FILE:LINE: reason, and the valid lines are queued (with --strict nothing is queued if any line is invalid). Duplicate lines (same URL and options) are queued once. With --idempotency-key a re-run (a cron retry) never queues a line twice: it records only what an earlier run did not, and publishes what that run recorded but could not publish.
+
+Exit codes: 0 every valid line queued (with --wait: and every check ok).
+1 some lines rejected and the rest queued; or --strict refused the file; or with --wait a check failed or the wait timed out.
+2 usage error: bad flag, unreadable file, CSV header without url or with an unknown column (nothing queued).
+3 database or RabbitMQ unreachable. Nothing is half-queued: if RabbitMQ fails mid-import, every job is still recorded and the ones not published are marked; `runner requeue --stale 0s` (or the same import re-run with its --idempotency-key) publishes them. If the database fails, what was recorded stays; re-run with the same --idempotency-key to record the rest.
+"""
+
+
+class Progress:
+    """A one-line progress display on a terminal's stderr, redrawn at most 10 times a second."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.shown = False
+        self.source: Any = None
+
+    def update(self, report: Any) -> None:
+        if not self.enabled:
+            return
+        src = self.source
+        done = f"{src.read * 100 / src.size:5.1f}% " if src is not None and src.size else ""
+        line = (f"importing {printable(report.source, 40)}: {done}{report.lines:,} lines, "
+                f"{report.recorded:,} recorded, {report.published:,} queued, {report.rejected:,} rejected, "
+                f"{report.rate:,.0f} jobs/s")
+        self.stream.write("\r\x1b[K" + line)
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+    def message(self, text: str) -> None:
+        self.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def rejected_line(rejected: Any) -> str:
+    """``FILE:LINE: reason`` (with the offending text when there is some), safe to print."""
+    if rejected.text:
+        return printable(str(rejected))
+    return printable(f"{rejected.where}: {rejected.reason}")
+
+
+@app.command("import", help=IMPORT_HELP)
+@handled
+def import_(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="File of URLs (text, CSV or JSON Lines), or - for stdin.", show_default=False)],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="text, csv or jsonl (default: from the extension, else the content).", show_default=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Queue nothing if any line is invalid.")] = False,
+    keep_duplicates: Annotated[bool, typer.Option("--keep-duplicates", help="Queue repeated lines each time.")] = False,
+    batch: Annotated[str | None, typer.Option("--batch", help="Label for the batch (default: 'FILE DATE TIME').", show_default=False)] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Re-running with the same key never queues a line twice (safe cron retries).", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success (rejected lines and errors are still reported).")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the checks; print ok, failed by outcome and the slowest; exit 1 if any failed.")] = False,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
+    method: MethodOpt = None, expect_status: ExpectOpt = None, body_contains: ContainsOpt = None,
+    body_excludes: ExcludesOpt = None, max_ms: MaxMsOpt = None, deadline: DeadlineOpt = None,
+    max_redirects: RedirectsOpt = None, insecure: InsecureOpt = False, max_bytes: MaxBytesOpt = None,
+    header: HeaderOpt = None, condition: ConditionOpt = None,
+) -> None:
+    from db import StoreError
+
+    from .errors import BrokerError
+    from .importer import FORMATS, Importer, ImportUsageError, Source
+
+    if fmt is not None and fmt not in FORMATS:
+        raise fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}", EXIT_USAGE)
+    defaults = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
+                             max_redirects, insecure, max_bytes, header, condition)
+    progress = Progress(sys.stderr, enabled=not quiet and sys.stderr.isatty())
+    try:
+        source = Source.open(file)
+    except ImportUsageError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    progress.source = source
+    try:
+        with runtime_for(ctx) as rt:
+            importer = Importer(
+                rt, defaults=defaults, fmt=fmt, strict=strict, keep_duplicates=keep_duplicates,
+                batch_name=batch, idempotency_key=idempotency_key,
+                on_reject=lambda r: progress.message(rejected_line(r)), on_progress=progress.update,
+            )
+            try:
+                report = importer.run(source)
+            except ImportUsageError as exc:
+                progress.clear()
+                raise fail(str(exc), EXIT_USAGE) from None
+            except StoreError as exc:
+                progress.clear()
+                raise fail(_store_failed(exc, idempotency_key), EXIT_UNAVAILABLE) from None
+            except BrokerError:
+                progress.clear()
+                raise
+            progress.clear()
+            code = EXIT_FAILED if report.rejected else EXIT_OK
+            if report.refused:
+                typer.echo(f"runner: --strict: {report.rejected} line{_s(report.rejected)} rejected; "
+                           f"nothing queued from {printable(report.source)}", err=True)
+                raise typer.Exit(EXIT_FAILED)
+            if report.broker_error:
+                typer.echo(summary_line(report), err=True)
+                raise fail(
+                    f"RabbitMQ failed during the import: {report.broker_error}. {report.unpublished} "
+                    f"job{_s(report.unpublished)} are recorded but not published; they are marked, and "
+                    "`runner requeue --stale 0s` publishes them once RabbitMQ is back"
+                    + (" (so does re-running this import with the same --idempotency-key)" if idempotency_key else ""),
+                    EXIT_UNAVAILABLE,
+                )
+            if not quiet or code != EXIT_OK:
+                typer.echo(summary_line(report))
+            if report.batch is not None and (wait or rt.settings.immediate):
+                # On the embedded broker the checks run in this process: it must stay until they finish.
+                summary, complete = wait_for_batch(rt, report.batch.id, wait_timeout if wait else None)
+                if wait:
+                    if not quiet or summary.failed or not complete:
+                        for line in summary_lines(summary):
+                            typer.echo(line)
+                    if not complete:
+                        typer.echo(f"runner: timed out after {wait_timeout:g} s: {summary.pending} checks "
+                                   "not done yet", err=True)
+                    if summary.failed or not complete:
+                        code = EXIT_FAILED
+            raise typer.Exit(code)
+    finally:
+        source.close()
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
+def _store_failed(exc: Any, key: str | None) -> str:
+    report = getattr(exc, "report", None)
+    text = f"database unreachable during the import: {exc}"
+    if report is None or report.batch is None:
+        return text
+    text += f". {report.recorded} job{_s(report.recorded)} of batch {report.batch.name!r} (id {report.batch.id}) were recorded before it"
+    if key:
+        return text + "; re-run with the same --idempotency-key to record the rest"
+    return text + ("; re-running without an --idempotency-key records every line again "
+                   f"(see `runner results --batch {report.batch.id}`)")
+
+
+def summary_line(report: Any) -> str:
+    """The one line a cron log keeps: what was read, queued, refused, how fast."""
+    batch = f" in batch {printable(report.batch.name)!r} (id {report.batch.id})" if report.batch else ""
+    parts = [f"{report.lines:,} lines", f"{report.published:,} jobs queued{batch}"]
+    if report.already:
+        parts.append(f"{report.already:,} already recorded by an earlier run with this key")
+    if report.republished:
+        parts.append(f"{report.republished:,} re-published")
+    if report.unpublished:
+        parts.append(f"{report.unpublished:,} recorded but not published")
+    parts.append(f"{report.rejected:,} rejected")
+    parts.append(f"{report.duplicates:,} duplicate{_s(report.duplicates)}")
+    return (f"imported {printable(report.source)} ({report.format}): " + ", ".join(parts)
+            + f"; {report.elapsed:.1f} s, {report.rate:,.0f} jobs/s")
+
+
+def wait_for_batch(rt: Any, batch_id: int, timeout: float | None) -> tuple[Any, bool]:
+    """Wait until no job of the batch is queued or running; (summary, all done)."""
+    from db.bulk import batch_summary
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    listener = rt.store.listener()
+    try:
+        while True:
+            summary = batch_summary(rt.store, batch_id)
+            if summary.pending == 0:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            listener.wait(0.5 if left is None else min(0.5, left))
+    finally:
+        listener.close()
+    return batch_summary(rt.store, batch_id, slowest=5), summary.pending == 0
+
+
+def summary_lines(summary: Any) -> list[str]:
+    from .urls import mask_url
+
+    by_outcome = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_outcome.items(), key=lambda kv: -kv[1]) if k != "ok")
+    lines = [f"checked {summary.done:,} of {summary.total:,}: ok {summary.ok:,}, failed {summary.failed:,}"
+             + (f" ({by_outcome})" if by_outcome else "")]
+    for i, slow in enumerate(summary.slowest):
+        label = "slowest" if i == 0 else ""
+        lines.append(f"{label:<8} {slow.total_ms:9.0f} ms  {slow.outcome:<18} {printable(mask_url(slow.url), 100)}")
+    return lines
+
+
+@app.command()
+@handled
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[str, typer.Option("--older-than", help="Delete done jobs submitted longer ago than this (30d, 12h, 2w).", show_default=False)],
+    chunk: Annotated[int, typer.Option("--chunk", min=1, help="Jobs deleted per transaction (short locks).")] = 5000,
+) -> None:
+    """Retention: delete done jobs and their results older than an age, a chunk at a time.
+
+    Jobs still queued or running are never deleted. Batches left empty are removed too.
+    Safe to run from cron while workers are busy.
+    """
+    from db import open_store
+
+    age = parse_age(older_than)
+    store = open_store(ctx.obj.database_url, max_connections=1)
+    try:
+        n = store.prune(age, chunk=chunk)
+    finally:
+        store.close()
+    typer.echo(f"pruned {n:,} done job{_s(n)} older than {older_than}")

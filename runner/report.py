@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from xml.sax.saxutils import escape, quoteattr
 
 from db import JobView
 
@@ -20,7 +22,7 @@ CORE_KEYS = (
     "id", "url", "batch", "state", "outcome", "ok", "status_code", "total_ms", "attempts", "error",
     "final_url", "bytes", "content_type", "title", "submitted_at", "started_at", "checked_at",
 )
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "junit")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -83,6 +85,61 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
+
+
+# XML 1.0 allows tab, newline, carriage return and most other code points; anything else
+# (other C0 controls, surrogates, U+FFFE/U+FFFF) would make the report unreadable.
+_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(value: object) -> str:
+    text = _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if value is None else str(value))
+    return escape(text)
+
+
+def _xml_attr(value: object) -> str:
+    text = _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if value is None else str(value))
+    return quoteattr(text.replace("\n", " ").replace("\r", " ").replace("\t", " "))
+
+
+def write_junit(views: Iterable[JobView], out: TextIO, *, name: str = "urltester",
+                tests: int | None = None, failures: int | None = None, skipped: int | None = None) -> int:
+    """JUnit XML, one ``<testcase>`` per job, written as the rows arrive (flat memory).
+
+    A check that failed is a ``<failure>`` (type: the outcome; message: outcome and
+    error); a job not checked yet is ``<skipped>``. The suite's counts come first in the
+    XML, so a caller that streams passes them in (counted beforehand); otherwise they
+    are left out, which CI readers accept. Rows are grouped by batch in ``classname``.
+    """
+    out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
+    counts = "".join(
+        f" {key}={_xml_attr(value)}" for key, value in (("tests", tests), ("failures", failures), ("skipped", skipped))
+        if value is not None
+    )
+    out.write(f"  <testsuite name={_xml_attr(name)}{counts}>\n")
+    n = 0
+    for view in views:
+        n += 1
+        row = to_row(view)
+        seconds = "" if view.total_ms is None else f" time=\"{view.total_ms / 1000:.3f}\""
+        classname = f"urltester.{view.batch}" if view.batch else "urltester"
+        out.write(f"    <testcase classname={_xml_attr(classname)} name={_xml_attr(row['url'])}{seconds}>")
+        if view.state != "done":
+            out.write(f"<skipped message={_xml_attr(view.state)}/>")
+        elif not view.ok:
+            outcome = view.outcome or "failed"
+            message = f"{outcome}: {view.error}" if view.error else outcome
+            details = [f"outcome: {outcome}", f"status_code: {view.status_code or ''}",
+                       f"error: {view.error or ''}", f"final_url: {row['final_url'] or ''}",
+                       f"attempts: {view.attempts or ''}", f"job id: {view.id}"]
+            out.write(f"<failure type={_xml_attr(outcome)} message={_xml_attr(message)}>"
+                      f"{_xml_text(chr(10).join(details))}</failure>")
+        else:
+            summary = f"status {view.status_code}, {row['total_ms']} ms"
+            out.write(f"<system-out>{_xml_text(summary)}</system-out>")
+        out.write("</testcase>\n")
+    out.write("  </testsuite>\n</testsuites>\n")
+    return n
 
 
 SYMBOLS = {"ok": "✓", "queued": "·", "running": "…"}
