@@ -7,12 +7,12 @@ status counts read each table once instead of grouping the join.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .dialects import Postgres
-from .models import Batch, Counts, JobFilter
-from .store import _FROM, _ORDER_SPECS, Store, utcnow
+from .models import Batch, Counts, JobFilter, JobView
+from .store import _FROM, _JOB_COLUMNS, _ORDER_SPECS, Store, utcnow
 
 # Keysets that sort after every real row, per order: ``list_jobs(before=TAIL[order])``
 # returns the last page (rows still in display order), so End costs one index probe.
@@ -21,7 +21,7 @@ TAIL: dict[str, tuple[Any, ...]] = {
     "oldest": (1 << 62,),
     "latency": (-1.0e300, -1),
     "status": (-(1 << 31), -1),
-    "checked": (datetime(1970, 1, 1).astimezone(), -1),
+    "checked": (datetime(1970, 1, 1, tzinfo=UTC), -1),
 }
 
 
@@ -84,3 +84,19 @@ def recent_batches(store: Store, limit: int = 50) -> list[Batch]:
 
 def is_postgres(store: Store) -> bool:
     return isinstance(store.dialect, Postgres)
+
+
+UNPUBLISHED_PAGE = 5000
+RETEST_LIMIT = 100_000  # re-test at most this many failed jobs at once
+
+
+def unpublished_jobs(store: Store, limit: int = UNPUBLISHED_PAGE) -> list[JobView]:
+    """Queued jobs whose message the broker never confirmed (to send when it is back)."""
+    with store.dialect.transaction() as cur:
+        cur.execute(
+            f"SELECT {_JOB_COLUMNS} {_FROM} WHERE j.state = 'queued' AND j.published_at IS NULL "  # noqa: S608
+            "AND j.publish_error IS NOT NULL ORDER BY j.id LIMIT %s",
+            (limit,),
+        )
+        rows = cur.fetchall()
+    return [store._view(r, False) for r in rows]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from .cli import app, handled
+from .cli import app, handled, runtime_for
 
 
 @app.command()
 @handled
 def tui(ctx: typer.Context) -> None:
     """Open the full-screen terminal UI: type URLs, watch results arrive."""
-    raise typer.Exit(2)  # replaced by the TUI (issue 4)
+    from tui.app import UrlTesterApp
+
+    with runtime_for(ctx) as rt:
+        UrlTesterApp(rt).run()

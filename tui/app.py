@@ -1,0 +1,511 @@
+"""UrlTesterApp: type URLs at the top, watch their results arrive in the grid below.
+
+It gets a :class:`runner.service.Runtime` handed in and never builds connections itself.
+Every database or broker call runs in a thread worker (``@work(thread=True)``) and reports
+back with ``call_from_thread`` or a message; the event loop only draws.
+
+Live refresh: a worker waits on the store's change feed (PostgreSQL LISTEN/NOTIFY; SQLite
+in-process wake-ups plus ``data_version`` polling) and asks the grid to re-read the rows on
+screen; every ``poll_interval`` seconds it re-reads anyway, in case a notification was lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+from textual.worker import get_current_worker
+
+from db import JobFilter, JobView, StoreUnavailable, utcnow
+from db import grid as grid_sql
+from runner.errors import BrokerError
+from runner.text import printable
+from runner.urls import mask_url, split_input
+
+from .banner import Banner
+from .choice import ChoiceScreen
+from .detail import DetailScreen
+from .grid import JobGrid
+from .help import HelpScreen
+from .status_line import StatusLine
+from .url_input import UrlInput
+from .view_bar import ViewBar
+from .window import Query
+
+if TYPE_CHECKING:
+    from runner.service import Runtime, SubmitReport
+
+SORTS = ("newest", "oldest", "latency", "status", "checked")
+OUTCOMES = (
+    "ok", "http_error", "assertion_failed", "dns_error", "connect_refused", "connect_timeout",
+    "read_timeout", "deadline_exceeded", "tls_error", "too_many_redirects", "too_large",
+    "invalid_response", "blocked",
+)
+SHOWN_REJECTIONS = 3
+
+
+class UrlTesterApp(App[None]):
+    """The operator's terminal UI."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "urltester"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("slash", "filter", "Filter"),
+        Binding("f", "toggle_failed", "Failed"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("r", "retest", "Re-test"),
+        Binding("e", "export", "Export"),
+        Binding("o", "pick_outcome", "Outcome", show=False),
+        Binding("b", "pick_batch", "Batch", show=False),
+        Binding("x", "clear_filters", "Clear filters", show=False),
+        Binding("R", "retest_failed", "Re-test failed", show=False),
+        Binding("c", "copy_url", "Copy URL", show=False),
+        Binding("i", "focus_input", "URL input", show=False),
+        Binding("escape", "escape", "Back", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow, tz: tzinfo | None = None,
+                 poll_interval: float = 1.0, status_interval: float = 2.0, export_dir: Path | None = None) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.clock = clock
+        self.tz = tz
+        self.poll_interval = poll_interval
+        self.status_interval = status_interval
+        self.export_dir = export_dir
+        self.paused = False
+        self.query_ = Query()
+        self._unsent = False  # jobs recorded while the broker was down, to send when it is back
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        settings = self.runtime.settings
+        yield Banner(id="banner")
+        yield UrlInput(placeholder="Type or paste URLs and press Enter (e.g. example.com https://example.org/health)",
+                       id="urls")
+        yield Static("", id="message")
+        yield ViewBar(id="view-bar")
+        yield Input(placeholder="Filter: text in the URL (Enter to apply, Esc to leave)", id="filter")
+        yield JobGrid(self.runtime.store, clock=self.clock, tz=self.tz, id="grid")
+        yield StatusLine(settings.database_shown, settings.broker_shown, settings.immediate, id="status")
+        yield Footer()
+
+    @property
+    def grid(self) -> JobGrid:
+        return self.query_one("#grid", JobGrid)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one(ViewBar).show(self.query_, paused=False)
+        self.query_one("#urls", UrlInput).focus()
+        self.watch_changes()
+        self.watch_status()
+
+    # ------------------------------------------------------------------ live refresh
+
+    @work(thread=True, group="listen", exit_on_error=False)
+    def watch_changes(self) -> None:
+        """Worker thread: wake the grid when jobs or results change, or every poll interval."""
+        worker = get_current_worker()
+        store = self.runtime.store
+        listener = None
+        last_poll = time.monotonic()
+        backoff = 0.5
+        while not worker.is_cancelled:
+            changed = False
+            try:
+                if listener is None:
+                    listener = store.listener()
+                # Short slices, so the worker ends promptly when the app quits.
+                changed = listener.wait(min(0.25, self.poll_interval))
+                backoff = 0.5
+            except Exception:  # noqa: BLE001 - the database went away: the grid's fetch reports it
+                if listener is not None:
+                    try:
+                        listener.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                listener = None
+                worker.cancelled_event.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                changed = True  # poll: the grid's fetch will say whether it is back
+            now = time.monotonic()
+            if changed or now - last_poll >= self.poll_interval:
+                last_poll = now
+                self.call_from_thread(self._data_changed)
+        if listener is not None:
+            listener.close()
+
+    def _data_changed(self) -> None:
+        if self.paused:
+            return
+        self.grid.reload()
+        if isinstance(self.screen, DetailScreen):
+            self.screen.changed()
+
+    @work(thread=True, group="status", exit_on_error=False)
+    def watch_status(self) -> None:
+        """Worker thread: counts, heartbeats and the broker's health, every status interval."""
+        worker = get_current_worker()
+        rt = self.runtime
+        last_ping = 0.0
+        depth: int | None = None
+        while not worker.is_cancelled:
+            try:
+                now = self.clock()
+                counts = grid_sql.quick_counts(rt.store, now=now)
+                workers = len(rt.store.workers(now=now))
+                self.call_from_thread(self._problem, "database", None)
+            except StoreUnavailable as exc:
+                self.call_from_thread(self._problem, "database", str(exc))
+            except Exception as exc:  # noqa: BLE001 - shown, never fatal
+                self.call_from_thread(self._problem, "database", f"{type(exc).__name__}: {exc}")
+            else:
+                if rt.broker is not None and time.monotonic() - last_ping > 5:
+                    last_ping = time.monotonic()
+                    try:
+                        depth = rt.broker.ping().ready
+                        self.call_from_thread(self._problem, "broker", None)
+                        if self._unsent:
+                            self._send_unsent()
+                    except BrokerError as exc:
+                        depth = None
+                        self.call_from_thread(self._problem, "broker", str(exc))
+                self.call_from_thread(self.query_one(StatusLine).set_status, counts, workers, depth)
+            worker.cancelled_event.wait(self.status_interval)
+
+    def _send_unsent(self) -> None:
+        """Worker thread: publish the jobs recorded while the broker was down."""
+        rt = self.runtime
+        views = grid_sql.unpublished_jobs(rt.store)
+        if views:
+            rt.publish([(v.id, v.url, v.options) for v in views])
+            self.call_from_thread(self._say, f"The broker is back: sent {len(views):,} waiting job(s).")
+        self._unsent = bool(views) and len(views) >= grid_sql.UNPUBLISHED_PAGE
+
+    def _problem(self, service: str, message: str | None) -> None:
+        self.query_one(Banner).set_problem(service, message)
+
+    # ------------------------------------------------------------------ grid events
+
+    @on(JobGrid.Fetched)
+    def _fetched(self, event: JobGrid.Fetched) -> None:
+        self.query_one(ViewBar).show(total=event.total)
+        self._problem("database", None)
+
+    @on(JobGrid.FetchFailed)
+    def _fetch_failed(self, event: JobGrid.FetchFailed) -> None:
+        self._problem("database", event.error)
+
+    @on(JobGrid.Activated)
+    def _activated(self, event: JobGrid.Activated) -> None:
+        self.push_screen(DetailScreen(event.job, self.tz))
+
+    # ------------------------------------------------------------------ submitting
+
+    @on(Input.Submitted, "#urls")
+    def _submit(self, event: Input.Submitted) -> None:
+        urls = split_input(event.value)
+        if not urls:
+            return
+        event.input.value = ""
+        self._say(f"Submitting {len(urls):,} URL{'s' if len(urls) != 1 else ''}…")
+        self.submit_urls(urls)
+
+    @work(thread=True, group="submit", exit_on_error=False)
+    def submit_urls(self, urls: list[str]) -> None:
+        batch = f"tui {self.clock().astimezone(self.tz):%Y-%m-%d %H:%M:%S}"
+        try:
+            report = self.runtime.submit(urls, batch=batch)
+        except StoreUnavailable as exc:
+            # Nothing was recorded: every URL goes back into the input.
+            self.call_from_thread(self._submit_failed, urls, f"database unreachable: {exc}")
+            self.call_from_thread(self._problem, "database", str(exc))
+            return
+        except BrokerError as exc:
+            self._unsent = True
+            self.call_from_thread(self._problem, "broker", str(exc))
+            self.call_from_thread(self._say, "Recorded, but the broker is unreachable: the jobs stay queued and "
+                                  "are sent when it is back.", "warning")
+            return
+        self.call_from_thread(self._submitted, report)
+
+    def _submit_failed(self, urls: list[str], error: str) -> None:
+        self._put_back(urls)
+        self._say(f"Nothing queued ({error}); your URLs are back in the input.", "error")
+
+    def _put_back(self, texts: Iterable[str]) -> None:
+        box = self.query_one("#urls", UrlInput)
+        back = " ".join(texts)
+        box.value = f"{back} {box.value}".strip() if box.value else back
+        box.cursor_position = len(box.value)
+
+    def _submitted(self, report: SubmitReport) -> None:
+        text = Text()
+        queued = len(report.job_ids)
+        if queued:
+            text.append(f"✓ Queued {queued:,} URL{'s' if queued != 1 else ''}", "green")
+            if report.batch is not None:
+                text.append(" in batch ")
+                text.append(printable(report.batch.name))
+            text.append(". ")
+        if report.rejected:
+            self._put_back(r.text for r in report.rejected)
+            n = len(report.rejected)
+            text.append(f"✗ {n} not queued (left in the input): ", "bold red")
+            for i, rejected in enumerate(report.rejected[:SHOWN_REJECTIONS]):
+                if i:
+                    text.append("; ")
+                text.append(printable(mask_url(rejected.text), 60), "bold")
+                text.append(f" — {printable(rejected.reason)}")
+            if n > SHOWN_REJECTIONS:
+                text.append(f"; and {n - SHOWN_REJECTIONS} more")
+        self.query_one("#message", Static).update(text)
+        self.grid.reload()
+
+    def _say(self, message: str, severity: str = "information") -> None:
+        style = {"warning": "yellow", "error": "bold red"}.get(severity, "")
+        self.query_one("#message", Static).update(Text(message, style))
+
+    # ------------------------------------------------------------------ view: filter and sort
+
+    def _set_query(self, query: Query) -> None:
+        self.query_ = query
+        self.grid.set_query(query)
+        self.query_one(ViewBar).show(query, total=None)
+
+    def _set_filter(self, **changes: object) -> None:
+        self._set_query(replace(self.query_, flt=replace(self.query_.flt, **changes)))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        text = event.value.strip() or None
+        if text != self.query_.flt.text:
+            self._set_filter(text=text)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._leave_filter()
+
+    def _leave_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.value.strip():
+            box.display = False
+        self.grid.focus()
+
+    def action_toggle_failed(self) -> None:
+        self._set_filter(failed=not self.query_.flt.failed)
+
+    def action_cycle_sort(self) -> None:
+        order = SORTS[(SORTS.index(self.query_.order) + 1) % len(SORTS)]
+        self._set_query(replace(self.query_, order=order))
+        self.notify(f"Sorted: {order}", timeout=1.5)
+
+    def action_clear_filters(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self._set_query(Query(JobFilter(), self.query_.order))
+
+    def action_pick_outcome(self) -> None:
+        options = [("", "any outcome"), *[(o, o) for o in OUTCOMES]]
+
+        def chosen(value: str | None) -> None:
+            if value is not None:
+                self._set_filter(outcome=value or None)
+
+        self.push_screen(ChoiceScreen("Show only one outcome", options), chosen)
+
+    @work(thread=True, group="batches", exit_on_error=False)
+    def action_pick_batch(self) -> None:
+        try:
+            batches = grid_sql.recent_batches(self.runtime.store)
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            return
+        options = [("", "every batch")] + [
+            (str(b.id), f"{b.name} · {b.size:,} job{'s' if b.size != 1 else ''}") for b in batches
+        ]
+
+        def chosen(value: str | None) -> None:
+            if value is not None:
+                self._set_filter(batch=value or None)
+
+        self.call_from_thread(self.push_screen, ChoiceScreen("Show only one batch (newest first)", options), chosen)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self.query_one(ViewBar).show(paused=self.paused)
+        if not self.paused:
+            self.grid.reload()
+
+    # ------------------------------------------------------------------ focus
+
+    def action_focus_input(self) -> None:
+        self.query_one("#urls", UrlInput).focus()
+
+    def action_focus_grid(self) -> None:
+        self.grid.focus()
+
+    def action_escape(self) -> None:
+        focused = self.focused
+        if focused is not None and focused.id == "filter":
+            self._leave_filter()
+        elif focused is not None and focused.id == "urls":
+            self.grid.focus()
+
+    # ------------------------------------------------------------------ actions on rows
+
+    def _target(self) -> JobView | None:
+        if isinstance(self.screen, DetailScreen):
+            return self.screen.job
+        return self.grid.current
+
+    def action_copy_url(self) -> None:
+        job = self._target()
+        if job is None:
+            return
+        self.copy_to_clipboard(job.url)
+        self._say(f"Copied {printable(mask_url(job.url), 200)}")
+        self.notify("URL copied to the clipboard", timeout=2, markup=False)
+
+    def action_retest(self) -> None:
+        job = self._target()
+        if job is not None:
+            self.retest([job.id], "1 job")
+
+    @work(thread=True, group="retest", exit_on_error=False)
+    def retest(self, ids: list[int], what: str) -> None:
+        try:
+            report = self.runtime.retest(ids)
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            self.call_from_thread(self._say, f"Re-test failed: database unreachable ({exc})", "error")
+            return
+        except BrokerError as exc:
+            self._unsent = True
+            self.call_from_thread(self._problem, "broker", str(exc))
+            self.call_from_thread(self._say, "Re-test recorded; the broker is unreachable, it is sent when it is back.",
+                                  "warning")
+            return
+        self.call_from_thread(self._say, f"↻ Re-testing {what} ({len(report.job_ids):,} new job(s)).")
+        self.call_from_thread(self.grid.reload)
+
+    def action_retest_failed(self) -> None:
+        self.retest_failed_in_view(self.query_)
+
+    @work(thread=True, group="retest", exit_on_error=False)
+    def retest_failed_in_view(self, query: Query) -> None:
+        flt = replace(query.flt, failed=True)
+        try:
+            ids = [v.id for v in self.runtime.store.iter_jobs(flt, order="oldest", limit=grid_sql.RETEST_LIMIT)]
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            return
+        if not ids:
+            self.call_from_thread(self._say, "No failed rows in this view.")
+            return
+        self.retest(ids, f"{len(ids):,} failed job(s) of this view")
+
+    # ------------------------------------------------------------------ export
+
+    def action_export(self) -> None:
+        def chosen(fmt: str | None) -> None:
+            if fmt:
+                self.export(self.query_, fmt)
+
+        self.push_screen(ChoiceScreen("Export the current view", [("csv", "CSV (spreadsheets)"),
+                                                                   ("json", "JSON Lines (scripts; full details)")],
+                                      note=f"written to {self._export_dir()}"), chosen)
+
+    def _export_dir(self) -> Path:
+        if self.export_dir is not None:
+            return self.export_dir
+        cwd = Path.cwd()
+        if os.access(cwd, os.W_OK):
+            return cwd
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("urltester"))
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def export(self, query: Query, fmt: str) -> None:
+        from runner.report import write_csv, write_json
+
+        folder = self._export_dir()
+        stamp = self.clock().astimezone(self.tz).strftime("%Y%m%d-%H%M%S")
+        path = folder / f"urltester-{stamp}.{'csv' if fmt == 'csv' else 'jsonl'}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = folder / f"urltester-{stamp}-{n}.{'csv' if fmt == 'csv' else 'jsonl'}"
+        self.call_from_thread(self._say, f"Exporting to {path}…")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            rows = self.runtime.store.iter_jobs(query.flt, order=query.order, detail=(fmt == "json"))
+            with open(path, "w", encoding="utf-8", newline="") as out:
+                count = (write_csv if fmt == "csv" else write_json)(rows, out)
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            self.call_from_thread(self._say, f"Export stopped: database unreachable ({exc}); {path} is incomplete.",
+                                  "error")
+            return
+        except OSError as exc:
+            self.call_from_thread(self._say, f"Export failed: {exc}", "error")
+            return
+        self.last_export = path
+        self.call_from_thread(self._say, f"✓ Exported {count:,} row{'s' if count != 1 else ''} to {path}")
+        self.call_from_thread(self.notify, f"Exported {count:,} rows to {path}", markup=False, timeout=6)
+
+    # ------------------------------------------------------------------ help and palette
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: keys", "Every key of the app", self.action_help)
+        yield SystemCommand("Filter by URL text", "Show only URLs containing some text (/)", self.action_filter)
+        yield SystemCommand("Failed only", "Toggle showing only failed checks (f)", self.action_toggle_failed)
+        yield SystemCommand("Filter by outcome", "Show only one outcome (o)", self.action_pick_outcome)
+        yield SystemCommand("Filter by batch", "Show only one batch (b)", self.action_pick_batch)
+        yield SystemCommand("Clear filters", "Show every job (x)", self.action_clear_filters)
+        yield SystemCommand("Sort", "Next order: newest, oldest, slowest, status, checked (s)", self.action_cycle_sort)
+        yield SystemCommand("Pause / resume refresh", "Stop or restart live updates (p)", self.action_toggle_pause)
+        yield SystemCommand("Re-test row", "Check the URL under the cursor again (r)", self.action_retest)
+        yield SystemCommand("Re-test failed in view", "Check every failed job of this view again (R)",
+                            self.action_retest_failed)
+        yield SystemCommand("Copy URL", "Copy the URL under the cursor (c)", self.action_copy_url)
+        yield SystemCommand("Export view", "Write this view to CSV or JSON (e)", self.action_export)
+        yield SystemCommand("Submit URLs", "Go to the URL input (i)", self.action_focus_input)
+
+
+def run(runtime: Runtime) -> None:
+    """Run the app in this terminal until the operator quits."""
+    UrlTesterApp(runtime).run()
+
+
+__all__ = ["UrlTesterApp", "run"]

@@ -1,0 +1,209 @@
+"""DetailScreen: everything one job's result holds, read once in a worker thread.
+
+Timing waterfall, redirect chain, TLS certificate, response headers and the error in full.
+Every value is server- or user-supplied text, so each goes through ``printable`` and is
+appended to ``Text`` as plain text (never markup).
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from db import JobView, StoreUnavailable
+from runner.report import state_label
+from runner.text import printable
+from runner.urls import mask_url
+
+from .columns import human_bytes, human_ms, state_class
+from .waterfall import Waterfall
+
+STATE_STYLES = {"ok": "bold green", "failed": "bold red", "queued": "dim", "running": "bold yellow"}
+
+
+def _kv(text: Text, key: str, value: Any, style: str = "") -> None:
+    if value is None or value == "" or value == []:
+        return
+    text.append(f"  {key:<14}", "dim")
+    text.append(printable(value), style)
+    text.append("\n")
+
+
+def summary(job: JobView, tz: tzinfo | None) -> Text:
+    d = job.detail or {}
+    text = Text()
+    text.append(state_label(job), STATE_STYLES.get(state_class(job), ""))
+    text.append("  ")
+    text.append(printable(mask_url(job.url)), "bold")
+    text.append("\n")
+    status = None
+    if job.status_code is not None:
+        status = " ".join(str(x) for x in (job.status_code, d.get("reason"), d.get("http_version")) if x)
+    _kv(text, "job", f"#{job.id}" + (f" · batch {job.batch}" if job.batch else ""))
+    _kv(text, "status", status)
+    _kv(text, "total", human_ms(job.total_ms) if job.total_ms is not None else None)
+    if job.attempts and job.attempts > 1:
+        _kv(text, "attempts", f"{job.attempts}" + (" (flaky: passed after a retry)" if d.get("flaky") else ""))
+    _kv(text, "final URL", mask_url(job.final_url) if job.final_url and job.final_url != job.url else None)
+    _kv(text, "address", d.get("ip"))
+    _kv(text, "content", " · ".join(x for x in (job.content_type, human_bytes(job.bytes)) if x) or None)
+    _kv(text, "title", job.title)
+    _kv(text, "submitted", _when(job.submitted_at, tz))
+    _kv(text, "checked", _when(job.checked_at, tz))
+    if job.state == "queued" and job.publish_error:
+        _kv(text, "not sent", job.publish_error, "red")
+    return text
+
+
+def _when(value: Any, tz: tzinfo | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def error_text(job: JobView) -> Text | None:
+    d = job.detail or {}
+    if not job.error and not d.get("retried") and not d.get("failed_conditions"):
+        return None
+    text = Text()
+    if job.error:
+        text.append(printable(job.error), "red")
+        text.append("\n")
+    for cond in d.get("failed_conditions") or []:
+        text.append("  ✗ condition ", "dim")
+        text.append(printable(cond))
+        text.append("\n")
+    for n, earlier in enumerate(d.get("retried") or [], 1):
+        text.append(f"  attempt {n}: ", "dim")
+        text.append(printable(earlier.get("outcome")))
+        if earlier.get("error"):
+            text.append(" — ")
+            text.append(printable(earlier.get("error")))
+        text.append("\n")
+    return text
+
+
+def redirects_text(job: JobView) -> Text | None:
+    d = job.detail or {}
+    chain = d.get("redirects") or []
+    if not chain:
+        return None
+    text = Text()
+    text.append("  ")
+    text.append(printable(mask_url(d.get("url") or job.url)))
+    text.append("\n")
+    for hop in chain:
+        text.append(f"  {printable(hop.get('status')):>3} → ", "yellow")
+        text.append(printable(hop.get("url")))
+        text.append("\n")
+    return text
+
+
+def tls_text(job: JobView) -> Text | None:
+    tls = (job.detail or {}).get("tls")
+    if not tls:
+        return None
+    text = Text()
+    _kv(text, "protocol", " · ".join(str(x) for x in (tls.get("protocol"), tls.get("cipher"), tls.get("alpn")) if x))
+    verified = tls.get("verified")
+    _kv(text, "verified", None if verified is None else ("yes" if verified else "no (insecure)"),
+        "green" if verified else "red")
+    _kv(text, "subject", tls.get("subject"))
+    _kv(text, "issuer", tls.get("issuer"))
+    san = tls.get("san") or []
+    _kv(text, "names", ", ".join(str(s) for s in san[:20]) + (f" (+{len(san) - 20})" if len(san) > 20 else ""))
+    _kv(text, "valid", " → ".join(str(x) for x in (tls.get("not_before"), tls.get("not_after")) if x))
+    days = tls.get("days_left")
+    if days is not None:
+        _kv(text, "expires in", f"{days} days", "red" if days < 14 else "")
+    chain = tls.get("chain") or []
+    for n, cert in enumerate(chain[1:], 2):
+        _kv(text, f"chain {n}", f"{cert.get('subject')} (by {cert.get('issuer')}, until {cert.get('not_after')})")
+    return text
+
+
+def headers_text(job: JobView) -> Text | None:
+    headers = (job.detail or {}).get("headers") or {}
+    if not headers:
+        return None
+    text = Text()
+    for name, value in headers.items():
+        text.append(f"  {printable(name, 60)}: ", "bold")
+        text.append(printable(value, 2000))
+        text.append("\n")
+    return text
+
+
+class DetailScreen(Screen):
+    """One job in full. ``escape`` goes back to the grid."""
+
+    BINDINGS = [
+        Binding("escape,q,backspace", "app.pop_screen", "Back"),
+        Binding("r", "app.retest", "Re-test"),
+        Binding("c", "app.copy_url", "Copy URL"),
+        Binding("e", "app.export", "Export view"),
+        Binding("R", "app.retest_failed", "Re-test failed", show=False),
+    ]
+
+    def __init__(self, job: JobView, tz: tzinfo | None = None) -> None:
+        super().__init__()
+        self.job = job
+        self.tz = tz
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-body"):
+            yield Static(summary(self.job, self.tz), id="detail-summary")
+            yield Static("loading the full result…", id="detail-loading", classes="dim")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    @work(thread=True, exclusive=True, group="detail")
+    def reload(self) -> None:
+        try:
+            job = self.app.runtime.store.get_job(self.job.id, detail=True)  # type: ignore[attr-defined]
+        except StoreUnavailable as exc:
+            self.app.call_from_thread(self._failed, str(exc))
+            return
+        if job is not None:
+            self.app.call_from_thread(self.show, job)
+
+    def _failed(self, error: str) -> None:
+        self.query_one("#detail-loading", Static).update(Text(f"database unreachable: {printable(error)}", "red"))
+
+    def show(self, job: JobView) -> None:
+        """Draw (or redraw) every section for this job."""
+        self.job = job
+        body = self.query_one("#detail-body", VerticalScroll)
+        body.remove_children()
+        widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
+        if job.state != "done":
+            widgets.append(Static(Text(f"Not checked yet ({job.state}); this view updates when it is.", "dim")))
+        sections: list[tuple[str, Any]] = []
+        if job.detail is not None and job.state == "done":
+            sections.append(("Timing", Waterfall(job.detail)))
+        for title, section in (("Error", error_text(job)), ("Redirects", redirects_text(job)),
+                               ("TLS certificate", tls_text(job)), ("Response headers", headers_text(job))):
+            if section is not None:
+                sections.append((title, Static(section)))
+        for title, widget in sections:
+            widgets.append(Static(Text(title, "bold underline"), classes="section-title"))
+            widgets.append(widget)
+        body.mount_all(widgets)
+
+    def changed(self) -> None:
+        """Data changed somewhere: re-read this job while it is not done yet."""
+        if self.job.state != "done":
+            self.reload()
+
+
+__all__ = ["DetailScreen"]

@@ -1,0 +1,59 @@
+"""StatusLine: jobs by state, checks per minute, workers alive, and the services in use."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from db import Counts
+from runner.text import printable
+
+
+class StatusLine(Static):
+    """Two lines at the bottom: the counts, then where the data lives (passwords masked)."""
+
+    def __init__(self, database: str, broker: str, immediate: bool, *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__("", id=id)
+        self.database = database
+        self.broker = broker
+        self.immediate = immediate
+        self.counts: Counts | None = None
+        self.alive: int | None = None
+        self.queue_depth: int | None = None
+
+    def on_mount(self) -> None:
+        self._draw()
+
+    def set_status(self, counts: Counts, workers: int, queue_depth: int | None = None) -> None:
+        self.counts, self.alive, self.queue_depth = counts, workers, queue_depth
+        self._draw()
+
+    def _draw(self) -> None:
+        c = self.counts
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if c is None:
+            text.append("counting jobs…", "dim")
+        else:
+            text.append(f"· {c.queued:,} queued")
+            text.append("  ")
+            text.append(f"… {c.running:,} running", "yellow")
+            text.append("  ")
+            text.append(f"✓ {c.ok:,} ok", "green")
+            text.append("  ")
+            text.append(f"✗ {c.failed:,} failed", "red" if c.failed else "")
+            text.append(f"  │  {c.done_last_minute:,} checks/min  │  ")
+            if self.immediate:
+                text.append("checks run in this app")
+            else:
+                n = self.alive or 0
+                text.append(f"{n} worker{'s' if n != 1 else ''} alive", "" if n else "bold red")
+                if self.queue_depth is not None:
+                    text.append(f"  │  {self.queue_depth:,} in queue")
+        text.append("\n")
+        text.append("db ", "dim")
+        text.append(printable(self.database))
+        text.append("  broker ", "dim")
+        text.append(printable(self.broker))
+        if self.immediate:
+            text.append(" (in-process)", "dim")
+        self.update(text)
