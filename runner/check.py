@@ -206,7 +206,8 @@ class _Hop:
     headers: Any = None
     location: str | None = None
     declared: int | None = None     # Content-Length
-    body: bytes = b""
+    body: bytes = b""               # what was kept of the body (see Checker._read)
+    nbytes: int | None = None       # body bytes read, decompressed, at most max_bytes
     too_large: bool = False
     ended: float | None = None
 
@@ -447,19 +448,26 @@ class Checker:
     @staticmethod
     def _read(hop: _Hop, response: requests.Response, cap: int, options: CheckOptions,
               keep: bool) -> None:
-        """Read the body streaming, decompressed, until EOF or one byte past ``cap``."""
+        """Read the body streaming, decompressed, until EOF or one byte past ``cap``.
+
+        Every byte is counted; only what an assertion needs is kept: the whole body (up
+        to ``cap``) when a body assertion is set, else the first TITLE_SCAN bytes for the
+        title. ``keep`` False (a redirect's body) keeps nothing and is never too_large.
+        """
         hop.times.phase = "reading the body"
         raw = response.raw
         guard = hop.times.guard
+        store = 0
+        if keep:
+            store = cap if _needs_body(options) else min(cap, TITLE_SCAN)
         chunks: list[bytes] = []
-        total = 0
+        stored = total = 0
         eof = False
         try:
             while True:
                 if guard.fired or guard.remaining() <= 0:
                     raise CheckFailure("deadline_exceeded", "")
-                want = min(CHUNK, cap + 1 - total)
-                chunk = raw.read(want, decode_content=True)
+                chunk = raw.read(min(CHUNK, cap + 1 - total), decode_content=True)
                 if not chunk:
                     if guard.fired:      # the watchdog's shutdown, not the server's end
                         raise CheckFailure("deadline_exceeded", "")
@@ -469,15 +477,17 @@ class Checker:
                 if total > cap:
                     chunk = chunk[: len(chunk) - (total - cap)]
                     total = cap
-                    if keep:
-                        chunks.append(chunk)
                     hop.too_large = keep
+                if stored < store:
+                    piece = chunk[: store - stored]
+                    chunks.append(piece)
+                    stored += len(piece)
+                if hop.too_large or (not keep and total >= cap):
                     break
-                if keep:
-                    chunks.append(chunk)
         finally:
             hop.ended = time.perf_counter()
             hop.body = b"".join(chunks)
+            hop.nbytes = total
             if eof:
                 raw.release_conn()
             else:
@@ -528,8 +538,7 @@ class Checker:
             result.content_length = last.declared
             result.headers = {clean_text(k.lower(), 100): clean_text(v, HEADER_VALUE_MAX)
                               for k, v in itertools.islice(headers.items(), HEADERS_MAX)}
-            if options.method != "HEAD" and not last.too_large or last.body:
-                result.bytes = len(last.body)
+            result.bytes = last.nbytes
             if last.body and result.content_type and "html" in result.content_type.lower():
                 result.title = extract_title(last.body, _charset(result.content_type))
 
@@ -539,8 +548,8 @@ class Checker:
         assert last is not None
         if last.too_large:
             result.outcome, result.ok = "too_large", False
-            size = f"declares {result.content_length} bytes" if result.bytes is None else \
-                "is longer"
+            size = ("is longer" if result.bytes is not None
+                    else f"declares {result.content_length} bytes")
             result.error = f"body {size}, more than max_bytes {options.max_bytes}"
             return result
         if last.status not in options.status_set:
@@ -639,6 +648,11 @@ class _Backoff:
             if retry_after is not None:
                 wait = max(wait, retry_after)
         return wait
+
+
+def _needs_body(options: CheckOptions) -> bool:
+    return (options.body_contains is not None or options.body_excludes is not None
+            or any(c.startswith("body ") for c in options.conditions))
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -184,7 +184,10 @@ def set_current(hop: HopTimes | None) -> None:
     _local.hop = hop
 
 
-_resolver = ThreadPoolExecutor(max_workers=8, thread_name_prefix="check-dns")
+# getaddrinfo cannot be interrupted, so it runs here and the check waits at most its
+# deadline. Threads start on demand; 64 keeps a worker with many threads from queueing
+# its name lookups behind a few slow ones.
+_resolver = ThreadPoolExecutor(max_workers=64, thread_name_prefix="check-dns")
 
 
 def _is_numeric(host: str) -> bool:

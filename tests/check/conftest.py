@@ -144,6 +144,7 @@ ROUTES: dict[str, Handler] = {
     "/down": always_503,
     "/missing": lambda conn, path: _send(conn, "404 Not Found", [("Content-Length", "0")]),
     "/large": _ok(b"L" * 5000),
+    "/needle-at-end": _ok(b"a" * 300000 + b"NEEDLE"),
     "/slow": slow_headers,
     "/goto": lambda conn, path: redirect_to(unquote(path.partition("?to=")[2]))(conn, path),
 }

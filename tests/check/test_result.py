@@ -43,6 +43,14 @@ def test_body_assertions(checker: Checker, hostile: Server) -> None:
     assert result.error == 'body does not contain "Welcome"; body contains "hello"'
 
 
+def test_body_assertion_sees_the_whole_capped_body(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/needle-at-end"), opts(body_contains="NEEDLE"))
+    assert result.ok and result.bytes == 300006
+    result = checker.check(hostile.url("/needle-at-end"), opts(condition='body contains "NEEDLE"'))
+    assert result.ok
+    assert checker.check(hostile.url("/needle-at-end"), opts()).bytes == 300006
+
+
 def test_max_ms(checker: Checker, hostile: Server) -> None:
     result = checker.check(hostile.url("/slow"), parse_options({"deadline": 5, "max_ms": 100}))
     assert result.outcome == "assertion_failed"
