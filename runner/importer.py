@@ -220,6 +220,8 @@ def _csv_records(lines: Iterable[tuple[int, str | None, str | None]], name: str)
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if columns is None:
+            if row[0].lstrip().startswith("#"):
+                continue  # a comment above the header
             columns = _csv_header(row, name, start)
             continue
         if len(row) != len(columns):
@@ -468,7 +470,9 @@ class Pipeline:
             if not self.immediate:
                 from .broker import open_broker
 
-                broker = open_broker(self.rt.settings.broker_url, self.rt.settings.queue)
+                settings = self.rt.settings
+                broker = open_broker(settings.broker_url, settings.queue,
+                                     publish_timeout=getattr(settings, "publish_timeout", 30.0))
             while True:
                 item = self._publish_q.get()
                 if item is None:
