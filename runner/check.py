@@ -80,7 +80,7 @@ class CheckResult:
     ok: bool
     status_code: int | None = None
     final_url: str | None = None          # password masked
-    total_ms: float | None = None         # the final attempt, all hops, first byte out to last in
+    total_ms: float | None = None         # the final attempt: its hops, DNS to last body byte
     attempts: int = 1
     error: str | None = None
     bytes: int | None = None              # body bytes read, after decompression, capped
