@@ -229,13 +229,14 @@ def hostile() -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def garbage_port() -> Iterator[Server]:
-    """A port that answers with something that is not HTTP."""
+    """A port that speaks first, and not HTTP (as an SSH server does)."""
     listener = _listen()
 
     def speak(conn: socket.socket) -> None:
         try:
-            _read_head(conn)
             conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\xfe garbage \x1b[2J\r\n\r\n")
+            conn.settimeout(1)
+            _read_head(conn)
             time.sleep(0.2)
         except OSError:
             pass
@@ -245,6 +246,22 @@ def garbage_port() -> Iterator[Server]:
     threading.Thread(target=_serve, args=(listener, speak), daemon=True).start()
     yield Server(port=listener.getsockname()[1])
     listener.close()
+
+
+@pytest.fixture(scope="session")
+def silent_port() -> Iterator[Server]:
+    """A port that accepts connections and never says anything."""
+    listener = _listen()
+    held: list[socket.socket] = []
+
+    def hold(conn: socket.socket) -> None:
+        held.append(conn)            # keep it open, say nothing
+
+    threading.Thread(target=_serve, args=(listener, hold), daemon=True).start()
+    yield Server(port=listener.getsockname()[1])
+    listener.close()
+    for conn in held:
+        conn.close()
 
 
 @pytest.fixture(scope="session")

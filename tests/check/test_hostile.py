@@ -180,3 +180,31 @@ def test_title_with_markup_and_escapes_is_plain_text(checker: Checker, hostile: 
 def test_head_reads_no_body(checker: Checker, hostile: Server) -> None:
     result = checker.check(hostile.url("/ok"), parse_options({"method": "HEAD"}))
     assert (result.outcome, result.method, result.bytes, result.content_length) == ("ok", "HEAD", None, 12345)
+
+
+def test_threads_share_one_checker(hostile: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    checker = Checker()
+    paths = ["/ok", "/html", "/to-ok", "/missing"] * 10
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda p: (p, checker.check(hostile.url(p), SHORT)), paths))
+    for path, result in results:
+        expected = "http_error" if path == "/missing" else "ok"
+        assert result.outcome == expected, (path, result.error)
+        assert result.final_url.endswith("/ok" if path == "/to-ok" else path)
+    checker.close()
+
+
+def test_many_trickles_at_once_all_stop_in_time(hostile: Server) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    checker = Checker()
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda p: checker.check(hostile.url(p), SHORT),
+                                ["/trickle-headers", "/trickle-body", "/endless"] * 2))
+    assert time.monotonic() - t0 <= 2 + SLACK
+    assert [r.outcome for r in results] == ["deadline_exceeded", "deadline_exceeded", "too_large"] * 2
+    checker.close()

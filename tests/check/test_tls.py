@@ -82,3 +82,27 @@ def test_https_to_http_redirect_keeps_tls_of_the_url_asked_for(
     assert result.final_url == hostile.url("/ok")
     assert result.tls["subject"] == "localhost" and result.cert_days is not None
     assert result.hops[0]["tls_ms"] is not None and result.hops[1]["tls_ms"] is None
+
+
+def test_tls_trickled_body_hits_the_deadline(certs: Certs, tls_servers: dict[str, Server], timed) -> None:
+    result, took = timed(Checker(ca_bundle=str(certs.ca)), tls_servers["good"].url("/trickle-body"),
+                         parse_options({"deadline": 2}))
+    assert result.outcome == "deadline_exceeded"
+    assert result.error == "deadline of 2 s exceeded while reading the body"
+    assert took <= 2 + 1
+
+
+def test_https_to_a_port_that_speaks_no_tls(garbage_port: Server, timed) -> None:
+    url = f"https://127.0.0.1:{garbage_port.port}/"
+    result, took = timed(Checker(), url, parse_options({"deadline": 2}))
+    assert result.outcome == "tls_error"
+    assert result.error.startswith("TLS: ")
+    assert took <= 2 + 1
+
+
+def test_https_to_a_silent_port(silent_port: Server, timed) -> None:
+    url = f"https://127.0.0.1:{silent_port.port}/"
+    result, took = timed(Checker(), url, parse_options({"deadline": 2}))
+    assert result.outcome in ("read_timeout", "deadline_exceeded")
+    assert "TLS handshake" in result.error
+    assert took <= 2 + 1
