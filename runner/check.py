@@ -713,6 +713,19 @@ _VERIFY_WORDS = {
 }
 
 
+_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER": "the server does not speak TLS on this port (wrong version number)",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake failure (no protocol or cipher in common)",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "the server's TLS version is not accepted",
+    "UNSUPPORTED_PROTOCOL": "the server's TLS version is not accepted",
+    "TLSV1_UNRECOGNIZED_NAME": "the server does not know this host name (SNI)",
+    "UNSAFE_LEGACY_RENEGOTIATION_DISABLED": "the server needs legacy renegotiation, which is unsafe",
+    "DH_KEY_TOO_SMALL": "the server's Diffie-Hellman key is too small",
+    "EE_KEY_TOO_SMALL": "the server's certificate key is too small",
+    "CA_MD_TOO_WEAK": "the certificate is signed with a weak digest",
+}
+
+
 def _tls_words(exc: BaseException, times: HopTimes) -> str:
     failure = times.tls_failure or {}
     inner = failure.get("exc")
@@ -735,7 +748,8 @@ def _tls_words(exc: BaseException, times: HopTimes) -> str:
     source = inner if inner is not None else exc
     reason = getattr(source, "reason", None)
     if reason:
-        return f"TLS: {str(reason).lower().replace('_', ' ')}"
+        words = _TLS_REASONS.get(str(reason)) or str(reason).lower().replace("_", " ")
+        return f"TLS: {words}"
     return f"TLS: handshake failed ({_root(source).__class__.__name__})"
 
 

@@ -377,8 +377,9 @@ class TimedSSLSocket(_FirstByteMixin, ssl.SSLSocket):
             hop.tls_ms = (_perf() - t0) * 1000.0
             chain = _chain_info(self)
             hop.tls_failure = {"exc": exc, "chain": chain}
-            hop.tls = {"protocol": None, "cipher": None, "alpn": None, "verified": False,
-                       "chain": [cert_summary(info) for info in chain]}
+            if chain:
+                hop.tls = {"protocol": None, "cipher": None, "alpn": None, "verified": False,
+                           "chain": [cert_summary(info) for info in chain]}
             raise
         hop.tls_ms = (_perf() - t0) * 1000.0
         hop.tls = tls_details(self)

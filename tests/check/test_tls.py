@@ -96,7 +96,8 @@ def test_https_to_a_port_that_speaks_no_tls(garbage_port: Server, timed) -> None
     url = f"https://127.0.0.1:{garbage_port.port}/"
     result, took = timed(Checker(), url, parse_options({"deadline": 2}))
     assert result.outcome == "tls_error"
-    assert result.error.startswith("TLS: ")
+    assert result.error == "TLS: the server does not speak TLS on this port (wrong version number)"
+    assert result.tls is None
     assert took <= 2 + 1
 
 
