@@ -400,7 +400,8 @@ class Checker:
                 return att
             if first_host is None:
                 first_host = urlsplit(url).hostname
-            if headers and parts.hostname != first_host:
+            downgrade = parts.scheme == "http" and current_url.startswith("https:")
+            if headers and (parts.hostname != first_host or downgrade):
                 headers = {k: v for k, v in headers.items()
                            if k.lower() not in ("authorization", "cookie", "proxy-authorization")}
             if hop.status == 303 and method != "HEAD":
@@ -500,7 +501,7 @@ class Checker:
         last = hops[-1] if hops else None
         result = CheckResult(outcome="ok", ok=True, url=_mask_url(url), method=options.method)
         summaries = result.hops = [h.summary() for h in hops]
-        if len(hops) > 1:
+        if hops and hops[0].location is not None:
             result.redirects = [{"status": h.status, "url": _mask_url(urljoin(h.url, h.location))}
                                 for h in hops if h.location is not None and h.status is not None]
         if last is not None and (last.times.ip is not None or last.status is not None):
@@ -786,6 +787,8 @@ def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:
         return "invalid_response", "invalid URL: only http and https URLs can be checked", False
     if isinstance(exc, MissingSchema | InvalidURL | u3.LocationParseError | u3.LocationValueError):
         return "invalid_response", f"invalid URL: {clean_text(str(exc), 200)}", False
+    if isinstance(exc, u3.DecodeError | requests.exceptions.ContentDecodingError):
+        return "invalid_response", "the body could not be decompressed", False
     root = _root(exc)
     phase = times.phase
     if isinstance(exc, ReadTimeout | u3.ReadTimeoutError) or isinstance(root, TimeoutError):
@@ -800,8 +803,6 @@ def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:
         return "invalid_response", "the server did not answer with HTTP (bad status line)", False
     if type(root).__name__ == "LineTooLong":
         return "invalid_response", "a response header line is too long (over 64 KiB)", False
-    if isinstance(root, u3.DecodeError) or isinstance(exc, requests.exceptions.ContentDecodingError):
-        return "invalid_response", "the body could not be decompressed", False
     if type(root).__name__ == "IncompleteRead" or isinstance(exc, u3.IncompleteRead):
         return "invalid_response", "the body ended before its declared length", True
     if isinstance(exc, RequestsConnectionError | u3.ProtocolError | u3.HTTPError) or isinstance(root, OSError):

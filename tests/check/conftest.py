@@ -145,6 +145,8 @@ ROUTES: dict[str, Handler] = {
     "/missing": lambda conn, path: _send(conn, "404 Not Found", [("Content-Length", "0")]),
     "/large": _ok(b"L" * 5000),
     "/needle-at-end": _ok(b"a" * 300000 + b"NEEDLE"),
+    "/bad-gzip": lambda conn, path: _send(conn, "200 OK", [("Content-Encoding", "gzip"),
+                                                         ("Content-Length", "20")], b"\x1f\x8b" + b"\xff" * 18),
     "/slow": slow_headers,
     "/goto": lambda conn, path: redirect_to(unquote(path.partition("?to=")[2]))(conn, path),
 }

@@ -100,6 +100,11 @@ def test_gzip_bomb_never_inflates_past_the_cap(checker: Checker, hostile: Server
     assert took < 5 + SLACK
 
 
+def test_corrupt_gzip_is_invalid(checker: Checker, hostile: Server) -> None:
+    result = checker.check(hostile.url("/bad-gzip"), SHORT)
+    assert (result.outcome, result.error) == ("invalid_response", "the body could not be decompressed")
+
+
 def test_64_kib_of_headers_are_read(checker: Checker, hostile: Server) -> None:
     result = checker.check(hostile.url("/big-headers"), SHORT)
     assert result.outcome == "ok"
