@@ -277,10 +277,13 @@ class _TimedConnectionMixin:
                 sock.settimeout(timeout)
                 guard.register(sock)
                 sock.connect(sa)
-            except BaseException as exc:
+            except OSError as exc:
                 sock.close()
                 last = exc
                 continue
+            except BaseException:
+                sock.close()
+                raise
             hop.connect_ms = (_perf() - t1) * 1000.0
             hop.ip = self._ut_ip = sa[0]
             sock.settimeout(hop.op_timeout)
@@ -312,6 +315,8 @@ class _TimedConnectionMixin:
     def getresponse(self) -> Any:
         hop = current()
         sock = self.sock  # type: ignore[attr-defined]
+        if not isinstance(sock, _FirstByteMixin):   # made outside a check
+            sock = None
         if hop is not None and sock is not None:
             sock._ut_hop = hop       # the socket notes when the first byte arrives
         try:
