@@ -96,25 +96,30 @@ class UrlTesterApp(App[None]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
+        # Kept as attributes: ``query_one`` searches the screen on top, which may be a detail view.
         settings = self.runtime.settings
-        yield Banner(id="banner")
-        yield UrlInput(placeholder="Type or paste URLs and press Enter (e.g. example.com https://example.org/health)",
-                       id="urls")
-        yield Static("", id="message")
-        yield ViewBar(id="view-bar")
-        yield Input(placeholder="Filter: text in the URL (Enter to apply, Esc to leave)", id="filter")
-        yield JobGrid(self.runtime.store, clock=self.clock, tz=self.tz, id="grid")
-        yield StatusLine(settings.database_shown, settings.broker_shown, settings.immediate, id="status")
+        self.banner = Banner(id="banner")
+        self.urls = UrlInput(placeholder="Type or paste URLs and press Enter (e.g. example.com https://example.org/health)",
+                             id="urls")
+        self.message = Static(Text("Enter queues the URLs · ↓ moves to the grid · ? shows every key", "dim"),
+                              id="message")
+        self.view_bar = ViewBar(id="view-bar")
+        self.filter_box = Input(placeholder="Filter: text in the URL (Enter to apply, Esc to leave)", id="filter")
+        self.grid = JobGrid(self.runtime.store, clock=self.clock, tz=self.tz, id="grid")
+        self.status_line = StatusLine(settings.database_shown, settings.broker_shown, settings.immediate, id="status")
+        yield self.banner
+        yield self.urls
+        yield self.message
+        yield self.view_bar
+        yield self.filter_box
+        yield self.grid
+        yield self.status_line
         yield Footer()
 
-    @property
-    def grid(self) -> JobGrid:
-        return self.query_one("#grid", JobGrid)
-
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
-        self.query_one(ViewBar).show(self.query_, paused=False)
-        self.query_one("#urls", UrlInput).focus()
+        self.filter_box.display = False
+        self.view_bar.show(self.query_, paused=False)
+        self.urls.focus()
         self.watch_changes()
         self.watch_status()
 
@@ -188,8 +193,11 @@ class UrlTesterApp(App[None]):
                     except BrokerError as exc:
                         depth = None
                         self.call_from_thread(self._problem, "broker", str(exc))
-                self.call_from_thread(self.query_one(StatusLine).set_status, counts, workers, depth)
+                self.call_from_thread(self._show_status, counts, workers, depth)
             worker.cancelled_event.wait(self.status_interval)
+
+    def _show_status(self, counts: object, workers: int, depth: int | None) -> None:
+        self.status_line.set_status(counts, workers, depth)  # type: ignore[arg-type]
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""
@@ -201,13 +209,13 @@ class UrlTesterApp(App[None]):
         self._unsent = bool(views) and len(views) >= grid_sql.UNPUBLISHED_PAGE
 
     def _problem(self, service: str, message: str | None) -> None:
-        self.query_one(Banner).set_problem(service, message)
+        self.banner.set_problem(service, message)
 
     # ------------------------------------------------------------------ grid events
 
     @on(JobGrid.Fetched)
     def _fetched(self, event: JobGrid.Fetched) -> None:
-        self.query_one(ViewBar).show(total=event.total)
+        self.view_bar.show(total=event.total)
         self._problem("database", None)
 
     @on(JobGrid.FetchFailed)
@@ -252,7 +260,7 @@ class UrlTesterApp(App[None]):
         self._say(f"Nothing queued ({error}); your URLs are back in the input.", "error")
 
     def _put_back(self, texts: Iterable[str]) -> None:
-        box = self.query_one("#urls", UrlInput)
+        box = self.urls
         back = " ".join(texts)
         box.value = f"{back} {box.value}".strip() if box.value else back
         box.cursor_position = len(box.value)
@@ -277,25 +285,25 @@ class UrlTesterApp(App[None]):
                 text.append(f" — {printable(rejected.reason)}")
             if n > SHOWN_REJECTIONS:
                 text.append(f"; and {n - SHOWN_REJECTIONS} more")
-        self.query_one("#message", Static).update(text)
+        self.message.update(text)
         self.grid.reload()
 
     def _say(self, message: str, severity: str = "information") -> None:
         style = {"warning": "yellow", "error": "bold red"}.get(severity, "")
-        self.query_one("#message", Static).update(Text(message, style))
+        self.message.update(Text(message, style))
 
     # ------------------------------------------------------------------ view: filter and sort
 
     def _set_query(self, query: Query) -> None:
         self.query_ = query
         self.grid.set_query(query)
-        self.query_one(ViewBar).show(query, total=None)
+        self.view_bar.show(query, total=None)
 
     def _set_filter(self, **changes: object) -> None:
         self._set_query(replace(self.query_, flt=replace(self.query_.flt, **changes)))
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.display = True
         box.focus()
 
@@ -310,7 +318,7 @@ class UrlTesterApp(App[None]):
         self._leave_filter()
 
     def _leave_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if not box.value.strip():
             box.display = False
         self.grid.focus()
@@ -324,7 +332,7 @@ class UrlTesterApp(App[None]):
         self.notify(f"Sorted: {order}", timeout=1.5)
 
     def action_clear_filters(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.value = ""
         box.display = False
         self._set_query(Query(JobFilter(), self.query_.order))
@@ -357,14 +365,14 @@ class UrlTesterApp(App[None]):
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
-        self.query_one(ViewBar).show(paused=self.paused)
+        self.view_bar.show(paused=self.paused)
         if not self.paused:
             self.grid.reload()
 
     # ------------------------------------------------------------------ focus
 
     def action_focus_input(self) -> None:
-        self.query_one("#urls", UrlInput).focus()
+        self.urls.focus()
 
     def action_focus_grid(self) -> None:
         self.grid.focus()

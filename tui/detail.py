@@ -180,11 +180,11 @@ class DetailScreen(Screen):
     def _failed(self, error: str) -> None:
         self.query_one("#detail-loading", Static).update(Text(f"database unreachable: {printable(error)}", "red"))
 
-    def show(self, job: JobView) -> None:
+    async def show(self, job: JobView) -> None:
         """Draw (or redraw) every section for this job."""
         self.job = job
         body = self.query_one("#detail-body", VerticalScroll)
-        body.remove_children()
+        await body.remove_children()
         widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
         if job.state != "done":
             widgets.append(Static(Text(f"Not checked yet ({job.state}); this view updates when it is.", "dim")))
@@ -198,7 +198,7 @@ class DetailScreen(Screen):
         for title, widget in sections:
             widgets.append(Static(Text(title, "bold underline"), classes="section-title"))
             widgets.append(widget)
-        body.mount_all(widgets)
+        await body.mount_all(widgets)
 
     def changed(self) -> None:
         """Data changed somewhere: re-read this job while it is not done yet."""

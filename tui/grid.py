@@ -254,6 +254,11 @@ class JobGrid(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ actions
 
     def _keep_cursor_visible(self) -> None:
+        self._scroll_to_cursor()
+        # A relayout (the scrollbar appearing) can clamp the scroll just set: check again after it.
+        self.call_after_refresh(self._scroll_to_cursor)
+
+    def _scroll_to_cursor(self) -> None:
         top = self.scroll_offset.y
         if self.cursor < top:
             self.scroll_to(y=self.cursor, animate=False, immediate=True)
