@@ -28,7 +28,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions as u3
@@ -40,6 +40,7 @@ from runner import timing
 from runner.options import DEFAULT_OPTIONS, CheckOptions, Condition
 from runner.policy import DEFAULT_POLICY, AddressPolicy
 from runner.timing import CheckFailure, Guard, HopTimes
+from runner.urls import mask_url
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -133,18 +134,8 @@ def clean_text(text: str, limit: int) -> str:
 
 
 def _mask_url(url: str) -> str:
-    """Hide the password of ``user:pass@`` (private stand-in for runner.urls.mask_url)."""
-    if "@" not in url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    """runner.urls.mask_url, with the common no-credentials case answered at once."""
+    return url if "@" not in url else mask_url(url)
 
 
 def _password(url: str) -> str | None:
