@@ -10,7 +10,7 @@ jitter, never past the deadline), and evaluates the job's assertions.
 The transport underneath requests (runner/timing.py) measures the phases, enforces the
 address policy at the socket's real connect address, and lets a watchdog cut a
 connection whose deadline has passed. This module is the only one of urltester that
-imports requests (with its helpers timing.py and policy.py).
+imports requests (with timing.py, its transport).
 
 Everything a server sends that ends up in a result (reason phrase, title, header
 values) is cleaned of control characters and capped; nothing is interpreted as markup.
@@ -63,6 +63,7 @@ CHUNK = 64 * 1024
 REDIRECT_BODY_CAP = 64 * 1024   # a redirect's body is drained up to this, else dropped
 TITLE_SCAN = 256 * 1024         # the <title> is looked for in the first bytes only
 TITLE_MAX = 300
+URL_MAX = 2000
 HEADER_VALUE_MAX = 500
 HEADERS_MAX = 64
 BACKOFF_FIRST = 0.25            # seconds; doubles per attempt, with jitter, capped below
@@ -131,6 +132,10 @@ def clean_text(text: str, limit: int) -> str:
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
+
+
+def _clean_opt(text: str | None) -> str | None:
+    return None if text is None else clean_text(text, 300)
 
 
 def _mask_url(url: str) -> str:
@@ -209,7 +214,7 @@ class _Hop:
             transfer = (self.ended - t.headers_at) * 1000.0
         ttfb = t.ttfb_ms
         return {
-            "url": _mask_url(self.url),
+            "url": clean_text(_mask_url(self.url), URL_MAX),
             "status": self.status,
             "ip": t.ip,
             "reused": not t.new_conn if self.status is not None or t.ip else None,
@@ -295,11 +300,14 @@ class Checker:
                                method=options.method,
                                elapsed_ms=_r((time.monotonic() - started) * 1000.0))
         else:
-            if result.error and "@" in url:
-                # Library messages can quote the URL; the password never leaves the check.
-                password = _password(url)
-                if password:
-                    result.error = result.error.replace(password, "***")
+            if result.error:
+                if "@" in url:
+                    # Library messages can quote the URL; the password never leaves the check.
+                    password = _password(url)
+                    if password:
+                        result.error = result.error.replace(password, "***")
+                # Errors quote server-sent names and the job's own texts: plain text only.
+                result.error = clean_text(result.error, 2000)
             return result
         finally:
             guard.finish()
@@ -493,7 +501,8 @@ class Checker:
         result = CheckResult(outcome="ok", ok=True, url=_mask_url(url), method=options.method)
         summaries = result.hops = [h.summary() for h in hops]
         if hops and hops[0].location is not None:
-            result.redirects = [{"status": h.status, "url": _mask_url(urljoin(h.url, h.location))}
+            result.redirects = [{"status": h.status,
+                                 "url": clean_text(_mask_url(urljoin(h.url, h.location)), URL_MAX)}
                                 for h in hops if h.location is not None and h.status is not None]
         if last is not None and (last.times.ip is not None or last.status is not None):
             # Sums over the hops that reached a server (a hop refused by the policy did not).
@@ -524,7 +533,7 @@ class Checker:
             result.reason = clean_text(last.reason or "", 100) or None
             result.http_version = {9: "HTTP/0.9", 10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2"}.get(
                 last.version or 0)
-            result.final_url = _mask_url(last.url)
+            result.final_url = clean_text(_mask_url(last.url), URL_MAX)
             ctype = headers.get("content-type")
             result.content_type = clean_text(ctype, 200) if ctype else None
             result.content_length = last.declared
@@ -575,15 +584,15 @@ class Checker:
                     "cipher": details.get("cipher"),
                     "alpn": details.get("alpn"),
                     "verified": details.get("verified"),
-                    "subject": leaf.get("subject"),
-                    "issuer": leaf.get("issuer"),
-                    "san": leaf.get("san", []),
+                    "subject": _clean_opt(leaf.get("subject")),
+                    "issuer": _clean_opt(leaf.get("issuer")),
+                    "san": [clean_text(n, 200) for n in leaf.get("san", [])],
                     "not_before": _iso(leaf.get("not_before")),
                     "not_after": _iso(leaf.get("not_after")),
                     "days_left": _days(leaf.get("not_after"), now),
                     "chain_not_after": _iso(min(afters)) if afters else None,
                     "chain_days_left": _days(min(afters), now) if afters else None,
-                    "chain": [{"subject": c["subject"], "issuer": c["issuer"],
+                    "chain": [{"subject": _clean_opt(c["subject"]), "issuer": _clean_opt(c["issuer"]),
                                "not_after": _iso(c["not_after"])} for c in chain],
                 }
         if earliest is not None:

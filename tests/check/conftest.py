@@ -133,6 +133,7 @@ ROUTES: dict[str, Handler] = {
     "/loop": redirect_to("/loop"),
     "/to-ok": redirect_to("/ok", "301 Moved Permanently"),
     "/to-metadata": redirect_to("http://169.254.169.254/latest/meta-data/"),
+    "/to-escape": redirect_to("/ok?\x1b[2J\x1b]0;owned\x07"),
     "/trickle-headers": trickle_headers,
     "/trickle-body": trickle_body,
     "/endless": endless_body,

@@ -120,6 +120,25 @@ def test_bad_urls_are_results_not_exceptions(checker: Checker) -> None:
         assert result.error.startswith("invalid URL")
 
 
+def _strings(value: object):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_server_text_never_carries_escapes(checker: Checker, hostile: Server) -> None:
+    for path in ("/to-escape", "/title"):
+        data = checker.check(hostile.url(path), opts()).as_dict()
+        for text in _strings(data):
+            assert "\x1b" not in text and "\x07" not in text, (path, text)
+
+
 def test_clean_text_and_title() -> None:
     assert clean_text("a\x1b[2Jb\x07\u202eC\n d", 100) == "a [2Jb C d"
     assert clean_text("x" * 20, 10) == "x" * 9 + "…"
