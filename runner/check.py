@@ -234,7 +234,7 @@ def _r(value: float | None) -> float | None:
 class _Attempt:
     """The outcome of one attempt: a finished hop chain, or a classified failure."""
 
-    __slots__ = ("hops", "outcome", "error", "transient", "retry_after")
+    __slots__ = ("hops", "outcome", "error", "transient", "retry_after", "note")
 
     def __init__(self) -> None:
         self.hops: list[_Hop] = []
@@ -242,6 +242,7 @@ class _Attempt:
         self.error: str | None = None
         self.transient = False
         self.retry_after: float | None = None
+        self.note: str | None = None      # why a status was retried (for CheckResult.retried)
 
 
 # ---------------------------------------------------------------- the checker
@@ -339,7 +340,8 @@ class Checker:
             final = retryer(attempt)
         result = self._result(url, options, final, guard)
         result.attempts = len(history)
-        result.retried = [{"outcome": a.outcome or "", "error": a.error or ""} for a in history[:-1]]
+        result.retried = [{"outcome": a.outcome or "http_error", "error": a.error or a.note or ""}
+                          for a in history[:-1]]
         result.flaky = result.attempts > 1 and result.ok
         result.elapsed_ms = _r((time.monotonic() - started) * 1000.0)
         return result
@@ -380,6 +382,7 @@ class Checker:
                 if hop.status in RETRY_STATUS and hop.status not in options.status_set:
                     att.transient = True
                     att.retry_after = _retry_after(hop.headers)
+                    att.note = clean_text(f"HTTP {hop.status} {hop.reason or ''}", 200)
                 return att
             if not following:
                 att.outcome = "too_many_redirects"
