@@ -76,3 +76,19 @@ class TargetServer(ThreadingHTTPServer):
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self.server_close()
+
+
+def main() -> None:
+    """``python -m tests.support.targets --delay-ms N``: serve until killed; prints the port."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--delay-ms", type=float, default=0)
+    args = parser.parse_args()
+    with TargetServer(default_delay_ms=args.delay_ms) as server:
+        print(server.server_address[1], flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
