@@ -213,3 +213,22 @@ def test_many_trickles_at_once_all_stop_in_time(hostile: Server) -> None:
     assert time.monotonic() - t0 <= 2 + SLACK
     assert [r.outcome for r in results] == ["deadline_exceeded", "deadline_exceeded", "too_large"] * 2
     checker.close()
+
+
+def test_connect_timeout_is_retried_within_the_deadline(monkeypatch, hostile: Server, timed) -> None:
+    import time
+
+    from runner import timing
+
+    def slow_connect(self, address):   # a black-holed address: the SYN is never answered
+        time.sleep(min(self.gettimeout() or 0, 5))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(timing.TimedSocket, "connect", slow_connect)
+    checker = Checker()
+    result, took = timed(checker, hostile.url("/ok"), parse_options({"deadline": 3}))
+    assert result.outcome in ("connect_timeout", "deadline_exceeded"), result.error
+    assert result.attempts >= 2
+    assert result.retried[0]["outcome"] == "connect_timeout"
+    assert result.retried[0]["error"] == f"connect to 127.0.0.1 port {hostile.port} timed out after 1 s"
+    assert took <= 3 + SLACK
