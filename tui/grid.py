@@ -152,10 +152,11 @@ class JobGrid(ScrollView, can_focus=True):
         a, b = top, top + self._page
         if self.total is not None:
             b = min(b, self.total)
-        if not (self._refresh_pending or self.total is None or not self.window.covers(a, max(a, b))):
+        need = self._refresh_pending or self.total is None or not self.window.covers(a, max(a, b))
+        if not need and not self._near_edge(a, b):
             return
         if self._inflight:
-            self._again = True
+            self._again = self._again or need
             return
         self._inflight = True
         refresh, self._refresh_pending = self._refresh_pending or self.total is None, False
@@ -163,6 +164,15 @@ class JobGrid(ScrollView, can_focus=True):
         job = partial(self._load, self.query, self.window, want, self.total, refresh, self._first_id,
                       self._generation)
         self.run_worker(job, thread=True, group="grid", exit_on_error=False, name="grid fetch")
+
+    def _near_edge(self, a: int, b: int) -> bool:
+        """True when the screen is within half a page of the cache's end: prefetch the next rows
+        before they are needed, so paging on shows rows at once instead of placeholders."""
+        margin = self._page // 2
+        total = self.total or 0
+        below = self.window.end < total and self.window.end - b < margin
+        above = self.window.start > 0 and a - self.window.start < margin
+        return below or above
 
     def _load(self, query: Query, window: Window, want: tuple[int, int], total: int | None,
               refresh: bool, first_id: int | None, generation: int) -> None:
