@@ -232,3 +232,21 @@ def test_connect_timeout_is_retried_within_the_deadline(monkeypatch, hostile: Se
     assert result.retried[0]["outcome"] == "connect_timeout"
     assert result.retried[0]["error"] == f"connect to 127.0.0.1 port {hostile.port} timed out after 1 s"
     assert took <= 3 + SLACK
+
+
+def test_a_resolver_that_never_answers_is_bounded(monkeypatch, timed) -> None:
+    import socket
+    import time
+
+    real = socket.getaddrinfo
+
+    def stuck(host, *args, **kwargs):
+        if host == "stuck.example":
+            time.sleep(4)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    result, took = timed(Checker(), "http://stuck.example/", parse_options({"deadline": 2}))
+    assert result.outcome in ("dns_error", "deadline_exceeded")
+    assert result.retried and result.retried[0]["error"] == "DNS: no answer within 1 s (stuck.example)"
+    assert took <= 2 + SLACK
