@@ -184,15 +184,20 @@ class Store:
 
     # ------------------------------------------------------------------ results
 
-    def store_results(self, records: Sequence[ResultRecord]) -> int:
-        """Upsert results by job id and mark their jobs done, in one transaction.
+    def store_results(self, records: Sequence[ResultRecord], *, started: Sequence[int] = (),
+                      now: datetime | None = None) -> int:
+        """Upsert results by job id and mark their jobs done, in one transaction; jobs in
+        ``started`` are marked running in the same transaction (one commit for both).
 
         Idempotent: a job that already has a result keeps its first one (a redelivered
         message never makes a second row). Returns how many results were new.
         """
+        d = self.dialect
+        if started and not records:
+            self.mark_running(started, now=now)
+            return 0
         if not records:
             return 0
-        d = self.dialect
         rows = [
             (
                 r.job_id, r.outcome, r.ok, r.status_code, r.total_ms, r.attempts, r.error, r.final_url,
@@ -207,6 +212,10 @@ class Store:
         ids = [r.job_id for r in records]
         test, id_params = d.any_of("id", ids)
         with d.transaction() as cur:
+            if started:
+                run_test, run_params = d.any_of("id", started)
+                cur.execute(f"UPDATE jobs SET state = 'running', started_at = %s WHERE state <> 'done' AND {run_test}",
+                            [d.ts(now or utcnow()), *run_params])
             # Only jobs that still exist (a pruned job's late result is dropped).
             cur.execute(f"SELECT id FROM jobs WHERE {test}", id_params)
             existing = {row[0] for row in cur.fetchall()}

@@ -82,12 +82,9 @@ class ResultWriter:
             before_sleep=lambda rs: log.warning("database unavailable (%s); retrying", rs.outcome.exception()),
         )
         try:
-            if started:
-                retrying(self.store.mark_running, started)
-            if batch:
-                records = [record for record, _ in batch]
-                retrying(self.store.store_results, records)
-                self.stored += len(records)
+            records = [record for record, _ in batch]
+            retrying(self.store.store_results, records, started=started)
+            self.stored += len(records)
         except Exception as exc:  # noqa: BLE001 - every waiting thread must hear of it
             for _, future in batch:
                 future.set_exception(exc)
