@@ -8,6 +8,7 @@ a scrolled view, the view moves down with its rows instead of jumping.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from functools import partial
@@ -27,6 +28,8 @@ from db import JobView, Store
 
 from .columns import Column, cell, fit, layout, state_class
 from .window import Loaded, Query, Window, load
+
+RECOUNT_SECONDS = 5.0  # a full count of the listing at most this often (see window.load)
 
 
 class JobGrid(ScrollView, can_focus=True):
@@ -107,6 +110,7 @@ class JobGrid(ScrollView, can_focus=True):
         self._inflight = False
         self._again = False
         self._refresh_pending = False
+        self._counted_at = 0.0  # monotonic time of the last full count
         self._now = clock()
         self._layout: list[tuple[Column, int]] = layout(80)
 
@@ -131,6 +135,7 @@ class JobGrid(ScrollView, can_focus=True):
         self.window = Window()
         self.total = None
         self._first_id = None
+        self._counted_at = 0.0
         self.cursor = 0
         self.scroll_to(y=0, animate=False, immediate=True)
         self._set_total(0)
@@ -161,8 +166,12 @@ class JobGrid(ScrollView, can_focus=True):
         self._inflight = True
         refresh, self._refresh_pending = self._refresh_pending or self.total is None, False
         want = (max(0, top - self._page), top + 2 * self._page)
+        now = time.monotonic()
+        recount = now - self._counted_at >= RECOUNT_SECONDS
+        if refresh and recount:
+            self._counted_at = now
         job = partial(self._load, self.query, self.window, want, self.total, refresh, self._first_id,
-                      self._generation)
+                      self._generation, recount)
         self.run_worker(job, thread=True, group="grid", exit_on_error=False, name="grid fetch")
 
     def _near_edge(self, a: int, b: int) -> bool:
@@ -175,12 +184,13 @@ class JobGrid(ScrollView, can_focus=True):
         return below or above
 
     def _load(self, query: Query, window: Window, want: tuple[int, int], total: int | None,
-              refresh: bool, first_id: int | None, generation: int) -> None:
+              refresh: bool, first_id: int | None, generation: int, recount: bool) -> None:
         """Worker thread: fetch, then post the result back to the widget."""
         from db import StoreUnavailable
 
         try:
-            loaded = load(self.store, query, window, want, total=total, refresh=refresh, first_id=first_id)
+            loaded = load(self.store, query, window, want, total=total, refresh=refresh, first_id=first_id,
+                          recount=recount)
         except StoreUnavailable as exc:
             self.post_message(self._Failed(generation))
             self.post_message(self.FetchFailed(str(exc), True))

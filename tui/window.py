@@ -64,20 +64,30 @@ class Loaded:
 
 
 def load(store: Store, query: Query, old: Window, want: tuple[int, int], *, total: int | None,
-         refresh: bool, first_id: int | None) -> Loaded:
-    """Fetch rows ``want`` (old numbering), re-counting the listing when ``refresh``."""
+         refresh: bool, first_id: int | None, recount: bool = True) -> Loaded:
+    """Fetch rows ``want`` (old numbering), re-counting the listing when ``refresh``.
+
+    Newest first, a refresh counts only the rows that arrived above row 0 (an index range
+    over the new ids) unless ``recount``: a full count of a million rows costs tens of ms,
+    so the grid asks for one only every few seconds (prunes and other orders need it).
+    """
     t0 = time.perf_counter()
     flt, order = query.flt, query.order
-    if refresh or total is None:
-        total = grid_sql.count(store, flt, order)
     a, b = want
     a = max(0, a)
     b = max(a, b)
     limit = b - a
     shift = 0
-    if refresh and a > 0 and order == "newest" and first_id is not None:
-        # Rows that arrived above the window: keep the same rows on screen (indices move).
-        shift = grid_sql.count(store, flt, order, above_id=first_id)
+    arrivals = None
+    if refresh and order == "newest" and first_id is not None and total is not None:
+        # Rows that arrived above row 0; when scrolled, the same rows stay on screen (indices move).
+        arrivals = grid_sql.count(store, flt, order, above_id=first_id)
+        if a > 0:
+            shift = arrivals
+    if total is None or (refresh and (recount or arrivals is None)):
+        total = grid_sql.count(store, flt, order)
+    elif arrivals is not None:
+        total += arrivals
     rows, start = _fetch(store, query, old, a, b, limit, total, shift)
     if start + len(rows) > total:  # arrivals between the count and the page
         total = start + len(rows)
