@@ -227,7 +227,8 @@ class WorkerProcess:
 def run_process(settings: Settings, options: PoolOptions) -> int:
     worker = WorkerProcess(settings, options)
     worker.install_signals()
-    return worker.run()
+    hard_exit(worker.run())
+    return 0  # not reached
 
 
 def _child(settings: Settings, options: PoolOptions, log_level: str) -> None:
@@ -235,7 +236,20 @@ def _child(settings: Settings, options: PoolOptions, log_level: str) -> None:
     configure_logging(log_level)
     worker = WorkerProcess(settings, options)
     signal.signal(signal.SIGTERM, lambda s, f: worker.stop.set())
-    sys.exit(worker.run())
+    hard_exit(worker.run())
+
+
+def hard_exit(code: int) -> None:
+    """Exit now, without waiting for threads.
+
+    Everything that matters is settled (acked, requeued or left unacked for redelivery);
+    what may still run is a check past the shutdown timeout or a getaddrinfo that cannot be
+    interrupted, and a normal exit would wait for them (concurrent.futures joins its threads).
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_pool(settings: Settings, options: PoolOptions, log_level: str = "info") -> int:
