@@ -299,3 +299,5 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Hostile servers make urllib3 warn about every malformed header; the result says it once.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
