@@ -60,6 +60,7 @@ def summary(job: JobView, tz: tzinfo | None) -> Text:
     _kv(text, "checked", _when(job.checked_at, tz))
     if job.state == "queued" and job.publish_error:
         _kv(text, "not sent", job.publish_error, "red")
+    text.rstrip()
     return text
 
 
