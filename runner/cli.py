@@ -101,13 +101,15 @@ RedirectsOpt = Annotated[int | None, typer.Option("--max-redirects", help="Redir
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Don't verify TLS certificates.", rich_help_panel="Check options")]
 MaxBytesOpt = Annotated[int | None, typer.Option("--max-bytes", help="Read at most this many body bytes (default 1 MiB).", rich_help_panel="Check options")]
 HeaderOpt = Annotated[list[str] | None, typer.Option("--header", help="Extra request header 'Name: value' (repeatable).", rich_help_panel="Check options")]
+RetriesOpt = Annotated[int | None, typer.Option("--retries", help="Attempts in total for transient failures (default 3).", rich_help_panel="Check options")]
 ConditionOpt = Annotated[list[str] | None, typer.Option("--condition", help="Assertion such as 'total_ms < 500' (repeatable).", rich_help_panel="Check options")]
 
 
 def check_options(method: str | None = None, expect_status: str | None = None, body_contains: str | None = None,
                   body_excludes: str | None = None, max_ms: float | None = None, deadline: float | None = None,
                   max_redirects: int | None = None, insecure: bool = False, max_bytes: int | None = None,
-                  header: list[str] | None = None, condition: list[str] | None = None) -> Any:
+                  header: list[str] | None = None, condition: list[str] | None = None,
+                  retries: int | None = None) -> Any:
     """The per-job options from CLI flags, validated now (never at check time)."""
     from .options import parse_options
 
@@ -115,6 +117,7 @@ def check_options(method: str | None = None, expect_status: str | None = None, b
         "method": method, "expect_status": expect_status, "body_contains": body_contains,
         "body_excludes": body_excludes, "max_ms": max_ms, "deadline": deadline, "max_redirects": max_redirects,
         "insecure": insecure or None, "max_bytes": max_bytes, "header": header or None, "condition": condition or None,
+        "retries": retries,
     }
     return parse_options({k: v for k, v in raw.items() if v is not None})
 
@@ -178,7 +181,7 @@ def submit(
     method: MethodOpt = None, expect_status: ExpectOpt = None, body_contains: ContainsOpt = None,
     body_excludes: ExcludesOpt = None, max_ms: MaxMsOpt = None, deadline: DeadlineOpt = None,
     max_redirects: RedirectsOpt = None, insecure: InsecureOpt = False, max_bytes: MaxBytesOpt = None,
-    header: HeaderOpt = None, condition: ConditionOpt = None,
+    header: HeaderOpt = None, condition: ConditionOpt = None, retries: RetriesOpt = None,
 ) -> None:
     """Validate, record and enqueue URLs; print their job ids (one 'ID URL' per line)."""
     from .report import table_lines
@@ -186,7 +189,7 @@ def submit(
     from .urls import mask_url
 
     options = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
-                            max_redirects, insecure, max_bytes, header, condition)
+                            max_redirects, insecure, max_bytes, header, condition, retries)
     with runtime_for(ctx) as rt:
         report = rt.submit(urls, options=options, batch=batch)
         for rejected in report.rejected:
