@@ -23,7 +23,7 @@ log = logging.getLogger("urltester.writer")
 
 
 class ResultWriter:
-    def __init__(self, store: Store, *, max_batch: int = 200, linger: float = 0.01,
+    def __init__(self, store: Store, *, max_batch: int = 200, linger: float = 0.0,
                  give_up_after: float = 120.0) -> None:
         self.store = store
         self.max_batch = max_batch

@@ -30,8 +30,10 @@ def sqlite_url(tmp_path) -> str:  # noqa: ANN001
 
 
 @pytest.fixture(scope="session")
-def _pg_session_url() -> str:
-    return services.postgres_url()
+def _pg_session_url() -> Iterator[str]:
+    url = services.postgres_url()
+    yield url
+    services.drop_postgres(url)
 
 
 @pytest.fixture

@@ -32,12 +32,17 @@ def unavailable(what: str, why: str) -> None:
 
 
 def postgres_url() -> str:
-    """The test database URL; the database is created when missing."""
+    """A database of this test run's own, on the server URLTESTER_TEST_DATABASE_URL names.
+
+    The name gets the process id appended, so runs on one server (two engineers, CI beside a
+    developer) never see each other's rows; :func:`drop_postgres` removes it at the end.
+    """
     import psycopg2
 
     url = os.environ.get("URLTESTER_TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
     parts = urlsplit(url)
-    dbname = parts.path.lstrip("/") or "urltester_test"
+    dbname = f"{parts.path.lstrip('/') or 'urltester_test'}_{os.getpid()}"
+    url = urlunsplit(parts._replace(path=f"/{dbname}"))
     admin = urlunsplit(parts._replace(path="/postgres"))
     try:
         conn = psycopg2.connect(admin, connect_timeout=3)
@@ -50,6 +55,17 @@ def postgres_url() -> str:
             cur.execute(f'CREATE DATABASE "{dbname}"')
     conn.close()
     return url
+
+
+def drop_postgres(url: str) -> None:
+    import psycopg2
+
+    parts = urlsplit(url)
+    conn = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=3)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+    conn.close()
 
 
 def reset_postgres(url: str) -> None:
