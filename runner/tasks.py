@@ -2,13 +2,17 @@
 
 ``check(job_id, url, options)`` checks one job's URL and stores its result, idempotently.
 A redelivered call whose job already has a result is skipped (exactly one result per job).
+That look-up is only a saving: when the database cannot answer it, the check runs anyway
+and its result waits in the writer (which retries) like any other. Giving the message
+back instead would have it redelivered at once, fail again, and burn through RabbitMQ's
+delivery limit in about a second: a database outage would dead-letter every redelivered job.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from db import ResultRecord, utcnow
+from db import ResultRecord, StoreUnavailable, utcnow
 
 from .app import App, Task, context
 from .options import CheckOptions
@@ -25,7 +29,7 @@ def register(app: App, runtime: Runtime) -> Task:
     def check(job_id: int, url: str, options: dict[str, Any]) -> str:
         """Check one job's URL and store the result (blocks until it is committed)."""
         opts = CheckOptions.from_json(options)  # OptionError: poison, dead-lettered
-        if getattr(context, "redelivered", False) and runtime.store.done_ids([job_id]):
+        if getattr(context, "redelivered", False) and _already_done(runtime, job_id):
             return "skipped"
         runtime.writer.started(job_id)
         result = runtime.checker.check(url, opts)
@@ -33,6 +37,13 @@ def register(app: App, runtime: Runtime) -> Task:
         return result.outcome
 
     return check
+
+
+def _already_done(runtime: Runtime, job_id: int) -> bool:
+    try:
+        return bool(runtime.store.done_ids([job_id]))
+    except StoreUnavailable:
+        return False  # check again; storing is idempotent and the writer waits for the database
 
 
 def to_record(job_id: int, result: CheckResult, *, worker: str | None = None) -> ResultRecord:
