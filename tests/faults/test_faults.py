@@ -1,0 +1,270 @@
+"""Proof under faults (issue 6): each case runs 2,000 URLs through real RabbitMQ, PostgreSQL
+and ``runner start`` processes, does its damage mid-batch, and then requires the same row:
+N submitted, N stored, 0 duplicates, 0 stuck.
+
+The services are shared: no test restarts them or closes other people's connections.
+Broker and database outages go through a proxy the test owns (tests/faults/proxy.py);
+the broker case has RabbitMQ itself close the worker's connections (``rabbitmqctl
+close_connection`` on exactly those), the way ``close_all_connections`` would.
+A test that cannot do its damage fails; none skips (except the shared service fixtures,
+which skip on a laptop without the services and fail in CI).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from db import StoreUnavailable
+from runner.app import Call, encode
+from runner.broker import AmqpBroker
+from runner.errors import BrokerError
+from tests.faults.harness import Harness, N
+from tests.faults.proxy import Proxy
+from tests.support.services import run_cli
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.e2e, pytest.mark.timeout(120)]
+
+MID = N // 4  # the damage is done once this many jobs are done
+
+
+def _proxy_url(url: str, proxy: Proxy) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    creds = netloc[0] + "@" if len(netloc) == 2 else ""
+    return parts._replace(netloc=f"{creds}127.0.0.1:{proxy.port}").geturl()
+
+
+def test_kill_9_mid_batch_then_a_replacement_finishes(harness: Harness) -> None:
+    harness.case = "1 kill -9"
+    harness.submit(harness.target.urls(tag="kill"))
+    first = harness.start_worker()
+    harness.wait_done(MID, 60, alive=[first])
+    in_flight = harness.states().get("running", 0)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    killed_at = time.monotonic()
+    assert harness.done() < N, "the batch finished before the kill: no damage done"
+    harness.start_worker()
+    finished = harness.wait_done(N, 90)
+    row = harness.figures(finished - killed_at, f"{in_flight} running at the kill")
+    harness.assert_clean(row)
+
+
+def test_sigterm_finishes_in_flight_exits_0_and_the_rest_is_redelivered(harness: Harness) -> None:
+    harness.case = "2 SIGTERM"
+    urls = harness.target.urls(tag="term")
+    slow = range(MID - 64, MID)
+    for i in slow:
+        urls[i] = f"{harness.target.base}/ok?ms=1500&t=term&n={i}"
+    harness.submit(urls)
+    timeout = 8.0
+    first = harness.start_worker("--shutdown-timeout", str(timeout))
+    slow_paths = [urls[i].removeprefix(harness.target.base) for i in slow]
+    deadline = time.monotonic() + 60
+    while sum(harness.target.hits().get(p, 0) for p in slow_paths) < 16:
+        assert time.monotonic() < deadline and first.poll() is None, "the slow checks never started"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    assert first.wait(timeout + 5) == 0, harness.log(first)[-3000:]
+    took = time.monotonic() - stopped_at
+    assert took < timeout + 2, f"stopped after {took:.1f} s, shutdown timeout {timeout} s"
+    # Every check that had started (its URL was hit) finished and was stored before the exit.
+    hits = harness.target.hits()
+    started = {u for u in urls if hits.get(u.removeprefix(harness.target.base), 0)}
+    done = {u for (u,) in harness.sql("SELECT url FROM jobs WHERE state = 'done'")}
+    abandoned = started - done
+    assert not abandoned, f"{len(abandoned)} checks in flight were not finished, e.g. {sorted(abandoned)[:3]}"
+    assert harness.states().get("running", 0) == 0
+    left = N - len(done)
+    assert left > 0, "the batch finished before SIGTERM: no damage done"
+    assert "finishing checks in flight" in harness.log(first)
+    second_at = time.monotonic()
+    harness.start_worker()
+    finished = harness.wait_done(N, 90)
+    row = harness.figures(finished - second_at,
+                          f"exit 0 in {took:.1f} s, {len(started)} in flight or done; {left} redelivered")
+    harness.assert_clean(row)
+
+
+def _close_rabbitmq_connections(ports: set[int]) -> int:
+    """Have RabbitMQ close the connections whose client (peer) port is one of ``ports``."""
+    ctl = shutil.which("rabbitmqctl")
+    assert ctl, "rabbitmqctl is needed to close the worker's broker connections"
+    listing = subprocess.run([ctl, "list_connections", "pid", "peer_port", "-q", "--no-table-headers"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    closed = 0
+    for line in listing.splitlines():
+        pid, _, port = line.strip().partition("\t")
+        if port.strip().isdigit() and int(port) in ports:
+            subprocess.run([ctl, "close_connection", pid, "fault test"], capture_output=True, timeout=30, check=True)
+            closed += 1
+    return closed
+
+
+def test_broker_connections_cut_mid_batch_reconnect_by_themselves(harness: Harness) -> None:
+    harness.case = "3 broker connections cut"
+    with Proxy("127.0.0.1", urlsplit(harness.amqp_url).port or 5672) as proxy:
+        broker_url = _proxy_url(harness.amqp_url, proxy)
+        submitter = harness.runtime(broker_url)
+        urls = harness.target.urls(tag="broker")
+        first_ids = submitter.submit(urls[: N // 2], batch="before").job_ids
+        worker = harness.start_worker(env=harness.env(broker_url=broker_url))
+        harness.wait_done(MID, 60, alive=[worker])
+        # RabbitMQ closes the worker's and the submitter's connections, and for 3 s nobody
+        # can connect again; meanwhile the second half of the batch is submitted.
+        outcome: dict[str, object] = {}
+
+        def submit_rest() -> None:
+            try:
+                outcome["ids"] = submitter.submit(urls[N // 2:], batch="during").job_ids
+            except BrokerError as exc:
+                outcome["error"] = exc
+            except StoreUnavailable as exc:
+                outcome["store"] = exc
+
+        ports = proxy.upstream_ports()
+        closed = _close_rabbitmq_connections(ports)
+        assert closed >= 2, f"RabbitMQ closed {closed} connections (of ports {ports}): no damage done"
+        with proxy.outage(3):
+            thread = threading.Thread(target=submit_rest)
+            thread.start()
+            assert harness.done() < N, "the batch finished before the cut: no damage done"
+        back_at = time.monotonic()
+        thread.join(60)
+        assert not thread.is_alive()
+        note = f"{closed} connections closed, 3 s refused"
+        if "error" in outcome:
+            # Allowed by the promise: the jobs are recorded and marked; requeue publishes them.
+            out = run_cli(["requeue", "--stale", "0s"], harness.env())
+            assert out.returncode == 0, out.stderr
+            note += "; submit failed, requeue --stale published the rest"
+        elif "store" in outcome:
+            # Known bug (reported, db/store.py): mark_published's UPDATE of the chunk and the
+            # worker's UPDATEs of the same rows lock them in different orders. The messages
+            # were confirmed, so every job must still end up done; the submit itself failed.
+            assert "deadlock" in str(outcome["store"]), outcome["store"]
+            note += "; submit failed after publishing: deadlock detected (known bug)"
+        else:
+            assert len(outcome["ids"]) == N - len(first_ids)  # type: ignore[arg-type]
+            note += "; publishes retried and confirmed"
+        finished = harness.wait_done(N, 90, alive=[worker])
+        assert "reconnecting" in harness.log(worker)
+        submitter.close()
+    row = harness.figures(finished - back_at, note)
+    harness.assert_clean(row)
+    if "store" in outcome:
+        pytest.xfail("submit failed with 'deadlock detected' in Store.mark_published (known bug, reported)")
+
+
+def test_postgres_unavailable_10s_mid_batch_nothing_acked_unstored(harness: Harness) -> None:
+    """The database goes away for 10 s near the end of a batch; during the outage the busy
+    worker dies too, so its messages are redelivered to an idle worker that cannot reach
+    the database either. Nobody may ack what it could not store, and no message may be
+    burnt through RabbitMQ's delivery limit by instant requeues."""
+    harness.case = "4 PostgreSQL down 10 s"
+    db = urlsplit(harness.pg_url)
+    harness.submit(harness.target.urls(tag="pg"))
+    with Proxy(db.hostname or "127.0.0.1", db.port or 5432) as proxy:
+        env = harness.env(database_url=_proxy_url(harness.pg_url, proxy))
+        busy = harness.start_worker("--prefetch", "200", env=env)  # takes the whole batch
+        harness.wait_done(MID, 60, alive=[busy])
+        broker = harness.runtime().broker
+        assert broker.ping().ready == 0, "the busy worker did not take the whole batch"
+        idle = harness.start_worker(env=env)
+        time.sleep(2)  # consuming, with nothing to do
+        with proxy.outage(10):
+            time.sleep(1)  # the writes of checks finished before the outage may still land
+            stored_early = harness.done()
+            busy.send_signal(signal.SIGKILL)
+            busy.wait(10)
+            time.sleep(7.5)
+            stored_late = harness.done()
+            dead_during = broker.ping().dead
+        back_at = time.monotonic()
+        assert stored_early < N, "the batch finished before the outage: no damage done"
+        assert stored_late == stored_early, "results were stored while the database was unreachable"
+        assert dead_during == 0, f"{dead_during} messages dead-lettered during the outage (requeued until the delivery limit)"
+        finished = harness.wait_done(N, 120, alive=[idle])
+        log = harness.log(idle)
+        assert "database unavailable" in log and "retrying" in log
+    assert broker.ping().dead == 0
+    row = harness.figures(finished - back_at, f"busy worker killed in the outage; {proxy.refused} connects refused")
+    harness.assert_clean(row)
+
+
+def test_poison_is_dead_lettered_with_its_reason_and_the_worker_keeps_going(harness: Harness) -> None:
+    harness.case = "5 poison"
+    ids = harness.submit(harness.target.urls(tag="poison"))
+    worker = harness.start_worker()
+    harness.wait_done(MID, 60, alive=[worker])
+    broker = AmqpBroker(harness.amqp_url, harness.queue)
+    ok = harness.target.base + "/ok"
+    poison = [
+        b"{not json",
+        encode([Call("no_such_task", ())]),
+        b'{"v":1,"calls":[{"task":"check","args":"' + b"x" * (10 << 20) + b'"}]}',
+        encode([Call("check", (ids[0],))]),  # the check task raises TypeError: a crashing call
+        encode([Call("check", (ids[1], ok, {"method": "BREW"}))]),  # options that can never run
+    ]
+    broker.publish(poison)
+    assert harness.done() < N, "the batch finished before the poison arrived"
+    poisoned_at = time.monotonic()
+    finished = harness.wait_done(N, 90, alive=[worker])
+    deadline = time.monotonic() + 30
+    while broker.ping().dead < len(poison) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    dead = broker.get_dead(limit=20)
+    reasons = [h.get("x-urltester-reason", "") for h, _ in dead]
+    assert len(dead) == len(poison), reasons
+    for expected in ("not JSON", "unknown task 'no_such_task'", "larger than", "raised TypeError", "BREW"):
+        assert sum(expected in r for r in reasons) == 1, (expected, reasons)
+    assert any(len(body) > 10 << 20 for _, body in dead), "the 10 MB message was not kept whole"
+    assert worker.poll() is None, "the worker died of poison"
+    row = harness.figures(max(0.0, finished - poisoned_at), f"{len(dead)} dead-lettered with reasons")
+    harness.assert_clean(row)
+
+
+def test_queue_purged_mid_batch_requeue_stale_brings_every_job_to_done(harness: Harness) -> None:
+    harness.case = "6 queue purged"
+    harness.submit(harness.target.urls(tag="purge"))
+    worker = harness.start_worker()
+    harness.wait_done(MID, 60, alive=[worker])
+    purged = harness.runtime().broker.purge()
+    assert purged > 0, "nothing was purged: no damage done"
+    harness.wait_idle()
+    lost = N - harness.done()
+    assert lost > 0 and harness.runtime().broker.ping().ready == 0
+    requeued_at = time.monotonic()
+    out = run_cli(["requeue", "--stale", "0s"], harness.env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"re-published {lost} jobs", out.stdout
+    finished = harness.wait_done(N, 90, alive=[worker])
+    row = harness.figures(finished - requeued_at, f"{purged} messages purged, {lost} jobs re-published")
+    harness.assert_clean(row)
+
+
+def test_two_workers_on_one_queue_check_each_job_once(harness: Harness) -> None:
+    harness.case = "7 two workers"
+    urls = harness.target.urls(tag="two")
+    workers = [harness.start_worker(), harness.start_worker()]
+    time.sleep(1)  # both consuming before the batch arrives (a late starter still shares)
+    started = time.monotonic()
+    harness.submit(urls)
+    finished = harness.wait_done(N, 90, alive=workers)
+    harness.wait_idle(quiet=1.0)
+    hits = harness.target.hits()
+    paths = [u.removeprefix(harness.target.base) for u in urls]
+    twice = {p: hits.get(p, 0) for p in paths if hits.get(p, 0) != 1}
+    assert not twice, f"{len(twice)} URLs not checked exactly once, e.g. {list(twice.items())[:5]}"
+    by_worker = dict(harness.sql("SELECT worker, count(*) FROM results GROUP BY worker"))
+    assert len(by_worker) == 2, f"one worker did everything: {by_worker}"
+    row = harness.figures(finished - started, "each URL hit once; split " + "/".join(map(str, by_worker.values())))
+    harness.assert_clean(row)
