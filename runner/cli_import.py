@@ -141,6 +141,11 @@ def import_(
             except BrokerError:
                 progress.clear()
                 raise
+            except KeyboardInterrupt:
+                progress.clear()
+                raise fail("interrupted: the jobs recorded so far stay queued"
+                           + ("; re-run with the same --idempotency-key to record the rest" if idempotency_key else ""),
+                           130) from None
             progress.clear()
             code = EXIT_FAILED if report.rejected else EXIT_OK
             if report.refused:

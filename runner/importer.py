@@ -622,6 +622,7 @@ class Importer:
                 if len(chunk) >= CHUNK:
                     pipeline.put(chunk)
                     chunk = []
+                    self._progress(report)
             if chunk and pipeline is not None:
                 pipeline.put(chunk)
         finally:
