@@ -164,3 +164,4 @@ def test_fast_path_agrees_with_normalise_on_random_urls() -> None:
         path = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         text = f"{rng.choice(['http', 'https', 'HTTP'])}://{host}{port}/{path}"
         assert _outcome(fast_normalise, text) == _outcome(normalise, text), text
+
