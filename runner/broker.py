@@ -94,6 +94,11 @@ class Delivery:
     def requeue(self) -> None:
         self._broker._actions.put(("requeue", self, None))
 
+    def hand_on(self, body: bytes) -> None:
+        """Publish ``body`` (calls of this message not started in time) to the work queue as a
+        new message, confirmed, before any later action on this one (its ack)."""
+        self._broker._actions.put(("hand_on", self, body))
+
     def dead_letter(self, reason: str, body: bytes | None = None) -> None:
         """Send ``body`` (default: this message) to the dead-letter queue with ``reason``.
         With a body of its own (one call out of a pack), the message itself is left alone."""
@@ -356,6 +361,14 @@ class AmqpBroker:
                 msg.ack()
             elif action == "requeue":
                 msg.reject(requeue=True)
+            elif action == "hand_on":
+                # Marked requeued: a copy may also come back with the old message (if the
+                # connection drops before its ack), so the check looks for a result first.
+                dead_channel.basic_publish_confirm(
+                    amqp.Message(arg, content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                                 application_headers={"x-urltester-requeued": True}),
+                    exchange="", routing_key=self.queue,
+                )
             elif action == "dead":
                 reason, body = arg
                 headers = {**delivery.headers, "x-urltester-reason": reason[:1000], "x-urltester-queue": self.queue}

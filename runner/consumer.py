@@ -11,6 +11,14 @@ On SIGTERM/SIGINT the consumer is cancelled, calls not yet started are given bac
 (requeued), calls in flight get ``shutdown_timeout`` seconds to finish; whatever is still
 unacked then is redelivered by RabbitMQ to another worker.
 
+RabbitMQ closes a channel that keeps a message unacked past its consumer timeout (30 min
+by default), and redelivers everything on it. A message's calls wait their turn behind
+``prefetch * pack`` others, so on large deadlines (up to 300 s) the wait alone could pass
+that. A call not yet started when its message has been held ``hold_budget`` seconds is
+therefore handed on: re-published (confirmed) as a new message, and the old one is acked
+once its started calls finish. A message is held at most ``hold_budget`` plus one call
+(deadline + the writer's retries): 10 + 7 minutes on the defaults and the largest deadline.
+
 With ``processes > 1`` a supervisor process starts that many such processes, restarts
 one that dies, and passes the stop signal on.
 """
@@ -47,6 +55,7 @@ class PoolOptions:
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     prefetch: int | None = None  # messages; default = concurrency
     shutdown_timeout: float = 30.0
+    hold_budget: float = 600.0  # seconds a message may wait before its unstarted calls are handed on
 
     @property
     def effective_prefetch(self) -> int:
@@ -60,6 +69,8 @@ class _Message:
         self.delivery = delivery
         self.open = len(calls)
         self.give_back = False  # requeue instead of ack once every call is settled
+        self.handed_on: list[Call] = []  # not started in time: re-published before the ack
+        self.received = time.monotonic()
         self.cancelled = False  # its connection is gone: skip calls not started
         self.lock = threading.Lock()
 
@@ -136,6 +147,11 @@ class WorkerProcess:
             if self.stop.is_set():
                 self._settle(message, give_back=True)  # not started: let another worker have it
                 continue
+            if time.monotonic() - message.received > self.options.hold_budget:
+                with message.lock:
+                    message.handed_on.append(call)  # a new message, so this one is acked in time
+                self._settle(message)
+                continue
             self._run(message, call)
 
     def _run(self, message: _Message, call: Call) -> None:
@@ -166,6 +182,10 @@ class WorkerProcess:
                 if message.give_back:
                     message.delivery.requeue()
                 else:
+                    if message.handed_on:
+                        log.warning("%d calls waited more than %.0f s; handing them on in a new message",
+                                    len(message.handed_on), self.options.hold_budget)
+                        message.delivery.hand_on(encode(message.handed_on))
                     message.delivery.ack()
 
     # ------------------------------------------------------------------ heartbeat
