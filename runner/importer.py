@@ -140,9 +140,9 @@ def detect_format(name: str, first: str | None) -> str:
 
 # ---------------------------------------------------------------------------- records
 
-# One parsed record: (line number, URL text, raw per-line options or None, shown text).
+# One parsed record: (line number, URL text, the line's own options or None).
 Record = tuple[int, str, dict[str, Any] | None]
-# Parsers yield either a Record or a refusal (line number, reason, text shown).
+# Parsers yield either a Record or a refusal: (line number, reason, the text to show).
 Refusal = tuple[int, str, str]
 
 
@@ -336,6 +336,8 @@ class Validator:
             return found
         merged = {**self.defaults_raw}
         for name, value in raw.items():
+            if value is None or value == [] or (isinstance(value, str) and not value.strip()):
+                continue  # unset on this line: the file-wide default stands
             merged[_ALIASES.get(name, name)] = value
         try:
             opts = _options_json(parse_options(merged))

@@ -117,6 +117,7 @@ def test_validator_merges_line_options_over_file_defaults() -> None:
     v = Validator(defaults)
     assert v.job("a.test", None) == ("https://a.test/", '{"deadline":5.0,"method":"HEAD"}')
     assert v.job("b.test", {"method": "GET", "expect_status": ""}) == ("https://b.test/", '{"deadline":5.0}')
+    assert v.job("d.test", {"method": None, "header": []}) == ("https://d.test/", v.default_json)
     with pytest.raises(InvalidInput, match=r"^expect_status: '999'"):
         v.job("c.test", {"expect_status": "999"})
     with pytest.raises(InvalidInput, match="unknown option"):
