@@ -24,7 +24,10 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _copy_text(value: str) -> str:
-    return value.translate(_COPY_ESCAPES)
+    # Normalised URLs and JSON text almost never need escaping; translate() is slow.
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
 
 
 def record_jobs(store: Store, batch_id: int | None, jobs: Sequence[tuple[str, str]], *,

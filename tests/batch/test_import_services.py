@@ -172,3 +172,13 @@ def test_prune_on_postgres_deletes_old_done_jobs_in_chunks(env, store) -> None:
     assert left == {*ids[5:], *fresh}  # queued ones are never pruned, nor recent ones
     out = run_cli(["prune", "--older-than", "30d", "--chunk", "2"], env)
     assert out.returncode == 0 and "pruned 0 done jobs" in out.stdout
+
+
+def test_copy_keeps_backslashes_tabs_and_unicode_intact(store) -> None:
+    from db.bulk import record_jobs
+
+    jobs = [("https://a.test/a\\b\\\\c", '{"body_contains":"tab\\there \\\\ é"}'), ("https://b.test/é", "{}")]
+    ids = record_jobs(store, None, jobs)
+    views = [store.get_job(i) for i in ids]
+    assert [v.url for v in views] == ["https://a.test/a\\b\\\\c", "https://b.test/é"]
+    assert views[0].options == {"body_contains": "tab\there \\ é"} and views[1].options == {}

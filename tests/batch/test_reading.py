@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 
 import pytest
@@ -166,3 +167,20 @@ def test_fast_path_agrees_with_normalise_on_random_urls() -> None:
         text = f"{rng.choice(['http', 'https', 'HTTP'])}://{host}{port}/{path}"
         assert _outcome(fast_normalise, text) == _outcome(normalise, text), text
 
+
+
+def test_check_messages_are_byte_for_byte_what_the_app_encodes() -> None:
+    from runner.app import Call, decode, encode
+    from runner.importer import check_messages
+
+    v = Validator(parse_options({"body_contains": 'café "quoted" \\ back', "header": ["X-A: 1"]}))
+    chunk = [v.job(u, None) for u in ('https://a.test/"q"', "https://b.test/a\\b", "https://c.test/é")]
+    chunk += [v.job(f"https://d.test/{i}", {"method": "HEAD"}) for i in range(20)]
+    ids = list(range(100, 100 + len(chunk)))
+    messages = check_messages(ids, chunk)
+    assert len(messages) == 3
+    calls = [call for message in messages for call in decode(message)]
+    assert [c.args for c in calls] == [(i, url, json.loads(opts)) for i, (url, opts) in zip(ids, chunk, strict=True)]
+    assert len({c.id for c in calls}) == len(calls)
+    again = [encode([Call(c.task, c.args, c.kwargs, c.id) for c in decode(m)]) for m in messages]
+    assert again == messages
