@@ -45,7 +45,7 @@ from typing import IO, Any
 from db import Batch, StoreError
 from db.bulk import record_jobs, unpublished_jobs
 
-from .app import DEFAULT_PACK, MESSAGE_VERSION
+from .app import DEFAULT_PACK, MESSAGE_VERSION, Call
 from .errors import BrokerError, InvalidInput, OptionError
 from .options import _ALIASES, OPTION_NAMES, CheckOptions, parse_options
 from .tasks import CHECK_TASK
@@ -409,6 +409,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self.error: BaseException | None = None
         self._opts_cache: dict[str, dict[str, Any]] = {}
+        self._pending: list[Any] = []  # immediate mode: the previous chunk's calls
         # The recording and publishing threads wait on sockets; with the GIL's default 5 ms
         # switch interval each of their many small waits ends in a 5 ms queue behind the
         # validating thread (measured: recording 35% slower). 1 ms for the import's life.
@@ -498,8 +499,8 @@ class Pipeline:
         error = self.report.broker_error
         if error is None:
             try:
-                if broker is None:  # immediate mode: the checks run in this process
-                    self.rt.publish([(i, url, self._opts(o)) for i, (url, o) in zip(ids, chunk, strict=True)])
+                if broker is None:
+                    self._run_here(ids, chunk)
                 else:
                     broker.publish(check_messages(ids, chunk))
                     self.store.mark_published(ids)
@@ -514,6 +515,17 @@ class Pipeline:
             self.store.mark_publish_failed(ids, f"not published: {error}")
         with self._lock:
             self.report.unpublished += len(ids)
+
+    def _run_here(self, ids: list[int], chunk: list[tuple[str, str]]) -> None:
+        """Immediate mode: the checks run in this process's pool. Wait for the previous
+        chunk's checks first, so at most two chunks of calls are ever pending in memory."""
+        calls = [Call(CHECK_TASK, (i, url, self._opts(o))) for i, (url, o) in zip(ids, chunk, strict=True)]
+        for handle in self._pending:
+            try:
+                handle.result()
+            except Exception:  # noqa: BLE001 - the task logged it; its job stays queued
+                pass
+        self._pending = self.rt.app.enqueue(calls)
 
     def _opts(self, text: str) -> dict[str, Any]:
         found = self._opts_cache.get(text)
