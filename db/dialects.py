@@ -101,11 +101,17 @@ class Postgres(Dialect):
             raise StoreUnavailable(_first_line(exc, self.url)) from exc
         except self._pg.ProgrammingError as exc:  # malformed DSN
             raise StoreConfigError(f"database URL {mask_password(self.url)}: {_first_line(exc, self.url)}") from exc
-        conn.autocommit = autocommit
-        if not autocommit:
-            with conn.cursor() as cur:
-                cur.execute("SET TIME ZONE 'UTC'")
-            conn.commit()
+        try:
+            conn.autocommit = autocommit
+            if not autocommit:
+                with conn.cursor() as cur:
+                    cur.execute("SET TIME ZONE 'UTC'")
+                conn.commit()
+        except (self._pg.OperationalError, self._pg.InterfaceError) as exc:
+            # The server may drop a connection it has just accepted (terminated, restarting):
+            # that is unavailability too, never an error a caller would not retry.
+            _close_quietly(conn)
+            raise StoreUnavailable(_first_line(exc, self.url)) from exc
         return conn
 
     @contextmanager
@@ -125,6 +131,11 @@ class Postgres(Dialect):
             except (self._pg.OperationalError, self._pg.InterfaceError) as exc:
                 broken = True
                 raise StoreUnavailable(_first_line(exc, self.url)) from exc
+            except self._pg.DatabaseError as exc:
+                if conn.closed:  # a lost connection libpq could not name (e.g. "no message from the libpq")
+                    raise StoreUnavailable(_first_line(exc, self.url)) from exc
+                conn.rollback()
+                raise
             except BaseException:
                 if not conn.closed:
                     conn.rollback()
