@@ -200,6 +200,30 @@ def test_postgres_unavailable_10s_mid_batch_nothing_acked_unstored(harness: Harn
     harness.assert_clean(row)
 
 
+def test_postgres_backends_terminated_for_10s_nothing_lost(harness: Harness) -> None:
+    """The server side of an outage: for 10 s every connection of the worker is terminated
+    (``pg_terminate_backend``) as soon as it appears, mid-transaction or idle."""
+    harness.case = "4b PG backends killed 10 s"
+    harness.submit(harness.target.urls(tag="term-backend"))
+    worker = harness.start_worker("--concurrency", "8")
+    harness.wait_done(MID, 60, alive=[worker])
+    killed = 0
+    until = time.monotonic() + 10
+    done_at_start = harness.done()
+    while time.monotonic() < until:
+        killed += sum(ok for (ok,) in harness.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'urltester' AND pid <> pg_backend_pid()"))
+        time.sleep(0.02)
+    back_at = time.monotonic()
+    assert killed > 0 and done_at_start < N, "no connection terminated before the batch finished: no damage done"
+    dead = harness.runtime().broker.ping().dead
+    assert dead == 0, f"{dead} messages dead-lettered because of the database:\n{harness.log(worker)[-2000:]}"
+    finished = harness.wait_done(N, 90, alive=[worker])
+    row = harness.figures(finished - back_at, f"{killed} backends terminated in 10 s")
+    harness.assert_clean(row)
+
+
 def test_poison_is_dead_lettered_with_its_reason_and_the_worker_keeps_going(harness: Harness) -> None:
     harness.case = "5 poison"
     ids = harness.submit(harness.target.urls(tag="poison"))
