@@ -97,6 +97,8 @@ class Proxy:
         self._pairs.add(pair)
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except asyncio.CancelledError:
+            pass  # the proxy is closing
         finally:
             self._pairs.discard(pair)
             for w in pair:
