@@ -130,10 +130,10 @@ def check_options(method: str | None = None, expect_status: str | None = None, b
 def start(
     ctx: typer.Context,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=1024, help="Worker threads per process (checks wait on the network, so threads are cheap).")] = 64,
-    processes: Annotated[int | None, typer.Option("--processes", "-p", min=1, max=256, help="Worker processes [default: number of cores].", show_default=False)] = None,
-    prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process [default: concurrency].", show_default=False)] = None,
+    processes: Annotated[int | None, typer.Option("--processes", "-p", min=1, max=256, help="Worker processes (default: number of cores).", show_default=False)] = None,
+    prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
     shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = 30.0,
-    queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Queue to consume [default: urltester].", show_default=False)] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Queue to consume (default: urltester).", show_default=False)] = None,
     deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse loopback, RFC 1918, CGNAT and unique-local addresses.")] = False,
     allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
@@ -177,7 +177,7 @@ def submit(
     urls: Annotated[list[str], typer.Argument(help="URLs to check (http or https; 'example.com' means https://example.com/).")],
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the results and print them; exit 0 only if every check is ok.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="Label for this batch [default: 'submit DATE TIME'].", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Label for this batch (default: 'submit DATE TIME').", show_default=False)] = None,
     method: MethodOpt = None, expect_status: ExpectOpt = None, body_contains: ContainsOpt = None,
     body_excludes: ExcludesOpt = None, max_ms: MaxMsOpt = None, deadline: DeadlineOpt = None,
     max_redirects: RedirectsOpt = None, insecure: InsecureOpt = False, max_bytes: MaxBytesOpt = None,
@@ -246,7 +246,7 @@ def results(
     batch: Annotated[str | None, typer.Option("--batch", help="Batch name or id.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only checks that failed.")] = False,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs [default: 100 for table, all for json/csv].", show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs (default: 100 for table, all for json/csv).", show_default=False)] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per line), csv or junit (JUnit XML: one test case per URL, for CI).")] = "table",
 ) -> None:
     """List jobs and their results, newest first (what the old get_jobs returned).

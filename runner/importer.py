@@ -47,7 +47,7 @@ from db.bulk import record_jobs, unpublished_jobs
 
 from .app import DEFAULT_PACK, MESSAGE_VERSION, Call
 from .errors import BrokerError, InvalidInput, OptionError
-from .options import _ALIASES, OPTION_NAMES, CheckOptions, parse_options
+from .options import OPTION_ALIASES, OPTION_NAMES, CheckOptions, parse_options
 from .tasks import CHECK_TASK
 from .urls import MAX_URL_LENGTH, Rejected, normalise
 
@@ -57,7 +57,7 @@ CHUNK = 5000                 # jobs recorded per transaction and published per c
 PUBLISHERS = 2               # publishing threads, each with its own RabbitMQ connection
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                ".txt": "text", ".list": "text", ".urls": "text"}
-_COLUMNS = frozenset(OPTION_NAMES) | frozenset(_ALIASES)
+_COLUMNS = frozenset(OPTION_NAMES) | frozenset(OPTION_ALIASES)
 
 
 class ImportUsageError(InvalidInput):
@@ -338,7 +338,7 @@ class Validator:
         for name, value in raw.items():
             if value is None or value == [] or (isinstance(value, str) and not value.strip()):
                 continue  # unset on this line: the file-wide default stands
-            merged[_ALIASES.get(name, name)] = value
+            merged[OPTION_ALIASES.get(name, name)] = value
         try:
             opts = _options_json(parse_options(merged))
         except OptionError as exc:

@@ -56,7 +56,7 @@ OPTION_NAMES: tuple[str, ...] = (
     "condition",
     "retries",
 )
-_ALIASES = {"headers": "header", "conditions": "condition"}
+OPTION_ALIASES = {"headers": "header", "conditions": "condition"}
 # Keys that may ride along in an import row but are not options.
 _IGNORED_KEYS = frozenset({"url"})
 
@@ -411,7 +411,7 @@ def parse_options(raw: Mapping[str, object], where: str | None = None) -> CheckO
         return OptionError(problem, where=place)
 
     for key, value in raw.items():
-        name = _ALIASES.get(key, key) if isinstance(key, str) else key
+        name = OPTION_ALIASES.get(key, key) if isinstance(key, str) else key
         if name in _IGNORED_KEYS:
             continue
         if name not in OPTION_NAMES:
