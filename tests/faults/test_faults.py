@@ -12,11 +12,13 @@ which skip on a laptop without the services and fail in CI).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -55,6 +57,33 @@ def test_kill_9_mid_batch_then_a_replacement_finishes(harness: Harness) -> None:
     finished = harness.wait_done(N, 90)
     row = harness.figures(finished - killed_at, f"{in_flight} running at the kill")
     harness.assert_clean(row)
+
+
+def test_kill_9_of_a_pool_child_the_supervisor_starts_another(harness: Harness) -> None:
+    harness.case = "1b kill -9 pool child"
+    harness.submit(harness.target.urls(tag="child"))
+    pool = harness.start_worker("--processes", "2", "--concurrency", "16")
+    harness.wait_done(MID, 60, alive=[pool])
+    children = _children(pool.pid)
+    assert len(children) == 2, f"expected 2 worker processes, found {children}"
+    os.kill(children[0], signal.SIGKILL)
+    killed_at = time.monotonic()
+    assert harness.done() < N, "the batch finished before the kill: no damage done"
+    finished = harness.wait_done(N, 90, alive=[pool])
+    assert "starting another" in harness.log(pool)
+    assert len(_children(pool.pid)) == 2
+    row = harness.figures(finished - killed_at, "the supervisor restarted the child")
+    harness.assert_clean(row)
+
+
+def _children(pid: int) -> list[int]:
+    """Worker processes of a supervisor (multiprocessing's resource tracker left out)."""
+    out = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"resource_tracker" not in cmdline:
+            out.append(int(child))
+    return out
 
 
 def test_sigterm_finishes_in_flight_exits_0_and_the_rest_is_redelivered(harness: Harness) -> None:
