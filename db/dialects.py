@@ -61,6 +61,14 @@ class Dialect:
         """An SQL test that ``column`` is one of ``values``, and its parameters."""
         raise NotImplementedError
 
+    def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
+        """Lock these job rows in id order before updating them.
+
+        Workers (running, done) and submitters (published) update overlapping sets of jobs
+        at once; when every transaction takes its row locks in one order, they wait for each
+        other instead of deadlocking. Call it once per transaction, with every id it updates.
+        """
+
     def close(self) -> None:
         pass
 
@@ -158,6 +166,9 @@ class Postgres(Dialect):
 
     def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]
+
+    def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
+        cur.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(set(ids)),))
 
     def execute_values(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]], fetch: bool = False) -> list[Any]:
         return self._extras.execute_values(cur, sql, rows, page_size=1000, fetch=fetch) or []

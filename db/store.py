@@ -178,6 +178,7 @@ class Store:
             return
         test, id_params = self.dialect.any_of("id", ids)
         with self.dialect.transaction() as cur:
+            self.dialect.lock_jobs(cur, ids)
             cur.execute(sql.format(test), [*params, *id_params])
             self._notify(cur)
         self._after_write()
@@ -212,6 +213,7 @@ class Store:
         ids = [r.job_id for r in records]
         test, id_params = d.any_of("id", ids)
         with d.transaction() as cur:
+            d.lock_jobs(cur, [*ids, *started])
             if started:
                 run_test, run_params = d.any_of("id", started)
                 cur.execute(f"UPDATE jobs SET state = 'running', started_at = %s WHERE state <> 'done' AND {run_test}",

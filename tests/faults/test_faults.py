@@ -176,11 +176,9 @@ def test_broker_connections_cut_mid_batch_reconnect_by_themselves(harness: Harne
             assert out.returncode == 0, out.stderr
             note += "; submit failed, requeue --stale published the rest"
         elif "store" in outcome:
-            # Known bug (reported, db/store.py): mark_published's UPDATE of the chunk and the
-            # worker's UPDATEs of the same rows lock them in different orders. The messages
-            # were confirmed, so every job must still end up done; the submit itself failed.
-            assert "deadlock" in str(outcome["store"]), outcome["store"]
-            note += "; submit failed after publishing: deadlock detected (known bug)"
+            # Workers and the submitter update the same job rows; they lock them in id order
+            # (db lock_jobs), so this must not fail with "deadlock detected" any more.
+            raise AssertionError(f"submit failed after publishing: {outcome['store']}")
         else:
             assert len(outcome["ids"]) == N - len(first_ids)  # type: ignore[arg-type]
             note += "; publishes retried and confirmed"
@@ -190,8 +188,6 @@ def test_broker_connections_cut_mid_batch_reconnect_by_themselves(harness: Harne
         # Still through the proxy: duplicates of the retried publishes must drain too.
         row = harness.figures(finished - back_at, note)
         harness.assert_clean(row)
-    if "store" in outcome:
-        pytest.xfail("submit failed with 'deadlock detected' in Store.mark_published (known bug, reported)")
 
 
 def test_postgres_unavailable_10s_mid_batch_nothing_acked_unstored(harness: Harness) -> None:
