@@ -184,3 +184,18 @@ def test_check_messages_are_byte_for_byte_what_the_app_encodes() -> None:
     assert len({c.id for c in calls}) == len(calls)
     again = [encode([Call(c.task, c.args, c.kwargs, c.id) for c in decode(m)]) for m in messages]
     assert again == messages
+
+
+def test_digest_set_is_a_set() -> None:
+    """The flat dedup table answers exactly as a Python set would, across many growths."""
+    import random
+
+    from runner.importer import DigestSet
+
+    rng = random.Random(7)
+    table, reference = DigestSet(capacity=8), set()
+    for _ in range(50_000):
+        value = rng.getrandbits(18) or 1
+        assert table.add(value) is (value not in reference)
+        reference.add(value)
+    assert len(table) == len(reference)
