@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -115,7 +115,9 @@ class CheckResult:
     elapsed_ms: float | None = None       # the whole check, retries and backoff included
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field already holds JSON-safe values (nested dicts and lists of plain values),
+        # so a shallow copy does: dataclasses.asdict's deep copy cost ~5% of a worker's CPU.
+        return dict(self.__dict__)
 
 
 # ---------------------------------------------------------------- text hygiene
