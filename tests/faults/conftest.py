@@ -1,8 +1,8 @@
-"""Fixtures for the fault suite: a database of its own, a counting target, a harness.
+"""Fixtures for the fault suite: a counting target and a harness.
 
-The suite uses its own PostgreSQL database (``<test database>_faults``): other engineers'
-tests reset the shared test database at will, and this suite must be able to terminate
-every connection to its database without touching theirs.
+The database is the test run's own (tests/conftest.py ``pg_url``: a database per run,
+emptied per test), so the suite may terminate every connection to it without touching
+anyone else's.
 """
 
 from __future__ import annotations
@@ -10,36 +10,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.faults.figures import ROWS, table
 from tests.faults.harness import Harness, Target
 from tests.support import services
-
-
-@pytest.fixture(scope="session")
-def _faults_db_url(_pg_session_url: str) -> str:
-    import psycopg2
-
-    parts = urlsplit(_pg_session_url)
-    name = (parts.path.lstrip("/") or "urltester_test") + "_faults"
-    conn = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=3)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-@pytest.fixture
-def pg_url(_faults_db_url: str) -> str:
-    """This suite's own database, emptied for each test."""
-    services.reset_postgres(_faults_db_url)
-    return _faults_db_url
 
 
 @pytest.fixture(scope="session")
