@@ -63,6 +63,38 @@ class PoolOptions:
         return self.prefetch or self.concurrency
 
 
+class StopSignal:
+    """A stop request that signal handlers may make.
+
+    A handler runs between two bytecodes of the main thread, possibly while that thread
+    holds a lock, and a second signal can arrive while the first handler runs. So the
+    handler only assigns a flag: no lock, no logging. (With ``threading.Event.set`` in the
+    handler, a SIGTERM from systemd and one from the supervisor arriving together left a
+    worker deadlocked on the event's own lock.) The event follows the flag the next time
+    anyone asks ``is_set``; the connection loop asks every 50 ms.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._event = threading.Event()
+
+    def request(self) -> None:
+        """Safe in a signal handler."""
+        self.requested = True
+
+    def set(self) -> None:
+        self.requested = True
+        self._event.set()
+
+    def is_set(self) -> bool:
+        if self.requested and not self._event.is_set():
+            self._event.set()
+        return self.requested
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout) or self.requested
+
+
 class _Message:
     """Book-keeping for one delivery: how many of its calls are still open."""
 
@@ -93,7 +125,7 @@ class WorkerProcess:
         if self.runtime.broker is None:
             raise RuntimeError("a worker needs a RabbitMQ broker URL")
         self.broker = self.runtime.broker
-        self.stop = threading.Event()
+        self.stop = StopSignal()
         self._work: queue_mod.Queue[tuple[_Message, Call] | None] = queue_mod.Queue()
         self._messages: set[_Message] = set()
         self._messages_lock = threading.Lock()
@@ -120,6 +152,11 @@ class WorkerProcess:
 
     def drained(self) -> bool:
         if self._stop_deadline is None:
+            log.info("stopping: finishing checks in flight (up to %.0f s)", self.options.shutdown_timeout)
+            if threading.current_thread() is threading.main_thread():
+                # Stopping already: more SIGTERMs (systemd signals every process of the unit)
+                # must not kill the process with its default action while it winds down.
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             self._stop_deadline = time.monotonic() + self.options.shutdown_timeout
         with self._messages_lock:
             if not self._messages:
@@ -240,10 +277,7 @@ class WorkerProcess:
 
     def install_signals(self) -> None:
         def handle(signum: int, frame: object) -> None:
-            if not self.stop.is_set():
-                log.info("%s: finishing checks in flight (up to %.0f s), then stopping",
-                         signal.Signals(signum).name, self.options.shutdown_timeout)
-            self.stop.set()
+            self.stop.request()  # nothing more here: see StopSignal
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
@@ -260,7 +294,7 @@ def _child(settings: Settings, options: PoolOptions, log_level: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
     configure_logging(log_level)
     worker = WorkerProcess(settings, options)
-    signal.signal(signal.SIGTERM, lambda s, f: worker.stop.set())
+    signal.signal(signal.SIGTERM, lambda s, f: worker.stop.request())
     hard_exit(worker.run())
 
 
@@ -282,7 +316,7 @@ def run_pool(settings: Settings, options: PoolOptions, log_level: str = "info") 
     if options.processes <= 1:
         return run_process(settings, options)
     ctx = multiprocessing.get_context("spawn")
-    stopping = threading.Event()
+    stopping = StopSignal()
     children: list[multiprocessing.process.BaseProcess] = []
 
     def start_child() -> multiprocessing.process.BaseProcess:
@@ -291,12 +325,7 @@ def run_pool(settings: Settings, options: PoolOptions, log_level: str = "info") 
         return proc
 
     def handle(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            log.info("%s: stopping %d worker processes", signal.Signals(signum).name, len(children))
-        stopping.set()
-        for proc in children:
-            if proc.pid and proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)
+        stopping.request()  # nothing more here: see StopSignal
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -308,6 +337,11 @@ def run_pool(settings: Settings, options: PoolOptions, log_level: str = "info") 
                 time.sleep(1)
                 children[i] = start_child()
         stopping.wait(0.5)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already; see WorkerProcess.drained
+    log.info("stopping %d worker processes", len(children))
+    for proc in children:
+        if proc.pid and proc.is_alive():
+            os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + options.shutdown_timeout + 10
     for proc in children:
         proc.join(max(0.1, deadline - time.monotonic()))

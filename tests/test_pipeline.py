@@ -100,3 +100,19 @@ def test_queue_declared_durable_quorum_with_dead_letter(env, amqp_url, queue_nam
         # passive declares succeed only if both queues exist
         assert ch.queue_declare(queue_name, passive=True).queue == queue_name
         assert ch.queue_declare(dead_queue_name(queue_name), passive=True)
+
+
+def test_a_storm_of_stop_signals_still_stops_the_pool_in_time(env, target) -> None:
+    """systemd sends SIGTERM to every process of the unit while the supervisor passes it on
+    too: workers get several at once. None may deadlock in its signal handler."""
+    import os
+
+    run_cli(["submit", *[target.url(f"/ok?n={i}") for i in range(200)]], env)
+    with worker(env, "--processes", "2", "--concurrency", "8", "--shutdown-timeout", "10") as proc:
+        wait_until(lambda: sum(target.hits.values()) >= 50, 30, message="checks to run")
+        started = time.monotonic()
+        for _ in range(400):  # spread out, so some land while a handler is running
+            os.killpg(proc.pid, signal.SIGTERM)
+            time.sleep(0.0005)
+        assert proc.wait(25) == 0
+        assert time.monotonic() - started < 15
