@@ -25,6 +25,7 @@ one that dies, and passes the stop signal on.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -130,6 +131,7 @@ class WorkerProcess:
         self._messages: set[_Message] = set()
         self._messages_lock = threading.Lock()
         self._stop_deadline: float | None = None
+        self._count = itertools.count(1)  # next() on it is atomic: many threads count at once
         self.processed = 0
         self.started_at = utcnow()
 
@@ -197,7 +199,7 @@ class WorkerProcess:
         give_back = False
         try:
             self.runtime.app.execute(call)
-            self.processed += 1
+            self.processed = next(self._count)
         except PoisonMessage as exc:
             self._dead(message, call, str(exc))
         except StoreUnavailable as exc:
