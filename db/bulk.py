@@ -18,7 +18,7 @@ from typing import Any
 
 from .dialects import Postgres
 from .models import NewJob
-from .store import Store, utcnow
+from .store import Store, tally, utcnow
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -126,17 +126,7 @@ def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> BatchSumm
                 (batch_id, slowest),
             )
             slow_rows = cur.fetchall()
-    states = {"queued": 0, "running": 0, "done": 0}
-    by_outcome: dict[str, int] = {}
-    ok = failed = 0
-    for state, outcome, ok_value, n in rows:
-        states[state] = states.get(state, 0) + int(n)
-        if outcome is not None:
-            by_outcome[outcome] = by_outcome.get(outcome, 0) + int(n)
-            if ok_value:
-                ok += int(n)
-            else:
-                failed += int(n)
+    states, by_outcome, ok, failed = tally(rows)
     return BatchSummary(
         total=sum(states.values()), queued=states["queued"], running=states["running"], done=states["done"],
         ok=ok, failed=failed, by_outcome=by_outcome,

@@ -42,6 +42,23 @@ _ORDER_SPECS: dict[str, tuple[tuple[str, ...], bool, bool]] = {
 assert set(_ORDER_SPECS) == set(ORDERS)
 
 
+def tally(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, int], dict[str, int], int, int]:
+    """Jobs by state, results by outcome, ok and failed, from ``(state, outcome, ok, count)``
+    rows of a ``GROUP BY j.state, r.outcome, r.ok`` over jobs joined to results."""
+    states = {"queued": 0, "running": 0, "done": 0}
+    by_outcome: dict[str, int] = {}
+    ok = failed = 0
+    for state, outcome, ok_value, n in rows:
+        states[state] = states.get(state, 0) + int(n)
+        if outcome is not None:
+            by_outcome[outcome] = by_outcome.get(outcome, 0) + int(n)
+            if ok_value:
+                ok += int(n)
+            else:
+                failed += int(n)
+    return states, by_outcome, ok, failed
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -397,18 +414,8 @@ class Store:
             rows = cur.fetchall()
             cur.execute("SELECT count(*) FROM results WHERE checked_at >= %s", (d.ts(now - timedelta(minutes=1)),))
             last_minute = int(cur.fetchone()[0])
-        states = {"queued": 0, "running": 0, "done": 0}
-        by_outcome: dict[str, int] = {}
-        ok = failed = unpublished = 0
-        for state, outcome, ok_value, n, unpub in rows:
-            states[state] = states.get(state, 0) + int(n)
-            unpublished += int(unpub or 0)
-            if outcome is not None:
-                by_outcome[outcome] = by_outcome.get(outcome, 0) + int(n)
-                if ok_value:
-                    ok += int(n)
-                else:
-                    failed += int(n)
+        states, by_outcome, ok, failed = tally(row[:4] for row in rows)
+        unpublished = sum(int(row[4] or 0) for row in rows)
         return Counts(
             queued=states["queued"], running=states["running"], done=states["done"], ok=ok, failed=failed,
             unpublished=unpublished, by_outcome=by_outcome, done_last_minute=last_minute,
