@@ -258,7 +258,7 @@ class Checker:
                  ca_bundle: str | None = None) -> None:
         self.policy = policy
         self.user_agent = user_agent
-        self._ca_bundle = ca_bundle
+        self._contexts = timing.TLSContexts(ca_bundle)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -270,7 +270,7 @@ class Checker:
         if session is None:
             session = requests.Session()
             session.trust_env = False            # no proxies, netrc or CA paths from the env
-            adapter = timing.CheckAdapter(ca_bundle=self._ca_bundle, pool_connections=20,
+            adapter = timing.CheckAdapter(self._contexts, pool_connections=20,
                                           pool_maxsize=4)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
