@@ -195,20 +195,32 @@ class App:
         self.broker.publish(messages, headers=headers)
         return [TaskHandle(call) for call in calls]
 
-    def execute(self, call: Call) -> Any:
-        """Run one call with its task's retries; PoisonMessage if the task is unknown."""
+    def execute(self, call: Call, *, wait: bool = True) -> Any:
+        """Run one call with its task's retries; PoisonMessage if the task is unknown.
+
+        A task may return a :class:`~concurrent.futures.Future`: its work is done and only
+        its completion is pending elsewhere (a result waiting for a batched commit). With
+        ``wait`` (inline, immediate mode) that future is waited for and its value returned.
+        The consumer passes ``wait=False``, settles the message when the future resolves,
+        and its worker thread takes the next call at once. Retries cover the task's own
+        run, not the pending completion.
+        """
         task = self.tasks.get(call.task)
         if task is None:
             raise PoisonMessage(f"unknown task {call.task!r}")
         if task.retries <= 0:
-            return task.fn(*call.args, **call.kwargs)
-        retrying = Retrying(
-            stop=stop_after_attempt(task.retries + 1),
-            wait=backoff(task.retry_delay, 60),
-            retry=retry_if_exception_type(task.retry_on),
-            reraise=True,
-        )
-        return retrying(task.fn, *call.args, **call.kwargs)
+            result = task.fn(*call.args, **call.kwargs)
+        else:
+            retrying = Retrying(
+                stop=stop_after_attempt(task.retries + 1),
+                wait=backoff(task.retry_delay, 60),
+                retry=retry_if_exception_type(task.retry_on),
+                reraise=True,
+            )
+            result = retrying(task.fn, *call.args, **call.kwargs)
+        if wait and isinstance(result, Future):
+            return result.result()
+        return result
 
     def _immediate_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:

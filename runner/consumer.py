@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from db import StoreUnavailable, WorkerBeat, utcnow
@@ -196,16 +197,28 @@ class WorkerProcess:
 
     def _run(self, message: _Message, call: Call) -> None:
         context.redelivered = message.delivery.redelivered
-        give_back = False
         try:
-            self.runtime.app.execute(call)
+            result = self.runtime.app.execute(call, wait=False)
+        except Exception as exc:  # noqa: BLE001 - a crashing call must not take the worker down
+            self._finished(message, call, exc)
+            return
+        if isinstance(result, Future):
+            # Checked; its result waits for the writer's next commit. This thread moves on,
+            # and the call is settled (so the message acked) from the writer once committed.
+            result.add_done_callback(lambda done: self._finished(message, call, done.exception()))
+        else:
+            self._finished(message, call, None)
+
+    def _finished(self, message: _Message, call: Call, exc: BaseException | None) -> None:
+        give_back = False
+        if exc is None:
             self.processed = next(self._count)
-        except PoisonMessage as exc:
+        elif isinstance(exc, PoisonMessage):
             self._dead(message, call, str(exc))
-        except StoreUnavailable as exc:
+        elif isinstance(exc, StoreUnavailable):
             log.warning("could not store the result of call %s (%s); it will be redelivered", call.id, exc)
             give_back = True
-        except Exception as exc:  # noqa: BLE001 - a crashing call must not take the worker down
+        else:
             where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
             self._dead(message, call, f"task {call.task!r} raised {type(exc).__name__}: {exc}{at}")
@@ -251,6 +264,9 @@ class WorkerProcess:
         # GIL; at the default 5 ms interval that contention cost ~1 ms of CPU per check
         # (scripts/bench). A longer interval lets a thread finish its burst of parsing.
         sys.setswitchinterval(SWITCH_INTERVAL)
+        # Build the checker and the writer now (imports, TLS contexts), not inside the
+        # first checks, whose timings would carry that cost.
+        _ = self.runtime.checker, self.runtime.writer
         threads = [threading.Thread(target=self._worker, name=f"urltester-worker-{i}", daemon=True)
                    for i in range(self.options.concurrency)]
         for t in threads:

@@ -10,6 +10,7 @@ delivery limit in about a second: a database outage would dead-letter every rede
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from db import ResultRecord, StoreUnavailable, utcnow
@@ -26,15 +27,18 @@ CHECK_TASK = "check"
 
 def register(app: App, runtime: Runtime) -> Task:
     @app.task(name=CHECK_TASK)
-    def check(job_id: int, url: str, options: dict[str, Any]) -> str:
-        """Check one job's URL and store the result (blocks until it is committed)."""
+    def check(job_id: int, url: str, options: dict[str, Any]) -> str | Future[str]:
+        """Check one job's URL and hand the result to the writer.
+
+        Returns a future that resolves to the outcome once the result is committed (the
+        consumer acks then; inline callers wait for it), or ``"skipped"``.
+        """
         opts = CheckOptions.from_json(options)  # OptionError: poison, dead-lettered
         if getattr(context, "redelivered", False) and _already_done(runtime, job_id):
             return "skipped"
         runtime.writer.started(job_id)
         result = runtime.checker.check(url, opts)
-        runtime.writer.write(to_record(job_id, result, worker=runtime.worker_id))
-        return result.outcome
+        return runtime.writer.submit(to_record(job_id, result, worker=runtime.worker_id))
 
     return check
 

@@ -1,9 +1,10 @@
 """Batched writes from worker threads: many checks finish at once, one transaction stores them.
 
-A worker thread calls :meth:`ResultWriter.write` and blocks until its result is committed,
-so the message is acked only after that (late ack). While the database is unreachable the
-writer retries with backoff for ``give_up_after`` seconds, then fails the waiting threads
-(their messages are requeued, never acked).
+A worker thread hands its result over with :meth:`ResultWriter.submit` and takes its next
+call at once; the future it gets back resolves when the result is committed, and only then
+is the message acked (late ack). While the database is unreachable the writer retries with
+backoff for ``give_up_after`` seconds, every result handed in meanwhile joining the retried
+batch, then fails them all (their messages are requeued, never acked).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class ResultWriter:
         self.linger = linger
         self.give_up_after = give_up_after
         self._cond = threading.Condition()
-        self._results: list[tuple[ResultRecord, Future[int]]] = []
+        self._results: list[tuple[ResultRecord, Future[str]]] = []
         self._started: list[int] = []
         self._closed = False
         self.stored = 0
@@ -43,15 +44,16 @@ class ResultWriter:
             self._started.append(job_id)
             self._cond.notify()
 
-    def write(self, record: ResultRecord, timeout: float | None = None) -> int:
-        """Store a result; returns 1 if it was new, 0 if the job already had one."""
-        future: Future[int] = Future()
+    def submit(self, record: ResultRecord) -> Future[str]:
+        """Queue a result for the next batch; the future resolves to its outcome once it is
+        committed (or to the error that stopped it). Storing is idempotent per job."""
+        future: Future[str] = Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("result writer is closed")
             self._results.append((record, future))
             self._cond.notify()
-        return future.result(timeout)
+        return future
 
     def close(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -73,7 +75,7 @@ class ResultWriter:
                 started, self._started = self._started, []
             self._write(started, batch)
 
-    def _write(self, started: list[int], batch: list[tuple[ResultRecord, Future[int]]]) -> None:
+    def _write(self, started: list[int], batch: list[tuple[ResultRecord, Future[str]]]) -> None:
         retrying = Retrying(
             stop=stop_after_delay(self.give_up_after),
             wait=backoff(0.2, 5),
@@ -81,13 +83,27 @@ class ResultWriter:
             reraise=True,
             before_sleep=lambda rs: log.warning("database unavailable (%s); retrying", rs.outcome.exception()),
         )
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            if tries:
+                # The database is still away: whatever was handed in since joins this batch,
+                # so every waiting result shares one retry window (worker threads no longer
+                # wait for their writes, and a queue of batches would each wait their own).
+                with self._cond:
+                    batch.extend(self._results)
+                    started.extend(self._started)
+                    self._results, self._started = [], []
+            tries += 1
+            self.store.store_results([record for record, _ in batch], started=started)
+
         try:
-            records = [record for record, _ in batch]
-            retrying(self.store.store_results, records, started=started)
-            self.stored += len(records)
+            retrying(attempt)
+            self.stored += len(batch)
         except Exception as exc:  # noqa: BLE001 - every waiting thread must hear of it
             for _, future in batch:
                 future.set_exception(exc)
             return
-        for _, future in batch:
-            future.set_result(1)
+        for record, future in batch:
+            future.set_result(record.outcome)

@@ -2,6 +2,7 @@
 
 import json
 import threading
+from concurrent.futures import Future
 
 import pytest
 
@@ -84,3 +85,20 @@ def test_unknown_task_is_poison() -> None:
     app = App()
     with pytest.raises(PoisonMessage, match="unknown task 'nope'"):
         app.execute(Call("nope"))
+
+
+def test_a_task_may_finish_later_and_inline_callers_wait_for_it() -> None:
+    """A task returning a future (the check, whose result waits for a batched commit) is
+    done when the future is: inline calls wait for it, the consumer does not."""
+    app = App()
+    pending: Future[str] = Future()
+
+    @app.task()
+    def stored_later() -> Future[str]:
+        return pending
+
+    assert app.execute(Call("stored_later"), wait=False) is pending
+    threading.Timer(0.2, pending.set_result, ("committed",)).start()
+    assert stored_later.call_local() == "committed"
+    assert stored_later().result(timeout=5) == "committed"  # immediate mode too
+    app.close()

@@ -2,6 +2,7 @@
 
 import json
 import signal
+import threading
 import time
 
 import pytest
@@ -9,7 +10,10 @@ from kombu import Connection
 
 from db import open_store
 from runner.app import Call, encode
-from runner.broker import AmqpBroker, dead_queue_name
+from runner.broker import AmqpBroker, Delivery, dead_queue_name
+from runner.consumer import PoolOptions, WorkerProcess
+from runner.service import Runtime
+from runner.settings import Settings
 from tests.support.services import run_cli, runner_env, wait_until, worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.e2e]
@@ -116,3 +120,40 @@ def test_a_storm_of_stop_signals_still_stops_the_pool_in_time(env, target) -> No
             time.sleep(0.0005)
         assert proc.wait(25) == 0
         assert time.monotonic() - started < 15
+
+
+def test_a_worker_thread_checks_on_while_its_results_wait_for_the_commit_and_acks_after(
+        pg_url, amqp_url, queue_name, target, monkeypatch) -> None:
+    """The writer commits results in batches; a worker thread hands its result over and takes
+    its next call at once (throughput), yet the message is acked only after the commit."""
+    settings = Settings(database_url=pg_url, broker_url=amqp_url, queue=queue_name)
+    submitter = Runtime(settings)
+    submitter.submit([target.url(f"/ok?n={i}") for i in range(3)])  # one message of three calls
+    acked: list[float] = []
+    ack = Delivery.ack
+    monkeypatch.setattr(Delivery, "ack", lambda self: (acked.append(time.monotonic()), ack(self)))
+    worker_ = WorkerProcess(settings, PoolOptions(concurrency=1, processes=1))
+    commit = threading.Event()
+    store_results = worker_.runtime.store.store_results
+
+    def slow_commit(records, **kwargs):
+        if records:
+            commit.wait(30)  # a database that takes its time
+        return store_results(records, **kwargs)
+
+    monkeypatch.setattr(worker_.runtime.store, "store_results", slow_commit)
+    thread = threading.Thread(target=worker_.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: target.hits.get("/ok", 0) == 3, 20, message="the one thread to check all three URLs")
+        time.sleep(0.3)
+        assert acked == [] and submitter.store.counts().done == 0  # nothing committed: nothing acked
+        commit.set()
+        wait_until(lambda: submitter.store.counts().done == 3, 20, message="the three results to be stored")
+        wait_until(lambda: len(acked) == 1, 10, message="the message to be acked")
+        assert submitter.broker.ping().ready == 0
+    finally:
+        commit.set()
+        worker_.stop.set()
+        thread.join(30)
+        submitter.close()

@@ -33,17 +33,18 @@ N = 2000  # URLs per case
 class Target:
     base: str
 
-    def urls(self, n: int = N, *, tag: str = "") -> list[str]:
+    def urls(self, n: int = N, *, tag: str = "", slower_ms: int = 0) -> list[str]:
         """``n`` distinct URLs: most answer 200 after 0-20 ms, one in ten after 50 ms,
-        one in ten with a 500 (a failed check, still exactly one result)."""
+        one in ten with a 500 (a failed check, still exactly one result); each ``slower_ms``
+        later still, for a case whose damage must land while the batch is still running."""
         out = []
         for i in range(n):
             if i % 10 == 3:
                 out.append(f"{self.base}/status/500?t={tag}&n={i}")
             elif i % 10 == 7:
-                out.append(f"{self.base}/ok?ms=50&t={tag}&n={i}")
+                out.append(f"{self.base}/ok?ms={50 + slower_ms}&t={tag}&n={i}")
             else:
-                out.append(f"{self.base}/ok?ms={(i % 5) * 5}&t={tag}&n={i}")
+                out.append(f"{self.base}/ok?ms={(i % 5) * 5 + slower_ms}&t={tag}&n={i}")
         return out
 
     def hits(self) -> dict[str, int]:

@@ -197,7 +197,9 @@ def test_postgres_unavailable_10s_mid_batch_nothing_acked_unstored(harness: Harn
     burnt through RabbitMQ's delivery limit by instant requeues."""
     harness.case = "4 PostgreSQL down 10 s"
     db = urlsplit(harness.pg_url)
-    harness.submit(harness.target.urls(tag="pg"))
+    # 150 ms more per URL: the 1,500 jobs left after MID take the 32-thread worker ~8 s,
+    # so the outage (3 s after MID) lands while it is still busy.
+    harness.submit(harness.target.urls(tag="pg", slower_ms=150))
     with Proxy(db.hostname or "127.0.0.1", db.port or 5432) as proxy:
         env = harness.env(database_url=_proxy_url(harness.pg_url, proxy))
         busy = harness.start_worker("--prefetch", "200", env=env)  # takes the whole batch
