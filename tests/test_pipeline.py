@@ -157,3 +157,14 @@ def test_a_worker_thread_checks_on_while_its_results_wait_for_the_commit_and_ack
         worker_.stop.set()
         thread.join(30)
         submitter.close()
+
+
+def test_hold_budget_option_hands_on_calls_that_waited_and_checks_each_once(env, target, tmp_path) -> None:
+    """`runner start --hold-budget 1`: one thread and 300 ms checks, so most calls of a
+    20-call batch wait past 1 s; they are handed on in new messages, never checked twice."""
+    run_cli(["submit", *[target.url(f"/ok?ms=300&n={i}") for i in range(20)]], env)
+    log_path = tmp_path / "worker.log"
+    with worker(env, "--processes", "1", "--concurrency", "1", "--hold-budget", "1", log_path=log_path):
+        wait_until(lambda: [r["state"] for r in results(env)] == ["done"] * 20, 60, message="20 jobs done")
+    assert "handing them on" in log_path.read_text()
+    assert target.hits["/ok"] == 20
