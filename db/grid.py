@@ -1,4 +1,5 @@
-"""Reads the TUI's grid needs beyond :class:`db.Store`'s listings: cheap counts and batches.
+"""Reads the TUI's grid needs beyond :class:`db.Store`'s listings and counts: the status
+line's counts and the recent batches.
 
 Every query here is shaped so that it costs the same at 10,000 and 1,000,000 jobs, or
 as little as the job table allows: counts without a filter skip the joins, and the
@@ -11,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .dialects import Postgres
-from .models import Batch, Counts, JobFilter, JobView
-from .store import _FROM, _JOB_COLUMNS, _ORDER_SPECS, Store, utcnow
+from .models import Batch, Counts
+from .store import Store, utcnow
 
 # Keysets that sort after every real row, per order: ``list_jobs(before=TAIL[order])``
 # returns the last page (rows still in display order), so End costs one index probe.
@@ -23,32 +24,6 @@ TAIL: dict[str, tuple[Any, ...]] = {
     "status": (-(1 << 31), -1),
     "checked": (datetime(1970, 1, 1, tzinfo=UTC), -1),
 }
-
-
-def _is_empty(flt: JobFilter) -> bool:
-    return flt == JobFilter()
-
-
-def count(store: Store, flt: JobFilter, order: str = "newest", *, above_id: int | None = None) -> int:
-    """How many rows ``store.list_jobs(flt, order=order)`` pages through.
-
-    ``above_id`` counts only jobs newer than that id (rows that arrived above a known one).
-    """
-    needs_result = _ORDER_SPECS[order][2]
-    d = store.dialect
-    with d.transaction() as cur:
-        if _is_empty(flt) and above_id is None:
-            if needs_result:
-                cur.execute("SELECT count(*) FROM results")
-            else:
-                cur.execute("SELECT count(*) FROM jobs")
-            return int(cur.fetchone()[0])
-        where, params = store._where(flt, needs_result)
-        if above_id is not None:
-            where.append("j.id > %s")
-            params.append(above_id)
-        cur.execute(f"SELECT count(*) {_FROM} WHERE {' AND '.join(where) or 'TRUE'}", params)  # noqa: S608 - our own fragments
-        return int(cur.fetchone()[0])
 
 
 def quick_counts(store: Store, *, now: datetime | None = None) -> Counts:
@@ -84,22 +59,6 @@ def recent_batches(store: Store, limit: int = 50) -> list[Batch]:
 
 def is_postgres(store: Store) -> bool:
     return isinstance(store.dialect, Postgres)
-
-
-UNPUBLISHED_PAGE = 5000
-RETEST_LIMIT = 100_000  # re-test at most this many failed jobs at once
-
-
-def unpublished_jobs(store: Store, limit: int = UNPUBLISHED_PAGE) -> list[JobView]:
-    """Queued jobs whose message the broker never confirmed (to send when it is back)."""
-    with store.dialect.transaction() as cur:
-        cur.execute(
-            f"SELECT {_JOB_COLUMNS} {_FROM} WHERE j.state = 'queued' AND j.published_at IS NULL "  # noqa: S608
-            "AND j.publish_error IS NOT NULL ORDER BY j.id LIMIT %s",
-            (limit,),
-        )
-        rows = cur.fetchall()
-    return [store._view(r, False) for r in rows]
 
 
 def fill_synthetic(store: Store, n: int, *, batch: str = "bench") -> int:

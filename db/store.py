@@ -329,11 +329,38 @@ class Store:
             if left is not None:
                 left -= len(rows)
 
-    def count_jobs(self, flt: JobFilter = JobFilter()) -> int:
-        where, params = self._where(flt, needs_result=False)
+    def count_jobs(self, flt: JobFilter = JobFilter(), *, order: str = "newest",
+                   above_id: int | None = None) -> int:
+        """How many rows ``list_jobs(flt, order=order)`` pages through (orders by a result's
+        field list only jobs that have one). ``above_id`` counts only jobs newer than that id.
+
+        Without a filter it counts one table and skips the joins: the same cost at 10,000
+        and 1,000,000 jobs as PostgreSQL's count allows.
+        """
+        if order not in _ORDER_SPECS:
+            raise ValueError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
+        needs_result = _ORDER_SPECS[order][2]
         with self.dialect.transaction() as cur:
+            if flt == JobFilter() and above_id is None:
+                cur.execute("SELECT count(*) FROM results" if needs_result else "SELECT count(*) FROM jobs")
+                return int(cur.fetchone()[0])
+            where, params = self._where(flt, needs_result)
+            if above_id is not None:
+                where.append("j.id > %s")
+                params.append(above_id)
             cur.execute(f"SELECT count(*) {_FROM} WHERE {' AND '.join(where) or 'TRUE'}", params)  # noqa: S608
             return int(cur.fetchone()[0])
+
+    def unpublished_jobs(self, limit: int = 5000) -> list[JobView]:
+        """Queued jobs whose message the broker never confirmed (to send when it is back)."""
+        with self.dialect.transaction() as cur:
+            cur.execute(
+                f"SELECT {_JOB_COLUMNS} {_FROM} WHERE j.state = 'queued' AND j.published_at IS NULL "  # noqa: S608
+                "AND j.publish_error IS NOT NULL ORDER BY j.id LIMIT %s",
+                (limit,),
+            )
+            rows = cur.fetchall()
+        return [self._view(r, False) for r in rows]
 
     @staticmethod
     def keyset(view: JobView, order: str) -> tuple[Any, ...]:

@@ -70,6 +70,26 @@ def test_filters_run_in_sql(store) -> None:
     assert store.count_jobs(JobFilter(text="a.test")) == 2
 
 
+def test_counts_match_what_each_order_pages_through(store) -> None:
+    ids = store.insert_jobs(None, [NewJob(f"http://c{i}.test/") for i in range(5)])
+    store.store_results([result(ids[0]), result(ids[1], ok=False, code=500, outcome="http_error")])
+    assert store.count_jobs() == 5 and store.count_jobs(order="latency") == 2  # only jobs with a result
+    assert store.count_jobs(JobFilter(failed=True), order="status") == 1
+    assert store.count_jobs(above_id=ids[2]) == 2  # rows that arrived above a known one
+    for order in ("newest", "latency", "checked"):
+        assert store.count_jobs(order=order) == len(store.list_jobs(order=order, limit=100))
+    with pytest.raises(ValueError, match="unknown order 'fastest'"):
+        store.count_jobs(order="fastest")
+
+
+def test_unpublished_jobs_are_the_queued_ones_the_broker_never_confirmed(store) -> None:
+    ids = store.insert_jobs(None, [NewJob(f"http://u{i}.test/") for i in range(4)])
+    store.mark_published(ids[:1])
+    store.mark_publish_failed(ids[1:3], "broker unreachable")
+    store.store_results([result(ids[2])])  # a copy got through after all
+    assert [v.id for v in store.unpublished_jobs()] == [ids[1]]
+
+
 def test_idempotency_key_returns_the_earlier_batch(store) -> None:
     first = store.create_batch("cron", idempotency_key="2026-11-27")
     again = store.create_batch("cron", idempotency_key="2026-11-27")

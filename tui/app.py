@@ -53,6 +53,8 @@ OUTCOMES = (
     "invalid_response", "blocked",
 )
 SHOWN_REJECTIONS = 3
+UNPUBLISHED_PAGE = 5000  # jobs sent per round when the broker is back
+RETEST_LIMIT = 100_000  # re-test at most this many failed jobs at once
 
 
 class UrlTesterApp(App[None]):
@@ -202,11 +204,11 @@ class UrlTesterApp(App[None]):
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""
         rt = self.runtime
-        views = grid_sql.unpublished_jobs(rt.store)
+        views = rt.store.unpublished_jobs(UNPUBLISHED_PAGE)
         if views:
             rt.publish([(v.id, v.url, v.options) for v in views])
             self.call_from_thread(self._say, f"The broker is back: sent {len(views):,} waiting job(s).")
-        self._unsent = bool(views) and len(views) >= grid_sql.UNPUBLISHED_PAGE
+        self._unsent = bool(views) and len(views) >= UNPUBLISHED_PAGE
 
     def _problem(self, service: str, message: str | None) -> None:
         self.banner.set_problem(service, message)
@@ -428,7 +430,7 @@ class UrlTesterApp(App[None]):
     def retest_failed_in_view(self, query: Query) -> None:
         flt = replace(query.flt, failed=True)
         try:
-            ids = [v.id for v in self.runtime.store.iter_jobs(flt, order="oldest", limit=grid_sql.RETEST_LIMIT)]
+            ids = [v.id for v in self.runtime.store.iter_jobs(flt, order="oldest", limit=RETEST_LIMIT)]
         except StoreUnavailable as exc:
             self.call_from_thread(self._problem, "database", str(exc))
             return

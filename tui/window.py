@@ -81,11 +81,11 @@ def load(store: Store, query: Query, old: Window, want: tuple[int, int], *, tota
     arrivals = None
     if refresh and order == "newest" and first_id is not None and total is not None:
         # Rows that arrived above row 0; when scrolled, the same rows stay on screen (indices move).
-        arrivals = grid_sql.count(store, flt, order, above_id=first_id)
+        arrivals = store.count_jobs(flt, order=order, above_id=first_id)
         if a > 0:
             shift = arrivals
     if total is None or (refresh and (recount or arrivals is None)):
-        total = grid_sql.count(store, flt, order)
+        total = store.count_jobs(flt, order=order)
     elif arrivals is not None:
         total += arrivals
     rows, start = _fetch(store, query, old, a, b, limit, total, shift)

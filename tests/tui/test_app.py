@@ -265,17 +265,17 @@ async def test_database_outage_banner_and_recovery(runtime, monkeypatch) -> None
     async with app.run_test(size=SIZE) as pilot:
         grid = app.query_one(JobGrid)
         await wait_for(pilot, lambda: grid.loaded, what="rows")
-        real_count, real_quick = grid_sql.count, grid_sql.quick_counts
+        real_count, real_quick = runtime.store.count_jobs, grid_sql.quick_counts
 
         def down(*args, **kwargs):  # noqa: ANN002, ANN003
             raise StoreUnavailable("connection refused (test)")
 
-        monkeypatch.setattr(grid_sql, "count", down)
+        monkeypatch.setattr(runtime.store, "count_jobs", down)
         monkeypatch.setattr(grid_sql, "quick_counts", down)
         banner = app.query_one("#banner")
         await wait_for(pilot, lambda: banner.display, what="banner")
         assert "Database unreachable: connection refused (test)" in screen_text(app)
-        monkeypatch.setattr(grid_sql, "count", real_count)
+        monkeypatch.setattr(runtime.store, "count_jobs", real_count)
         monkeypatch.setattr(grid_sql, "quick_counts", real_quick)
         await wait_for(pilot, lambda: not banner.display, what="recovery")
         runtime.store.insert_jobs(None, [NewJob("https://after.example/", {})])
