@@ -129,7 +129,7 @@ def check_options(method: str | None = None, expect_status: str | None = None, b
 @handled
 def start(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=1024, help="Worker threads per process (checks wait on the network, so threads are cheap).")] = 64,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=1024, help="Worker threads per process (checks wait on the network, so threads are cheap).")] = 128,
     processes: Annotated[int | None, typer.Option("--processes", "-p", min=1, max=256, help="Worker processes (default: number of cores).", show_default=False)] = None,
     prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
     shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = 30.0,

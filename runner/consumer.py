@@ -54,7 +54,7 @@ SWITCH_INTERVAL = 0.02
 
 @dataclass(frozen=True)
 class PoolOptions:
-    concurrency: int = 64
+    concurrency: int = 128  # scripts/bench: 1,350-1,460 URLs/s at 100 ms on 2 cores (64: ~1,090)
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     prefetch: int | None = None  # messages; default = concurrency
     shutdown_timeout: float = 30.0
