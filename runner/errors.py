@@ -5,8 +5,10 @@
     ├── InvalidInput               something a user typed or imported is not acceptable
     │   ├── InvalidURL             a URL that cannot be checked (scheme, host, length ...)
     │   └── OptionError            a per-job option or condition that cannot be used
-    ├── BrokerError                RabbitMQ could not be reached or refused a publish
-    └── StoreUnavailable           the database could not be reached (re-raised from db)
+    └── BrokerError                RabbitMQ could not be reached or refused a publish
+
+The store's own tree (``db.StoreError``: ``StoreUnavailable``, ``StoreConfigError``) comes
+from ``db``, which imports nothing of ours; the CLI and the TUI handle both trees.
 
 Low-level exceptions (kombu, amqp, socket, psycopg2) are mapped to these at the
 boundary with ``raise ... from exc`` so the CLI and the TUI turn a known error into a
@@ -49,7 +51,3 @@ class OptionError(InvalidInput):
 
 class BrokerError(UrltesterError):
     """The message broker could not be reached or did not confirm a publish."""
-
-
-class StoreUnavailable(UrltesterError):
-    """The database could not be reached."""
