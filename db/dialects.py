@@ -106,7 +106,8 @@ class Postgres(Dialect):
                 keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
             )
         except self._pg.OperationalError as exc:
-            raise StoreUnavailable(_first_line(exc, self.url)) from exc
+            text = _first_line(exc, self.url)
+            raise StoreUnavailable(text, refused=any(sign in text for sign in _REFUSED_SETTINGS)) from exc
         except self._pg.ProgrammingError as exc:  # malformed DSN
             raise StoreConfigError(f"database URL {mask_password(self.url)}: {_first_line(exc, self.url)}") from exc
         try:
@@ -381,6 +382,12 @@ def open_dialect(url: str, max_connections: int = 8) -> Dialect:
         f"database URL {mask_password(url)!s}: unsupported scheme {shown!r}; "
         "use postgresql://user@host/db or sqlite:///path/to/file.db"
     )
+
+
+# What PostgreSQL says at connect when the URL's user, password or database is wrong (as
+# opposed to a server that is down, starting up or shutting down, which is worth a retry).
+_REFUSED_SETTINGS = ("password authentication failed", "no password supplied", "does not exist",
+                     "no pg_hba.conf entry", "is not permitted to log in")
 
 
 def _first_line(exc: BaseException, url: str) -> str:

@@ -56,6 +56,8 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         except InvalidInput as exc:
             raise fail(str(exc), EXIT_USAGE) from None
         except StoreUnavailable as exc:
+            if exc.refused:  # the server is up and said no: the settings need fixing
+                raise fail(f"database refused the connection: {exc}", EXIT_USAGE) from None
             raise fail(f"database unreachable: {exc}", EXIT_UNAVAILABLE) from None
         except BrokerError as exc:
             raise fail(str(exc), EXIT_UNAVAILABLE) from None
@@ -139,7 +141,10 @@ def start(
     allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ."""
+    """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
+
+    Waits for PostgreSQL and RabbitMQ if they are not up yet. Stops on SIGTERM or Ctrl-C, after the checks in flight (--shutdown-timeout).
+    """
     from .consumer import PoolOptions, configure_logging, run_pool
 
     settings: Settings = ctx.obj.with_(queue=queue, deny_private=deny_private or None,
@@ -156,12 +161,12 @@ def start(
     configure_logging(log_level)
     options = PoolOptions(concurrency=concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
                           hold_budget=hold_budget, **({"processes": processes} if processes else {}))
-    _preflight(settings)
+    _wait_for_services(settings)
     raise typer.Exit(run_pool(settings, options, log_level))
 
 
 def _preflight(settings: Settings) -> None:
-    """Fail fast with one clear line when the database or broker is misconfigured."""
+    """Open the database (applying migrations) and declare the queues: one clear error if not."""
     from db import open_store
 
     from .broker import open_broker
@@ -169,6 +174,31 @@ def _preflight(settings: Settings) -> None:
     store = open_store(settings.database_url, max_connections=1)  # also applies migrations
     store.close()
     open_broker(settings.broker_url, settings.queue).ping()
+
+
+def _wait_for_services(settings: Settings) -> None:
+    """A worker rides out restarts of PostgreSQL and RabbitMQ, so it also waits for them at
+    start (a host booting, services coming up in any order): an unreachable one is retried
+    with backoff, each wait logged. A setting the service refuses (bad URL, login, database)
+    ends the command at once with exit 2; waiting would not fix it."""
+    import logging
+
+    from tenacity import Retrying, retry_if_exception
+
+    from .backoff import backoff
+
+    log = logging.getLogger("urltester.worker")
+
+    def unreachable(exc: BaseException) -> bool:
+        return isinstance(exc, BrokerError) or (isinstance(exc, StoreUnavailable) and not exc.refused)
+
+    def waiting(state: Any) -> None:
+        exc = state.outcome.exception()
+        what = f"database unreachable: {exc}" if isinstance(exc, StoreUnavailable) else str(exc)
+        log.warning("%s; waiting for it (next try in %.0f s)", what, state.next_action.sleep)
+
+    Retrying(wait=backoff(0.5, 15), retry=retry_if_exception(unreachable), before_sleep=waiting,
+             reraise=True)(_preflight, settings)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The CLI on the embedded default (SQLite + in-process checks): what a new user meets first."""
 
 import json
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -64,6 +65,21 @@ def test_bad_settings_give_one_clear_line(sqlite_url) -> None:
     assert "topsecret" not in bad_broker.stderr
     down = run_cli(["status"], runner_env("postgresql://u:topsecret@127.0.0.1:1/db", None))
     assert down.returncode == 3 and "database unreachable" in down.stderr and "topsecret" not in down.stderr
+
+
+@pytest.mark.postgres
+def test_a_database_that_refuses_the_settings_is_a_usage_error_not_an_outage(pg_url) -> None:
+    """Exit 2 (fix the settings) rather than 3 (try again later): a worker starting would
+    otherwise wait for a database that will never let it in."""
+    parts = urlsplit(pg_url)
+    no_role = parts._replace(netloc=f"no_such_role_x:topsecret@{parts.hostname}:{parts.port or 5432}").geturl()
+    no_db = parts._replace(path="/no_such_database_x").geturl()
+    for url, says in ((no_role, 'role "no_such_role_x" does not exist'), (no_db, 'database "no_such_database_x" does not exist')):
+        for command in (["status"], ["start"]):
+            out = run_cli(command, runner_env(url, "amqp://guest:guest@127.0.0.1:1//"), timeout=30)
+            assert out.returncode == 2, (command, out.stderr)
+            assert "database refused the connection" in out.stderr and says in out.stderr
+            assert "topsecret" not in out.stderr
 
 
 def test_start_refuses_the_in_memory_broker(env) -> None:

@@ -4,6 +4,7 @@ import json
 import signal
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from kombu import Connection
@@ -14,6 +15,7 @@ from runner.broker import AmqpBroker, Delivery, dead_queue_name
 from runner.consumer import PoolOptions, WorkerProcess
 from runner.service import Runtime
 from runner.settings import Settings
+from tests.faults.proxy import Proxy
 from tests.support.services import run_cli, runner_env, wait_until, worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.e2e]
@@ -168,3 +170,26 @@ def test_hold_budget_option_hands_on_calls_that_waited_and_checks_each_once(env,
         wait_until(lambda: [r["state"] for r in results(env)] == ["done"] * 20, 60, message="20 jobs done")
     assert "handing them on" in log_path.read_text()
     assert target.hits["/ok"] == 20
+
+
+@pytest.mark.parametrize("service", ["database", "broker"])
+def test_a_worker_started_before_its_service_waits_for_it_then_works(service, pg_url, amqp_url, queue_name, target,
+                                                                     tmp_path) -> None:
+    """Hosts boot services in any order: `runner start` waits (with backoff, logged) for an
+    unreachable database or broker instead of exiting, and works once it is there."""
+    parts = urlsplit(pg_url if service == "database" else amqp_url)
+    with Proxy(parts.hostname or "127.0.0.1", parts.port or (5432 if service == "database" else 5672)) as proxy:
+        proxied = parts._replace(netloc=parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
+                                 if "@" in parts.netloc else f"127.0.0.1:{proxy.port}").geturl()
+        env = (runner_env(proxied, amqp_url, queue_name) if service == "database"
+               else runner_env(pg_url, proxied, queue_name))
+        proxy.down = True  # accepts, then drops at once: a service not up yet
+        log_path = tmp_path / "worker.log"
+        with worker(env, "--processes", "1", "--concurrency", "2", log_path=log_path) as proc:
+            wait_until(lambda: log_path.read_text().count("waiting for it") >= 2, 30, message="the worker to wait")
+            assert proc.poll() is None
+            proxy.down = False
+            out = run_cli(["submit", target.url("/ok"), "--wait", "--wait-timeout", "60"],
+                          runner_env(pg_url, amqp_url, queue_name))
+            assert out.returncode == 0, out.stdout + out.stderr
+        assert "Traceback" not in log_path.read_text()
