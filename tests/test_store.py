@@ -113,6 +113,17 @@ def test_stale_prune_counts_and_heartbeats(store) -> None:
     assert [w.id for w in store.workers()] == ["h:1"]
 
 
+def test_listener_hears_a_write_made_before_its_first_wait(store) -> None:
+    """Callers look (are my jobs done?) and then wait: what lands in between must be heard,
+    or `submit --wait` sits out its polling interval."""
+    listener = store.listener()
+    try:
+        store.insert_jobs(None, [NewJob("http://between.test/")])
+        assert listener.wait(2) is True
+    finally:
+        listener.close()
+
+
 def test_listener_hears_a_write(store) -> None:
     listener = store.listener()
     try:
