@@ -18,7 +18,7 @@ import typer
 
 from db import JobFilter, StoreConfigError, StoreError, StoreUnavailable
 
-from .errors import BrokerError, ConfigError, InvalidInput
+from .errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
 from .settings import Settings, from_env
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -59,6 +59,9 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
             if exc.refused:  # the server is up and said no: the settings need fixing
                 raise fail(f"database refused the connection: {exc}", EXIT_USAGE) from None
             raise fail(f"database unreachable: {exc}", EXIT_UNAVAILABLE) from None
+        except UnsentJobs as exc:
+            raise fail(f"{exc}; {exc.recorded} job(s) recorded, those not confirmed are kept unsent: "
+                       "`runner requeue --stale 0s` sends them once RabbitMQ is back", EXIT_UNAVAILABLE) from None
         except BrokerError as exc:
             raise fail(str(exc), EXIT_UNAVAILABLE) from None
         except StoreError as exc:

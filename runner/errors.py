@@ -6,6 +6,7 @@
     │   ├── InvalidURL             a URL that cannot be checked (scheme, host, length ...)
     │   └── OptionError            a per-job option or condition that cannot be used
     └── BrokerError                RabbitMQ could not be reached or refused a publish
+        └── UnsentJobs             ... while submitting: the jobs are recorded, some not sent
 
 The store's own tree (``db.StoreError``: ``StoreUnavailable``, ``StoreConfigError``) comes
 from ``db``, which imports nothing of ours; the CLI and the TUI handle both trees.
@@ -51,3 +52,12 @@ class OptionError(InvalidInput):
 
 class BrokerError(UrltesterError):
     """The message broker could not be reached or did not confirm a publish."""
+
+
+class UnsentJobs(BrokerError):
+    """A submit's publish failed; all ``recorded`` jobs are in the database, those whose
+    message was not confirmed are marked unsent (``runner requeue --stale`` sends them)."""
+
+    def __init__(self, message: str, recorded: int) -> None:
+        super().__init__(message)
+        self.recorded = recorded

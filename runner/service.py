@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from db import Batch, JobFilter, JobView, NewJob, Store, open_store, utcnow
 
 from .app import DEFAULT_PACK, App, Call
-from .errors import BrokerError, InvalidInput
+from .errors import BrokerError, InvalidInput, UnsentJobs
 from .options import CheckOptions, parse_options
 from .settings import Settings
 from .tasks import CHECK_TASK, register
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .check import Checker
 
 CHUNK = 5000  # jobs recorded per transaction and published per confirm round
+FIRST_CHUNK = 500  # ... except the first: workers get going while the rest is recorded
 
 
 @dataclass
@@ -145,13 +146,30 @@ class Runtime:
         return report
 
     def record_and_publish(self, batch_id: int | None, jobs: Sequence[NewJob]) -> list[int]:
-        """Record jobs then publish them, ``CHUNK`` at a time. Returns the job ids."""
+        """Record jobs then publish them, ``CHUNK`` at a time (the first chunk smaller, so
+        workers start while the rest is recorded). Returns the job ids.
+
+        If the broker fails, the remaining chunks are still recorded (marked unsent, like
+        the failed one) before BrokerError is raised: everything accepted is kept, and
+        ``runner requeue --stale`` (or the TUI, once the broker is back) sends it.
+        """
         ids: list[int] = []
-        for start in range(0, len(jobs), CHUNK):
-            chunk = jobs[start:start + CHUNK]
+        failure: BrokerError | None = None
+        start = 0
+        while start < len(jobs):
+            chunk = jobs[start:start + (FIRST_CHUNK if start == 0 else CHUNK)]
+            start += len(chunk)
             chunk_ids = self.store.insert_jobs(batch_id, chunk)
             ids.extend(chunk_ids)
-            self.publish([(i, j.url, j.options) for i, j in zip(chunk_ids, chunk, strict=True)])
+            if failure is not None:
+                self.store.mark_publish_failed(chunk_ids, str(failure))
+                continue
+            try:
+                self.publish([(i, j.url, j.options) for i, j in zip(chunk_ids, chunk, strict=True)])
+            except BrokerError as exc:
+                failure = exc
+        if failure is not None:
+            raise UnsentJobs(str(failure), recorded=len(ids)) from failure
         return ids
 
     def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any]]], *, requeued: bool = False) -> None:

@@ -56,6 +56,22 @@ def test_submit_without_a_broker_marks_the_jobs_and_exits_3(pg_url, queue_name, 
     assert row["state"] == "queued" and "unreachable" in row["publish_error"]
 
 
+def test_a_large_submit_without_a_broker_keeps_every_job_and_says_how_to_send_them(pg_url, amqp_url, queue_name,
+                                                                                  target) -> None:
+    """Jobs are recorded and published a chunk at a time; when the broker fails, the chunks
+    after the failed one are still recorded (unsent), so nothing typed is lost."""
+    env = runner_env(pg_url, "amqp://guest:guest@127.0.0.1:1//", queue_name, URLTESTER_PUBLISH_TIMEOUT="1")
+    urls = [target.url(f"/ok?n={i}") for i in range(1200)]  # several chunks
+    out = run_cli(["submit", *urls], env, timeout=120)
+    assert out.returncode == 3 and "1200 job(s) recorded" in out.stderr and "requeue --stale 0s" in out.stderr
+    rows = results(env)
+    assert len(rows) == 1200 and {r["state"] for r in rows} == {"queued"}
+    assert all("unreachable" in r["publish_error"] for r in rows)
+    sent = run_cli(["requeue", "--stale", "0s"], runner_env(pg_url, amqp_url, queue_name))  # the advice works
+    assert sent.returncode == 0, sent.stderr
+    assert AmqpBroker(amqp_url, queue_name).ping().ready == 120  # 1,200 calls, 10 to a message
+
+
 def test_redelivered_message_leaves_exactly_one_result(env, pg_url, amqp_url, queue_name, target) -> None:
     store = open_store(pg_url)
     [job] = store.insert_jobs(None, [__import__("db").NewJob(target.url("/ok"))])
