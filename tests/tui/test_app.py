@@ -100,8 +100,8 @@ async def test_state_changes_in_place(runtime) -> None:  # noqa: ANN001
         await wait_for(pilot, lambda: grid.loaded, what="rows")
         assert [v.state for v in grid.window.rows] == ["queued", "queued"]
         runtime.store.mark_running([ids[0]])
-        await wait_for(pilot, lambda: grid.window.get(1).state == "running", what="running")
-        assert "… running" in screen_text(app) and "· queued" in screen_text(app)
+        await wait_for(pilot, lambda: "… running" in screen_text(app), what="the running row on screen")
+        assert grid.window.get(1).state == "running" and "· queued" in screen_text(app)
 
 
 async def test_paging_reads_only_a_window(runtime) -> None:  # noqa: ANN001
@@ -273,8 +273,10 @@ async def test_database_outage_banner_and_recovery(runtime, monkeypatch) -> None
         monkeypatch.setattr(runtime.store, "count_jobs", down)
         monkeypatch.setattr(grid_sql, "quick_counts", down)
         banner = app.query_one("#banner")
-        await wait_for(pilot, lambda: banner.display, what="banner")
-        assert "Database unreachable: connection refused (test)" in screen_text(app)
+        # What the operator reads, once the screen is laid out again with the banner on it.
+        await wait_for(pilot, lambda: "Database unreachable: connection refused (test)" in screen_text(app),
+                       what="the banner on screen")
+        assert banner.display
         monkeypatch.setattr(runtime.store, "count_jobs", real_count)
         monkeypatch.setattr(grid_sql, "quick_counts", real_quick)
         await wait_for(pilot, lambda: not banner.display, what="recovery")
