@@ -102,6 +102,15 @@ class ResultWriter:
             retrying(attempt)
             self.stored += len(batch)
         except Exception as exc:  # noqa: BLE001 - every waiting thread must hear of it
+            if not isinstance(exc, StoreUnavailable) and len(batch) > 1:
+                # Not the database being away but something in the batch it will not take:
+                # store the results one by one, so only the culprit's call fails (and is
+                # dead-lettered with the reason), not every call that shared its batch.
+                log.warning("storing %d results failed (%s: %s); storing them one by one",
+                            len(batch), type(exc).__name__, exc)
+                for n, item in enumerate(batch):
+                    self._write(started if n == 0 else [], [item])
+                return
             for _, future in batch:
                 future.set_exception(exc)
             return

@@ -15,17 +15,20 @@ from runner.writer import ResultWriter
 class FlakyStore:
     """A real store whose ``store_results`` fails while ``down`` is set, and says what it got."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, refuse: int | None = None) -> None:
         self.store = store
         self.down = threading.Event()
         self.calls: list[list[int]] = []
         self.failed = threading.Event()
+        self.refuse = refuse  # a job whose result the database will not take
 
     def store_results(self, records, *, started=()) -> int:  # noqa: ANN001
         self.calls.append([r.job_id for r in records])
         if self.down.is_set():
             self.failed.set()
             raise StoreUnavailable("database unreachable (test)")
+        if any(r.job_id == self.refuse for r in records):
+            raise ValueError("A string literal cannot contain NUL (0x00) characters.")  # as psycopg2 says
         return self.store.store_results(records, started=started)
 
 
@@ -69,4 +72,20 @@ def test_after_giving_up_every_waiting_result_hears_why(store: Store) -> None:
         with pytest.raises(StoreUnavailable, match="unreachable"):
             future.result(timeout=10)
     assert {v.state for v in store.list_jobs(limit=10)} == {"queued"}  # nothing half-stored
+    writer.close()
+
+
+def test_a_result_the_database_refuses_fails_alone_not_its_whole_batch(store: Store) -> None:
+    ids = store.insert_jobs(None, [NewJob(f"http://127.0.0.1/{i}") for i in range(3)])
+    flaky = FlakyStore(store, refuse=ids[1])
+    flaky.down.set()  # so that all three meet in one batch
+    writer = ResultWriter(flaky, give_up_after=30)  # type: ignore[arg-type]
+    futures = [writer.submit(record(i)) for i in ids]
+    assert flaky.failed.wait(5)
+    flaky.down.clear()
+    assert futures[0].result(timeout=10) == "ok" and futures[2].result(timeout=10) == "ok"
+    with pytest.raises(ValueError, match="NUL"):
+        futures[1].result(timeout=10)
+    assert ids in flaky.calls  # they did share a batch
+    assert {v.id: v.state for v in store.list_jobs(limit=10)} == {ids[0]: "done", ids[1]: "queued", ids[2]: "done"}
     writer.close()
