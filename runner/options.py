@@ -12,6 +12,7 @@ intent.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -279,29 +280,6 @@ class CheckOptions:
 
 DEFAULT_OPTIONS = CheckOptions()
 
-_cache_status: dict[str, StatusSet] = {}
-_cache_cond: dict[str, Condition] = {}
-
-
-def _status_set_cached(text: str) -> StatusSet:
-    # Small unbounded-by-design caches would grow with hostile input; cap them.
-    found = _cache_status.get(text)
-    if found is None:
-        found = parse_status_set(text)
-        if len(_cache_status) < 1000:
-            _cache_status[text] = found
-    return found
-
-
-def _condition_cached(text: str) -> Condition:
-    found = _cache_cond.get(text)
-    if found is None:
-        found = parse_condition(text)
-        if len(_cache_cond) < 5000:
-            _cache_cond[text] = found
-    return found
-
-
 # ---------------------------------------------------------------- parsing raw values
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -487,3 +465,9 @@ def iter_option_help() -> Iterable[tuple[str, str]]:
         ("condition", 'an assertion like "total_ms < 500" (repeatable)'),
         ("retries", "attempts in total for transient failures (default 3)"),
     )
+
+
+# Options arrive as text with every message; parse each distinct text once. Bounded, since
+# the texts come from users and imports (the parsed values are frozen, so safe to share).
+_status_set_cached = functools.lru_cache(maxsize=1000)(parse_status_set)
+_condition_cached = functools.lru_cache(maxsize=5000)(parse_condition)
