@@ -83,23 +83,18 @@ class ResultWriter:
             reraise=True,
             before_sleep=lambda rs: log.warning("database unavailable (%s); retrying", rs.outcome.exception()),
         )
-        tries = 0
-
-        def attempt() -> None:
-            nonlocal tries
-            if tries:
-                # The database is still away: whatever was handed in since joins this batch,
-                # so every waiting result shares one retry window (worker threads no longer
-                # wait for their writes, and a queue of batches would each wait their own).
-                with self._cond:
-                    batch.extend(self._results)
-                    started.extend(self._started)
-                    self._results, self._started = [], []
-            tries += 1
-            self.store.store_results([record for record, _ in batch], started=started)
-
         try:
-            retrying(attempt)
+            for attempt in retrying:
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        # The database is still away: whatever was handed in since joins this
+                        # batch, so every waiting result shares one retry window (worker threads
+                        # do not wait for their writes; a queue of batches would each wait theirs).
+                        with self._cond:
+                            batch.extend(self._results)
+                            started.extend(self._started)
+                            self._results, self._started = [], []
+                    self.store.store_results([record for record, _ in batch], started=started)
             self.stored += len(batch)
         except Exception as exc:  # noqa: BLE001 - every waiting thread must hear of it
             if not isinstance(exc, StoreUnavailable) and len(batch) > 1:
