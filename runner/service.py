@@ -76,6 +76,8 @@ class Runtime:
     # Built on first use: a submitter that only enqueues never needs them.
     @property
     def checker(self) -> Checker:
+        if self._checker is not None:
+            return self._checker  # every check asks: no lock once it is built
         with self._lock:
             if self._checker is None:
                 from .check import Checker
@@ -87,6 +89,8 @@ class Runtime:
 
     @property
     def writer(self) -> ResultWriter:
+        if self._writer is not None:
+            return self._writer
         with self._lock:
             if self._writer is None:
                 self._writer = ResultWriter(self.store)
