@@ -3,7 +3,6 @@
 Imports nothing of ``runner`` or ``tui``. See :mod:`db.store` for the API.
 """
 
-from .dialects import mask_password
 from .errors import StoreConfigError, StoreError, StoreUnavailable
 from .models import (
     ORDERS,
@@ -20,6 +19,6 @@ from .store import Store, open_store, utcnow
 
 __all__ = [
     "ORDERS", "STATES", "Batch", "Counts", "JobFilter", "JobView", "NewJob", "ResultRecord",
-    "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat", "mask_password",
+    "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat",
     "open_store", "utcnow",
 ]

@@ -23,19 +23,6 @@ from .errors import StoreConfigError, StoreUnavailable
 NOTIFY_CHANNEL = "urltester"
 
 
-def mask_password(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for messages and the UI)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
-
-
 class Dialect:
     name: str
     url: str
@@ -109,7 +96,7 @@ class Postgres(Dialect):
             text = _first_line(exc, self.url)
             raise StoreUnavailable(text, refused=any(sign in text for sign in _REFUSED_SETTINGS)) from exc
         except self._pg.ProgrammingError as exc:  # malformed DSN
-            raise StoreConfigError(f"database URL {mask_password(self.url)}: {_first_line(exc, self.url)}") from exc
+            raise StoreConfigError(f"database URL: {_first_line(exc, self.url)}") from exc
         try:
             conn.autocommit = autocommit
             if not autocommit:
@@ -371,7 +358,7 @@ def open_dialect(url: str, max_connections: int = 8) -> Dialect:
     scheme = parts.scheme.lower()
     if scheme in ("postgresql", "postgres"):
         if not parts.hostname and "host=" not in (parts.query or ""):
-            raise StoreConfigError(f"database URL {mask_password(url)} names no host")
+            raise StoreConfigError("database URL names no host")
         return Postgres(url, max_connections=max_connections)
     if scheme == "sqlite":
         # sqlite:///relative/or/absolute, sqlite:////abs, sqlite:// (in memory)
@@ -386,7 +373,7 @@ def open_dialect(url: str, max_connections: int = 8) -> Dialect:
         return Sqlite(url, path)
     shown = scheme or "(none)"
     raise StoreConfigError(
-        f"database URL {mask_password(url)!s}: unsupported scheme {shown!r}; "
+        f"database URL: unsupported scheme {shown!r}; "
         "use postgresql://user@host/db or sqlite:///path/to/file.db"
     )
 

@@ -6,7 +6,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from runner.app import MAX_MESSAGE_BYTES, App, Call, PoisonMessage, decode, encode
+from runner.taskq.app import MAX_MESSAGE_BYTES, App, Call, PoisonMessage, decode, encode
 
 
 def test_task_enqueue_call_local_and_map_in_immediate_mode() -> None:

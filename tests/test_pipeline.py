@@ -10,11 +10,12 @@ import pytest
 from kombu import Connection
 
 from db import open_store
-from runner.app import Call, encode
-from runner.broker import AmqpBroker, Delivery, dead_queue_name
-from runner.consumer import PoolOptions, WorkerProcess
-from runner.service import Runtime
-from runner.settings import Settings
+from runner.cli.worker import check_service
+from runner.jobs.runtime import Runtime
+from runner.jobs.settings import Settings
+from runner.taskq.app import Call, encode
+from runner.taskq.broker import AmqpBroker, Delivery, dead_queue_name
+from runner.taskq.pool import PoolOptions, WorkerProcess
 from tests.faults.proxy import Proxy
 from tests.support.services import run_cli, runner_env, wait_until, worker
 
@@ -150,16 +151,16 @@ def test_a_worker_thread_checks_on_while_its_results_wait_for_the_commit_and_ack
     acked: list[float] = []
     ack = Delivery.ack
     monkeypatch.setattr(Delivery, "ack", lambda self: (acked.append(time.monotonic()), ack(self)))
-    worker_ = WorkerProcess(settings, PoolOptions(concurrency=1, processes=1))
+    worker_ = WorkerProcess(check_service(settings), PoolOptions(concurrency=1, processes=1))
     commit = threading.Event()
-    store_results = worker_.runtime.store.store_results
+    store_results = worker_.service.runtime.store.store_results
 
     def slow_commit(records, **kwargs):
         if records:
             commit.wait(30)  # a database that takes its time
         return store_results(records, **kwargs)
 
-    monkeypatch.setattr(worker_.runtime.store, "store_results", slow_commit)
+    monkeypatch.setattr(worker_.service.runtime.store, "store_results", slow_commit)
     thread = threading.Thread(target=worker_.run, daemon=True)
     thread.start()
     try:

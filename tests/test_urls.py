@@ -1,8 +1,8 @@
 import pytest
 
 from runner.errors import InvalidURL
-from runner.text import printable
-from runner.urls import Rejected, mask_url, normalise, split_input
+from runner.jobs.urls import Rejected, normalise, split_input
+from runner.text import mask_url, printable
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from db import NewJob, ResultRecord, Store, StoreUnavailable, open_store, utcnow
-from runner.writer import ResultWriter
+from runner.jobs.writer import ResultWriter
 
 
 class FlakyStore:

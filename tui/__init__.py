@@ -1,4 +1,10 @@
-"""The operator's terminal UI (Textual). See :mod:`tui.app` and docs/tui.md."""
+"""The operator's terminal UI (Textual): type URLs, watch a refreshing grid of results.
+
+Owns: the app, its widgets (one per file), styles (``app.tcss``) and screens. It is handed
+a :class:`~runner.jobs.runtime.Runtime` and never builds connections itself; blocking I/O
+runs in thread workers and comes back as messages. May import: ``runner.jobs``, ``db`` and
+the shared leaves; the only importer of textual. See :mod:`tui.app` and docs/tui.md.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """UrlTesterApp: type URLs at the top, watch their results arrive in the grid below.
 
-It gets a :class:`runner.service.Runtime` handed in and never builds connections itself.
+It gets a :class:`runner.jobs.runtime.Runtime` handed in and never builds connections itself.
 Every database or broker call runs in a thread worker (``@work(thread=True)``) and reports
 back with ``call_from_thread`` or a message; the event loop only draws.
 
@@ -30,8 +30,8 @@ from textual.worker import get_current_worker
 from db import JobFilter, JobView, StoreUnavailable, utcnow
 from db import grid as grid_sql
 from runner.errors import BrokerError
-from runner.text import printable
-from runner.urls import mask_url, split_input
+from runner.jobs.urls import split_input
+from runner.text import mask_url, printable
 
 from .banner import Banner
 from .choice import ChoiceScreen
@@ -44,7 +44,7 @@ from .view_bar import ViewBar
 from .window import Query
 
 if TYPE_CHECKING:
-    from runner.service import Runtime, SubmitReport
+    from runner.jobs.runtime import Runtime, SubmitReport
 
 SORTS = ("newest", "oldest", "latency", "status", "checked")
 OUTCOMES = (
@@ -462,7 +462,7 @@ class UrlTesterApp(App[None]):
 
     @work(thread=True, group="export", exit_on_error=False)
     def export(self, query: Query, fmt: str) -> None:
-        from runner.report import write_csv, write_json
+        from runner.jobs.report import write_csv, write_json
 
         folder = self._export_dir()
         stamp = self.clock().astimezone(self.tz).strftime("%Y%m%d-%H%M%S")

@@ -14,9 +14,8 @@ from datetime import datetime, tzinfo
 from rich.cells import cell_len, set_cell_size
 
 from db import JobView
-from runner.report import state_label
-from runner.text import printable
-from runner.urls import mask_url
+from runner.jobs.report import state_label
+from runner.text import mask_url, printable
 
 
 @dataclass(frozen=True)

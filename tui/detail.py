@@ -19,9 +19,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from db import JobView, StoreUnavailable
-from runner.report import state_label
-from runner.text import printable
-from runner.urls import mask_url
+from runner.jobs.report import state_label
+from runner.text import mask_url, printable
 
 from .columns import human_bytes, human_ms, state_class
 from .waterfall import Waterfall

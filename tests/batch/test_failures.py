@@ -6,14 +6,14 @@ import io
 
 import pytest
 
-from runner.importer import Source
+from runner.jobs.importer import Source
 
 
 def test_database_lost_mid_import_stops_and_says_how_far_it_got(sqlite_url, monkeypatch) -> None:
-    import runner.importer as importer
+    import runner.jobs.importer as importer
     from db import StoreUnavailable
-    from runner.service import Runtime
-    from runner.settings import from_env
+    from runner.jobs.runtime import Runtime
+    from runner.jobs.settings import from_env
 
     real = importer.record_jobs
     calls = []

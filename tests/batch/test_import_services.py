@@ -12,11 +12,11 @@ import pytest
 from kombu import Connection
 
 from db import JobFilter, NewJob, ResultRecord, open_store, utcnow
-from runner.broker import AmqpBroker
 from runner.errors import BrokerError
-from runner.importer import CHUNK, Importer, Source
-from runner.service import Runtime
-from runner.settings import from_env
+from runner.jobs.importer import CHUNK, Importer, Source
+from runner.jobs.runtime import Runtime
+from runner.jobs.settings import from_env
+from runner.taskq.broker import AmqpBroker
 from tests.support.services import run_cli, runner_env, worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -103,11 +103,11 @@ def test_rabbitmq_lost_mid_import_records_everything_and_marks_the_rest(
         pg_url, amqp_url, queue_name, store, monkeypatch) -> None:
     settings = from_env({}, database_url=pg_url, broker_url=amqp_url, queue=queue_name)
     data = "".join(f"https://a.test/{i}\n" for i in range(12_000)).encode()
-    import runner.broker
+    import runner.taskq.broker
 
-    real_open = runner.broker.open_broker
+    real_open = runner.taskq.broker.open_broker
     rt = Runtime(settings)  # its own broker is real: the check before recording passes
-    monkeypatch.setattr(runner.broker, "open_broker", lambda *a, **k: FailingAfter(real_open(*a, **k), 1))
+    monkeypatch.setattr(runner.taskq.broker, "open_broker", lambda *a, **k: FailingAfter(real_open(*a, **k), 1))
     try:
         report = Importer(rt, idempotency_key="night", publishers=1).run(Source("n.txt", io.BytesIO(data)))
     finally:
@@ -115,7 +115,7 @@ def test_rabbitmq_lost_mid_import_records_everything_and_marks_the_rest(
     assert report.recorded == 12_000 and report.published == CHUNK and report.unpublished == 12_000 - CHUNK
     assert "connection reset" in report.broker_error
     assert count(store, "SELECT count(*) FROM jobs WHERE publish_error LIKE 'not published: %%'") == 12_000 - CHUNK
-    monkeypatch.setattr(runner.broker, "open_broker", real_open)
+    monkeypatch.setattr(runner.taskq.broker, "open_broker", real_open)
 
     # The cron retry (same key) records nothing new and publishes what was left.
     env = runner_env(pg_url, amqp_url, queue_name)

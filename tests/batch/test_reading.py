@@ -8,8 +8,9 @@ import random
 
 import pytest
 
+from runner.check.options import CheckOptions, parse_options
 from runner.errors import InvalidInput
-from runner.importer import (
+from runner.jobs.importer import (
     MAX_LINE_BYTES,
     ImportUsageError,
     Source,
@@ -18,8 +19,7 @@ from runner.importer import (
     fast_normalise,
     records,
 )
-from runner.options import CheckOptions, parse_options
-from runner.urls import normalise
+from runner.jobs.urls import normalise
 
 
 def parse(data: bytes, name: str = "in.txt", fmt: str | None = None) -> tuple[str, list[tuple]]:
@@ -170,8 +170,8 @@ def test_fast_path_agrees_with_normalise_on_random_urls() -> None:
 
 
 def test_check_messages_are_byte_for_byte_what_the_app_encodes() -> None:
-    from runner.app import Call, decode, encode
-    from runner.importer import check_messages
+    from runner.jobs.importer import check_messages
+    from runner.taskq.app import Call, decode, encode
 
     v = Validator(parse_options({"body_contains": 'café "quoted" \\ back', "header": ["X-A: 1"]}))
     chunk = [v.job(u, None) for u in ('https://a.test/"q"', "https://b.test/a\\b", "https://c.test/é")]
@@ -190,7 +190,7 @@ def test_digest_set_is_a_set() -> None:
     """The flat dedup table answers exactly as a Python set would, across many growths."""
     import random
 
-    from runner.importer import DigestSet
+    from runner.jobs.importer import DigestSet
 
     rng = random.Random(7)
     table, reference = DigestSet(capacity=8), set()

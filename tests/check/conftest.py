@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from runner.check import Checker
+from runner.check.checker import Checker
 
 Handler = Callable[[socket.socket, str], None]
 

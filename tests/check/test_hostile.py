@@ -6,8 +6,8 @@ import tracemalloc
 
 import pytest
 
-from runner.check import Checker
-from runner.options import parse_options
+from runner.check.checker import Checker
+from runner.check.options import parse_options
 
 from .conftest import Server
 
@@ -218,7 +218,7 @@ def test_many_trickles_at_once_all_stop_in_time(hostile: Server) -> None:
 def test_connect_timeout_is_retried_within_the_deadline(monkeypatch, hostile: Server, timed) -> None:
     import time
 
-    from runner import timing
+    from runner.check import transport as timing
 
     def slow_connect(self, address):   # a black-holed address: the SYN is never answered
         time.sleep(min(self.gettimeout() or 0, 5))

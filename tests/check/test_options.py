@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import InvalidInput, OptionError
-from runner.options import (
+from runner.check.options import (
     DEFAULT_OPTIONS,
     OPTION_NAMES,
     CheckOptions,
@@ -13,6 +12,7 @@ from runner.options import (
     parse_options,
     parse_status_set,
 )
+from runner.errors import InvalidInput, OptionError
 
 
 def test_defaults_store_as_empty_json() -> None:

@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from runner.check import AddressPolicy, Checker
-from runner.options import parse_options
-from runner.policy import embedded_ipv4
+from runner.check.checker import AddressPolicy, Checker
+from runner.check.options import parse_options
+from runner.check.policy import embedded_ipv4
 
 from .conftest import Server
 

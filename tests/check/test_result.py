@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from runner.check import OUTCOMES, Checker, clean_text, extract_title
-from runner.options import parse_options
+from runner.check.checker import OUTCOMES, Checker, clean_text, extract_title
+from runner.check.options import parse_options
 
 from .conftest import Server
 

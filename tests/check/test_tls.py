@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from runner.check import Checker
-from runner.options import parse_options
+from runner.check.checker import Checker
+from runner.check.options import parse_options
 
 from .conftest import Certs, Server
 

@@ -1,6 +1,6 @@
 """What every fault test does around its damage: submit a batch, run workers, count.
 
-``Harness`` submits through :meth:`runner.service.Runtime.submit` (the one way jobs enter),
+``Harness`` submits through :meth:`runner.jobs.runtime.Runtime.submit` (the one way jobs enter),
 starts ``runner start`` processes, waits on the database, and finally measures the row
 "N submitted, N stored, 0 duplicates, 0 stuck" with its own plain SQL connection (so a test
 that terminates the workers' database connections never touches its own).
@@ -21,8 +21,8 @@ from typing import Any
 
 import psycopg2
 
-from runner.service import Runtime
-from runner.settings import Settings
+from runner.jobs.runtime import Runtime
+from runner.jobs.settings import Settings
 from tests.faults.figures import Row, record
 from tests.support.services import ROOT, runner_env
 

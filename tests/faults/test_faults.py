@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from db import StoreUnavailable
-from runner.app import Call, encode
-from runner.broker import AmqpBroker
 from runner.errors import BrokerError
+from runner.taskq.app import Call, encode
+from runner.taskq.broker import AmqpBroker
 from tests.faults.harness import Harness, N
 from tests.faults.proxy import Proxy
 from tests.support.services import run_cli, wait_until

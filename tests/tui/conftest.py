@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from db import NewJob, ResultRecord, Store, open_store
-from runner.service import Runtime
-from runner.settings import Settings
+from runner.jobs.runtime import Runtime
+from runner.jobs.settings import Settings
 
 FIXED_NOW = datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC)
 

@@ -14,9 +14,7 @@ from typing import Any, TextIO
 from xml.sax.saxutils import escape, quoteattr
 
 from db import JobView
-
-from .text import printable
-from .urls import mask_url
+from runner.text import mask_url, printable
 
 CORE_KEYS = (
     "id", "url", "batch", "state", "outcome", "ok", "status_code", "total_ms", "attempts", "error",

@@ -17,8 +17,7 @@ from concurrent.futures import Future
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from db import ResultRecord, Store, StoreUnavailable
-
-from .backoff import backoff
+from runner.backoff import backoff
 
 log = logging.getLogger("urltester.writer")
 

@@ -13,7 +13,7 @@ connection and pool classes (mounted through ``CheckAdapter``) that:
   that trickles one byte a second, and getaddrinfo cannot be interrupted at all.
 
 What a connection measures goes to the calling thread's current ``HopTimes`` (set by
-runner/check.py around each request); requests and urllib3 do the request on the
+runner/check/checker.py around each request); requests and urllib3 do the request on the
 calling thread, so a thread-local is exact. Outside a check the classes behave as
 plain urllib3 connections with no policy (never used that way here).
 """
@@ -38,7 +38,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.ssl_ import create_urllib3_context
 
-from runner.policy import AddressPolicy, parse_address
+from runner.check.policy import AddressPolicy, parse_address
 
 _now = time.monotonic
 _perf = time.perf_counter

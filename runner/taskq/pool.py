@@ -1,4 +1,7 @@
-"""``runner start``: a pool of worker threads (and processes) fed by one connection thread.
+"""The consumer pool: worker threads (and processes) fed by one connection thread.
+
+It runs any :class:`~runner.taskq.app.App`'s calls; what the calls do, and what a worker
+reports about itself, is the application's (a :class:`Service`, built in each process).
 
 Per process:
 
@@ -31,20 +34,18 @@ import multiprocessing
 import os
 import queue as queue_mod
 import signal
-import socket
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
 
-from db import StoreUnavailable, WorkerBeat, utcnow
-
-from .app import Call, PoisonMessage, context, decode, encode
-from .broker import Delivery
-from .service import Runtime
-from .settings import Settings
+from runner.taskq.app import App, Call, PoisonMessage, context, decode, encode
+from runner.taskq.broker import AmqpBroker, Delivery
 
 log = logging.getLogger("urltester.worker")
 
@@ -63,6 +64,37 @@ class PoolOptions:
     @property
     def effective_prefetch(self) -> int:
         return self.prefetch or self.concurrency
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """What a worker process says about itself in its heartbeat."""
+
+    concurrency: int
+    processed: int
+    started_at: datetime
+
+
+class Service(Protocol):
+    """What the application gives the pool, built in each worker process.
+
+    ``give_back_on``: a call failing with one of these is requeued (its message given back
+    for redelivery) instead of dead-lettered: a dependency that is away, not a bad call.
+    """
+
+    app: App
+    broker: AmqpBroker
+    name: str
+    give_back_on: tuple[type[BaseException], ...]
+
+    def warm_up(self) -> None:
+        """Build what the first calls need (imports, TLS contexts) before consuming."""
+
+    def beat(self, stats: PoolStats) -> None:
+        """Every ``HEARTBEAT_EVERY`` seconds, from a thread of its own; must not raise."""
+
+    def stopped(self) -> None:
+        """The process stops consuming: forget it, close connections; must not raise."""
 
 
 class StopSignal:
@@ -120,13 +152,10 @@ class _Message:
 class WorkerProcess:
     """One worker process: a connection thread and ``concurrency`` worker threads."""
 
-    def __init__(self, settings: Settings, options: PoolOptions) -> None:
-        self.settings = settings
+    def __init__(self, service: Service, options: PoolOptions) -> None:
+        self.service = service
         self.options = options
-        self.runtime = Runtime(settings, db_connections=4)
-        if self.runtime.broker is None:
-            raise RuntimeError("a worker needs a RabbitMQ broker URL")
-        self.broker = self.runtime.broker
+        self.broker = service.broker
         self.stop = StopSignal()
         self._work: queue_mod.Queue[tuple[_Message, Call] | None] = queue_mod.Queue()
         self._messages: set[_Message] = set()
@@ -134,7 +163,7 @@ class WorkerProcess:
         self._stop_deadline: float | None = None
         self._count = itertools.count(1)  # next() on it is atomic: many threads count at once
         self.processed = 0
-        self.started_at = utcnow()
+        self.started_at = datetime.now(UTC)
 
     # ------------------------------------------------------------------ connection thread
 
@@ -198,7 +227,7 @@ class WorkerProcess:
     def _run(self, message: _Message, call: Call) -> None:
         context.redelivered = message.delivery.redelivered
         try:
-            result = self.runtime.app.execute(call, wait=False)
+            result = self.service.app.execute(call, wait=False)
         except Exception as exc:  # noqa: BLE001 - a crashing call must not take the worker down
             self._finished(message, call, exc)
             return
@@ -215,8 +244,8 @@ class WorkerProcess:
             self.processed = next(self._count)
         elif isinstance(exc, PoisonMessage):
             self._dead(message, call, str(exc))
-        elif isinstance(exc, StoreUnavailable):
-            log.warning("could not store the result of call %s (%s); it will be redelivered", call.id, exc)
+        elif isinstance(exc, self.service.give_back_on):
+            log.warning("call %s failed for now (%s); it will be redelivered", call.id, exc)
             give_back = True
         else:
             where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
@@ -243,19 +272,12 @@ class WorkerProcess:
 
     # ------------------------------------------------------------------ heartbeat
 
-    def _beat(self) -> WorkerBeat:
-        return WorkerBeat(
-            id=self.runtime.worker_id, host=socket.gethostname(), pid=os.getpid(), queue=self.settings.queue,
-            concurrency=self.options.concurrency, processed=self.processed, started_at=self.started_at,
-            last_seen=utcnow(),
-        )
+    def stats(self) -> PoolStats:
+        return PoolStats(self.options.concurrency, self.processed, self.started_at)
 
     def _heartbeat(self) -> None:
         while not self.stop.wait(HEARTBEAT_EVERY):
-            try:
-                self.runtime.store.heartbeat(self._beat())
-            except StoreUnavailable as exc:
-                log.warning("heartbeat not written: %s", exc)
+            self.service.beat(self.stats())
 
     # ------------------------------------------------------------------ run
 
@@ -266,17 +288,14 @@ class WorkerProcess:
         sys.setswitchinterval(SWITCH_INTERVAL)
         # Build the checker and the writer now (imports, TLS contexts), not inside the
         # first checks, whose timings would carry that cost.
-        _ = self.runtime.checker, self.runtime.writer
+        self.service.warm_up()
         threads = [threading.Thread(target=self._worker, name=f"urltester-worker-{i}", daemon=True)
                    for i in range(self.options.concurrency)]
         for t in threads:
             t.start()
         threading.Thread(target=self._heartbeat, name="urltester-heartbeat", daemon=True).start()
-        try:
-            self.runtime.store.heartbeat(self._beat())
-        except StoreUnavailable as exc:
-            log.warning("heartbeat not written: %s", exc)
-        log.info("worker %s started: %d threads, prefetch %d", self.runtime.worker_id,
+        self.service.beat(self.stats())
+        log.info("worker %s started: %d threads, prefetch %d", self.service.name,
                  self.options.concurrency, self.options.effective_prefetch)
         self.broker.consume(
             prefetch=self.options.effective_prefetch, on_delivery=self.on_delivery, stop=self.stop,
@@ -284,13 +303,9 @@ class WorkerProcess:
         )
         for _ in threads:
             self._work.put(None)
-        try:
-            self.runtime.store.forget_worker(self.runtime.worker_id)
-        except StoreUnavailable:
-            pass
-        log.info("worker %s stopped after %d checks", self.runtime.worker_id, self.processed)
-        # Threads still checking are daemons: their messages are unacked and will be redelivered.
-        self.runtime.store.close()
+        log.info("worker %s stopped after %d calls", self.service.name, self.processed)
+        # Threads still running calls are daemons: their messages are unacked and will be redelivered.
+        self.service.stopped()
         return 0
 
     def install_signals(self) -> None:
@@ -301,17 +316,20 @@ class WorkerProcess:
         signal.signal(signal.SIGINT, handle)
 
 
-def run_process(settings: Settings, options: PoolOptions) -> int:
-    worker = WorkerProcess(settings, options)
+ServiceFactory = Callable[[], Service]  # picklable (a module-level function or a partial of one)
+
+
+def run_process(make_service: ServiceFactory, options: PoolOptions) -> int:
+    worker = WorkerProcess(make_service(), options)
     worker.install_signals()
     hard_exit(worker.run())
     return 0  # not reached
 
 
-def _child(settings: Settings, options: PoolOptions, log_level: str) -> None:
+def _child(make_service: ServiceFactory, options: PoolOptions, log_level: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
     configure_logging(log_level)
-    worker = WorkerProcess(settings, options)
+    worker = WorkerProcess(make_service(), options)
     signal.signal(signal.SIGTERM, lambda s, f: worker.stop.request())
     hard_exit(worker.run())
 
@@ -329,16 +347,16 @@ def hard_exit(code: int) -> None:
     os._exit(code)
 
 
-def run_pool(settings: Settings, options: PoolOptions, log_level: str = "info") -> int:
+def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str = "info") -> int:
     """Run ``options.processes`` worker processes until SIGTERM/SIGINT; restart any that dies."""
     if options.processes <= 1:
-        return run_process(settings, options)
+        return run_process(make_service, options)
     ctx = multiprocessing.get_context("spawn")
     stopping = StopSignal()
     children: list[multiprocessing.process.BaseProcess] = []
 
     def start_child() -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=_child, args=(settings, options, log_level), name="urltester-worker")
+        proc = ctx.Process(target=_child, args=(make_service, options, log_level), name="urltester-worker")
         proc.start()
         return proc
 

@@ -2,7 +2,7 @@
 
 Every validation of an option or a condition happens here, at submit time, so a bad
 import line is refused with its file:line before anything is queued; the check itself
-(runner/check.py) trusts a ``CheckOptions`` it is handed. This module imports nothing
+(runner/check/checker.py) trusts a ``CheckOptions`` it is handed. This module imports nothing
 of the network stack: the submit path and the TUI use it without loading requests.
 
 A job that uses only defaults stores ``{}`` (``to_json`` writes non-default keys only),

@@ -7,7 +7,7 @@ address policy applied to each), reads the body streaming and capped at
 ``max_bytes``, retries transient failures with tenacity (exponential backoff with
 jitter, never past the deadline), and evaluates the job's assertions.
 
-The transport underneath requests (runner/timing.py) measures the phases, enforces the
+The transport underneath requests (runner/check/transport.py) measures the phases, enforces the
 address policy at the socket's real connect address, and lets a watchdog cut a
 connection whose deadline has passed. This module is the only one of urltester that
 imports requests (with timing.py, its transport).
@@ -36,11 +36,11 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema, ReadTimeout, SSLError
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
-from runner import timing
-from runner.options import DEFAULT_OPTIONS, CheckOptions, Condition
-from runner.policy import DEFAULT_POLICY, AddressPolicy
-from runner.timing import CheckFailure, Guard, HopTimes
-from runner.urls import mask_url
+from runner.check import transport as timing
+from runner.check.options import DEFAULT_OPTIONS, CheckOptions, Condition
+from runner.check.policy import DEFAULT_POLICY, AddressPolicy
+from runner.check.transport import CheckFailure, Guard, HopTimes
+from runner.text import mask_url
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -141,7 +141,7 @@ def _clean_opt(text: str | None) -> str | None:
 
 
 def _mask_url(url: str) -> str:
-    """runner.urls.mask_url, with the common no-credentials case answered at once."""
+    """runner.jobs.urls.mask_url, with the common no-credentials case answered at once."""
     return url if "@" not in url else mask_url(url)
 
 

@@ -1,4 +1,4 @@
-"""Validating and normalising the URLs users submit, and masking their passwords.
+"""Validating and normalising the URLs users submit.
 
 A URL is accepted only if a check could use it; each refusal says why in a few words.
 """
@@ -9,19 +9,13 @@ import re
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from db import mask_password as _mask
-
-from .errors import InvalidURL
+from runner.errors import InvalidURL
+from runner.text import mask_url
 
 MAX_URL_LENGTH = 4096
 _SCHEMES = ("http", "https")
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _HOSTLIKE = re.compile(r"^[A-Za-z0-9\-._~%\[\]:@]+(/.*)?$")
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``; safe for output, logs and the UI."""
-    return _mask(url)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from .cli import app, handled, runtime_for
+from runner.cli.common import handled, runtime_for
 
 
-@app.command()
 @handled
 def tui(ctx: typer.Context) -> None:
     """Open the full-screen terminal UI: type URLs, watch results arrive."""

@@ -18,18 +18,18 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from db import Batch, JobFilter, JobView, NewJob, Store, open_store, utcnow
-
-from .app import DEFAULT_PACK, App, Call
-from .errors import BrokerError, InvalidInput, UnsentJobs
-from .options import CheckOptions, parse_options
-from .settings import Settings
-from .tasks import CHECK_TASK, register
-from .urls import Rejected, mask_url, normalise
-from .writer import ResultWriter
+from runner.check.options import CheckOptions, parse_options
+from runner.errors import BrokerError, InvalidInput, UnsentJobs
+from runner.jobs.settings import Settings
+from runner.jobs.tasks import CHECK_TASK, register
+from runner.jobs.urls import Rejected, normalise
+from runner.jobs.writer import ResultWriter
+from runner.taskq.app import DEFAULT_PACK, App, Call
+from runner.text import mask_url
 
 if TYPE_CHECKING:
-    from .broker import AmqpBroker, QueueDepth
-    from .check import Checker
+    from runner.check.checker import Checker
+    from runner.taskq.broker import AmqpBroker, QueueDepth
 
 CHUNK = 5000  # jobs recorded per transaction and published per confirm round
 FIRST_CHUNK = 500  # ... except the first: workers get going while the rest is recorded
@@ -63,7 +63,7 @@ class Runtime:
         self.store = store or open_store(settings.database_url, max_connections=db_connections)
         self.broker: AmqpBroker | None = None
         if not settings.immediate:
-            from .broker import open_broker
+            from runner.taskq.broker import open_broker
 
             self.broker = open_broker(settings.broker_url, settings.queue, publish_timeout=settings.publish_timeout)
         self.app = App(self.broker, immediate_workers=immediate_workers)
@@ -80,8 +80,8 @@ class Runtime:
             return self._checker  # every check asks: no lock once it is built
         with self._lock:
             if self._checker is None:
-                from .check import Checker
-                from .policy import AddressPolicy
+                from runner.check.checker import Checker
+                from runner.check.policy import AddressPolicy
 
                 policy = AddressPolicy(deny_private=self.settings.deny_private, allow=self.settings.allow_networks)
                 self._checker = Checker(policy)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from .backoff import backoff
+from runner.backoff import backoff
 
 log = logging.getLogger("urltester.runner")
 

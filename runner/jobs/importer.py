@@ -46,12 +46,11 @@ from typing import IO, Any
 
 from db import Batch, StoreError
 from db.bulk import record_jobs, unpublished_jobs
-
-from .app import DEFAULT_PACK, MESSAGE_VERSION, Call
-from .errors import BrokerError, InvalidInput, OptionError
-from .options import OPTION_ALIASES, OPTION_NAMES, CheckOptions, parse_options
-from .tasks import CHECK_TASK
-from .urls import MAX_URL_LENGTH, Rejected, normalise
+from runner.check.options import OPTION_ALIASES, OPTION_NAMES, CheckOptions, parse_options
+from runner.errors import BrokerError, InvalidInput, OptionError
+from runner.jobs.tasks import CHECK_TASK
+from runner.jobs.urls import MAX_URL_LENGTH, Rejected, normalise
+from runner.taskq.app import DEFAULT_PACK, MESSAGE_VERSION, Call
 
 FORMATS = ("text", "csv", "jsonl")
 MAX_LINE_BYTES = 256 * 1024  # a longer line is refused without being read whole
@@ -264,7 +263,7 @@ _CANONICAL = re.compile(
 
 
 def fast_normalise(text: str) -> str:
-    """The same as :func:`runner.urls.normalise`, faster for URLs already canonical."""
+    """The same as :func:`runner.jobs.urls.normalise`, faster for URLs already canonical."""
     m = _CANONICAL.fullmatch(text)
     if m is not None and len(text) <= MAX_URL_LENGTH and len(m.group(2)) <= 253:
         port = m.group(3)
@@ -522,7 +521,7 @@ class Pipeline:
         broker = None
         try:
             if not self.immediate:
-                from .broker import open_broker
+                from runner.taskq.broker import open_broker
 
                 settings = self.rt.settings
                 broker = open_broker(settings.broker_url, settings.queue,
@@ -587,7 +586,7 @@ class Pipeline:
 def check_messages(ids: list[int], chunk: list[tuple[str, str]], pack: int = DEFAULT_PACK) -> list[bytes]:
     """Task messages for recorded jobs, ``pack`` check calls to a message.
 
-    Byte for byte what ``runner.app.encode`` makes of ``Call(CHECK_TASK, (id, url,
+    Byte for byte what ``runner.taskq.app.encode`` makes of ``Call(CHECK_TASK, (id, url,
     options))`` calls (tests/batch check it), but written from the options' JSON text
     directly: no Call objects, no dicts to serialise again. It was an eighth of the
     import's CPU. Call ids need only be unique: one random prefix per message.
@@ -712,7 +711,7 @@ class Importer:
 
     def _start(self, source: Source, report: ImportReport) -> tuple[Pipeline, int]:
         """Create (or find, by idempotency key) the batch and start the pipeline."""
-        from .service import default_batch_name
+        from runner.jobs.runtime import default_batch_name
 
         name = self.batch_name or default_batch_name(
             "stdin" if source.name == "<stdin>" else os.path.basename(source.name))

@@ -11,21 +11,31 @@ delivery limit in about a second: a database outage would dead-letter every rede
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from db import ResultRecord, StoreUnavailable, utcnow
-
-from .app import App, Task, context
-from .options import CheckOptions
-
-if TYPE_CHECKING:
-    from .check import CheckResult
-    from .service import Runtime
+from db import ResultRecord, Store, StoreUnavailable, utcnow
+from runner.check.checker import Checker, CheckResult
+from runner.check.options import CheckOptions
+from runner.jobs.writer import ResultWriter
+from runner.taskq.app import App, Task, context
 
 CHECK_TASK = "check"
 
 
-def register(app: App, runtime: Runtime) -> Task:
+class CheckParts(Protocol):
+    """What the check task needs (a :class:`~runner.jobs.runtime.Runtime` has it)."""
+
+    store: Store
+    worker_id: str
+
+    @property
+    def checker(self) -> Checker: ...
+
+    @property
+    def writer(self) -> ResultWriter: ...
+
+
+def register(app: App, runtime: CheckParts) -> Task:
     @app.task(name=CHECK_TASK)
     def check(job_id: int, url: str, options: dict[str, Any]) -> str | Future[str]:
         """Check one job's URL and hand the result to the writer.
@@ -43,7 +53,7 @@ def register(app: App, runtime: Runtime) -> Task:
     return check
 
 
-def _already_done(runtime: Runtime, job_id: int) -> bool:
+def _already_done(runtime: CheckParts, job_id: int) -> bool:
     try:
         return bool(runtime.store.done_ids([job_id]))
     except StoreUnavailable:

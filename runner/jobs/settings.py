@@ -14,9 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from db import mask_password
-
-from .errors import ConfigError
+from runner.errors import ConfigError
+from runner.text import mask_url as mask_password
 
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
 DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")

@@ -1,6 +1,6 @@
 """``runner import`` and ``runner prune``: batch imports for cron, and retention.
 
-The commands only read flags, call :mod:`runner.importer` (or the store) and turn what
+The commands only read flags, call :mod:`runner.jobs.importer` (or the store) and turn what
 happened into lines and an exit code; docs/import.md tells operators the same story.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from .cli import (
+from runner.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -28,14 +28,13 @@ from .cli import (
     MaxMsOpt,
     MethodOpt,
     RedirectsOpt,
-    app,
     check_options,
     fail,
     handled,
-    parse_age,
+    plural,
     runtime_for,
 )
-from .text import printable
+from runner.text import printable
 
 IMPORT_HELP = """Validate a file of URLs and queue every valid line as a job of one batch.
 
@@ -90,7 +89,6 @@ def rejected_line(rejected: Any) -> str:
     return printable(f"{rejected.where}: {rejected.reason}")
 
 
-@app.command("import", help=IMPORT_HELP)
 @handled
 def import_(
     ctx: typer.Context,
@@ -109,9 +107,8 @@ def import_(
     header: HeaderOpt = None, condition: ConditionOpt = None,
 ) -> None:
     from db import StoreError
-
-    from .errors import BrokerError
-    from .importer import FORMATS, Importer, ImportUsageError, Source
+    from runner.errors import BrokerError
+    from runner.jobs.importer import FORMATS, Importer, ImportUsageError, Source
 
     if fmt is not None and fmt not in FORMATS:
         raise fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}", EXIT_USAGE)
@@ -149,14 +146,14 @@ def import_(
             progress.clear()
             code = EXIT_FAILED if report.rejected else EXIT_OK
             if report.refused:
-                typer.echo(f"runner: --strict: {report.rejected} line{_s(report.rejected)} rejected; "
+                typer.echo(f"runner: --strict: {report.rejected} line{plural(report.rejected)} rejected; "
                            f"nothing queued from {printable(report.source)}", err=True)
                 raise typer.Exit(EXIT_FAILED)
             if report.broker_error:
                 typer.echo(summary_line(report), err=True)
                 raise fail(
                     f"RabbitMQ failed during the import: {report.broker_error}. {report.unpublished} "
-                    f"job{_s(report.unpublished)} are recorded but not published; they are marked, and "
+                    f"job{plural(report.unpublished)} are recorded but not published; they are marked, and "
                     "`runner requeue --stale 0s` publishes them once RabbitMQ is back"
                     + (" (so does re-running this import with the same --idempotency-key)" if idempotency_key else ""),
                     EXIT_UNAVAILABLE,
@@ -180,16 +177,12 @@ def import_(
         source.close()
 
 
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"
-
-
 def _store_failed(exc: Any, key: str | None) -> str:
     report = getattr(exc, "report", None)
     text = f"database unreachable during the import: {exc}"
     if report is None or report.batch is None:
         return text
-    text += f". {report.recorded} job{_s(report.recorded)} of batch {report.batch.name!r} (id {report.batch.id}) were recorded before it"
+    text += f". {report.recorded} job{plural(report.recorded)} of batch {report.batch.name!r} (id {report.batch.id}) were recorded before it"
     if key:
         return text + "; re-run with the same --idempotency-key to record the rest"
     return text + ("; re-running without an --idempotency-key records every line again "
@@ -207,7 +200,7 @@ def summary_line(report: Any) -> str:
     if report.unpublished:
         parts.append(f"{report.unpublished:,} recorded but not published")
     parts.append(f"{report.rejected:,} rejected")
-    parts.append(f"{report.duplicates:,} duplicate{_s(report.duplicates)}")
+    parts.append(f"{report.duplicates:,} duplicate{plural(report.duplicates)}")
     return (f"imported {printable(report.source)} ({report.format}): " + ", ".join(parts)
             + f"; {report.elapsed:.1f} s, {report.rate:,.0f} jobs/s")
 
@@ -233,7 +226,7 @@ def wait_for_batch(rt: Any, batch_id: int, timeout: float | None) -> tuple[Any, 
 
 
 def summary_lines(summary: Any) -> list[str]:
-    from .urls import mask_url
+    from runner.text import mask_url
 
     by_outcome = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_outcome.items(), key=lambda kv: -kv[1]) if k != "ok")
     lines = [f"checked {summary.done:,} of {summary.total:,}: ok {summary.ok:,}, failed {summary.failed:,}"
@@ -242,26 +235,3 @@ def summary_lines(summary: Any) -> list[str]:
         label = "slowest" if i == 0 else ""
         lines.append(f"{label:<8} {slow.total_ms:9.0f} ms  {slow.outcome:<18} {printable(mask_url(slow.url), 100)}")
     return lines
-
-
-@app.command()
-@handled
-def prune(
-    ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", help="Delete done jobs submitted longer ago than this (30d, 12h, 2w).", show_default=False)],
-    chunk: Annotated[int, typer.Option("--chunk", min=1, help="Jobs deleted per transaction (short locks).")] = 5000,
-) -> None:
-    """Retention: delete done jobs and their results older than an age, a chunk at a time.
-
-    Jobs still queued or running are never deleted. Batches left empty are removed too.
-    Safe to run from cron while workers are busy.
-    """
-    from db import open_store
-
-    age = parse_age(older_than)
-    store = open_store(ctx.obj.database_url, max_connections=1)
-    try:
-        n = store.prune(age, chunk=chunk)
-    finally:
-        store.close()
-    typer.echo(f"pruned {n:,} done job{_s(n)} older than {older_than}")

@@ -4,7 +4,7 @@ URLs come from import files nobody here wrote, so a check must not be usable to 
 the cloud metadata service or, on workers configured with ``deny_private``, the
 worker's own network. The policy judges *IP addresses*, never host names: the check's
 transport resolves the name once, asks ``refusal()`` about each address, and connects
-only to an allowed one (runner/timing.py), so DNS rebinding and spellings such as
+only to an allowed one (runner/check/transport.py), so DNS rebinding and spellings such as
 ``2130706433``, ``0x7f.1``, ``0177.0.0.1`` or ``[::ffff:127.0.0.1]`` change nothing:
 they all arrive here as the address the socket would really connect to.
 

@@ -34,10 +34,9 @@ import amqp
 from kombu import Connection, Consumer, Queue
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
-from db import mask_password
-
-from .backoff import backoff
-from .errors import BrokerError, ConfigError
+from runner.backoff import backoff
+from runner.errors import BrokerError, ConfigError
+from runner.text import mask_url as mask_password
 
 log = logging.getLogger("urltester.broker")
 

@@ -1,0 +1,11 @@
+"""What a check is: its options, the checker, its result and outcome, the transport, the address policy.
+
+Owns: testing one URL over HTTP within a deadline (requests, on a transport of ours under
+it that times each phase and enforces the address policy at the real connect address),
+classifying what happened into an outcome, and the per-job options and conditions.
+
+The only code of urltester that imports requests or urllib3. Importable on its own:
+``import runner.check`` pulls in neither kombu, psycopg2 nor typer. May import: the shared
+leaves (``runner.errors``, ``runner.text``, ``runner.backoff``), tenacity; never
+``runner.taskq``, ``runner.jobs``, ``runner.cli``, ``db`` or ``tui``.
+"""

@@ -1,0 +1,127 @@
+"""What every ``runner`` command shares: exit codes, error mapping, the Runtime, options.
+
+Each command is a few lines that call the library and turn a known error into one clear
+line and an exit code (:func:`handled`). Exit codes: 0 success; 1 some input rejected or
+some check failed; 2 usage or configuration error; 3 database or broker unreachable.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from db import StoreConfigError, StoreError, StoreUnavailable
+from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"runner: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Known errors become one line on stderr and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, StoreConfigError) as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+        except InvalidInput as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+        except StoreUnavailable as exc:
+            if exc.refused:  # the server is up and said no: the settings need fixing
+                raise fail(f"database refused the connection: {exc}", EXIT_USAGE) from None
+            raise fail(f"database unreachable: {exc}", EXIT_UNAVAILABLE) from None
+        except UnsentJobs as exc:
+            raise fail(f"{exc}; {exc.recorded} job(s) recorded, those not confirmed are kept unsent: "
+                       "`runner requeue --stale 0s` sends them once RabbitMQ is back", EXIT_UNAVAILABLE) from None
+        except BrokerError as exc:
+            raise fail(str(exc), EXIT_UNAVAILABLE) from None
+        except StoreError as exc:
+            raise fail(f"database error: {exc}", EXIT_UNAVAILABLE) from None
+
+    return wrapper
+
+
+
+@contextmanager
+def runtime_for(ctx: typer.Context, **kwargs: Any) -> Iterator[Any]:
+    from runner.jobs.runtime import Runtime
+
+    rt = Runtime(ctx.obj, **kwargs)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+# ---------------------------------------------------------------------------- check options
+
+MethodOpt = Annotated[str | None, typer.Option("--method", help="GET or HEAD (default GET).", rich_help_panel="Check options")]
+ExpectOpt = Annotated[str | None, typer.Option("--expect-status", help="Accepted status codes, e.g. 200-299,304 (default 200-399).", rich_help_panel="Check options")]
+ContainsOpt = Annotated[str | None, typer.Option("--body-contains", help="The body must contain this text.", rich_help_panel="Check options")]
+ExcludesOpt = Annotated[str | None, typer.Option("--body-excludes", help="The body must not contain this text.", rich_help_panel="Check options")]
+MaxMsOpt = Annotated[float | None, typer.Option("--max-ms", help="Fail when the total time exceeds this many ms.", rich_help_panel="Check options")]
+DeadlineOpt = Annotated[float | None, typer.Option("--deadline", help="Total seconds a check may take, retries included (default 30).", rich_help_panel="Check options")]
+RedirectsOpt = Annotated[int | None, typer.Option("--max-redirects", help="Redirects to follow (default 10; 0 = don't follow).", rich_help_panel="Check options")]
+InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Don't verify TLS certificates.", rich_help_panel="Check options")]
+MaxBytesOpt = Annotated[int | None, typer.Option("--max-bytes", help="Read at most this many body bytes (default 1 MiB).", rich_help_panel="Check options")]
+HeaderOpt = Annotated[list[str] | None, typer.Option("--header", help="Extra request header 'Name: value' (repeatable).", rich_help_panel="Check options")]
+RetriesOpt = Annotated[int | None, typer.Option("--retries", help="Attempts in total for transient failures (default 3).", rich_help_panel="Check options")]
+ConditionOpt = Annotated[list[str] | None, typer.Option("--condition", help="Assertion such as 'total_ms < 500' (repeatable).", rich_help_panel="Check options")]
+
+
+def check_options(method: str | None = None, expect_status: str | None = None, body_contains: str | None = None,
+                  body_excludes: str | None = None, max_ms: float | None = None, deadline: float | None = None,
+                  max_redirects: int | None = None, insecure: bool = False, max_bytes: int | None = None,
+                  header: list[str] | None = None, condition: list[str] | None = None,
+                  retries: int | None = None) -> Any:
+    """The per-job options from CLI flags, validated now (never at check time)."""
+    from runner.check.options import parse_options
+
+    raw: dict[str, Any] = {
+        "method": method, "expect_status": expect_status, "body_contains": body_contains,
+        "body_excludes": body_excludes, "max_ms": max_ms, "deadline": deadline, "max_redirects": max_redirects,
+        "insecure": insecure or None, "max_bytes": max_bytes, "header": header or None, "condition": condition or None,
+        "retries": retries,
+    }
+    return parse_options({k: v for k, v in raw.items() if v is not None})
+
+
+
+def parse_since(text: str) -> datetime:
+    """``30m``, ``2h``, ``7d`` (ago) or an ISO 8601 time."""
+    age = parse_age(text, strict=False)
+    if age is not None:
+        return datetime.now(UTC) - age
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is neither an age like 30m, 2h, 7d nor an ISO 8601 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_age(text: str, *, strict: bool = True) -> timedelta | None:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    t = text.strip().lower()
+    if t[-1:] in units and t[:-1].replace(".", "", 1).isdigit():
+        return timedelta(seconds=float(t[:-1]) * units[t[-1]])
+    if t.isdigit():
+        return timedelta(seconds=int(t))
+    if strict:
+        raise typer.BadParameter(f"{text!r} is not an age such as 90s, 30m, 2h, 7d or 2w")
+    return None
+
+
+
+def plural(n: int) -> str:
+    return "" if n == 1 else "s"

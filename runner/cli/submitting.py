@@ -1,0 +1,135 @@
+"""``runner submit``, ``runner results`` and ``runner requeue``: jobs in, results out."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from db import JobFilter
+from runner.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConditionOpt,
+    ContainsOpt,
+    DeadlineOpt,
+    ExcludesOpt,
+    ExpectOpt,
+    HeaderOpt,
+    InsecureOpt,
+    MaxBytesOpt,
+    MaxMsOpt,
+    MethodOpt,
+    RedirectsOpt,
+    RetriesOpt,
+    check_options,
+    fail,
+    handled,
+    parse_age,
+    parse_since,
+    runtime_for,
+)
+
+
+@handled
+def submit(
+    ctx: typer.Context,
+    urls: Annotated[list[str], typer.Argument(help="URLs to check (http or https; 'example.com' means https://example.com/).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the results and print them; exit 0 only if every check is ok.")] = False,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Label for this batch (default: 'submit DATE TIME').", show_default=False)] = None,
+    method: MethodOpt = None, expect_status: ExpectOpt = None, body_contains: ContainsOpt = None,
+    body_excludes: ExcludesOpt = None, max_ms: MaxMsOpt = None, deadline: DeadlineOpt = None,
+    max_redirects: RedirectsOpt = None, insecure: InsecureOpt = False, max_bytes: MaxBytesOpt = None,
+    header: HeaderOpt = None, condition: ConditionOpt = None, retries: RetriesOpt = None,
+) -> None:
+    """Validate, record and enqueue URLs; print their job ids (one 'ID URL' per line)."""
+    from runner.jobs.report import table_lines
+    from runner.text import mask_url, printable
+
+    options = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
+                            max_redirects, insecure, max_bytes, header, condition, retries)
+    with runtime_for(ctx) as rt:
+        report = rt.submit(urls, options=options, batch=batch)
+        for rejected in report.rejected:
+            typer.echo(f"runner: rejected {printable(str(rejected))}", err=True)
+        views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest", limit=len(report.job_ids)) if report.job_ids else []
+        for view in views:
+            typer.echo(f"{view.id}\t{printable(mask_url(view.url))}")
+        code = EXIT_FAILED if report.rejected else EXIT_OK
+        if not report.job_ids:
+            raise typer.Exit(EXIT_FAILED if report.rejected else EXIT_OK)
+        if wait or rt.settings.immediate:
+            # On the embedded broker the checks run in this process: it must stay until they finish.
+            done_views, complete = rt.wait(report.job_ids, timeout=wait_timeout)
+            if wait:
+                for line in table_lines(done_views):
+                    typer.echo(line)
+                if not complete:
+                    typer.echo(f"runner: timed out after {wait_timeout:g} s waiting for results", err=True)
+                if not complete or any(v.outcome != "ok" for v in done_views):
+                    code = EXIT_FAILED
+        raise typer.Exit(code)
+
+
+
+@handled
+def results(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option("--state", help="queued, running or done.")] = None,
+    outcome: Annotated[str | None, typer.Option("--outcome", help="ok, http_error, dns_error, ...")] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Batch name or id.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only checks that failed.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs (default: 100 for table, all for json/csv).", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per line), csv or junit (JUnit XML: one test case per URL, for CI).")] = "table",
+) -> None:
+    """List jobs and their results, newest first (what the old get_jobs returned).
+
+    json, csv and junit stream every matching job (a million rows with flat memory).
+    """
+    from runner.jobs.report import FORMATS, table_lines, write_csv, write_json, write_junit
+
+    if fmt not in FORMATS:
+        raise fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}", EXIT_USAGE)
+    if state and state not in ("queued", "running", "done"):
+        raise fail(f"--state {state!r}: use queued, running or done", EXIT_USAGE)
+    flt = JobFilter(state=state, outcome=outcome, batch=batch, since=parse_since(since) if since else None, failed=failed)
+    with runtime_for(ctx) as rt:
+        if fmt == "table":
+            views = rt.store.list_jobs(flt, limit=limit or 100)
+            for line in table_lines(views):
+                typer.echo(line)
+            return
+        if fmt == "junit":
+            # The suite's counts lead the XML: count first (SQL), then stream the rows.
+            from dataclasses import replace
+
+            total = rt.store.count_jobs(flt)
+            failures = rt.store.count_jobs(replace(flt, failed=True))
+            skipped = 0 if state == "done" else sum(
+                rt.store.count_jobs(replace(flt, state=s)) for s in ("queued", "running") if state in (None, s))
+            if limit is not None:
+                total = min(total, limit)
+            rows = rt.store.iter_jobs(flt, order="oldest", limit=limit)
+            write_junit(rows, sys.stdout, name=f"urltester {batch}" if batch else "urltester",
+                        tests=total, failures=min(failures, total), skipped=min(skipped, total))
+            return
+        rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt == "json"), limit=limit)
+        (write_json if fmt == "json" else write_csv)(rows, sys.stdout)
+
+
+
+@handled
+def requeue(
+    ctx: typer.Context,
+    stale: Annotated[str, typer.Option("--stale", help="Re-publish jobs not done whose message is older than this age (90s, 30m, 2h).")],
+) -> None:
+    """Re-publish jobs whose message was lost (a purged queue, a failed publish)."""
+    age = parse_age(stale)
+    with runtime_for(ctx) as rt:
+        n = rt.requeue_stale(age)
+        typer.echo(f"re-published {n} job{'s' if n != 1 else ''}")
+

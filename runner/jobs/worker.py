@@ -1,0 +1,56 @@
+"""What a ``runner start`` process is to the pool: the check task on a Runtime.
+
+The pool (:mod:`runner.taskq.pool`) knows nothing of URLs or of the database; this
+service gives it the app whose check task it runs, says that a result the database could
+not take yet is given back for redelivery (not dead-lettered), and writes the worker's
+heartbeat row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from db import StoreUnavailable, WorkerBeat, utcnow
+from runner.jobs.runtime import Runtime
+from runner.taskq.app import App
+from runner.taskq.broker import AmqpBroker
+from runner.taskq.pool import PoolStats
+
+log = logging.getLogger("urltester.worker")
+
+
+class CheckService:
+    """The pool's :class:`~runner.taskq.pool.Service` for checking URLs."""
+
+    give_back_on: tuple[type[BaseException], ...] = (StoreUnavailable,)
+
+    def __init__(self, runtime: Runtime) -> None:
+        if runtime.broker is None:
+            raise RuntimeError("a worker needs a RabbitMQ broker URL")
+        self.runtime = runtime
+        self.app: App = runtime.app
+        self.broker: AmqpBroker = runtime.broker
+        self.name = runtime.worker_id
+
+    def warm_up(self) -> None:
+        _ = self.runtime.checker, self.runtime.writer
+
+    def beat(self, stats: PoolStats) -> None:
+        beat = WorkerBeat(
+            id=self.name, host=socket.gethostname(), pid=os.getpid(), queue=self.runtime.settings.queue,
+            concurrency=stats.concurrency, processed=stats.processed, started_at=stats.started_at,
+            last_seen=utcnow(),
+        )
+        try:
+            self.runtime.store.heartbeat(beat)
+        except StoreUnavailable as exc:
+            log.warning("heartbeat not written: %s", exc)
+
+    def stopped(self) -> None:
+        try:
+            self.runtime.store.forget_worker(self.name)
+        except StoreUnavailable:
+            pass
+        self.runtime.store.close()
