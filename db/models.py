@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,10 +15,19 @@ ORDERS = ("newest", "oldest", "latency", "status", "checked")
 
 @dataclass(frozen=True)
 class NewJob:
-    """A validated URL with its options, ready to be recorded."""
+    """A validated URL with its options, ready to be recorded.
+
+    ``options`` is a dict, or the same already as JSON text (a batch import validates a
+    few distinct option sets for a million lines, and keeps each as text).
+    """
 
     url: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] | str = field(default_factory=dict)
+
+    def options_json(self) -> str:
+        if isinstance(self.options, str):
+            return self.options
+        return json.dumps(self.options, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -11,26 +12,35 @@ from db import StoreUnavailable
 from runner.cli.common import EXIT_USAGE, fail, handled
 from runner.errors import BrokerError
 from runner.jobs.settings import Settings
+from runner.taskq.options import PoolOptions
+
+_POOL = PoolOptions()  # the pool's defaults live there; the options read them
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from runner.jobs.worker import CheckService
 
 
 def check_service(settings: Settings) -> CheckService:
-    """Build one worker process's service (run in each pool process, after spawn)."""
+    """Build one worker process's service (run in each pool process, after spawn).
+
+    Opening the store applies migrations, so it needs the database: a database that went
+    away between the preflight and here (or before a replacement child starts) is waited
+    for like one that is not up yet, rather than ending the worker.
+    """
     from runner.jobs.runtime import Runtime
     from runner.jobs.worker import CheckService
 
-    return CheckService(Runtime(settings, db_connections=4))
+    return riding_out(lambda: CheckService(Runtime(settings, db_connections=4)))
 
 @handled
 def start(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=1024, help="Worker threads per process (checks wait on the network, so threads are cheap).")] = 128,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=1024, help="Worker threads per process (checks wait on the network, so threads are cheap).")] = _POOL.concurrency,
     processes: Annotated[int | None, typer.Option("--processes", "-p", min=1, max=256, help="Worker processes (default: number of cores).", show_default=False)] = None,
     prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
-    shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = 30.0,
-    hold_budget: Annotated[float, typer.Option("--hold-budget", min=1, help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = 600.0,
+    shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
+    hold_budget: Annotated[float, typer.Option("--hold-budget", min=1, help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = _POOL.hold_budget,
     queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Queue to consume (default: urltester).", show_default=False)] = None,
     deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse loopback, RFC 1918, CGNAT and unique-local addresses.")] = False,
     allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
@@ -40,7 +50,7 @@ def start(
 
     Waits for PostgreSQL and RabbitMQ if they are not up yet. Stops on SIGTERM or Ctrl-C, after the checks in flight (--shutdown-timeout).
     """
-    from runner.taskq.pool import PoolOptions, configure_logging, run_pool
+    from runner.taskq.pool import configure_logging, run_pool
 
     settings: Settings = ctx.obj.with_(queue=queue, deny_private=deny_private or None,
                                        allow_networks=tuple(allow_network) if allow_network else None)
@@ -71,7 +81,13 @@ def _preflight(settings: Settings) -> None:
 
 
 def _wait_for_services(settings: Settings) -> None:
-    """A worker rides out restarts of PostgreSQL and RabbitMQ, so it also waits for them at
+    riding_out(lambda: _preflight(settings))
+
+
+def riding_out(fn: Callable[[], T]) -> T:
+    """``fn()``, waiting out an unreachable PostgreSQL or RabbitMQ.
+
+    A worker rides out restarts of PostgreSQL and RabbitMQ, so it also waits for them at
     start (a host booting, services coming up in any order): an unreachable one is retried
     with backoff, each wait logged. A setting the service refuses (bad URL, login, database)
     ends the command at once with exit 2; waiting would not fix it."""
@@ -91,6 +107,6 @@ def _wait_for_services(settings: Settings) -> None:
         what = f"database unreachable: {exc}" if isinstance(exc, StoreUnavailable) else str(exc)
         log.warning("%s; waiting for it (next try in %.0f s)", what, state.next_action.sleep)
 
-    Retrying(wait=backoff(0.5, 15), retry=retry_if_exception(unreachable), before_sleep=waiting,
-             reraise=True)(_preflight, settings)
+    return Retrying(wait=backoff(0.5, 15), retry=retry_if_exception(unreachable), before_sleep=waiting,
+                    reraise=True)(fn)
 

@@ -108,14 +108,15 @@ class AmqpBroker:
     """Publishing and consuming on one RabbitMQ queue (and its dead-letter queue)."""
 
     def __init__(self, url: str, queue: str, *, connect_timeout: float = 5.0,
-                 publish_retry_seconds: float = 30.0) -> None:
+                 publish_retry_seconds: float = 30.0, publishers: int = 2) -> None:
         self.url = url
         self.queue = queue
         self.connect_timeout = connect_timeout
         self.publish_retry_seconds = publish_retry_seconds
         self._work, self._dead = _queues(queue)
-        self._publish_lock = threading.Lock()
-        self._publish_conn: Connection | None = None
+        self._publish_slots = threading.BoundedSemaphore(publishers)
+        self._publishers_lock = threading.Lock()
+        self._idle: list[_Publisher] = []
         self._actions: queue_mod.Queue[tuple[str, Delivery, Any]] = queue_mod.Queue()
         self._generation = 0
 
@@ -191,10 +192,10 @@ class AmqpBroker:
         return out
 
     def close(self) -> None:
-        with self._publish_lock:
-            if self._publish_conn is not None:
-                _release(self._publish_conn)
-                self._publish_conn = None
+        with self._publishers_lock:
+            idle, self._idle = self._idle, []
+        for publisher in idle:
+            _release(publisher.conn)
 
     # ------------------------------------------------------------------ publishing
 
@@ -202,11 +203,14 @@ class AmqpBroker:
                 routing_key: str | None = None) -> None:
         """Publish persistent messages and return once RabbitMQ confirmed every one.
 
-        Raises BrokerError if that cannot be done within ``publish_retry_seconds``.
+        Safe from several threads at once: each publish takes a connection of its own from
+        a small pool (up to ``publishers``), so a large batch's chunks are confirmed in
+        parallel. Raises BrokerError if that cannot be done within ``publish_retry_seconds``.
         """
         if not messages:
             return
-        with self._publish_lock:
+        with self._publish_slots:
+            publisher = self._take_publisher()
             sent = 0
             retrying = Retrying(
                 stop=stop_after_delay(self.publish_retry_seconds),
@@ -217,67 +221,34 @@ class AmqpBroker:
             try:
                 for attempt in retrying:
                     with attempt:
-                        sent = self._publish_from(messages, sent, headers or {}, routing_key or self.queue)
+                        if publisher is None:
+                            publisher = self._new_publisher()
+                        try:
+                            sent = publisher.send(messages, sent, headers or {}, routing_key or self.queue)
+                        except BaseException:
+                            _release(publisher.conn)
+                            publisher = None
+                            raise
             except CONNECTION_ERRORS as exc:
-                self._drop_publisher()
                 raise BrokerError(self._describe(exc)) from exc
-            except BrokerError:
-                self._drop_publisher()
-                raise
+            finally:
+                if publisher is not None:
+                    with self._publishers_lock:
+                        self._idle.append(publisher)
 
-    def _publish_from(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str) -> int:
-        """Publish ``messages[start:]`` in confirmed batches; returns how many are confirmed."""
+    def _take_publisher(self) -> _Publisher | None:
+        with self._publishers_lock:
+            return self._idle.pop() if self._idle else None
+
+    def _new_publisher(self) -> _Publisher:
+        conn = self._connect()
         try:
-            if self._publish_conn is None:
-                conn = self._connect()
-                ch = conn.channel()
-                self.declare(ch)
-                ch.confirm_select()
-                state = {"acked": 0, "nacked": False}
-
-                def on_ack(tag: int, multiple: bool) -> None:
-                    state["acked"] = max(state["acked"], tag)
-
-                def on_nack(tag: int, multiple: bool) -> None:
-                    state["nacked"] = True
-
-                ch.events["basic_ack"].add(on_ack)
-                ch.events["basic_nack"].add(on_nack)
-                conn._urltester = (ch, state, [0])  # type: ignore[attr-defined]
-                self._publish_conn = conn
-            conn = self._publish_conn
-            ch, state, seq = conn._urltester  # type: ignore[attr-defined]
-            done = start
-            while done < len(messages):
-                batch = messages[done:done + CONFIRM_BATCH]
-                for body in batch:
-                    ch.basic_publish(
-                        amqp.Message(body, content_type="application/json", content_encoding="utf-8",
-                                     delivery_mode=2, application_headers=headers),
-                        exchange="", routing_key=routing_key, mandatory=False,
-                    )
-                    seq[0] += 1
-                deadline = time.monotonic() + 30
-                while state["acked"] < seq[0] and not state["nacked"]:
-                    if time.monotonic() > deadline:
-                        raise BrokerError(f"RabbitMQ at {self.shown} did not confirm publishes within 30 s")
-                    try:
-                        conn.drain_events(timeout=1)
-                    except TimeoutError:
-                        conn.heartbeat_check()
-                if state["nacked"]:
-                    state["nacked"] = False
-                    raise BrokerError(f"RabbitMQ at {self.shown} refused to store a message (nack)")
-                done += len(batch)
-            return done
+            ch = conn.channel()
+            self.declare(ch)
+            return _Publisher(self, conn, ch)
         except BaseException:
-            self._drop_publisher()
+            _release(conn)
             raise
-
-    def _drop_publisher(self) -> None:
-        if self._publish_conn is not None:
-            _release(self._publish_conn)
-            self._publish_conn = None
 
     # ------------------------------------------------------------------ consuming
 
@@ -380,6 +351,54 @@ class AmqpBroker:
                 if body is None:
                     msg.ack()
                 log.warning("dead-lettered a message from %s: %s", self.queue, reason)
+
+
+class _Publisher:
+    """One publishing connection with confirms on: used by one publish at a time."""
+
+    def __init__(self, broker: AmqpBroker, conn: Connection, channel: Any) -> None:
+        self.broker = broker
+        self.conn = conn
+        self.channel = channel
+        self.acked = 0
+        self.nacked = False
+        self.seq = 0
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self.acked = max(self.acked, tag)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self.nacked = True
+
+    def send(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str) -> int:
+        """Publish ``messages[start:]`` in confirmed batches; returns how many are confirmed."""
+        shown = self.broker.shown
+        done = start
+        while done < len(messages):
+            batch = messages[done:done + CONFIRM_BATCH]
+            for body in batch:
+                self.channel.basic_publish(
+                    amqp.Message(body, content_type="application/json", content_encoding="utf-8",
+                                 delivery_mode=2, application_headers=headers),
+                    exchange="", routing_key=routing_key, mandatory=False,
+                )
+                self.seq += 1
+            deadline = time.monotonic() + 30
+            while self.acked < self.seq and not self.nacked:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"RabbitMQ at {shown} did not confirm publishes within 30 s")
+                try:
+                    self.conn.drain_events(timeout=1)
+                except TimeoutError:
+                    self.conn.heartbeat_check()
+            if self.nacked:
+                self.nacked = False
+                raise BrokerError(f"RabbitMQ at {shown} refused to store a message (nack)")
+            done += len(batch)
+        return done
 
 
 def _release(conn: Connection) -> None:

@@ -40,30 +40,18 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from runner.taskq.app import App, Call, PoisonMessage, context, decode, encode
 from runner.taskq.broker import AmqpBroker, Delivery
+from runner.taskq.options import PoolOptions
 
 log = logging.getLogger("urltester.worker")
 
 HEARTBEAT_EVERY = 5.0
 SWITCH_INTERVAL = 0.02
-
-
-@dataclass(frozen=True)
-class PoolOptions:
-    concurrency: int = 128  # scripts/bench: 1,350-1,460 URLs/s at 100 ms on 2 cores (64: ~1,090)
-    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
-    prefetch: int | None = None  # messages; default = concurrency
-    shutdown_timeout: float = 30.0
-    hold_budget: float = 600.0  # seconds a message may wait before its unstarted calls are handed on
-
-    @property
-    def effective_prefetch(self) -> int:
-        return self.prefetch or self.concurrency
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The ``runner`` command: one typer app, its global options, and every command group.
 
 The commands live by group in the modules beside this one; this module only registers
-them, so imports point one way: app → command modules → common.
+them, so imports point one way: main → command modules → common.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from runner.cli.common import EXIT_USAGE, fail
 from runner.errors import ConfigError
 from runner.jobs.settings import from_env
 
-app = typer.Typer(
+cli = typer.Typer(
     name="runner",
     help="urltester: test URLs at scale. Submit URLs, run workers, read results.\n\n"
     "Settings: URLTESTER_DATABASE_URL (default: a SQLite file in your data dir) and "
@@ -27,11 +27,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
 
 
-@app.callback()
+@cli.callback()
 def main_options(
     ctx: typer.Context,
     database_url: Annotated[str | None, typer.Option(help="Database URL (overrides URLTESTER_DATABASE_URL).", show_default=False)] = None,
@@ -44,17 +44,17 @@ def main_options(
         raise fail(str(exc), EXIT_USAGE) from None
 
 
-app.command()(worker.start)
-app.command()(submitting.submit)
-app.command()(submitting.results)
-app.command()(submitting.requeue)
-app.command("import", help=importing.IMPORT_HELP)(importing.import_)
-app.command()(admin.prune)
-app.command()(admin.status)
-app.command()(admin.doctor)
-app.command()(terminal.tui)
-db_app.command("upgrade")(admin.db_upgrade)
+cli.command()(worker.start)
+cli.command()(submitting.submit)
+cli.command()(submitting.results)
+cli.command()(submitting.requeue)
+cli.command("import", help=importing.IMPORT_HELP)(importing.import_)
+cli.command()(admin.prune)
+cli.command()(admin.status)
+cli.command()(admin.doctor)
+cli.command()(terminal.tui)
+db_cli.command("upgrade")(admin.db_upgrade)
 
 
 def main() -> None:
-    app(prog_name="runner")
+    cli(prog_name="runner")
