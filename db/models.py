@@ -13,7 +13,7 @@ STATES = ("queued", "running", "done")
 ORDERS = ("newest", "oldest", "latency", "status", "checked")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a million of them per import, and frozen __init__ is slow
 class NewJob:
     """A validated URL with its options, ready to be recorded.
 
