@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 STATES = ("queued", "running", "done")
 
@@ -13,16 +13,16 @@ STATES = ("queued", "running", "done")
 ORDERS = ("newest", "oldest", "latency", "status", "checked")
 
 
-@dataclass(slots=True)  # not frozen: a million of them per import, and frozen __init__ is slow
-class NewJob:
+class NewJob(NamedTuple):
     """A validated URL with its options, ready to be recorded.
 
     ``options`` is a dict, or the same already as JSON text (a batch import validates a
-    few distinct option sets for a million lines, and keeps each as text).
+    few distinct option sets for a million lines, and keeps each as text). A tuple, not a
+    dataclass: an import makes a million of them.
     """
 
     url: str
-    options: dict[str, Any] | str = field(default_factory=dict)
+    options: dict[str, Any] | str = "{}"
 
     def options_json(self) -> str:
         if isinstance(self.options, str):

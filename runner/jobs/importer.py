@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from db import Batch, StoreError
+from db import Batch, NewJob, StoreError
 from runner.check.options import CheckOptions
 from runner.errors import BrokerError, InvalidInput
 from runner.jobs.intake import CHUNK, PUBLISHERS, Intake, Validator, chunks
@@ -100,7 +100,7 @@ class Importer:
                         report.refused = True
                     else:
                         spool.seek(0)
-                        self._queue(source, (tuple(line.rstrip("\n").split("\t", 1)) for line in spool), report)  # type: ignore[misc]
+                        self._queue(source, (NewJob(*line.rstrip("\n").split("\t", 1)) for line in spool), report)
             else:
                 self._queue(source, jobs, report)
         except (StoreError, BrokerError) as exc:
@@ -110,7 +110,7 @@ class Importer:
             report.finished = time.monotonic()
         return report
 
-    def _validated(self, source: Source, items: Iterator[Record | Refusal], report: ImportReport) -> Iterator[tuple[str, str]]:
+    def _validated(self, source: Source, items: Iterator[Record | Refusal], report: ImportReport) -> Iterator[NewJob]:
         name = source.name
         validator = self.validator
         for item in items:
@@ -137,11 +137,11 @@ class Importer:
         report.rejected += 1
         self.on_reject(rejected)
 
-    def _queue(self, source: Source, jobs: Iterable[tuple[str, str]], report: ImportReport) -> None:
+    def _queue(self, source: Source, jobs: Iterable[NewJob], report: ImportReport) -> None:
         intake: Intake | None = None
         skip = 0
 
-        def fresh() -> Iterator[tuple[str, str]]:
+        def fresh() -> Iterator[NewJob]:
             nonlocal intake, skip
             for job in jobs:
                 if intake is None:

@@ -119,7 +119,7 @@ class Runtime:
             options = parse_options(options)
         validator = Validator(options or CheckOptions(), keep_duplicates=keep_duplicates)
         report = SubmitReport(None)
-        jobs: list[tuple[str, str]] = []
+        jobs: list[NewJob] = []
         for text in urls:
             try:
                 job = validator.job(text, None)
@@ -138,8 +138,8 @@ class Runtime:
         report.job_ids = self.enqueue(report.batch.id, jobs)
         return report
 
-    def enqueue(self, batch_id: int | None, jobs: Iterable[tuple[str, str]]) -> list[int]:
-        """Record then publish validated ``(url, options JSON)`` jobs; returns their ids.
+    def enqueue(self, batch_id: int | None, jobs: Iterable[NewJob]) -> list[int]:
+        """Record then publish validated jobs (options as JSON text); returns their ids.
 
         If the broker fails, the remaining jobs are still recorded (marked unsent, like
         the failed ones) before UnsentJobs is raised: everything accepted is kept.
@@ -178,7 +178,7 @@ class Runtime:
         if not views:
             return SubmitReport(None)
         report = SubmitReport(self.store.create_batch(batch or default_batch_name("retest")))
-        jobs = [(v.url, NewJob(v.url, v.options).options_json()) for v in sorted(views, key=lambda v: v.id)]
+        jobs = [NewJob(v.url, NewJob(v.url, v.options).options_json()) for v in sorted(views, key=lambda v: v.id)]
         report.job_ids = self.enqueue(report.batch.id, jobs)
         return report
 
