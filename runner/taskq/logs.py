@@ -59,7 +59,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry)  # ASCII: C1 controls (\x9b) escaped too, not only C0
 
 
 def under_journal(stream: object = None) -> bool:
