@@ -52,7 +52,7 @@ def start(
     Waits for PostgreSQL and RabbitMQ if they are not up yet. Stops on SIGTERM or Ctrl-C, after the checks in flight (--shutdown-timeout).
     """
     from runner.metrics import MetricsError
-    from runner.taskq.logs import configure_logging, dump_stacks_on_sigusr1, resolve
+    from runner.taskq.logs import configure_logging, install_stack_dumps, resolve
     from runner.taskq.pool import PoolOptions, run_pool
 
     settings: Settings = ctx.obj.with_(queue=queue, deny_private=deny_private or None,
@@ -68,7 +68,7 @@ def start(
         raise fail(f"--log-level {log_level!r}: use debug, info, warning or error", EXIT_USAGE)
     fmt = resolve(log_format.value)
     configure_logging(log_level, fmt)
-    dump_stacks_on_sigusr1()  # from now on, waiting for the services included
+    install_stack_dumps()  # from now on, waiting for the services included
     options = PoolOptions(concurrency=concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
                           hold_budget=hold_budget, metrics_port=metrics_port, metrics_address=metrics_address,
                           **({"processes": processes} if processes else {}))

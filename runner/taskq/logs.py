@@ -12,8 +12,9 @@
   ``$JOURNAL_STREAM`` (its device and inode match, as systemd.exec(5) says to check),
   otherwise ``text``.
 
-Also here: :func:`dump_stacks_on_sigusr1`, so ``kill -USR1`` (``systemctl kill -s USR1``)
-prints every thread's stack of every process to stderr without stopping anything.
+Also here: :func:`install_stack_dumps`, so ``kill -USR1`` (``systemctl kill -s USR1``)
+prints every thread's stack of every process to stderr without stopping anything, and a
+watchdog's SIGABRT prints them before the process dies.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
-def dump_stacks_on_sigusr1() -> None:
-    """SIGUSR1: every thread's stack to stderr (faulthandler: safe even with the GIL stuck)."""
+def install_stack_dumps() -> None:
+    """Every thread's stack to stderr on SIGUSR1 (the process carries on), and on a fatal
+    signal: SIGABRT is what systemd sends when the watchdog runs out, so the journal then
+    shows where the process was stuck. faulthandler writes from the signal handler itself,
+    so it works even when the GIL is held by a stuck thread."""
+    faulthandler.enable(file=sys.stderr, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)

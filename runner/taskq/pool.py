@@ -56,7 +56,7 @@ from typing import Protocol
 from runner import metrics
 from runner.taskq.app import App, Call, PoisonMessage, context, decode, encode
 from runner.taskq.broker import AmqpBroker, Delivery
-from runner.taskq.logs import configure_logging, dump_stacks_on_sigusr1
+from runner.taskq.logs import configure_logging, install_stack_dumps
 from runner.taskq.systemd import Watch, notifier
 
 log = logging.getLogger("urltester.worker")
@@ -418,7 +418,7 @@ ServiceFactory = Callable[[], Service]  # picklable (a module-level function or 
 
 def run_process(make_service: ServiceFactory, options: PoolOptions) -> int:
     """The pool as one process: it is its own supervisor (systemd, metrics)."""
-    dump_stacks_on_sigusr1()
+    install_stack_dumps()
     if options.metrics_port is not None:
         metrics.serve(options.metrics_port, options.metrics_address)
     worker = WorkerProcess(make_service(), options, _LocalMonitor(Watch(notifier(), 1)))
@@ -431,7 +431,7 @@ def _child(make_service: ServiceFactory, options: PoolOptions, log_level: str, l
            reports: multiprocessing.queues.Queue) -> None:  # type: ignore[type-arg]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
     configure_logging(log_level, log_format)
-    dump_stacks_on_sigusr1()
+    install_stack_dumps()
     reports.cancel_join_thread()  # a report still unsent must never hold up the exit
     worker = WorkerProcess(make_service(), options, _QueueMonitor(reports))
     signal.signal(signal.SIGTERM, lambda s, f: worker.stop.request())
@@ -461,7 +461,7 @@ def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str 
     """
     if options.processes <= 1:
         return run_process(make_service, options)
-    dump_stacks_on_sigusr1()
+    install_stack_dumps()
     with contextlib.ExitStack() as stack:
         path = None
         if options.metrics_port is not None:
