@@ -56,11 +56,12 @@ def done(env: dict[str, str]) -> int:
 # ---------------------------------------------------------------------------- metrics
 
 
-def test_metrics_count_every_check_of_every_process(env, amqp_url, queue_name, target, tmp_path) -> None:
+@pytest.mark.parametrize("processes", ["2", "1"])  # summed from the children's files; one process's own
+def test_metrics_count_every_check_of_every_process(processes, env, amqp_url, queue_name, target, tmp_path) -> None:
     port = free_port()
     ok = [target.url(f"/ok?n={i}") for i in range(20)]
     failing = [target.url(f"/status/404?n={i}") for i in range(10)]
-    with worker(env, "--processes", "2", "--concurrency", "4", "--metrics-port", str(port),
+    with worker(env, "--processes", processes, "--concurrency", "4", "--metrics-port", str(port),
                 log_path=tmp_path / "worker.log"):
         assert run_cli(["submit", *ok, *failing], env).returncode == 0
         AmqpBroker(amqp_url, queue_name).publish([b"not json at all"])  # poison: dead-lettered
@@ -140,7 +141,7 @@ def notify() -> Iterator[NotifySocket]:
 
 
 def test_systemd_hears_ready_watchdog_status_and_stopping(env, target, notify, tmp_path) -> None:
-    env = {**env, "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"}
+    env = {**env, "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"}  # a ping a second
     with worker(env, "--processes", "2", "--concurrency", "4", log_path=tmp_path / "worker.log") as proc:
         notify.read_until(lambda m: "READY=1" in m, 60)
         assert not any(line.startswith("WATCHDOG") for line in notify.messages[:notify.messages.index("READY=1")])

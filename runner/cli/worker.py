@@ -50,6 +50,8 @@ def start(
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
 
     Waits for PostgreSQL and RabbitMQ if they are not up yet. Stops on SIGTERM or Ctrl-C, after the checks in flight (--shutdown-timeout).
+
+    Under systemd (Type=notify) it reports READY, WATCHDOG and STATUS (checks/s, in flight); worker processes that keep dying (5 in 60 s) end it with exit 1. SIGUSR1 prints every thread's stack. See docs/operations.md.
     """
     from runner.metrics import MetricsError
     from runner.taskq.logs import configure_logging, install_stack_dumps, resolve
