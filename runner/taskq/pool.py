@@ -28,7 +28,7 @@ deaths within ``crash_window`` seconds) end the supervisor with exit 1, so syste
 restart policy and alerts see a failure instead of a respawn every second forever.
 
 The supervisor (or the only process) is what systemd watches (:mod:`runner.taskq.systemd`):
-each process reports to it (:class:`Monitor`) that it is consuming and that its
+each process reports to it (a :class:`~runner.taskq.systemd.Monitor`) that it is consuming and that its
 connection loop still turns. With ``metrics_port`` it serves ``/metrics`` for every
 process at once (:mod:`runner.metrics`).
 """
@@ -57,7 +57,15 @@ from runner import metrics
 from runner.taskq.app import App, Call, PoisonMessage, context, decode, encode
 from runner.taskq.broker import AmqpBroker, Delivery
 from runner.taskq.logs import configure_logging, install_stack_dumps
-from runner.taskq.systemd import Watch, notifier
+from runner.taskq.systemd import (
+    LocalMonitor,
+    Monitor,
+    NoMonitor,
+    QueueMonitor,
+    Watch,
+    notifier,
+    read_reports,
+)
 
 log = logging.getLogger("urltester.worker")
 
@@ -113,69 +121,6 @@ class Service(Protocol):
 
     def stopped(self) -> None:
         """The process stops consuming: forget it, close connections; must not raise."""
-
-
-class Monitor(Protocol):
-    """Who hears how a worker process is doing: the supervisor's :class:`Watch`.
-
-    Called from the connection thread; must not block.
-    """
-
-    def ready(self) -> None:
-        """Connected to RabbitMQ and consuming (again, after a reconnect)."""
-
-    def tick(self, processed: int, in_flight: int) -> None:
-        """The connection loop turned (at most every ``TICK_EVERY`` seconds)."""
-
-    def stopping(self) -> None:
-        """This process began to stop."""
-
-
-class _NoMonitor:
-    def ready(self) -> None:
-        pass
-
-    def tick(self, processed: int, in_flight: int) -> None:
-        pass
-
-    def stopping(self) -> None:
-        pass
-
-
-class _LocalMonitor:
-    """The only process of a pool is its own supervisor: it tells systemd itself."""
-
-    def __init__(self, watch: Watch) -> None:
-        self.watch = watch
-        self.pid = os.getpid()
-
-    def ready(self) -> None:
-        self.watch.ready(self.pid)
-        self.watch.poll()
-
-    def tick(self, processed: int, in_flight: int) -> None:
-        self.watch.tick(self.pid, processed, in_flight)
-        self.watch.poll()
-
-    def stopping(self) -> None:
-        self.watch.stop()
-
-
-class _QueueMonitor:
-    """A child's reports, through a multiprocessing queue, to the supervisor's Watch."""
-
-    def __init__(self, reports: multiprocessing.queues.Queue) -> None:  # type: ignore[type-arg]
-        self.reports = reports
-        self.pid = os.getpid()
-
-    def ready(self) -> None:
-        self.reports.put_nowait(("ready", self.pid, 0, 0))
-
-    def tick(self, processed: int, in_flight: int) -> None:
-        self.reports.put_nowait(("tick", self.pid, processed, in_flight))
-
-    def stopping(self) -> None:
-        pass  # the supervisor stops first and says so itself
 
 
 class StopSignal:
@@ -236,7 +181,7 @@ class WorkerProcess:
     def __init__(self, service: Service, options: PoolOptions, monitor: Monitor | None = None) -> None:
         self.service = service
         self.options = options
-        self.monitor: Monitor = monitor or _NoMonitor()
+        self.monitor: Monitor = monitor or NoMonitor()
         self._next_tick = 0.0
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
@@ -421,7 +366,7 @@ def run_process(make_service: ServiceFactory, options: PoolOptions) -> int:
     install_stack_dumps()
     if options.metrics_port is not None:
         metrics.serve(options.metrics_port, options.metrics_address)
-    worker = WorkerProcess(make_service(), options, _LocalMonitor(Watch(notifier(), 1)))
+    worker = WorkerProcess(make_service(), options, LocalMonitor(Watch(notifier(), 1)))
     worker.install_signals()
     hard_exit(worker.run())
     return 0  # not reached
@@ -433,7 +378,7 @@ def _child(make_service: ServiceFactory, options: PoolOptions, log_level: str, l
     configure_logging(log_level, log_format)
     install_stack_dumps()
     reports.cancel_join_thread()  # a report still unsent must never hold up the exit
-    worker = WorkerProcess(make_service(), options, _QueueMonitor(reports))
+    worker = WorkerProcess(make_service(), options, QueueMonitor(reports))
     signal.signal(signal.SIGTERM, lambda s, f: worker.stop.request())
     hard_exit(worker.run())
 
@@ -516,7 +461,7 @@ def _supervise(make_service: ServiceFactory, options: PoolOptions, log_level: st
                 log.warning("worker process %s exited with %s; starting another", proc.pid, proc.exitcode)
                 time.sleep(1)
                 children[i] = start_child()
-        _read_reports(reports, watch)
+        read_reports(reports, watch)
         watch.poll()
         stopping.wait(0.5)
     watch.stop()
@@ -535,15 +480,3 @@ def _supervise(make_service: ServiceFactory, options: PoolOptions, log_level: st
     if crash_loop:
         return EXIT_CRASH_LOOP
     return 0 if all(p.exitcode == 0 for p in children) else 1
-
-
-def _read_reports(reports: multiprocessing.queues.Queue, watch: Watch) -> None:  # type: ignore[type-arg]
-    while True:
-        try:
-            kind, pid, processed, in_flight = reports.get_nowait()
-        except queue_mod.Empty:
-            return
-        if kind == "ready":
-            watch.ready(pid)
-        else:
-            watch.tick(pid, processed, in_flight)

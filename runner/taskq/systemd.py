@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing.queues
 import os
+import queue
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("urltester.worker")
 
@@ -161,3 +164,82 @@ class Watch:
         if self.sent_ready and now >= self._next_status:
             self.notify.send(self.status())
             self._next_status = now + STATUS_EVERY
+
+
+# -------------------------------------------------------------- how processes report
+
+
+class Monitor(Protocol):
+    """Who hears how a worker process is doing: the supervisor's :class:`Watch`.
+
+    Called from the connection thread (runner.taskq.pool.WorkerProcess); must not block.
+    """
+
+    def ready(self) -> None:
+        """Connected to RabbitMQ and consuming (again, after a reconnect)."""
+
+    def tick(self, processed: int, in_flight: int) -> None:
+        """The connection loop turned (every ``TICK_EVERY`` seconds or so)."""
+
+    def stopping(self) -> None:
+        """This process began to stop."""
+
+
+class NoMonitor:
+    def ready(self) -> None:
+        pass
+
+    def tick(self, processed: int, in_flight: int) -> None:
+        pass
+
+    def stopping(self) -> None:
+        pass
+
+
+class LocalMonitor:
+    """The only process of a pool is its own supervisor: it tells systemd itself."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self.pid = os.getpid()
+
+    def ready(self) -> None:
+        self.watch.ready(self.pid)
+        self.watch.poll()
+
+    def tick(self, processed: int, in_flight: int) -> None:
+        self.watch.tick(self.pid, processed, in_flight)
+        self.watch.poll()
+
+    def stopping(self) -> None:
+        self.watch.stop()
+
+
+class QueueMonitor:
+    """A child's reports, through a multiprocessing queue, to the supervisor's Watch."""
+
+    def __init__(self, reports: multiprocessing.queues.Queue) -> None:  # type: ignore[type-arg]
+        self.reports = reports
+        self.pid = os.getpid()
+
+    def ready(self) -> None:
+        self.reports.put_nowait(("ready", self.pid, 0, 0))
+
+    def tick(self, processed: int, in_flight: int) -> None:
+        self.reports.put_nowait(("tick", self.pid, processed, in_flight))
+
+    def stopping(self) -> None:
+        pass  # the supervisor stops first and says so itself
+
+
+def read_reports(reports: multiprocessing.queues.Queue, watch: Watch) -> None:  # type: ignore[type-arg]
+    """Hand the children's reports (:class:`QueueMonitor`) to the supervisor's Watch."""
+    while True:
+        try:
+            kind, pid, processed, in_flight = reports.get_nowait()
+        except queue.Empty:
+            return
+        if kind == "ready":
+            watch.ready(pid)
+        else:
+            watch.tick(pid, processed, in_flight)
