@@ -58,6 +58,10 @@ CHECK_SECONDS = Histogram("urltester_check_duration_seconds",
                           "Time of a check's final attempt, by phase (total: DNS to last body byte).",
                           ["phase"], buckets=DURATION_BUCKETS)
 ATTEMPTS = Counter("urltester_check_attempts", "HTTP attempts made by checks (retries included).")
+CERT_DAYS = Histogram("urltester_check_cert_days",
+                      "Days left on the earliest-expiring certificate of a check over https "
+                      "(negative: expired), one observation a check.",
+                      buckets=(0, 7, 14, 30, 60, 90, 180, 365))
 IN_FLIGHT = Gauge("urltester_checks_in_flight", "Checks running now.", multiprocess_mode="livesum")
 
 # ---------------------------------------------------------------- results (runner.jobs.writer)

@@ -67,6 +67,8 @@ def count(result: CheckResult) -> None:
         ms = getattr(result, name)
         if ms is not None:
             histogram.observe(ms / 1000.0)
+    if result.cert_days is not None:
+        metrics.CERT_DAYS.observe(result.cert_days)
 
 
 def _already_done(runtime: CheckParts, job_id: int) -> bool:
