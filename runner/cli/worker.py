@@ -24,7 +24,10 @@ def check_service(settings: Settings) -> CheckService:
 
     return CheckService(Runtime(settings, db_connections=4))
 
+
 class LogFormat(enum.StrEnum):
+    """--log-format (runner.taskq.logs explains each)."""
+
     auto = "auto"
     text = "text"
     journal = "journal"

@@ -27,7 +27,6 @@ import signal
 import sys
 from datetime import UTC, datetime
 
-FORMATS = ("auto", "text", "journal", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(processName)s[%(process)d] %(name)s: %(message)s"
 SYSLOG_LEVELS = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
