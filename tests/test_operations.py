@@ -127,6 +127,17 @@ class NotifySocket:
             except TimeoutError:
                 pass
 
+    def drain(self) -> None:
+        """Read whatever has arrived, without waiting."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.messages.extend(self.sock.recv(4096).decode().split("\n"))
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+
     def close(self) -> None:
         self.sock.close()
         os.unlink(self.path)
@@ -157,6 +168,27 @@ def test_systemd_hears_ready_watchdog_status_and_stopping(env, target, notify, t
     assert status and all(" in flight, " in line and "processes consuming" in line for line in status)
     assert "of 2 processes consuming" in status[-1]
     assert "NOTIFY_SOCKET" not in (tmp_path / "worker.log").read_text()
+
+
+def test_a_stuck_worker_process_gets_no_watchdog_ping_and_prints_its_stacks(env, notify, tmp_path) -> None:
+    env = {**env, "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"}  # stuck: quiet for 1.5 s
+    log_path = tmp_path / "worker.log"
+    with worker(env, "--processes", "2", "--concurrency", "2", log_path=log_path) as proc:
+        notify.read_until(lambda m: m.count("WATCHDOG=1") >= 2, 60)
+        [stuck, _] = sorted(worker_children(proc.pid))
+        os.kill(stuck, signal.SIGSTOP)  # its connection loop stops turning
+        try:
+            wait_until(lambda: f"worker process(es) {stuck} stuck" in log_path.read_text(), 20,
+                       message="the supervisor to notice")
+            notify.drain()
+            pings = notify.messages.count("WATCHDOG=1")
+            time.sleep(3)  # three ping intervals
+            notify.drain()
+            assert notify.messages.count("WATCHDOG=1") == pings, "pinged while a process was stuck"
+        finally:
+            os.kill(stuck, signal.SIGCONT)  # the SIGUSR1 the supervisor sent is delivered now
+        notify.read_until(lambda m: m.count("WATCHDOG=1") > pings, 20)  # alive again: pings resume
+        wait_until(lambda: "most recent call first" in log_path.read_text(), 20, message="its stacks")
 
 
 def test_no_ready_while_the_broker_is_unreachable_but_systemd_hears_why(pg_url, queue_name, notify) -> None:

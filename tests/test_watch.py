@@ -53,11 +53,13 @@ def test_a_stuck_process_gets_no_watchdog_ping_and_a_live_one_does() -> None:
     watch.ready(12)
     watch.poll()
     assert heard.lines.count("WATCHDOG=1") == 1
+    stuck = []
     for _ in range(20):  # 10 s: process 12's loop ticks, process 11's does not
         clock.t += 0.5
         watch.tick(12, 0, 0)
-        watch.poll()
+        stuck += watch.poll()
     assert watch.stale() == [11]
+    assert stuck == [11]  # once: the supervisor has it dump its stacks once
     pings = heard.lines.count("WATCHDOG=1")
     assert pings == 2  # at 5 s (both fresh enough); none after 11 went quiet for 7.5 s
     watch.gone(11)  # the supervisor replaced it

@@ -462,7 +462,11 @@ def _supervise(make_service: ServiceFactory, options: PoolOptions, log_level: st
                 time.sleep(1)
                 children[i] = start_child()
         read_reports(reports, watch)
-        watch.poll()
+        for pid in watch.poll():
+            # systemd's watchdog signal reaches only this process; the stuck one's stacks
+            # are what an operator needs, in the journal, before the unit is restarted.
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
         stopping.wait(0.5)
     watch.stop()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already; see WorkerProcess.drained

@@ -141,9 +141,12 @@ class Watch:
         now = self.now()
         return [pid for pid, at in self.ticks.items() if now - at > limit]
 
-    def poll(self) -> None:
+    def poll(self) -> list[int]:
+        """Send what is due. Returns the processes found stuck just now (once each spell),
+        so the supervisor can have them print their stacks."""
+        newly_stuck: list[int] = []
         if self.stopping:
-            return
+            return newly_stuck
         now = self.now()
         if not self.sent_ready and len(self.ready_pids) >= self.processes:
             self.sent_ready = True
@@ -157,6 +160,7 @@ class Watch:
                               "withholding the watchdog ping", ", ".join(map(str, stale)),
                               self.notify.watchdog * 0.75)
                     self._stale_logged = True
+                    newly_stuck = stale
             else:
                 self._stale_logged = False
                 self.notify.send("WATCHDOG=1")
@@ -164,6 +168,7 @@ class Watch:
         if self.sent_ready and now >= self._next_status:
             self.notify.send(self.status())
             self._next_status = now + STATUS_EVERY
+        return newly_stuck
 
 
 # -------------------------------------------------------------- how processes report
