@@ -407,13 +407,11 @@ def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str 
     if options.processes <= 1:
         return run_process(make_service, options)
     install_stack_dumps()
-    with contextlib.ExitStack() as stack:
-        path = None
-        if options.metrics_port is not None:
-            path = stack.enter_context(metrics.multiprocess_dir())
+    serving = options.metrics_port is not None
+    with metrics.multiprocess_dir() if serving else contextlib.nullcontext() as path:
+        if serving:
             metrics.serve(options.metrics_port, options.metrics_address, path=path)
         return _supervise(make_service, options, log_level, log_format, path)
-    return 0  # not reached (mypy cannot see that ExitStack does not swallow)
 
 
 def _supervise(make_service: ServiceFactory, options: PoolOptions, log_level: str, log_format: str,
