@@ -151,9 +151,10 @@ def notify() -> Iterator[NotifySocket]:
     sock.close()
 
 
-def test_systemd_hears_ready_watchdog_status_and_stopping(env, target, notify, tmp_path) -> None:
+@pytest.mark.parametrize("processes", ["2", "1"])  # a supervisor speaking for two; a process for itself
+def test_systemd_hears_ready_watchdog_status_and_stopping(processes, env, target, notify, tmp_path) -> None:
     env = {**env, "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"}  # a ping a second
-    with worker(env, "--processes", "2", "--concurrency", "4", log_path=tmp_path / "worker.log") as proc:
+    with worker(env, "--processes", processes, "--concurrency", "4", log_path=tmp_path / "worker.log") as proc:
         notify.read_until(lambda m: "READY=1" in m, 60)
         assert not any(line.startswith("WATCHDOG") for line in notify.messages[:notify.messages.index("READY=1")])
         assert run_cli(["submit", *[target.url(f"/ok?ms=100&n={i}") for i in range(200)]], env).returncode == 0
@@ -166,7 +167,7 @@ def test_systemd_hears_ready_watchdog_status_and_stopping(env, target, notify, t
     print("\n".join(notify.messages))  # the closing note's figures: pytest -s shows them
     status = [line for line in notify.messages if line.startswith("STATUS=") and "checks/s" in line]
     assert status and all(" in flight, " in line and "processes consuming" in line for line in status)
-    assert "of 2 processes consuming" in status[-1]
+    assert f"{processes} of {processes} processes consuming" in status[-1]
     assert "NOTIFY_SOCKET" not in (tmp_path / "worker.log").read_text()
 
 
