@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -33,6 +34,16 @@ def check_service(settings: Settings) -> CheckService:
 
     return riding_out(lambda: CheckService(Runtime(settings, db_connections=4)))
 
+
+class LogFormat(enum.StrEnum):
+    """--log-format (runner.taskq.logs explains each)."""
+
+    auto = "auto"
+    text = "text"
+    journal = "journal"
+    json = "json"
+
+
 @handled
 def start(
     ctx: typer.Context,
@@ -45,12 +56,19 @@ def start(
     deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse loopback, RFC 1918, CGNAT and unique-local addresses.")] = False,
     allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[LogFormat, typer.Option("--log-format", envvar="URLTESTER_LOG_FORMAT", help="text (with a timestamp), journal (a <N> syslog-level prefix, no timestamp: journald adds its own), json (one object a line) or auto: journal when stderr is systemd's journal stream, text otherwise.")] = LogFormat.auto,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", envvar="URLTESTER_METRICS_PORT", min=1, max=65535, help="Serve Prometheus metrics of every worker process at http://HOST:PORT/metrics (default: off).", show_default=False)] = None,
+    metrics_address: Annotated[str, typer.Option("--metrics-address", envvar="URLTESTER_METRICS_ADDRESS", help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 interface; :: for IPv6 too).")] = "0.0.0.0",
 ) -> None:
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
 
     Waits for PostgreSQL and RabbitMQ if they are not up yet. Stops on SIGTERM or Ctrl-C, after the checks in flight (--shutdown-timeout).
+
+    Under systemd (Type=notify) it reports READY, WATCHDOG and STATUS (checks/s, in flight); worker processes that keep dying (5 in 60 s) end it with exit 1. SIGUSR1 prints every thread's stack. See docs/operations.md.
     """
-    from runner.taskq.pool import configure_logging, run_pool
+    from runner.metrics import MetricsError
+    from runner.taskq.logs import configure_logging, install_stack_dumps, resolve
+    from runner.taskq.pool import run_pool
 
     settings: Settings = ctx.obj.with_(queue=queue, deny_private=deny_private or None,
                                        allow_networks=tuple(allow_network) if allow_network else None)
@@ -63,11 +81,18 @@ def start(
         )
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise fail(f"--log-level {log_level!r}: use debug, info, warning or error", EXIT_USAGE)
-    configure_logging(log_level)
+    fmt = resolve(log_format.value)
+    configure_logging(log_level, fmt)
+    install_stack_dumps()  # from now on, waiting for the services included
     options = PoolOptions(concurrency=concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
-                          hold_budget=hold_budget, **({"processes": processes} if processes else {}))
+                          hold_budget=hold_budget, metrics_port=metrics_port, metrics_address=metrics_address,
+                          **({"processes": processes} if processes else {}))
     _wait_for_services(settings)
-    raise typer.Exit(run_pool(functools.partial(check_service, settings), options, log_level))
+    try:
+        code = run_pool(functools.partial(check_service, settings), options, log_level, fmt)
+    except MetricsError as exc:
+        raise fail(f"--metrics-port: {exc}", EXIT_USAGE) from None
+    raise typer.Exit(code)
 
 
 def _preflight(settings: Settings) -> None:
@@ -96,6 +121,7 @@ def riding_out(fn: Callable[[], T]) -> T:
     from tenacity import Retrying, retry_if_exception
 
     from runner.backoff import backoff
+    from runner.taskq.systemd import notifier
 
     log = logging.getLogger("urltester.worker")
 
@@ -106,6 +132,9 @@ def riding_out(fn: Callable[[], T]) -> T:
         exc = state.outcome.exception()
         what = f"database unreachable: {exc}" if isinstance(exc, StoreUnavailable) else str(exc)
         log.warning("%s; waiting for it (next try in %.0f s)", what, state.next_action.sleep)
+        # Type=notify: still starting, on purpose. Push systemd's start timeout past the next try.
+        notifier().send(f"STATUS=waiting: {what}"[:400],
+                        f"EXTEND_TIMEOUT_USEC={int((state.next_action.sleep + 30) * 1e6)}")
 
     return Retrying(wait=backoff(0.5, 15), retry=retry_if_exception(unreachable), before_sleep=waiting,
                     reraise=True)(fn)

@@ -34,6 +34,7 @@ import amqp
 from kombu import Connection, Consumer, Queue
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
+from runner import metrics
 from runner.backoff import backoff
 from runner.errors import BrokerError, ConfigError
 from runner.text import mask_url as mask_password
@@ -43,6 +44,7 @@ log = logging.getLogger("urltester.broker")
 DELIVERY_LIMIT = 10
 CONFIRM_BATCH = 500
 HEARTBEAT = 30
+DEPTH_EVERY = 5.0  # seconds between two readings of the queue depth (metrics) by a consumer
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError, socket.timeout, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
     amqp.exceptions.RecoverableConnectionError, ConnectionError,
@@ -254,7 +256,7 @@ class AmqpBroker:
 
     def consume(self, *, prefetch: int, on_delivery: Callable[[Delivery], None], stop: threading.Event,
                 drained: Callable[[], bool], on_connection_lost: Callable[[], None] | None = None,
-                on_connected: Callable[[], None] | None = None) -> None:
+                on_connected: Callable[[], None] | None = None, tick: Callable[[], None] | None = None) -> None:
         """Run the connection loop in this thread until ``stop`` is set and ``drained()``.
 
         ``on_delivery`` runs in this thread and must not block. After ``stop``, no new
@@ -263,6 +265,10 @@ class AmqpBroker:
         re-established with backoff, forever; deliveries from the old connection can no
         longer be acked (RabbitMQ redelivers them), so their actions are dropped and
         ``on_connection_lost`` tells the caller.
+
+        ``tick`` runs in this thread on every turn of the loop (every 50 ms or sooner) and
+        before each attempt to reconnect: the sign of life a watchdog waits for. It must
+        not block.
         """
         reconnecting = Retrying(wait=backoff(0.5, 15), reraise=True,
                                 retry=retry_if_exception_type((BrokerError, *CONNECTION_ERRORS)))
@@ -270,8 +276,10 @@ class AmqpBroker:
             with attempt:
                 if stop.is_set() and drained():
                     return
+                if tick is not None:
+                    tick()
                 try:
-                    self._consume_once(prefetch, on_delivery, stop, drained, on_connected)
+                    self._consume_once(prefetch, on_delivery, stop, drained, on_connected, tick)
                 except (BrokerError, *CONNECTION_ERRORS) as exc:
                     self._generation += 1
                     log.warning("connection to RabbitMQ lost (%s); reconnecting", self._describe(exc))
@@ -282,7 +290,8 @@ class AmqpBroker:
                     raise
 
     def _consume_once(self, prefetch: int, on_delivery: Callable[[Delivery], None], stop: threading.Event,
-                      drained: Callable[[], bool], on_connected: Callable[[], None] | None) -> None:
+                      drained: Callable[[], bool], on_connected: Callable[[], None] | None,
+                      tick: Callable[[], None] | None) -> None:
         conn = self._connect()
         try:
             channel = conn.channel()
@@ -292,6 +301,7 @@ class AmqpBroker:
             generation = self._generation
 
             def on_message(message: Any) -> None:
+                metrics.RECEIVED.inc()
                 on_delivery(Delivery(self, message, generation))
 
             consumer = Consumer(channel, queues=[self._work], on_message=on_message, no_ack=False,
@@ -301,7 +311,13 @@ class AmqpBroker:
             if on_connected is not None:
                 on_connected()
             cancelled = False
+            depth_due = 0.0
             while True:
+                if tick is not None:
+                    tick()
+                if time.monotonic() >= depth_due:
+                    depth_due = time.monotonic() + DEPTH_EVERY
+                    self._read_depth(channel)
                 self._run_actions(generation, dead_channel)
                 if stop.is_set():
                     if not cancelled:
@@ -331,6 +347,7 @@ class AmqpBroker:
                 msg.ack()
             elif action == "requeue":
                 msg.reject(requeue=True)
+                metrics.REQUEUED.inc()
             elif action == "hand_on":
                 # Marked requeued: a copy may also come back with the old message (if the
                 # connection drops before its ack), so the check looks for a result first.
@@ -339,6 +356,7 @@ class AmqpBroker:
                                  application_headers={"x-urltester-requeued": True}),
                     exchange="", routing_key=self.queue,
                 )
+                metrics.CONFIRMED.inc()
             elif action == "dead":
                 reason, body = arg
                 headers = {**delivery.headers, "x-urltester-reason": reason[:1000], "x-urltester-queue": self.queue}
@@ -348,9 +366,20 @@ class AmqpBroker:
                                  delivery_mode=2, application_headers=headers),
                     exchange="", routing_key=dead_queue_name(self.queue),
                 )
+                metrics.CONFIRMED.inc()
+                metrics.DEAD_LETTERED.inc()
                 if body is None:
                     msg.ack()
                 log.warning("dead-lettered a message from %s: %s", self.queue, reason)
+
+
+    def _read_depth(self, channel: Any) -> None:
+        """The queues' depth into the metrics (messages ready, not those being worked on)."""
+        _, ready, consumers = channel.queue_declare(self.queue, passive=True)
+        _, dead, _ = channel.queue_declare(dead_queue_name(self.queue), passive=True)
+        metrics.QUEUE_MESSAGES.labels("work").set(ready)
+        metrics.QUEUE_MESSAGES.labels("dead").set(dead)
+        metrics.QUEUE_CONSUMERS.set(consumers)
 
 
 class _Publisher:
@@ -396,8 +425,10 @@ class _Publisher:
                     self.conn.heartbeat_check()
             if self.nacked:
                 self.nacked = False
+                metrics.REFUSED.inc()
                 raise BrokerError(f"RabbitMQ at {shown} refused to store a message (nack)")
             done += len(batch)
+            metrics.CONFIRMED.inc(len(batch))
         return done
 
 

@@ -16,6 +16,10 @@ class PoolOptions:
     prefetch: int | None = None  # messages; default = concurrency
     shutdown_timeout: float = 30.0
     hold_budget: float = 600.0  # seconds a message may wait before its unstarted calls are handed on
+    crash_limit: int = 5  # child deaths within crash_window seconds that end the supervisor
+    crash_window: float = 60.0
+    metrics_port: int | None = None  # serve /metrics (every process summed) on this port
+    metrics_address: str = "0.0.0.0"  # every IPv4 interface
 
     @property
     def effective_prefetch(self) -> int:
