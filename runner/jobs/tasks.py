@@ -11,14 +11,16 @@ delivery limit in about a second: a database outage would dead-letter every rede
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from db import ResultRecord, Store, StoreUnavailable, utcnow
 from runner import metrics
-from runner.check.checker import Checker, CheckResult
 from runner.check.options import CheckOptions
-from runner.jobs.writer import ResultWriter
 from runner.taskq.app import App, Task, context
+
+if TYPE_CHECKING:  # the checker (requests, urllib3, ssl) is built on first use, not imported by submitters
+    from runner.check.checker import Checker, CheckResult
+    from runner.jobs.writer import ResultWriter
 
 CHECK_TASK = "check"
 
