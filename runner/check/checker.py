@@ -69,6 +69,7 @@ HEADERS_MAX = 64
 BACKOFF_FIRST = 0.25            # seconds; doubles per attempt, with jitter, capped below
 BACKOFF_MAX = 5.0
 MIN_ATTEMPT = 0.2               # don't start an attempt with less time than this left
+STALE_RESENDS = 5               # pool_maxsize + 1: every pooled connection may be stale
 
 
 # ---------------------------------------------------------------- the result
@@ -112,6 +113,7 @@ class CheckResult:
     flaky: bool = False
     retried: list[dict[str, str]] = field(default_factory=list)   # earlier attempts' outcome/error
     failed_conditions: list[str] = field(default_factory=list)
+    stale_connection_retried: int = 0     # requests re-sent at once: a reused connection was closed
     elapsed_ms: float | None = None       # the whole check, retries and backoff included
 
     def as_dict(self) -> dict[str, Any]:
@@ -236,7 +238,7 @@ def _r(value: float | None) -> float | None:
 class _Attempt:
     """The outcome of one attempt: a finished hop chain, or a classified failure."""
 
-    __slots__ = ("hops", "outcome", "error", "transient", "retry_after", "note")
+    __slots__ = ("hops", "outcome", "error", "transient", "retry_after", "note", "stale_retried")
 
     def __init__(self) -> None:
         self.hops: list[_Hop] = []
@@ -245,6 +247,7 @@ class _Attempt:
         self.transient = False
         self.retry_after: float | None = None
         self.note: str | None = None      # why a status was retried (for CheckResult.retried)
+        self.stale_retried = 0            # requests re-sent because a reused connection was stale
 
 
 # ---------------------------------------------------------------- the checker
@@ -345,6 +348,7 @@ class Checker:
         result.retried = [{"outcome": a.outcome or "http_error", "error": a.error or a.note or ""}
                           for a in history[:-1]]
         result.flaky = result.attempts > 1 and result.ok
+        result.stale_connection_retried = sum(a.stale_retried for a in history)
         result.elapsed_ms = _r((time.monotonic() - started) * 1000.0)
         return result
 
@@ -361,19 +365,9 @@ class Checker:
                 att.outcome, att.error = "deadline_exceeded", _deadline_words(options, "before a request")
                 return att
             op_timeout = min(remaining, max(1.0, options.deadline / max(1, options.retries)))
-            hop = _Hop(url=current_url, started=time.perf_counter(),
-                       times=HopTimes(guard=guard, policy=self.policy, op_timeout=op_timeout))
-            att.hops.append(hop)
+            hop = self._send_fresh_if_stale(session, att, current_url, method, headers, options,
+                                            guard, op_timeout)
             following = len(att.hops) <= options.max_redirects
-            try:
-                self._send(session, hop, method, headers, options)
-            except CheckFailure as exc:
-                att.outcome, att.error, att.transient = exc.outcome, exc.error, exc.transient
-            except Exception as exc:   # noqa: BLE001 - classified below
-                att.outcome, att.error, att.transient = _classify(exc, hop.times)
-            finally:
-                hop.ended = hop.ended or time.perf_counter()
-                timing.set_current(None)
             if att.outcome is not None:
                 if att.outcome == "deadline_exceeded" or guard.fired:
                     att.outcome = "deadline_exceeded"
@@ -411,6 +405,43 @@ class Checker:
             if hop.status == 303 and method != "HEAD":
                 method = "GET"
             current_url = next_url
+
+    def _send_fresh_if_stale(self, session: requests.Session, att: _Attempt, url: str,
+                             method: str, headers: dict[str, str] | None, options: CheckOptions,
+                             guard: Guard, op_timeout: float) -> _Hop:
+        """One hop, re-sent at once on a new connection when a reused one was stale.
+
+        A server may close an idle keep-alive connection whenever it likes (Apache after
+        KeepAliveTimeout, nginx after keepalive_requests, load balancers at any time); when
+        that close meets our next request, the request fails before any byte of a response.
+        Like curl, browsers and RFC 9112 section 9.3.1, the request (GET or HEAD: idempotent)
+        goes again on a fresh connection: not an attempt, not flaky, counted in
+        ``CheckResult.stale_connection_retried``. Each re-send drops one stale pooled
+        connection, so the loop ends by ``STALE_RESENDS`` or on a new connection.
+        """
+        for _ in range(STALE_RESENDS + 1):
+            hop = _Hop(url=url, started=time.perf_counter(),
+                       times=HopTimes(guard=guard, policy=self.policy, op_timeout=op_timeout))
+            stale = False
+            try:
+                self._send(session, hop, method, headers, options)
+            except CheckFailure as exc:
+                att.outcome, att.error, att.transient = exc.outcome, exc.error, exc.transient
+            except Exception as exc:   # noqa: BLE001 - classified below
+                stale = _is_stale(exc, hop.times)
+                if not stale:
+                    att.outcome, att.error, att.transient = _classify(exc, hop.times)
+            finally:
+                hop.ended = hop.ended or time.perf_counter()
+                timing.set_current(None)
+            if not stale:
+                break
+            att.stale_retried += 1
+        else:
+            att.outcome, att.error, att.transient = (
+                "invalid_response", "every reused connection was closed before a response", True)
+        att.hops.append(hop)
+        return hop
 
     def _send(self, session: requests.Session, hop: _Hop, method: str,
               headers: dict[str, str] | None, options: CheckOptions) -> None:
@@ -779,6 +810,21 @@ def _root(exc: BaseException) -> BaseException:
             continue
         break
     return exc
+
+
+def _is_stale(exc: BaseException, times: HopTimes) -> bool:
+    """A reused keep-alive connection the server had closed: no byte of a response came.
+
+    Only then is a re-send safe and honest; a new connection that fails, or one that
+    failed after the response began, is a real failure of the server.
+    """
+    if times.new_conn or times.first_byte_at is not None or times.guard.fired:
+        return False
+    if times.tls_failure is not None or times.phase not in ("connecting", "waiting for the response headers"):
+        return False
+    root = _root(exc)
+    return (isinstance(root, ConnectionResetError | BrokenPipeError | ConnectionAbortedError)
+            or type(root).__name__ == "RemoteDisconnected")
 
 
 def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:

@@ -344,7 +344,7 @@ class _FirstByteMixin:
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         count = super().recv_into(buffer, nbytes, flags)  # type: ignore[misc]
         hop = self._ut_hop
-        if hop is not None:
+        if hop is not None and count:    # 0 is the end of the stream, not a byte
             hop.first_byte_at = _perf()
             self._ut_hop = None
         return count
