@@ -27,6 +27,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -696,10 +697,19 @@ def _retry_after(headers: Any) -> float | None:
     value = headers.get("retry-after") if headers is not None else None
     if value is None:
         return None
+    value = value.strip()
     try:
-        seconds = float(value.strip())
+        seconds = float(value)
     except ValueError:
-        return None    # an HTTP date: ignored, backoff applies
+        # RFC 9110 10.2.3: delay-seconds or an HTTP-date (IMF-fixdate, or the obsolete forms
+        # email.utils also reads). A date in the past means "now".
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None    # neither: ignored, backoff applies
+        if when.tzinfo is None:          # "-0000" or no zone: HTTP dates are GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, (when - datetime.now(UTC)).total_seconds())
     return seconds if 0 <= seconds <= 3600 else None
 
 

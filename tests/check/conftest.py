@@ -9,6 +9,7 @@ self-signed one. Nothing here needs a network, a database or a broker.
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import shutil
 import socket
@@ -110,6 +111,18 @@ def flaky(conn: socket.socket, path: str) -> None:
         _ok(b"recovered")(conn, path)
 
 
+def flaky_date(conn: socket.socket, path: str) -> None:
+    """503 with Retry-After as an HTTP date 2 s ahead the first time a path is asked for."""
+    with _counts_lock:
+        _counts[path] += 1
+        n = _counts[path]
+    if n == 1:
+        when = email.utils.formatdate(time.time() + 2, usegmt=True)
+        _send(conn, "503 Service Unavailable", [("Content-Length", "0"), ("Retry-After", when)])
+    else:
+        _ok(b"recovered")(conn, path)
+
+
 def always_503(conn: socket.socket, path: str) -> None:
     _send(conn, "503 Service Unavailable", [("Content-Length", "4")], b"down")
 
@@ -142,6 +155,7 @@ ROUTES: dict[str, Handler] = {
     "/huge-header-line": huge_header_line,
     "/reset": reset_mid_body,
     "/flaky": flaky,
+    "/flaky-date": flaky_date,
     "/down": always_503,
     "/missing": lambda conn, path: _send(conn, "404 Not Found", [("Content-Length", "0")]),
     "/large": _ok(b"L" * 5000),
