@@ -38,6 +38,7 @@ from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema, ReadTi
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from runner.check import transport as timing
+from runner.check.body import BodyScan, body_texts
 from runner.check.options import DEFAULT_OPTIONS, CheckOptions, Condition
 from runner.check.policy import DEFAULT_POLICY, AddressPolicy
 from runner.check.transport import CheckFailure, Guard, HopTimes
@@ -207,7 +208,8 @@ class _Hop:
     headers: Any = None
     location: str | None = None
     declared: int | None = None     # Content-Length
-    body: bytes = b""               # what was kept of the body (see Checker._read)
+    body: bytes = b""               # the first TITLE_SCAN bytes, for the title
+    scan: BodyScan | None = None    # the body assertions' answers (see Checker._read)
     nbytes: int | None = None       # body bytes read, decompressed, at most max_bytes
     too_large: bool = False
     ended: float | None = None
@@ -487,16 +489,19 @@ class Checker:
               keep: bool) -> None:
         """Read the body streaming, decompressed, until EOF or one byte past ``cap``.
 
-        Every byte is counted; only what an assertion needs is kept: the whole body (up
-        to ``cap``) when a body assertion is set, else the first TITLE_SCAN bytes for the
-        title. ``keep`` False (a redirect's body) keeps nothing and is never too_large.
+        Every byte is counted; the first TITLE_SCAN bytes are kept for the title, and body
+        assertions are answered by a BodyScan as the chunks pass, so no option makes a
+        check hold more than that plus one chunk. ``keep`` False (a redirect's body) keeps
+        nothing and is never too_large.
         """
         hop.times.phase = "reading the body"
         raw = response.raw
         guard = hop.times.guard
-        store = 0
-        if keep:
-            store = cap if _needs_body(options) else min(cap, TITLE_SCAN)
+        store = min(cap, TITLE_SCAN) if keep else 0
+        scan: BodyScan | None = None
+        if keep and _needs_body(options):
+            scan = hop.scan = BodyScan(_charset(response.headers.get("content-type")),
+                                       *body_texts(options))
         chunks: list[bytes] = []
         stored = total = 0
         eof = False
@@ -515,6 +520,8 @@ class Checker:
                     chunk = chunk[: len(chunk) - (total - cap)]
                     total = cap
                     hop.too_large = keep
+                if scan is not None:
+                    scan.feed(chunk)
                 if stored < store:
                     piece = chunk[: store - stored]
                     chunks.append(piece)
@@ -525,6 +532,8 @@ class Checker:
             hop.ended = time.perf_counter()
             hop.body = b"".join(chunks)
             hop.nbytes = total
+            if scan is not None:
+                scan.finish()
             if eof:
                 raw.release_conn()
             else:
@@ -637,22 +646,15 @@ class Checker:
 
     def _assertions(self, result: CheckResult, hop: _Hop, options: CheckOptions) -> list[str]:
         failures: list[str] = []
-        text: str | None = None
-
-        def body_text() -> str:
-            nonlocal text
-            if text is None:
-                text = hop.body.decode(_charset(result.content_type), errors="replace")
-            return text
-
-        if options.body_contains is not None and options.body_contains not in body_text():
+        scan = hop.scan or BodyScan.empty(options)
+        if options.body_contains is not None and not scan.contains(options.body_contains):
             failures.append(f'body does not contain "{options.body_contains}"')
-        if options.body_excludes is not None and options.body_excludes in body_text():
+        if options.body_excludes is not None and scan.contains(options.body_excludes):
             failures.append(f'body contains "{options.body_excludes}"')
         if options.max_ms is not None and (result.total_ms or 0.0) > options.max_ms:
             failures.append(f"took {result.total_ms:.0f} ms, more than max_ms {options.max_ms:g}")
         for cond in options.parsed_conditions:
-            problem = _evaluate(cond, result, body_text)
+            problem = _evaluate(cond, result, scan)
             if problem:
                 failures.append(problem)
         return failures
@@ -874,16 +876,16 @@ def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:
     raise exc
 
 
-def _evaluate(cond: Condition, result: CheckResult, body_text: Any) -> str | None:
+def _evaluate(cond: Condition, result: CheckResult, scan: BodyScan) -> str | None:
     """None when the condition holds, else words saying why not."""
     field_name = cond.field
+    if field_name == "body":
+        return None if scan.holds(cond.op, cond.value) else f"condition failed: {cond.text}"
     actual: Any
     if field_name == "status":
         actual = result.status_code
     elif field_name == "redirects":
         actual = len(result.redirects)
-    elif field_name == "body":
-        actual = body_text()
     elif field_name.startswith("header."):
         actual = result.headers.get(field_name[7:])
     else:
@@ -906,7 +908,5 @@ def _evaluate(cond: Condition, result: CheckResult, body_text: Any) -> str | Non
         }[op]
     if held:
         return None
-    if field_name == "body":
-        return f"condition failed: {cond.text}"
     shown = actual if not isinstance(actual, float) else f"{actual:g}"
     return f"condition failed: {cond.text} ({field_name} was {unicodedata.normalize('NFC', str(shown))[:100]})"

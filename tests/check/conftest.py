@@ -123,6 +123,17 @@ def flaky_date(conn: socket.socket, path: str) -> None:
         _ok(b"recovered")(conn, path)
 
 
+def big_needle(conn: socket.socket, path: str) -> None:
+    """32 MiB of text, gzip'd on the wire when asked, "zzz" only at its very end."""
+    size = 32 * 1024 * 1024
+    block = b"a" * 65536
+    conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 f"Content-Length: {size}\r\n\r\n".encode())
+    for _ in range(size // len(block) - 1):
+        conn.sendall(block)
+    conn.sendall(block[:-3] + b"zzz")
+
+
 def always_503(conn: socket.socket, path: str) -> None:
     _send(conn, "503 Service Unavailable", [("Content-Length", "4")], b"down")
 
@@ -160,6 +171,7 @@ ROUTES: dict[str, Handler] = {
     "/missing": lambda conn, path: _send(conn, "404 Not Found", [("Content-Length", "0")]),
     "/large": _ok(b"L" * 5000),
     "/needle-at-end": _ok(b"a" * 300000 + b"NEEDLE"),
+    "/big-needle": big_needle,
     "/bad-gzip": lambda conn, path: _send(conn, "200 OK", [("Content-Encoding", "gzip"),
                                                          ("Content-Length", "20")], b"\x1f\x8b" + b"\xff" * 18),
     "/slow": slow_headers,
