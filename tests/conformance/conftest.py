@@ -81,3 +81,10 @@ def curl(url: str, *args: str, ca: Path | None = None) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     out = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
     return json.loads(out.stdout)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.conformance)

@@ -110,7 +110,7 @@ NGINX_TLS_CASES = ("valid", "expired", "not_yet_valid", "wrong_host", "self_sign
 def start_nginx(base: Path, certs: dict[str, tuple[Path, Path]]) -> Running:
     """nginx with its keep-alive limits turned low, every HTTP case, one TLS server per case."""
     binary = require("nginx")
-    ports = {"http": free_port(), "other": free_port()}
+    ports = {"http": free_port(), "other": free_port(), "idle": free_port()}
     ports.update({case: free_port() for case in certs})
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (base / "tmp" / sub).mkdir(parents=True, exist_ok=True)
@@ -168,6 +168,13 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{ports["other"]};
+        root {base}/www;
+    }}
+    server {{
+        # Many requests per connection, but an idle connection is closed after 1 s: the
+        # close races a client's next request on it.
+        listen 127.0.0.1:{ports["idle"]};
+        keepalive_requests 1000;
         root {base}/www;
     }}
 {"".join(tls_servers)}
