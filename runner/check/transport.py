@@ -192,6 +192,10 @@ def _is_numeric(host: str) -> bool:
     return True
 
 
+class TooManyLookups(socket.gaierror):
+    """Resolver.max_pending lookups are in flight: a temporary failure (EAI_AGAIN)."""
+
+
 class Resolver:
     """getaddrinfo off the check's thread, so a check waits for a name at most its deadline.
 
@@ -244,8 +248,8 @@ class Resolver:
             future = self._pending.get(key)
             if future is None:
                 if len(self._pending) >= self.max_pending:
-                    raise socket.gaierror(socket.EAI_AGAIN, f"{len(self._pending)} name lookups "
-                                          "already pending in this process")
+                    raise TooManyLookups(socket.EAI_AGAIN, f"{len(self._pending)} name lookups "
+                                         "already pending in this process (slow nameservers?)")
                 future = self._pool.submit(self._lookup, host, port)
                 self._pending[key] = future
                 future.add_done_callback(lambda done, key=key: self._forget(key, done))
@@ -298,7 +302,8 @@ class _TimedConnectionMixin:
         try:
             infos = resolve(host, port, min(guard.remaining(), hop.op_timeout))
         except socket.gaierror as exc:
-            words = _GAI_WORDS.get(exc.errno, exc.strerror or str(exc))
+            words = (exc.strerror if isinstance(exc, TooManyLookups)
+                     else _GAI_WORDS.get(exc.errno, exc.strerror or str(exc)))
             transient = exc.errno == socket.EAI_AGAIN
             raise CheckFailure("dns_error", f"DNS: {words} ({shown})", transient=transient) from None
         except TimeoutError:
