@@ -54,7 +54,9 @@ def test_hung_lookups_do_not_delay_a_healthy_name(checker: Checker, hostile: Ser
         time.sleep(0.01)
     result = checker.check(hostile.url("/ok", host="healthy.test"), options)
     assert (result.outcome, result.error) == ("ok", None)
-    assert result.dns_ms < 50, f"the healthy name waited {result.dns_ms:.0f} ms"
+    # Not a timed goal (scripts/bench-conformance dns measures it): far below the deadline,
+    # where the old pool of 64 threads made it wait the whole deadline.
+    assert result.dns_ms < 1000, f"the healthy name waited {result.dns_ms:.0f} ms"
     assert len(hanging_dns) == HUNG          # every hung name got its own thread
     for thread in threads:
         thread.join(5)

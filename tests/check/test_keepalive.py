@@ -8,6 +8,7 @@ keep-alive connection meets a client that reuses it at that moment.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from runner.check.checker import Checker
 from runner.check.options import parse_options
 
-from .conftest import Server, _listen, _read_head, _send, _serve
+from .conftest import Certs, Server, _listen, _read_head, _send, _serve
 
 
 def _reset(conn: socket.socket) -> None:
@@ -63,6 +64,28 @@ def resets_first() -> Iterator[Server]:
     yield from _server(_reset_at_once)
 
 
+def _tls_one_request_then_close(context: ssl.SSLContext):  # noqa: ANN202
+    def handle(raw: socket.socket) -> None:
+        try:
+            conn = context.wrap_socket(raw, server_side=True)
+            if _read_head(conn):
+                _send(conn, "200 OK", [("Content-Length", "2")], b"ok")
+                _read_head(conn)      # then close without close_notify, as many servers do
+        except (OSError, ssl.SSLError):
+            pass
+        raw.close()
+    return handle
+
+
+@pytest.fixture(scope="module")
+def tls_closes_second(certs: Certs) -> Iterator[Server]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certs.good[0]), str(certs.good[1]))
+    for server in _server(_tls_one_request_then_close(context)):
+        server.scheme, server.host = "https", "localhost"
+        yield server
+
+
 ONE_TRY = parse_options({"retries": "1", "deadline": "5"})
 
 
@@ -92,3 +115,15 @@ def test_reset_after_the_response_began_is_not_resent(checker: Checker, hostile:
     result = checker.check(hostile.url("/reset"), ONE_TRY)
     assert result.outcome == "invalid_response"
     assert result.stale_connection_retried == 0
+
+
+def test_stale_tls_connection_closed_without_close_notify(certs: Certs, tls_closes_second: Server) -> None:
+    # An EOF without TLS close_notify on a reused connection is the same stale close,
+    # not a TLS error.
+    checker = Checker(ca_bundle=str(certs.ca))
+    try:
+        results = [checker.check(tls_closes_second.url(f"/{i}"), ONE_TRY) for i in range(5)]
+    finally:
+        checker.close()
+    assert [r.outcome for r in results] == ["ok"] * 5, [r.error for r in results]
+    assert [r.stale_connection_retried for r in results] == [0, 1, 1, 1, 1]
