@@ -82,6 +82,22 @@ ensure_rabbitmq() {
     command -v rabbitmqctl >/dev/null 2>&1 && rabbitmqctl await_startup >/dev/null 2>&1 || true
 }
 
+# The conformance suite's real servers and referee (tests/conformance): installed from
+# Debian's packages as root; otherwise those tests skip with the reason (fail with CI=true).
+ensure_conformance_tools() {
+    local missing=() tool
+    for tool in nginx apache2 curl openssl; do
+        command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+    done
+    [ "${#missing[@]}" = 0 ] && return 0
+    if ! is_root_debian; then
+        say "not installed: ${missing[*]} (the conformance tests will skip; CI=true makes them fail)"
+        return 0
+    fi
+    # Debian starts the servers it installs where it can: the tests start their own.
+    apt_install "${missing[@]}" || { say "installing ${missing[*]} failed"; return 0; }
+}
+
 ensure_services() {
     local ok=0
     ensure_postgres || ok=1

@@ -14,6 +14,12 @@ from runner.text import mask_url, printable
         ("example.com:8080/x", "https://example.com:8080/x"),
         ("  http://127.0.0.1:8000/  ", "http://127.0.0.1:8000/"),
         ("http://bücher.de/", "http://xn--bcher-kva.de/"),
+        # UTS #46 non-transitional (browsers): ß stays ß; IDNA 2003 made it fass.de
+        ("https://faß.de/", "https://xn--fa-hia.de/"),
+        ("https://FASS.de/", "https://fass.de/"),
+        ("bücher.de/x", "https://xn--bcher-kva.de/x"),
+        ("Bücher.DE/x?q=1", "https://xn--bcher-kva.de/x?q=1"),
+        ("http://ＥＸＡＭＰＬＥ.com/", "http://example.com/"),     # fullwidth, mapped by UTS #46
         ("http://[::1]:8080/", "http://[::1]:8080/"),
         ("http://user:pw@host.test/", "http://user:pw@host.test/"),
     ],
@@ -32,6 +38,8 @@ def test_normalise_accepts_and_canonicalises(text: str, expected: str) -> None:
         ("http://exa mple.com/", "spaces or control characters"),
         ("http://example.com:99999/", "malformed URL"),
         ("http://ex_ample..com/", "not a valid name"),
+        ("http://a\u200db.example/", "not a valid name"),     # ZWJ where CONTEXTJ forbids it
+        ("bü cher.de/x", "spaces or control characters"),
         ("http://x.test/" + "a" * 5000, "longer than 4096"),
     ],
 )

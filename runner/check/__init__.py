@@ -1,5 +1,9 @@
 """What a check is: its options, the checker, its result and outcome, the transport, the address policy.
 
+Modules: ``checker`` (the check, its result, outcomes, retries), ``transport`` (the urllib3
+classes under requests, the resolver, the deadline watchdog), ``body`` (body assertions on
+the streaming body), ``options`` (per-job options and conditions), ``policy`` (addresses).
+
 Owns: testing one URL over HTTP within a deadline (requests, on a transport of ours under
 it that times each phase and enforces the address policy at the real connect address),
 classifying what happened into an outcome, and the per-job options and conditions.

@@ -27,6 +27,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -37,6 +38,7 @@ from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema, ReadTi
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from runner.check import transport as timing
+from runner.check.body import BodyScan, body_texts
 from runner.check.options import DEFAULT_OPTIONS, CheckOptions, Condition
 from runner.check.policy import DEFAULT_POLICY, AddressPolicy
 from runner.check.transport import CheckFailure, Guard, HopTimes
@@ -69,6 +71,7 @@ HEADERS_MAX = 64
 BACKOFF_FIRST = 0.25            # seconds; doubles per attempt, with jitter, capped below
 BACKOFF_MAX = 5.0
 MIN_ATTEMPT = 0.2               # don't start an attempt with less time than this left
+STALE_RESENDS = 5               # pool_maxsize + 1: every pooled connection may be stale
 
 
 # ---------------------------------------------------------------- the result
@@ -112,6 +115,7 @@ class CheckResult:
     flaky: bool = False
     retried: list[dict[str, str]] = field(default_factory=list)   # earlier attempts' outcome/error
     failed_conditions: list[str] = field(default_factory=list)
+    stale_connection_retried: int = 0     # requests re-sent at once: a reused connection was closed
     elapsed_ms: float | None = None       # the whole check, retries and backoff included
 
     def as_dict(self) -> dict[str, Any]:
@@ -204,7 +208,8 @@ class _Hop:
     headers: Any = None
     location: str | None = None
     declared: int | None = None     # Content-Length
-    body: bytes = b""               # what was kept of the body (see Checker._read)
+    body: bytes = b""               # the first TITLE_SCAN bytes, for the title
+    scan: BodyScan | None = None    # the body assertions' answers (see Checker._read)
     nbytes: int | None = None       # body bytes read, decompressed, at most max_bytes
     too_large: bool = False
     ended: float | None = None
@@ -236,7 +241,7 @@ def _r(value: float | None) -> float | None:
 class _Attempt:
     """The outcome of one attempt: a finished hop chain, or a classified failure."""
 
-    __slots__ = ("hops", "outcome", "error", "transient", "retry_after", "note")
+    __slots__ = ("hops", "outcome", "error", "transient", "retry_after", "note", "stale_retried")
 
     def __init__(self) -> None:
         self.hops: list[_Hop] = []
@@ -245,6 +250,7 @@ class _Attempt:
         self.transient = False
         self.retry_after: float | None = None
         self.note: str | None = None      # why a status was retried (for CheckResult.retried)
+        self.stale_retried = 0            # requests re-sent because a reused connection was stale
 
 
 # ---------------------------------------------------------------- the checker
@@ -345,6 +351,7 @@ class Checker:
         result.retried = [{"outcome": a.outcome or "http_error", "error": a.error or a.note or ""}
                           for a in history[:-1]]
         result.flaky = result.attempts > 1 and result.ok
+        result.stale_connection_retried = sum(a.stale_retried for a in history)
         result.elapsed_ms = _r((time.monotonic() - started) * 1000.0)
         return result
 
@@ -361,19 +368,9 @@ class Checker:
                 att.outcome, att.error = "deadline_exceeded", _deadline_words(options, "before a request")
                 return att
             op_timeout = min(remaining, max(1.0, options.deadline / max(1, options.retries)))
-            hop = _Hop(url=current_url, started=time.perf_counter(),
-                       times=HopTimes(guard=guard, policy=self.policy, op_timeout=op_timeout))
-            att.hops.append(hop)
+            hop = self._send_fresh_if_stale(session, att, current_url, method, headers, options,
+                                            guard, op_timeout)
             following = len(att.hops) <= options.max_redirects
-            try:
-                self._send(session, hop, method, headers, options)
-            except CheckFailure as exc:
-                att.outcome, att.error, att.transient = exc.outcome, exc.error, exc.transient
-            except Exception as exc:   # noqa: BLE001 - classified below
-                att.outcome, att.error, att.transient = _classify(exc, hop.times)
-            finally:
-                hop.ended = hop.ended or time.perf_counter()
-                timing.set_current(None)
             if att.outcome is not None:
                 if att.outcome == "deadline_exceeded" or guard.fired:
                     att.outcome = "deadline_exceeded"
@@ -411,6 +408,43 @@ class Checker:
             if hop.status == 303 and method != "HEAD":
                 method = "GET"
             current_url = next_url
+
+    def _send_fresh_if_stale(self, session: requests.Session, att: _Attempt, url: str,
+                             method: str, headers: dict[str, str] | None, options: CheckOptions,
+                             guard: Guard, op_timeout: float) -> _Hop:
+        """One hop, re-sent at once on a new connection when a reused one was stale.
+
+        A server may close an idle keep-alive connection whenever it likes (Apache after
+        KeepAliveTimeout, nginx after keepalive_requests, load balancers at any time); when
+        that close meets our next request, the request fails before any byte of a response.
+        Like curl, browsers and RFC 9112 section 9.3.1, the request (GET or HEAD: idempotent)
+        goes again on a fresh connection: not an attempt, not flaky, counted in
+        ``CheckResult.stale_connection_retried``. Each re-send drops one stale pooled
+        connection, so the loop ends by ``STALE_RESENDS`` or on a new connection.
+        """
+        for _ in range(STALE_RESENDS + 1):
+            hop = _Hop(url=url, started=time.perf_counter(),
+                       times=HopTimes(guard=guard, policy=self.policy, op_timeout=op_timeout))
+            stale = False
+            try:
+                self._send(session, hop, method, headers, options)
+            except CheckFailure as exc:
+                att.outcome, att.error, att.transient = exc.outcome, exc.error, exc.transient
+            except Exception as exc:   # noqa: BLE001 - classified below
+                stale = _is_stale(exc, hop.times)
+                if not stale:
+                    att.outcome, att.error, att.transient = _classify(exc, hop.times)
+            finally:
+                hop.ended = hop.ended or time.perf_counter()
+                timing.set_current(None)
+            if not stale:
+                break
+            att.stale_retried += 1
+        else:
+            att.outcome, att.error, att.transient = (
+                "invalid_response", "every reused connection was closed before a response", True)
+        att.hops.append(hop)
+        return hop
 
     def _send(self, session: requests.Session, hop: _Hop, method: str,
               headers: dict[str, str] | None, options: CheckOptions) -> None:
@@ -455,16 +489,19 @@ class Checker:
               keep: bool) -> None:
         """Read the body streaming, decompressed, until EOF or one byte past ``cap``.
 
-        Every byte is counted; only what an assertion needs is kept: the whole body (up
-        to ``cap``) when a body assertion is set, else the first TITLE_SCAN bytes for the
-        title. ``keep`` False (a redirect's body) keeps nothing and is never too_large.
+        Every byte is counted; the first TITLE_SCAN bytes are kept for the title, and body
+        assertions are answered by a BodyScan as the chunks pass, so no option makes a
+        check hold more than that plus one chunk. ``keep`` False (a redirect's body) keeps
+        nothing and is never too_large.
         """
         hop.times.phase = "reading the body"
         raw = response.raw
         guard = hop.times.guard
-        store = 0
-        if keep:
-            store = cap if _needs_body(options) else min(cap, TITLE_SCAN)
+        store = min(cap, TITLE_SCAN) if keep else 0
+        scan: BodyScan | None = None
+        if keep and _needs_body(options):
+            scan = hop.scan = BodyScan(_charset(response.headers.get("content-type")),
+                                       *body_texts(options))
         chunks: list[bytes] = []
         stored = total = 0
         eof = False
@@ -483,6 +520,8 @@ class Checker:
                     chunk = chunk[: len(chunk) - (total - cap)]
                     total = cap
                     hop.too_large = keep
+                if scan is not None:
+                    scan.feed(chunk)
                 if stored < store:
                     piece = chunk[: store - stored]
                     chunks.append(piece)
@@ -493,6 +532,8 @@ class Checker:
             hop.ended = time.perf_counter()
             hop.body = b"".join(chunks)
             hop.nbytes = total
+            if scan is not None:
+                scan.finish()
             if eof:
                 raw.release_conn()
             else:
@@ -605,22 +646,15 @@ class Checker:
 
     def _assertions(self, result: CheckResult, hop: _Hop, options: CheckOptions) -> list[str]:
         failures: list[str] = []
-        text: str | None = None
-
-        def body_text() -> str:
-            nonlocal text
-            if text is None:
-                text = hop.body.decode(_charset(result.content_type), errors="replace")
-            return text
-
-        if options.body_contains is not None and options.body_contains not in body_text():
+        scan = hop.scan or BodyScan.empty(options)
+        if options.body_contains is not None and not scan.contains(options.body_contains):
             failures.append(f'body does not contain "{options.body_contains}"')
-        if options.body_excludes is not None and options.body_excludes in body_text():
+        if options.body_excludes is not None and scan.contains(options.body_excludes):
             failures.append(f'body contains "{options.body_excludes}"')
         if options.max_ms is not None and (result.total_ms or 0.0) > options.max_ms:
             failures.append(f"took {result.total_ms:.0f} ms, more than max_ms {options.max_ms:g}")
         for cond in options.parsed_conditions:
-            problem = _evaluate(cond, result, body_text)
+            problem = _evaluate(cond, result, scan)
             if problem:
                 failures.append(problem)
         return failures
@@ -665,10 +699,19 @@ def _retry_after(headers: Any) -> float | None:
     value = headers.get("retry-after") if headers is not None else None
     if value is None:
         return None
+    value = value.strip()
     try:
-        seconds = float(value.strip())
+        seconds = float(value)
     except ValueError:
-        return None    # an HTTP date: ignored, backoff applies
+        # RFC 9110 10.2.3: delay-seconds or an HTTP-date (IMF-fixdate, or the obsolete forms
+        # email.utils also reads). A date in the past means "now".
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None    # neither: ignored, backoff applies
+        if when.tzinfo is None:          # "-0000" or no zone: HTTP dates are GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, (when - datetime.now(UTC)).total_seconds())
     return seconds if 0 <= seconds <= 3600 else None
 
 
@@ -781,6 +824,21 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
+def _is_stale(exc: BaseException, times: HopTimes) -> bool:
+    """A reused keep-alive connection the server had closed: no byte of a response came.
+
+    Only then is a re-send safe and honest; a new connection that fails, or one that
+    failed after the response began, is a real failure of the server.
+    """
+    if times.new_conn or times.first_byte_at is not None or times.guard.fired:
+        return False
+    if times.tls_failure is not None or times.phase not in ("connecting", "waiting for the response headers"):
+        return False
+    root = _root(exc)
+    return (isinstance(root, ConnectionResetError | BrokenPipeError | ConnectionAbortedError)
+            or type(root).__name__ == "RemoteDisconnected")
+
+
 def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:
     """Map an exception from requests/urllib3/socket to (outcome, error, transient)."""
     guard = times.guard
@@ -818,16 +876,16 @@ def _classify(exc: BaseException, times: HopTimes) -> tuple[str, str, bool]:
     raise exc
 
 
-def _evaluate(cond: Condition, result: CheckResult, body_text: Any) -> str | None:
+def _evaluate(cond: Condition, result: CheckResult, scan: BodyScan) -> str | None:
     """None when the condition holds, else words saying why not."""
     field_name = cond.field
+    if field_name == "body":
+        return None if scan.holds(cond.op, cond.value) else f"condition failed: {cond.text}"
     actual: Any
     if field_name == "status":
         actual = result.status_code
     elif field_name == "redirects":
         actual = len(result.redirects)
-    elif field_name == "body":
-        actual = body_text()
     elif field_name.startswith("header."):
         actual = result.headers.get(field_name[7:])
     else:
@@ -850,7 +908,5 @@ def _evaluate(cond: Condition, result: CheckResult, body_text: Any) -> str | Non
         }[op]
     if held:
         return None
-    if field_name == "body":
-        return f"condition failed: {cond.text}"
     shown = actual if not isinstance(actual, float) else f"{actual:g}"
     return f"condition failed: {cond.text} ({field_name} was {unicodedata.normalize('NFC', str(shown))[:100]})"

@@ -27,7 +27,7 @@ import socket
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,12 +184,6 @@ def set_current(hop: HopTimes | None) -> None:
     _local.hop = hop
 
 
-# getaddrinfo cannot be interrupted, so it runs here and the check waits at most its
-# deadline. Threads start on demand; 64 keeps a worker with many threads from queueing
-# its name lookups behind a few slow ones.
-_resolver = ThreadPoolExecutor(max_workers=64, thread_name_prefix="check-dns")
-
-
 def _is_numeric(host: str) -> bool:
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
@@ -198,16 +192,85 @@ def _is_numeric(host: str) -> bool:
     return True
 
 
+class TooManyLookups(socket.gaierror):
+    """Resolver.max_pending lookups are in flight: a temporary failure (EAI_AGAIN)."""
+
+
+class Resolver:
+    """getaddrinfo off the check's thread, so a check waits for a name at most its deadline.
+
+    getaddrinfo cannot be interrupted: a lookup a slow nameserver never answers keeps its
+    thread for the resolver's own timeout (resolv.conf: 5 s x attempts x servers, or
+    forever with a broken NSS module). With a fixed pool of threads, as many hung lookups
+    stalled every other name's check in the process. Here:
+
+    - lookups of one (name, port) in flight together share one thread and one answer, so
+      a name that hangs costs one thread however many checks ask for it;
+    - any other name gets a thread of its own at once (idle threads are reused), so hung
+      lookups never delay a healthy name;
+    - at most ``max_pending`` lookups are in flight; past that a new name fails at once as
+      a temporary DNS failure (retried like one) instead of adding threads without bound.
+
+    ``getaddrinfo`` may be injected (benchmarks, tests); by default ``socket.getaddrinfo``
+    is looked up at each call.
+    """
+
+    def __init__(self, max_pending: int = 1024, getaddrinfo: Any = None) -> None:
+        self.max_pending = max_pending
+        self._getaddrinfo = getaddrinfo
+        self._pool = ThreadPoolExecutor(max_workers=max_pending, thread_name_prefix="check-dns")
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, int], Future[list[tuple]]] = {}
+
+    def _reset_after_fork(self) -> None:
+        # A forked worker has the parent's pending futures but none of its threads.
+        self._pool = ThreadPoolExecutor(max_workers=self.max_pending, thread_name_prefix="check-dns")
+        self._lock = threading.Lock()
+        self._pending = {}
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _lookup(self, host: str, port: int) -> list[tuple]:
+        getaddrinfo = self._getaddrinfo or socket.getaddrinfo
+        return getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+
+    def resolve(self, host: str, port: int, timeout: float) -> list[tuple]:
+        """The addresses of ``host``, or TimeoutError after ``timeout`` seconds.
+
+        Raises socket.gaierror (also for too many pending lookups: EAI_AGAIN) and
+        UnicodeError like getaddrinfo.
+        """
+        if _is_numeric(host):
+            return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        key = (host, port)
+        with self._lock:
+            future = self._pending.get(key)
+            if future is None:
+                if len(self._pending) >= self.max_pending:
+                    raise TooManyLookups(socket.EAI_AGAIN, f"{len(self._pending)} name lookups "
+                                         "already pending in this process (slow nameservers?)")
+                future = self._pool.submit(self._lookup, host, port)
+                self._pending[key] = future
+                future.add_done_callback(lambda done, key=key: self._forget(key, done))
+        try:
+            return future.result(timeout=max(timeout, 0.0))
+        except FutureTimeout:
+            raise TimeoutError("name resolution timed out") from None
+
+    def _forget(self, key: tuple[str, int], done: Future[list[tuple]]) -> None:
+        with self._lock:
+            if self._pending.get(key) is done:
+                del self._pending[key]
+
+
+RESOLVER = Resolver()
+os.register_at_fork(after_in_child=RESOLVER._reset_after_fork)
+
+
 def resolve(host: str, port: int, timeout: float) -> list[tuple]:
-    """getaddrinfo bounded by ``timeout`` (a stuck resolver thread is left to finish)."""
-    if _is_numeric(host):
-        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    future = _resolver.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
-    try:
-        return future.result(timeout=max(timeout, 0.0))
-    except FutureTimeout:
-        future.cancel()
-        raise TimeoutError("name resolution timed out") from None
+    """getaddrinfo bounded by ``timeout`` (see Resolver)."""
+    return RESOLVER.resolve(host, port, timeout)
 
 
 _GAI_WORDS = {
@@ -239,7 +302,8 @@ class _TimedConnectionMixin:
         try:
             infos = resolve(host, port, min(guard.remaining(), hop.op_timeout))
         except socket.gaierror as exc:
-            words = _GAI_WORDS.get(exc.errno, exc.strerror or str(exc))
+            words = (exc.strerror if isinstance(exc, TooManyLookups)
+                     else _GAI_WORDS.get(exc.errno, exc.strerror or str(exc)))
             transient = exc.errno == socket.EAI_AGAIN
             raise CheckFailure("dns_error", f"DNS: {words} ({shown})", transient=transient) from None
         except TimeoutError:
@@ -344,7 +408,7 @@ class _FirstByteMixin:
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         count = super().recv_into(buffer, nbytes, flags)  # type: ignore[misc]
         hop = self._ut_hop
-        if hop is not None:
+        if hop is not None and count:    # 0 is the end of the stream, not a byte
             hop.first_byte_at = _perf()
             self._ut_hop = None
         return count

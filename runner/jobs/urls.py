@@ -9,13 +9,16 @@ import re
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+import idna
+
 from runner.errors import InvalidURL
 from runner.text import mask_url
 
 MAX_URL_LENGTH = 4096
 _SCHEMES = ("http", "https")
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
-_HOSTLIKE = re.compile(r"^[A-Za-z0-9\-._~%\[\]:@]+(/.*)?$")
+# A scheme-less URL starts with a host: ASCII host characters or any non-ASCII letter (IDN).
+_HOSTLIKE = re.compile(r"^(?:[A-Za-z0-9\-._~%\[\]:@]|[^\x00-\x7f])+([/?].*)?$")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def normalise(text: str) -> str:
     """A canonical form of a URL a user typed, or InvalidURL saying what is wrong.
 
     ``example.com/x`` becomes ``https://example.com/x``; the scheme and host are lowercased,
-    the host IDNA-encoded, a default port dropped, an empty path made ``/`` and the
+    the host IDNA-encoded (UTS #46, as browsers do), a default port dropped, an empty path made ``/`` and the
     fragment (never sent to a server) removed.
     """
     if _canonical(text):
@@ -112,10 +115,17 @@ def _encode_host(host: str) -> str:
         raise InvalidURL("no host")
     if ":" in host:  # IPv6 literal: urlsplit already unbracketed it
         return host
-    try:
-        encoded = host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise InvalidURL(f"host {host!r} is not a valid name ({exc})") from exc
+    if host.isascii():
+        encoded = host       # already the wire form (idna would refuse the "_" some hosts use)
+    else:
+        # UTS #46 (IDNA 2008, non-transitional), as browsers do: faß.de is xn--fa-hia.de,
+        # where Python's "idna" codec (IDNA 2003) would map it to fass.de, another domain.
+        try:
+            encoded = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidURL(f"host {host!r} is not a valid name ({exc})") from exc
+        except UnicodeError as exc:
+            raise InvalidURL(f"host {host!r} is not a valid name") from exc
     if len(encoded) > 253:
         raise InvalidURL("host name longer than 253 characters")
     for label in encoded.split("."):

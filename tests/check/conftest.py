@@ -9,6 +9,7 @@ self-signed one. Nothing here needs a network, a database or a broker.
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import shutil
 import socket
@@ -110,6 +111,29 @@ def flaky(conn: socket.socket, path: str) -> None:
         _ok(b"recovered")(conn, path)
 
 
+def flaky_date(conn: socket.socket, path: str) -> None:
+    """503 with Retry-After as an HTTP date 2 s ahead the first time a path is asked for."""
+    with _counts_lock:
+        _counts[path] += 1
+        n = _counts[path]
+    if n == 1:
+        when = email.utils.formatdate(time.time() + 2, usegmt=True)
+        _send(conn, "503 Service Unavailable", [("Content-Length", "0"), ("Retry-After", when)])
+    else:
+        _ok(b"recovered")(conn, path)
+
+
+def big_needle(conn: socket.socket, path: str) -> None:
+    """32 MiB of text, gzip'd on the wire when asked, "zzz" only at its very end."""
+    size = 32 * 1024 * 1024
+    block = b"a" * 65536
+    conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 f"Content-Length: {size}\r\n\r\n".encode())
+    for _ in range(size // len(block) - 1):
+        conn.sendall(block)
+    conn.sendall(block[:-3] + b"zzz")
+
+
 def always_503(conn: socket.socket, path: str) -> None:
     _send(conn, "503 Service Unavailable", [("Content-Length", "4")], b"down")
 
@@ -142,10 +166,12 @@ ROUTES: dict[str, Handler] = {
     "/huge-header-line": huge_header_line,
     "/reset": reset_mid_body,
     "/flaky": flaky,
+    "/flaky-date": flaky_date,
     "/down": always_503,
     "/missing": lambda conn, path: _send(conn, "404 Not Found", [("Content-Length", "0")]),
     "/large": _ok(b"L" * 5000),
     "/needle-at-end": _ok(b"a" * 300000 + b"NEEDLE"),
+    "/big-needle": big_needle,
     "/bad-gzip": lambda conn, path: _send(conn, "200 OK", [("Content-Encoding", "gzip"),
                                                          ("Content-Length", "20")], b"\x1f\x8b" + b"\xff" * 18),
     "/slow": slow_headers,

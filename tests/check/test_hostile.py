@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 
 import pytest
@@ -153,6 +154,26 @@ def test_503_then_200_is_flaky(checker: Checker, hostile: Server) -> None:
     result = checker.check(hostile.url("/flaky?case=1"), parse_options({"deadline": 5}))
     assert (result.outcome, result.status_code, result.attempts, result.flaky) == ("ok", 200, 2, True)
     assert result.retried == [{"outcome": "http_error", "error": "HTTP 503 Service Unavailable"}]
+
+
+def test_retry_after_as_an_http_date_is_honoured(checker: Checker, hostile: Server, timed) -> None:
+    # Retry-After: <IMF-fixdate 2 s ahead>; without it the first backoff is about 0.25 s.
+    result, took = timed(checker, hostile.url("/flaky-date?case=1"), parse_options({"deadline": 8}))
+    assert (result.outcome, result.attempts, result.flaky) == ("ok", 2, True)
+    assert took >= 0.9           # the date has one-second resolution: 1 to 2 s of wait
+
+
+def test_retry_after_forms() -> None:
+    from email.utils import formatdate
+
+    from runner.check.checker import _retry_after
+
+    assert _retry_after({"retry-after": "7"}) == 7.0
+    assert 25 <= _retry_after({"retry-after": formatdate(time.time() + 30, usegmt=True)}) <= 30
+    assert _retry_after({"retry-after": "Sun, 06 Nov 1994 08:49:37 GMT"}) == 0.0    # past: now
+    assert _retry_after({"retry-after": "Sunday, 06-Nov-94 08:49:37 GMT"}) == 0.0   # RFC 850 form
+    assert _retry_after({"retry-after": formatdate(time.time() + 7200, usegmt=True)}) is None
+    assert _retry_after({"retry-after": "soon"}) is None
 
 
 def test_503_until_attempts_run_out(checker: Checker, hostile: Server, timed) -> None:
