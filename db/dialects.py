@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import sqlite3
 import threading
@@ -385,11 +386,37 @@ _REFUSED_SETTINGS = ("password authentication failed", "no password supplied", "
 
 
 def _first_line(exc: BaseException, url: str) -> str:
+    """The first line of a driver error, with nothing of the URL's password in it."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    parts = urlsplit(url)
-    if parts.password:
-        text = text.replace(parts.password, "***")
+    password = _password(url)
+    if password:
+        # libpq quotes pieces of a URL it cannot parse ("wo/rd@host/db", "pa"): a quoted
+        # value that shares a piece with the password is dropped, then the password itself.
+        pieces = [p for p in re.split(r"[#?/@:&=]", password) if p]
+
+        def elide(match: re.Match[str]) -> str:
+            value = match.group(1)
+            return '"…"' if any(p in value or (value and value in p) for p in pieces) else match.group()
+
+        text = re.sub(r'"([^"]*)"', elide, text).replace(password, "***")
     return text
+
+
+def _password(url: str) -> str | None:
+    """The URL's password as libpq would see it: from the first ``:`` of the userinfo to
+    the last ``@`` (urlsplit ends it at a ``#``, ``?`` or ``/``, libpq does not).
+
+    db imports nothing of ours; runner.text.password_span is the full rule for display.
+    """
+    scheme = url.find("://")
+    at = url.rfind("@")
+    if scheme < 0 or at < scheme:
+        return None
+    userinfo = url[scheme + 3:at]
+    colon = userinfo.find(":")
+    if colon < 0 or "/" in userinfo[:colon]:
+        return None
+    return userinfo[colon + 1:] or None
 
 
 def _close_quietly(conn: Any) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from runner.errors import InvalidURL
-from runner.text import mask_url
+from runner.text import mask_url, url_password
 
 MAX_URL_LENGTH = 4096
 _SCHEMES = ("http", "https")
@@ -63,6 +63,8 @@ def normalise(text: str) -> str:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
+        if url_password(raw) is not None:  # the "port" urlsplit quotes is part of the password
+            raise InvalidURL("malformed URL (a password with '#', '?' or '/' must be percent-encoded)") from None
         raise InvalidURL(f"malformed URL ({exc})") from exc
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import amqp
 from kombu import Connection, Queue
@@ -46,6 +47,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 from runner.backoff import backoff
 from runner.errors import BrokerError, ConfigError
 from runner.text import mask_url as mask_password
+from runner.text import url_password
 
 log = logging.getLogger("urltester.broker")
 
@@ -156,9 +158,9 @@ class AmqpBroker:
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        password = Connection(self.url).password
+        password = url_password(self.url)
         if password:
-            text = text.replace(password, "***")
+            text = text.replace(password, "***").replace(unquote(password), "***")
         return f"RabbitMQ at {self.shown} is unreachable: {text}"
 
     def declare(self, channel: Any) -> None:
