@@ -59,6 +59,20 @@ def password_span(url: str) -> tuple[int, int] | None:
     return start + colon + 1, at
 
 
+# What json.dumps(ensure_ascii=False) leaves raw and a terminal would act on: DEL, C1
+# (including the 8-bit CSI), line/paragraph separators and the bidi overrides and isolates.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_safe(encoded: str) -> str:
+    """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with every character a
+    terminal would act on written as a ``\\uXXXX`` escape: the same JSON to a parser.
+
+    Those characters can only occur inside JSON strings, where the escape is valid.
+    """
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", encoded)
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``; safe for output, logs and the UI.
 
