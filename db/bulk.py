@@ -72,7 +72,7 @@ def unpublished_jobs(store: Store, batch_id: int, *, after_id: int = 0,
     between recording and publishing heals itself without waiting for ``requeue --stale``.
     """
     d = store.dialect
-    with d.transaction() as cur:
+    with d.transaction(write=False) as cur:
         cur.execute(
             "SELECT id, url, options FROM jobs WHERE batch_id = %s AND id > %s AND state = 'queued' "
             "AND published_at IS NULL ORDER BY id LIMIT %s",
@@ -111,7 +111,7 @@ class BatchSummary:
 def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> BatchSummary:
     """Counts for one batch in two aggregate queries (never one row per job)."""
     d = store.dialect
-    with d.transaction() as cur:
+    with d.transaction(write=False) as cur:
         cur.execute(
             "SELECT j.state, r.outcome, r.ok, count(*) FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
             "WHERE j.batch_id = %s GROUP BY j.state, r.outcome, r.ok",
