@@ -24,7 +24,7 @@ def printable(value: object, limit: int | None = None) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
 
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SCHEME = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*)?://")
 _PORT_AND_PATH = re.compile(r"\d{0,5}/")
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)([^&#]*)", re.IGNORECASE)
 
