@@ -18,12 +18,14 @@ import typer
 
 from db import StoreConfigError, StoreError, StoreUnavailable
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
+from runner.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"runner: {message}", err=True)
+    # Error texts quote file names, settings and servers' words: never raw escapes.
+    typer.echo(f"runner: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
