@@ -41,7 +41,7 @@ class Settings:
     @property
     def immediate(self) -> bool:
         """True on the embedded broker: checks run in this process."""
-        return urlsplit(self.broker_url).scheme == "memory"
+        return self.broker_url.partition(":")[0].lower() == "memory"
 
     @property
     def database_shown(self) -> str:
@@ -107,7 +107,11 @@ def _check_url(what: str, url: str, schemes: tuple[str, ...]) -> None:
             f"expected one of: {', '.join(s + '://' for s in schemes)}"
         )
     password = url_password(url)
-    if password is not None and what.startswith("broker") and urlsplit(url).password != password:
+    try:
+        seen = urlsplit(url).password
+    except ValueError:  # e.g. a '[' in the password: "Invalid IPv6 URL"
+        seen = None
+    if password is not None and what.startswith("broker") and seen != password:
         # libpq reads such a password; kombu (urllib) cannot, so it must be encoded.
-        raise ConfigError(f"{what} {shown}: a password with '#', '?' or '/' must be percent-encoded "
-                          "(%23, %3F, %2F)")
+        raise ConfigError(f"{what} {shown}: a password with '#', '?', '/', '[' or ']' must be percent-encoded "
+                          "(%23, %3F, %2F, %5B, %5D)")

@@ -232,7 +232,8 @@ def _check_durations(text: str) -> None:
 
 # ---------------------------------------------------------------------------- settings
 
-_password = st.text(st.characters(codec="utf-8", exclude_characters="@\x00"), min_size=6, max_size=20).filter(
+_password = st.text(st.characters(codec="utf-8", exclude_characters="@\x00") | st.sampled_from("#?/[]:%"),
+                    min_size=6, max_size=20).filter(
     lambda p: p.strip() == p and "\n" not in p)
 
 
@@ -256,6 +257,7 @@ def _check_settings(item: tuple[dict[str, str], str]) -> None:
     except ConfigError as exc:
         assert password not in str(exc), f"the error shows the password: {exc}"
         return
+    assert isinstance(settings.immediate, bool)
     for shown in (settings.database_shown, settings.broker_shown, printable(settings.database_shown)):
         assert password not in shown, f"the password is shown: {shown}"
     for url in env.values():
