@@ -46,6 +46,7 @@ from typing import Protocol
 
 from runner.taskq.app import App, Call, PoisonMessage, context, decode, encode
 from runner.taskq.broker import AmqpBroker, Delivery
+from runner.text import printable
 
 log = logging.getLogger("urltester.worker")
 
@@ -388,11 +389,19 @@ def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str 
     return 0 if all(p.exitcode == 0 for p in children) else 1
 
 
+class PrintableFormatter(logging.Formatter):
+    """Log lines quote strangers' text (dead-letter reasons, a task's exception, URLs): the
+    message is made printable, so no log line carries a raw terminal escape. Tracebacks
+    (``log.exception``) are the formatter's own and keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # Hostile servers make urllib3 warn about every malformed header; the result says it once.
     logging.getLogger("urllib3").setLevel(logging.ERROR)

@@ -1,6 +1,6 @@
 """Case 9, hostile input: a `runner start --processes 2` pool on the real RabbitMQ receives a
-bz2 bomb, deeply nested JSON, bad compressed bodies and garbage between the two halves of a
-real batch. Every hostile message is dead-lettered with its reason; the pool keeps its two
+bz2 bomb, deeply nested JSON, bad compressed bodies, garbage and a call whose error quotes
+a terminal escape between the two halves of a real batch. Every hostile message is dead-lettered with its reason; the pool keeps its two
 processes (the same ones) and its memory; every real job is done, each URL requested once.
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.taskq.app import Call, encode
 from runner.taskq.broker import AmqpBroker
 from tests.faults.harness import Harness, N
 from tests.faults.test_faults import _children
@@ -30,6 +31,9 @@ HOSTILE: list[tuple[str, bytes, dict[str, str], str]] = [
     ("invalid gzip", b"\x1f\x8bgarbage", {"compression": "application/x-gzip"}, "not valid application/x-gzip data"),
     ("invalid lzma", b"\xfd7zXZ garbage", {"compression": "application/x-lzma"}, "not valid application/x-lzma data"),
     ("unknown codec", b"{}", {"compression": "application/zstd"}, "compression 'application/zstd' is not supported"),
+    # Python's TypeError quotes the keyword raw: the worker's log must not carry the escape.
+    ("escape in an error", encode([Call("check", (), {"\x1b[2J\x1b]0;owned\x07": 1})]), {},
+     "unexpected keyword argument"),
 ]
 
 
@@ -53,8 +57,8 @@ def test_hostile_messages_between_real_jobs_leave_the_pool_whole(harness: Harnes
     for _, body, headers, _ in HOSTILE:
         broker.publish([body], headers=headers)
     poisoned_at = time.monotonic()
-    harness.submit(urls[N // 2:])  # the rest of the batch queues behind the hostile messages
     assert harness.done() < N // 2, "the first half finished before the hostile messages arrived"
+    harness.submit(urls[N // 2:])  # the rest of the batch queues behind the hostile messages
     finished = harness.wait_done(N, 120, alive=[pool])
     deadline = time.monotonic() + 30
     while broker.ping().dead < len(HOSTILE) and time.monotonic() < deadline:
@@ -70,6 +74,7 @@ def test_hostile_messages_between_real_jobs_leave_the_pool_whole(harness: Harnes
     assert after == before, f"worker processes were replaced: {before} -> {after}"
     log = harness.log(pool)
     assert "reconnecting" not in log and "Traceback" not in log, log[-3000:]
+    assert "\x1b" not in log and "\\x1b[2J" in log, "a log line carried a raw terminal escape"
     assert peak_kb < 2 * 150 * 1024, f"peak RSS {peak_kb // 1024} MB for two processes"
     hits = harness.target.hits()
     ours = {k: v for k, v in hits.items() if "t=hostile" in k}
