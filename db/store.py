@@ -88,23 +88,28 @@ class Store:
     # ------------------------------------------------------------------ schema
 
     def schema_version(self) -> int:
+        if not isinstance(self.dialect, Postgres):
+            version = self._sqlite_version()
+            if version is not None:
+                return version
         with self.dialect.transaction() as cur:
             return self._schema_version(cur)
+
+    def _sqlite_version(self) -> int | None:
+        """The schema version read without SQLite's write lock (None: no schema yet)."""
+        with self.dialect.transaction(write=False) as cur:
+            cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute("SELECT max(version) FROM schema_version")
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def _schema_version(self, cur: Any) -> int:
         cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
         cur.execute("SELECT max(version) FROM schema_version")
         row = cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
-
-    def _current_sqlite(self) -> bool:
-        with self.dialect.transaction(write=False) as cur:
-            cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
-            if not cur.fetchone()[0]:
-                return False
-            cur.execute("SELECT max(version) FROM schema_version")
-            row = cur.fetchone()
-        return row is not None and row[0] is not None and int(row[0]) >= self.latest_version()
 
     def latest_version(self) -> int:
         return self._migrations()[-1][0]
@@ -115,7 +120,7 @@ class Store:
     def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied. Safe to run concurrently."""
         applied: list[int] = []
-        if not isinstance(self.dialect, Postgres) and self._current_sqlite():
+        if not isinstance(self.dialect, Postgres) and (self._sqlite_version() or 0) >= self.latest_version():
             return applied  # up to date: no write lock (another process may hold it)
         with self.dialect.transaction() as cur:
             if isinstance(self.dialect, Postgres):

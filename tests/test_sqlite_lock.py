@@ -37,7 +37,7 @@ def test_reads_do_not_wait_for_another_process_holding_the_write_lock(sqlite_url
     assert run_cli(["submit", target.url("/ok"), "--wait"], env).returncode == 0
     with write_lock(sqlite_url):
         started = time.monotonic()
-        for command in (["status"], ["results", "--format", "json"]):
+        for command in (["status"], ["doctor"], ["results", "--format", "json"]):
             out = run_cli(command, env)
             assert out.returncode == 0, (command, out.stderr)
         assert time.monotonic() - started < BUSY_TIMEOUT  # neither waited out the busy timeout
