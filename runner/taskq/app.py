@@ -94,7 +94,7 @@ def decode(body: bytes, headers: Mapping[str, Any] | None = None) -> list[Call]:
         raise PoisonMessage(f"message is JSON nested more than {MAX_DEPTH} levels deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise PoisonMessage(f"message is not JSON: {exc}") from exc
-    if _depth(data) > MAX_DEPTH:
+    if nesting_depth(data) > MAX_DEPTH:
         raise PoisonMessage(f"message is JSON nested more than {MAX_DEPTH} levels deep")
     if not isinstance(data, dict) or data.get("v") != MESSAGE_VERSION or not isinstance(data.get("calls"), list):
         raise PoisonMessage("message is not a urltester task message (v1 with a list of calls)")
@@ -147,7 +147,7 @@ def inflate(body: bytes, compression: object) -> bytes:
     return out
 
 
-def _depth(value: Any) -> int:
+def nesting_depth(value: Any) -> int:
     """How deeply lists and objects nest in parsed JSON (iteratively: no recursion to exhaust)."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]

@@ -50,3 +50,21 @@ def test_submit_of_an_argument_that_is_not_utf8_is_named_not_a_traceback(sqlite_
     assert "Traceback" not in stderr
     assert "rejected not valid UTF-8 (byte 0xff): 'http://h.test/a\\udcff'" in stderr
     assert out.returncode == 1, stderr
+
+
+def test_jsonl_lines_nested_too_deeply_are_refused_and_the_rest_recorded(sqlite_url, target, tmp_path) -> None:
+    f = tmp_path / "deep.jsonl"
+    f.write_text(
+        f'{{"url": "{target.url("/ok?before")}"}}\n'
+        + "[" * 100_000 + "\n"
+        + f'{{"url": "{target.url("/ok?deep")}", "header": ' + "[" * 50_000 + "}\n"
+        + "null\n"
+        + f'{{"url": "{target.url("/ok?after")}"}}\n'
+    )
+    out = run_cli(["import", str(f), "--batch", "deep"], runner_env(sqlite_url, None))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{f}:2", f"{f}:3", f"{f}:4"]
+    assert "JSON nested more than 32 levels deep" in lines[0] and "JSON nested" in lines[1]
+    assert "expected a JSON object" in lines[2]
+    assert "2 jobs queued" in out.stdout

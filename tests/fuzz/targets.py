@@ -131,7 +131,8 @@ _line = st.one_of(
     st.builds(lambda obj: json.dumps(obj), st.dictionaries(
         st.sampled_from(["url", *OPTION_NAMES, "x"]), _json | st.text(max_size=20), max_size=4)),
     st.sampled_from(["url,method,header", '"http://a.test/,x"', "\ufeffurl", "#c", "", '{"url": "\\ud800"}',
-                     '{"url": "http://a.test/", "body_contains": "\\u0000"}']),
+                     '{"url": "http://a.test/", "body_contains": "\\u0000"}', "null"]),
+    st.integers(1, 20_000).map(lambda n: '{"url": "http://a.test/", "header": ' + "[" * n + "]" * (n % 3) + "}"),
 )
 
 
