@@ -11,6 +11,7 @@ import bz2
 import lzma
 import resource
 import subprocess
+import sys
 import threading
 import zlib
 from typing import Any
@@ -166,3 +167,32 @@ def test_a_refused_hand_on_requeues_the_message_instead_of_acking_it() -> None:
     delivery.ack()
     broker._run_actions(broker._generation, _Channel(nack=True))
     assert channel.done == [("requeue", 7)]
+
+
+def test_a_header_table_too_deep_for_py_amqp_costs_a_reconnect_not_the_process(amqp_url, queue_name) -> None:
+    """py-amqp parses header tables recursively: one nested 3,000 deep (RabbitMQ takes it)
+    raised RecursionError out of drain_events and ended the connection thread."""
+    broker = AmqpBroker(amqp_url, queue_name)
+    broker.ping()
+    headers: dict[str, Any] = {}
+    inner = headers
+    for _ in range(3000):
+        inner["a"] = {}
+        inner = inner["a"]
+    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)  # only so that py-amqp can write it
+    try:
+        conn.channel().basic_publish(amqp.Message(encode([Call("job", (1,))]), application_headers=headers),
+                                     exchange="", routing_key=queue_name)
+    finally:
+        sys.setrecursionlimit(limit)
+        conn.close()
+    service, worker, thread = run_worker(broker)
+    try:
+        wait_until(lambda: broker._generation >= 1, 20, message="the worker to reconnect")
+        assert thread.is_alive()
+    finally:
+        stop(worker, thread)
+    broker.close()

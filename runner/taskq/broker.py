@@ -369,6 +369,16 @@ class AmqpBroker:
                     conn.drain_events(timeout=0.05)
                 except TimeoutError:
                     pass
+                except CONNECTION_ERRORS:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - py-amqp could not parse a frame
+                    # Deliveries are handled inside on_message, so this is py-amqp failing on
+                    # what RabbitMQ sent (a header table nested thousands deep raises
+                    # RecursionError in its parser). The connection's framing is lost: start a
+                    # new one. The message comes back, and after DELIVERY_LIMIT tries RabbitMQ
+                    # dead-letters it; the process lives on.
+                    raise BrokerError(f"a message from {self.queue} could not be read by py-amqp "
+                                      f"({type(exc).__name__}: {str(exc)[:200]})") from exc
                 conn.heartbeat_check()
         finally:
             _release(conn)
