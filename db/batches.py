@@ -41,7 +41,7 @@ class BatchSummary:
 def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> BatchSummary:
     """Counts for one batch in two aggregate queries (never one row per job)."""
     d = store.dialect
-    with d.transaction() as cur:
+    with d.transaction(write=False) as cur:
         cur.execute(
             "SELECT j.state, r.outcome, r.ok, count(*) FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
             "WHERE j.batch_id = %s GROUP BY j.state, r.outcome, r.ok",

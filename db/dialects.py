@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import select
 import sqlite3
 import threading
@@ -37,7 +38,9 @@ class Dialect:
     url: str
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:  # pragma: no cover - interface
+    def transaction(self, *, write: bool = True) -> Iterator[Any]:  # pragma: no cover - interface
+        """A cursor in a transaction, committed at the end. ``write=False`` promises only
+        reads, so SQLite need not take its one write lock (PostgreSQL ignores it)."""
         raise NotImplementedError
         yield
 
@@ -120,7 +123,7 @@ class Postgres(Dialect):
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, *, write: bool = True) -> Iterator[Any]:
         self._slots.acquire()
         conn = None
         broken = False
@@ -278,43 +281,71 @@ class _SqliteCursor:
         return self._cur.lastrowid
 
 
+BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's write lock on the file
+
+
 class Sqlite(Dialect):
-    """One connection shared under a lock: the embedded default has one process that writes."""
+    """One connection shared under a lock: the embedded default has one process that writes.
+
+    Other processes (a cron import, the TUI, a second `runner submit`) may use the file at
+    once. In WAL mode reads never wait for a writer, so reads begin a plain (deferred)
+    transaction; writes begin IMMEDIATE, taking the file's one write lock up front, and
+    wait up to ``busy_timeout`` seconds for another process to release it. Still locked
+    then: StoreUnavailable, one line saying so (exit 3), never sqlite3's traceback.
+    """
 
     name = "sqlite"
 
-    def __init__(self, url: str, path: str) -> None:
+    def __init__(self, url: str, path: str, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url
         self.path = path
+        self.busy_timeout = busy_timeout
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
         except sqlite3.Error as exc:
             raise StoreConfigError(f"cannot open SQLite database {path}: {exc}") from exc
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        if path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            if path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.OperationalError as exc:
+            self._conn.close()
+            raise self._busy(exc) from exc
         self._lock = threading.RLock()
         # Writers in this process wake listeners at once; other processes are seen by polling.
         self.changed = threading.Condition()
         self.generation = 0
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, *, write: bool = True) -> Iterator[Any]:
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
             try:
-                yield _SqliteCursor(cur)
-            except BaseException:
-                self._conn.rollback()
-                raise
-            else:
-                self._conn.commit()
+                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield _SqliteCursor(cur)
+                except BaseException:
+                    self._conn.rollback()
+                    raise
+                else:
+                    self._conn.commit()
+            except sqlite3.OperationalError as exc:
+                if self._conn.in_transaction:
+                    self._conn.rollback()
+                raise self._busy(exc) from exc
             finally:
                 cur.close()
+
+    def _busy(self, exc: sqlite3.OperationalError) -> Exception:
+        """StoreUnavailable for a lock another process held too long; others as they are."""
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StoreUnavailable(f"SQLite database {self.path} is locked by another process "
+                                    f"(waited {self.busy_timeout:g} s)")
+        return exc
 
     def notify(self) -> None:
         with self.changed:
@@ -413,11 +444,37 @@ _REFUSED_SETTINGS = ("password authentication failed", "no password supplied", "
 
 
 def _first_line(exc: BaseException, url: str) -> str:
+    """The first line of a driver error, with nothing of the URL's password in it."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    parts = urlsplit(url)
-    if parts.password:
-        text = text.replace(parts.password, "***")
+    password = _password(url)
+    if password:
+        # libpq quotes pieces of a URL it cannot parse ("wo/rd@host/db", "pa"): a quoted
+        # value that shares a piece with the password is dropped, then the password itself.
+        pieces = [p for p in re.split(r"[#?/@:&=]", password) if p]
+
+        def elide(match: re.Match[str]) -> str:
+            value = match.group(1)
+            return '"…"' if any(p in value or (value and value in p) for p in pieces) else match.group()
+
+        text = re.sub(r'"([^"]*)"', elide, text).replace(password, "***")
     return text
+
+
+def _password(url: str) -> str | None:
+    """The URL's password as libpq would see it: from the first ``:`` of the userinfo to
+    the last ``@`` (urlsplit ends it at a ``#``, ``?`` or ``/``, libpq does not).
+
+    db imports nothing of ours; runner.text.password_span is the full rule for display.
+    """
+    scheme = url.find("://")
+    at = url.rfind("@")
+    if scheme < 0 or at < scheme:
+        return None
+    userinfo = url[scheme + 3:at]
+    colon = userinfo.find(":")
+    if colon < 0 or "/" in userinfo[:colon]:
+        return None
+    return userinfo[colon + 1:] or None
 
 
 def _close_quietly(conn: Any) -> None:

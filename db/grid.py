@@ -30,7 +30,7 @@ def quick_counts(store: Store, *, now: datetime | None = None) -> Counts:
     """Jobs by state, results ok/failed and results in the last minute, one scan per table."""
     d = store.dialect
     now = now or utcnow()
-    with d.transaction() as cur:
+    with d.transaction(write=False) as cur:
         cur.execute("SELECT state, count(*) FROM jobs GROUP BY state")
         states = {state: int(n) for state, n in cur.fetchall()}
         cur.execute("SELECT ok, count(*) FROM results GROUP BY ok")
@@ -51,7 +51,7 @@ def quick_counts(store: Store, *, now: datetime | None = None) -> Counts:
 def recent_batches(store: Store, limit: int = 50) -> list[Batch]:
     """The newest batches, for the batch quick filter."""
     d = store.dialect
-    with d.transaction() as cur:
+    with d.transaction(write=False) as cur:
         cur.execute("SELECT id, name, created_at, size FROM batches ORDER BY id DESC LIMIT %s", (limit,))
         rows = cur.fetchall()
     return [Batch(r[0], r[1], d.parse_ts(r[2]), r[3]) for r in rows]

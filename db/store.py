@@ -89,8 +89,22 @@ class Store:
     # ------------------------------------------------------------------ schema
 
     def schema_version(self) -> int:
+        if not isinstance(self.dialect, Postgres):
+            version = self._sqlite_version()
+            if version is not None:
+                return version
         with self.dialect.transaction() as cur:
             return self._schema_version(cur)
+
+    def _sqlite_version(self) -> int | None:
+        """The schema version read without SQLite's write lock (None: no schema yet)."""
+        with self.dialect.transaction(write=False) as cur:
+            cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute("SELECT max(version) FROM schema_version")
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def _schema_version(self, cur: Any) -> int:
         cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
@@ -107,6 +121,8 @@ class Store:
     def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied. Safe to run concurrently."""
         applied: list[int] = []
+        if not isinstance(self.dialect, Postgres) and (self._sqlite_version() or 0) >= self.latest_version():
+            return applied  # up to date: no write lock (another process may hold it)
         with self.dialect.transaction() as cur:
             if isinstance(self.dialect, Postgres):
                 # Several workers may start at once: one migrates, the others wait here.
@@ -271,7 +287,7 @@ class Store:
         if not ids:
             return set()
         test, params = self.dialect.any_of("job_id", ids)
-        with self.dialect.transaction() as cur:
+        with self.dialect.transaction(write=False) as cur:
             cur.execute(f"SELECT job_id FROM results WHERE {test}", params)
             return {row[0] for row in cur.fetchall()}
 
@@ -314,7 +330,7 @@ class Store:
         columns = _JOB_COLUMNS + (", r.detail" if detail else "")
         join = _FROM.replace("LEFT JOIN results", "JOIN results") if needs_result else _FROM
         sql = f"SELECT {columns} {join} WHERE {' AND '.join(where) or 'TRUE'} ORDER BY {order_sql} LIMIT %s OFFSET %s"  # noqa: S608 - only our own fragments
-        with self.dialect.transaction() as cur:
+        with self.dialect.transaction(write=False) as cur:
             cur.execute(sql, [*params, limit, offset])
             rows = cur.fetchall()
         views = [self._view(row, detail) for row in rows]
@@ -346,7 +362,7 @@ class Store:
         if order not in _ORDER_SPECS:
             raise ValueError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
         needs_result = _ORDER_SPECS[order][2]
-        with self.dialect.transaction() as cur:
+        with self.dialect.transaction(write=False) as cur:
             if flt == JobFilter() and above_id is None:
                 cur.execute("SELECT count(*) FROM results" if needs_result else "SELECT count(*) FROM jobs")
                 return int(cur.fetchone()[0])
@@ -367,7 +383,7 @@ class Store:
         """
         where = "j.batch_id = %s" if batch_id is not None else "j.publish_error IS NOT NULL"
         params: list[Any] = [batch_id] if batch_id is not None else []
-        with self.dialect.transaction() as cur:
+        with self.dialect.transaction(write=False) as cur:
             cur.execute(
                 f"SELECT {_JOB_COLUMNS} {_FROM} WHERE j.state = 'queued' AND j.published_at IS NULL "  # noqa: S608
                 f"AND {where} AND j.id > %s ORDER BY j.id LIMIT %s",
@@ -446,7 +462,7 @@ class Store:
     def counts(self, *, now: datetime | None = None) -> Counts:
         d = self.dialect
         now = now or utcnow()
-        with d.transaction() as cur:
+        with d.transaction(write=False) as cur:
             cur.execute(
                 "SELECT j.state, r.outcome, r.ok, count(*), "
                 "sum(CASE WHEN j.published_at IS NULL AND j.state = 'queued' THEN 1 ELSE 0 END) "
@@ -472,17 +488,19 @@ class Store:
                 (beat.id, beat.host, beat.pid, beat.queue, beat.concurrency, beat.processed,
                  d.ts(beat.started_at), d.ts(beat.last_seen)),
             )
+            # Rows of workers gone for a day are removed here, by a writer, so that reading
+            # the list (status, the TUI) never needs SQLite's write lock.
+            cur.execute("DELETE FROM workers WHERE last_seen < %s", (d.ts(beat.last_seen - timedelta(days=1, seconds=30)),))
 
     def forget_worker(self, worker_id: str) -> None:
         with self.dialect.transaction() as cur:
             cur.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
 
     def workers(self, *, alive_within: timedelta = timedelta(seconds=30), now: datetime | None = None) -> list[WorkerBeat]:
-        """Workers whose last heartbeat is recent; older rows are removed."""
+        """Workers whose last heartbeat is recent (heartbeats remove day-old rows)."""
         d = self.dialect
         cutoff = (now or utcnow()) - alive_within
-        with d.transaction() as cur:
-            cur.execute("DELETE FROM workers WHERE last_seen < %s", (d.ts(cutoff - timedelta(days=1)),))
+        with d.transaction(write=False) as cur:
             cur.execute(
                 "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen FROM workers "
                 "WHERE last_seen >= %s ORDER BY host, pid",
@@ -504,7 +522,7 @@ class Store:
             "j.state <> 'done' AND j.id > %s AND "
             "COALESCE(j.started_at, j.published_at, j.submitted_at) < %s"
         )
-        with d.transaction() as cur:
+        with d.transaction(write=False) as cur:
             cur.execute(
                 f"SELECT {_JOB_COLUMNS} {_FROM} WHERE {where} ORDER BY j.id LIMIT %s",  # noqa: S608
                 (after_id, cutoff, limit),

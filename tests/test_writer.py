@@ -89,3 +89,36 @@ def test_a_result_the_database_refuses_fails_alone_not_its_whole_batch(store: St
     assert ids in flaky.calls  # they did share a batch
     assert {v.id: v.state for v in store.list_jobs(limit=10)} == {ids[0]: "done", ids[1]: "queued", ids[2]: "done"}
     writer.close()
+
+
+class DownAfterRefusal(FlakyStore):
+    """Refuses one result, and the database goes away just after that (mid fallback)."""
+
+    def store_results(self, records, *, started=()) -> int:  # noqa: ANN001
+        if len(records) == 1 and records[0].job_id == self.refuse:
+            self.calls.append([self.refuse])
+            self.down.set()
+            raise ValueError("A string literal cannot contain NUL (0x00) characters.")
+        return super().store_results(records, started=started)
+
+
+def test_the_one_at_a_time_fallback_keeps_the_batch_window_through_an_outage(store: Store) -> None:
+    """The fallback once retried each result for the whole window in turn: six results and
+    an outage held the last message 6 windows, past RabbitMQ's consumer timeout."""
+    ids = store.insert_jobs(None, [NewJob(f"http://127.0.0.1/{i}") for i in range(6)])
+    flaky = DownAfterRefusal(store, refuse=ids[0])
+    flaky.down.set()  # so that all six meet in one batch
+    window = 1.5
+    writer = ResultWriter(flaky, give_up_after=window)  # type: ignore[arg-type]
+    started = time.monotonic()
+    futures = [writer.submit(record(i)) for i in ids]
+    assert flaky.failed.wait(5)
+    flaky.down.clear()  # the batch is refused (ids[0]); then, one at a time, the database goes
+    for future in futures[1:]:
+        with pytest.raises(StoreUnavailable):
+            future.result(timeout=30)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 * window, f"the last result waited {elapsed:.1f} s, more than one window of {window} s"
+    with pytest.raises(ValueError, match="NUL"):
+        futures[0].result(timeout=1)
+    writer.close()

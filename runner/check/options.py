@@ -293,6 +293,22 @@ def _is_unset(value: object) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _unstorable(value: object) -> str | None:
+    """Why a value cannot be stored (PostgreSQL's text and jsonb take no NUL, and nothing
+    encodes a lone surrogate from a JSON ``"\\ud800"``), or None."""
+    texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] if isinstance(
+        value, list | tuple) else []
+    for text in texts:
+        bad = _UNSTORABLE.search(text)
+        if bad is not None:
+            return "contains a NUL character" if bad.group() == "\x00" else (
+                f"is not valid Unicode (lone surrogate U+{ord(bad.group()):04X})")
+    return None
+
+
 def _text(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected text, got {type(value).__name__}")
@@ -393,7 +409,11 @@ def parse_options(raw: Mapping[str, object], where: str | None = None) -> CheckO
         if name in _IGNORED_KEYS:
             continue
         if name not in OPTION_NAMES:
-            raise fail(str(key), f"unknown option (known: {', '.join(OPTION_NAMES)})")
+            raise fail(repr(key)[1:-1] if isinstance(key, str) else str(key),
+                       f"unknown option (known: {', '.join(OPTION_NAMES)})")
+        problem = _unstorable(value)
+        if problem is not None:
+            raise fail(name, problem)
         if _is_unset(value) or (isinstance(value, list | tuple) and not value):
             continue
         try:

@@ -9,8 +9,13 @@ only to an allowed one (runner/check/transport.py), so DNS rebinding and spellin
 they all arrive here as the address the socket would really connect to.
 
 IPv6 addresses that carry an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-
-compatible ``::a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``) are judged by the
-IPv4 address inside them as well as by themselves.
+compatible ``::a.b.c.d``, NAT64 ``64:ff9b::/96``, local-use NAT64 ``64:ff9b:1::/48``
+at each RFC 6052 prefix length it may be carved into, 6to4 ``2002::/16``) are judged by
+the IPv4 address(es) inside them as well as by themselves.
+
+``deny_private`` follows the IANA special-purpose registries as ``ipaddress``'s
+``is_global`` knows them (so also the TEST-NETs, 192.0.0.0/24, 2001:db8::/32 ...): the
+named ranges below give the reason, ``is_global`` catches whatever they miss.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALWAYS_DENIED: tuple[tuple[str, str], ...] = (
     ("169.254.0.0/16", "link-local address (cloud metadata)"),
     ("fe80::/10", "link-local address"),
-    ("fd00:ec2::254/128", "cloud metadata address"),
+    ("fd00:ec2::254/128", "cloud metadata address (AWS, IPv6)"),
+    ("100.100.100.200/32", "cloud metadata address (Alibaba Cloud)"),
+    ("192.0.0.192/32", "cloud metadata address (Oracle Cloud)"),
     ("0.0.0.0/8", "unspecified address"),
     ("::/128", "unspecified address"),
     ("224.0.0.0/4", "multicast address"),
@@ -46,9 +53,18 @@ PRIVATE_DENIED: tuple[tuple[str, str], ...] = (
     ("fc00::/7", "unique-local address"),
     ("198.18.0.0/15", "benchmarking network"),
     ("240.0.0.0/4", "reserved address"),
+    ("192.0.0.0/24", "IETF protocol assignment address"),
+    ("192.0.2.0/24", "documentation address (TEST-NET-1)"),
+    ("198.51.100.0/24", "documentation address (TEST-NET-2)"),
+    ("203.0.113.0/24", "documentation address (TEST-NET-3)"),
+    ("2001:db8::/32", "documentation address"),
 )
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+# RFC 6052 2.2: where the 4 bytes of the IPv4 address sit for each prefix length that can
+# be carved out of 64:ff9b:1::/48 (byte 8, bits 64-71, is always skipped).
+_RFC6052_BYTES = ((6, 7, 9, 10), (7, 9, 10, 11), (9, 10, 11, 12), (12, 13, 14, 15))
 _COMPAT = ipaddress.IPv6Network("::/96")
 
 
@@ -69,16 +85,29 @@ def parse_network(text: str) -> IPNetwork:
 
 
 def embedded_ipv4(addr: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries, if it is one of the forms that reach it."""
+    """The IPv4 address an IPv6 address carries, if it is one of the forms that reach it
+    (for local-use NAT64, the /96 reading; :func:`embedded_ipv4s` gives every reading)."""
+    found = embedded_ipv4s(addr)
+    return found[-1] if found else None
+
+
+def embedded_ipv4s(addr: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
+    """Every IPv4 address an IPv6 address may carry to a translator or tunnel."""
     if isinstance(addr, ipaddress.IPv4Address):
-        return None
+        return ()
     if addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
+        return (addr.ipv4_mapped,)
     if addr.sixtofour is not None:
-        return addr.sixtofour
+        return (addr.sixtofour,)
+    if addr in _LOCAL_NAT64:
+        # The translator's prefix length is not in the address: judge every reading, except
+        # those that find only zeros (that layout carries nothing there).
+        packed = addr.packed
+        readings = (ipaddress.IPv4Address(bytes(packed[i] for i in where)) for where in _RFC6052_BYTES)
+        return tuple(v4 for v4 in readings if int(v4) >> 24)
     if addr in _NAT64 or (addr in _COMPAT and int(addr) > 1):
-        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
-    return None
+        return (ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF),)
+    return ()
 
 
 def parse_address(text: str) -> IPAddress:
@@ -112,15 +141,18 @@ class AddressPolicy:
 
     def refusal(self, addr: IPAddress) -> str | None:
         """Why ``addr`` may not be connected to, or None when it may."""
-        inner = embedded_ipv4(addr)
-        if self._allowed_explicitly(addr) or (inner is not None and self._allowed_explicitly(inner)):
+        inner = embedded_ipv4s(addr)
+        if self._allowed_explicitly(addr) or any(self._allowed_explicitly(v4) for v4 in inner):
             return None
-        for candidate in (addr, inner):
-            if candidate is None:
-                continue
+        for candidate in (addr, *inner):
             for net, why in self._rules:
                 if candidate.version == net.version and candidate in net:
                     return why
+        if self.deny_private:
+            # What carries an IPv4 address reaches that address: judge it by what it reaches.
+            for candidate in inner or (addr,):
+                if not candidate.is_global:
+                    return "not a globally routable address (special-purpose range)"
         return None
 
 

@@ -8,6 +8,7 @@ some check failed; 2 usage or configuration error; 3 database or broker unreacha
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,12 +19,14 @@ import typer
 from db import StoreConfigError, StoreError, StoreUnavailable
 from runner.check.options import DEFAULT_OPTIONS
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
+from runner.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"runner: {message}", err=True)
+    # Error texts quote file names, settings and servers' words: never raw escapes.
+    typer.echo(f"runner: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -105,7 +108,10 @@ def parse_since(text: str) -> datetime:
     """``30m``, ``2h``, ``7d`` (ago) or an ISO 8601 time."""
     age = parse_age(text, strict=False)
     if age is not None:
-        return datetime.now(UTC) - age
+        try:
+            return datetime.now(UTC) - age
+        except OverflowError:
+            raise typer.BadParameter(f"{text!r} is further back than any date") from None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -113,13 +119,17 @@ def parse_since(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)", re.ASCII)  # ASCII: str.isdigit took "²", which float() refuses
+
+
 def parse_age(text: str, *, strict: bool = True) -> timedelta | None:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    t = text.strip().lower()
-    if t[-1:] in units and t[:-1].replace(".", "", 1).isdigit():
-        return timedelta(seconds=float(t[:-1]) * units[t[-1]])
-    if t.isdigit():
-        return timedelta(seconds=int(t))
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 1}
+    m = _AGE.fullmatch(text.strip().lower())
+    if m:
+        try:
+            return timedelta(seconds=float(m.group(1)) * units[m.group(2)])
+        except OverflowError:
+            raise typer.BadParameter(f"{text!r} is longer than any age") from None
     if strict:
         raise typer.BadParameter(f"{text!r} is not an age such as 90s, 30m, 2h, 7d or 2w")
     return None

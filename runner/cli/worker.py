@@ -53,7 +53,7 @@ def start(
     shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
     hold_budget: Annotated[float, typer.Option("--hold-budget", min=1, help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = _POOL.hold_budget,
     queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Queue to consume (default: urltester).", show_default=False)] = None,
-    deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse loopback, RFC 1918, CGNAT and unique-local addresses.")] = False,
+    deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse every address that is not globally routable (loopback, RFC 1918, CGNAT, unique-local, TEST-NETs ...).")] = False,
     allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     log_format: Annotated[LogFormat, typer.Option("--log-format", envvar="URLTESTER_LOG_FORMAT", help="text (with a timestamp), journal (a <N> syslog-level prefix, no timestamp: journald adds its own), json (one object a line) or auto: journal when stderr is systemd's journal stream, text otherwise.")] = LogFormat.auto,

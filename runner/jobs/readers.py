@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from runner.check.options import OPTION_ALIASES, OPTION_NAMES
 from runner.errors import InvalidInput
+from runner.taskq.app import MAX_DEPTH, nesting_depth
 
 FORMATS = ("text", "csv", "jsonl")
 MAX_LINE_BYTES = 256 * 1024  # a longer line is refused without being read whole
@@ -133,8 +134,14 @@ def _jsonl_records(lines: Iterable[tuple[int, str | None, str | None]]) -> Itera
             continue
         try:
             obj = json.loads(stripped)
+            too_deep = nesting_depth(obj) > MAX_DEPTH
+        except RecursionError:  # 100,000 '[' on a line: Python's parser gives up
+            too_deep = True
         except ValueError as exc:
             yield number, f"not valid JSON ({exc})", stripped
+            continue
+        if too_deep:
+            yield number, f"JSON nested more than {MAX_DEPTH} levels deep", stripped[:200]
             continue
         if not isinstance(obj, dict):
             yield number, "expected a JSON object with a \"url\" key", stripped

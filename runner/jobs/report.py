@@ -1,6 +1,11 @@
-"""Results out: the stable JSON Lines schema, CSV and the terminal table.
+"""Results out: the stable JSON Lines schema, CSV, JUnit XML and the terminal table.
 
 The JSON keys are a contract read by scripts: add keys, never rename or remove them.
+
+Every format may end up in a terminal, and URLs, titles and errors are strangers' text,
+so none writes a control character or bidi override raw: JSON escapes them as
+``\\uXXXX`` (the value a parser reads is unchanged), XML as character references (the
+same), CSV and the table as visible ``\\x9b``-style escapes (:func:`runner.text.printable`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from db import JobView
 from runner.check.checker import (
     OUTCOMES as OUTCOMES,  # the check owns them; re-exported for the TUI
 )
-from runner.text import mask_url, printable
+from runner.text import json_safe, mask_url, printable
 
 CORE_KEYS = (
     "id", "url", "batch", "state", "outcome", "ok", "status_code", "total_ms", "attempts", "error",
@@ -63,7 +68,7 @@ def to_row(view: JobView) -> dict[str, Any]:
 def write_json(views: Iterable[JobView], out: TextIO) -> int:
     n = 0
     for view in views:
-        out.write(json.dumps(to_row(view), ensure_ascii=False, default=str) + "\n")
+        out.write(json_safe(json.dumps(to_row(view), ensure_ascii=False, default=str)) + "\n")
         n += 1
     return n
 
@@ -80,6 +85,8 @@ def write_csv(views: Iterable[JobView], out: TextIO) -> int:
 
 
 def _csv_value(value: Any) -> Any:
+    if isinstance(value, str):
+        value = printable(value)
     # A cell starting with = + - @ is a formula to a spreadsheet: quote it as text.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
         return "'" + value
@@ -91,16 +98,22 @@ def _csv_value(value: Any) -> Any:
 # XML 1.0 allows tab, newline, carriage return and most other code points; anything else
 # (other C0 controls, surrogates, U+FFFE/U+FFFF) would make the report unreadable.
 _XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Valid XML, but a terminal acts on them raw: written as character references instead.
+_XML_REFERENCE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _xml_safe(text: str) -> str:
+    text = _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _XML_REFERENCE.sub(lambda m: f"&#x{ord(m.group()):x};", text)
 
 
 def _xml_text(value: object) -> str:
-    text = _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if value is None else str(value))
-    return escape(text)
+    return _xml_safe(escape("" if value is None else str(value)))
 
 
 def _xml_attr(value: object) -> str:
-    text = _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if value is None else str(value))
-    return quoteattr(text.replace("\n", " ").replace("\r", " ").replace("\t", " "))
+    text = "" if value is None else str(value)
+    return _xml_safe(quoteattr(text.replace("\n", " ").replace("\r", " ").replace("\t", " ")))
 
 
 def write_junit(views: Iterable[JobView], out: TextIO, *, name: str = "urltester",

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from runner.errors import ConfigError
 from runner.text import mask_url as mask_password
+from runner.text import url_password
 
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
 DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")
@@ -40,7 +41,7 @@ class Settings:
     @property
     def immediate(self) -> bool:
         """True on the embedded broker: checks run in this process."""
-        return urlsplit(self.broker_url).scheme == "memory"
+        return self.broker_url.partition(":")[0].lower() == "memory"
 
     @property
     def database_shown(self) -> str:
@@ -92,13 +93,25 @@ def validated(settings: Settings) -> Settings:
 
 
 def _check_url(what: str, url: str, schemes: tuple[str, ...]) -> None:
+    # Judged with the password masked: a '#', '?' or '/' in it would otherwise end the
+    # authority early for urlsplit, which then quotes part of the password as a bad port.
+    shown = mask_password(url)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(shown)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ConfigError(f"{what} {mask_password(url)} is not a valid URL: {exc}") from exc
+        raise ConfigError(f"{what} {shown} is not a valid URL: {exc}") from None
     if parts.scheme.lower() not in schemes:
         raise ConfigError(
             f"{what} {mask_password(url)} has unsupported scheme {parts.scheme or '(none)'!r}; "
             f"expected one of: {', '.join(s + '://' for s in schemes)}"
         )
+    password = url_password(url)
+    try:
+        seen = urlsplit(url).password
+    except ValueError:  # e.g. a '[' in the password: "Invalid IPv6 URL"
+        seen = None
+    if password is not None and what.startswith("broker") and seen != password:
+        # libpq reads such a password; kombu (urllib) cannot, so it must be encoded.
+        raise ConfigError(f"{what} {shown}: a password with '#', '?', '/', '[' or ']' must be percent-encoded "
+                          "(%23, %3F, %2F, %5B, %5D)")

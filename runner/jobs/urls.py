@@ -12,11 +12,14 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import idna
 
 from runner.errors import InvalidURL
-from runner.text import mask_url
+from runner.text import mask_url, url_password
 
 MAX_URL_LENGTH = 4096
 _SCHEMES = ("http", "https")
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
+# Lone surrogates: from a JSON "\ud800" escape, or from argv bytes that are not UTF-8
+# (Python keeps ``\xff`` as U+DCFF). No URL can carry them, and nothing can encode them.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # A scheme-less URL starts with a host: ASCII host characters or any non-ASCII letter (IDN).
 _HOSTLIKE = re.compile(r"^(?:[A-Za-z0-9\-._~%\[\]:@]|[^\x00-\x7f])+([/?].*)?$")
 
@@ -76,6 +79,9 @@ def _parse(text: str) -> str:
         raise InvalidURL(f"URL longer than {MAX_URL_LENGTH} characters ({len(raw)})")
     if _BAD_CHARS.search(raw):
         raise InvalidURL("URL contains spaces or control characters")
+    bad = _SURROGATE.search(raw)
+    if bad is not None:
+        raise InvalidURL(not_unicode(bad.group()))
     if "://" not in raw:
         scheme_match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*):", raw)
         if scheme_match and not re.match(r"^[^:/]+:\d+(/|$)", raw):
@@ -87,6 +93,8 @@ def _parse(text: str) -> str:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
+        if url_password(raw) is not None:  # the "port" urlsplit quotes is part of the password
+            raise InvalidURL("malformed URL (a password with '#', '?' or '/' must be percent-encoded)") from None
         raise InvalidURL(f"malformed URL ({exc})") from exc
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
@@ -107,6 +115,14 @@ def _parse(text: str) -> str:
         netloc = f"{userinfo}@{netloc}"
     path = parts.path or "/"
     return urlunsplit(SplitResult(scheme, netloc, path, parts.query, ""))
+
+
+def not_unicode(char: str) -> str:
+    """Why text holding the lone surrogate ``char`` is refused, in a user's terms."""
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: a byte that was not UTF-8
+        return f"not valid UTF-8 (byte 0x{code - 0xDC00:02x})"
+    return f"not valid Unicode (lone surrogate U+{code:04X})"
 
 
 def _encode_host(host: str) -> str:

@@ -5,6 +5,11 @@ call at once; the future it gets back resolves when the result is committed, and
 is the message acked (late ack). While the database is unreachable the writer retries with
 backoff for ``give_up_after`` seconds, every result handed in meanwhile joining the retried
 batch, then fails them all (their messages are requeued, never acked).
+
+That window is the writer's share of the bound on how long a message stays unacked (under
+RabbitMQ's consumer timeout; see runner/taskq/pool.py), so it is one window per batch in
+every path: when a batch is stored one result at a time (the database refused something in
+it), those writes share the batch's deadline instead of each waiting its own.
 """
 
 from __future__ import annotations
@@ -75,9 +80,12 @@ class ResultWriter:
                 started, self._started = self._started, []
             self._write(started, batch)
 
-    def _write(self, started: list[int], batch: list[tuple[ResultRecord, Future[str]]]) -> None:
+    def _write(self, started: list[int], batch: list[tuple[ResultRecord, Future[str]]],
+               deadline: float | None = None) -> None:
+        if deadline is None:
+            deadline = time.monotonic() + self.give_up_after
         retrying = Retrying(
-            stop=stop_after_delay(self.give_up_after),
+            stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
             wait=backoff(0.2, 5),
             retry=retry_if_exception_type(StoreUnavailable),
             reraise=True,
@@ -107,7 +115,7 @@ class ResultWriter:
                 log.warning("storing %d results failed (%s: %s); storing them one by one",
                             len(batch), type(exc).__name__, exc)
                 for n, item in enumerate(batch):
-                    self._write(started if n == 0 else [], [item])
+                    self._write(started if n == 0 else [], [item], deadline)
                 return
             for _, future in batch:
                 future.set_exception(exc)

@@ -14,6 +14,13 @@ Messages are JSON (never pickle): ``{"v": 1, "calls": [{"id", "task", "args", "k
 One message may carry several calls so a bulk enqueue reaches tens of thousands of calls a
 second with publisher confirms; a worker acks the message once every call in it is finished.
 
+Decoding treats a body as hostile (anyone who can publish to the queue can send one): it
+is refused before it is parsed if it is larger than :data:`MAX_MESSAGE_BYTES`, a
+``compression`` header (kombu's) is honoured only for the codecs the standard library has
+and only up to that same size, and JSON nested deeper than :data:`MAX_DEPTH` is refused.
+Every refusal is a :class:`PoisonMessage` whose text says why; nothing else escapes
+:func:`decode`.
+
 Immediate mode (``memory://``, the embedded default and unit tests) runs calls in a local
 thread pool at enqueue; the handle's ``result()`` waits for them. With ``inline=True`` each
 call runs synchronously on the enqueueing thread, before ``enqueue`` returns: deterministic,
@@ -26,12 +33,15 @@ the message as it is, and decoded on the way in like any other argument.
 
 from __future__ import annotations
 
+import bz2
 import itertools
 import json
 import logging
+import lzma
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,7 +53,8 @@ from runner.backoff import backoff
 log = logging.getLogger("urltester.runner")
 
 MESSAGE_VERSION = 1
-MAX_MESSAGE_BYTES = 1 << 20  # a larger message is poison: dead-lettered, never parsed
+MAX_MESSAGE_BYTES = 1 << 20  # a larger message (or one that inflates larger) is poison, never parsed
+MAX_DEPTH = 32  # JSON nesting a task message may have (ours: 6); deeper is poison
 DEFAULT_PACK = 10  # calls per message in a bulk enqueue
 
 # Per-thread facts about the call being run (``redelivered``), set by the consumer.
@@ -120,23 +131,94 @@ def encode(calls: Sequence[Call]) -> bytes:
     return f'{{"v":{MESSAGE_VERSION},"calls":[{",".join(parts)}]}}'.encode()
 
 
-def decode(body: bytes) -> list[Call]:
-    """The calls in a message body, or PoisonMessage saying why it can never run."""
+def decode(body: bytes, headers: Mapping[str, Any] | None = None) -> list[Call]:
+    """The calls in a message body, or PoisonMessage saying why it can never run.
+
+    ``headers`` are the message's application headers; only ``compression`` is read.
+    """
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise PoisonMessage(f"message body is {type(body).__name__}, not bytes")
     if len(body) > MAX_MESSAGE_BYTES:
         raise PoisonMessage(f"message of {len(body)} bytes is larger than {MAX_MESSAGE_BYTES}")
+    compression = (headers or {}).get("compression")
+    if compression is not None:
+        body = inflate(bytes(body), compression)
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise PoisonMessage(f"message is JSON nested more than {MAX_DEPTH} levels deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise PoisonMessage(f"message is not JSON: {exc}") from exc
+    if nesting_depth(data) > MAX_DEPTH:
+        raise PoisonMessage(f"message is JSON nested more than {MAX_DEPTH} levels deep")
     if not isinstance(data, dict) or data.get("v") != MESSAGE_VERSION or not isinstance(data.get("calls"), list):
         raise PoisonMessage("message is not a urltester task message (v1 with a list of calls)")
     calls = []
     for raw in data["calls"]:
         if not (isinstance(raw, dict) and isinstance(raw.get("task"), str) and isinstance(raw.get("args", []), list)
-                and isinstance(raw.get("kwargs", {}), dict)):
+                and isinstance(raw.get("kwargs", {}), dict) and isinstance(raw.get("id", ""), str | int)):
             raise PoisonMessage("a call in the message is malformed")
         calls.append(Call(raw["task"], tuple(raw.get("args", [])), raw.get("kwargs", {}), str(raw.get("id", ""))))
     return calls
+
+
+# kombu's ``compression`` header values (content types and aliases) for the codecs the
+# standard library decompresses incrementally, so that the output can be capped.
+_INFLATERS: dict[str, Callable[[], Any]] = {
+    "application/x-gzip": lambda: zlib.decompressobj(47),  # kombu writes zlib; 47 also takes gzip
+    "gzip": lambda: zlib.decompressobj(47),
+    "zlib": lambda: zlib.decompressobj(47),
+    "application/x-bz2": bz2.BZ2Decompressor,
+    "bzip2": bz2.BZ2Decompressor,
+    "bzip": bz2.BZ2Decompressor,
+    "application/x-lzma": lzma.LZMADecompressor,
+    "lzma": lzma.LZMADecompressor,
+    "xz": lzma.LZMADecompressor,
+}
+
+
+def inflate(body: bytes, compression: object) -> bytes:
+    """``body`` decompressed, never to more than MAX_MESSAGE_BYTES (PoisonMessage otherwise).
+
+    A bz2 body of under 1 KiB can expand to 1 GiB, so the decompressor is asked for at
+    most the limit plus one byte; a body that would give more is refused unread.
+    """
+    name = compression.strip().lower() if isinstance(compression, str) else None
+    make = _INFLATERS.get(name or "")
+    if make is None:
+        shown = repr(compression)[:60]
+        raise PoisonMessage(f"message compression {shown} is not supported (use {', '.join(sorted(set(_INFLATERS)))})")
+    inflater = make()
+    try:
+        out = inflater.decompress(body, MAX_MESSAGE_BYTES + 1)
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+        raise PoisonMessage(f"message body is not valid {name} data: {exc}") from None
+    if len(out) > MAX_MESSAGE_BYTES:
+        raise PoisonMessage(f"message inflates ({name}) to more than {MAX_MESSAGE_BYTES} bytes")
+    if not inflater.eof:
+        raise PoisonMessage(f"message body is truncated {name} data")
+    if inflater.unused_data:  # a second stream (bz2 and xz allow many) could be another bomb
+        raise PoisonMessage(f"message body has data after its {name} stream")
+    return out
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply lists and objects nest in parsed JSON (iteratively: no recursion to exhaust)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _log_failure(call: Call) -> Callable[[Future[Any]], None]:

@@ -17,6 +17,15 @@ killing workers (delivered ``DELIVERY_LIMIT`` times without an ack) is dead-lett
 RabbitMQ itself. Messages we find poisonous (bad JSON, unknown task, too large, a call
 that crashed) are re-published to ``<queue>.dead`` with the reason in the
 ``x-urltester-reason`` header, then acked.
+
+Deliveries are taken from py-amqp as they arrive, raw: not through kombu's ``Consumer``,
+whose ``Message`` decompresses a body as its ``compression`` header says, whole and
+before anyone can look at its size (a bz2 body of 1 KiB became 1 GiB), and raises
+decompression errors out of ``drain_events``, where they looked like a lost connection.
+The body stays bytes until :func:`runner.taskq.app.decode` judges it; whatever goes
+wrong while a delivery is handed over dead-letters that message with the reason, never
+the connection. A dead-letter or hand-on publish that RabbitMQ refuses (nack) leaves
+the message to RabbitMQ's own dead-lettering or redelivery instead of ending the worker.
 """
 
 from __future__ import annotations
@@ -29,15 +38,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import amqp
-from kombu import Connection, Consumer, Queue
+from kombu import Connection, Queue
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from runner import metrics
 from runner.backoff import backoff
 from runner.errors import BrokerError, ConfigError
 from runner.text import mask_url as mask_password
+from runner.text import url_password
 
 log = logging.getLogger("urltester.broker")
 
@@ -80,12 +91,17 @@ class Delivery:
     """One received message. Its methods may be called from any thread: they queue the
     action for the connection thread, which performs it on its next turn."""
 
-    def __init__(self, broker: AmqpBroker, message: Any, generation: int) -> None:
+    def __init__(self, broker: AmqpBroker, message: amqp.Message, generation: int) -> None:
         self._broker = broker
         self._message = message
         self._generation = generation
-        self.body: bytes = message.body if isinstance(message.body, bytes) else str(message.body).encode()
-        self.headers: dict[str, Any] = dict(message.headers or {})
+        self._hand_on_failed = False  # a hand-on publish was refused: requeue instead of ack
+        body = message.body
+        self.body: bytes = bytes(body) if isinstance(body, bytes | bytearray | memoryview) else str(body).encode(
+            "utf-8", "surrogateescape")
+        headers = message.properties.get("application_headers")
+        self.headers: dict[str, Any] = dict(headers) if isinstance(headers, dict) else {}
+        self.content_type: str | None = message.properties.get("content_type")
         self.redelivered: bool = bool(message.delivery_info.get("redelivered")) or bool(
             self.headers.get("x-delivery-count")) or bool(self.headers.get("x-urltester-requeued"))
 
@@ -145,9 +161,9 @@ class AmqpBroker:
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        password = Connection(self.url).password
+        password = url_password(self.url)
         if password:
-            text = text.replace(password, "***")
+            text = text.replace(password, "***").replace(unquote(password), "***")
         return f"RabbitMQ at {self.shown} is unreachable: {text}"
 
     def declare(self, channel: Any) -> None:
@@ -300,13 +316,23 @@ class AmqpBroker:
             dead_channel.confirm_select()
             generation = self._generation
 
-            def on_message(message: Any) -> None:
+            def on_message(message: amqp.Message) -> None:
                 metrics.RECEIVED.inc()
-                on_delivery(Delivery(self, message, generation))
+                try:
+                    delivery = Delivery(self, message, generation)
+                except Exception as exc:  # noqa: BLE001 - a message must never end the connection
+                    log.warning("a message from %s could not be read (%s); rejecting it", self.queue, exc)
+                    channel.basic_reject(message.delivery_tag, requeue=False)  # RabbitMQ dead-letters it
+                    return
+                try:
+                    on_delivery(delivery)
+                except Exception as exc:  # noqa: BLE001 - the same: dead-letter it, keep consuming
+                    delivery.dead_letter(f"message could not be handled: {type(exc).__name__}: {exc}")
 
-            consumer = Consumer(channel, queues=[self._work], on_message=on_message, no_ack=False,
-                                prefetch_count=prefetch)
-            consumer.consume()
+            # Raw py-amqp deliveries: kombu's Consumer would decompress first (see above).
+            channel.auto_decode = False
+            channel.basic_qos(0, prefetch, False)
+            tag = channel.basic_consume(self.queue, callback=on_message, no_ack=False)
             log.info("consuming from %s on %s (prefetch %d)", self.queue, self.shown, prefetch)
             if on_connected is not None:
                 on_connected()
@@ -321,7 +347,7 @@ class AmqpBroker:
                 self._run_actions(generation, dead_channel)
                 if stop.is_set():
                     if not cancelled:
-                        consumer.cancel()
+                        channel.basic_cancel(tag)
                         cancelled = True
                     if drained():
                         self._run_actions(generation, dead_channel)
@@ -330,6 +356,16 @@ class AmqpBroker:
                     conn.drain_events(timeout=0.05)
                 except TimeoutError:
                     pass
+                except CONNECTION_ERRORS:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - py-amqp could not parse a frame
+                    # Deliveries are handled inside on_message, so this is py-amqp failing on
+                    # what RabbitMQ sent (a header table nested thousands deep raises
+                    # RecursionError in its parser). The connection's framing is lost: start a
+                    # new one. The message comes back, and after DELIVERY_LIMIT tries RabbitMQ
+                    # dead-letters it; the process lives on.
+                    raise BrokerError(f"a message from {self.queue} could not be read by py-amqp "
+                                      f"({type(exc).__name__}: {str(exc)[:200]})") from exc
                 conn.heartbeat_check()
         finally:
             _release(conn)
@@ -343,34 +379,57 @@ class AmqpBroker:
             if delivery._generation != generation:
                 continue  # from a closed connection: RabbitMQ has already requeued it
             msg = delivery._message
+            channel = msg.channel
+            tag = msg.delivery_tag
+            if action == "ack" and delivery._hand_on_failed:
+                action = "requeue"  # its unstarted calls were not handed on: all of it again
             if action == "ack":
-                msg.ack()
+                channel.basic_ack(tag)
             elif action == "requeue":
-                msg.reject(requeue=True)
+                channel.basic_reject(tag, requeue=True)
                 metrics.REQUEUED.inc()
             elif action == "hand_on":
                 # Marked requeued: a copy may also come back with the old message (if the
                 # connection drops before its ack), so the check looks for a result first.
-                dead_channel.basic_publish_confirm(
-                    amqp.Message(arg, content_type="application/json", content_encoding="utf-8", delivery_mode=2,
-                                 application_headers={"x-urltester-requeued": True}),
-                    exchange="", routing_key=self.queue,
-                )
-                metrics.CONFIRMED.inc()
+                try:
+                    dead_channel.basic_publish_confirm(
+                        amqp.Message(arg, content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                                     application_headers={"x-urltester-requeued": True}),
+                        exchange="", routing_key=self.queue,
+                    )
+                    metrics.CONFIRMED.inc()
+                except amqp.exceptions.MessageNacked:
+                    log.warning("RabbitMQ refused the hand-on of calls to %s; the message is requeued instead",
+                                self.queue)
+                    delivery._hand_on_failed = True
             elif action == "dead":
-                reason, body = arg
-                headers = {**delivery.headers, "x-urltester-reason": reason[:1000], "x-urltester-queue": self.queue}
-                dead_channel.basic_publish_confirm(
-                    amqp.Message(body if body is not None else delivery.body,
-                                 content_type=msg.content_type or "application/octet-stream",
-                                 delivery_mode=2, application_headers=headers),
-                    exchange="", routing_key=dead_queue_name(self.queue),
-                )
-                metrics.CONFIRMED.inc()
-                metrics.DEAD_LETTERED.inc()
-                if body is None:
-                    msg.ack()
-                log.warning("dead-lettered a message from %s: %s", self.queue, reason)
+                self._dead_letter(delivery, dead_channel, *arg)
+
+    def _dead_letter(self, delivery: Delivery, dead_channel: Any, reason: str, body: bytes | None) -> None:
+        msg = delivery._message
+        headers = {**delivery.headers, "x-urltester-reason": reason[:1000], "x-urltester-queue": self.queue}
+        try:
+            dead_channel.basic_publish_confirm(
+                amqp.Message(body if body is not None else delivery.body,
+                             content_type=delivery.content_type or "application/octet-stream",
+                             delivery_mode=2, application_headers=headers),
+                exchange="", routing_key=dead_queue_name(self.queue),
+            )
+        except amqp.exceptions.MessageNacked:
+            # The dead-letter queue will not take it (full, or a policy refuses it). The whole
+            # message: reject it, so RabbitMQ dead-letters it by the queue's own arguments (the
+            # reason is only in the log). One call of a pack: it is lost to the queue, its job
+            # stays unfinished in the database, where `runner requeue --stale` finds it.
+            log.error("RabbitMQ refused to dead-letter a message from %s (%s): %s",
+                      self.queue, reason, "rejecting it" if body is None else "the call is dropped")
+            if body is None:
+                msg.channel.basic_reject(msg.delivery_tag, requeue=False)
+            return
+        metrics.CONFIRMED.inc()
+        metrics.DEAD_LETTERED.inc()
+        if body is None:
+            msg.channel.basic_ack(msg.delivery_tag)
+        log.warning("dead-lettered a message from %s: %s", self.queue, reason)
 
 
     def _read_depth(self, channel: Any) -> None:

@@ -27,6 +27,8 @@ import signal
 import sys
 from datetime import UTC, datetime
 
+from runner.text import printable
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(processName)s[%(process)d] %(name)s: %(message)s"
 SYSLOG_LEVELS = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
@@ -39,7 +41,17 @@ def syslog_level(levelno: int) -> int:
     return 7
 
 
-class JournalFormatter(logging.Formatter):
+class PrintableFormatter(logging.Formatter):
+    """Log lines quote strangers' text (dead-letter reasons, a task's exception, URLs): the
+    message is made printable, so no log line carries a raw terminal escape. Tracebacks
+    (``log.exception``) are the formatter's own and keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+class JournalFormatter(PrintableFormatter):
     """``<N>`` first, on every line of the record (a traceback's lines too), no timestamp."""
 
     def __init__(self) -> None:
@@ -90,7 +102,7 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
     elif kind == "json":
         formatter = JsonFormatter()
     else:
-        formatter = logging.Formatter(TEXT_FORMAT)
+        formatter = PrintableFormatter(TEXT_FORMAT)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()

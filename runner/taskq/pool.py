@@ -183,7 +183,7 @@ class WorkerProcess:
 
     def on_delivery(self, delivery: Delivery) -> None:
         try:
-            calls = decode(delivery.body)
+            calls = decode(delivery.body, delivery.headers)
         except PoisonMessage as exc:
             delivery.dead_letter(str(exc))
             return

@@ -8,7 +8,7 @@ import pytest
 
 from runner.check.checker import AddressPolicy, Checker
 from runner.check.options import parse_options
-from runner.check.policy import embedded_ipv4
+from runner.check.policy import DEFAULT_POLICY, embedded_ipv4
 
 from .conftest import Server
 
@@ -101,3 +101,38 @@ def test_no_proxy_from_environment(monkeypatch: pytest.MonkeyPatch, hostile: Ser
     monkeypatch.setenv("HTTP_PROXY", "http://169.254.169.254:3128")
     monkeypatch.setenv("http_proxy", "http://169.254.169.254:3128")
     assert Checker().check(hostile.url("/ok"), SHORT).outcome == "ok"
+
+
+# Judged by the policy alone: a test must send nothing beyond 127.0.0.0/8, and on code that
+# allowed these a check would have tried to connect.
+@pytest.mark.parametrize(("text", "why"), [
+    ("100.100.100.200", "cloud metadata address (Alibaba Cloud)"),
+    ("192.0.0.192", "cloud metadata address (Oracle Cloud)"),
+    ("fd00:ec2::254", "cloud metadata address (AWS, IPv6)"),
+    ("64:ff9b:1::a9fe:a9fe", "link-local address (cloud metadata)"),       # local-use NAT64, /96
+    ("64:ff9b:1:a9fe:a9:fe00::", "link-local address (cloud metadata)"),   # local-use NAT64, /48
+    ("::ffff:100.100.100.200", "cloud metadata address (Alibaba Cloud)"),
+])
+def test_metadata_addresses_are_refused_on_every_worker(text: str, why: str) -> None:
+    assert DEFAULT_POLICY.refusal(ipaddress.ip_address(text)) == why
+
+
+def test_local_use_nat64_is_judged_by_the_ipv4_address_inside() -> None:
+    assert DEFAULT_POLICY.refusal(ipaddress.ip_address("64:ff9b:1::808:808")) is None
+    assert PRIVATE.refusal(ipaddress.ip_address("64:ff9b:1::808:808")) is None
+    assert PRIVATE.refusal(ipaddress.ip_address("64:ff9b:1::a00:1")) == "private address (RFC 1918)"
+    assert PRIVATE.refusal(ipaddress.ip_address("64:ff9b:1:7f00:1::")) == "loopback address"
+
+
+@pytest.mark.parametrize("text", ["192.0.2.1", "198.51.100.7", "203.0.113.9", "192.0.0.1", "2001:db8::1",
+                                  "2001:2::1", "100::1", "198.18.0.1"])
+def test_deny_private_refuses_every_address_that_is_not_global(text: str) -> None:
+    addr = ipaddress.ip_address(text)
+    assert not addr.is_global
+    assert PRIVATE.refusal(addr) is not None
+    assert DEFAULT_POLICY.refusal(addr) is None  # a special-purpose range, not metadata
+
+
+@pytest.mark.parametrize("text", ["8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"])
+def test_deny_private_still_allows_global_addresses(text: str) -> None:
+    assert PRIVATE.refusal(ipaddress.ip_address(text)) is None
