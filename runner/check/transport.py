@@ -246,13 +246,17 @@ class Resolver:
         key = (host, port)
         with self._lock:
             future = self._pending.get(key)
+            fresh = future is None
             if future is None:
                 if len(self._pending) >= self.max_pending:
                     raise TooManyLookups(socket.EAI_AGAIN, f"{len(self._pending)} name lookups "
                                          "already pending in this process (slow nameservers?)")
                 future = self._pool.submit(self._lookup, host, port)
                 self._pending[key] = future
-                future.add_done_callback(lambda done, key=key: self._forget(key, done))
+        if fresh:
+            # Outside the lock: a lookup already done runs the callback here, at once, and
+            # the callback takes the lock.
+            future.add_done_callback(lambda done, key=key: self._forget(key, done))
         try:
             return future.result(timeout=max(timeout, 0.0))
         except FutureTimeout:

@@ -95,3 +95,19 @@ def test_too_many_pending_lookups_fail_at_once_as_temporary(hanging_dns: list[st
     with pytest.raises(socket.gaierror) as info:    # also a healthy name, until lookups end
         resolver.resolve("healthy.test", 80, 1)
     assert "3 name lookups already pending" in info.value.strerror
+
+
+def test_a_lookup_that_finishes_at_once_does_not_deadlock() -> None:
+    # A lookup done before its done-callback is added runs the callback in the caller;
+    # the callback takes the resolver's lock, so it must not be added under that lock.
+    resolver = transport.Resolver(getaddrinfo=lambda host, port, *a: [("answer",)])
+    finished = threading.Event()
+
+    def many() -> None:
+        for i in range(2000):
+            resolver.resolve(f"fast{i % 7}.test", 80, 1)
+        finished.set()
+
+    threading.Thread(target=many, daemon=True).start()
+    assert finished.wait(20), "resolve() deadlocked"
+    assert resolver.pending() == 0

@@ -36,11 +36,12 @@ def test_500_checks_on_closing_keepalive_connections(site: Site, checker: Checke
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
 @pytest.mark.e2e
-def test_500_checks_through_runner_start_on_apache(site: Site, pg_url: str, amqp_url: str,
-                                                   queue_name: str, tmp_path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("server", ["nginx", "apache"])
+def test_500_checks_through_runner_start(site: Site, server: str, pg_url: str, amqp_url: str,
+                                         queue_name: str, tmp_path) -> None:  # noqa: ANN001
     env = runner_env(pg_url, amqp_url, queue_name)
-    urls = [site.apache.url(f"/static/p{i % 20}.txt?n={i}") for i in range(N)]
-    (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+    running = site.nginx if server == "nginx" else site.apache
+    urls = [running.url(f"/static/p{i % 20}.txt?n={i}") for i in range(N)]
     with worker(env, "--processes", "1", "--concurrency", "32", log_path=tmp_path / "worker.log"):
         out = run_cli(["submit", *urls, "--retries", "1", "--wait", "--wait-timeout", "90"], env,
                       timeout=150)
@@ -50,6 +51,6 @@ def test_500_checks_through_runner_start_on_apache(site: Site, pg_url: str, amqp
     assert {r["outcome"] for r in rows} == {"ok"}
     assert "flaky" in rows[0] and "stale_connection_retried" in rows[0], sorted(rows[0])
     assert not any(r["flaky"] for r in rows)
-    print(f"runner start on apache: {N} checks, 0 failures, 0 flaky, "
+    print(f"runner start on {server}: {N} checks, 0 failures, 0 flaky, "
           f"{sum(r['stale_connection_retried'] for r in rows)} stale connections re-sent")
     assert {r["attempts"] for r in rows} == {1}
