@@ -46,8 +46,10 @@ from typing import IO, Any
 
 from db import Batch, StoreError
 from db.bulk import record_jobs, unpublished_jobs
+from db.regions import job_regions
 from runner.check.options import OPTION_ALIASES, OPTION_NAMES, CheckOptions, parse_options
-from runner.errors import BrokerError, InvalidInput, OptionError
+from runner.errors import BrokerError, ConfigError, InvalidInput, OptionError
+from runner.jobs.regions import DEFAULT_REGION, PLACEMENT_KEYS, queue_for, split_placement
 from runner.jobs.tasks import CHECK_TASK
 from runner.jobs.urls import MAX_URL_LENGTH, Rejected, normalise
 from runner.taskq.app import DEFAULT_PACK, MESSAGE_VERSION, Call
@@ -58,7 +60,7 @@ CHUNK = 5000                 # jobs recorded per transaction and published per c
 PUBLISHERS = 2               # publishing threads, each with its own RabbitMQ connection
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                ".txt": "text", ".list": "text", ".urls": "text"}
-_COLUMNS = frozenset(OPTION_NAMES) | frozenset(OPTION_ALIASES)
+_COLUMNS = frozenset(OPTION_NAMES) | frozenset(OPTION_ALIASES) | frozenset(PLACEMENT_KEYS)
 
 
 class ImportUsageError(InvalidInput):
@@ -359,9 +361,15 @@ class DigestSet:
 class Validator:
     """Turns records into ``(url, options JSON)`` jobs, with per-file defaults and dedup."""
 
-    def __init__(self, defaults: CheckOptions, *, keep_duplicates: bool = False) -> None:
-        self.defaults_raw = defaults.to_json()
-        self.default_json = _options_json(defaults)
+    def __init__(self, defaults: CheckOptions, *, keep_duplicates: bool = False,
+                 placement: Mapping[str, Any] | None = None,
+                 place: Callable[[Any, Any], dict[str, Any]] | None = None) -> None:
+        """``placement``: the file-wide regions/quorum keys (resolved); ``place(regions,
+        quorum)`` validates and resolves a line's own (``Runtime.placement``)."""
+        self.placement = dict(placement or {})
+        self.place = place
+        self.defaults_raw = {**defaults.to_json(), **self.placement}
+        self.default_json = _options_json(defaults, self.placement)
         self.keep_duplicates = keep_duplicates
         self.seen = DigestSet()
         self._cache: dict[str, str] = {}
@@ -382,22 +390,32 @@ class Validator:
         if found is not None:
             return found
         merged = {**self.defaults_raw}
+        own_placement = False
         for name, value in raw.items():
             if value is None or value == [] or (isinstance(value, str) and not value.strip()):
                 continue  # unset on this line: the file-wide default stands
             merged[OPTION_ALIASES.get(name, name)] = value
+            own_placement = own_placement or name in PLACEMENT_KEYS
+        rest, regions, quorum = split_placement(merged)
         try:
-            opts = _options_json(parse_options(merged))
+            placement = self.placement
+            if own_placement:
+                if self.place is None:
+                    raise OptionError("regions are not taken here", where="regions")
+                placement = self.place(regions, quorum)
+            opts = _options_json(parse_options(rest), placement)
         except OptionError as exc:
             raise OptionError(f"{exc.where}: {exc.message}" if exc.where else exc.message) from None
+        except ConfigError as exc:  # a line's regions the fleet cannot serve: refuse the line
+            raise OptionError(str(exc)) from None
         if len(self._cache) >= 4096:
             self._cache.clear()
         self._cache[key] = opts
         return opts
 
 
-def _options_json(options: CheckOptions) -> str:
-    return json.dumps(options.to_json(), sort_keys=True, separators=(",", ":"))
+def _options_json(options: CheckOptions, placement: Mapping[str, Any] | None = None) -> str:
+    return json.dumps({**options.to_json(), **(placement or {})}, sort_keys=True, separators=(",", ":"))
 
 
 def records(source: Source, fmt: str | None) -> tuple[str, Iterator[Record | Refusal]]:
@@ -549,8 +567,7 @@ class Pipeline:
                 if broker is None:
                     self._run_here(ids, chunk)
                 else:
-                    broker.publish(check_messages(ids, chunk))
-                    self.store.mark_published(ids)
+                    self._publish_regions(broker, ids, chunk)
                 with self._lock:
                     self.report.published += len(ids)
                 return
@@ -562,6 +579,29 @@ class Pipeline:
             self.store.mark_publish_failed(ids, f"not published: {error}")
         with self._lock:
             self.report.unpublished += len(ids)
+
+    def _publish_regions(self, broker: Any, ids: list[int], chunk: list[tuple[str, str]]) -> None:
+        """One message stream per region (most chunks: the default region alone), then
+        mark the chunk published, jobs that named regions with their no-worker bound."""
+        base = self.rt.settings.queue
+        if not any('"regions"' in opts for _, opts in chunk):
+            broker.publish(check_messages(ids, chunk), routing_key=base)
+            self.rt.mark_published(ids)
+            return
+        by_region: dict[str, tuple[list[int], list[tuple[str, str]]]] = {}
+        regional: list[int] = []
+        for job_id, job in zip(ids, chunk, strict=True):
+            options = self._opts(job[1])
+            if "regions" in options:
+                regional.append(job_id)
+            for region in job_regions(options):
+                region_ids, region_jobs = by_region.setdefault(region, ([], []))
+                region_ids.append(job_id)
+                region_jobs.append(job)
+        for region, (region_ids, region_jobs) in by_region.items():
+            broker.publish(check_messages(region_ids, region_jobs, region=region),
+                           routing_key=queue_for(base, region))
+        self.rt.mark_published(ids, regional)
 
     def _run_here(self, ids: list[int], chunk: list[tuple[str, str]]) -> None:
         """Immediate mode: the checks run in this process's pool. Wait for the previous
@@ -583,7 +623,8 @@ class Pipeline:
         return found
 
 
-def check_messages(ids: list[int], chunk: list[tuple[str, str]], pack: int = DEFAULT_PACK) -> list[bytes]:
+def check_messages(ids: list[int], chunk: list[tuple[str, str]], pack: int = DEFAULT_PACK,
+                   region: str = DEFAULT_REGION) -> list[bytes]:
     """Task messages for recorded jobs, ``pack`` check calls to a message.
 
     Byte for byte what ``runner.taskq.app.encode`` makes of ``Call(CHECK_TASK, (id, url,
@@ -592,13 +633,14 @@ def check_messages(ids: list[int], chunk: list[tuple[str, str]], pack: int = DEF
     import's CPU. Call ids need only be unique: one random prefix per message.
     """
     task = json.dumps(CHECK_TASK)
+    kwargs = "{}" if region == DEFAULT_REGION else json.dumps({"region": region}, separators=(",", ":"))
     head = f'{{"v":{MESSAGE_VERSION},"calls":['
     dumps = json.dumps
     messages = []
     for start in range(0, len(ids), pack):
         prefix = uuid.uuid4().hex[:24]
         calls = ",".join(
-            f'{{"id":"{prefix}{n:08x}","task":{task},"args":[{job_id},{dumps(url)},{opts}],"kwargs":{{}}}}'
+            f'{{"id":"{prefix}{n:08x}","task":{task},"args":[{job_id},{dumps(url)},{opts}],"kwargs":{kwargs}}}'
             for n, (job_id, (url, opts)) in enumerate(zip(ids[start:start + pack], chunk[start:start + pack], strict=True))
         )
         messages.append(f"{head}{calls}]}}".encode())
@@ -619,9 +661,12 @@ class Importer:
                  strict: bool = False, keep_duplicates: bool = False, batch_name: str | None = None,
                  idempotency_key: str | None = None, publishers: int = PUBLISHERS,
                  on_reject: Callable[[Rejected], None] | None = None,
-                 on_progress: Callable[[ImportReport], None] | None = None) -> None:
+                 on_progress: Callable[[ImportReport], None] | None = None,
+                 regions: Any = None, quorum: Any = None) -> None:
+        """``regions``/``quorum``: the file-wide defaults (a line's own keys override them)."""
         self.rt = runtime
-        self.validator = Validator(defaults or CheckOptions(), keep_duplicates=keep_duplicates)
+        self.validator = Validator(defaults or CheckOptions(), keep_duplicates=keep_duplicates,
+                                   placement=runtime.placement(regions, quorum), place=runtime.placement)
         self.fmt = fmt
         self.strict = strict
         self.batch_name = batch_name

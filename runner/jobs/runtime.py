@@ -17,9 +17,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db import Batch, JobFilter, JobView, NewJob, Store, open_store, utcnow
+from db import Batch, JobFilter, JobView, NewJob, Store, WorkerBeat, open_store, utcnow
+from db.regions import job_regions
 from runner.check.options import CheckOptions, parse_options
 from runner.errors import BrokerError, InvalidInput, UnsentJobs
+from runner.jobs.regions import (
+    DEFAULT_REGION,
+    parse_placement,
+    queue_for,
+    report_no_worker,
+    resolve,
+    split_placement,
+)
 from runner.jobs.settings import Settings
 from runner.jobs.tasks import CHECK_TASK, register
 from runner.jobs.urls import Rejected, normalise
@@ -52,6 +61,7 @@ class Status:
     workers: list[Any]
     queue: QueueDepth | None
     broker_error: str | None = None
+    regions: dict[str, QueueDepth | None] = field(default_factory=dict)  # region -> its queue's depth
 
 
 class Runtime:
@@ -65,7 +75,9 @@ class Runtime:
         if not settings.immediate:
             from runner.taskq.broker import open_broker
 
-            self.broker = open_broker(settings.broker_url, settings.queue, publish_timeout=settings.publish_timeout)
+            # A worker consumes its region's queue; a submitter publishes to each job's regions.
+            self.broker = open_broker(settings.broker_url, queue_for(settings.queue, settings.region),
+                                      publish_timeout=settings.publish_timeout)
         self.app = App(self.broker, immediate_workers=immediate_workers)
         self.check_task = register(self.app, self)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -107,13 +119,15 @@ class Runtime:
     # ------------------------------------------------------------------ submitting
 
     def validate(self, texts: Iterable[tuple[str, str | None]], options: CheckOptions,
-                 *, keep_duplicates: bool = True) -> tuple[list[NewJob], list[Rejected], int]:
-        """Normalise ``(text, where)`` pairs; returns jobs, refusals and duplicates dropped."""
+                 *, keep_duplicates: bool = True,
+                 placement: dict[str, Any] | None = None) -> tuple[list[NewJob], list[Rejected], int]:
+        """Normalise ``(text, where)`` pairs; returns jobs, refusals and duplicates dropped.
+        ``placement`` (from :meth:`placement`) joins every job's options."""
         jobs: list[NewJob] = []
         rejected: list[Rejected] = []
         seen: set[str] = set()
         duplicates = 0
-        opts = options.to_json()
+        opts = {**options.to_json(), **(placement or {})}
         for text, where in texts:
             try:
                 url = normalise(text)
@@ -130,16 +144,24 @@ class Runtime:
 
     def submit(self, urls: Sequence[str], *, options: CheckOptions | dict[str, Any] | None = None,
                batch: str | None = None, idempotency_key: str | None = None, strict: bool = False,
-               keep_duplicates: bool = True) -> SubmitReport:
+               keep_duplicates: bool = True, regions: str | Sequence[str] | None = None,
+               quorum: str | int | None = None) -> SubmitReport:
         """Validate, record and enqueue URLs. Invalid ones are reported, never half-recorded.
 
-        With ``strict`` nothing is recorded when any input is invalid. Raises BrokerError
-        if the broker did not confirm (the jobs are recorded and marked for requeue).
+        ``regions`` (names, ``a,b`` or ``all``) and ``quorum`` (any, all, majority, N) say
+        where each job is checked and when it is ok; a dict of ``options`` may carry them
+        as ``regions``/``quorum`` keys instead (the API's body). With ``strict`` nothing is
+        recorded when any input is invalid. Raises BrokerError if the broker did not
+        confirm (the jobs are recorded and marked for requeue).
         """
         if isinstance(options, dict):
+            options, raw_regions, raw_quorum = split_placement(options)
+            regions = raw_regions if regions is None else regions
+            quorum = raw_quorum if quorum is None else quorum
             options = parse_options(options)
+        placement = self.placement(regions, quorum)
         jobs, rejected, duplicates = self.validate(((u, None) for u in urls), options or CheckOptions(),
-                                                   keep_duplicates=keep_duplicates)
+                                                   keep_duplicates=keep_duplicates, placement=placement)
         report = SubmitReport(None, rejected=rejected, duplicates=duplicates)
         if not jobs or (strict and rejected):
             return report
@@ -148,6 +170,21 @@ class Runtime:
             return report
         report.job_ids = self.record_and_publish(report.batch.id, jobs)
         return report
+
+    def placement(self, regions: Any, quorum: Any, where: str | None = None) -> dict[str, Any]:
+        """The ``regions``/``quorum`` option keys for jobs, validated, ``all`` resolved to the
+        regions with a live worker now. ``{}`` when no region is named (default region)."""
+        placement = parse_placement(regions, quorum, where)
+        live = self.live_regions() if placement.get("regions") == "all" else ()
+        return resolve(placement, live, immediate=self.settings.immediate)
+
+    def live_regions(self, workers: Sequence[WorkerBeat] | None = None) -> set[str]:
+        """Regions with at least one worker whose heartbeat is recent."""
+        return {w.region for w in (self.store.workers() if workers is None else workers)}
+
+    def report_no_worker(self) -> int:
+        """Report ``no_worker`` for named regions past their bound without a live worker."""
+        return report_no_worker(self.store, self.live_regions())
 
     def record_and_publish(self, batch_id: int | None, jobs: Sequence[NewJob]) -> list[int]:
         """Record jobs then publish them, ``CHUNK`` at a time (the first chunk smaller, so
@@ -177,19 +214,40 @@ class Runtime:
         return ids
 
     def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any]]], *, requeued: bool = False) -> None:
-        """Publish check calls for recorded jobs; on failure mark them and raise BrokerError."""
+        """Publish check calls for recorded jobs, one per job and region, to each region's
+        queue; on failure mark them and raise BrokerError."""
         if not jobs:
             return
-        calls = [Call(CHECK_TASK, (job_id, url, options)) for job_id, url, options in jobs]
+        by_region: dict[str, list[Call]] = {}
+        regional: list[int] = []
+        for job_id, url, options in jobs:
+            regions = job_regions(options)
+            if "regions" in options:
+                regional.append(job_id)
+            for region in regions:
+                kwargs = {} if region == DEFAULT_REGION else {"region": region}
+                by_region.setdefault(region, []).append(Call(CHECK_TASK, (job_id, url, options), kwargs))
         ids = [job_id for job_id, _, _ in jobs]
-        pack = DEFAULT_PACK if len(calls) > 1 else 1
+        headers = {"x-urltester-requeued": True} if requeued else None
         try:
-            self.app.enqueue(calls, pack=pack, headers={"x-urltester-requeued": True} if requeued else None)
+            for region, calls in by_region.items():
+                self.app.enqueue(calls, pack=DEFAULT_PACK if len(calls) > 1 else 1, headers=headers,
+                                 queue=queue_for(self.settings.queue, region))
         except BrokerError as exc:
             self.store.mark_publish_failed(ids, str(exc))
             raise
         if self.broker is not None:
-            self.store.mark_published(ids)
+            self.mark_published(ids, regional)
+
+    def mark_published(self, ids: Sequence[int], regional: Sequence[int] = ()) -> None:
+        """Mark jobs published; those that named regions get their no-worker bound."""
+        named = set(regional)
+        plain = [i for i in ids if i not in named]
+        if plain:
+            self.store.mark_published(plain)
+        if named:
+            bound = utcnow() + timedelta(seconds=self.settings.no_worker_after)
+            self.store.mark_published([i for i in ids if i in named], no_worker_at=bound)
 
     def retest(self, job_ids: Sequence[int], *, batch: str | None = None) -> SubmitReport:
         """New jobs for the same URLs and options as these (history is kept)."""
@@ -225,8 +283,14 @@ class Runtime:
         deadline = None if timeout is None else time.monotonic() + timeout
         listener = self.store.listener()
         pending = set(job_ids)
+        next_sweep = time.monotonic() + 1.0
         try:
             while True:
+                if self.broker is not None and time.monotonic() >= next_sweep:
+                    # A region without a live worker would keep a job waiting: report it
+                    # no_worker once its bound has passed (workers do this too).
+                    self.report_no_worker()
+                    next_sweep = time.monotonic() + 1.0
                 for start in range(0, len(job_ids), 1000):
                     part = [i for i in job_ids[start:start + 1000] if i in pending]
                     if part:
@@ -246,16 +310,22 @@ class Runtime:
         return views, not pending
 
     def status(self) -> Status:
+        """Counts, live workers, and the queue depth of each region with a live worker (and
+        the default region's, always)."""
         counts = self.store.counts()
         workers = self.store.workers()
         depth = None
         error = None
+        regions: dict[str, QueueDepth | None] = {}
         if self.broker is not None:
             try:
-                depth = self.broker.ping()
+                depth = self.broker.ping(self.settings.queue)
+                regions[DEFAULT_REGION] = depth
+                for region in sorted(self.live_regions(workers) - {DEFAULT_REGION}):
+                    regions[region] = self.broker.ping(queue_for(self.settings.queue, region))
             except BrokerError as exc:
                 error = str(exc)
-        return Status(counts, workers, depth, error)
+        return Status(counts, workers, depth, error, regions)
 
 
 def default_batch_name(source: str) -> str:

@@ -147,18 +147,22 @@ class AmqpBroker:
             text = text.replace(password, "***")
         return f"RabbitMQ at {self.shown} is unreachable: {text}"
 
-    def declare(self, channel: Any) -> None:
-        self._dead(channel).declare()
-        self._work(channel).declare()
+    def declare(self, channel: Any, queue: str | None = None) -> None:
+        """Declare a work queue and its dead-letter queue (default: this broker's own)."""
+        work, dead = (self._work, self._dead) if queue in (None, self.queue) else _queues(queue)
+        dead(channel).declare()
+        work(channel).declare()
 
-    def ping(self) -> QueueDepth:
-        """Connect, declare the queues, and return their depth (BrokerError otherwise)."""
+    def ping(self, queue: str | None = None) -> QueueDepth:
+        """Connect, declare a queue (default: this broker's own) and return its depth
+        (BrokerError otherwise)."""
+        name = queue or self.queue
         conn = self._connect()
         try:
             ch = conn.channel()
-            self.declare(ch)
-            _, ready, consumers = ch.queue_declare(self.queue, passive=True)
-            _, dead, _ = ch.queue_declare(dead_queue_name(self.queue), passive=True)
+            self.declare(ch, name)
+            _, ready, consumers = ch.queue_declare(name, passive=True)
+            _, dead, _ = ch.queue_declare(dead_queue_name(name), passive=True)
             return QueueDepth(ready, consumers, dead)
         except CONNECTION_ERRORS as exc:
             raise BrokerError(self._describe(exc)) from exc
@@ -243,10 +247,15 @@ class AmqpBroker:
 
                 ch.events["basic_ack"].add(on_ack)
                 ch.events["basic_nack"].add(on_nack)
-                conn._urltester = (ch, state, [0])  # type: ignore[attr-defined]
+                conn._urltester = (ch, state, [0], {self.queue})  # type: ignore[attr-defined]
                 self._publish_conn = conn
             conn = self._publish_conn
-            ch, state, seq = conn._urltester  # type: ignore[attr-defined]
+            ch, state, seq, declared = conn._urltester  # type: ignore[attr-defined]
+            if routing_key not in declared:
+                # A publish to a queue that does not exist is dropped without a word: declare
+                # another queue (a region's) before the first message to it on this connection.
+                self.declare(ch, routing_key)
+                declared.add(routing_key)
             done = start
             while done < len(messages):
                 batch = messages[done:done + CONFIRM_BATCH]
