@@ -50,7 +50,7 @@ SORTS = ("newest", "oldest", "latency", "status", "checked")
 OUTCOMES = (
     "ok", "http_error", "assertion_failed", "dns_error", "connect_refused", "connect_timeout",
     "read_timeout", "deadline_exceeded", "tls_error", "too_many_redirects", "too_large",
-    "invalid_response", "blocked",
+    "invalid_response", "blocked", "no_worker",
 )
 SHOWN_REJECTIONS = 3
 UNPUBLISHED_PAGE = 5000  # jobs sent per round when the broker is back
@@ -178,7 +178,9 @@ class UrlTesterApp(App[None]):
             try:
                 now = self.clock()
                 counts = grid_sql.quick_counts(rt.store, now=now)
-                workers = len(rt.store.workers(now=now))
+                beats = rt.store.workers(now=now)
+                workers = len(beats)
+                regions = tuple(sorted(rt.live_regions(beats), key=lambda r: (r != "default", r)))
                 self.call_from_thread(self._problem, "database", None)
             except StoreUnavailable as exc:
                 self.call_from_thread(self._problem, "database", str(exc))
@@ -195,11 +197,11 @@ class UrlTesterApp(App[None]):
                     except BrokerError as exc:
                         depth = None
                         self.call_from_thread(self._problem, "broker", str(exc))
-                self.call_from_thread(self._show_status, counts, workers, depth)
+                self.call_from_thread(self._show_status, counts, workers, depth, regions)
             worker.cancelled_event.wait(self.status_interval)
 
-    def _show_status(self, counts: object, workers: int, depth: int | None) -> None:
-        self.status_line.set_status(counts, workers, depth)  # type: ignore[arg-type]
+    def _show_status(self, counts: object, workers: int, depth: int | None, regions: tuple[str, ...] = ()) -> None:
+        self.status_line.set_status(counts, workers, depth, regions)  # type: ignore[arg-type]
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""
