@@ -292,38 +292,50 @@ class Store:
 
     def _decide(self, cur: Any, fresh: Sequence[ResultRecord], options: dict[int, dict[str, Any]]) -> None:
         """For jobs that heard from a region: write the deciding result once, mark the job
-        done, and stop the no-worker sweep once every region has reported."""
+        done, and stop the no-worker sweep once every region has reported.
+
+        A job of one region (every job that named none) is decided by its first result
+        without a look-up: the common case costs what it cost before regions.
+        """
         d = self.dialect
-        job_ids = sorted({r.job_id for r in fresh})
-        test, params = d.any_of("job_id", job_ids)
-        cur.execute(f"SELECT job_id, region, ok FROM region_results WHERE {test}", params)
-        heard: dict[int, dict[str, bool]] = {}
-        for job_id, region, ok in cur.fetchall():
-            heard.setdefault(job_id, {})[region] = bool(ok)
-        cur.execute(f"SELECT job_id FROM results WHERE {test}", params)
-        decided = {row[0] for row in cur.fetchall()}
         deciding: list[ResultRecord] = []
+        several = sorted({r.job_id for r in fresh if len(job_regions(options[r.job_id])) > 1})
+        seen: set[int] = set()
+        for record in fresh:
+            if (record.job_id not in several and record.job_id not in seen
+                    and record.region in job_regions(options[record.job_id])):
+                seen.add(record.job_id)
+                deciding.append(record)
         complete: list[int] = []
-        for job_id in job_ids:
-            regions = job_regions(options[job_id])
-            if all(r in heard[job_id] for r in regions):
-                complete.append(job_id)
-            if job_id in decided:
-                continue
-            # Replay this batch's results in order: the one that settled the quorum decides.
-            so_far = {k: v for k, v in heard[job_id].items()
-                      if not any(r.job_id == job_id and r.region == k for r in fresh)}
-            for record in (r for r in fresh if r.job_id == job_id):
-                so_far[record.region] = record.ok
-                verdict = decide(job_quorum(options[job_id]), regions, so_far)
-                if verdict is not None:
-                    deciding.append(record)
-                    break
+        if several:
+            test, params = d.any_of("job_id", several)
+            cur.execute(f"SELECT job_id, region, ok FROM region_results WHERE {test}", params)
+            heard: dict[int, dict[str, bool]] = {}
+            for job_id, region, ok in cur.fetchall():
+                heard.setdefault(job_id, {})[region] = bool(ok)
+            cur.execute(f"SELECT job_id FROM results WHERE {test}", params)
+            decided = {row[0] for row in cur.fetchall()}
+            for job_id in several:
+                regions = job_regions(options[job_id])
+                if all(r in heard[job_id] for r in regions):
+                    complete.append(job_id)
+                if job_id in decided:
+                    continue
+                # Replay this batch's results in order: the one that settled the quorum decides.
+                mine = [r for r in fresh if r.job_id == job_id]
+                so_far = {k: v for k, v in heard[job_id].items() if all(r.region != k for r in mine)}
+                for record in mine:
+                    so_far[record.region] = record.ok
+                    if decide(job_quorum(options[job_id]), regions, so_far) is not None:
+                        deciding.append(record)
+                        break
         if deciding:
             rows = [_result_row(d, r) for r in deciding]
-            placeholders = ",".join("%s" for _ in rows[0])
-            cur.executemany(f"INSERT INTO results (region, {_RESULT_COLUMNS}) VALUES ({placeholders}) "
-                            "ON CONFLICT (job_id) DO NOTHING", rows)
+            sql = f"INSERT INTO results (region, {_RESULT_COLUMNS}) VALUES "
+            if isinstance(d, Postgres):
+                d.execute_values(cur, sql + "%s ON CONFLICT (job_id) DO NOTHING", rows)
+            else:
+                cur.executemany(sql + f"({','.join('%s' for _ in rows[0])}) ON CONFLICT (job_id) DO NOTHING", rows)
             done_test, done_params = d.any_of("id", [r.job_id for r in deciding])
             cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
         if complete:

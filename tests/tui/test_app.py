@@ -348,3 +348,25 @@ async def test_a_job_with_regions_shows_them_in_the_grid_and_side_by_side_in_the
         for expected in ("quorum majority of 3: 2/3 ok", "✓ ok", "✗ connect_timeout", "no connection within 5 s",
                          "eu-host:1", "us-host:1", "dns", "connect", "transfer", "5.00s"):
             assert expected in text, expected
+
+
+async def test_the_status_line_names_the_regions_with_live_workers() -> None:
+    from textual.app import App
+
+    from db import Counts
+    from tui.status_line import StatusLine
+
+    line = StatusLine("postgresql://db/urltester", "amqp://mq//", immediate=False)
+
+    class One(App):
+        def compose(self):  # noqa: ANN202
+            yield line
+
+    app = One()
+    async with app.run_test(size=(120, 4)) as pilot:
+        line.set_status(Counts(), 3, 12, ("default", "eu-west", "us-east"))
+        await pilot.pause()
+        assert "3 workers alive in default, eu-west, us-east" in screen_text(app)
+        line.set_status(Counts(), 1, 0, ("default",))  # a fleet without regions: nothing new to read
+        await pilot.pause()
+        assert "1 worker alive  │" in screen_text(app) and " in default" not in screen_text(app)
