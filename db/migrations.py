@@ -67,8 +67,10 @@ POSTGRES: list[tuple[int, list[str]]] = [
     (
         4,
         [
-            # Regions (issue 16): one result per (job, region); ``results`` keeps one row per
-            # job, the result that decided its outcome by quorum (every reader still joins it).
+            # Regions (issue 16): a job that names regions gets one result per (job, region)
+            # here; ``results`` keeps one row per job, the result that decided its outcome
+            # by quorum (every reader still joins it), and stays the only row of a job that
+            # named no region.
             """CREATE TABLE region_results (
                 job_id bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
                 region text NOT NULL,
@@ -87,12 +89,9 @@ POSTGRES: list[tuple[int, list[str]]] = [
                 detail jsonb NOT NULL DEFAULT '{}',
                 PRIMARY KEY (job_id, region)
             )""",
-            # Today's results move to the default region (a constant default: no rewrite).
+            # Today's results move to the default region: a constant default, so PostgreSQL
+            # and SQLite record it in the catalogue instead of rewriting a million rows.
             "ALTER TABLE results ADD COLUMN region text NOT NULL DEFAULT 'default'",
-            """INSERT INTO region_results (job_id, region, outcome, ok, status_code, total_ms, attempts, error,
-                final_url, bytes, content_type, title, checked_at, worker, detail)
-               SELECT job_id, 'default', outcome, ok, status_code, total_ms, attempts, error, final_url, bytes,
-                content_type, title, checked_at, worker, detail FROM results""",
             # When a job's regions without a live worker are reported no_worker; cleared once
             # every region reported, so the sweep's index holds only jobs still waiting.
             "ALTER TABLE jobs ADD COLUMN no_worker_at timestamptz",
@@ -163,8 +162,10 @@ SQLITE: list[tuple[int, list[str]]] = [
     (
         4,
         [
-            # Regions (issue 16): one result per (job, region); ``results`` keeps one row per
-            # job, the result that decided its outcome by quorum (every reader still joins it).
+            # Regions (issue 16): a job that names regions gets one result per (job, region)
+            # here; ``results`` keeps one row per job, the result that decided its outcome
+            # by quorum (every reader still joins it), and stays the only row of a job that
+            # named no region.
             """CREATE TABLE region_results (
                 job_id integer NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
                 region text NOT NULL,
@@ -183,12 +184,9 @@ SQLITE: list[tuple[int, list[str]]] = [
                 detail text NOT NULL DEFAULT '{}',
                 PRIMARY KEY (job_id, region)
             )""",
-            # Today's results move to the default region (a constant default: no rewrite).
+            # Today's results move to the default region: a constant default, so PostgreSQL
+            # and SQLite record it in the catalogue instead of rewriting a million rows.
             "ALTER TABLE results ADD COLUMN region text NOT NULL DEFAULT 'default'",
-            """INSERT INTO region_results (job_id, region, outcome, ok, status_code, total_ms, attempts, error,
-                final_url, bytes, content_type, title, checked_at, worker, detail)
-               SELECT job_id, 'default', outcome, ok, status_code, total_ms, attempts, error, final_url, bytes,
-                content_type, title, checked_at, worker, detail FROM results""",
             # When a job's regions without a live worker are reported no_worker; cleared once
             # every region reported, so the sweep's index holds only jobs still waiting.
             "ALTER TABLE jobs ADD COLUMN no_worker_at text",

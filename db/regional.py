@@ -13,23 +13,37 @@ from .store import Store, utcnow
 
 
 def region_results(store: Store, job_ids: Sequence[int], *, detail: bool = False) -> dict[int, list[RegionResult]]:
-    """Each job's region results, by region name; jobs without any are left out."""
+    """Each job's region results, by region name; jobs without any are left out.
+
+    A job that named regions has its rows in ``region_results``; one that named none has
+    its single result in ``results`` (region: the default one), read from there.
+    """
     if not job_ids:
         return {}
-    d = store.dialect
     out: dict[int, list[RegionResult]] = {}
     for start in range(0, len(job_ids), 1000):
-        test, params = d.any_of("job_id", job_ids[start:start + 1000])
-        columns = "job_id, region, outcome, ok, status_code, total_ms, attempts, error, worker, checked_at"
-        with d.transaction() as cur:
-            cur.execute(f"SELECT {columns}{', detail' if detail else ''} FROM region_results "  # noqa: S608
-                        f"WHERE {test} ORDER BY job_id, region", params)
-            rows = cur.fetchall()
-        for r in rows:
-            out.setdefault(r[0], []).append(RegionResult(
-                job_id=r[0], region=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4], total_ms=r[5],
-                attempts=r[6], error=r[7], worker=r[8], checked_at=d.parse_ts(r[9]),
-                detail=d.parse_json(r[10]) if detail else None))
+        part = list(job_ids[start:start + 1000])
+        out.update(_read(store, "region_results", part, detail))
+        rest = [j for j in part if j not in out]
+        if rest:
+            out.update(_read(store, "results", rest, detail))
+    return out
+
+
+def _read(store: Store, table: str, job_ids: list[int], detail: bool) -> dict[int, list[RegionResult]]:
+    d = store.dialect
+    test, params = d.any_of("job_id", job_ids)
+    columns = "job_id, region, outcome, ok, status_code, total_ms, attempts, error, worker, checked_at"
+    with d.transaction() as cur:
+        cur.execute(f"SELECT {columns}{', detail' if detail else ''} FROM {table} "  # noqa: S608 - our own names
+                    f"WHERE {test} ORDER BY job_id, region", params)
+        rows = cur.fetchall()
+    out: dict[int, list[RegionResult]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(RegionResult(
+            job_id=r[0], region=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4], total_ms=r[5],
+            attempts=r[6], error=r[7], worker=r[8], checked_at=d.parse_ts(r[9]),
+            detail=d.parse_json(r[10]) if detail else None))
     return out
 
 

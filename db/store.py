@@ -238,14 +238,16 @@ class Store:
 
     def store_results(self, records: Sequence[ResultRecord], *, started: Sequence[int] = (),
                       now: datetime | None = None) -> int:
-        """Upsert region results by (job, region), decide each job's outcome by its quorum,
-        and mark decided jobs done, in one transaction; jobs in ``started`` are marked
-        running in the same transaction (one commit for both).
+        """Store results and mark their jobs done, in one transaction; jobs in ``started``
+        are marked running in the same transaction (one commit for both).
 
-        Idempotent: a (job, region) that already has a result keeps its first one (a
-        redelivered message never makes a second row). The job's own ``results`` row is
-        the region result that decided its quorum, written once. Returns how many region
-        results were new.
+        A job that named no region has one result, in ``results`` (its region: the default
+        one), exactly as before regions. A job that named regions gets one row per region
+        in ``region_results``, and its quorum is decided here, under the job's row lock:
+        the region result that settles it is copied to ``results`` and the job is done.
+        Idempotent: a job (or a job's region) that already has a result keeps its first
+        one, so a redelivered message never makes a second row. Returns how many results
+        were new.
         """
         d = self.dialect
         if started and not records:
@@ -264,21 +266,29 @@ class Store:
             # Only jobs that still exist (a pruned job's late result is dropped).
             cur.execute(f"SELECT id, options FROM jobs WHERE {test}", id_params)
             options = {row[0]: d.parse_json(row[1]) or {} for row in cur.fetchall()}
-            fresh = self._insert_region_results(cur, [r for r in records if r.job_id in options])
-            if fresh:
-                self._decide(cur, fresh, options)
+            plain = [r for r in records if r.job_id in options and "regions" not in options[r.job_id]]
+            named = [r for r in records if r.job_id in options and "regions" in options[r.job_id]]
+            new = 0
+            if plain:
+                new += len(self._insert_new(cur, "results", "job_id", plain))
+                done_test, done_params = d.any_of("id", sorted({r.job_id for r in plain}))
+                cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
+            if named:
+                fresh = self._insert_new(cur, "region_results", "job_id, region", named)
+                new += len(fresh)
+                if fresh:
+                    self._decide(cur, fresh, options)
             self._notify(cur)
         self._after_write()
-        return len(fresh)
+        return new
 
-    def _insert_region_results(self, cur: Any, records: Sequence[ResultRecord]) -> list[ResultRecord]:
-        """Insert region results, skipping (job, region) pairs already stored; returns the new ones."""
+    def _insert_new(self, cur: Any, table: str, key: str, records: Sequence[ResultRecord]) -> list[ResultRecord]:
+        """Insert results into ``table`` (``results`` or ``region_results``), skipping those
+        whose ``key`` is already stored; returns the records that were new."""
         d = self.dialect
         rows = [_result_row(d, r) for r in records]
-        if not rows:
-            return []
-        sql = f"INSERT INTO region_results (region, {_RESULT_COLUMNS}) VALUES "
-        conflict = " ON CONFLICT (job_id, region) DO NOTHING RETURNING job_id, region"
+        sql = f"INSERT INTO {table} (region, {_RESULT_COLUMNS}) VALUES "  # noqa: S608 - our own names
+        conflict = f" ON CONFLICT ({key}) DO NOTHING RETURNING job_id, region"
         if isinstance(d, Postgres):
             new = d.execute_values(cur, sql + "%s" + conflict, rows, fetch=True)
             keys = {(row[0], row[1]) for row in new}
@@ -288,54 +298,44 @@ class Store:
                 found = cur.execute(sql + f"({','.join('%s' for _ in row)})" + conflict, row).fetchone()
                 if found:
                     keys.add((found[0], found[1]))
-        return [r for r in records if (r.job_id, r.region) in keys]
+        out: list[ResultRecord] = []
+        for r in records:  # a batch may hold a job (or pair) twice: the first one is the new one
+            if (r.job_id, r.region) in keys:
+                keys.discard((r.job_id, r.region))
+                out.append(r)
+        return out
 
     def _decide(self, cur: Any, fresh: Sequence[ResultRecord], options: dict[int, dict[str, Any]]) -> None:
-        """For jobs that heard from a region: write the deciding result once, mark the job
-        done, and stop the no-worker sweep once every region has reported.
-
-        A job of one region (every job that named none) is decided by its first result
-        without a look-up: the common case costs what it cost before regions.
-        """
+        """For jobs that named regions and heard from one: copy the result that settled the
+        quorum to ``results`` once, mark the job done, and stop the no-worker sweep once
+        every region has reported."""
         d = self.dialect
+        job_ids = sorted({r.job_id for r in fresh})
+        test, params = d.any_of("job_id", job_ids)
+        cur.execute(f"SELECT job_id, region, ok FROM region_results WHERE {test}", params)
+        heard: dict[int, dict[str, bool]] = {}
+        for job_id, region, ok in cur.fetchall():
+            heard.setdefault(job_id, {})[region] = bool(ok)
+        cur.execute(f"SELECT job_id FROM results WHERE {test}", params)
+        decided = {row[0] for row in cur.fetchall()}
         deciding: list[ResultRecord] = []
-        several = sorted({r.job_id for r in fresh if len(job_regions(options[r.job_id])) > 1})
-        seen: set[int] = set()
-        for record in fresh:
-            if (record.job_id not in several and record.job_id not in seen
-                    and record.region in job_regions(options[record.job_id])):
-                seen.add(record.job_id)
-                deciding.append(record)
         complete: list[int] = []
-        if several:
-            test, params = d.any_of("job_id", several)
-            cur.execute(f"SELECT job_id, region, ok FROM region_results WHERE {test}", params)
-            heard: dict[int, dict[str, bool]] = {}
-            for job_id, region, ok in cur.fetchall():
-                heard.setdefault(job_id, {})[region] = bool(ok)
-            cur.execute(f"SELECT job_id FROM results WHERE {test}", params)
-            decided = {row[0] for row in cur.fetchall()}
-            for job_id in several:
-                regions = job_regions(options[job_id])
-                if all(r in heard[job_id] for r in regions):
-                    complete.append(job_id)
-                if job_id in decided:
-                    continue
-                # Replay this batch's results in order: the one that settled the quorum decides.
-                mine = [r for r in fresh if r.job_id == job_id]
-                so_far = {k: v for k, v in heard[job_id].items() if all(r.region != k for r in mine)}
-                for record in mine:
-                    so_far[record.region] = record.ok
-                    if decide(job_quorum(options[job_id]), regions, so_far) is not None:
-                        deciding.append(record)
-                        break
+        for job_id in job_ids:
+            regions = job_regions(options[job_id])
+            if all(r in heard[job_id] for r in regions):
+                complete.append(job_id)
+            if job_id in decided:
+                continue
+            # Replay this batch's results in order: the one that settled the quorum decides.
+            mine = [r for r in fresh if r.job_id == job_id]
+            so_far = {k: v for k, v in heard[job_id].items() if all(r.region != k for r in mine)}
+            for record in mine:
+                so_far[record.region] = record.ok
+                if decide(job_quorum(options[job_id]), regions, so_far) is not None:
+                    deciding.append(record)
+                    break
         if deciding:
-            rows = [_result_row(d, r) for r in deciding]
-            sql = f"INSERT INTO results (region, {_RESULT_COLUMNS}) VALUES "
-            if isinstance(d, Postgres):
-                d.execute_values(cur, sql + "%s ON CONFLICT (job_id) DO NOTHING", rows)
-            else:
-                cur.executemany(sql + f"({','.join('%s' for _ in rows[0])}) ON CONFLICT (job_id) DO NOTHING", rows)
+            self._insert_new(cur, "results", "job_id", deciding)
             done_test, done_params = d.any_of("id", [r.job_id for r in deciding])
             cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
         if complete:
@@ -345,7 +345,7 @@ class Store:
 
     def done_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:
         """Which of these jobs already have a result (so a redelivery can skip them); with
-        ``region``, which already have that region's result."""
+        ``region``, which of these jobs that named regions have that region's result."""
         if not ids:
             return set()
         test, params = self.dialect.any_of("job_id", ids)

@@ -50,7 +50,8 @@ def register(app: App, runtime: CheckParts) -> Task:
         if not isinstance(options, dict):
             raise OptionError(f"options must be a JSON object, not {type(options).__name__}")
         opts = CheckOptions.from_json(split_placement(options)[0])  # OptionError: poison, dead-lettered
-        if getattr(context, "redelivered", False) and _already_done(runtime, job_id, region):
+        named = "regions" in options  # a job that named regions has one result per region
+        if getattr(context, "redelivered", False) and _already_done(runtime, job_id, region if named else None):
             return "skipped"
         runtime.writer.started(job_id)
         result = runtime.checker.check(url, opts)
@@ -59,7 +60,7 @@ def register(app: App, runtime: CheckParts) -> Task:
     return check
 
 
-def _already_done(runtime: CheckParts, job_id: int, region: str) -> bool:
+def _already_done(runtime: CheckParts, job_id: int, region: str | None) -> bool:
     try:
         return bool(runtime.store.done_ids([job_id], region=region))
     except StoreUnavailable:
