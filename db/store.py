@@ -571,11 +571,14 @@ class Store:
 
     def stale_jobs(self, older_than: timedelta, *, now: datetime | None = None, limit: int = 1000,
                    after_id: int = 0) -> list[JobView]:
-        """Jobs not done whose message was published (or attempted) before the cutoff."""
+        """Jobs not done (or with a named region still to report) whose message was
+        published (or attempted) before the cutoff."""
         d = self.dialect
         cutoff = d.ts((now or utcnow()) - older_than)
+        # A job that named regions may be done (its quorum settled) with a region still to
+        # report: ``no_worker_at`` is set until every region has, so it is found too.
         where = (
-            "j.state <> 'done' AND j.id > %s AND "
+            "(j.state <> 'done' OR j.no_worker_at IS NOT NULL) AND j.id > %s AND "
             "COALESCE(j.started_at, j.published_at, j.submitted_at) < %s"
         )
         with d.transaction() as cur:

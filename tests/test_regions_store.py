@@ -86,14 +86,27 @@ def test_no_worker_is_reported_only_past_the_bound_and_only_for_regions_without_
     [job] = store.insert_jobs(None, [NewJob("http://x.test/", {"regions": ["a", "ghost"], "quorum": "all"})])
     now = datetime.now(UTC)
     store.mark_published([job], no_worker_at=now + timedelta(seconds=5))
-    assert report_no_worker(store, {"a"}, now=now) == 0  # not yet past the bound
-    assert report_no_worker(store, {"a"}, now=now + timedelta(seconds=6)) == 1  # ghost only
+    assert report_no_worker(store, {"a"}, now=now) == (0, 0)  # not yet past the bound
+    assert report_no_worker(store, {"a"}, now=now + timedelta(seconds=6)) == (1, 0)  # ghost only
     found = {r.region: r.outcome for r in region_results(store, [job])[job]}
     assert found == {"ghost": NO_WORKER}
     view = store.get_job(job)
     assert view is not None and view.state == "done" and view.outcome == NO_WORKER  # "all" fails at once
+    # Done by its quorum, but region a has not reported: requeue --stale still finds it.
+    assert [v.id for v in store.stale_jobs(timedelta(0), now=now + timedelta(seconds=60))] == [job]
     store.store_results([result(job, "a")])  # the live region still reports; nothing is left waiting
     assert waiting_regions(store, now=now + timedelta(seconds=60)) == []
+    assert store.stale_jobs(timedelta(0), now=now + timedelta(seconds=60)) == []
+
+
+def test_the_no_worker_sweep_reads_a_bounded_number_of_pages_and_goes_on_where_it_stopped(store: Store) -> None:
+    ids = store.insert_jobs(None, [NewJob(f"http://x{i}.test/", {"regions": ["a", "ghost"]}) for i in range(25)])
+    now = datetime.now(UTC)
+    store.mark_published(ids, no_worker_at=now)
+    later = now + timedelta(seconds=1)
+    assert report_no_worker(store, {"a"}, now=later, pages=2, page=10) == (20, ids[19])
+    assert report_no_worker(store, {"a"}, now=later, after_id=ids[19], pages=2, page=10) == (5, 0)
+    assert report_no_worker(store, {"a"}, now=later, pages=2, page=10) == (0, ids[19])  # a still to report
 
 
 def _at_version_1(url: str) -> Store:

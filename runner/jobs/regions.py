@@ -129,30 +129,32 @@ def resolve(placement: Mapping[str, Any], live: Iterable[str], *, immediate: boo
     return out
 
 
-def report_no_worker(store: Store, live: Iterable[str], *, now: datetime | None = None,
-                     limit: int = 5000) -> int:
+def report_no_worker(store: Store, live: Iterable[str], *, now: datetime | None = None, after_id: int = 0,
+                     pages: int = 5, page: int = 1000) -> tuple[int, int]:
     """Store ``no_worker`` for each region of a job past its bound that has no live worker.
 
-    Safe to run from every worker and waiting submitter at once: region results are
-    idempotent, and the quorum counts ``no_worker`` as not ok. Returns how many it stored.
+    Reads at most ``pages`` pages of waiting jobs from ``after_id`` on, so a backlog of jobs
+    whose regions do have workers (still queued) costs each call the same; returns (results
+    stored, where the next call goes on: 0 once the end was reached). Safe to run from
+    every worker and waiting submitter at once: region results are idempotent, and the
+    quorum counts ``no_worker`` as not ok.
     """
     live_set = set(live)
     now = now or utcnow()
-    stored = after = 0
-    while stored < limit:
-        page = waiting_regions(store, now=now, after_id=after, limit=1000)
-        if not page:
-            break
-        after = page[-1][0]
+    stored = 0
+    after = after_id
+    for _ in range(pages):
+        rows = waiting_regions(store, now=now, after_id=after, limit=page)
         records = [
             ResultRecord(job_id=job_id, outcome=NO_WORKER, ok=False, status_code=None, total_ms=None, attempts=0,
                          error=f"no live worker in region {region}", final_url=None, bytes=None, content_type=None,
                          title=None, checked_at=now, region=region)
-            for job_id, missing in page for region in missing if region not in live_set
+            for job_id, missing in rows for region in missing if region not in live_set
         ]
         if records:
             stored += store.store_results(records)
-        if len(page) < 1000:
-            break
-    return stored
+        if len(rows) < page:
+            return stored, 0
+        after = rows[-1][0]
+    return stored, after
 

@@ -84,6 +84,7 @@ class Runtime:
         self._checker: Checker | None = None
         self._writer: ResultWriter | None = None
         self._lock = threading.Lock()
+        self._sweep_after = 0  # where the next no-worker sweep goes on (see report_no_worker)
 
     # Built on first use: a submitter that only enqueues never needs them.
     @property
@@ -183,8 +184,10 @@ class Runtime:
         return {w.region for w in (self.store.workers() if workers is None else workers)}
 
     def report_no_worker(self) -> int:
-        """Report ``no_worker`` for named regions past their bound without a live worker."""
-        return report_no_worker(self.store, self.live_regions())
+        """Report ``no_worker`` for named regions past their bound without a live worker
+        (a few pages per call, going on from where the last call stopped)."""
+        stored, self._sweep_after = report_no_worker(self.store, self.live_regions(), after_id=self._sweep_after)
+        return stored
 
     def record_and_publish(self, batch_id: int | None, jobs: Sequence[NewJob]) -> list[int]:
         """Record jobs then publish them, ``CHUNK`` at a time (the first chunk smaller, so

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from db import DEFAULT_REGION, ResultRecord, Store, StoreUnavailable, utcnow
 from runner.check.checker import Checker, CheckResult
 from runner.check.options import CheckOptions
-from runner.errors import OptionError
-from runner.jobs.regions import split_placement
+from runner.errors import ConfigError, OptionError
+from runner.jobs.regions import check_region, split_placement
 from runner.jobs.writer import ResultWriter
 from runner.taskq.app import App, Task, context
 
@@ -49,6 +49,8 @@ def register(app: App, runtime: CheckParts) -> Task:
         """
         if not isinstance(options, dict):
             raise OptionError(f"options must be a JSON object, not {type(options).__name__}")
+        if not _is_region(region):
+            raise OptionError(f"the call's region {region!r} is not a region name")  # poison: dead-lettered
         opts = CheckOptions.from_json(split_placement(options)[0])  # OptionError: poison, dead-lettered
         named = "regions" in options  # a job that named regions has one result per region
         if getattr(context, "redelivered", False) and _already_done(runtime, job_id, region if named else None):
@@ -58,6 +60,13 @@ def register(app: App, runtime: CheckParts) -> Task:
         return runtime.writer.submit(to_record(job_id, result, worker=runtime.worker_id, region=region))
 
     return check
+
+
+def _is_region(region: object) -> bool:
+    try:
+        return isinstance(region, str) and check_region(region) == region
+    except ConfigError:
+        return False
 
 
 def _already_done(runtime: CheckParts, job_id: int, region: str | None) -> bool:

@@ -45,11 +45,15 @@ class CheckService:
         )
         try:
             self.runtime.store.heartbeat(beat)
+        except StoreUnavailable as exc:
+            log.warning("heartbeat not written: %s", exc)
+            return
+        try:
             # Every worker, whatever its region, reports the named regions that have had no
             # live worker for their bound (idempotent, so many workers at once is fine).
             self.runtime.report_no_worker()
-        except StoreUnavailable as exc:
-            log.warning("heartbeat not written: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the heartbeat thread must outlive any of it
+            log.warning("regions without a worker not reported: %s: %s", type(exc).__name__, exc)
 
     def stopped(self) -> None:
         try:
