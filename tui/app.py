@@ -478,7 +478,7 @@ class UrlTesterApp(App[None]):
             folder.mkdir(parents=True, exist_ok=True)
             rows = self.runtime.store.iter_jobs(query.flt, order=query.order, detail=(fmt == "json"))
             with open(path, "w", encoding="utf-8", newline="") as out:
-                count = (write_csv if fmt == "csv" else write_json)(rows, out)
+                count = (write_csv if fmt == "csv" else write_json)(rows, out, regions=self.runtime.region_results)
         except StoreUnavailable as exc:
             self.call_from_thread(self._problem, "database", str(exc))
             self.call_from_thread(self._say, f"Export stopped: database unreachable ({exc}); {path} is incomplete.",

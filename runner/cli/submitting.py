@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import Annotated
 
@@ -99,7 +98,6 @@ def results(
 
     json, csv and junit stream every matching job (a million rows with flat memory).
     """
-    from db.regional import region_results
     from runner.jobs.report import FORMATS, table_lines, write_csv, write_json, write_junit
 
     if fmt not in FORMATS:
@@ -108,7 +106,7 @@ def results(
         raise fail(f"--state {state!r}: use queued, running or done", EXIT_USAGE)
     flt = JobFilter(state=state, outcome=outcome, batch=batch, since=parse_since(since) if since else None, failed=failed)
     with runtime_for(ctx) as rt:
-        lookup = functools.partial(region_results, rt.store)
+        lookup = rt.region_results
         if fmt == "table":
             views = rt.store.list_jobs(flt, limit=limit or 100)
             for line in table_lines(views):

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape, quoteattr
 from db import JobView, RegionResult
 from runner.text import mask_url, printable
 
-# Reads each page's region results (``functools.partial(db.regional.region_results, store)``).
+# Reads each page's region results (``Runtime.region_results``).
 RegionLookup = Callable[[Sequence[int]], dict[int, list[RegionResult]]]
 
 CORE_KEYS = (

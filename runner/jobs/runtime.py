@@ -17,7 +17,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db import Batch, JobFilter, JobView, NewJob, Store, WorkerBeat, open_store, utcnow
+from db import (
+    Batch,
+    JobFilter,
+    JobView,
+    NewJob,
+    RegionResult,
+    Store,
+    WorkerBeat,
+    open_store,
+    utcnow,
+)
+from db.regional import region_results
 from db.regions import job_regions
 from runner.check.options import CheckOptions, parse_options
 from runner.errors import BrokerError, InvalidInput, UnsentJobs
@@ -182,6 +193,11 @@ class Runtime:
     def live_regions(self, workers: Sequence[WorkerBeat] | None = None) -> set[str]:
         """Regions with at least one worker whose heartbeat is recent."""
         return {w.region for w in (self.store.workers() if workers is None else workers)}
+
+    def region_results(self, job_ids: Sequence[int]) -> dict[int, list[RegionResult]]:
+        """Each job's results by region: what ``report.write_*(regions=...)`` and the API
+        show beside a job (a job that named no region has its one result, region default)."""
+        return region_results(self.store, job_ids)
 
     def report_no_worker(self) -> int:
         """Report ``no_worker`` for named regions past their bound without a live worker

@@ -246,6 +246,11 @@ async def test_export_view(runtime, tmp_path, fmt) -> None:  # noqa: ANN001
             rows = [json.loads(line) for line in path.open()]
             assert "hops" in rows[0]
         assert len(rows) == 4 and {r["outcome"] for r in rows} == {"http_error", "dns_error", "connect_refused", "read_timeout"}
+        # The same schema as `runner results`: each job's region (here the default one, alone).
+        if fmt == "csv":
+            assert {r["region"] for r in rows} == {"default"}
+        else:
+            assert all(list(r["regions"]) == ["default"] and r["quorum"] == "majority" for r in rows)
 
 
 async def test_copy_url(runtime) -> None:  # noqa: ANN001
