@@ -174,6 +174,7 @@ class UrlTesterApp(App[None]):
         rt = self.runtime
         last_ping = 0.0
         depth: int | None = None
+        depths: dict[str, int] = {}
         while not worker.is_cancelled:
             try:
                 now = self.clock()
@@ -190,18 +191,20 @@ class UrlTesterApp(App[None]):
                 if rt.broker is not None and time.monotonic() - last_ping > 5:
                     last_ping = time.monotonic()
                     try:
-                        depth = rt.broker.ping().ready
+                        depths = {r: d.ready for r, d in rt.queue_depths(regions).items()}
+                        depth = sum(depths.values())
                         self.call_from_thread(self._problem, "broker", None)
                         if self._unsent:
                             self._send_unsent()
                     except BrokerError as exc:
-                        depth = None
+                        depth, depths = None, {}
                         self.call_from_thread(self._problem, "broker", str(exc))
-                self.call_from_thread(self._show_status, counts, workers, depth, regions)
+                self.call_from_thread(self._show_status, counts, workers, depth, regions, depths)
             worker.cancelled_event.wait(self.status_interval)
 
-    def _show_status(self, counts: object, workers: int, depth: int | None, regions: tuple[str, ...] = ()) -> None:
-        self.status_line.set_status(counts, workers, depth, regions)  # type: ignore[arg-type]
+    def _show_status(self, counts: object, workers: int, depth: int | None, regions: tuple[str, ...] = (),
+                     depths: dict[str, int] | None = None) -> None:
+        self.status_line.set_status(counts, workers, depth, regions, depths)  # type: ignore[arg-type]
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""

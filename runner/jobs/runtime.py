@@ -338,13 +338,18 @@ class Runtime:
         regions: dict[str, QueueDepth | None] = {}
         if self.broker is not None:
             try:
-                depth = self.broker.ping(self.settings.queue)
-                regions[DEFAULT_REGION] = depth
-                for region in sorted(self.live_regions(workers) - {DEFAULT_REGION}):
-                    regions[region] = self.broker.ping(queue_for(self.settings.queue, region))
+                regions = dict(self.queue_depths(self.live_regions(workers)))
+                depth = regions[DEFAULT_REGION]
             except BrokerError as exc:
                 error = str(exc)
         return Status(counts, workers, depth, error, regions)
+
+    def queue_depths(self, regions: Iterable[str]) -> dict[str, QueueDepth]:
+        """Each region's queue depth, the default region's first and always (BrokerError
+        when RabbitMQ cannot say). Needs a broker."""
+        assert self.broker is not None
+        names = [DEFAULT_REGION, *sorted(set(regions) - {DEFAULT_REGION})]
+        return {region: self.broker.ping(queue_for(self.settings.queue, region)) for region in names}
 
 
 def default_batch_name(source: str) -> str:
