@@ -138,3 +138,14 @@ def test_kill_9_of_one_regions_worker_mid_batch_leaves_every_job_and_region_done
     assert decided == (n, n)
     final = rows(env)
     assert len(final) == n and all(r["ok"] and r["state"] == "done" for r in final)
+
+
+def test_an_import_waiting_on_a_region_nobody_serves_ends_with_no_worker(env, tmp_path) -> None:
+    (tmp_path / "urls.txt").write_text("http://a.test/\nhttp://b.test/\n")
+    started = time.monotonic()
+    out = run_cli(["import", str(tmp_path / "urls.txt"), "--regions", "ghost", "--no-worker-after", "1",
+                   "--wait", "--wait-timeout", "60"], env)
+    took = time.monotonic() - started
+    assert out.returncode == 1 and "no_worker 2" in out.stdout, out.stdout + out.stderr
+    assert took < 1 + 10, took  # no worker at all: the waiting import itself reports them
+    assert {r["regions"]["ghost"]["outcome"] for r in rows(env)} == {"no_worker"}

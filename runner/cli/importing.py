@@ -217,8 +217,12 @@ def wait_for_batch(rt: Any, batch_id: int, timeout: float | None) -> tuple[Any, 
 
     deadline = None if timeout is None else time.monotonic() + timeout
     listener = rt.store.listener()
+    next_sweep = time.monotonic() + 1.0
     try:
         while True:
+            if rt.broker is not None and time.monotonic() >= next_sweep:
+                rt.report_no_worker()  # a named region without a worker must not keep us waiting
+                next_sweep = time.monotonic() + 1.0
             summary = batch_summary(rt.store, batch_id)
             if summary.pending == 0:
                 break
