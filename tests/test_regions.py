@@ -88,6 +88,7 @@ def test_a_region_without_a_live_worker_is_no_worker_within_the_bound(env, pg_ur
                        "--no-worker-after", "2", "--wait", "--wait-timeout", "60"], env)
         took = time.monotonic() - started
     assert out.returncode == 1, out.stdout + out.stderr  # ghost counts as not ok: quorum all fails
+    assert "near ✓ ok" in out.stdout and "ghost ✗ no_worker" in out.stdout  # --wait's table, a line per region
     assert took < 2 + 10, took  # the bound, plus a sweep interval and process start-up
     [row] = rows(env)
     assert row["ok"] is False and row["outcome"] == "no_worker"

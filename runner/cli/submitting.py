@@ -73,7 +73,7 @@ def submit(
             # On the embedded broker the checks run in this process: it must stay until they finish.
             done_views, complete = rt.wait(report.job_ids, timeout=wait_timeout)
             if wait:
-                for line in table_lines(done_views):
+                for line in table_lines(done_views, regions=rt.region_results):
                     typer.echo(line)
                 if not complete:
                     typer.echo(f"runner: timed out after {wait_timeout:g} s waiting for results", err=True)
@@ -109,7 +109,7 @@ def results(
         lookup = rt.region_results
         if fmt == "table":
             views = rt.store.list_jobs(flt, limit=limit or 100)
-            for line in table_lines(views):
+            for line in table_lines(views, regions=lookup):
                 typer.echo(line)
             return
         if fmt == "junit":

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 from xml.sax.saxutils import escape, quoteattr
 
-from db import JobView, RegionResult
+from db import DEFAULT_REGION, JobView, RegionResult
 from runner.text import mask_url, printable
 
 # Reads each page's region results (``Runtime.region_results``).
@@ -222,14 +222,23 @@ def state_label(view: JobView) -> str:
     return f"✗ {view.outcome or 'failed'}"
 
 
-def table_lines(views: Iterable[JobView], width: int = 120) -> Iterator[str]:
+def table_lines(views: Iterable[JobView], width: int = 120, *, regions: RegionLookup | None = None) -> Iterator[str]:
+    """The terminal table; with ``regions``, a job that named regions gets a line per region."""
     header = f"{'ID':>8}  {'STATE':<20} {'CODE':>4} {'MS':>8}  URL / ERROR"
     yield header
     url_width = max(20, width - len(header) + len("URL / ERROR"))
-    for v in views:
+    for v, found in with_regions(views, regions):
         ms = "" if v.total_ms is None else f"{v.total_ms:.0f}"
         code = "" if v.status_code is None else str(v.status_code)
         line = f"{v.id:>8}  {state_label(v):<20} {code:>4} {ms:>8}  {printable(mask_url(v.url), url_width)}"
         yield line
         if v.error and not v.ok:
             yield f"{'':>8}  {'':<20} {'':>4} {'':>8}    {printable(v.error, url_width)}"
+        if regions is None or v.regions == (DEFAULT_REGION,):
+            continue
+        for region, r in region_rows(v, found).items():
+            label = "… waiting" if r["outcome"] is None else ("✓ ok" if r["outcome"] == "ok" else f"✗ {r['outcome']}")
+            code = "" if r["status_code"] is None else str(r["status_code"])
+            ms = "" if r["total_ms"] is None else f"{r['total_ms']:.0f}"
+            error = printable(r["error"], url_width) if r["error"] and r["outcome"] != "ok" else ""
+            yield f"{'':>8}  {printable('  ' + region + ' ' + label, 20):<20} {code:>4} {ms:>8}    {error}".rstrip()
