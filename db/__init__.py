@@ -12,13 +12,15 @@ from .models import (
     JobFilter,
     JobView,
     NewJob,
+    RegionResult,
     ResultRecord,
     WorkerBeat,
 )
+from .regions import DEFAULT_REGION, NO_WORKER
 from .store import Store, open_store, utcnow
 
 __all__ = [
-    "ORDERS", "STATES", "Batch", "Counts", "JobFilter", "JobView", "NewJob", "ResultRecord",
+    "ORDERS", "STATES", "Batch", "Counts", "JobFilter", "JobView", "NewJob", "ResultRecord", "RegionResult", "DEFAULT_REGION", "NO_WORKER",
     "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat",
     "open_store", "utcnow",
 ]

@@ -64,6 +64,41 @@ POSTGRES: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        4,
+        [
+            # Regions (issue 16): a job that names regions gets one result per (job, region)
+            # here; ``results`` keeps one row per job, the result that decided its outcome
+            # by quorum (every reader still joins it), and stays the only row of a job that
+            # named no region.
+            """CREATE TABLE region_results (
+                job_id bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+                region text NOT NULL,
+                outcome text NOT NULL,
+                ok boolean NOT NULL,
+                status_code integer,
+                total_ms double precision,
+                attempts integer NOT NULL,
+                error text,
+                final_url text,
+                bytes bigint,
+                content_type text,
+                title text,
+                checked_at timestamptz NOT NULL,
+                worker text,
+                detail jsonb NOT NULL DEFAULT '{}',
+                PRIMARY KEY (job_id, region)
+            )""",
+            # Today's results move to the default region: a constant default, so PostgreSQL
+            # and SQLite record it in the catalogue instead of rewriting a million rows.
+            "ALTER TABLE results ADD COLUMN region text NOT NULL DEFAULT 'default'",
+            # When a job's regions without a live worker are reported no_worker; cleared once
+            # every region reported, so the sweep's index holds only jobs still waiting.
+            "ALTER TABLE jobs ADD COLUMN no_worker_at timestamptz",
+            "CREATE INDEX jobs_no_worker ON jobs (no_worker_at) WHERE no_worker_at IS NOT NULL",
+            "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
+        ],
+    ),
 ]
 
 SQLITE: list[tuple[int, list[str]]] = [
@@ -122,6 +157,41 @@ SQLITE: list[tuple[int, list[str]]] = [
                 started_at text NOT NULL,
                 last_seen text NOT NULL
             )""",
+        ],
+    ),
+    (
+        4,
+        [
+            # Regions (issue 16): a job that names regions gets one result per (job, region)
+            # here; ``results`` keeps one row per job, the result that decided its outcome
+            # by quorum (every reader still joins it), and stays the only row of a job that
+            # named no region.
+            """CREATE TABLE region_results (
+                job_id integer NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+                region text NOT NULL,
+                outcome text NOT NULL,
+                ok integer NOT NULL,
+                status_code integer,
+                total_ms real,
+                attempts integer NOT NULL,
+                error text,
+                final_url text,
+                bytes integer,
+                content_type text,
+                title text,
+                checked_at text NOT NULL,
+                worker text,
+                detail text NOT NULL DEFAULT '{}',
+                PRIMARY KEY (job_id, region)
+            )""",
+            # Today's results move to the default region: a constant default, so PostgreSQL
+            # and SQLite record it in the catalogue instead of rewriting a million rows.
+            "ALTER TABLE results ADD COLUMN region text NOT NULL DEFAULT 'default'",
+            # When a job's regions without a live worker are reported no_worker; cleared once
+            # every region reported, so the sweep's index holds only jobs still waiting.
+            "ALTER TABLE jobs ADD COLUMN no_worker_at text",
+            "CREATE INDEX jobs_no_worker ON jobs (no_worker_at) WHERE no_worker_at IS NOT NULL",
+            "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
         ],
     ),
 ]

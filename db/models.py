@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from .regions import DEFAULT_REGION, job_quorum, job_regions
+
 STATES = ("queued", "running", "done")
 
 # Orders the job listing supports; each maps to a keyset column in store.py.
@@ -58,6 +60,24 @@ class ResultRecord:
     checked_at: datetime
     detail: dict[str, Any] = field(default_factory=dict)
     worker: str | None = None
+    region: str = DEFAULT_REGION  # where the check ran (its worker's region)
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """One region's result for a job (a job has one per region it asked for, once heard)."""
+
+    job_id: int
+    region: str
+    outcome: str
+    ok: bool
+    status_code: int | None
+    total_ms: float | None
+    attempts: int
+    error: str | None
+    worker: str | None
+    checked_at: datetime
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,15 @@ class JobView:
     content_type: str | None
     title: str | None
     detail: dict[str, Any] | None = None
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The regions this job asked for (the default region when it named none)."""
+        return job_regions(self.options)
+
+    @property
+    def quorum(self) -> str:
+        return job_quorum(self.options)
 
 
 @dataclass(frozen=True)
@@ -123,3 +152,4 @@ class WorkerBeat:
     processed: int
     started_at: datetime
     last_seen: datetime
+    region: str = DEFAULT_REGION

@@ -22,6 +22,7 @@ from .models import (
     ResultRecord,
     WorkerBeat,
 )
+from .regions import decide, job_quorum, job_regions
 
 COPY_FROM = 100  # jobs in one insert from which COPY beats INSERT on PostgreSQL
 
@@ -58,6 +59,19 @@ def tally(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, int], dict[str, int]
             else:
                 failed += int(n)
     return states, by_outcome, ok, failed
+
+
+_RESULT_COLUMNS = (
+    "job_id, outcome, ok, status_code, total_ms, attempts, error, final_url, bytes, "
+    "content_type, title, checked_at, worker, detail"
+)
+
+
+def _result_row(d: Dialect, r: ResultRecord) -> tuple[Any, ...]:
+    """A result's values for ``(region, _RESULT_COLUMNS)``."""
+    ok: Any = r.ok if isinstance(d, Postgres) else int(r.ok)
+    return (r.region, r.job_id, r.outcome, ok, r.status_code, r.total_ms, r.attempts, r.error, r.final_url,
+            r.bytes, r.content_type, r.title, d.ts(r.checked_at), r.worker, d.json(r.detail))
 
 
 def utcnow() -> datetime:
@@ -113,7 +127,16 @@ class Store:
         return int(row[0]) if row and row[0] is not None else 0
 
     def latest_version(self) -> int:
-        return self._migrations()[-1][0]
+        return max(version for version, _ in self._migrations())
+
+    def pending_versions(self) -> list[int]:
+        """Migrations not applied yet (versions may land out of order, so not only those
+        above the highest applied)."""
+        with self.dialect.transaction() as cur:
+            self._schema_version(cur)
+            cur.execute("SELECT version FROM schema_version")
+            done = {int(row[0]) for row in cur.fetchall()}
+        return sorted(v for v, _ in self._migrations() if v not in done)
 
     def _migrations(self) -> list[tuple[int, list[str]]]:
         return migrations.POSTGRES if isinstance(self.dialect, Postgres) else migrations.SQLITE
@@ -127,9 +150,13 @@ class Store:
             if isinstance(self.dialect, Postgres):
                 # Several workers may start at once: one migrates, the others wait here.
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (0x75726C74,))
-            current = self._schema_version(cur)
-            for version, statements in self._migrations():
-                if version <= current:
+            self._schema_version(cur)
+            cur.execute("SELECT version FROM schema_version")
+            done = {int(row[0]) for row in cur.fetchall()}
+            # Every version not applied yet, not only those above the highest: versions are
+            # numbered by issue and may land out of order (4 before 2 and 3).
+            for version, statements in sorted(self._migrations()):
+                if version in done:
                     continue
                 for statement in statements:
                     cur.execute(statement)
@@ -196,10 +223,17 @@ class Store:
         self._after_write()
         return ids
 
-    def mark_published(self, ids: Sequence[int], *, now: datetime | None = None) -> None:
-        self._update_ids(
-            "UPDATE jobs SET published_at = %s, publish_error = NULL WHERE {}", [self.dialect.ts(now or utcnow())], ids
-        )
+    def mark_published(self, ids: Sequence[int], *, now: datetime | None = None,
+                       no_worker_at: datetime | None = None) -> None:
+        """The broker confirmed these jobs' messages. ``no_worker_at``: when the regions of
+        these jobs still without a result and without a live worker are reported no_worker."""
+        d = self.dialect
+        if no_worker_at is None:
+            self._update_ids("UPDATE jobs SET published_at = %s, publish_error = NULL WHERE {}",
+                             [d.ts(now or utcnow())], ids)
+        else:
+            self._update_ids("UPDATE jobs SET published_at = %s, publish_error = NULL, no_worker_at = %s WHERE {}",
+                             [d.ts(now or utcnow()), d.ts(no_worker_at)], ids)
 
     def mark_publish_failed(self, ids: Sequence[int], error: str) -> None:
         """The broker did not confirm these jobs' messages: ``runner requeue`` will find them."""
@@ -226,11 +260,16 @@ class Store:
 
     def store_results(self, records: Sequence[ResultRecord], *, started: Sequence[int] = (),
                       now: datetime | None = None) -> int:
-        """Upsert results by job id and mark their jobs done, in one transaction; jobs in
-        ``started`` are marked running in the same transaction (one commit for both).
+        """Store results and mark their jobs done, in one transaction; jobs in ``started``
+        are marked running in the same transaction (one commit for both).
 
-        Idempotent: a job that already has a result keeps its first one (a redelivered
-        message never makes a second row). Returns how many results were new.
+        A job that named no region has one result, in ``results`` (its region: the default
+        one), exactly as before regions. A job that named regions gets one row per region
+        in ``region_results``, and its quorum is decided here, under the job's row lock:
+        the region result that settles it is copied to ``results`` and the job is done.
+        Idempotent: a job (or a job's region) that already has a result keeps its first
+        one, so a redelivered message never makes a second row. Returns how many results
+        were new.
         """
         d = self.dialect
         if started and not records:
@@ -238,18 +277,7 @@ class Store:
             return 0
         if not records:
             return 0
-        rows = [
-            (
-                r.job_id, r.outcome, r.ok, r.status_code, r.total_ms, r.attempts, r.error, r.final_url,
-                r.bytes, r.content_type, r.title, d.ts(r.checked_at), r.worker, d.json(r.detail),
-            )
-            for r in records
-        ]
-        columns = (
-            "job_id, outcome, ok, status_code, total_ms, attempts, error, final_url, bytes, "
-            "content_type, title, checked_at, worker, detail"
-        )
-        ids = [r.job_id for r in records]
+        ids = sorted({r.job_id for r in records})
         test, id_params = d.any_of("id", ids)
         with d.transaction() as cur:
             d.lock_jobs(cur, [*ids, *started])
@@ -258,37 +286,97 @@ class Store:
                 cur.execute(f"UPDATE jobs SET state = 'running', started_at = %s WHERE state <> 'done' AND {run_test}",
                             [d.ts(now or utcnow()), *run_params])
             # Only jobs that still exist (a pruned job's late result is dropped).
-            cur.execute(f"SELECT id FROM jobs WHERE {test}", id_params)
-            existing = {row[0] for row in cur.fetchall()}
-            rows = [row for row in rows if row[0] in existing]
-            if isinstance(d, Postgres):
-                new = d.execute_values(
-                    cur,
-                    f"INSERT INTO results ({columns}) VALUES %s ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
-                    rows,
-                    fetch=True,
-                )
-                inserted = len(new)
-            else:
-                before = cur.execute("SELECT count(*) FROM results").fetchone()[0]
-                cur.executemany(
-                    f"INSERT INTO results ({columns}) VALUES ({','.join('%s' for _ in range(14))}) "
-                    "ON CONFLICT (job_id) DO NOTHING",
-                    [(*row[:2], int(row[2]), *row[3:]) for row in rows],
-                )
-                inserted = cur.execute("SELECT count(*) FROM results").fetchone()[0] - before
-            cur.execute(f"UPDATE jobs SET state = 'done' WHERE {test}", id_params)
+            cur.execute(f"SELECT id, options FROM jobs WHERE {test}", id_params)
+            options = {row[0]: d.parse_json(row[1]) or {} for row in cur.fetchall()}
+            plain = [r for r in records if r.job_id in options and "regions" not in options[r.job_id]]
+            named = [r for r in records if r.job_id in options and "regions" in options[r.job_id]]
+            new = 0
+            if plain:
+                new += len(self._insert_new(cur, "results", "job_id", plain))
+                done_test, done_params = d.any_of("id", sorted({r.job_id for r in plain}))
+                cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
+            if named:
+                fresh = self._insert_new(cur, "region_results", "job_id, region", named)
+                new += len(fresh)
+                if fresh:
+                    self._decide(cur, fresh, options)
             self._notify(cur)
         self._after_write()
-        return inserted
+        return new
 
-    def done_ids(self, ids: Sequence[int]) -> set[int]:
-        """Which of these jobs already have a result (so a redelivery can skip them)."""
+    def _insert_new(self, cur: Any, table: str, key: str, records: Sequence[ResultRecord]) -> list[ResultRecord]:
+        """Insert results into ``table`` (``results`` or ``region_results``), skipping those
+        whose ``key`` is already stored; returns the records that were new."""
+        d = self.dialect
+        rows = [_result_row(d, r) for r in records]
+        sql = f"INSERT INTO {table} (region, {_RESULT_COLUMNS}) VALUES "  # noqa: S608 - our own names
+        conflict = f" ON CONFLICT ({key}) DO NOTHING RETURNING job_id, region"
+        if isinstance(d, Postgres):
+            new = d.execute_values(cur, sql + "%s" + conflict, rows, fetch=True)
+            keys = {(row[0], row[1]) for row in new}
+        else:
+            keys = set()
+            for row in rows:
+                found = cur.execute(sql + f"({','.join('%s' for _ in row)})" + conflict, row).fetchone()
+                if found:
+                    keys.add((found[0], found[1]))
+        out: list[ResultRecord] = []
+        for r in records:  # a batch may hold a job (or pair) twice: the first one is the new one
+            if (r.job_id, r.region) in keys:
+                keys.discard((r.job_id, r.region))
+                out.append(r)
+        return out
+
+    def _decide(self, cur: Any, fresh: Sequence[ResultRecord], options: dict[int, dict[str, Any]]) -> None:
+        """For jobs that named regions and heard from one: copy the result that settled the
+        quorum to ``results`` once, mark the job done, and stop the no-worker sweep once
+        every region has reported."""
+        d = self.dialect
+        job_ids = sorted({r.job_id for r in fresh})
+        test, params = d.any_of("job_id", job_ids)
+        cur.execute(f"SELECT job_id, region, ok FROM region_results WHERE {test}", params)
+        heard: dict[int, dict[str, bool]] = {}
+        for job_id, region, ok in cur.fetchall():
+            heard.setdefault(job_id, {})[region] = bool(ok)
+        cur.execute(f"SELECT job_id FROM results WHERE {test}", params)
+        decided = {row[0] for row in cur.fetchall()}
+        deciding: list[ResultRecord] = []
+        complete: list[int] = []
+        for job_id in job_ids:
+            regions = job_regions(options[job_id])
+            if all(r in heard[job_id] for r in regions):
+                complete.append(job_id)
+            if job_id in decided:
+                continue
+            # Replay this batch's results in order: the one that settled the quorum decides.
+            mine = [r for r in fresh if r.job_id == job_id]
+            so_far = {k: v for k, v in heard[job_id].items() if all(r.region != k for r in mine)}
+            for record in mine:
+                so_far[record.region] = record.ok
+                if decide(job_quorum(options[job_id]), regions, so_far) is not None:
+                    deciding.append(record)
+                    break
+        if deciding:
+            self._insert_new(cur, "results", "job_id", deciding)
+            done_test, done_params = d.any_of("id", [r.job_id for r in deciding])
+            cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
+        if complete:
+            full_test, full_params = d.any_of("id", complete)
+            cur.execute(f"UPDATE jobs SET no_worker_at = NULL WHERE no_worker_at IS NOT NULL AND {full_test}",
+                        full_params)
+
+    def done_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:
+        """Which of these jobs already have a result (so a redelivery can skip them); with
+        ``region``, which of these jobs that named regions have that region's result."""
         if not ids:
             return set()
         test, params = self.dialect.any_of("job_id", ids)
+        table = "results"
+        if region is not None:
+            table = "region_results"
+            test, params = f"region = %s AND {test}", [region, *params]
         with self.dialect.transaction(write=False) as cur:
-            cur.execute(f"SELECT job_id FROM results WHERE {test}", params)
+            cur.execute(f"SELECT job_id FROM {table} WHERE {test}", params)  # noqa: S608 - our own names
             return {row[0] for row in cur.fetchall()}
 
     # ------------------------------------------------------------------ reading
@@ -482,11 +570,11 @@ class Store:
         d = self.dialect
         with d.transaction() as cur:
             cur.execute(
-                "INSERT INTO workers (id, host, pid, queue, concurrency, processed, started_at, last_seen) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                "INSERT INTO workers (id, host, pid, queue, concurrency, processed, started_at, last_seen, region) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
                 "processed = excluded.processed, last_seen = excluded.last_seen, concurrency = excluded.concurrency",
                 (beat.id, beat.host, beat.pid, beat.queue, beat.concurrency, beat.processed,
-                 d.ts(beat.started_at), d.ts(beat.last_seen)),
+                 d.ts(beat.started_at), d.ts(beat.last_seen), beat.region),
             )
             # Rows of workers gone for a day are removed here, by a writer, so that reading
             # the list (status, the TUI) never needs SQLite's write lock.
@@ -502,24 +590,27 @@ class Store:
         cutoff = (now or utcnow()) - alive_within
         with d.transaction(write=False) as cur:
             cur.execute(
-                "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen FROM workers "
+                "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen, region FROM workers "
                 "WHERE last_seen >= %s ORDER BY host, pid",
                 (d.ts(cutoff),),
             )
             rows = cur.fetchall()
         return [
-            WorkerBeat(r[0], r[1], r[2], r[3], r[4], r[5], d.parse_ts(r[6]), d.parse_ts(r[7])) for r in rows
+            WorkerBeat(r[0], r[1], r[2], r[3], r[4], r[5], d.parse_ts(r[6]), d.parse_ts(r[7]), r[8]) for r in rows
         ]
 
     # ------------------------------------------------------------------ housekeeping
 
     def stale_jobs(self, older_than: timedelta, *, now: datetime | None = None, limit: int = 1000,
                    after_id: int = 0) -> list[JobView]:
-        """Jobs not done whose message was published (or attempted) before the cutoff."""
+        """Jobs not done (or with a named region still to report) whose message was
+        published (or attempted) before the cutoff."""
         d = self.dialect
         cutoff = d.ts((now or utcnow()) - older_than)
+        # A job that named regions may be done (its quorum settled) with a region still to
+        # report: ``no_worker_at`` is set until every region has, so it is found too.
         where = (
-            "j.state <> 'done' AND j.id > %s AND "
+            "(j.state <> 'done' OR j.no_worker_at IS NOT NULL) AND j.id > %s AND "
             "COALESCE(j.started_at, j.published_at, j.submitted_at) < %s"
         )
         with d.transaction(write=False) as cur:

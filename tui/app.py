@@ -169,11 +169,14 @@ class UrlTesterApp(App[None]):
         rt = self.runtime
         last_ping = 0.0
         depth: int | None = None
+        depths: dict[str, int] = {}
         while not worker.is_cancelled:
             try:
                 now = self.clock()
                 counts = grid_sql.quick_counts(rt.store, now=now)
-                workers = len(rt.store.workers(now=now))
+                beats = rt.store.workers(now=now)
+                workers = len(beats)
+                regions = tuple(sorted(rt.live_regions(beats), key=lambda r: (r != "default", r)))
                 self.call_from_thread(self._problem, "database", None)
             except StoreUnavailable as exc:
                 self.call_from_thread(self._problem, "database", str(exc))
@@ -183,18 +186,20 @@ class UrlTesterApp(App[None]):
                 if rt.broker is not None and time.monotonic() - last_ping > 5:
                     last_ping = time.monotonic()
                     try:
-                        depth = rt.broker.ping().ready
+                        depths = {r: d.ready for r, d in rt.queue_depths(regions).items()}
+                        depth = sum(depths.values())
                         self.call_from_thread(self._problem, "broker", None)
                         if self._unsent:
                             self._send_unsent()
                     except BrokerError as exc:
-                        depth = None
+                        depth, depths = None, {}
                         self.call_from_thread(self._problem, "broker", str(exc))
-                self.call_from_thread(self._show_status, counts, workers, depth)
+                self.call_from_thread(self._show_status, counts, workers, depth, regions, depths)
             worker.cancelled_event.wait(self.status_interval)
 
-    def _show_status(self, counts: object, workers: int, depth: int | None) -> None:
-        self.status_line.set_status(counts, workers, depth)  # type: ignore[arg-type]
+    def _show_status(self, counts: object, workers: int, depth: int | None, regions: tuple[str, ...] = (),
+                     depths: dict[str, int] | None = None) -> None:
+        self.status_line.set_status(counts, workers, depth, regions, depths)  # type: ignore[arg-type]
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""
@@ -471,7 +476,7 @@ class UrlTesterApp(App[None]):
             folder.mkdir(parents=True, exist_ok=True)
             rows = self.runtime.store.iter_jobs(query.flt, order=query.order, detail=(fmt == "json"))
             with open(path, "w", encoding="utf-8", newline="") as out:
-                count = (write_csv if fmt == "csv" else write_json)(rows, out)
+                count = (write_csv if fmt == "csv" else write_json)(rows, out, regions=self.runtime.region_results)
         except StoreUnavailable as exc:
             self.call_from_thread(self._problem, "database", str(exc))
             self.call_from_thread(self._say, f"Export stopped: database unreachable ({exc}); {path} is incomplete.",

@@ -7,13 +7,14 @@ markup, and an escape sequence in a title is shown as ``\\x1b``, never sent to t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from rich.cells import cell_len, set_cell_size
 
-from db import JobView
+from db import DEFAULT_REGION, JobView
+from db.regions import summary
 from runner.jobs.report import state_label
 from runner.text import mask_url, printable
 
@@ -31,6 +32,7 @@ class Column:
 # Display order, left to right.
 COLUMNS: tuple[Column, ...] = (
     Column("state", "STATE", 20, 0),
+    Column("regions", "REGIONS", 9, 3),  # only while a job on screen named regions
     Column("code", "CODE", 4, 1, right=True),
     Column("time", "TIME", 7, 2, right=True),
     Column("size", "SIZE", 7, 6, right=True),
@@ -42,11 +44,13 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
-def layout(width: int) -> list[tuple[Column, int]]:
-    """The columns that fit in ``width`` cells, each with the width it gets."""
+def layout(width: int, *, regions: bool = False) -> list[tuple[Column, int]]:
+    """The columns that fit in ``width`` cells, each with the width it gets. The REGIONS
+    column is offered only with ``regions`` (some job on screen named regions)."""
     chosen: list[Column] = []
+    offered = [c for c in COLUMNS if regions or c.key != "regions"]
     # The always-shown columns first, then the others by importance.
-    for col in sorted(COLUMNS, key=lambda c: c.priority):
+    for col in sorted(offered, key=lambda c: c.priority):
         trial = [*chosen, col]
         need = sum(c.width for c in trial) + len(trial) - 1
         if need <= width or col.priority == 0:
@@ -118,10 +122,21 @@ def state_class(view: JobView) -> str:
     return "ok" if view.ok else "failed"
 
 
-def cell(view: JobView, key: str, now: datetime, tz: tzinfo | None) -> str:
-    """One cell's text, safe to show."""
+def cell(view: JobView, key: str, now: datetime, tz: tzinfo | None,
+         regions: Mapping[str, bool] | None = None) -> str:
+    """One cell's text, safe to show. ``regions``: this job's region -> ok, heard so far."""
+    if key == "regions":
+        return region_cell(view, regions or {})
     getter = _CELLS[key]
     return printable(getter(view, now, tz))
+
+
+def region_cell(view: JobView, heard: Mapping[str, bool]) -> str:
+    """``2/3 ok`` for a job that named regions (``…`` while some have not reported)."""
+    if view.regions == (DEFAULT_REGION,):
+        return ""
+    text = summary(view.regions, heard)
+    return text if all(r in heard for r in view.regions) else text + " …"
 
 
 _CELLS: dict[str, Callable[[JobView, datetime, tzinfo | None], object]] = {

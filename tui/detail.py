@@ -1,6 +1,6 @@
 """DetailScreen: everything one job's result holds, read once in a worker thread.
 
-Timing waterfall, redirect chain, TLS certificate, response headers and the error in full.
+Each region's result (a job that named regions), timing waterfall, redirect chain, TLS certificate, response headers and the error in full.
 Every value is server- or user-supplied text, so each goes through ``printable`` and is
 appended to ``Text`` as plain text (never markup).
 """
@@ -18,7 +18,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from db import JobView, StoreUnavailable
+from db import DEFAULT_REGION, JobView, RegionResult, StoreUnavailable
+from db.regional import region_results
+from db.regions import summary as region_summary
 from runner.jobs.report import state_label
 from runner.text import mask_url, printable
 
@@ -142,6 +144,49 @@ def headers_text(job: JobView) -> Text | None:
     return text
 
 
+REGION_PHASES = (("dns_ms", "dns"), ("connect_ms", "connect"), ("tls_ms", "tls"), ("ttfb_ms", "wait"),
+                 ("transfer_ms", "transfer"))
+
+
+def regions_text(job: JobView, results: list[RegionResult]) -> Text | None:
+    """Each region's result on a line, its timing phases in columns side by side, so a
+    region that is slow (or failing) stands out. None for a job of the default region alone."""
+    if job.regions == (DEFAULT_REGION,) and all(r.region == DEFAULT_REGION for r in results):
+        return None
+    heard = {r.region: r for r in results}
+    text = Text()
+    text.append(f"  quorum {printable(job.quorum)} of {len(job.regions)}: {summary_of(job.regions, heard)}\n", "dim")
+    text.append(f"  {'region':<16}{'outcome':<20}{'code':>5}{'total':>9}", "dim")
+    for _, name in REGION_PHASES:
+        text.append(f"{name:>9}", "dim")
+    text.append("  worker\n", "dim")
+    for region in [*job.regions, *(r for r in heard if r not in job.regions)]:
+        r = heard.get(region)
+        text.append(f"  {printable(region, 15):<16}")
+        if r is None:
+            text.append("… waiting", "yellow")
+            text.append("\n")
+            continue
+        text.append(f"{printable(('✓ ' if r.ok else '✗ ') + r.outcome, 19):<20}", "green" if r.ok else "red")
+        text.append(f"{'' if r.status_code is None else r.status_code:>5}{human_ms(r.total_ms):>9}")
+        detail = r.detail or {}
+        hop = (detail.get("hops") or [detail])[-1] if detail else {}
+        for key, _ in REGION_PHASES:
+            value = hop.get(key) if isinstance(hop, dict) else None
+            text.append(f"{human_ms(value) if isinstance(value, int | float) else '':>9}")
+        text.append(f"  {printable(r.worker or '-', 40)}")
+        if r.error and not r.ok:
+            text.append("\n")
+            text.append(f"  {'':<16}{printable(r.error, 200)}", "red")
+        text.append("\n")
+    text.rstrip()
+    return text
+
+
+def summary_of(regions: tuple[str, ...], heard: dict[str, RegionResult]) -> str:
+    return region_summary(regions, {k: v.ok for k, v in heard.items()})
+
+
 class DetailScreen(Screen):
     """One job in full. ``escape`` goes back to the grid."""
 
@@ -157,6 +202,7 @@ class DetailScreen(Screen):
         super().__init__()
         self.job = job
         self.tz = tz
+        self.results: list[RegionResult] = []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body"):
@@ -169,26 +215,32 @@ class DetailScreen(Screen):
 
     @work(thread=True, exclusive=True, group="detail")
     def reload(self) -> None:
+        store = self.app.runtime.store  # type: ignore[attr-defined]
         try:
-            job = self.app.runtime.store.get_job(self.job.id, detail=True)  # type: ignore[attr-defined]
+            job = store.get_job(self.job.id, detail=True)
+            results = region_results(store, [self.job.id], detail=True).get(self.job.id, [])
         except StoreUnavailable as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
         if job is not None:
-            self.app.call_from_thread(self.show, job)
+            self.app.call_from_thread(self.show, job, results)
 
     def _failed(self, error: str) -> None:
         self.query_one("#detail-loading", Static).update(Text(f"database unreachable: {printable(error)}", "red"))
 
-    async def show(self, job: JobView) -> None:
-        """Draw (or redraw) every section for this job."""
+    async def show(self, job: JobView, results: list[RegionResult] | None = None) -> None:
+        """Draw (or redraw) every section for this job (``results``: its regions')."""
         self.job = job
+        self.results = results or []
         body = self.query_one("#detail-body", VerticalScroll)
         await body.remove_children()
         widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
         if job.state != "done":
             widgets.append(Static(Text(f"Not checked yet ({job.state}); this view updates when it is.", "dim")))
         sections: list[tuple[str, Any]] = []
+        regions = regions_text(job, self.results)
+        if regions is not None:
+            sections.append(("Regions", Static(regions)))
         if job.detail is not None and job.state == "done":
             sections.append(("Timing", Waterfall(job.detail)))
         for title, section in (("Error", error_text(job)), ("Redirects", redirects_text(job)),
@@ -201,8 +253,9 @@ class DetailScreen(Screen):
         await body.mount_all(widgets)
 
     def changed(self) -> None:
-        """Data changed somewhere: re-read this job while it is not done yet."""
-        if self.job.state != "done":
+        """Data changed somewhere: re-read this job while it is not done yet (or while one
+        of its regions has not reported)."""
+        if self.job.state != "done" or len({r.region for r in self.results} & set(self.job.regions)) < len(self.job.regions):
             self.reload()
 
 

@@ -218,6 +218,7 @@ class JobGrid(ScrollView, can_focus=True):
         top = self.scroll_offset.y
         self._now = self.clock()
         self.window = loaded.window
+        self._layout = layout(self.scrollable_content_region.width, regions=bool(self.window.regions))
         self._first_id = loaded.first_id
         self._set_total(loaded.total)
         if loaded.shift:
@@ -245,7 +246,7 @@ class JobGrid(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ events
 
     def on_resize(self, event: events.Resize) -> None:
-        self._layout = layout(self.scrollable_content_region.width)
+        self._layout = layout(self.scrollable_content_region.width, regions=bool(self.window.regions))
         if self.total is not None:
             self._set_total(self.total)
         self._ensure()
@@ -338,7 +339,7 @@ class JobGrid(ScrollView, can_focus=True):
         for n, (col, w) in enumerate(self._layout):
             if n:
                 text.append(" ")
-            value = fit(cell(view, col.key, self._now, self.tz), w, col.right)
+            value = fit(cell(view, col.key, self._now, self.tz, self.window.regions.get(view.id)), w, col.right)
             if col.key == "state":
                 text.append(value, self._style(state_class(view)))
             elif col.key == "error":

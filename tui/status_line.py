@@ -1,4 +1,5 @@
-"""StatusLine: jobs by state, checks per minute, workers alive, and the services in use."""
+"""StatusLine: jobs by state, checks per minute, workers alive (and their regions), and the
+services in use."""
 
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ class StatusLine(Static):
         self.counts: Counts | None = None
         self.alive: int | None = None
         self.queue_depth: int | None = None
+        self.regions: tuple[str, ...] = ()  # regions with a live worker, when any is named
+        self.depths: dict[str, int] = {}  # region -> messages ready in its queue
 
     def on_mount(self) -> None:
         self._draw()
 
-    def set_status(self, counts: Counts, workers: int, queue_depth: int | None = None) -> None:
-        self.counts, self.alive, self.queue_depth = counts, workers, queue_depth
+    def set_status(self, counts: Counts, workers: int, queue_depth: int | None = None,
+                   regions: tuple[str, ...] = (), depths: dict[str, int] | None = None) -> None:
+        """``regions``: those with a live worker; ``depths``: messages ready per region's queue."""
+        self.counts, self.alive, self.queue_depth, self.regions = counts, workers, queue_depth, regions
+        self.depths = depths or {}
         self._draw()
 
     def _draw(self) -> None:
@@ -47,7 +53,11 @@ class StatusLine(Static):
             else:
                 n = self.alive or 0
                 text.append(f"{n} worker{'s' if n != 1 else ''} alive", "" if n else "bold red")
-                if self.queue_depth is not None:
+                if self.regions and self.regions != ("default",):
+                    text.append(" in " + ", ".join(printable(r, 40) for r in self.regions))
+                if len(self.depths) > 1:  # regions: each queue's depth, the default region's first
+                    text.append("  │  in queue " + " · ".join(f"{printable(r, 40)} {n:,}" for r, n in self.depths.items()))
+                elif self.queue_depth is not None:
                     text.append(f"  │  {self.queue_depth:,} in queue")
         text.append("\n")
         text.append("db ", "dim")

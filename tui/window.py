@@ -11,10 +11,12 @@ Runs in worker threads: :func:`load` does blocking database calls.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from db import JobFilter, JobView, Store
+from db import DEFAULT_REGION, JobFilter, JobView, Store
 from db import grid as grid_sql
+from db.regional import region_counts
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Window:
 
     start: int = 0
     rows: tuple[JobView, ...] = ()
+    # Region -> ok, per job that named regions (the REGIONS column's "2/3 ok"); jobs of
+    # the default region alone are not looked up, so a fleet without regions pays nothing.
+    regions: Mapping[int, dict[str, bool]] = field(default_factory=dict)
 
     @property
     def end(self) -> int:
@@ -100,7 +105,9 @@ def load(store: Store, query: Query, old: Window, want: tuple[int, int], *, tota
             new_first = top[0].id if top else None
         else:
             new_first = first_id
-    return Loaded(query, Window(start, tuple(rows)), total, shift, new_first, time.perf_counter() - t0)
+    regional = [r.id for r in rows if r.regions != (DEFAULT_REGION,)]
+    regions = region_counts(store, regional) if regional else {}
+    return Loaded(query, Window(start, tuple(rows), regions), total, shift, new_first, time.perf_counter() - t0)
 
 
 def _fetch(store: Store, query: Query, old: Window, a: int, b: int, limit: int, total: int,

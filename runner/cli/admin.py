@@ -10,6 +10,7 @@ from db import StoreError
 from runner.cli.common import EXIT_OK, EXIT_UNAVAILABLE, handled, parse_age, plural, runtime_for
 from runner.errors import BrokerError, ConfigError
 from runner.jobs.settings import Settings
+from runner.text import printable
 
 
 @handled
@@ -26,13 +27,24 @@ def status(ctx: typer.Context) -> None:
         if c.by_outcome:
             typer.echo("outcomes  " + ", ".join(f"{k} {v}" for k, v in sorted(c.by_outcome.items(), key=lambda kv: -kv[1])))
         typer.echo(f"rate      {c.done_last_minute} checks in the last minute")
-        if st.queue is not None:
-            typer.echo(f"queue     {rt.settings.queue}: {st.queue.ready} ready, {st.queue.consumers} consumers, {st.queue.dead} dead-lettered")
-        elif st.broker_error:
+        from runner.jobs.regions import queue_for
+
+        if st.broker_error:
             typer.echo(f"queue     unknown: {st.broker_error}")
         typer.echo(f"workers   {len(st.workers)} alive")
-        for w in st.workers:
-            typer.echo(f"          {w.host} pid {w.pid}: {w.concurrency} threads, {w.processed} checks, last seen {w.last_seen:%H:%M:%S}")
+        # One block per region: its workers and its queue (the default region's always).
+        regions = sorted({*st.regions, *(w.region for w in st.workers)}, key=lambda r: (r != "default", r))
+        for region in regions:
+            mine = [w for w in st.workers if w.region == region]
+            depth = st.regions.get(region)
+            queue = printable(queue_for(rt.settings.queue, region))
+            line = f"region    {printable(region)}: {len(mine)} worker{plural(len(mine))} alive"
+            if depth is not None:
+                line += f"; queue {queue}: {depth.ready} ready, {depth.consumers} consumers, {depth.dead} dead-lettered"
+            typer.echo(line)
+            for w in mine:
+                typer.echo(f"          {printable(w.host)} pid {w.pid}: {w.concurrency} threads, {w.processed} checks, "
+                           f"last seen {w.last_seen:%H:%M:%S}")
 
 
 def doctor(ctx: typer.Context) -> None:
@@ -47,7 +59,7 @@ def doctor(ctx: typer.Context) -> None:
         store = open_store(settings.database_url, max_connections=1, migrate=False)
         try:
             version, latest = store.schema_version(), store.latest_version()
-            if version < latest:
+            if store.pending_versions():
                 typer.echo(f"  schema version {version}, latest {latest}: run `runner db upgrade`")
                 problems += 1
             else:

@@ -85,6 +85,10 @@ HeaderOpt = Annotated[list[str] | None, typer.Option("--header", help="Extra req
 RetriesOpt = Annotated[int | None, typer.Option("--retries", help=f"Attempts in total for transient failures (default {_D.retries}).", rich_help_panel="Check options")]
 ConditionOpt = Annotated[list[str] | None, typer.Option("--condition", help="Assertion such as 'total_ms < 500' (repeatable).", rich_help_panel="Check options")]
 
+RegionsOpt = Annotated[str | None, typer.Option("--regions", help="Regions that check each URL, e.g. eu-west,us-east, or 'all' (every region with a live worker). Default: the default region only.", rich_help_panel="Regions", show_default=False)]
+QuorumOpt = Annotated[str | None, typer.Option("--quorum", help="Regions that must be ok for the job to be ok: any, all, majority or a number (default majority).", rich_help_panel="Regions", show_default=False)]
+NoWorkerAfterOpt = Annotated[float | None, typer.Option("--no-worker-after", envvar="URLTESTER_NO_WORKER_AFTER", min=0.1, help="Seconds after which a named region with no live worker is reported no_worker (default 60).", rich_help_panel="Regions", show_default=False)]
+
 
 def check_options(method: str | None = None, expect_status: str | None = None, body_contains: str | None = None,
                   body_excludes: str | None = None, max_ms: float | None = None, deadline: float | None = None,

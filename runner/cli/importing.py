@@ -26,7 +26,10 @@ from runner.cli.common import (
     MaxBytesOpt,
     MaxMsOpt,
     MethodOpt,
+    NoWorkerAfterOpt,
+    QuorumOpt,
     RedirectsOpt,
+    RegionsOpt,
     check_options,
     fail,
     handled,
@@ -37,7 +40,7 @@ from runner.text import printable
 
 IMPORT_HELP = """Validate a file of URLs and queue every valid line as a job of one batch.
 
-FILE is a path, or - for standard input. Formats: text (one URL per line; # comments and blank lines ignored), CSV (a header with a url column and optional option columns: method, expect_status, body_contains, body_excludes, max_ms, deadline, max_redirects, insecure, max_bytes, header, condition, retries) or JSON Lines (one object per line with a "url" key and the same option keys). The format comes from the extension (.txt .csv .jsonl), else from the content; --format overrides. The check option flags are defaults for the whole file; a line's own columns or keys override them.
+FILE is a path, or - for standard input. Formats: text (one URL per line; # comments and blank lines ignored), CSV (a header with a url column and optional option columns: method, expect_status, body_contains, body_excludes, max_ms, deadline, max_redirects, insecure, max_bytes, header, condition, retries) or JSON Lines (one object per line with a "url" key and the same option keys). The columns/keys regions and quorum say where each line is checked (like --regions, --quorum). The format comes from the extension (.txt .csv .jsonl), else from the content; --format overrides. The check option flags are defaults for the whole file; a line's own columns or keys override them.
 
 Each invalid line is reported on stderr as FILE:LINE: reason, and the valid lines are queued (with --strict nothing is queued if any line is invalid). Duplicate lines (same URL and options) are queued once. With --idempotency-key a re-run (a cron retry) never queues a line twice: it records only what an earlier run did not, and publishes what that run recorded but could not publish.
 
@@ -104,6 +107,7 @@ def import_(
     body_excludes: ExcludesOpt = None, max_ms: MaxMsOpt = None, deadline: DeadlineOpt = None,
     max_redirects: RedirectsOpt = None, insecure: InsecureOpt = False, max_bytes: MaxBytesOpt = None,
     header: HeaderOpt = None, condition: ConditionOpt = None,
+    regions: RegionsOpt = None, quorum: QuorumOpt = None, no_worker_after: NoWorkerAfterOpt = None,
 ) -> None:
     from db import StoreError
     from runner.errors import BrokerError
@@ -120,10 +124,12 @@ def import_(
     except ImportUsageError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     progress.source = source
+    ctx.obj = ctx.obj.with_(no_worker_after=no_worker_after)
     try:
         with runtime_for(ctx) as rt:
             importer = Importer(
                 rt, defaults=defaults, fmt=fmt, strict=strict, keep_duplicates=keep_duplicates,
+                regions=regions, quorum=quorum,
                 batch_name=batch, idempotency_key=idempotency_key,
                 on_reject=lambda r: progress.message(rejected_line(r)), on_progress=progress.update,
             )

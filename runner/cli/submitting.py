@@ -22,7 +22,10 @@ from runner.cli.common import (
     MaxBytesOpt,
     MaxMsOpt,
     MethodOpt,
+    NoWorkerAfterOpt,
+    QuorumOpt,
     RedirectsOpt,
+    RegionsOpt,
     RetriesOpt,
     check_options,
     fail,
@@ -44,15 +47,20 @@ def submit(
     body_excludes: ExcludesOpt = None, max_ms: MaxMsOpt = None, deadline: DeadlineOpt = None,
     max_redirects: RedirectsOpt = None, insecure: InsecureOpt = False, max_bytes: MaxBytesOpt = None,
     header: HeaderOpt = None, condition: ConditionOpt = None, retries: RetriesOpt = None,
+    regions: RegionsOpt = None, quorum: QuorumOpt = None, no_worker_after: NoWorkerAfterOpt = None,
 ) -> None:
-    """Validate, record and enqueue URLs; print their job ids (one 'ID URL' per line)."""
+    """Validate, record and enqueue URLs; print their job ids (one 'ID URL' per line).
+
+    With --regions each URL is checked once per region, and the job is ok when --quorum of them are.
+    """
     from runner.jobs.report import table_lines
     from runner.text import mask_url, printable
 
     options = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
                             max_redirects, insecure, max_bytes, header, condition, retries)
+    ctx.obj = ctx.obj.with_(no_worker_after=no_worker_after)
     with runtime_for(ctx) as rt:
-        report = rt.submit(urls, options=options, batch=batch)
+        report = rt.submit(urls, options=options, batch=batch, regions=regions, quorum=quorum)
         for rejected in report.rejected:
             typer.echo(f"runner: rejected {printable(str(rejected))}", err=True)
         views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest", limit=len(report.job_ids)) if report.job_ids else []
@@ -67,7 +75,7 @@ def submit(
             done_views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest",
                                             limit=len(report.job_ids))
             if wait:
-                for line in table_lines(done_views):
+                for line in table_lines(done_views, regions=rt.region_results):
                     typer.echo(line)
                 if not complete:
                     typer.echo(f"runner: timed out after {wait_timeout:g} s waiting for results", err=True)
@@ -86,7 +94,7 @@ def results(
     since: Annotated[str | None, typer.Option("--since", help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only checks that failed.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs (default: 100 for table, all for json/csv).", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per line), csv or junit (JUnit XML: one test case per URL, for CI).")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per job per line, with its regions), csv (one row per job and region) or junit (JUnit XML: one test case per job, each region's result in its output).")] = "table",
 ) -> None:
     """List jobs and their results, newest first (what the old get_jobs returned).
 
@@ -100,9 +108,10 @@ def results(
         raise fail(f"--state {state!r}: use queued, running or done", EXIT_USAGE)
     flt = JobFilter(state=state, outcome=outcome, batch=batch, since=parse_since(since) if since else None, failed=failed)
     with runtime_for(ctx) as rt:
+        lookup = rt.region_results
         if fmt == "table":
             views = rt.store.list_jobs(flt, limit=limit or 100)
-            for line in table_lines(views):
+            for line in table_lines(views, regions=lookup):
                 typer.echo(line)
             return
         if fmt == "junit":
@@ -117,10 +126,10 @@ def results(
                 total = min(total, limit)
             rows = rt.store.iter_jobs(flt, order="oldest", limit=limit)
             write_junit(rows, sys.stdout, name=f"urltester {batch}" if batch else "urltester",
-                        tests=total, failures=min(failures, total), skipped=min(skipped, total))
+                        tests=total, failures=min(failures, total), skipped=min(skipped, total), regions=lookup)
             return
         rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt == "json"), limit=limit)
-        (write_json if fmt == "json" else write_csv)(rows, sys.stdout)
+        (write_json if fmt == "json" else write_csv)(rows, sys.stdout, regions=lookup)
 
 
 

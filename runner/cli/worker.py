@@ -52,7 +52,8 @@ def start(
     prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
     shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
     hold_budget: Annotated[float, typer.Option("--hold-budget", min=1, help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = _POOL.hold_budget,
-    queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Queue to consume (default: urltester).", show_default=False)] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Base queue (default: urltester); a region's workers consume BASE@REGION.", show_default=False)] = None,
+    region: Annotated[str | None, typer.Option("--region", "-r", envvar="URLTESTER_REGION", help="Region this worker checks from (default: the default region, which consumes the base queue itself).", show_default=False)] = None,
     deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse every address that is not globally routable (loopback, RFC 1918, CGNAT, unique-local, TEST-NETs ...).")] = False,
     allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
@@ -70,7 +71,7 @@ def start(
     from runner.taskq.logs import configure_logging, install_stack_dumps, resolve
     from runner.taskq.pool import run_pool
 
-    settings: Settings = ctx.obj.with_(queue=queue, deny_private=deny_private or None,
+    settings: Settings = ctx.obj.with_(queue=queue, region=region, deny_private=deny_private or None,
                                        allow_networks=tuple(allow_network) if allow_network else None)
     if settings.immediate:
         raise fail(
@@ -102,7 +103,9 @@ def _preflight(settings: Settings) -> None:
 
     store = open_store(settings.database_url, max_connections=1)  # also applies migrations
     store.close()
-    open_broker(settings.broker_url, settings.queue).ping()
+    from runner.jobs.regions import queue_for
+
+    open_broker(settings.broker_url, queue_for(settings.queue, settings.region)).ping()
 
 
 def _wait_for_services(settings: Settings) -> None:

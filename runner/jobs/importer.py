@@ -71,9 +71,12 @@ class Importer:
                  strict: bool = False, keep_duplicates: bool = False, batch_name: str | None = None,
                  idempotency_key: str | None = None, publishers: int = PUBLISHERS,
                  on_reject: Callable[[Rejected], None] | None = None,
-                 on_progress: Callable[[ImportReport], None] | None = None) -> None:
+                 on_progress: Callable[[ImportReport], None] | None = None,
+                 regions: Any = None, quorum: Any = None) -> None:
+        """``regions``/``quorum``: the file-wide defaults (a line's own keys override them)."""
         self.rt = runtime
-        self.validator = Validator(defaults or CheckOptions(), keep_duplicates=keep_duplicates)
+        self.validator = Validator(defaults or CheckOptions(), keep_duplicates=keep_duplicates,
+                                   placement=runtime.placement(regions, quorum), place=runtime.placement)
         self.fmt = fmt
         self.strict = strict
         self.batch_name = batch_name

@@ -26,13 +26,14 @@ import queue
 import sys
 import threading
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from db import NewJob, Store
 from runner.check.options import OPTION_ALIASES, CheckOptions, parse_options
-from runner.errors import BrokerError, OptionError
+from runner.errors import BrokerError, ConfigError, OptionError
+from runner.jobs.regions import PLACEMENT_KEYS, split_placement
 from runner.jobs.urls import normalise
 from runner.taskq.app import Raw
 
@@ -111,9 +112,15 @@ class DigestSet:
 class Validator:
     """Turns records into ``(url, options JSON)`` jobs, with per-file defaults and dedup."""
 
-    def __init__(self, defaults: CheckOptions, *, keep_duplicates: bool = False) -> None:
-        self.defaults_raw = defaults.to_json()
-        self.default_json = _options_json(defaults)
+    def __init__(self, defaults: CheckOptions, *, keep_duplicates: bool = False,
+                 placement: Mapping[str, Any] | None = None,
+                 place: Callable[[Any, Any], dict[str, Any]] | None = None) -> None:
+        """``placement``: the batch-wide regions/quorum keys (resolved); ``place(regions,
+        quorum)`` validates and resolves a line's own (``Runtime.placement``)."""
+        self.placement = dict(placement or {})
+        self.place = place
+        self.defaults_raw = {**defaults.to_json(), **self.placement}
+        self.default_json = _options_json(defaults, self.placement)
         self.keep_duplicates = keep_duplicates
         self.seen = DigestSet()
         self._cache: dict[str, str] = {}
@@ -134,22 +141,32 @@ class Validator:
         if found is not None:
             return found
         merged = {**self.defaults_raw}
+        own_placement = False
         for name, value in raw.items():
             if value is None or value == [] or (isinstance(value, str) and not value.strip()):
                 continue  # unset on this line: the file-wide default stands
             merged[OPTION_ALIASES.get(name, name)] = value
+            own_placement = own_placement or name in PLACEMENT_KEYS
+        rest, regions, quorum = split_placement(merged)
         try:
-            opts = _options_json(parse_options(merged))
+            placement = self.placement
+            if own_placement:
+                if self.place is None:
+                    raise OptionError("regions are not taken here", where="regions")
+                placement = self.place(regions, quorum)
+            opts = _options_json(parse_options(rest), placement)
         except OptionError as exc:
             raise OptionError(f"{exc.where}: {exc.message}" if exc.where else exc.message) from None
+        except ConfigError as exc:  # a line's regions the fleet cannot serve: refuse the line
+            raise OptionError(str(exc)) from None
         if len(self._cache) >= 4096:
             self._cache.clear()
         self._cache[key] = opts
         return opts
 
 
-def _options_json(options: CheckOptions) -> str:
-    return json.dumps(options.to_json(), sort_keys=True, separators=(",", ":"))
+def _options_json(options: CheckOptions, placement: Mapping[str, Any] | None = None) -> str:
+    return json.dumps({**options.to_json(), **(placement or {})}, sort_keys=True, separators=(",", ":"))
 
 
 class Intake:

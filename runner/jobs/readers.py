@@ -20,13 +20,14 @@ from typing import IO, Any
 
 from runner.check.options import OPTION_ALIASES, OPTION_NAMES
 from runner.errors import InvalidInput
+from runner.jobs.regions import PLACEMENT_KEYS
 from runner.taskq.app import MAX_DEPTH, nesting_depth
 
 FORMATS = ("text", "csv", "jsonl")
 MAX_LINE_BYTES = 256 * 1024  # a longer line is refused without being read whole
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                ".txt": "text", ".list": "text", ".urls": "text"}
-_COLUMNS = frozenset(OPTION_NAMES) | frozenset(OPTION_ALIASES)
+_COLUMNS = frozenset(OPTION_NAMES) | frozenset(OPTION_ALIASES) | frozenset(PLACEMENT_KEYS)
 
 
 class ImportUsageError(InvalidInput):

@@ -13,22 +13,27 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 from xml.sax.saxutils import escape, quoteattr
 
-from db import JobView
-from runner.check.checker import (
-    OUTCOMES as OUTCOMES,  # the check owns them; re-exported for the TUI
-)
+from db import DEFAULT_REGION, NO_WORKER, JobView, RegionResult
+from runner.check.checker import OUTCOMES as CHECK_OUTCOMES
 from runner.text import json_safe, mask_url, printable
+
+# Reads each page's region results (``Runtime.region_results``).
+RegionLookup = Callable[[Sequence[int]], dict[int, list[RegionResult]]]
 
 CORE_KEYS = (
     "id", "url", "batch", "state", "outcome", "ok", "status_code", "total_ms", "attempts", "error",
     "final_url", "bytes", "content_type", "title", "submitted_at", "started_at", "checked_at",
 )
 FORMATS = ("table", "json", "csv", "junit")
+REGION_KEYS = ("outcome", "status_code", "total_ms", "error", "worker", "checked_at")
+CSV_REGION_KEYS = ("region", *(f"region_{k}" for k in REGION_KEYS))
+
+OUTCOMES = (*CHECK_OUTCOMES, NO_WORKER)  # what a job's outcome can be: the check's, or a region without a worker
 
 
 def iso(value: datetime | None) -> str | None:
@@ -38,8 +43,44 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def to_row(view: JobView) -> dict[str, Any]:
-    """One job as the stable JSON object (core keys first, then the check's details)."""
+def with_regions(views: Iterable[JobView], lookup: RegionLookup | None,
+                 page: int = 500) -> Iterator[tuple[JobView, list[RegionResult]]]:
+    """Each job with its region results, read a page of jobs at a time (flat memory)."""
+    batch: list[JobView] = []
+
+    def flush() -> Iterator[tuple[JobView, list[RegionResult]]]:
+        found = lookup([v.id for v in batch]) if lookup is not None else {}
+        for view in batch:
+            yield view, found.get(view.id, [])
+        batch.clear()
+
+    for view in views:
+        batch.append(view)
+        if len(batch) >= page:
+            yield from flush()
+    yield from flush()
+
+
+def region_rows(view: JobView, results: Sequence[RegionResult]) -> dict[str, dict[str, Any]]:
+    """Region -> its result for every region the job asked for (all null until heard)."""
+    heard = {r.region: r for r in results}
+    out: dict[str, dict[str, Any]] = {}
+    for region in [*view.regions, *(r for r in heard if r not in view.regions)]:
+        r = heard.get(region)
+        out[region] = {
+            "outcome": r.outcome if r else None,
+            "status_code": r.status_code if r else None,
+            "total_ms": None if r is None or r.total_ms is None else round(r.total_ms, 1),
+            "error": r.error if r else None,
+            "worker": r.worker if r else None,
+            "checked_at": iso(r.checked_at) if r else None,
+        }
+    return out
+
+
+def to_row(view: JobView, regions: Sequence[RegionResult] | None = None) -> dict[str, Any]:
+    """One job as the stable JSON object (core keys first, then its regions and quorum,
+    then the check's details)."""
     core: dict[str, Any] = {
         "id": view.id,
         "url": mask_url(view.url),
@@ -61,26 +102,38 @@ def to_row(view: JobView) -> dict[str, Any]:
     }
     if view.publish_error and view.state == "queued":
         core["publish_error"] = view.publish_error
+    if regions is not None:
+        core["quorum"] = view.quorum
+        core["regions"] = region_rows(view, regions)
     extra = {k: v for k, v in (view.detail or {}).items() if k not in core}
     return {**core, **extra}
 
 
-def write_json(views: Iterable[JobView], out: TextIO) -> int:
+def write_json(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None) -> int:
+    """One object per job per line; with ``regions``, each with its ``regions`` object."""
     n = 0
-    for view in views:
-        out.write(json_safe(json.dumps(to_row(view), ensure_ascii=False, default=str)) + "\n")
+    for view, found in with_regions(views, regions):
+        row = to_row(view, found if regions is not None else None)
+        out.write(json_safe(json.dumps(row, ensure_ascii=False, default=str)) + "\n")
         n += 1
     return n
 
 
-def write_csv(views: Iterable[JobView], out: TextIO) -> int:
+def write_csv(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None) -> int:
+    """One row per job and region (the job's columns repeated, then the region's)."""
     writer = csv.writer(out)
-    writer.writerow(CORE_KEYS)
+    writer.writerow(CORE_KEYS + (CSV_REGION_KEYS if regions is not None else ()))
     n = 0
-    for view in views:
+    for view, found in with_regions(views, regions):
         row = to_row(view)
-        writer.writerow(["" if row[k] is None else _csv_value(row[k]) for k in CORE_KEYS])
+        cells = ["" if row[k] is None else _csv_value(row[k]) for k in CORE_KEYS]
         n += 1
+        if regions is None:
+            writer.writerow(cells)
+            continue
+        for region, result in region_rows(view, found).items():
+            writer.writerow(cells + [_csv_value(region)] + ["" if result[k] is None else _csv_value(result[k])
+                                                             for k in REGION_KEYS])
     return n
 
 
@@ -117,13 +170,16 @@ def _xml_attr(value: object) -> str:
 
 
 def write_junit(views: Iterable[JobView], out: TextIO, *, name: str = "urltester",
-                tests: int | None = None, failures: int | None = None, skipped: int | None = None) -> int:
+                tests: int | None = None, failures: int | None = None, skipped: int | None = None,
+                regions: RegionLookup | None = None) -> int:
     """JUnit XML, one ``<testcase>`` per job, written as the rows arrive (flat memory).
 
     A check that failed is a ``<failure>`` (type: the outcome; message: outcome and
     error); a job not checked yet is ``<skipped>``. The suite's counts come first in the
     XML, so a caller that streams passes them in (counted beforehand); otherwise they
     are left out, which CI readers accept. Rows are grouped by batch in ``classname``.
+    With ``regions``, each region's result is a line of the case's output (and of its
+    failure), after the quorum rule.
     """
     out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
     counts = "".join(
@@ -132,9 +188,10 @@ def write_junit(views: Iterable[JobView], out: TextIO, *, name: str = "urltester
     )
     out.write(f"  <testsuite name={_xml_attr(name)}{counts}>\n")
     n = 0
-    for view in views:
+    for view, found in with_regions(views, regions):
         n += 1
         row = to_row(view)
+        region_lines = _region_lines(view, found) if regions is not None else []
         seconds = "" if view.total_ms is None else f" time=\"{view.total_ms / 1000:.3f}\""
         classname = f"urltester.{view.batch}" if view.batch else "urltester"
         out.write(f"    <testcase classname={_xml_attr(classname)} name={_xml_attr(row['url'])}{seconds}>")
@@ -145,15 +202,28 @@ def write_junit(views: Iterable[JobView], out: TextIO, *, name: str = "urltester
             message = f"{outcome}: {view.error}" if view.error else outcome
             details = [f"outcome: {outcome}", f"status_code: {view.status_code or ''}",
                        f"error: {view.error or ''}", f"final_url: {row['final_url'] or ''}",
-                       f"attempts: {view.attempts or ''}", f"job id: {view.id}"]
+                       f"attempts: {view.attempts or ''}", f"job id: {view.id}", *region_lines]
             out.write(f"<failure type={_xml_attr(outcome)} message={_xml_attr(message)}>"
                       f"{_xml_text(chr(10).join(details))}</failure>")
         else:
-            summary = f"status {view.status_code}, {row['total_ms']} ms"
+            summary = "\n".join([f"status {view.status_code}, {row['total_ms']} ms", *region_lines])
             out.write(f"<system-out>{_xml_text(summary)}</system-out>")
         out.write("</testcase>\n")
     out.write("  </testsuite>\n</testsuites>\n")
     return n
+
+
+def _region_lines(view: JobView, found: Sequence[RegionResult]) -> list[str]:
+    lines = [f"quorum: {view.quorum} of {len(view.regions)} region(s)"]
+    for region, r in region_rows(view, found).items():
+        if r["outcome"] is None:
+            lines.append(f"region {region}: pending")
+            continue
+        code = f", status {r['status_code']}" if r["status_code"] is not None else ""
+        ms = f", {r['total_ms']} ms" if r["total_ms"] is not None else ""
+        error = f": {r['error']}" if r["error"] and r["outcome"] != "ok" else ""
+        lines.append(f"region {region}: {r['outcome']}{code}{ms}{error} (worker {r['worker'] or '-'})")
+    return lines
 
 
 SYMBOLS = {"ok": "✓", "queued": "·", "running": "…"}
@@ -168,14 +238,23 @@ def state_label(view: JobView) -> str:
     return f"✗ {view.outcome or 'failed'}"
 
 
-def table_lines(views: Iterable[JobView], width: int = 120) -> Iterator[str]:
+def table_lines(views: Iterable[JobView], width: int = 120, *, regions: RegionLookup | None = None) -> Iterator[str]:
+    """The terminal table; with ``regions``, a job that named regions gets a line per region."""
     header = f"{'ID':>8}  {'STATE':<20} {'CODE':>4} {'MS':>8}  URL / ERROR"
     yield header
     url_width = max(20, width - len(header) + len("URL / ERROR"))
-    for v in views:
+    for v, found in with_regions(views, regions):
         ms = "" if v.total_ms is None else f"{v.total_ms:.0f}"
         code = "" if v.status_code is None else str(v.status_code)
         line = f"{v.id:>8}  {state_label(v):<20} {code:>4} {ms:>8}  {printable(mask_url(v.url), url_width)}"
         yield line
         if v.error and not v.ok:
             yield f"{'':>8}  {'':<20} {'':>4} {'':>8}    {printable(v.error, url_width)}"
+        if regions is None or v.regions == (DEFAULT_REGION,):
+            continue
+        for region, r in region_rows(v, found).items():
+            label = "… waiting" if r["outcome"] is None else ("✓ ok" if r["outcome"] == "ok" else f"✗ {r['outcome']}")
+            code = "" if r["status_code"] is None else str(r["status_code"])
+            ms = "" if r["total_ms"] is None else f"{r['total_ms']:.0f}"
+            error = printable(r["error"], url_width) if r["error"] and r["outcome"] != "ok" else ""
+            yield f"{'':>8}  {printable('  ' + region + ' ' + label, 20):<20} {code:>4} {ms:>8}    {error}".rstrip()

@@ -10,6 +10,8 @@ broker cannot confirm, the jobs stay recorded and marked, and ``runner requeue -
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import socket
 import threading
@@ -19,12 +21,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db import Batch, JobFilter, NewJob, Store, open_store, utcnow
+from db import Batch, JobFilter, NewJob, RegionResult, Store, WorkerBeat, open_store, utcnow
 from db.batches import BatchSummary, batch_summary
+from db.regional import region_results
+from db.regions import job_regions
 from runner.check.options import CheckOptions, parse_options
 from runner.errors import BrokerError, InvalidInput, UnsentJobs
 from runner.jobs import intake
 from runner.jobs.intake import Intake, IntakeCounts, Validator, chunks
+from runner.jobs.regions import (
+    DEFAULT_REGION,
+    parse_placement,
+    queue_for,
+    report_no_worker,
+    resolve,
+    split_placement,
+)
 from runner.jobs.settings import Settings
 from runner.jobs.tasks import CHECK_TASK, register
 from runner.jobs.urls import Rejected
@@ -51,6 +63,7 @@ class Status:
     workers: list[Any]
     queue: QueueDepth | None
     broker_error: str | None = None
+    regions: dict[str, QueueDepth | None] = field(default_factory=dict)  # region -> its queue's depth
 
 
 class Runtime:
@@ -66,13 +79,16 @@ class Runtime:
         if not settings.immediate:
             from runner.taskq.broker import open_broker
 
-            self.broker = open_broker(settings.broker_url, settings.queue, publish_timeout=settings.publish_timeout)
+            # A worker consumes its region's queue; a submitter publishes to each job's regions.
+            self.broker = open_broker(settings.broker_url, queue_for(settings.queue, settings.region),
+                                      publish_timeout=settings.publish_timeout)
         self.app = App(self.broker, immediate_workers=immediate_workers, inline=inline)
         self.check_task = register(self.app, self)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._checker: Checker | None = None
         self._writer: ResultWriter | None = None
         self._lock = threading.Lock()
+        self._sweep_after = 0  # where the next no-worker sweep goes on (see report_no_worker)
 
     # Built on first use: a submitter that only enqueues never needs them.
     @property
@@ -109,15 +125,23 @@ class Runtime:
 
     def submit(self, urls: Sequence[str], *, options: CheckOptions | dict[str, Any] | None = None,
                batch: str | None = None, idempotency_key: str | None = None, strict: bool = False,
-               keep_duplicates: bool = True) -> SubmitReport:
+               keep_duplicates: bool = True, regions: str | Sequence[str] | None = None,
+               quorum: str | int | None = None) -> SubmitReport:
         """Validate, record and enqueue URLs. Invalid ones are reported, never half-recorded.
 
-        With ``strict`` nothing is recorded when any input is invalid. Raises UnsentJobs
-        if the broker did not confirm (the jobs are recorded and marked for requeue).
+        ``regions`` (names, ``a,b`` or ``all``) and ``quorum`` (any, all, majority, N) say
+        where each job is checked and when it is ok; a dict of ``options`` may carry them
+        as ``regions``/``quorum`` keys instead (the API's body). With ``strict`` nothing is
+        recorded when any input is invalid. Raises UnsentJobs if the broker did not
+        confirm (the jobs are recorded and marked for requeue).
         """
         if isinstance(options, dict):
+            options, raw_regions, raw_quorum = split_placement(options)
+            regions = raw_regions if regions is None else regions
+            quorum = raw_quorum if quorum is None else quorum
             options = parse_options(options)
-        validator = Validator(options or CheckOptions(), keep_duplicates=keep_duplicates)
+        validator = Validator(options or CheckOptions(), keep_duplicates=keep_duplicates,
+                              placement=self.placement(regions, quorum))
         report = SubmitReport(None)
         jobs: list[NewJob] = []
         for text in urls:
@@ -138,6 +162,28 @@ class Runtime:
         report.job_ids = self.enqueue(report.batch.id, jobs)
         return report
 
+    def placement(self, regions: Any, quorum: Any, where: str | None = None) -> dict[str, Any]:
+        """The ``regions``/``quorum`` option keys for jobs, validated, ``all`` resolved to the
+        regions with a live worker now. ``{}`` when no region is named (default region)."""
+        placement = parse_placement(regions, quorum, where)
+        live = self.live_regions() if placement.get("regions") == "all" else ()
+        return resolve(placement, live, immediate=self.settings.immediate)
+
+    def live_regions(self, workers: Sequence[WorkerBeat] | None = None) -> set[str]:
+        """Regions with at least one worker whose heartbeat is recent."""
+        return {w.region for w in (self.store.workers() if workers is None else workers)}
+
+    def region_results(self, job_ids: Sequence[int]) -> dict[int, list[RegionResult]]:
+        """Each job's results by region: what ``report.write_*(regions=...)`` and the API
+        show beside a job (a job that named no region has its one result, region default)."""
+        return region_results(self.store, job_ids)
+
+    def report_no_worker(self) -> int:
+        """Report ``no_worker`` for named regions past their bound without a live worker
+        (a few pages per call, going on from where the last call stopped)."""
+        stored, self._sweep_after = report_no_worker(self.store, self.live_regions(), after_id=self._sweep_after)
+        return stored
+
     def enqueue(self, batch_id: int | None, jobs: Iterable[NewJob]) -> list[int]:
         """Record then publish validated jobs (options as JSON text); returns their ids.
 
@@ -156,21 +202,43 @@ class Runtime:
         return counts.job_ids
 
     def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any] | Raw]], *, requeued: bool = False) -> list[TaskHandle]:
-        """Publish check calls for recorded jobs, the one way calls are sent; on failure mark
-        them and raise BrokerError. In immediate mode the handles carry the outcomes."""
+        """Publish check calls for recorded jobs, the one way calls are sent: one per job and
+        region, to each region's queue; on failure mark them and raise BrokerError. In
+        immediate mode the handles carry the outcomes."""
         if not jobs:
             return []
-        calls = [Call(CHECK_TASK, (job_id, url, options)) for job_id, url, options in jobs]
+        by_region: dict[str, list[Call]] = {}
+        regional: list[int] = []
+        for job_id, url, options in jobs:
+            regions, named = _placement_of(options.text if isinstance(options, Raw) else options)
+            if named:
+                regional.append(job_id)
+            for region in regions:
+                kwargs = {} if region == DEFAULT_REGION else {"region": region}
+                by_region.setdefault(region, []).append(Call(CHECK_TASK, (job_id, url, options), kwargs))
         ids = [job_id for job_id, _, _ in jobs]
-        pack = DEFAULT_PACK if len(calls) > 1 else 1
+        headers = {"x-urltester-requeued": True} if requeued else None
         try:
-            handles = self.app.enqueue(calls, pack=pack, headers={"x-urltester-requeued": True} if requeued else None)
+            handles: list[TaskHandle] = []
+            for region, calls in by_region.items():
+                handles += self.app.enqueue(calls, pack=DEFAULT_PACK if len(calls) > 1 else 1, headers=headers,
+                                            queue=queue_for(self.settings.queue, region))
         except BrokerError as exc:
             self.store.mark_publish_failed(ids, f"not published: {exc}")
             raise
         if self.broker is not None:
-            self.store.mark_published(ids)
+            self.mark_published(ids, regional)
         return handles
+
+    def mark_published(self, ids: Sequence[int], regional: Sequence[int] = ()) -> None:
+        """Mark jobs published; those that named regions get their no-worker bound."""
+        named = set(regional)
+        plain = [i for i in ids if i not in named]
+        if plain:
+            self.store.mark_published(plain)
+        if named:
+            bound = utcnow() + timedelta(seconds=self.settings.no_worker_after)
+            self.store.mark_published([i for i in ids if i in named], no_worker_at=bound)
 
     def retest(self, job_ids: Sequence[int], *, batch: str | None = None) -> SubmitReport:
         """New jobs for the same URLs and options as these (history is kept)."""
@@ -208,8 +276,14 @@ class Runtime:
         PostgreSQL), polling every ``poll`` seconds as a fallback."""
         deadline = None if timeout is None else time.monotonic() + timeout
         listener = self.store.listener()
+        next_sweep = time.monotonic() + 1.0
         try:
             while True:
+                if self.broker is not None and time.monotonic() >= next_sweep:
+                    # A region without a live worker would keep a job waiting: report it
+                    # no_worker once its bound has passed (workers do this too).
+                    self.report_no_worker()
+                    next_sweep = time.monotonic() + 1.0
                 summary = batch_summary(self.store, batch_id)
                 if summary.pending == 0:
                     break
@@ -224,16 +298,27 @@ class Runtime:
         return summary, summary.pending == 0
 
     def status(self) -> Status:
+        """Counts, live workers, and the queue depth of each region with a live worker (and
+        the default region's, always)."""
         counts = self.store.counts()
         workers = self.store.workers()
         depth = None
         error = None
+        regions: dict[str, QueueDepth | None] = {}
         if self.broker is not None:
             try:
-                depth = self.broker.ping()
+                regions = dict(self.queue_depths(self.live_regions(workers)))
+                depth = regions[DEFAULT_REGION]
             except BrokerError as exc:
                 error = str(exc)
-        return Status(counts, workers, depth, error)
+        return Status(counts, workers, depth, error, regions)
+
+    def queue_depths(self, regions: Iterable[str]) -> dict[str, QueueDepth]:
+        """Each region's queue depth, the default region's first and always (BrokerError
+        when RabbitMQ cannot say). Needs a broker."""
+        assert self.broker is not None
+        names = [DEFAULT_REGION, *sorted(set(regions) - {DEFAULT_REGION})]
+        return {region: self.broker.ping(queue_for(self.settings.queue, region)) for region in names}
 
 
 def default_batch_name(source: str) -> str:
@@ -241,3 +326,17 @@ def default_batch_name(source: str) -> str:
 
 
 __all__ = ["Runtime", "Status", "SubmitReport", "default_batch_name"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _placement_text(options: str) -> tuple[tuple[str, ...], bool]:
+    value = json.loads(options)
+    return tuple(job_regions(value)), "regions" in value
+
+
+def _placement_of(options: dict[str, Any] | str) -> tuple[tuple[str, ...], bool]:
+    """A job's regions, and whether it named any (from its options, as dict or JSON text:
+    a batch has few distinct option texts, each parsed once)."""
+    if isinstance(options, str):
+        return _placement_text(options)
+    return tuple(job_regions(options)), "regions" in options

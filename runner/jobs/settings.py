@@ -15,11 +15,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runner.errors import ConfigError
+from runner.jobs.regions import DEFAULT_REGION, check_region
 from runner.text import mask_url as mask_password
 from runner.text import url_password
 
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
 DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")
+
 DEFAULT_QUEUE = "urltester"
 
 
@@ -37,6 +39,8 @@ class Settings:
     deny_private: bool = False
     allow_networks: tuple[str, ...] = ()
     publish_timeout: float = 30.0  # seconds a publish keeps retrying a lost broker before failing
+    region: str = DEFAULT_REGION  # the region a worker checks from (runner start --region)
+    no_worker_after: float = 60.0  # seconds before a named region with no live worker is no_worker
 
     @property
     def immediate(self) -> bool:
@@ -74,6 +78,13 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
             values["publish_timeout"] = float(env["URLTESTER_PUBLISH_TIMEOUT"])
         except ValueError:
             raise ConfigError(f"URLTESTER_PUBLISH_TIMEOUT={env['URLTESTER_PUBLISH_TIMEOUT']!r} is not a number of seconds") from None
+    if env.get("URLTESTER_REGION"):
+        values["region"] = env["URLTESTER_REGION"].strip()
+    if env.get("URLTESTER_NO_WORKER_AFTER"):
+        try:
+            values["no_worker_after"] = float(env["URLTESTER_NO_WORKER_AFTER"])
+        except ValueError:
+            raise ConfigError(f"URLTESTER_NO_WORKER_AFTER={env['URLTESTER_NO_WORKER_AFTER']!r} is not a number of seconds") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     return validated(Settings(**values))  # type: ignore[arg-type]
 
@@ -84,6 +95,11 @@ def validated(settings: Settings) -> Settings:
     _check_url("broker URL (URLTESTER_BROKER_URL)", settings.broker_url, BROKER_SCHEMES)
     if not settings.queue or len(settings.queue) > 200 or any(c.isspace() for c in settings.queue):
         raise ConfigError(f"queue name {settings.queue!r} is not usable (1-200 characters, no spaces)")
+    if check_region(settings.region, "region (URLTESTER_REGION, --region)") != settings.region:
+        raise ConfigError(f"region (URLTESTER_REGION, --region) {settings.region!r}: use lowercase")
+    if not 0 < settings.no_worker_after <= 86400:
+        raise ConfigError(f"no-worker wait {settings.no_worker_after:g} s (URLTESTER_NO_WORKER_AFTER) "
+                          "must be more than 0 and at most 86400 seconds")
     for net in settings.allow_networks:
         try:
             ipaddress.ip_network(net, strict=False)

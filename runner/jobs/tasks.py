@@ -1,7 +1,8 @@
 """The tasks that tie the check to the store: what a worker actually runs.
 
 ``check(job_id, url, options)`` checks one job's URL and stores its result, idempotently.
-A redelivered call whose job already has a result is skipped (exactly one result per job).
+A redelivered call whose (job, region) already has a result is skipped (exactly one result
+per job and region).
 That look-up is only a saving: when the database cannot answer it, the check runs anyway
 and its result waits in the writer (which retries) like any other. Giving the message
 back instead would have it redelivered at once, fail again, and burn through RabbitMQ's
@@ -13,9 +14,11 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
-from db import ResultRecord, Store, StoreUnavailable, utcnow
+from db import DEFAULT_REGION, ResultRecord, Store, StoreUnavailable, utcnow
 from runner import metrics
 from runner.check.options import CheckOptions
+from runner.errors import ConfigError, OptionError
+from runner.jobs.regions import check_region, split_placement
 from runner.taskq.app import App, Task, context
 
 if TYPE_CHECKING:  # the checker (requests, urllib3, ssl) is built on first use, not imported by submitters
@@ -40,20 +43,26 @@ class CheckParts(Protocol):
 
 def register(app: App, runtime: CheckParts) -> Task:
     @app.task(name=CHECK_TASK)
-    def check(job_id: int, url: str, options: dict[str, Any]) -> str | Future[str]:
-        """Check one job's URL and hand the result to the writer.
+    def check(job_id: int, url: str, options: dict[str, Any], region: str = DEFAULT_REGION) -> str | Future[str]:
+        """Check one job's URL from ``region`` (the queue this call came from) and hand the
+        result to the writer.
 
         Returns a future that resolves to the outcome once the result is committed (the
         consumer acks then; inline callers wait for it), or ``"skipped"``.
         """
-        opts = CheckOptions.from_json(options)  # OptionError: poison, dead-lettered
-        if getattr(context, "redelivered", False) and _already_done(runtime, job_id):
+        if not isinstance(options, dict):
+            raise OptionError(f"options must be a JSON object, not {type(options).__name__}")
+        if not _is_region(region):
+            raise OptionError(f"the call's region {region!r} is not a region name")  # poison: dead-lettered
+        opts = CheckOptions.from_json(split_placement(options)[0])  # OptionError: poison, dead-lettered
+        named = "regions" in options  # a job that named regions has one result per region
+        if getattr(context, "redelivered", False) and _already_done(runtime, job_id, region if named else None):
             return "skipped"
         runtime.writer.started(job_id)
         with metrics.IN_FLIGHT.track_inprogress():
             result = runtime.checker.check(url, opts)
         count(result)
-        return runtime.writer.submit(to_record(job_id, result, worker=runtime.worker_id))
+        return runtime.writer.submit(to_record(job_id, result, worker=runtime.worker_id, region=region))
 
     return check
 
@@ -73,14 +82,22 @@ def count(result: CheckResult) -> None:
         metrics.CERT_DAYS.observe(result.cert_days)
 
 
-def _already_done(runtime: CheckParts, job_id: int) -> bool:
+def _is_region(region: object) -> bool:
     try:
-        return bool(runtime.store.done_ids([job_id]))
+        return isinstance(region, str) and check_region(region) == region
+    except ConfigError:
+        return False
+
+
+def _already_done(runtime: CheckParts, job_id: int, region: str | None) -> bool:
+    try:
+        return bool(runtime.store.done_ids([job_id], region=region))
     except StoreUnavailable:
         return False  # check again; storing is idempotent and the writer waits for the database
 
 
-def to_record(job_id: int, result: CheckResult, *, worker: str | None = None) -> ResultRecord:
+def to_record(job_id: int, result: CheckResult, *, worker: str | None = None,
+              region: str = DEFAULT_REGION) -> ResultRecord:
     return ResultRecord(
         job_id=job_id,
         outcome=result.outcome,
@@ -96,4 +113,5 @@ def to_record(job_id: int, result: CheckResult, *, worker: str | None = None) ->
         checked_at=utcnow(),
         detail=result.as_dict(),
         worker=worker,
+        region=region,
     )

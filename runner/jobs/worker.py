@@ -3,7 +3,7 @@
 The pool (:mod:`runner.taskq.pool`) knows nothing of URLs or of the database; this
 service gives it the app whose check task it runs, says that a result the database could
 not take yet is given back for redelivery (not dead-lettered), and writes the worker's
-heartbeat row.
+heartbeat row (with its region), after which it reports regions without a live worker.
 """
 
 from __future__ import annotations
@@ -39,14 +39,21 @@ class CheckService:
 
     def beat(self, stats: PoolStats) -> None:
         beat = WorkerBeat(
-            id=self.name, host=socket.gethostname(), pid=os.getpid(), queue=self.runtime.settings.queue,
+            id=self.name, host=socket.gethostname(), pid=os.getpid(), queue=self.broker.queue,
             concurrency=stats.concurrency, processed=stats.processed, started_at=stats.started_at,
-            last_seen=utcnow(),
+            last_seen=utcnow(), region=self.runtime.settings.region,
         )
         try:
             self.runtime.store.heartbeat(beat)
         except StoreUnavailable as exc:
             log.warning("heartbeat not written: %s", exc)
+            return
+        try:
+            # Every worker, whatever its region, reports the named regions that have had no
+            # live worker for their bound (idempotent, so many workers at once is fine).
+            self.runtime.report_no_worker()
+        except Exception as exc:  # noqa: BLE001 - the heartbeat thread must outlive any of it
+            log.warning("regions without a worker not reported: %s: %s", type(exc).__name__, exc)
 
     def stopped(self) -> None:
         try:

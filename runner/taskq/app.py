@@ -233,7 +233,8 @@ def _log_failure(call: Call) -> Callable[[Future[Any]], None]:
 class Broker(Protocol):
     """What the app needs of a broker: publish packs of calls, durably."""
 
-    def publish(self, messages: Sequence[bytes], *, headers: dict[str, Any] | None = None) -> None: ...
+    def publish(self, messages: Sequence[bytes], *, headers: dict[str, Any] | None = None,
+                routing_key: str | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -317,9 +318,11 @@ class App:
 
         return register
 
-    def enqueue(self, calls: Sequence[Call], *, pack: int = 1, headers: dict[str, Any] | None = None) -> list[TaskHandle]:
-        """Send calls, ``pack`` to a message. Returns after the broker confirmed every message
-        (raises BrokerError otherwise: then none of the calls may be assumed sent)."""
+    def enqueue(self, calls: Sequence[Call], *, pack: int = 1, headers: dict[str, Any] | None = None,
+                queue: str | None = None) -> list[TaskHandle]:
+        """Send calls, ``pack`` to a message, to ``queue`` (default: the broker's own). Returns
+        after the broker confirmed every message (raises BrokerError otherwise: then none of
+        the calls may be assumed sent). Immediate mode has one place to run: ``queue`` is moot."""
         for call in calls:
             if call.task not in self.tasks:
                 raise KeyError(f"unknown task {call.task!r}")
@@ -333,7 +336,7 @@ class App:
             return handles
         pack = max(1, pack)
         messages = [encode(calls[i:i + pack]) for i in range(0, len(calls), pack)]
-        self.broker.publish(messages, headers=headers)
+        self.broker.publish(messages, headers=headers, routing_key=queue)
         return [TaskHandle(call) for call in calls]
 
     def execute(self, call: Call, *, wait: bool = True) -> Any:

@@ -166,18 +166,22 @@ class AmqpBroker:
             text = text.replace(password, "***").replace(unquote(password), "***")
         return f"RabbitMQ at {self.shown} is unreachable: {text}"
 
-    def declare(self, channel: Any) -> None:
-        self._dead(channel).declare()
-        self._work(channel).declare()
+    def declare(self, channel: Any, queue: str | None = None) -> None:
+        """Declare a work queue and its dead-letter queue (default: this broker's own)."""
+        work, dead = (self._work, self._dead) if queue in (None, self.queue) else _queues(queue)
+        dead(channel).declare()
+        work(channel).declare()
 
-    def ping(self) -> QueueDepth:
-        """Connect, declare the queues, and return their depth (BrokerError otherwise)."""
+    def ping(self, queue: str | None = None) -> QueueDepth:
+        """Connect, declare a queue (default: this broker's own) and return its depth
+        (BrokerError otherwise)."""
+        name = queue or self.queue
         conn = self._connect()
         try:
             ch = conn.channel()
-            self.declare(ch)
-            _, ready, consumers = ch.queue_declare(self.queue, passive=True)
-            _, dead, _ = ch.queue_declare(dead_queue_name(self.queue), passive=True)
+            self.declare(ch, name)
+            _, ready, consumers = ch.queue_declare(name, passive=True)
+            _, dead, _ = ch.queue_declare(dead_queue_name(name), passive=True)
             return QueueDepth(ready, consumers, dead)
         except CONNECTION_ERRORS as exc:
             raise BrokerError(self._describe(exc)) from exc
@@ -451,6 +455,7 @@ class _Publisher:
         self.acked = 0
         self.nacked = False
         self.seq = 0
+        self.declared = {broker.queue}
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
@@ -464,6 +469,11 @@ class _Publisher:
     def send(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str) -> int:
         """Publish ``messages[start:]`` in confirmed batches; returns how many are confirmed."""
         shown = self.broker.shown
+        if routing_key not in self.declared:
+            # A publish to a queue that does not exist is dropped without a word: declare
+            # another queue (a region's) before the first message to it on this connection.
+            self.broker.declare(self.channel, routing_key)
+            self.declared.add(routing_key)
         done = start
         while done < len(messages):
             batch = messages[done:done + CONFIRM_BATCH]

@@ -75,7 +75,9 @@ def reset_postgres(url: str) -> None:
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS results, jobs, batches, workers, schema_version CASCADE")
+        # Every table, whatever migrations add (regions, tokens, host limits ...).
+        cur.execute("DROP SCHEMA public CASCADE")
+        cur.execute("CREATE SCHEMA public")
     conn.close()
 
 

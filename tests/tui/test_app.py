@@ -246,6 +246,11 @@ async def test_export_view(runtime, tmp_path, fmt) -> None:  # noqa: ANN001
             rows = [json.loads(line) for line in path.open()]
             assert "hops" in rows[0]
         assert len(rows) == 4 and {r["outcome"] for r in rows} == {"http_error", "dns_error", "connect_refused", "read_timeout"}
+        # The same schema as `runner results`: each job's region (here the default one, alone).
+        if fmt == "csv":
+            assert {r["region"] for r in rows} == {"default"}
+        else:
+            assert all(list(r["regions"]) == ["default"] and r["quorum"] == "majority" for r in rows)
 
 
 async def test_copy_url(runtime) -> None:  # noqa: ANN001
@@ -311,3 +316,62 @@ async def test_help_and_palette(runtime) -> None:  # noqa: ANN001
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Re-test row", "Export view", "Filter by URL text", "Pause / resume refresh"} <= set(titles)
+
+
+async def test_a_job_with_regions_shows_them_in_the_grid_and_side_by_side_in_the_detail(runtime) -> None:  # noqa: ANN001
+    from db import ResultRecord
+
+    from .conftest import FIXED_NOW, detail
+
+    seed(runtime.store, queued=0)
+    grid_before = make_app(runtime, clock=fixed_clock)
+    async with grid_before.run_test(size=SIZE) as pilot:  # no job names a region: no REGIONS column
+        await wait_for(pilot, lambda: grid_before.query_one(JobGrid).loaded, what="rows")
+        assert "REGIONS" not in screen_text(grid_before)
+    [job] = runtime.store.insert_jobs(None, [NewJob("https://multi.example/", {"regions": ["eu", "us", "ap"],
+                                                                              "quorum": "majority"})])
+
+    def record(region: str, ok: bool, total: float) -> ResultRecord:
+        return ResultRecord(job, "ok" if ok else "connect_timeout", ok, 200 if ok else None, total, 1,
+                            None if ok else "no connection within 5 s", None, 10, None, None, FIXED_NOW,
+                            detail(total), f"{region}-host:1", region)
+
+    runtime.store.store_results([record("eu", True, 120.0), record("us", False, 5000.0)])
+    app = make_app(runtime, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        grid = app.query_one(JobGrid)
+        await wait_for(pilot, lambda: "1/3 ok …" in screen_text(app), what="the region column")
+        assert "REGIONS" in screen_text(app)
+        runtime.store.store_results([record("ap", True, 300.0)])
+        await wait_for(pilot, lambda: "2/3 ok" in screen_text(app) and "2/3 ok …" not in screen_text(app),
+                       what="the last region's result")
+        grid.focus()
+        await pilot.press("home", "enter")
+        await wait_for(pilot, lambda: "Regions" in screen_text(app) and "ap-host:1" in screen_text(app),
+                       what="the regions section")
+        text = screen_text(app)
+        for expected in ("quorum majority of 3: 2/3 ok", "✓ ok", "✗ connect_timeout", "no connection within 5 s",
+                         "eu-host:1", "us-host:1", "dns", "connect", "transfer", "5.00s"):
+            assert expected in text, expected
+
+
+async def test_the_status_line_names_the_regions_with_live_workers() -> None:
+    from textual.app import App
+
+    from db import Counts
+    from tui.status_line import StatusLine
+
+    line = StatusLine("postgresql://db/urltester", "amqp://mq//", immediate=False)
+
+    class One(App):
+        def compose(self):  # noqa: ANN202
+            yield line
+
+    app = One()
+    async with app.run_test(size=(200, 4)) as pilot:  # the line is cut (…) where it does not fit
+        line.set_status(Counts(), 3, 52, ("default", "eu-west", "us-east"), {"default": 12, "eu-west": 0, "us-east": 40})
+        await pilot.pause()
+        assert "3 workers alive in default, eu-west, us-east  │  in queue default 12 · eu-west 0 · us-east 40" in screen_text(app)
+        line.set_status(Counts(), 1, 7, ("default",), {"default": 7})  # a fleet without regions: as before
+        await pilot.pause()
+        assert "1 worker alive  │  7 in queue" in screen_text(app) and " in default" not in screen_text(app)
