@@ -23,6 +23,7 @@ from runner.cli.common import (
     ExcludesOpt,
     ExpectOpt,
     HeaderOpt,
+    ImportFormat,
     InsecureOpt,
     MaxBytesOpt,
     MaxMsOpt,
@@ -33,6 +34,7 @@ from runner.cli.common import (
     handled,
     plural,
     runtime_for,
+    value,
 )
 from runner.text import printable
 
@@ -43,8 +45,11 @@ FILE is a path, or - for standard input. Formats: text (one URL per line; # comm
 Each invalid line is reported on stderr as FILE:LINE: reason, and the valid lines are queued (with --strict nothing is queued if any line is invalid). Duplicate lines (same URL and options) are queued once. With --idempotency-key a re-run (a cron retry) never queues a line twice: it records only what an earlier run did not, and publishes what that run recorded but could not publish.
 
 Exit codes: 0 every valid line queued (with --wait: and every check ok).
+
 1 some lines rejected and the rest queued; or --strict refused the file; or with --wait a check failed or the wait timed out.
+
 2 usage error: bad flag, unreadable file, CSV header without url or with an unknown column (nothing queued).
+
 3 database or RabbitMQ unreachable. Nothing is half-queued: if RabbitMQ fails mid-import, every job is still recorded and the ones not published are marked; `runner requeue --stale 0s` (or the same import re-run with its --idempotency-key) publishes them. If the database fails, what was recorded stays; re-run with the same --idempotency-key to record the rest.
 """
 
@@ -93,7 +98,7 @@ def rejected_line(rejected: Any) -> str:
 def import_(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="File of URLs (text, CSV or JSON Lines), or - for stdin.", show_default=False)],
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="text, csv or jsonl (default: from the extension, else the content).", show_default=False)] = None,
+    fmt: Annotated[ImportFormat | None, typer.Option("--format", "-f", help="File format (default: from the extension, else the content).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Queue nothing if any line is invalid.")] = False,
     keep_duplicates: Annotated[bool, typer.Option("--keep-duplicates", help="Queue repeated lines each time.")] = False,
     batch: Annotated[str | None, typer.Option("--batch", help="Label for the batch (default: 'FILE DATE TIME').", show_default=False)] = None,
@@ -108,10 +113,8 @@ def import_(
 ) -> None:
     from db import StoreError
     from runner.errors import BrokerError
-    from runner.jobs.importer import FORMATS, Importer, ImportUsageError, Source
+    from runner.jobs.importer import Importer, ImportUsageError, Source
 
-    if fmt is not None and fmt not in FORMATS:
-        raise fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}", EXIT_USAGE)
     defaults = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
                              max_redirects, insecure, max_bytes, header, condition)
     progress = Progress(sys.stderr, enabled=not quiet and sys.stderr.isatty())
@@ -123,7 +126,7 @@ def import_(
     try:
         with runtime_for(ctx) as rt:
             importer = Importer(
-                rt, defaults=defaults, fmt=fmt, strict=strict, keep_duplicates=keep_duplicates,
+                rt, defaults=defaults, fmt=value(fmt), strict=strict, keep_duplicates=keep_duplicates,
                 batch_name=batch, idempotency_key=idempotency_key,
                 on_reject=lambda r: progress.message(rejected_line(r)), on_progress=progress.update,
             )

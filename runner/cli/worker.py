@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from db import StoreUnavailable
-from runner.cli.common import EXIT_USAGE, fail, handled
+from runner.cli.common import EXIT_USAGE, LogLevel, fail, handled, split_networks
 from runner.errors import BrokerError
-from runner.jobs.settings import Settings
+from runner.jobs.settings import ENV, Settings
 
 if TYPE_CHECKING:
     from runner.jobs.worker import CheckService
@@ -23,18 +23,37 @@ def check_service(settings: Settings) -> CheckService:
 
     return CheckService(Runtime(settings, db_connections=4))
 
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    """True when ``name`` was typed after ``start``: its variable is already read by the
+    same option on ``runner`` itself, which must not be overridden by the variable again."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+WORKER = "Worker"
+
+
 @handled
 def start(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=1024, help="Worker threads per process (checks wait on the network, so threads are cheap).")] = 128,
-    processes: Annotated[int | None, typer.Option("--processes", "-p", min=1, max=256, help="Worker processes (default: number of cores).", show_default=False)] = None,
-    prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
-    shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = 30.0,
-    hold_budget: Annotated[float, typer.Option("--hold-budget", min=1, help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = 600.0,
-    queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Queue to consume (default: urltester).", show_default=False)] = None,
-    deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse loopback, RFC 1918, CGNAT and unique-local addresses.")] = False,
-    allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", min=1, max=1024, envvar="URLTESTER_CONCURRENCY", rich_help_panel=WORKER,
+                                             help="Worker threads per process (checks wait on the network, so threads are cheap).")] = 128,
+    processes: Annotated[int | None, typer.Option("--processes", "-p", metavar="N", min=1, max=256, envvar="URLTESTER_PROCESSES", rich_help_panel=WORKER,
+                                                  help="Worker processes (default: number of cores).", show_default=False)] = None,
+    prefetch: Annotated[int | None, typer.Option("--prefetch", metavar="N", min=1, max=65535, envvar="URLTESTER_PREFETCH", rich_help_panel=WORKER,
+                                                 help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
+    shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", metavar="SECONDS", min=0, envvar="URLTESTER_SHUTDOWN_TIMEOUT", rich_help_panel=WORKER,
+                                                    help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = 30.0,
+    hold_budget: Annotated[float, typer.Option("--hold-budget", metavar="SECONDS", min=1, envvar="URLTESTER_HOLD_BUDGET", rich_help_panel=WORKER,
+                                               help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = 600.0,
+    log_level: Annotated[LogLevel, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL", case_sensitive=False, rich_help_panel=WORKER,
+                                                help="Least severe log records written.")] = LogLevel.info,
+    queue: Annotated[str | None, typer.Option("--queue", "-Q", metavar="NAME", envvar=ENV["queue"], show_default=False, rich_help_panel="Settings",
+                                              help="Queue to consume (the same as `runner --queue`; default urltester).")] = None,
+    deny_private: Annotated[bool, typer.Option("--deny-private", envvar=ENV["deny_private"], rich_help_panel="Settings",
+                                               help="Also refuse loopback, RFC 1918, CGNAT and unique-local addresses (the same as `runner --deny-private`).")] = False,
+    allow_network: Annotated[list[str] | None, typer.Option("--allow-network", metavar="CIDR", envvar=ENV["allow_networks"], callback=split_networks, show_default=False, rich_help_panel="Settings",
+                                                            help="Network (CIDR) always allowed, overriding the address policy (repeatable; the same as `runner --allow-network`).")] = None,
 ) -> None:
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
 
@@ -42,8 +61,11 @@ def start(
     """
     from runner.taskq.pool import PoolOptions, configure_logging, run_pool
 
-    settings: Settings = ctx.obj.with_(queue=queue, deny_private=deny_private or None,
-                                       allow_networks=tuple(allow_network) if allow_network else None)
+    typed = {name: _from_command_line(ctx, name) for name in ("queue", "deny_private", "allow_network")}
+    settings: Settings = ctx.obj.with_(
+        queue=queue if typed["queue"] else None,
+        deny_private=True if typed["deny_private"] and deny_private else None,
+        allow_networks=tuple(allow_network) if typed["allow_network"] and allow_network else None)
     if settings.immediate:
         raise fail(
             "runner start needs RabbitMQ, but the broker is the in-memory default. Set "
@@ -51,13 +73,12 @@ def start(
             "`runner submit` checks URLs in-process.",
             EXIT_USAGE,
         )
-    if log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise fail(f"--log-level {log_level!r}: use debug, info, warning or error", EXIT_USAGE)
-    configure_logging(log_level)
+    level = log_level.value
+    configure_logging(level)
     options = PoolOptions(concurrency=concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
                           hold_budget=hold_budget, **({"processes": processes} if processes else {}))
     _wait_for_services(settings)
-    raise typer.Exit(run_pool(functools.partial(check_service, settings), options, log_level))
+    raise typer.Exit(run_pool(functools.partial(check_service, settings), options, level))
 
 
 def _preflight(settings: Settings) -> None:
