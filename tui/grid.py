@@ -26,7 +26,7 @@ from textual.strip import Strip
 
 from db import JobView, Store
 
-from .columns import Column, cell, fit, layout, state_class
+from .columns import Column, cell, fit, fit_middle, layout, state_class
 from .window import Loaded, Query, Window, load
 
 RECOUNT_SECONDS = 5.0  # a full count of the listing at most this often (see window.load)
@@ -338,7 +338,8 @@ class JobGrid(ScrollView, can_focus=True):
         for n, (col, w) in enumerate(self._layout):
             if n:
                 text.append(" ")
-            value = fit(cell(view, col.key, self._now, self.tz), w, col.right)
+            text_ = cell(view, col.key, self._now, self.tz)
+            value = fit_middle(text_, w) if col.key == "url" else fit(text_, w, col.right)
             if col.key == "state":
                 text.append(value, self._style(state_class(view)))
             elif col.key == "error":
