@@ -43,6 +43,16 @@ def test_help_names_every_variable_whole_at_80_columns_and_never_its_value(env, 
     assert max(len(line) for line in out.stdout.splitlines()) <= 80
 
 
+def test_start_up_and_completion_import_no_broker_database_or_http_library(env) -> None:
+    """Every TAB runs `runner`: it must not pay for kombu, psycopg2 or requests."""
+    for args, extra in ((["--version"], {}), ([], {"_RUNNER_COMPLETE": "complete_bash", "COMP_CWORD": "3",
+                                                    "COMP_WORDS": "runner results --format "})):
+        out = run_cli(args, {**env, **extra, "PYTHONPROFILEIMPORTTIME": "1"})
+        loaded = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+        assert "typer" in loaded, out.stderr[:300]  # the import log is read
+        assert not loaded & {"kombu", "psycopg2", "requests", "urllib3"}, sorted(loaded & {"kombu", "psycopg2", "requests"})
+
+
 def test_bad_variables_are_named_by_typer_with_exit_2(env) -> None:
     level = run_cli(["start"], {**env, "URLTESTER_LOG_LEVEL": "loud"})
     assert level.returncode == 2

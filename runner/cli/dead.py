@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from runner.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, handled, plural
 from runner.jobs.settings import Settings
 from runner.text import mask_url, printable
+
+if TYPE_CHECKING:  # imported where used: kombu would slow every `runner` start and completion
+    from runner.taskq.broker import AmqpBroker
+    from runner.taskq.dead import DeadLetter
 
 dead_app = typer.Typer(help="The dead-letter queue: messages that could not be checked, with the reason for each.",
                        no_args_is_help=True)
@@ -27,7 +31,7 @@ _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@\"']*:)[^@\s/\"']
 SHOW_LIMIT = 20_000  # characters of a body `show` prints
 
 
-def _broker(settings: Settings) -> Any:
+def _broker(settings: Settings) -> AmqpBroker:
     if settings.immediate:
         raise fail("runner dead needs RabbitMQ: the in-memory broker (memory://) keeps no dead letters. "
                    "Set URLTESTER_BROKER_URL=amqp://USER:PASSWORD@HOST:5672// (or --broker-url)", EXIT_USAGE)
@@ -73,7 +77,7 @@ def summary(body: bytes, width: int = 60) -> str:
     return printable(text, width)
 
 
-def document(letter: Any, *, body: bool) -> dict[str, Any]:
+def document(letter: DeadLetter, *, body: bool) -> dict[str, Any]:
     """One dead letter as JSON (stable keys; passwords masked)."""
     doc: dict[str, Any] = {"id": letter.id, "reason": masked(letter.reason), "bytes": len(letter.body),
                            "content_type": letter.content_type, "calls": calls_of(letter.body)}
@@ -109,9 +113,11 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per message per line.")] = False,
 ) -> None:
     """List dead-lettered messages with the reason for each (they stay in the queue)."""
+    from runner.taskq.dead import dead_letters
+
     broker = _broker(ctx.obj)
     depth = broker.ping()
-    letters = broker.dead_letters(limit=limit)
+    letters = dead_letters(broker, limit=limit)
     if as_json:
         for letter in letters:
             typer.echo(json.dumps(document(letter, body=False)))
@@ -131,8 +137,10 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, with headers and body.")] = False,
 ) -> None:
     """Show one dead-lettered message: reason, headers, calls and body (it stays in the queue)."""
+    from runner.taskq.dead import dead_letters
+
     broker = _broker(ctx.obj)
-    letters = [x for x in broker.dead_letters(limit=10_000) if x.id == message_id.lower()]
+    letters = [x for x in dead_letters(broker, limit=10_000) if x.id == message_id.lower()]
     if not letters:
         raise fail(f"no dead-lettered message with id {printable(message_id)!r} (see `runner dead list`)", EXIT_FAILED)
     letter = letters[0]
@@ -167,8 +175,10 @@ def requeue(ctx: typer.Context, ids: IdsArg = None, everything: AllOpt = False) 
 
     A replayed check finds any result already stored and makes no second one.
     """
+    from runner.taskq.dead import requeue_dead
+
     wanted = _ids_or_all(ids, everything, "requeue")
-    done = _broker(ctx.obj).requeue_dead(wanted)
+    done = requeue_dead(_broker(ctx.obj), wanted)
     typer.echo(f"re-published {len(done)} message{plural(len(done))} to {printable(ctx.obj.queue)}")
     raise typer.Exit(_missing(wanted, done))
 
@@ -177,13 +187,15 @@ def requeue(ctx: typer.Context, ids: IdsArg = None, everything: AllOpt = False) 
 @handled
 def purge(ctx: typer.Context, ids: IdsArg = None, everything: AllOpt = False) -> None:
     """Delete dead-lettered messages for good."""
+    from runner.taskq.dead import drop_dead
+
     wanted = _ids_or_all(ids, everything, "purge")
-    done = _broker(ctx.obj).drop_dead(wanted)
+    done = drop_dead(_broker(ctx.obj), wanted)
     typer.echo(f"deleted {len(done)} dead-lettered message{plural(len(done))}")
     raise typer.Exit(_missing(wanted, done))
 
 
-def _missing(wanted: list[str] | None, done: list[Any]) -> int:
+def _missing(wanted: list[str] | None, done: list[DeadLetter]) -> int:
     """Exit 1, naming them, when some ids given were not in the dead-letter queue."""
     missing = sorted({i.lower() for i in wanted or ()} - {letter.id for letter in done})
     if missing:
