@@ -53,6 +53,15 @@ def test_start_up_and_completion_import_no_broker_database_or_http_library(env) 
         assert not loaded & {"kombu", "psycopg2", "requests", "urllib3"}, sorted(loaded & {"kombu", "psycopg2", "requests"})
 
 
+@pytest.mark.parametrize("command", ["", "start", "submit", "results", "requeue", "import", "prune", "status", "doctor",
+                                     "tui", "db upgrade", "dead", "dead list", "dead show", "dead requeue", "dead purge"])
+def test_every_help_fits_80_columns(env, command) -> None:
+    out = run_cli([*command.split(), "--help"], {**env, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    wide = [line for line in out.stdout.splitlines() if len(line) > 80]
+    assert not wide, wide
+
+
 def test_bad_variables_are_named_by_typer_with_exit_2(env) -> None:
     level = run_cli(["start"], {**env, "URLTESTER_LOG_LEVEL": "loud"})
     assert level.returncode == 2

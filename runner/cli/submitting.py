@@ -81,7 +81,8 @@ def submit(
 def results(
     ctx: typer.Context,
     state: Annotated[State | None, typer.Option("--state", help="Only jobs in this state.", show_default=False)] = None,
-    outcome: Annotated[Outcome | None, typer.Option("--outcome", help="Only results with this outcome.", show_default=False)] = None,
+    outcome: Annotated[Outcome | None, typer.Option("--outcome", metavar="OUTCOME", show_default=False,
+                                                              help="Only results with this outcome: ok, http_error, assertion_failed, dns_error, connect_refused, connect_timeout, read_timeout, deadline_exceeded, tls_error, too_many_redirects, too_large, invalid_response or blocked.")] = None,
     batch: Annotated[str | None, typer.Option("--batch", help="Batch name or id.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only checks that failed.")] = False,
