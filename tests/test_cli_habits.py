@@ -116,18 +116,22 @@ def test_status_json_has_stable_keys_and_masks_passwords(env, target) -> None:
 @pytest.mark.rabbitmq
 @pytest.mark.e2e
 def test_worker_options_come_from_their_variables_and_status_json_shows_the_worker(pg_url, amqp_url, queue_name) -> None:
-    env = runner_env(pg_url, amqp_url, queue_name, URLTESTER_CONCURRENCY="3", URLTESTER_PROCESSES="1",
+    # The variable names another queue: the options given on the command line win over it.
+    env = runner_env(pg_url, amqp_url, "not-this-queue", URLTESTER_CONCURRENCY="3", URLTESTER_PROCESSES="1",
                      URLTESTER_LOG_LEVEL="warning")
 
-    def workers() -> list[dict]:
-        return json.loads(run_cli(["status", "--json"], env).stdout)["workers"]
+    def status() -> dict:
+        return json.loads(run_cli(["--queue", queue_name, "status", "--json"], env).stdout)
 
-    with worker(env):
+    def workers() -> list[dict]:
+        return status()["workers"]
+
+    with worker(env, "--queue", queue_name):
         wait_until(lambda: len(workers()) == 1, 30, message="the worker's heartbeat")
         [w] = workers()
         assert w["concurrency"] == 3 and w["queue"] == queue_name
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", w["last_seen"])
-        doc = json.loads(run_cli(["status", "--json"], env).stdout)
+        doc = status()
         assert doc["queue"]["name"] == queue_name and doc["queue"]["consumers"] == 1
         assert "guest:***@" in doc["broker"]
 
