@@ -6,6 +6,7 @@ SQL in store.py is written once with ``%s`` placeholders; the SQLite cursor rewr
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -21,6 +22,14 @@ from urllib.parse import unquote, urlsplit
 from .errors import StoreConfigError, StoreUnavailable
 
 NOTIFY_CHANNEL = "urltester"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    # Normalised URLs and JSON text almost never need escaping; translate() is slow.
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
 
 
 class Dialect:
@@ -158,8 +167,27 @@ class Postgres(Dialect):
     def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
         cur.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(set(ids)),))
 
-    def execute_values(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]], fetch: bool = False) -> list[Any]:
-        return self._extras.execute_values(cur, sql, rows, page_size=1000, fetch=fetch) or []
+    def execute_values(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]], fetch: bool = False,
+                       template: str | None = None) -> list[Any]:
+        return self._extras.execute_values(cur, sql, rows, template=template, page_size=1000, fetch=fetch) or []
+
+    def copy_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
+        """``(url, options JSON)`` rows into jobs by COPY, in ``cur``'s transaction; their ids.
+
+        Values never reach the SQL text: the ids come from the sequence, the rows travel
+        as COPY data escaped for COPY's text format.
+        """
+        cur.execute("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, %s)", (len(jobs),))
+        ids = [row[0] for row in cur.fetchall()]
+        submitted = now.isoformat()
+        batch_text = "\\N" if batch_id is None else str(batch_id)
+        buf = io.StringIO()
+        write = buf.write
+        for job_id, (url, opts) in zip(ids, jobs, strict=True):
+            write(f"{job_id}\t{batch_text}\t{_copy_text(url)}\t{_copy_text(opts)}\tqueued\t{submitted}\n")
+        buf.seek(0)
+        cur.copy_expert("COPY jobs (id, batch_id, url, options, state, submitted_at) FROM STDIN", buf, size=1 << 20)
+        return ids
 
     def close(self) -> None:
         with self._lock:

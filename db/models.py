@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 STATES = ("queued", "running", "done")
 
@@ -12,12 +13,21 @@ STATES = ("queued", "running", "done")
 ORDERS = ("newest", "oldest", "latency", "status", "checked")
 
 
-@dataclass(frozen=True)
-class NewJob:
-    """A validated URL with its options, ready to be recorded."""
+class NewJob(NamedTuple):
+    """A validated URL with its options, ready to be recorded.
+
+    ``options`` is a dict, or the same already as JSON text (a batch import validates a
+    few distinct option sets for a million lines, and keeps each as text). A tuple, not a
+    dataclass: an import makes a million of them.
+    """
 
     url: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] | str = "{}"
+
+    def options_json(self) -> str:
+        if isinstance(self.options, str):
+            return self.options
+        return json.dumps(self.options, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def test_task_retries_with_backoff_then_succeeds() -> None:
     app = App()
     attempts = []
 
-    @app.task(retries=2, retry_delay=0.01, retry_on=(ConnectionError,))
+    @app.task(attempts=3, retry_delay=0.01, retry_on=(ConnectionError,))
     def shaky() -> str:
         attempts.append(1)
         if len(attempts) < 3:
@@ -48,7 +48,7 @@ def test_task_does_not_retry_other_errors() -> None:
     app = App()
     attempts = []
 
-    @app.task(retries=3, retry_delay=0.01, retry_on=(ConnectionError,))
+    @app.task(attempts=4, retry_delay=0.01, retry_on=(ConnectionError,))
     def broken() -> None:
         attempts.append(1)
         raise ValueError("bug")
@@ -102,3 +102,45 @@ def test_a_task_may_finish_later_and_inline_callers_wait_for_it() -> None:
     assert stored_later.call_local() == "committed"
     assert stored_later().result(timeout=5) == "committed"  # immediate mode too
     app.close()
+
+
+def test_inline_immediate_mode_runs_each_call_before_enqueue_returns() -> None:
+    """Huey's immediate mode: deterministic, so a unit test needs no waiting."""
+    app = App(inline=True)
+    seen: list[tuple[str, threading.Thread]] = []
+
+    @app.task()
+    def record(text: str) -> str:
+        seen.append((text, threading.current_thread()))
+        return text.upper()
+
+    handles = app.enqueue([record.s("a"), record.s("b")])
+    assert seen == [("a", threading.current_thread()), ("b", threading.current_thread())]
+    assert [h.result(timeout=0) for h in handles] == ["A", "B"]
+
+
+def test_inline_mode_keeps_a_failing_call_for_its_handle() -> None:
+    app = App(inline=True)
+
+    @app.task()
+    def broken() -> None:
+        raise ValueError("bug")
+
+    (handle,) = app.enqueue([broken.s()])
+    with pytest.raises(ValueError, match="bug"):
+        handle.result(timeout=0)
+
+
+def test_raw_json_arguments_travel_as_the_value_they_encode() -> None:
+    from runner.taskq.app import Raw
+
+    app = App(inline=True)
+    got = []
+
+    @app.task()
+    def take(options: dict) -> None:
+        got.append(options)
+
+    app.enqueue([take.s(Raw('{"a":[1,2],"b":"é"}'))])
+    assert got == [{"a": [1, 2], "b": "é"}]
+    assert decode(encode([take.s(Raw('{"a":1}'))]))[0].args == ({"a": 1},)

@@ -87,7 +87,7 @@ def test_unpublished_jobs_are_the_queued_ones_the_broker_never_confirmed(store) 
     store.mark_published(ids[:1])
     store.mark_publish_failed(ids[1:3], "broker unreachable")
     store.store_results([result(ids[2])])  # a copy got through after all
-    assert [v.id for v in store.unpublished_jobs()] == [ids[1]]
+    assert [v.id for v in store.unsent_jobs()] == [ids[1]]
 
 
 def test_idempotency_key_returns_the_earlier_batch(store) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from runner.cli.app import app
+from runner.cli.main import cli
 
 if __name__ == "__main__":
-    sys.exit(app(["tui", *sys.argv[1:]], prog_name="python -m tui"))
+    sys.exit(cli(["tui", *sys.argv[1:]], prog_name="python -m tui"))

@@ -26,9 +26,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
-from db import JobFilter, JobView, StoreUnavailable, utcnow
+from db import ORDERS, JobFilter, JobView, StoreUnavailable, utcnow
 from db import grid as grid_sql
 from runner.errors import BrokerError
+from runner.jobs.report import OUTCOMES
 from runner.jobs.urls import split_input
 from runner.text import mask_url, printable
 
@@ -46,12 +47,6 @@ from .window import Query
 if TYPE_CHECKING:
     from runner.jobs.runtime import Runtime, SubmitReport
 
-SORTS = ("newest", "oldest", "latency", "status", "checked")
-OUTCOMES = (
-    "ok", "http_error", "assertion_failed", "dns_error", "connect_refused", "connect_timeout",
-    "read_timeout", "deadline_exceeded", "tls_error", "too_many_redirects", "too_large",
-    "invalid_response", "blocked",
-)
 SHOWN_REJECTIONS = 3
 UNPUBLISHED_PAGE = 5000  # jobs sent per round when the broker is back
 RETEST_LIMIT = 100_000  # re-test at most this many failed jobs at once
@@ -93,7 +88,7 @@ class UrlTesterApp(App[None]):
         self.status_interval = status_interval
         self.export_dir = export_dir
         self.paused = False
-        self.query_ = Query()
+        self.view_query = Query()
         self._unsent = False  # jobs recorded while the broker was down, to send when it is back
 
     # ------------------------------------------------------------------ layout
@@ -121,7 +116,7 @@ class UrlTesterApp(App[None]):
 
     def on_mount(self) -> None:
         self.filter_box.display = False
-        self.view_bar.show(self.query_, paused=False)
+        self.view_bar.show(self.view_query, paused=False)
         self.urls.focus()
         self.watch_changes()
         self.watch_status()
@@ -205,7 +200,7 @@ class UrlTesterApp(App[None]):
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""
         rt = self.runtime
-        views = rt.store.unpublished_jobs(UNPUBLISHED_PAGE)
+        views = rt.store.unsent_jobs(limit=UNPUBLISHED_PAGE)
         if views:
             rt.publish([(v.id, v.url, v.options) for v in views])
             self.call_from_thread(self._say, f"The broker is back: sent {len(views):,} waiting job(s).")
@@ -298,12 +293,12 @@ class UrlTesterApp(App[None]):
     # ------------------------------------------------------------------ view: filter and sort
 
     def _set_query(self, query: Query) -> None:
-        self.query_ = query
+        self.view_query = query
         self.grid.set_query(query)
         self.view_bar.show(query, total=None)
 
     def _set_filter(self, **changes: object) -> None:
-        self._set_query(replace(self.query_, flt=replace(self.query_.flt, **changes)))
+        self._set_query(replace(self.view_query, flt=replace(self.view_query.flt, **changes)))
 
     def action_filter(self) -> None:
         box = self.filter_box
@@ -313,7 +308,7 @@ class UrlTesterApp(App[None]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         text = event.value.strip() or None
-        if text != self.query_.flt.text:
+        if text != self.view_query.flt.text:
             self._set_filter(text=text)
 
     @on(Input.Submitted, "#filter")
@@ -327,18 +322,18 @@ class UrlTesterApp(App[None]):
         self.grid.focus()
 
     def action_toggle_failed(self) -> None:
-        self._set_filter(failed=not self.query_.flt.failed)
+        self._set_filter(failed=not self.view_query.flt.failed)
 
     def action_cycle_sort(self) -> None:
-        order = SORTS[(SORTS.index(self.query_.order) + 1) % len(SORTS)]
-        self._set_query(replace(self.query_, order=order))
+        order = ORDERS[(ORDERS.index(self.view_query.order) + 1) % len(ORDERS)]
+        self._set_query(replace(self.view_query, order=order))
         self.notify(f"Sorted: {order}", timeout=1.5)
 
     def action_clear_filters(self) -> None:
         box = self.filter_box
         box.value = ""
         box.display = False
-        self._set_query(Query(JobFilter(), self.query_.order))
+        self._set_query(Query(JobFilter(), self.view_query.order))
 
     def action_pick_outcome(self) -> None:
         options = [("", "any outcome"), *[(o, o) for o in OUTCOMES]]
@@ -425,7 +420,7 @@ class UrlTesterApp(App[None]):
         self.call_from_thread(self.grid.reload)
 
     def action_retest_failed(self) -> None:
-        self.retest_failed_in_view(self.query_)
+        self.retest_failed_in_view(self.view_query)
 
     @work(thread=True, group="retest", exit_on_error=False)
     def retest_failed_in_view(self, query: Query) -> None:
@@ -445,7 +440,7 @@ class UrlTesterApp(App[None]):
     def action_export(self) -> None:
         def chosen(fmt: str | None) -> None:
             if fmt:
-                self.export(self.query_, fmt)
+                self.export(self.view_query, fmt)
 
         self.push_screen(ChoiceScreen("Export the current view", [("csv", "CSV (spreadsheets)"),
                                                                    ("json", "JSON Lines (scripts; full details)")],
@@ -514,9 +509,5 @@ class UrlTesterApp(App[None]):
         yield SystemCommand("Submit URLs", "Go to the URL input (i)", self.action_focus_input)
 
 
-def run(runtime: Runtime) -> None:
-    """Run the app in this terminal until the operator quits."""
-    UrlTesterApp(runtime).run()
 
-
-__all__ = ["UrlTesterApp", "run"]
+__all__ = ["UrlTesterApp"]

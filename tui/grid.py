@@ -103,7 +103,7 @@ class JobGrid(ScrollView, can_focus=True):
         self.store = store
         self.clock = clock
         self.tz = tz
-        self.query = Query()
+        self.view_query = Query()
         self.window = Window()
         self.total: int | None = None
         self.loaded = False  # True once the first window has arrived (tests and benchmarks wait on it)
@@ -130,9 +130,9 @@ class JobGrid(ScrollView, can_focus=True):
 
     def set_query(self, query: Query) -> None:
         """Show another filter or order: back to the top, fetched afresh."""
-        if query == self.query:
+        if query == self.view_query:
             return
-        self.query = query
+        self.view_query = query
         self._generation += 1
         self.window = Window()
         self.total = None
@@ -172,7 +172,7 @@ class JobGrid(ScrollView, can_focus=True):
         recount = now - self._counted_at >= RECOUNT_SECONDS
         if refresh and recount:
             self._counted_at = now
-        job = partial(self._load, self.query, self.window, want, self.total, refresh, self._first_id,
+        job = partial(self._load, self.view_query, self.window, want, self.total, refresh, self._first_id,
                       self._generation, recount)
         self.run_worker(job, thread=True, group="grid", exit_on_error=False, name="grid fetch")
 

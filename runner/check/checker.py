@@ -60,7 +60,7 @@ OUTCOMES = (
 )
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUS = frozenset({429, 502, 503, 504})
-CHUNK = 64 * 1024
+READ_SIZE = 64 * 1024  # bytes asked of the socket per read of a body
 REDIRECT_BODY_CAP = 64 * 1024   # a redirect's body is drained up to this, else dropped
 TITLE_SCAN = 256 * 1024         # the <title> is looked for in the first bytes only
 TITLE_MAX = 300
@@ -473,7 +473,7 @@ class Checker:
             while True:
                 if guard.fired or guard.remaining() <= 0:
                     raise CheckFailure("deadline_exceeded", "")
-                chunk = raw.read(min(CHUNK, cap + 1 - total), decode_content=True)
+                chunk = raw.read(min(READ_SIZE, cap + 1 - total), decode_content=True)
                 if not chunk:
                     if guard.fired:      # the watchdog's shutdown, not the server's end
                         raise CheckFailure("deadline_exceeded", "")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -448,23 +448,6 @@ def parse_options(raw: Mapping[str, object], where: str | None = None) -> CheckO
             raise fail(name, str(exc)) from None
     return CheckOptions(**values)
 
-
-def iter_option_help() -> Iterable[tuple[str, str]]:
-    """(name, one-line help) pairs, for --help texts and the docs."""
-    return (
-        ("method", "GET or HEAD (default GET)"),
-        ("expect_status", "status codes that pass, e.g. 200-299,304 or 2xx (default 200-399)"),
-        ("body_contains", "the body must contain this text"),
-        ("body_excludes", "the body must not contain this text"),
-        ("max_ms", "the check fails when total_ms is above this"),
-        ("deadline", "seconds for the whole check, retries and redirects included (default 30)"),
-        ("max_redirects", "redirects to follow; 0 = don't follow (default 10)"),
-        ("insecure", "don't verify TLS certificates (details are still recorded)"),
-        ("max_bytes", "most body bytes to read; more is too_large (default 1 MiB)"),
-        ("header", "extra request header 'Name: value' (repeatable)"),
-        ("condition", 'an assertion like "total_ms < 500" (repeatable)'),
-        ("retries", "attempts in total for transient failures (default 3)"),
-    )
 
 
 # Options arrive as text with every message; parse each distinct text once. Bounded, since

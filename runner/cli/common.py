@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from db import StoreConfigError, StoreError, StoreUnavailable
+from runner.check.options import DEFAULT_OPTIONS
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -125,17 +126,19 @@ def value(choice: Enum | None) -> Any:
 
 # ---------------------------------------------------------------------------- check options
 
-MethodOpt = Annotated[Method | None, typer.Option("--method", case_sensitive=False, help="HTTP method (default GET).", rich_help_panel="Check options")]
-ExpectOpt = Annotated[str | None, typer.Option("--expect-status", help="Accepted status codes, e.g. 200-299,304 (default 200-399).", rich_help_panel="Check options")]
+_D = DEFAULT_OPTIONS  # the defaults live in CheckOptions; the help reads them there
+
+MethodOpt = Annotated[Method | None, typer.Option("--method", case_sensitive=False, help=f"HTTP method (default {_D.method}).", rich_help_panel="Check options")]
+ExpectOpt = Annotated[str | None, typer.Option("--expect-status", help=f"Accepted status codes, e.g. 200-299,304 (default {_D.expect_status}).", rich_help_panel="Check options")]
 ContainsOpt = Annotated[str | None, typer.Option("--body-contains", help="The body must contain this text.", rich_help_panel="Check options")]
 ExcludesOpt = Annotated[str | None, typer.Option("--body-excludes", help="The body must not contain this text.", rich_help_panel="Check options")]
 MaxMsOpt = Annotated[float | None, typer.Option("--max-ms", help="Fail when the total time exceeds this many ms.", rich_help_panel="Check options")]
-DeadlineOpt = Annotated[float | None, typer.Option("--deadline", help="Total seconds a check may take, retries included (default 30).", rich_help_panel="Check options")]
-RedirectsOpt = Annotated[int | None, typer.Option("--max-redirects", help="Redirects to follow (default 10; 0 = don't follow).", rich_help_panel="Check options")]
+DeadlineOpt = Annotated[float | None, typer.Option("--deadline", help=f"Total seconds a check may take, retries included (default {_D.deadline:g}).", rich_help_panel="Check options")]
+RedirectsOpt = Annotated[int | None, typer.Option("--max-redirects", help=f"Redirects to follow (default {_D.max_redirects}; 0 = don't follow).", rich_help_panel="Check options")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Don't verify TLS certificates.", rich_help_panel="Check options")]
-MaxBytesOpt = Annotated[int | None, typer.Option("--max-bytes", help="Read at most this many body bytes (default 1 MiB).", rich_help_panel="Check options")]
+MaxBytesOpt = Annotated[int | None, typer.Option("--max-bytes", help=f"Read at most this many body bytes (default {_D.max_bytes:,}).", rich_help_panel="Check options")]
 HeaderOpt = Annotated[list[str] | None, typer.Option("--header", help="Extra request header 'Name: value' (repeatable).", rich_help_panel="Check options")]
-RetriesOpt = Annotated[int | None, typer.Option("--retries", help="Attempts in total for transient failures (default 3).", rich_help_panel="Check options")]
+RetriesOpt = Annotated[int | None, typer.Option("--retries", help=f"Attempts in total for transient failures (default {_D.retries}).", rich_help_panel="Check options")]
 ConditionOpt = Annotated[list[str] | None, typer.Option("--condition", help="Assertion such as 'total_ms < 500' (repeatable).", rich_help_panel="Check options")]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Annotated, Any, TextIO
 
 import typer
@@ -148,7 +147,8 @@ def import_(
 ) -> None:
     from db import StoreError
     from runner.errors import BrokerError
-    from runner.jobs.importer import Importer, ImportUsageError, Source
+    from runner.jobs.importer import Importer
+    from runner.jobs.readers import ImportUsageError, Source
 
     defaults = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
                              max_redirects, insecure, max_bytes, header, condition)
@@ -200,7 +200,7 @@ def import_(
                 typer.echo(summary_line(report))
             if report.batch is not None and (wait or rt.settings.immediate):
                 # On the embedded broker the checks run in this process: it must stay until they finish.
-                summary, complete = wait_for_batch(rt, report.batch.id, wait_timeout if wait else None)
+                summary, complete = rt.wait(report.batch.id, timeout=wait_timeout if wait else None, slowest=5)
                 if wait:
                     if not quiet or summary.failed or not complete:
                         for line in summary_lines(summary):
@@ -241,26 +241,6 @@ def summary_line(report: Any) -> str:
     parts.append(f"{report.duplicates:,} duplicate{plural(report.duplicates)}")
     return (f"imported {printable(report.source)} ({report.format}): " + ", ".join(parts)
             + f"; {report.elapsed:.1f} s, {report.rate:,.0f} jobs/s")
-
-
-def wait_for_batch(rt: Any, batch_id: int, timeout: float | None) -> tuple[Any, bool]:
-    """Wait until no job of the batch is queued or running; (summary, all done)."""
-    from db.bulk import batch_summary
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    listener = rt.store.listener()
-    try:
-        while True:
-            summary = batch_summary(rt.store, batch_id)
-            if summary.pending == 0:
-                break
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            listener.wait(0.5 if left is None else min(0.5, left))
-    finally:
-        listener.close()
-    return batch_summary(rt.store, batch_id, slowest=5), summary.pending == 0
 
 
 def summary_lines(summary: Any) -> list[str]:

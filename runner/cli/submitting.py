@@ -65,7 +65,9 @@ def submit(
             raise typer.Exit(EXIT_FAILED if report.rejected else EXIT_OK)
         if wait or rt.settings.immediate:
             # On the embedded broker the checks run in this process: it must stay until they finish.
-            done_views, complete = rt.wait(report.job_ids, timeout=wait_timeout)
+            _, complete = rt.wait(report.batch.id, timeout=wait_timeout)
+            done_views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest",
+                                            limit=len(report.job_ids))
             if wait:
                 for line in table_lines(done_views):
                     typer.echo(line)

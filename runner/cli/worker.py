@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import functools
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -11,17 +13,36 @@ from db import StoreUnavailable
 from runner.cli.common import EXIT_USAGE, LogLevel, fail, handled, split_networks
 from runner.errors import BrokerError
 from runner.jobs.settings import ENV, Settings
+from runner.taskq.options import PoolOptions
+
+_POOL = PoolOptions()  # the pool's defaults live there; the options read them
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from runner.jobs.worker import CheckService
 
 
 def check_service(settings: Settings) -> CheckService:
-    """Build one worker process's service (run in each pool process, after spawn)."""
+    """Build one worker process's service (run in each pool process, after spawn).
+
+    Opening the store applies migrations, so it needs the database: a database that went
+    away between the preflight and here (or before a replacement child starts) is waited
+    for like one that is not up yet, rather than ending the worker.
+    """
     from runner.jobs.runtime import Runtime
     from runner.jobs.worker import CheckService
 
-    return CheckService(Runtime(settings, db_connections=4))
+    return riding_out(lambda: CheckService(Runtime(settings, db_connections=4)))
+
+
+class LogFormat(enum.StrEnum):
+    """--log-format (runner.taskq.logs explains each)."""
+
+    auto = "auto"
+    text = "text"
+    journal = "journal"
+    json = "json"
+
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
     """True when ``name`` was typed after ``start``: its variable is already read by the
@@ -37,17 +58,23 @@ WORKER = "Worker"
 def start(
     ctx: typer.Context,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", min=1, max=1024, envvar="URLTESTER_CONCURRENCY", rich_help_panel=WORKER,
-                                             help="Worker threads per process (checks wait on the network, so threads are cheap).")] = 128,
+                                             help="Worker threads per process (checks wait on the network, so threads are cheap).")] = _POOL.concurrency,
     processes: Annotated[int | None, typer.Option("--processes", "-p", metavar="N", min=1, max=256, envvar="URLTESTER_PROCESSES", rich_help_panel=WORKER,
                                                   help="Worker processes (default: number of cores).", show_default=False)] = None,
     prefetch: Annotated[int | None, typer.Option("--prefetch", metavar="N", min=1, max=65535, envvar="URLTESTER_PREFETCH", rich_help_panel=WORKER,
                                                  help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
     shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", metavar="SECONDS", min=0, envvar="URLTESTER_SHUTDOWN_TIMEOUT", rich_help_panel=WORKER,
-                                                    help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = 30.0,
+                                                    help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
     hold_budget: Annotated[float, typer.Option("--hold-budget", metavar="SECONDS", min=1, envvar="URLTESTER_HOLD_BUDGET", rich_help_panel=WORKER,
-                                               help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = 600.0,
+                                               help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = _POOL.hold_budget,
     log_level: Annotated[LogLevel, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL", case_sensitive=False, rich_help_panel=WORKER,
                                                 help="Least severe log records written.")] = LogLevel.info,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", envvar="URLTESTER_LOG_FORMAT", rich_help_panel=WORKER,
+                                                  help="text (with a timestamp), journal (a <N> syslog-level prefix, no timestamp: journald adds its own), json (one object a line) or auto: journal when stderr is systemd's journal stream, text otherwise.")] = LogFormat.auto,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", metavar="PORT", envvar="URLTESTER_METRICS_PORT", min=1, max=65535, rich_help_panel=WORKER,
+                                                     help="Serve Prometheus metrics of every worker process at http://HOST:PORT/metrics (default: off).", show_default=False)] = None,
+    metrics_address: Annotated[str, typer.Option("--metrics-address", metavar="ADDRESS", envvar="URLTESTER_METRICS_ADDRESS", rich_help_panel=WORKER,
+                                                 help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 interface; :: for IPv6 too).")] = "0.0.0.0",
     queue: Annotated[str | None, typer.Option("--queue", "-Q", metavar="NAME", envvar=ENV["queue"], show_default=False, rich_help_panel="Settings",
                                               help="Queue to consume (the same as `runner --queue`; default urltester).")] = None,
     deny_private: Annotated[bool, typer.Option("--deny-private", envvar=ENV["deny_private"], rich_help_panel="Settings",
@@ -58,8 +85,12 @@ def start(
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
 
     Waits for PostgreSQL and RabbitMQ if they are not up yet. Stops on SIGTERM or Ctrl-C, after the checks in flight (--shutdown-timeout).
+
+    Under systemd (Type=notify) it reports READY, WATCHDOG and STATUS (checks/s, in flight); worker processes that keep dying (5 in 60 s) end it with exit 1. SIGUSR1 prints every thread's stack. See docs/operations.md.
     """
-    from runner.taskq.pool import PoolOptions, configure_logging, run_pool
+    from runner.metrics import MetricsError
+    from runner.taskq.logs import configure_logging, install_stack_dumps, resolve
+    from runner.taskq.pool import run_pool
 
     typed = {name: _from_command_line(ctx, name) for name in ("queue", "deny_private", "allow_network")}
     settings: Settings = ctx.obj.with_(
@@ -74,11 +105,18 @@ def start(
             EXIT_USAGE,
         )
     level = log_level.value
-    configure_logging(level)
+    fmt = resolve(log_format.value)
+    configure_logging(level, fmt)
+    install_stack_dumps()  # from now on, waiting for the services included
     options = PoolOptions(concurrency=concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
-                          hold_budget=hold_budget, **({"processes": processes} if processes else {}))
+                          hold_budget=hold_budget, metrics_port=metrics_port, metrics_address=metrics_address,
+                          **({"processes": processes} if processes else {}))
     _wait_for_services(settings)
-    raise typer.Exit(run_pool(functools.partial(check_service, settings), options, level))
+    try:
+        code = run_pool(functools.partial(check_service, settings), options, level, fmt)
+    except MetricsError as exc:
+        raise fail(f"--metrics-port: {exc}", EXIT_USAGE) from None
+    raise typer.Exit(code)
 
 
 def _preflight(settings: Settings) -> None:
@@ -92,7 +130,13 @@ def _preflight(settings: Settings) -> None:
 
 
 def _wait_for_services(settings: Settings) -> None:
-    """A worker rides out restarts of PostgreSQL and RabbitMQ, so it also waits for them at
+    riding_out(lambda: _preflight(settings))
+
+
+def riding_out(fn: Callable[[], T]) -> T:
+    """``fn()``, waiting out an unreachable PostgreSQL or RabbitMQ.
+
+    A worker rides out restarts of PostgreSQL and RabbitMQ, so it also waits for them at
     start (a host booting, services coming up in any order): an unreachable one is retried
     with backoff, each wait logged. A setting the service refuses (bad URL, login, database)
     ends the command at once with exit 2; waiting would not fix it."""
@@ -101,6 +145,7 @@ def _wait_for_services(settings: Settings) -> None:
     from tenacity import Retrying, retry_if_exception
 
     from runner.backoff import backoff
+    from runner.taskq.systemd import notifier
 
     log = logging.getLogger("urltester.worker")
 
@@ -111,7 +156,10 @@ def _wait_for_services(settings: Settings) -> None:
         exc = state.outcome.exception()
         what = f"database unreachable: {exc}" if isinstance(exc, StoreUnavailable) else str(exc)
         log.warning("%s; waiting for it (next try in %.0f s)", what, state.next_action.sleep)
+        # Type=notify: still starting, on purpose. Push systemd's start timeout past the next try.
+        notifier().send(f"STATUS=waiting: {what}"[:400],
+                        f"EXTEND_TIMEOUT_USEC={int((state.next_action.sleep + 30) * 1e6)}")
 
-    Retrying(wait=backoff(0.5, 15), retry=retry_if_exception(unreachable), before_sleep=waiting,
-             reraise=True)(_preflight, settings)
+    return Retrying(wait=backoff(0.5, 15), retry=retry_if_exception(unreachable), before_sleep=waiting,
+                    reraise=True)(fn)
 

@@ -14,6 +14,9 @@ from typing import Any, TextIO
 from xml.sax.saxutils import escape, quoteattr
 
 from db import JobView
+from runner.check.checker import (
+    OUTCOMES as OUTCOMES,  # the check owns them; re-exported for the TUI
+)
 from runner.text import mask_url, printable
 
 CORE_KEYS = (

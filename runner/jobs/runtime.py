@@ -1,9 +1,11 @@
-"""The runtime the CLI and the TUI share: settings, store, app and tasks, wired once.
+"""The runtime the CLI, the TUI and workers share: settings, store, app and tasks, wired once.
 
-``Runtime.submit`` is the one way jobs enter the system: validate everything first,
-record the jobs (the database is the source of truth), then publish one call per job with
-publisher confirms. If the broker cannot confirm, the jobs stay recorded and marked, and
-``runner requeue --stale`` (or the next submit's retry) publishes them later.
+Jobs enter one way, :mod:`runner.jobs.intake`, which :meth:`Runtime.submit` (the CLI's
+submit, the TUI's input and re-test) and :class:`~runner.jobs.importer.Importer` both
+drive: validate everything first, record the jobs (the database is the source of truth),
+then publish one call per job with publisher confirms (:meth:`Runtime.publish`). If the
+broker cannot confirm, the jobs stay recorded and marked, and ``runner requeue --stale``
+(or the TUI, once the broker is back) publishes them later.
 """
 
 from __future__ import annotations
@@ -17,23 +19,21 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db import Batch, JobFilter, JobView, NewJob, Store, open_store, utcnow
+from db import Batch, JobFilter, NewJob, Store, open_store, utcnow
+from db.batches import BatchSummary, batch_summary
 from runner.check.options import CheckOptions, parse_options
 from runner.errors import BrokerError, InvalidInput, UnsentJobs
+from runner.jobs import intake
+from runner.jobs.intake import Intake, IntakeCounts, Validator, chunks
 from runner.jobs.settings import Settings
 from runner.jobs.tasks import CHECK_TASK, register
-from runner.jobs.urls import Rejected, normalise
+from runner.jobs.urls import Rejected
 from runner.jobs.writer import ResultWriter
-from runner.taskq.app import DEFAULT_PACK, App, Call
-from runner.text import mask_url
+from runner.taskq.app import DEFAULT_PACK, App, Call, Raw, TaskHandle
 
 if TYPE_CHECKING:
     from runner.check.checker import Checker
     from runner.taskq.broker import AmqpBroker, QueueDepth
-
-CHUNK = 5000  # jobs recorded per transaction and published per confirm round
-FIRST_CHUNK = 500  # ... except the first: workers get going while the rest is recorded
-
 
 @dataclass
 class SubmitReport:
@@ -42,7 +42,6 @@ class SubmitReport:
     batch: Batch | None
     job_ids: list[int] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    publish_error: str | None = None
     duplicates: int = 0
 
 
@@ -58,7 +57,9 @@ class Runtime:
     """Everything a process of urltester needs, built from settings at the entry point."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None, immediate_workers: int = 8,
-                 db_connections: int = 8) -> None:
+                 inline: bool = False, db_connections: int = 8) -> None:
+        """``inline``: in immediate mode, run each check on the submitting thread before
+        ``submit`` returns (deterministic unit tests); else in ``immediate_workers`` threads."""
         self.settings = settings
         self.store = store or open_store(settings.database_url, max_connections=db_connections)
         self.broker: AmqpBroker | None = None
@@ -66,7 +67,7 @@ class Runtime:
             from runner.taskq.broker import open_broker
 
             self.broker = open_broker(settings.broker_url, settings.queue, publish_timeout=settings.publish_timeout)
-        self.app = App(self.broker, immediate_workers=immediate_workers)
+        self.app = App(self.broker, immediate_workers=immediate_workers, inline=inline)
         self.check_task = register(self.app, self)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._checker: Checker | None = None
@@ -106,90 +107,70 @@ class Runtime:
 
     # ------------------------------------------------------------------ submitting
 
-    def validate(self, texts: Iterable[tuple[str, str | None]], options: CheckOptions,
-                 *, keep_duplicates: bool = True) -> tuple[list[NewJob], list[Rejected], int]:
-        """Normalise ``(text, where)`` pairs; returns jobs, refusals and duplicates dropped."""
-        jobs: list[NewJob] = []
-        rejected: list[Rejected] = []
-        seen: set[str] = set()
-        duplicates = 0
-        opts = options.to_json()
-        for text, where in texts:
-            try:
-                url = normalise(text)
-            except InvalidInput as exc:
-                rejected.append(Rejected(text, exc.message, where))
-                continue
-            if not keep_duplicates:
-                if url in seen:
-                    duplicates += 1
-                    continue
-                seen.add(url)
-            jobs.append(NewJob(url, opts))
-        return jobs, rejected, duplicates
-
     def submit(self, urls: Sequence[str], *, options: CheckOptions | dict[str, Any] | None = None,
                batch: str | None = None, idempotency_key: str | None = None, strict: bool = False,
                keep_duplicates: bool = True) -> SubmitReport:
         """Validate, record and enqueue URLs. Invalid ones are reported, never half-recorded.
 
-        With ``strict`` nothing is recorded when any input is invalid. Raises BrokerError
+        With ``strict`` nothing is recorded when any input is invalid. Raises UnsentJobs
         if the broker did not confirm (the jobs are recorded and marked for requeue).
         """
         if isinstance(options, dict):
             options = parse_options(options)
-        jobs, rejected, duplicates = self.validate(((u, None) for u in urls), options or CheckOptions(),
-                                                   keep_duplicates=keep_duplicates)
-        report = SubmitReport(None, rejected=rejected, duplicates=duplicates)
-        if not jobs or (strict and rejected):
+        validator = Validator(options or CheckOptions(), keep_duplicates=keep_duplicates)
+        report = SubmitReport(None)
+        jobs: list[NewJob] = []
+        for text in urls:
+            try:
+                job = validator.job(text, None)
+            except InvalidInput as exc:
+                report.rejected.append(Rejected(text, exc.message))
+                continue
+            if job is None:
+                report.duplicates += 1
+            else:
+                jobs.append(job)
+        if not jobs or (strict and report.rejected):
             return report
         report.batch = self.store.create_batch(batch or default_batch_name("submit"), idempotency_key)
         if report.batch.existed:
             return report
-        report.job_ids = self.record_and_publish(report.batch.id, jobs)
+        report.job_ids = self.enqueue(report.batch.id, jobs)
         return report
 
-    def record_and_publish(self, batch_id: int | None, jobs: Sequence[NewJob]) -> list[int]:
-        """Record jobs then publish them, ``CHUNK`` at a time (the first chunk smaller, so
-        workers start while the rest is recorded). Returns the job ids.
+    def enqueue(self, batch_id: int | None, jobs: Iterable[NewJob]) -> list[int]:
+        """Record then publish validated jobs (options as JSON text); returns their ids.
 
-        If the broker fails, the remaining chunks are still recorded (marked unsent, like
-        the failed one) before BrokerError is raised: everything accepted is kept, and
-        ``runner requeue --stale`` (or the TUI, once the broker is back) sends it.
+        If the broker fails, the remaining jobs are still recorded (marked unsent, like
+        the failed ones) before UnsentJobs is raised: everything accepted is kept.
         """
-        ids: list[int] = []
-        failure: BrokerError | None = None
-        start = 0
-        while start < len(jobs):
-            chunk = jobs[start:start + (FIRST_CHUNK if start == 0 else CHUNK)]
-            start += len(chunk)
-            chunk_ids = self.store.insert_jobs(batch_id, chunk)
-            ids.extend(chunk_ids)
-            if failure is not None:
-                self.store.mark_publish_failed(chunk_ids, str(failure))
-                continue
-            try:
-                self.publish([(i, j.url, j.options) for i, j in zip(chunk_ids, chunk, strict=True)])
-            except BrokerError as exc:
-                failure = exc
-        if failure is not None:
-            raise UnsentJobs(str(failure), recorded=len(ids)) from failure
-        return ids
+        counts = IntakeCounts()
+        intake = Intake(self, batch_id, counts, keep_ids=True)
+        try:
+            for chunk in chunks(jobs):
+                intake.put(chunk)
+        finally:
+            intake.close()
+        if counts.broker_error is not None:
+            raise UnsentJobs(counts.broker_error, recorded=counts.recorded)
+        return counts.job_ids
 
-    def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any]]], *, requeued: bool = False) -> None:
-        """Publish check calls for recorded jobs; on failure mark them and raise BrokerError."""
+    def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any] | Raw]], *, requeued: bool = False) -> list[TaskHandle]:
+        """Publish check calls for recorded jobs, the one way calls are sent; on failure mark
+        them and raise BrokerError. In immediate mode the handles carry the outcomes."""
         if not jobs:
-            return
+            return []
         calls = [Call(CHECK_TASK, (job_id, url, options)) for job_id, url, options in jobs]
         ids = [job_id for job_id, _, _ in jobs]
         pack = DEFAULT_PACK if len(calls) > 1 else 1
         try:
-            self.app.enqueue(calls, pack=pack, headers={"x-urltester-requeued": True} if requeued else None)
+            handles = self.app.enqueue(calls, pack=pack, headers={"x-urltester-requeued": True} if requeued else None)
         except BrokerError as exc:
-            self.store.mark_publish_failed(ids, str(exc))
+            self.store.mark_publish_failed(ids, f"not published: {exc}")
             raise
         if self.broker is not None:
             self.store.mark_published(ids)
+        return handles
 
     def retest(self, job_ids: Sequence[int], *, batch: str | None = None) -> SubmitReport:
         """New jobs for the same URLs and options as these (history is kept)."""
@@ -197,8 +178,8 @@ class Runtime:
         if not views:
             return SubmitReport(None)
         report = SubmitReport(self.store.create_batch(batch or default_batch_name("retest")))
-        jobs = [NewJob(v.url, v.options) for v in sorted(views, key=lambda v: v.id)]
-        report.job_ids = self.record_and_publish(report.batch.id, jobs)
+        jobs = [NewJob(v.url, NewJob(v.url, v.options).options_json()) for v in sorted(views, key=lambda v: v.id)]
+        report.job_ids = self.enqueue(report.batch.id, jobs)
         return report
 
     def requeue_stale(self, older_than: timedelta) -> int:
@@ -211,7 +192,7 @@ class Runtime:
         after = 0
         cutoff_now = utcnow()
         while True:
-            stale = self.store.stale_jobs(older_than, now=cutoff_now, after_id=after, limit=CHUNK)
+            stale = self.store.stale_jobs(older_than, now=cutoff_now, after_id=after, limit=intake.CHUNK)
             if not stale:
                 return total
             self.publish([(v.id, v.url, v.options) for v in stale], requeued=True)
@@ -220,18 +201,17 @@ class Runtime:
 
     # ------------------------------------------------------------------ waiting and status
 
-    def wait(self, job_ids: Sequence[int], *, timeout: float | None = None, poll: float = 0.5) -> tuple[list[JobView], bool]:
-        """Wait until every job is done (or the timeout); returns (jobs, all_done)."""
+    def wait(self, batch_id: int, *, timeout: float | None = None, poll: float = 0.5,
+             slowest: int = 0) -> tuple[BatchSummary, bool]:
+        """Wait until no job of the batch is queued or running (or the timeout); returns its
+        summary and whether it is all done. Woken by each commit (LISTEN/NOTIFY on
+        PostgreSQL), polling every ``poll`` seconds as a fallback."""
         deadline = None if timeout is None else time.monotonic() + timeout
         listener = self.store.listener()
-        pending = set(job_ids)
         try:
             while True:
-                for start in range(0, len(job_ids), 1000):
-                    part = [i for i in job_ids[start:start + 1000] if i in pending]
-                    if part:
-                        pending -= self.store.done_ids(part)
-                if not pending:
+                summary = batch_summary(self.store, batch_id)
+                if summary.pending == 0:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -239,11 +219,9 @@ class Runtime:
                 listener.wait(poll if left is None else min(poll, left))
         finally:
             listener.close()
-        views: list[JobView] = []
-        for start in range(0, len(job_ids), 1000):
-            part = tuple(job_ids[start:start + 1000])
-            views.extend(self.store.list_jobs(JobFilter(ids=part), order="oldest", limit=len(part)))
-        return views, not pending
+        if slowest:
+            summary = batch_summary(self.store, batch_id, slowest=slowest)
+        return summary, summary.pending == 0
 
     def status(self) -> Status:
         counts = self.store.counts()
@@ -262,4 +240,4 @@ def default_batch_name(source: str) -> str:
     return f"{source} {utcnow().strftime('%Y-%m-%d %H:%M:%S')}"
 
 
-__all__ = ["Runtime", "Status", "SubmitReport", "default_batch_name", "mask_url"]
+__all__ = ["Runtime", "Status", "SubmitReport", "default_batch_name"]

@@ -11,13 +11,16 @@ delivery limit in about a second: a database outage would dead-letter every rede
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from db import ResultRecord, Store, StoreUnavailable, utcnow
-from runner.check.checker import Checker, CheckResult
+from runner import metrics
 from runner.check.options import CheckOptions
-from runner.jobs.writer import ResultWriter
 from runner.taskq.app import App, Task, context
+
+if TYPE_CHECKING:  # the checker (requests, urllib3, ssl) is built on first use, not imported by submitters
+    from runner.check.checker import Checker, CheckResult
+    from runner.jobs.writer import ResultWriter
 
 CHECK_TASK = "check"
 
@@ -47,10 +50,27 @@ def register(app: App, runtime: CheckParts) -> Task:
         if getattr(context, "redelivered", False) and _already_done(runtime, job_id):
             return "skipped"
         runtime.writer.started(job_id)
-        result = runtime.checker.check(url, opts)
+        with metrics.IN_FLIGHT.track_inprogress():
+            result = runtime.checker.check(url, opts)
+        count(result)
         return runtime.writer.submit(to_record(job_id, result, worker=runtime.worker_id))
 
     return check
+
+
+_PHASE_FIELDS = tuple((metrics.CHECK_SECONDS.labels(phase), f"{phase}_ms") for phase in metrics.PHASES)
+
+
+def count(result: CheckResult) -> None:
+    """The check's outcome, attempts and phase timings, into the metrics (no URL label)."""
+    metrics.CHECKS.labels(result.outcome).inc()
+    metrics.ATTEMPTS.inc(result.attempts)
+    for histogram, name in _PHASE_FIELDS:
+        ms = getattr(result, name)
+        if ms is not None:
+            histogram.observe(ms / 1000.0)
+    if result.cert_days is not None:
+        metrics.CERT_DAYS.observe(result.cert_days)
 
 
 def _already_done(runtime: CheckParts, job_id: int) -> bool:

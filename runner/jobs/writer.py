@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from db import ResultRecord, Store, StoreUnavailable
+from runner import metrics
 from runner.backoff import backoff
 
 log = logging.getLogger("urltester.writer")
@@ -93,8 +94,11 @@ class ResultWriter:
                             batch.extend(self._results)
                             started.extend(self._started)
                             self._results, self._started = [], []
+                    began = time.perf_counter()
                     self.store.store_results([record for record, _ in batch], started=started)
+                    metrics.COMMIT_SECONDS.observe(time.perf_counter() - began)
             self.stored += len(batch)
+            metrics.STORED.inc(len(batch))
         except Exception as exc:  # noqa: BLE001 - every waiting thread must hear of it
             if not isinstance(exc, StoreUnavailable) and len(batch) > 1:
                 # Not the database being away but something in the batch it will not take:

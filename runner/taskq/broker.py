@@ -34,6 +34,7 @@ import amqp
 from kombu import Connection, Consumer, Queue
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
+from runner import metrics
 from runner.backoff import backoff
 from runner.errors import BrokerError, ConfigError
 from runner.text import mask_url as mask_password
@@ -43,6 +44,7 @@ log = logging.getLogger("urltester.broker")
 DELIVERY_LIMIT = 10
 CONFIRM_BATCH = 500
 HEARTBEAT = 30
+DEPTH_EVERY = 5.0  # seconds between two readings of the queue depth (metrics) by a consumer
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError, socket.timeout, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
     amqp.exceptions.RecoverableConnectionError, ConnectionError,
@@ -108,14 +110,15 @@ class AmqpBroker:
     """Publishing and consuming on one RabbitMQ queue (and its dead-letter queue)."""
 
     def __init__(self, url: str, queue: str, *, connect_timeout: float = 5.0,
-                 publish_retry_seconds: float = 30.0) -> None:
+                 publish_retry_seconds: float = 30.0, publishers: int = 2) -> None:
         self.url = url
         self.queue = queue
         self.connect_timeout = connect_timeout
         self.publish_retry_seconds = publish_retry_seconds
         self._work, self._dead = _queues(queue)
-        self._publish_lock = threading.Lock()
-        self._publish_conn: Connection | None = None
+        self._publish_slots = threading.BoundedSemaphore(publishers)
+        self._publishers_lock = threading.Lock()
+        self._idle: list[_Publisher] = []
         self._actions: queue_mod.Queue[tuple[str, Delivery, Any]] = queue_mod.Queue()
         self._generation = 0
 
@@ -190,10 +193,10 @@ class AmqpBroker:
         return out
 
     def close(self) -> None:
-        with self._publish_lock:
-            if self._publish_conn is not None:
-                _release(self._publish_conn)
-                self._publish_conn = None
+        with self._publishers_lock:
+            idle, self._idle = self._idle, []
+        for publisher in idle:
+            _release(publisher.conn)
 
     # ------------------------------------------------------------------ publishing
 
@@ -201,11 +204,14 @@ class AmqpBroker:
                 routing_key: str | None = None) -> None:
         """Publish persistent messages and return once RabbitMQ confirmed every one.
 
-        Raises BrokerError if that cannot be done within ``publish_retry_seconds``.
+        Safe from several threads at once: each publish takes a connection of its own from
+        a small pool (up to ``publishers``), so a large batch's chunks are confirmed in
+        parallel. Raises BrokerError if that cannot be done within ``publish_retry_seconds``.
         """
         if not messages:
             return
-        with self._publish_lock:
+        with self._publish_slots:
+            publisher = self._take_publisher()
             sent = 0
             retrying = Retrying(
                 stop=stop_after_delay(self.publish_retry_seconds),
@@ -216,73 +222,40 @@ class AmqpBroker:
             try:
                 for attempt in retrying:
                     with attempt:
-                        sent = self._publish_from(messages, sent, headers or {}, routing_key or self.queue)
+                        if publisher is None:
+                            publisher = self._new_publisher()
+                        try:
+                            sent = publisher.send(messages, sent, headers or {}, routing_key or self.queue)
+                        except BaseException:
+                            _release(publisher.conn)
+                            publisher = None
+                            raise
             except CONNECTION_ERRORS as exc:
-                self._drop_publisher()
                 raise BrokerError(self._describe(exc)) from exc
-            except BrokerError:
-                self._drop_publisher()
-                raise
+            finally:
+                if publisher is not None:
+                    with self._publishers_lock:
+                        self._idle.append(publisher)
 
-    def _publish_from(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str) -> int:
-        """Publish ``messages[start:]`` in confirmed batches; returns how many are confirmed."""
+    def _take_publisher(self) -> _Publisher | None:
+        with self._publishers_lock:
+            return self._idle.pop() if self._idle else None
+
+    def _new_publisher(self) -> _Publisher:
+        conn = self._connect()
         try:
-            if self._publish_conn is None:
-                conn = self._connect()
-                ch = conn.channel()
-                self.declare(ch)
-                ch.confirm_select()
-                state = {"acked": 0, "nacked": False}
-
-                def on_ack(tag: int, multiple: bool) -> None:
-                    state["acked"] = max(state["acked"], tag)
-
-                def on_nack(tag: int, multiple: bool) -> None:
-                    state["nacked"] = True
-
-                ch.events["basic_ack"].add(on_ack)
-                ch.events["basic_nack"].add(on_nack)
-                conn._urltester = (ch, state, [0])  # type: ignore[attr-defined]
-                self._publish_conn = conn
-            conn = self._publish_conn
-            ch, state, seq = conn._urltester  # type: ignore[attr-defined]
-            done = start
-            while done < len(messages):
-                batch = messages[done:done + CONFIRM_BATCH]
-                for body in batch:
-                    ch.basic_publish(
-                        amqp.Message(body, content_type="application/json", content_encoding="utf-8",
-                                     delivery_mode=2, application_headers=headers),
-                        exchange="", routing_key=routing_key, mandatory=False,
-                    )
-                    seq[0] += 1
-                deadline = time.monotonic() + 30
-                while state["acked"] < seq[0] and not state["nacked"]:
-                    if time.monotonic() > deadline:
-                        raise BrokerError(f"RabbitMQ at {self.shown} did not confirm publishes within 30 s")
-                    try:
-                        conn.drain_events(timeout=1)
-                    except TimeoutError:
-                        conn.heartbeat_check()
-                if state["nacked"]:
-                    state["nacked"] = False
-                    raise BrokerError(f"RabbitMQ at {self.shown} refused to store a message (nack)")
-                done += len(batch)
-            return done
+            ch = conn.channel()
+            self.declare(ch)
+            return _Publisher(self, conn, ch)
         except BaseException:
-            self._drop_publisher()
+            _release(conn)
             raise
-
-    def _drop_publisher(self) -> None:
-        if self._publish_conn is not None:
-            _release(self._publish_conn)
-            self._publish_conn = None
 
     # ------------------------------------------------------------------ consuming
 
     def consume(self, *, prefetch: int, on_delivery: Callable[[Delivery], None], stop: threading.Event,
                 drained: Callable[[], bool], on_connection_lost: Callable[[], None] | None = None,
-                on_connected: Callable[[], None] | None = None) -> None:
+                on_connected: Callable[[], None] | None = None, tick: Callable[[], None] | None = None) -> None:
         """Run the connection loop in this thread until ``stop`` is set and ``drained()``.
 
         ``on_delivery`` runs in this thread and must not block. After ``stop``, no new
@@ -291,6 +264,10 @@ class AmqpBroker:
         re-established with backoff, forever; deliveries from the old connection can no
         longer be acked (RabbitMQ redelivers them), so their actions are dropped and
         ``on_connection_lost`` tells the caller.
+
+        ``tick`` runs in this thread on every turn of the loop (every 50 ms or sooner) and
+        before each attempt to reconnect: the sign of life a watchdog waits for. It must
+        not block.
         """
         # A refused login while running (ConfigError: credentials rotated, the user database
         # still loading after a RabbitMQ restart) is waited out like an outage.
@@ -300,8 +277,10 @@ class AmqpBroker:
             with attempt:
                 if stop.is_set() and drained():
                     return
+                if tick is not None:
+                    tick()
                 try:
-                    self._consume_once(prefetch, on_delivery, stop, drained, on_connected)
+                    self._consume_once(prefetch, on_delivery, stop, drained, on_connected, tick)
                 except (BrokerError, ConfigError, *CONNECTION_ERRORS) as exc:
                     self._generation += 1
                     log.warning("connection to RabbitMQ lost (%s); reconnecting", self._describe(exc))
@@ -312,7 +291,8 @@ class AmqpBroker:
                     raise
 
     def _consume_once(self, prefetch: int, on_delivery: Callable[[Delivery], None], stop: threading.Event,
-                      drained: Callable[[], bool], on_connected: Callable[[], None] | None) -> None:
+                      drained: Callable[[], bool], on_connected: Callable[[], None] | None,
+                      tick: Callable[[], None] | None) -> None:
         conn = self._connect()
         try:
             channel = conn.channel()
@@ -322,6 +302,7 @@ class AmqpBroker:
             generation = self._generation
 
             def on_message(message: Any) -> None:
+                metrics.RECEIVED.inc()
                 on_delivery(Delivery(self, message, generation))
 
             consumer = Consumer(channel, queues=[self._work], on_message=on_message, no_ack=False,
@@ -331,7 +312,13 @@ class AmqpBroker:
             if on_connected is not None:
                 on_connected()
             cancelled = False
+            depth_due = 0.0
             while True:
+                if tick is not None:
+                    tick()
+                if time.monotonic() >= depth_due:
+                    depth_due = time.monotonic() + DEPTH_EVERY
+                    self._read_depth(channel)
                 self._run_actions(generation, dead_channel)
                 if stop.is_set():
                     if not cancelled:
@@ -361,6 +348,7 @@ class AmqpBroker:
                 msg.ack()
             elif action == "requeue":
                 msg.reject(requeue=True)
+                metrics.REQUEUED.inc()
             elif action == "hand_on":
                 # Marked requeued: a copy may also come back with the old message (if the
                 # connection drops before its ack), so the check looks for a result first.
@@ -369,6 +357,7 @@ class AmqpBroker:
                                  application_headers={"x-urltester-requeued": True}),
                     exchange="", routing_key=self.queue,
                 )
+                metrics.CONFIRMED.inc()
             elif action == "dead":
                 reason, body = arg
                 headers = {**delivery.headers, "x-urltester-reason": reason[:1000], "x-urltester-queue": self.queue}
@@ -378,9 +367,70 @@ class AmqpBroker:
                                  delivery_mode=2, application_headers=headers),
                     exchange="", routing_key=dead_queue_name(self.queue),
                 )
+                metrics.CONFIRMED.inc()
+                metrics.DEAD_LETTERED.inc()
                 if body is None:
                     msg.ack()
                 log.warning("dead-lettered a message from %s: %s", self.queue, reason)
+
+
+    def _read_depth(self, channel: Any) -> None:
+        """The queues' depth into the metrics (messages ready, not those being worked on)."""
+        _, ready, consumers = channel.queue_declare(self.queue, passive=True)
+        _, dead, _ = channel.queue_declare(dead_queue_name(self.queue), passive=True)
+        metrics.QUEUE_MESSAGES.labels("work").set(ready)
+        metrics.QUEUE_MESSAGES.labels("dead").set(dead)
+        metrics.QUEUE_CONSUMERS.set(consumers)
+
+
+class _Publisher:
+    """One publishing connection with confirms on: used by one publish at a time."""
+
+    def __init__(self, broker: AmqpBroker, conn: Connection, channel: Any) -> None:
+        self.broker = broker
+        self.conn = conn
+        self.channel = channel
+        self.acked = 0
+        self.nacked = False
+        self.seq = 0
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self.acked = max(self.acked, tag)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self.nacked = True
+
+    def send(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str) -> int:
+        """Publish ``messages[start:]`` in confirmed batches; returns how many are confirmed."""
+        shown = self.broker.shown
+        done = start
+        while done < len(messages):
+            batch = messages[done:done + CONFIRM_BATCH]
+            for body in batch:
+                self.channel.basic_publish(
+                    amqp.Message(body, content_type="application/json", content_encoding="utf-8",
+                                 delivery_mode=2, application_headers=headers),
+                    exchange="", routing_key=routing_key, mandatory=False,
+                )
+                self.seq += 1
+            deadline = time.monotonic() + 30
+            while self.acked < self.seq and not self.nacked:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"RabbitMQ at {shown} did not confirm publishes within 30 s")
+                try:
+                    self.conn.drain_events(timeout=1)
+                except TimeoutError:
+                    self.conn.heartbeat_check()
+            if self.nacked:
+                self.nacked = False
+                metrics.REFUSED.inc()
+                raise BrokerError(f"RabbitMQ at {shown} refused to store a message (nack)")
+            done += len(batch)
+            metrics.CONFIRMED.inc(len(batch))
+        return done
 
 
 def _release(conn: Connection) -> None:

@@ -23,11 +23,20 @@ once its started calls finish. A message is held at most ``hold_budget`` plus on
 (deadline + the writer's retries): 10 + 7 minutes on the defaults and the largest deadline.
 
 With ``processes > 1`` a supervisor process starts that many such processes, restarts
-one that dies, and passes the stop signal on.
+one that dies, and passes the stop signal on. Children that keep dying (``crash_limit``
+deaths within ``crash_window`` seconds) end the supervisor with exit 1, so systemd's
+restart policy and alerts see a failure instead of a respawn every second forever.
+
+The supervisor (or the only process) is what systemd watches (:mod:`runner.taskq.systemd`):
+each process reports to it (a :class:`~runner.taskq.systemd.Monitor`) that it is consuming and that its
+connection loop still turns. With ``metrics_port`` it serves ``/metrics`` for every
+process at once (:mod:`runner.metrics`).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -40,30 +49,31 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from runner import metrics
 from runner.taskq.app import App, Call, PoisonMessage, context, decode, encode
 from runner.taskq.broker import AmqpBroker, Delivery
+from runner.taskq.logs import configure_logging, install_stack_dumps
+from runner.taskq.options import PoolOptions
+from runner.taskq.systemd import (
+    LocalMonitor,
+    Monitor,
+    NoMonitor,
+    QueueMonitor,
+    Watch,
+    notifier,
+    read_reports,
+)
 
 log = logging.getLogger("urltester.worker")
 
 HEARTBEAT_EVERY = 5.0
 SWITCH_INTERVAL = 0.02
-
-
-@dataclass(frozen=True)
-class PoolOptions:
-    concurrency: int = 128  # scripts/bench: 1,350-1,460 URLs/s at 100 ms on 2 cores (64: ~1,090)
-    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
-    prefetch: int | None = None  # messages; default = concurrency
-    shutdown_timeout: float = 30.0
-    hold_budget: float = 600.0  # seconds a message may wait before its unstarted calls are handed on
-
-    @property
-    def effective_prefetch(self) -> int:
-        return self.prefetch or self.concurrency
+TICK_EVERY = 0.25  # seconds between two reports of a connection loop's progress to its Monitor
+EXIT_CRASH_LOOP = 1
 
 
 @dataclass(frozen=True)
@@ -152,9 +162,13 @@ class _Message:
 class WorkerProcess:
     """One worker process: a connection thread and ``concurrency`` worker threads."""
 
-    def __init__(self, service: Service, options: PoolOptions) -> None:
+    def __init__(self, service: Service, options: PoolOptions, monitor: Monitor | None = None) -> None:
         self.service = service
         self.options = options
+        self.monitor: Monitor = monitor or NoMonitor()
+        self._next_tick = 0.0
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self.broker = service.broker
         self.stop = StopSignal()
         self._work: queue_mod.Queue[tuple[_Message, Call] | None] = queue_mod.Queue()
@@ -184,6 +198,7 @@ class WorkerProcess:
 
     def drained(self) -> bool:
         if self._stop_deadline is None:
+            self.monitor.stopping()
             log.info("stopping: finishing checks in flight (up to %.0f s)", self.options.shutdown_timeout)
             if threading.current_thread() is threading.main_thread():
                 # Stopping already: more SIGTERMs (systemd signals every process of the unit)
@@ -197,6 +212,12 @@ class WorkerProcess:
             log.warning("shutdown timeout reached; unfinished checks will be redelivered")
             return True
         return False
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_EVERY
+            self.monitor.tick(self.processed, self._in_flight)
 
     def on_connection_lost(self) -> None:
         with self._messages_lock:
@@ -226,6 +247,8 @@ class WorkerProcess:
 
     def _run(self, message: _Message, call: Call) -> None:
         context.redelivered = message.delivery.redelivered
+        with self._in_flight_lock:
+            self._in_flight += 1
         try:
             result = self.service.app.execute(call, wait=False)
         except Exception as exc:  # noqa: BLE001 - a crashing call must not take the worker down
@@ -239,6 +262,8 @@ class WorkerProcess:
             self._finished(message, call, None)
 
     def _finished(self, message: _Message, call: Call, exc: BaseException | None) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1
         give_back = False
         if exc is None:
             self.processed = next(self._count)
@@ -300,6 +325,7 @@ class WorkerProcess:
         self.broker.consume(
             prefetch=self.options.effective_prefetch, on_delivery=self.on_delivery, stop=self.stop,
             drained=self.drained, on_connection_lost=self.on_connection_lost,
+            on_connected=self.monitor.ready, tick=self.tick,
         )
         for _ in threads:
             self._work.put(None)
@@ -320,16 +346,23 @@ ServiceFactory = Callable[[], Service]  # picklable (a module-level function or 
 
 
 def run_process(make_service: ServiceFactory, options: PoolOptions) -> int:
-    worker = WorkerProcess(make_service(), options)
+    """The pool as one process: it is its own supervisor (systemd, metrics)."""
+    install_stack_dumps()
+    if options.metrics_port is not None:
+        metrics.serve(options.metrics_port, options.metrics_address)
+    worker = WorkerProcess(make_service(), options, LocalMonitor(Watch(notifier(), 1)))
     worker.install_signals()
     hard_exit(worker.run())
     return 0  # not reached
 
 
-def _child(make_service: ServiceFactory, options: PoolOptions, log_level: str) -> None:
+def _child(make_service: ServiceFactory, options: PoolOptions, log_level: str, log_format: str,
+           reports: multiprocessing.queues.Queue) -> None:  # type: ignore[type-arg]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
-    configure_logging(log_level)
-    worker = WorkerProcess(make_service(), options)
+    configure_logging(log_level, log_format)
+    install_stack_dumps()
+    reports.cancel_join_thread()  # a report still unsent must never hold up the exit
+    worker = WorkerProcess(make_service(), options, QueueMonitor(reports))
     signal.signal(signal.SIGTERM, lambda s, f: worker.stop.request())
     hard_exit(worker.run())
 
@@ -347,21 +380,47 @@ def hard_exit(code: int) -> None:
     os._exit(code)
 
 
-def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str = "info") -> int:
-    """Run ``options.processes`` worker processes until SIGTERM/SIGINT; restart any that dies."""
+def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str = "info",
+             log_format: str = "text") -> int:
+    """Run ``options.processes`` worker processes until SIGTERM/SIGINT; restart any that dies,
+    unless they keep dying (then exit ``EXIT_CRASH_LOOP``).
+
+    ``log_format`` is handed to the children as it is: resolve ``auto`` before
+    (:func:`runner.taskq.logs.resolve`), as the cli does.
+    """
     if options.processes <= 1:
         return run_process(make_service, options)
+    install_stack_dumps()
+    serving = options.metrics_port is not None
+    with metrics.multiprocess_dir() if serving else contextlib.nullcontext() as path:
+        if serving:
+            metrics.serve(options.metrics_port, options.metrics_address, path=path)
+        return _supervise(make_service, options, log_level, log_format, path)
+
+
+def _supervise(make_service: ServiceFactory, options: PoolOptions, log_level: str, log_format: str,
+               metrics_path: str | None) -> int:
     ctx = multiprocessing.get_context("spawn")
     stopping = StopSignal()
+    reports = ctx.Queue()
+    watch = Watch(notifier(), options.processes)
     children: list[multiprocessing.process.BaseProcess] = []
+    deaths: collections.deque[float] = collections.deque()
+    crash_loop = False
 
     def start_child() -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=_child, args=(make_service, options, log_level), name="urltester-worker")
+        proc = ctx.Process(target=_child, args=(make_service, options, log_level, log_format, reports),
+                           name="urltester-worker")
         proc.start()
         return proc
 
     def handle(signum: int, frame: object) -> None:
         stopping.request()  # nothing more here: see StopSignal
+
+    def died(proc: multiprocessing.process.BaseProcess) -> None:
+        watch.gone(proc.pid or 0)
+        if metrics_path is not None and proc.pid:
+            metrics.process_gone(metrics_path, proc.pid)
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -369,10 +428,29 @@ def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str 
     while not stopping.is_set():
         for i, proc in enumerate(children):
             if not proc.is_alive() and not stopping.is_set():
+                died(proc)
+                now = time.monotonic()
+                deaths.append(now)
+                while deaths and now - deaths[0] > options.crash_window:
+                    deaths.popleft()
+                if len(deaths) >= options.crash_limit:
+                    log.error("worker process %s exited with %s: %d worker processes died within %.0f s; "
+                              "giving up (exit %d) so that the service manager sees the failure",
+                              proc.pid, proc.exitcode, len(deaths), options.crash_window, EXIT_CRASH_LOOP)
+                    crash_loop = True
+                    stopping.set()
+                    break
                 log.warning("worker process %s exited with %s; starting another", proc.pid, proc.exitcode)
                 time.sleep(1)
                 children[i] = start_child()
+        read_reports(reports, watch)
+        for pid in watch.poll():
+            # systemd's watchdog signal reaches only this process; the stuck one's stacks
+            # are what an operator needs, in the journal, before the unit is restarted.
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
         stopping.wait(0.5)
+    watch.stop()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already; see WorkerProcess.drained
     log.info("stopping %d worker processes", len(children))
     for proc in children:
@@ -385,14 +463,6 @@ def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str 
             log.warning("worker process %s did not stop in time; killing it", proc.pid)
             proc.kill()
             proc.join()
+    if crash_loop:
+        return EXIT_CRASH_LOOP
     return 0 if all(p.exitcode == 0 for p in children) else 1
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Hostile servers make urllib3 warn about every malformed header; the result says it once.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)

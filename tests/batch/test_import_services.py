@@ -12,8 +12,10 @@ import pytest
 from kombu import Connection
 
 from db import JobFilter, NewJob, ResultRecord, open_store, utcnow
+from db.store import COPY_FROM
 from runner.errors import BrokerError
-from runner.jobs.importer import CHUNK, Importer, Source
+from runner.jobs.importer import Importer, Source
+from runner.jobs.intake import CHUNK, FIRST_CHUNK
 from runner.jobs.runtime import Runtime
 from runner.jobs.settings import from_env
 from runner.taskq.broker import AmqpBroker
@@ -103,25 +105,22 @@ def test_rabbitmq_lost_mid_import_records_everything_and_marks_the_rest(
         pg_url, amqp_url, queue_name, store, monkeypatch) -> None:
     settings = from_env({}, database_url=pg_url, broker_url=amqp_url, queue=queue_name)
     data = "".join(f"https://a.test/{i}\n" for i in range(12_000)).encode()
-    import runner.taskq.broker
-
-    real_open = runner.taskq.broker.open_broker
-    rt = Runtime(settings)  # its own broker is real: the check before recording passes
-    monkeypatch.setattr(runner.taskq.broker, "open_broker", lambda *a, **k: FailingAfter(real_open(*a, **k), 1))
+    rt = Runtime(settings)  # its broker is real: the check before recording passes
+    rt.app.broker = FailingAfter(rt.broker, 1)  # then the first chunk's publish, then a lost RabbitMQ
     try:
         report = Importer(rt, idempotency_key="night", publishers=1).run(Source("n.txt", io.BytesIO(data)))
     finally:
         rt.close()
-    assert report.recorded == 12_000 and report.published == CHUNK and report.unpublished == 12_000 - CHUNK
+    assert report.recorded == 12_000 and report.published == FIRST_CHUNK
+    assert report.unpublished == 12_000 - FIRST_CHUNK
     assert "connection reset" in report.broker_error
-    assert count(store, "SELECT count(*) FROM jobs WHERE publish_error LIKE 'not published: %%'") == 12_000 - CHUNK
-    monkeypatch.setattr(runner.taskq.broker, "open_broker", real_open)
+    assert count(store, "SELECT count(*) FROM jobs WHERE publish_error LIKE 'not published: %%'") == 12_000 - FIRST_CHUNK
 
     # The cron retry (same key) records nothing new and publishes what was left.
     env = runner_env(pg_url, amqp_url, queue_name)
     out = run_cli(["import", "-", "--idempotency-key", "night"], env, input=data.decode())
     assert out.returncode == 0, out.stderr
-    assert "0 jobs queued" in out.stdout and f"{12_000 - CHUNK:,} re-published" in out.stdout
+    assert "0 jobs queued" in out.stdout and f"{12_000 - FIRST_CHUNK:,} re-published" in out.stdout
     assert count(store, "SELECT count(*) FROM jobs") == 12_000
     assert count(store, "SELECT count(*) FROM jobs WHERE published_at IS NULL OR publish_error IS NOT NULL") == 0
     assert AmqpBroker(amqp_url, queue_name).ping().ready == messages(12_000)
@@ -174,11 +173,10 @@ def test_prune_on_postgres_deletes_old_done_jobs_in_chunks(env, store) -> None:
     assert out.returncode == 0 and "pruned 0 done jobs" in out.stdout
 
 
-def test_copy_keeps_backslashes_tabs_and_unicode_intact(store) -> None:
-    from db.bulk import record_jobs
-
-    jobs = [("https://a.test/a\\b\\\\c", '{"body_contains":"tab\\there \\\\ é"}'), ("https://b.test/é", "{}")]
-    ids = record_jobs(store, None, jobs)
-    views = [store.get_job(i) for i in ids]
+@pytest.mark.parametrize("filler", [0, COPY_FROM], ids=["insert", "copy"])
+def test_recording_keeps_backslashes_tabs_and_unicode_intact(store, filler) -> None:
+    jobs = [NewJob("https://a.test/a\\b\\\\c", '{"body_contains":"tab\\there \\\\ é"}'), NewJob("https://b.test/é", "{}")]
+    ids = store.insert_jobs(None, jobs + [NewJob(f"https://c.test/{i}", {}) for i in range(filler)])
+    views = [store.get_job(i) for i in ids[:2]]
     assert [v.url for v in views] == ["https://a.test/a\\b\\\\c", "https://b.test/é"]
     assert views[0].options == {"body_contains": "tab\there \\ é"} and views[1].options == {}

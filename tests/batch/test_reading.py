@@ -10,16 +10,9 @@ import pytest
 
 from runner.check.options import CheckOptions, parse_options
 from runner.errors import InvalidInput
-from runner.jobs.importer import (
-    MAX_LINE_BYTES,
-    ImportUsageError,
-    Source,
-    Validator,
-    detect_format,
-    fast_normalise,
-    records,
-)
-from runner.jobs.urls import normalise
+from runner.jobs.intake import Validator
+from runner.jobs.readers import MAX_LINE_BYTES, ImportUsageError, Source, detect_format, records
+from runner.jobs.urls import _parse, normalise
 
 
 def parse(data: bytes, name: str = "in.txt", fmt: str | None = None) -> tuple[str, list[tuple]]:
@@ -154,7 +147,7 @@ def _outcome(fn, text):
 
 @pytest.mark.parametrize("text", SAMPLES)
 def test_fast_path_agrees_with_normalise(text) -> None:
-    assert _outcome(fast_normalise, text) == _outcome(normalise, text)
+    assert _outcome(normalise, text) == _outcome(_parse, text)
 
 
 def test_fast_path_agrees_with_normalise_on_random_urls() -> None:
@@ -165,32 +158,31 @@ def test_fast_path_agrees_with_normalise_on_random_urls() -> None:
         port = rng.choice(["", ":80", ":443", ":8080", ":0", ":65535", ":070"])
         path = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         text = f"{rng.choice(['http', 'https', 'HTTP'])}://{host}{port}/{path}"
-        assert _outcome(fast_normalise, text) == _outcome(normalise, text), text
+        assert _outcome(normalise, text) == _outcome(_parse, text), text
 
 
 
-def test_check_messages_are_byte_for_byte_what_the_app_encodes() -> None:
-    from runner.jobs.importer import check_messages
-    from runner.taskq.app import Call, decode, encode
+def test_options_kept_as_json_text_reach_the_task_as_the_same_dict() -> None:
+    """The intake passes each job's options as the JSON text it validated (Raw): the
+    message must carry exactly what a dict would have, and every call its own id."""
+    from runner.taskq.app import Call, Raw, decode, encode
 
     v = Validator(parse_options({"body_contains": 'café "quoted" \\ back', "header": ["X-A: 1"]}))
     chunk = [v.job(u, None) for u in ('https://a.test/"q"', "https://b.test/a\\b", "https://c.test/é")]
     chunk += [v.job(f"https://d.test/{i}", {"method": "HEAD"}) for i in range(20)]
-    ids = list(range(100, 100 + len(chunk)))
-    messages = check_messages(ids, chunk)
-    assert len(messages) == 3
-    calls = [call for message in messages for call in decode(message)]
-    assert [c.args for c in calls] == [(i, url, json.loads(opts)) for i, (url, opts) in zip(ids, chunk, strict=True)]
+    raw = [Call("check", (100 + i, url, Raw(opts))) for i, (url, opts) in enumerate(chunk)]
+    plain = [Call("check", (100 + i, url, json.loads(opts)), id=c.id) for i, ((url, opts), c) in enumerate(zip(chunk, raw, strict=True))]
+    assert encode(raw) == encode(plain)
+    calls = decode(encode(raw))
+    assert [c.args for c in calls] == [c.args for c in plain]
     assert len({c.id for c in calls}) == len(calls)
-    again = [encode([Call(c.task, c.args, c.kwargs, c.id) for c in decode(m)]) for m in messages]
-    assert again == messages
 
 
 def test_digest_set_is_a_set() -> None:
     """The flat dedup table answers exactly as a Python set would, across many growths."""
     import random
 
-    from runner.jobs.importer import DigestSet
+    from runner.jobs.intake import DigestSet
 
     rng = random.Random(7)
     table, reference = DigestSet(capacity=8), set()

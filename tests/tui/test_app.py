@@ -142,7 +142,7 @@ async def test_filter_failed_outcome_and_sort(runtime) -> None:  # noqa: ANN001
         await wait_for(pilot, lambda: grid.total == 4 and len(grid.window.rows) == 4, what="failed only")
         assert all(v.ok is False for v in grid.window.rows)
         await pilot.press("f", "s", "s")  # newest -> oldest -> latency
-        await wait_for(pilot, lambda: grid.query.order == "latency" and grid.total == 8 and len(grid.window.rows) == 8,
+        await wait_for(pilot, lambda: grid.view_query.order == "latency" and grid.total == 8 and len(grid.window.rows) == 8,
                        what="slowest first")
         times = [v.total_ms or 0 for v in grid.window.rows]
         assert times == sorted(times, reverse=True)

@@ -83,7 +83,7 @@ def test_failed_only_sorted_by_latency(snap_compare, shown_runtime) -> None:  # 
         await ready(pilot)
         await pilot.press("f", "s", "s")
         grid = pilot.app.query_one(JobGrid)
-        await wait_for(pilot, lambda: grid.query.order == "latency" and grid.total == 4
+        await wait_for(pilot, lambda: grid.view_query.order == "latency" and grid.total == 4
                        and len(grid.window.rows) == 4, what="failed, slowest first")
 
     assert snap_compare(make(shown_runtime), terminal_size=(80, 24), run_before=run_before)

@@ -1,7 +1,7 @@
 """The ``runner`` command: one typer app, its global options, and every command group.
 
 The commands live by group in the modules beside this one; this module only registers
-them, so imports point one way: app → command modules → common.
+them, so imports point one way: main → command modules → common.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from runner.errors import ConfigError
 from runner.jobs.settings import DEFAULT_QUEUE, ENV, build
 from runner.version import VERSION
 
-app = typer.Typer(
+cli = typer.Typer(
     name="runner",
     help="urltester: test URLs at scale. Submit URLs, run workers, read results.\n\n"
     "Every setting is an option below and an environment variable (shown beside it); the "
@@ -29,9 +29,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(dead.dead_app, name="dead")
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(dead.dead_app, name="dead")
 
 
 def show_version(flag: bool) -> None:
@@ -43,7 +43,7 @@ def show_version(flag: bool) -> None:
 SETTINGS = "Settings"
 
 
-@app.callback()
+@cli.callback()
 def main_options(
     ctx: typer.Context,
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", envvar=ENV["database_url"], rich_help_panel=SETTINGS, show_default=False,
@@ -66,17 +66,17 @@ def main_options(
         raise fail(str(exc), EXIT_USAGE) from None
 
 
-app.command()(worker.start)
-app.command()(submitting.submit)
-app.command()(submitting.results)
-app.command()(submitting.requeue)
-app.command("import", help=importing.IMPORT_HELP)(importing.import_)
-app.command()(admin.prune)
-app.command()(admin.status)
-app.command()(admin.doctor)
-app.command()(terminal.tui)
-db_app.command("upgrade")(admin.db_upgrade)
+cli.command()(worker.start)
+cli.command()(submitting.submit)
+cli.command()(submitting.results)
+cli.command()(submitting.requeue)
+cli.command("import", help=importing.IMPORT_HELP)(importing.import_)
+cli.command()(admin.prune)
+cli.command()(admin.status)
+cli.command()(admin.doctor)
+cli.command()(terminal.tui)
+db_cli.command("upgrade")(admin.db_upgrade)
 
 
 def main() -> None:
-    app(prog_name="runner")
+    cli(prog_name="runner")

@@ -1,0 +1,43 @@
+"""The one way jobs enter (Runtime.submit over the intake), on the embedded store, inline."""
+
+from __future__ import annotations
+
+from db import JobFilter
+from db.batches import batch_summary
+from runner.jobs.runtime import Runtime
+from runner.jobs.settings import from_env
+
+
+def test_inline_submit_stores_every_result_before_it_returns(sqlite_url, target) -> None:
+    rt = Runtime(from_env({}, database_url=sqlite_url), inline=True)
+    try:
+        report = rt.submit([target.url("/ok"), target.url("/status/404"), "ftp://x.test/", target.url("/ok")])
+        views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest")
+    finally:
+        rt.close()
+    assert [r.reason for r in report.rejected] == ["unsupported scheme 'ftp' (use http or https)"]
+    assert [(v.state, v.outcome) for v in views] == [("done", "ok"), ("done", "http_error"), ("done", "ok")]
+
+
+def test_submit_can_drop_duplicates_and_counts_them(sqlite_url, target) -> None:
+    rt = Runtime(from_env({}, database_url=sqlite_url), inline=True)
+    try:
+        report = rt.submit([target.url("/ok")] * 3 + [target.url("/ok?b")], keep_duplicates=False)
+    finally:
+        rt.close()
+    assert len(report.job_ids) == 2 and report.duplicates == 2
+
+
+def test_a_large_submit_goes_in_chunks_and_keeps_its_order(sqlite_url) -> None:
+    from runner.jobs.intake import FIRST_CHUNK
+
+    rt = Runtime(from_env({}, database_url=sqlite_url), inline=True)
+    rt.app.tasks["check"].fn = lambda job_id, url, options: "skipped"  # recording, not checking
+    try:
+        urls = [f"https://a.test/{i}" for i in range(FIRST_CHUNK + 700)]
+        report = rt.submit(urls)
+        views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest", limit=len(urls))
+        total = batch_summary(rt.store, report.batch.id).total
+    finally:
+        rt.close()
+    assert [v.url for v in views] == urls and total == len(urls)
