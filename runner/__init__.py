@@ -6,7 +6,8 @@
        │      ╲
     runner.check  runner.taskq   what a check is (requests) │ the task runner (kombu)
        │             │
-    runner.errors, runner.text, runner.backoff, runner.metrics: shared leaves that import nothing of ours
+    runner.errors, runner.text, runner.backoff, runner.version, runner.metrics: shared leaves
+    that import nothing of ours
 
 ``db`` (the store) sits beside them: ``jobs`` and ``cli`` use it; ``check`` and ``taskq``
 never do.

@@ -7,17 +7,33 @@ DEFAULT_TEST_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//"
 
 say() { printf '%s\n' "$*" >&2; }
 
+LOCK="${URLTESTER_LOCK:-requirements-test.lock}"
+
+# Installs exactly what the lock says (every package pinned, every file's sha256 checked),
+# then urltester itself, editable and without resolving anything: the same bytes on every
+# machine, and nothing newer until someone runs scripts/lock. pip itself is the venv's own.
+install_locked() { # python lock [pip install args for urltester...]
+    local python="$1" lock="$2"; shift 2
+    "$python" -m pip install -q --require-hashes --no-deps -r "$lock"
+    "$python" -m pip install -q --no-deps "$@"
+    # A dependency added to pyproject.toml but not to the lock shows here, by name.
+    "$python" -m pip check >/dev/null 2>&1 || {
+        "$python" -m pip check >&2 || true
+        say "$lock does not match pyproject.toml: run scripts/lock (and commit the lock files)"
+        exit 2
+    }
+}
+
 ensure_venv() {
     local stamp="$VENV/.installed"
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating $VENV"
         python3 -m venv "$VENV" || { say "python3 -m venv failed: install python3-venv (Debian) and retry"; exit 2; }
     fi
-    # Reinstall only when pyproject.toml changed since the last install.
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-        say "installing urltester into $VENV"
-        "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-        "$VENV/bin/python" -m pip install -q -e ".[test]"
+    # Reinstall only when the lock or pyproject.toml changed since the last install.
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$LOCK" -nt "$stamp" ]; then
+        say "installing urltester into $VENV from $LOCK"
+        install_locked "$VENV/bin/python" "$LOCK" -e .
         touch "$stamp"
     fi
 }

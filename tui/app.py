@@ -19,7 +19,6 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -38,8 +37,9 @@ from .banner import Banner
 from .choice import ChoiceScreen
 from .detail import DetailScreen
 from .grid import JobGrid
-from .help import HelpScreen
+from .help import HelpScreen, help_sections
 from .status_line import StatusLine
+from .styled import FAILED, MUTED, OK, WARNING, Styled, styled
 from .url_input import UrlInput
 from .view_bar import ViewBar
 from .window import Query
@@ -59,22 +59,23 @@ class UrlTesterApp(App[None]):
     TITLE = "urltester"
     ENABLE_COMMAND_PALETTE = True
 
+    # The help screen (?) is made from these: the tooltip is its long description.
     BINDINGS = [
-        Binding("question_mark", "help", "Help"),
-        Binding("slash", "filter", "Filter"),
-        Binding("f", "toggle_failed", "Failed"),
-        Binding("s", "cycle_sort", "Sort"),
-        Binding("p", "toggle_pause", "Pause"),
-        Binding("r", "retest", "Re-test"),
-        Binding("e", "export", "Export"),
-        Binding("o", "pick_outcome", "Outcome", show=False),
-        Binding("b", "pick_batch", "Batch", show=False),
-        Binding("x", "clear_filters", "Clear filters", show=False),
-        Binding("R", "retest_failed", "Re-test failed", show=False),
-        Binding("c", "copy_url", "Copy URL", show=False),
-        Binding("i", "focus_input", "URL input", show=False),
-        Binding("escape", "escape", "Back", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("question_mark", "help", "Help", tooltip="every key (this screen)"),
+        Binding("slash", "filter", "Filter", tooltip="filter by text in the URL, in the database (Enter applies, Esc leaves)"),
+        Binding("f", "toggle_failed", "Failed", tooltip="failed only, on / off"),
+        Binding("s", "cycle_sort", "Sort", tooltip="sort: newest, oldest, slowest, status code, last checked"),
+        Binding("p", "toggle_pause", "Pause", tooltip="pause / resume live refresh"),
+        Binding("r", "retest", "Re-test", tooltip="re-test the row"),
+        Binding("e", "export", "Export", tooltip="export the current view to CSV or JSON"),
+        Binding("o", "pick_outcome", "Outcome", show=False, tooltip="only one outcome…"),
+        Binding("b", "pick_batch", "Batch", show=False, tooltip="only one batch…"),
+        Binding("x", "clear_filters", "Clear filters", show=False, tooltip="clear every filter"),
+        Binding("R", "retest_failed", "Re-test failed", show=False, tooltip="re-test every failed row in the current view"),
+        Binding("c", "copy_url", "Copy URL", show=False, tooltip="copy the URL to the clipboard"),
+        Binding("i", "focus_input", "URL input", show=False, tooltip="go to the URL input"),
+        Binding("escape", "escape", "Back", show=False, tooltip="back / close"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="quit"),
     ]
 
     def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow, tz: tzinfo | None = None,
@@ -98,7 +99,7 @@ class UrlTesterApp(App[None]):
         self.banner = Banner(id="banner")
         self.urls = UrlInput(placeholder="Type or paste URLs and press Enter (e.g. example.com https://example.org/health)",
                              id="urls")
-        self.message = Static(Text("Enter queues the URLs · ↓ moves to the grid · ? shows every key", "dim"),
+        self.message = Static(styled("Enter queues the URLs · ↓ moves to the grid · ? shows every key", MUTED),
                               id="message")
         self.view_bar = ViewBar(id="view-bar")
         self.filter_box = Input(placeholder="Filter: text in the URL (Enter to apply, Esc to leave)", id="filter")
@@ -268,10 +269,10 @@ class UrlTesterApp(App[None]):
         box.cursor_position = len(box.value)
 
     def _submitted(self, report: SubmitReport) -> None:
-        text = Text()
+        text = Styled()
         queued = len(report.job_ids)
         if queued:
-            text.append(f"✓ Queued {queued:,} URL{'s' if queued != 1 else ''}", "green")
+            text.append(f"✓ Queued {queued:,} URL{'s' if queued != 1 else ''}", OK)
             if report.batch is not None:
                 text.append(" in batch ")
                 text.append(printable(report.batch.name))
@@ -279,7 +280,7 @@ class UrlTesterApp(App[None]):
         if report.rejected:
             self._put_back(r.text for r in report.rejected)
             n = len(report.rejected)
-            text.append(f"✗ {n} not queued (left in the input): ", "bold red")
+            text.append(f"✗ {n} not queued (left in the input): ", f"bold {FAILED}")
             for i, rejected in enumerate(report.rejected[:SHOWN_REJECTIONS]):
                 if i:
                     text.append("; ")
@@ -287,12 +288,12 @@ class UrlTesterApp(App[None]):
                 text.append(f" — {printable(rejected.reason)}")
             if n > SHOWN_REJECTIONS:
                 text.append(f"; and {n - SHOWN_REJECTIONS} more")
-        self.message.update(text)
+        self.message.update(text.content)
         self.grid.reload()
 
     def _say(self, message: str, severity: str = "information") -> None:
-        style = {"warning": "yellow", "error": "bold red"}.get(severity, "")
-        self.message.update(Text(message, style))
+        style = {"warning": WARNING, "error": f"bold {FAILED}"}.get(severity, "")
+        self.message.update(styled(message, style))
 
     # ------------------------------------------------------------------ view: filter and sort
 
@@ -493,7 +494,7 @@ class UrlTesterApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(help_sections(self)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -26,7 +26,7 @@ class Column:
     width: int  # fixed width, or the minimum of a flexible column
     priority: int  # 0 = always shown; higher numbers are dropped first on narrow terminals
     right: bool = False
-    flex: int = 0  # share of the spare width (0 = fixed)
+    flex: int = 0  # share of the spare width left once the URL has its fill (0 = fixed)
 
 
 # Display order, left to right.
@@ -36,37 +36,45 @@ COLUMNS: tuple[Column, ...] = (
     Column("code", "CODE", 4, 1, right=True),
     Column("time", "TIME", 7, 2, right=True),
     Column("size", "SIZE", 7, 6, right=True),
-    Column("url", "URL", 20, 0, flex=4),
+    Column("url", "URL", 20, 0),
     Column("title", "TITLE", 12, 5, flex=2),
     Column("checked", "CHECKED", 11, 4),
     Column("attempts", "TRY", 3, 7, right=True),
     Column("error", "ERROR", 14, 3, flex=3),
 )
 
+# The URL is what tells rows apart, so it comes first for space: an optional column is shown
+# only while the URL keeps URL_WANT cells, and spare width goes to the URL (up to URL_MOST)
+# before TITLE and ERROR get any.
+URL_WANT = 40
+URL_MOST = 72
+
 
 def layout(width: int, *, regions: bool = False) -> list[tuple[Column, int]]:
     """The columns that fit in ``width`` cells, each with the width it gets. The REGIONS
     column is offered only with ``regions`` (some job on screen named regions)."""
-    chosen: list[Column] = []
     offered = [c for c in COLUMNS if regions or c.key != "regions"]
-    # The always-shown columns first, then the others by importance.
-    for col in sorted(offered, key=lambda c: c.priority):
-        trial = [*chosen, col]
-        need = sum(c.width for c in trial) + len(trial) - 1
-        if need <= width or col.priority == 0:
-            chosen = trial
-        else:
+
+    def need(cols: list[Column]) -> int:
+        return sum(max(c.width, URL_WANT) if c.key == "url" else c.width for c in cols) + len(cols) - 1
+
+    chosen = [c for c in offered if c.priority == 0]
+    for col in sorted((c for c in offered if c.priority), key=lambda c: c.priority):
+        if need([*chosen, col]) > width:
             break  # never show a less important column in place of a more important one
+        chosen.append(col)
     chosen.sort(key=COLUMNS.index)
-    spare = max(0, width - (sum(c.width for c in chosen) + len(chosen) - 1))
-    shares = sum(c.flex for c in chosen) or 1
-    widths = {c.key: c.width + spare * c.flex // shares for c in chosen}
-    # Give the rounding remainder to the first flexible column.
-    left = width - (sum(widths.values()) + len(chosen) - 1)
-    for c in chosen:
-        if c.flex and left > 0:
-            widths[c.key] += left
-            break
+    widths = {c.key: c.width for c in chosen}
+    spare = max(0, width - (sum(widths.values()) + len(chosen) - 1))
+    to_url = min(spare, URL_MOST - widths["url"])
+    widths["url"] += to_url
+    spare -= to_url
+    flexible = [c for c in chosen if c.flex]
+    shares = sum(c.flex for c in flexible)
+    for c in flexible:
+        widths[c.key] += spare * c.flex // shares
+    # The rounding remainder (or all of it, with no flexible column shown) goes to the URL.
+    widths["url"] += width - (sum(widths.values()) + len(chosen) - 1) if spare else 0
     return [(c, widths[c.key]) for c in chosen]
 
 
@@ -78,6 +86,29 @@ def fit(text: str, width: int, right: bool = False) -> str:
         return set_cell_size(text, width - 1) + "…"
     pad = " " * (width - cell_len(text))
     return pad + text if right else text + pad
+
+
+def fit_middle(url: str, width: int) -> str:
+    """A URL cut in the middle to exactly ``width`` cells: its start (scheme and host, or as
+    much of them as half the width holds) and its end (the path's last part and the query,
+    which is where URLs of one host differ) both stay visible."""
+    if width <= 0:
+        return ""
+    if cell_len(url) <= width:
+        return url + " " * (width - cell_len(url))
+    if width < 3:
+        return fit(url, width)
+    scheme, sep, rest = url.partition("://")
+    origin = scheme + sep + rest.split("/", 1)[0] + "/" if sep else ""
+    head_cells = min(cell_len(origin), (width - 1) // 2) if origin else (width - 1) // 2
+    head = set_cell_size(url, head_cells)
+    tail_cells = width - 1 - cell_len(head)
+    tail = ""
+    for ch in reversed(url):  # whole characters from the end, so a wide one is never split
+        if cell_len(tail) + cell_len(ch) > tail_cells:
+            break
+        tail = ch + tail
+    return head + "…" + " " * (tail_cells - cell_len(tail)) + tail
 
 
 def human_ms(ms: float | None) -> str:

@@ -2,7 +2,7 @@
 
 Each region's result (a job that named regions), timing waterfall, redirect chain, TLS certificate, response headers and the error in full.
 Every value is server- or user-supplied text, so each goes through ``printable`` and is
-appended to ``Text`` as plain text (never markup).
+appended to :class:`~tui.styled.Styled` as plain text (never markup), in the theme's colours.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import Any
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -25,12 +25,13 @@ from runner.jobs.report import state_label
 from runner.text import mask_url, printable
 
 from .columns import human_bytes, human_ms, state_class
+from .styled import FAILED, MUTED, OK, WARNING, Styled, styled
 from .waterfall import Waterfall
 
-STATE_STYLES = {"ok": "bold green", "failed": "bold red", "queued": "dim", "running": "bold yellow"}
+STATE_STYLES = {"ok": f"bold {OK}", "failed": f"bold {FAILED}", "queued": MUTED, "running": f"bold {WARNING}"}
 
 
-def _kv(text: Text, key: str, value: Any, style: str = "") -> None:
+def _kv(text: Styled, key: str, value: Any, style: str = "") -> None:
     if value is None or value == "" or value == []:
         return
     text.append(f"  {key:<14}", "dim")
@@ -38,9 +39,9 @@ def _kv(text: Text, key: str, value: Any, style: str = "") -> None:
     text.append("\n")
 
 
-def summary(job: JobView, tz: tzinfo | None) -> Text:
+def summary(job: JobView, tz: tzinfo | None) -> Content:
     d = job.detail or {}
-    text = Text()
+    text = Styled()
     text.append(state_label(job), STATE_STYLES.get(state_class(job), ""))
     text.append("  ")
     text.append(printable(mask_url(job.url)), "bold")
@@ -60,9 +61,8 @@ def summary(job: JobView, tz: tzinfo | None) -> Text:
     _kv(text, "submitted", _when(job.submitted_at, tz))
     _kv(text, "checked", _when(job.checked_at, tz))
     if job.state == "queued" and job.publish_error:
-        _kv(text, "not sent", job.publish_error, "red")
-    text.rstrip()
-    return text
+        _kv(text, "not sent", job.publish_error, FAILED)
+    return text.content
 
 
 def _when(value: Any, tz: tzinfo | None) -> str | None:
@@ -71,13 +71,13 @@ def _when(value: Any, tz: tzinfo | None) -> str | None:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
-def error_text(job: JobView) -> Text | None:
+def error_text(job: JobView) -> Content | None:
     d = job.detail or {}
     if not job.error and not d.get("retried") and not d.get("failed_conditions"):
         return None
-    text = Text()
+    text = Styled()
     if job.error:
-        text.append(printable(job.error), "red")
+        text.append(printable(job.error), FAILED)
         text.append("\n")
     for cond in d.get("failed_conditions") or []:
         text.append("  ✗ condition ", "dim")
@@ -90,34 +90,34 @@ def error_text(job: JobView) -> Text | None:
             text.append(" — ")
             text.append(printable(earlier.get("error")))
         text.append("\n")
-    return text
+    return text.content
 
 
-def redirects_text(job: JobView) -> Text | None:
+def redirects_text(job: JobView) -> Content | None:
     d = job.detail or {}
     chain = d.get("redirects") or []
     if not chain:
         return None
-    text = Text()
+    text = Styled()
     text.append("  ")
     text.append(printable(mask_url(d.get("url") or job.url)))
     text.append("\n")
     for hop in chain:
-        text.append(f"  {printable(hop.get('status')):>3} → ", "yellow")
+        text.append(f"  {printable(hop.get('status')):>3} → ", WARNING)
         text.append(printable(hop.get("url")))
         text.append("\n")
-    return text
+    return text.content
 
 
-def tls_text(job: JobView) -> Text | None:
+def tls_text(job: JobView) -> Content | None:
     tls = (job.detail or {}).get("tls")
     if not tls:
         return None
-    text = Text()
+    text = Styled()
     _kv(text, "protocol", " · ".join(str(x) for x in (tls.get("protocol"), tls.get("cipher"), tls.get("alpn")) if x))
     verified = tls.get("verified")
     _kv(text, "verified", None if verified is None else ("yes" if verified else "no (insecure)"),
-        "green" if verified else "red")
+        OK if verified else FAILED)
     _kv(text, "subject", tls.get("subject"))
     _kv(text, "issuer", tls.get("issuer"))
     san = tls.get("san") or []
@@ -125,49 +125,49 @@ def tls_text(job: JobView) -> Text | None:
     _kv(text, "valid", " → ".join(str(x) for x in (tls.get("not_before"), tls.get("not_after")) if x))
     days = tls.get("days_left")
     if days is not None:
-        _kv(text, "expires in", f"{days} days", "red" if days < 14 else "")
+        _kv(text, "expires in", f"{days} days", FAILED if days < 14 else "")
     chain = tls.get("chain") or []
     for n, cert in enumerate(chain[1:], 2):
         _kv(text, f"chain {n}", f"{cert.get('subject')} (by {cert.get('issuer')}, until {cert.get('not_after')})")
-    return text
+    return text.content
 
 
-def headers_text(job: JobView) -> Text | None:
+def headers_text(job: JobView) -> Content | None:
     headers = (job.detail or {}).get("headers") or {}
     if not headers:
         return None
-    text = Text()
+    text = Styled()
     for name, value in headers.items():
         text.append(f"  {printable(name, 60)}: ", "bold")
         text.append(printable(value, 2000))
         text.append("\n")
-    return text
+    return text.content
 
 
 REGION_PHASES = (("dns_ms", "dns"), ("connect_ms", "connect"), ("tls_ms", "tls"), ("ttfb_ms", "wait"),
                  ("transfer_ms", "transfer"))
 
 
-def regions_text(job: JobView, results: list[RegionResult]) -> Text | None:
+def regions_text(job: JobView, results: list[RegionResult]) -> Content | None:
     """Each region's result on a line, its timing phases in columns side by side, so a
     region that is slow (or failing) stands out. None for a job of the default region alone."""
     if job.regions == (DEFAULT_REGION,) and all(r.region == DEFAULT_REGION for r in results):
         return None
     heard = {r.region: r for r in results}
-    text = Text()
-    text.append(f"  quorum {printable(job.quorum)} of {len(job.regions)}: {summary_of(job.regions, heard)}\n", "dim")
-    text.append(f"  {'region':<16}{'outcome':<20}{'code':>5}{'total':>9}", "dim")
+    text = Styled()
+    text.append(f"  quorum {printable(job.quorum)} of {len(job.regions)}: {summary_of(job.regions, heard)}\n", MUTED)
+    text.append(f"  {'region':<16}{'outcome':<20}{'code':>5}{'total':>9}", MUTED)
     for _, name in REGION_PHASES:
-        text.append(f"{name:>9}", "dim")
-    text.append("  worker\n", "dim")
+        text.append(f"{name:>9}", MUTED)
+    text.append("  worker\n", MUTED)
     for region in [*job.regions, *(r for r in heard if r not in job.regions)]:
         r = heard.get(region)
         text.append(f"  {printable(region, 15):<16}")
         if r is None:
-            text.append("… waiting", "yellow")
+            text.append("… waiting", WARNING)
             text.append("\n")
             continue
-        text.append(f"{printable(('✓ ' if r.ok else '✗ ') + r.outcome, 19):<20}", "green" if r.ok else "red")
+        text.append(f"{printable(('✓ ' if r.ok else '✗ ') + r.outcome, 19):<20}", OK if r.ok else FAILED)
         text.append(f"{'' if r.status_code is None else r.status_code:>5}{human_ms(r.total_ms):>9}")
         detail = r.detail or {}
         hop = (detail.get("hops") or [detail])[-1] if detail else {}
@@ -177,10 +177,9 @@ def regions_text(job: JobView, results: list[RegionResult]) -> Text | None:
         text.append(f"  {printable(r.worker or '-', 40)}")
         if r.error and not r.ok:
             text.append("\n")
-            text.append(f"  {'':<16}{printable(r.error, 200)}", "red")
+            text.append(f"  {'':<16}{printable(r.error, 200)}", FAILED)
         text.append("\n")
-    text.rstrip()
-    return text
+    return text.content
 
 
 def summary_of(regions: tuple[str, ...], heard: dict[str, RegionResult]) -> str:
@@ -191,11 +190,11 @@ class DetailScreen(Screen):
     """One job in full. ``escape`` goes back to the grid."""
 
     BINDINGS = [
-        Binding("escape,q,backspace", "app.pop_screen", "Back"),
-        Binding("r", "app.retest", "Re-test"),
-        Binding("c", "app.copy_url", "Copy URL"),
-        Binding("e", "app.export", "Export view"),
-        Binding("R", "app.retest_failed", "Re-test failed", show=False),
+        Binding("escape,q,backspace", "app.pop_screen", "Back", tooltip="back to the grid"),
+        Binding("r", "app.retest", "Re-test", tooltip="re-test this job"),
+        Binding("c", "app.copy_url", "Copy URL", tooltip="copy the URL to the clipboard"),
+        Binding("e", "app.export", "Export view", tooltip="export the grid's current view to CSV or JSON"),
+        Binding("R", "app.retest_failed", "Re-test failed", show=False, tooltip="re-test every failed row in the grid's view"),
     ]
 
     def __init__(self, job: JobView, tz: tzinfo | None = None) -> None:
@@ -226,7 +225,7 @@ class DetailScreen(Screen):
             self.app.call_from_thread(self.show, job, results)
 
     def _failed(self, error: str) -> None:
-        self.query_one("#detail-loading", Static).update(Text(f"database unreachable: {printable(error)}", "red"))
+        self.query_one("#detail-loading", Static).update(styled(f"database unreachable: {printable(error)}", FAILED))
 
     async def show(self, job: JobView, results: list[RegionResult] | None = None) -> None:
         """Draw (or redraw) every section for this job (``results``: its regions')."""
@@ -236,7 +235,7 @@ class DetailScreen(Screen):
         await body.remove_children()
         widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
         if job.state != "done":
-            widgets.append(Static(Text(f"Not checked yet ({job.state}); this view updates when it is.", "dim")))
+            widgets.append(Static(styled(f"Not checked yet ({job.state}); this view updates when it is.", MUTED)))
         sections: list[tuple[str, Any]] = []
         regions = regions_text(job, self.results)
         if regions is not None:
@@ -248,7 +247,7 @@ class DetailScreen(Screen):
             if section is not None:
                 sections.append((title, Static(section)))
         for title, widget in sections:
-            widgets.append(Static(Text(title, "bold underline"), classes="section-title"))
+            widgets.append(Static(styled(title, "bold underline"), classes="section-title"))
             widgets.append(widget)
         await body.mount_all(widgets)
 

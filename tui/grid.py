@@ -14,6 +14,7 @@ from datetime import datetime, tzinfo
 from functools import partial
 
 from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -26,9 +27,10 @@ from textual.strip import Strip
 
 from db import JobView, Store
 
-from .columns import Column, cell, fit, layout, state_class
+from .columns import Column, cell, fit, fit_middle, layout, state_class
 from .window import Loaded, Query, Window, load
 
+_PLAIN = Style()
 RECOUNT_SECONDS = 5.0  # a full count of the listing at most this often (see window.load)
 
 
@@ -36,13 +38,13 @@ class JobGrid(ScrollView, can_focus=True):
     """Jobs and their results, newest first by default, drawn a line at a time."""
 
     BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Up", show=False),
-        Binding("down,j", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown,space", "page(1)", "Page down", show=False),
-        Binding("home,g", "first", "First", show=False),
-        Binding("end,G", "last", "Last", show=False),
-        Binding("enter", "activate", "Details"),
+        Binding("up,k", "cursor(-1)", "Up", show=False, tooltip="cursor up"),
+        Binding("down,j", "cursor(1)", "Down", show=False, tooltip="cursor down"),
+        Binding("pageup", "page(-1)", "Page up", show=False, tooltip="a page up"),
+        Binding("pagedown,space", "page(1)", "Page down", show=False, tooltip="a page down"),
+        Binding("home,g", "first", "First", show=False, tooltip="first row"),
+        Binding("end,G", "last", "Last", show=False, tooltip="last row"),
+        Binding("enter", "activate", "Details", tooltip="details of the row: timings, redirects, TLS, headers, error"),
     ]
 
     COMPONENT_CLASSES = {
@@ -334,19 +336,20 @@ class JobGrid(ScrollView, can_focus=True):
             row_style = base + self._style("cursor" if self.has_focus else "cursor-blurred")
         if view is None:  # not fetched yet: a placeholder until the worker answers
             pending = Text(fit(" …", width), style=row_style + self._style("pending"), end="")
-            return Strip(list(pending.render(self.app.console)), width)
+            return Strip(self._segments(pending), width)
         text = Text(style=row_style, no_wrap=True, end="")
         for n, (col, w) in enumerate(self._layout):
             if n:
                 text.append(" ")
-            value = fit(cell(view, col.key, self._now, self.tz, self.window.regions.get(view.id)), w, col.right)
+            text_ = cell(view, col.key, self._now, self.tz, self.window.regions.get(view.id))
+            value = fit_middle(text_, w) if col.key == "url" else fit(text_, w, col.right)
             if col.key == "state":
                 text.append(value, self._style(state_class(view)))
             elif col.key == "error":
                 text.append(value, self._style("error"))
             else:
                 text.append(value)
-        strip = Strip(list(text.render(self.app.console)), cell_len(text.plain))
+        strip = Strip(self._segments(text), cell_len(text.plain))
         return strip.crop_extend(0, width, row_style)
 
     def _header(self, width: int) -> Strip:
@@ -356,4 +359,10 @@ class JobGrid(ScrollView, can_focus=True):
             if n:
                 text.append(" ")
             text.append(fit(col.title, w, col.right))
-        return Strip(list(text.render(self.app.console)), cell_len(text.plain)).crop_extend(0, width, style)
+        return Strip(self._segments(text), cell_len(text.plain)).crop_extend(0, width, style)
+
+    def _segments(self, text: Text) -> list[Segment]:
+        """``text`` as segments, each with a Style. Hazard: rich leaves a segment's style None
+        when its style is empty, as every style is under NO_COLOR, and Textual's NO_COLOR
+        filter then fails on it (the app crashed at start with NO_COLOR=1)."""
+        return [Segment(t, s or _PLAIN, c) for t, s, c in text.render(self.app.console)]

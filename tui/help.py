@@ -1,67 +1,79 @@
-"""HelpScreen: every key, in one place (``?``)."""
+"""HelpScreen: every key, in one place (``?``), made from the bindings themselves.
+
+Each section lists one owner's ``BINDINGS`` (the input, the grid, the details, the app), with
+the keys as the footer shows them and the binding's tooltip as its description: a key added,
+moved or renamed in a ``BINDINGS`` list is in the help at once, and no list here can drift.
+"""
 
 from __future__ import annotations
 
-from rich.text import Text
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("Submitting", (
-        ("type/paste, Enter", "queue every valid URL (spaces or newlines between them); invalid ones stay in the input with their reason"),
-        ("i", "go to the URL input"),
-        ("↓ / Tab", "from the input to the grid"),
-    )),
-    ("Grid", (
-        ("↑ ↓ j k", "move the cursor"),
-        ("PgUp PgDn Space", "page up / down"),
-        ("Home End g G", "first / last row"),
-        ("Enter", "details of the row: timings, redirects, TLS, headers, error"),
-        ("p", "pause / resume live refresh"),
-    )),
-    ("Filter and sort (done in the database)", (
-        ("/", "filter by text in the URL (Enter applies, Esc leaves)"),
-        ("f", "failed only, on / off"),
-        ("o", "only one outcome…"),
-        ("b", "only one batch…"),
-        ("s", "sort: newest, oldest, slowest, status code, last checked"),
-        ("x", "clear every filter"),
-    )),
-    ("Actions (grid and details)", (
-        ("r", "re-test the row"),
-        ("R", "re-test every failed row in the current view"),
-        ("c", "copy the URL to the clipboard"),
-        ("e", "export the current view to CSV or JSON"),
-    )),
-    ("Everywhere", (
-        ("?", "this help"),
-        ("Ctrl+P", "command palette: every action by name"),
-        ("Esc", "back / close"),
-        ("Ctrl+Q", "quit"),
-    )),
-)
+if TYPE_CHECKING:
+    from textual.app import App
+
+Section = tuple[str, list[tuple[str, str]]]  # title, (keys, what they do)
 
 
-def help_text() -> Text:
-    text = Text()
-    for n, (title, keys) in enumerate(KEYS):
-        if n:
-            text.append("\n")
-        text.append(title + "\n", "bold underline")
-        for key, what in keys:
-            text.append(f"  {key:<18}", "bold")
-            text.append(what + "\n")
-    return text
+def binding_rows(app: App, bindings: list[Binding]) -> list[tuple[str, str]]:
+    """(keys, description) per binding: ``up,k`` shows as ``↑ k``, in the app's key display."""
+    rows = []
+    for binding in bindings:
+        keys = " ".join(app.get_key_display(replace(binding, key=key.strip())) for key in binding.key.split(","))
+        rows.append((keys, binding.tooltip or binding.description))
+    return rows
+
+
+def help_sections(app: App) -> list[Section]:
+    from .detail import DetailScreen
+    from .grid import JobGrid
+    from .url_input import UrlInput
+
+    palette = Binding(app.COMMAND_PALETTE_BINDING, "command_palette", "Palette",
+                      tooltip="command palette: every action by name")
+    return [
+        ("URL input", binding_rows(app, UrlInput.BINDINGS)),
+        ("Grid", binding_rows(app, JobGrid.BINDINGS)),
+        ("Details (Enter on a row)", binding_rows(app, DetailScreen.BINDINGS)),
+        ("Everywhere (filters and sorts run in the database)",
+         binding_rows(app, [*type(app).BINDINGS, palette])),
+    ]
+
+
+def help_text(sections: list[Section]) -> Content:
+    """The sections as one piece of plain text (what the screen shows, for tests and copying)."""
+    lines = []
+    for title, rows in sections:
+        lines.append(title)
+        lines.extend(f"  {keys}  {what}" for keys, what in rows)
+    return Content("\n".join(lines))
 
 
 class HelpScreen(ModalScreen[None]):
+    """One row per binding: the keys in a column of their own, the description wrapping
+    beside them (styles in app.tcss, from the theme)."""
+
     BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
+
+    def __init__(self, sections: list[Section]) -> None:
+        super().__init__()
+        self.sections = sections
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Static(Text("urltester — keys", "bold"), id="help-title")
-            yield Static(help_text())
-            yield Static(Text("Esc closes", "dim"))
+            yield Static(Content.styled("urltester — keys", "bold"), id="help-title")
+            for title, rows in self.sections:
+                yield Static(Content.styled(title, "bold underline"), classes="help-section")
+                for keys, what in rows:
+                    with Horizontal(classes="help-row"):
+                        yield Static(Content(keys), classes="help-keys")
+                        yield Static(Content(what), classes="help-what")
+            yield Static(Content.styled("Esc closes", "dim"), classes="help-section")

@@ -3,11 +3,12 @@ services in use."""
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.widgets import Static
 
 from db import Counts
 from runner.text import printable
+
+from .styled import FAILED, MUTED, OK, WARNING, Styled
 
 
 class StatusLine(Static):
@@ -36,23 +37,23 @@ class StatusLine(Static):
 
     def _draw(self) -> None:
         c = self.counts
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Styled()  # one line each: #status in app.tcss neither wraps nor overflows
         if c is None:
-            text.append("counting jobs…", "dim")
+            text.append("counting jobs…", MUTED)
         else:
             text.append(f"· {c.queued:,} queued")
             text.append("  ")
-            text.append(f"… {c.running:,} running", "yellow")
+            text.append(f"… {c.running:,} running", WARNING)
             text.append("  ")
-            text.append(f"✓ {c.ok:,} ok", "green")
+            text.append(f"✓ {c.ok:,} ok", OK)
             text.append("  ")
-            text.append(f"✗ {c.failed:,} failed", "red" if c.failed else "")
+            text.append(f"✗ {c.failed:,} failed", FAILED if c.failed else "")
             text.append(f"  │  {c.done_last_minute:,} checks/min  │  ")
             if self.immediate:
                 text.append("checks run in this app")
             else:
                 n = self.alive or 0
-                text.append(f"{n} worker{'s' if n != 1 else ''} alive", "" if n else "bold red")
+                text.append(f"{n} worker{'s' if n != 1 else ''} alive", "" if n else f"bold {FAILED}")
                 if self.regions and self.regions != ("default",):
                     text.append(" in " + ", ".join(printable(r, 40) for r in self.regions))
                 if len(self.depths) > 1:  # regions: each queue's depth, the default region's first
@@ -60,10 +61,10 @@ class StatusLine(Static):
                 elif self.queue_depth is not None:
                     text.append(f"  │  {self.queue_depth:,} in queue")
         text.append("\n")
-        text.append("db ", "dim")
+        text.append("db ", MUTED)
         text.append(printable(self.database))
-        text.append("  broker ", "dim")
+        text.append("  broker ", MUTED)
         text.append(printable(self.broker))
         if self.immediate:
-            text.append(" (in-process)", "dim")
-        self.update(text)
+            text.append(" (in-process)", MUTED)
+        self.update(text.content)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
+from textual.content import Content
 from textual.widget import Widget
 
 from runner.text import printable
 
 from .columns import human_ms
+from .styled import MUTED, Styled, styled
 
+# Each phase's bar in a theme colour (a variable, so themes and NO_COLOR apply); the label
+# beside it names the phase, so the colour is never the only cue.
 PHASES = (
-    ("dns_ms", "dns", "magenta"),
-    ("connect_ms", "connect", "cyan"),
-    ("tls_ms", "tls", "blue"),
-    ("ttfb_ms", "wait", "yellow"),
-    ("transfer_ms", "transfer", "green"),
+    ("dns_ms", "dns", "$secondary"),
+    ("connect_ms", "connect", "$primary"),
+    ("tls_ms", "tls", "$accent"),
+    ("ttfb_ms", "wait", "$warning"),
+    ("transfer_ms", "transfer", "$success"),
 )
 LABEL = 14
 VALUE = 10
@@ -55,13 +58,13 @@ class Waterfall(Widget):
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
         return max(1, len(phases(self.detail)))
 
-    def render(self) -> Text:
+    def render(self) -> Content:
         rows = phases(self.detail)
         if not rows:
-            return Text("no timings recorded (the check failed before connecting)", style="dim")
+            return styled("no timings recorded (the check failed before connecting)", MUTED)
         end = max(start + length for _, _, start, length in rows) or 1.0
         bar_width = max(10, self.size.width - LABEL - VALUE - 2)
-        text = Text(no_wrap=True)
+        text = Styled()
         for n, (label, colour, start, length) in enumerate(rows):
             if n:
                 text.append("\n")
@@ -73,4 +76,4 @@ class Waterfall(Widget):
             text.append("█" * (b - a), colour)
             text.append(" " * (bar_width - b))
             text.append(" " + human_ms(length).rjust(VALUE))
-        return text
+        return text.content

@@ -43,6 +43,7 @@ from runner.check.options import DEFAULT_OPTIONS, CheckOptions, Condition
 from runner.check.policy import DEFAULT_POLICY, AddressPolicy
 from runner.check.transport import CheckFailure, Guard, HopTimes
 from runner.text import mask_url
+from runner.version import USER_AGENT
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -260,7 +261,7 @@ class Checker:
     """Runs checks. Thread-safe: each thread gets its own requests.Session (connection
     reuse per thread); one Checker can be shared by all of a worker's threads."""
 
-    def __init__(self, policy: AddressPolicy = DEFAULT_POLICY, *, user_agent: str = "urltester/0.1",
+    def __init__(self, policy: AddressPolicy = DEFAULT_POLICY, *, user_agent: str = USER_AGENT,
                  ca_bundle: str | None = None) -> None:
         self.policy = policy
         self.user_agent = user_agent

@@ -2,22 +2,66 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 
 from db import StoreError
-from runner.cli.common import EXIT_OK, EXIT_UNAVAILABLE, handled, parse_age, plural, runtime_for
+from runner.cli.common import (
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    handled,
+    parse_age,
+    plural,
+    runtime_for,
+)
 from runner.errors import BrokerError, ConfigError
 from runner.jobs.settings import Settings
 from runner.text import printable
 
 
+def iso(moment: datetime) -> str:
+    """ISO 8601 UTC with a Z, as `runner results --format json` writes times."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def status_document(settings: Settings, st: Any) -> dict[str, Any]:
+    """`runner status --json`: stable keys (new ones may be added, none renamed), passwords masked."""
+    c = st.counts
+    return {
+        "database": settings.database_shown,
+        "broker": settings.broker_shown,
+        "in_process": settings.immediate,
+        "jobs": {"queued": c.queued, "running": c.running, "done": c.done, "ok": c.ok, "failed": c.failed,
+                 "unpublished": c.unpublished},
+        "outcomes": dict(sorted(c.by_outcome.items())),
+        "checks_last_minute": c.done_last_minute,
+        "queue": None if st.queue is None else {
+            "name": settings.queue, "ready": st.queue.ready, "consumers": st.queue.consumers, "dead": st.queue.dead},
+        "broker_error": st.broker_error,
+        "regions": {region: None if depth is None else {"ready": depth.ready, "consumers": depth.consumers,
+                                                         "dead": depth.dead}
+                    for region, depth in sorted(st.regions.items())},
+        "workers": [{"host": w.host, "pid": w.pid, "queue": w.queue, "region": w.region, "concurrency": w.concurrency,
+                     "processed": w.processed, "started_at": iso(w.started_at), "last_seen": iso(w.last_seen)}
+                    for w in st.workers],
+    }
+
+
 @handled
-def status(ctx: typer.Context) -> None:
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (stable keys) instead of lines, for scripts and monitoring.")] = False,
+) -> None:
     """Queue depth, jobs by state, workers alive and throughput."""
     with runtime_for(ctx) as rt:
         st = rt.status()
+        if as_json:
+            typer.echo(json.dumps(status_document(rt.settings, st)))
+            return
         c = st.counts
         typer.echo(f"database  {rt.settings.database_shown}")
         typer.echo(f"broker    {rt.settings.broker_shown}" + ("  (checks run in-process)" if rt.settings.immediate else ""))
@@ -41,6 +85,7 @@ def status(ctx: typer.Context) -> None:
             line = f"region    {printable(region)}: {len(mine)} worker{plural(len(mine))} alive"
             if depth is not None:
                 line += f"; queue {queue}: {depth.ready} ready, {depth.consumers} consumers, {depth.dead} dead-lettered"
+                line += "  (`runner dead list`)" if depth.dead else ""
             typer.echo(line)
             for w in mine:
                 typer.echo(f"          {printable(w.host)} pid {w.pid}: {w.concurrency} threads, {w.processed} checks, "
@@ -48,28 +93,43 @@ def status(ctx: typer.Context) -> None:
 
 
 def doctor(ctx: typer.Context) -> None:
-    """Check the settings, the database and the broker; say exactly what is wrong."""
-    from db import open_store
+    """Check the settings, the database and the broker; say exactly what is wrong.
+
+    Exit 0 when all is well; 2 when a setting needs fixing (a login or database the server
+    refuses, a schema behind the code); 3 when a service is unreachable (try again later).
+    """
+    from db import StoreConfigError, StoreUnavailable, open_store
     from runner.taskq.broker import open_broker
 
     settings: Settings = ctx.obj
-    problems = 0
+    code = EXIT_OK
+
+    def problem(text: str, exit_code: int) -> None:
+        nonlocal code
+        typer.echo(f"  FAILED: {text}")
+        code = max(code, exit_code)
+
     typer.echo(f"database  {settings.database_shown}")
     try:
         store = open_store(settings.database_url, max_connections=1, migrate=False)
         try:
             version, latest = store.schema_version(), store.latest_version()
             if store.pending_versions():
-                typer.echo(f"  schema version {version}, latest {latest}: run `runner db upgrade`")
-                problems += 1
+                problem(f"schema version {version}, latest {latest}: run `runner db upgrade`", EXIT_USAGE)
             else:
                 counts = store.counts()
                 typer.echo(f"  ok: schema version {version}, {counts.queued + counts.running + counts.done} jobs")
         finally:
             store.close()
-    except (StoreError, ConfigError) as exc:
-        typer.echo(f"  FAILED: {exc}")
-        problems += 1
+    except StoreUnavailable as exc:
+        if exc.refused:
+            problem(f"the database refused the connection (fix the settings): {exc}", EXIT_USAGE)
+        else:
+            problem(f"unreachable: {exc}", EXIT_UNAVAILABLE)
+    except (StoreConfigError, ConfigError) as exc:
+        problem(str(exc), EXIT_USAGE)
+    except StoreError as exc:
+        problem(str(exc), EXIT_UNAVAILABLE)
     typer.echo(f"broker    {settings.broker_shown}")
     if settings.immediate:
         typer.echo("  ok: in-memory (checks run in the submitting process; `runner start` needs RabbitMQ)")
@@ -77,11 +137,11 @@ def doctor(ctx: typer.Context) -> None:
         try:
             depth = open_broker(settings.broker_url, settings.queue).ping()
             typer.echo(f"  ok: queue {settings.queue}: {depth.ready} ready, {depth.consumers} consumers, {depth.dead} dead-lettered")
-        except (BrokerError, ConfigError) as exc:
-            typer.echo(f"  FAILED: {exc}")
-            problems += 1
-    raise typer.Exit(EXIT_UNAVAILABLE if problems else EXIT_OK)
-
+        except ConfigError as exc:  # the login refused: waiting would not fix it
+            problem(str(exc), EXIT_USAGE)
+        except BrokerError as exc:
+            problem(str(exc), EXIT_UNAVAILABLE)
+    raise typer.Exit(code)
 
 
 @handled

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -68,11 +69,69 @@ def runtime_for(ctx: typer.Context, **kwargs: Any) -> Iterator[Any]:
         rt.close()
 
 
+# ---------------------------------------------------------------------------- choices
+# Enums, so that typer completes them and names the choices in its own error. Spelled out
+# here rather than built from runner.check / runner.jobs, whose import (requests, ...) would
+# slow every completion; tests/test_cli_habits.py checks that they match those tuples.
+
+
+class Method(StrEnum):
+    GET = "GET"
+    HEAD = "HEAD"
+
+
+class State(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+
+
+class Outcome(StrEnum):
+    ok = "ok"
+    http_error = "http_error"
+    assertion_failed = "assertion_failed"
+    dns_error = "dns_error"
+    connect_refused = "connect_refused"
+    connect_timeout = "connect_timeout"
+    read_timeout = "read_timeout"
+    deadline_exceeded = "deadline_exceeded"
+    tls_error = "tls_error"
+    too_many_redirects = "too_many_redirects"
+    too_large = "too_large"
+    invalid_response = "invalid_response"
+    blocked = "blocked"
+
+
+class ResultsFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    junit = "junit"
+
+
+class ImportFormat(StrEnum):
+    text = "text"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+def value(choice: Enum | None) -> Any:
+    """The plain value of a choice (None stays None)."""
+    return None if choice is None else choice.value
+
+
 # ---------------------------------------------------------------------------- check options
 
 _D = DEFAULT_OPTIONS  # the defaults live in CheckOptions; the help reads them there
 
-MethodOpt = Annotated[str | None, typer.Option("--method", help=f"GET or HEAD (default {_D.method}).", rich_help_panel="Check options")]
+MethodOpt = Annotated[Method | None, typer.Option("--method", case_sensitive=False, help=f"HTTP method (default {_D.method}).", rich_help_panel="Check options")]
 ExpectOpt = Annotated[str | None, typer.Option("--expect-status", help=f"Accepted status codes, e.g. 200-299,304 (default {_D.expect_status}).", rich_help_panel="Check options")]
 ContainsOpt = Annotated[str | None, typer.Option("--body-contains", help="The body must contain this text.", rich_help_panel="Check options")]
 ExcludesOpt = Annotated[str | None, typer.Option("--body-excludes", help="The body must not contain this text.", rich_help_panel="Check options")]
@@ -90,7 +149,7 @@ QuorumOpt = Annotated[str | None, typer.Option("--quorum", help="Regions that mu
 NoWorkerAfterOpt = Annotated[float | None, typer.Option("--no-worker-after", envvar="URLTESTER_NO_WORKER_AFTER", min=0.1, help="Seconds after which a named region with no live worker is reported no_worker (default 60).", rich_help_panel="Regions", show_default=False)]
 
 
-def check_options(method: str | None = None, expect_status: str | None = None, body_contains: str | None = None,
+def check_options(method: Method | str | None = None, expect_status: str | None = None, body_contains: str | None = None,
                   body_excludes: str | None = None, max_ms: float | None = None, deadline: float | None = None,
                   max_redirects: int | None = None, insecure: bool = False, max_bytes: int | None = None,
                   header: list[str] | None = None, condition: list[str] | None = None,
@@ -99,7 +158,7 @@ def check_options(method: str | None = None, expect_status: str | None = None, b
     from runner.check.options import parse_options
 
     raw: dict[str, Any] = {
-        "method": method, "expect_status": expect_status, "body_contains": body_contains,
+        "method": method.value if isinstance(method, Method) else method, "expect_status": expect_status, "body_contains": body_contains,
         "body_excludes": body_excludes, "max_ms": max_ms, "deadline": deadline, "max_redirects": max_redirects,
         "insecure": insecure or None, "max_bytes": max_bytes, "header": header or None, "condition": condition or None,
         "retries": retries,
@@ -138,6 +197,12 @@ def parse_age(text: str, *, strict: bool = True) -> timedelta | None:
         raise typer.BadParameter(f"{text!r} is not an age such as 90s, 30m, 2h, 7d or 2w")
     return None
 
+
+
+def split_networks(values: list[str] | None) -> list[str]:
+    """``--allow-network`` values, each of which may be a comma-separated list (as the
+    variable is): ``10.0.0.0/8,192.168.0.0/16``."""
+    return [n.strip() for v in values or () for n in v.split(",") if n.strip()]
 
 
 def plural(n: int) -> str:

@@ -6,6 +6,7 @@ happened into lines and an exit code; docs/import.md tells operators the same st
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any, TextIO
 
@@ -22,6 +23,7 @@ from runner.cli.common import (
     ExcludesOpt,
     ExpectOpt,
     HeaderOpt,
+    ImportFormat,
     InsecureOpt,
     MaxBytesOpt,
     MaxMsOpt,
@@ -35,6 +37,7 @@ from runner.cli.common import (
     handled,
     plural,
     runtime_for,
+    value,
 )
 from runner.text import printable
 
@@ -45,43 +48,80 @@ FILE is a path, or - for standard input. Formats: text (one URL per line; # comm
 Each invalid line is reported on stderr as FILE:LINE: reason, and the valid lines are queued (with --strict nothing is queued if any line is invalid). Duplicate lines (same URL and options) are queued once. With --idempotency-key a re-run (a cron retry) never queues a line twice: it records only what an earlier run did not, and publishes what that run recorded but could not publish.
 
 Exit codes: 0 every valid line queued (with --wait: and every check ok).
+
 1 some lines rejected and the rest queued; or --strict refused the file; or with --wait a check failed or the wait timed out.
+
 2 usage error: bad flag, unreadable file, CSV header without url or with an unknown column (nothing queued).
+
 3 database or RabbitMQ unreachable. Nothing is half-queued: if RabbitMQ fails mid-import, every job is still recorded and the ones not published are marked; `runner requeue --stale 0s` (or the same import re-run with its --idempotency-key) publishes them. If the database fails, what was recorded stays; re-run with the same --idempotency-key to record the rest.
 """
 
 
 class Progress:
-    """A one-line progress display on a terminal's stderr, redrawn at most 10 times a second."""
+    """The import's progress on a terminal's stderr: one line, redrawn in place by
+    ``rich.progress`` (at most 10 times a second), cleared when the import ends.
+
+    Sized for 80 columns: a bar of 15 cells and short figures, so the line neither wraps nor
+    leaves copies of itself behind. Rejected lines are printed above it as they come. When
+    stderr is not a terminal (cron, a pipe, a log file), or with ``--quiet``, it draws
+    nothing: a log gets the rejected lines and the summary, no redraws.
+    """
 
     def __init__(self, stream: TextIO, enabled: bool) -> None:
         self.stream = stream
         self.enabled = enabled
-        self.shown = False
         self.source: Any = None
+        self._bar: Any = None
+        self._task: Any = None
+
+    def _start(self, report: Any) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        console = Console(file=self.stream, highlight=False, markup=False, emoji=False)
+        self._bar = RichProgress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(bar_width=15),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[figures]}", markup=False),
+            TimeElapsedColumn(),
+            console=console, transient=True, refresh_per_second=10, redirect_stdout=False, redirect_stderr=False,
+        )
+        size = self.source.size if self.source is not None else None
+        name = printable(os.path.basename(report.source) or report.source, 14)
+        self._task = self._bar.add_task(name, total=size or None, figures="")
+        self._bar.start()
 
     def update(self, report: Any) -> None:
         if not self.enabled:
             return
-        src = self.source
-        done = f"{src.read * 100 / src.size:5.1f}% " if src is not None and src.size else ""
-        line = (f"importing {printable(report.source, 40)}: {done}{report.lines:,} lines, "
-                f"{report.recorded:,} recorded, {report.published:,} queued, {report.rejected:,} rejected, "
-                f"{report.rate:,.0f} jobs/s")
-        self.stream.write("\r\x1b[K" + line)
-        self.stream.flush()
-        self.shown = True
+        if self._bar is None:
+            self._start(report)
+        read = self.source.read if self.source is not None else 0
+        figures = f"{_short(report.lines)} lines {_short(report.rejected)} bad {_short(report.rate)}/s"
+        self._bar.update(self._task, completed=read, figures=figures)
 
     def clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.shown = False
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     def message(self, text: str) -> None:
-        self.clear()
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        """A line that stays (a rejected line): above the progress line while it is shown."""
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def _short(n: float) -> str:
+    """4,321 -> 4.3k, 1,234,567 -> 1.2M: figures that fit the 80-column line."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= limit:
+            return f"{n / limit:.1f}{suffix}"
+    return f"{n:.0f}"
 
 
 def rejected_line(rejected: Any) -> str:
@@ -95,7 +135,7 @@ def rejected_line(rejected: Any) -> str:
 def import_(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="File of URLs (text, CSV or JSON Lines), or - for stdin.", show_default=False)],
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="text, csv or jsonl (default: from the extension, else the content).", show_default=False)] = None,
+    fmt: Annotated[ImportFormat | None, typer.Option("--format", "-f", help="File format (default: from the extension, else the content).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Queue nothing if any line is invalid.")] = False,
     keep_duplicates: Annotated[bool, typer.Option("--keep-duplicates", help="Queue repeated lines each time.")] = False,
     batch: Annotated[str | None, typer.Option("--batch", help="Label for the batch (default: 'FILE DATE TIME').", show_default=False)] = None,
@@ -112,10 +152,8 @@ def import_(
     from db import StoreError
     from runner.errors import BrokerError
     from runner.jobs.importer import Importer
-    from runner.jobs.readers import FORMATS, ImportUsageError, Source
+    from runner.jobs.readers import ImportUsageError, Source
 
-    if fmt is not None and fmt not in FORMATS:
-        raise fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}", EXIT_USAGE)
     defaults = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
                              max_redirects, insecure, max_bytes, header, condition)
     progress = Progress(sys.stderr, enabled=not quiet and sys.stderr.isatty())
@@ -128,7 +166,7 @@ def import_(
     try:
         with runtime_for(ctx) as rt:
             importer = Importer(
-                rt, defaults=defaults, fmt=fmt, strict=strict, keep_duplicates=keep_duplicates,
+                rt, defaults=defaults, fmt=value(fmt), strict=strict, keep_duplicates=keep_duplicates,
                 regions=regions, quorum=quorum,
                 batch_name=batch, idempotency_key=idempotency_key,
                 on_reject=lambda r: progress.message(rejected_line(r)), on_progress=progress.update,

@@ -11,7 +11,6 @@ from db import JobFilter
 from runner.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     ConditionOpt,
     ContainsOpt,
     DeadlineOpt,
@@ -23,16 +22,19 @@ from runner.cli.common import (
     MaxMsOpt,
     MethodOpt,
     NoWorkerAfterOpt,
+    Outcome,
     QuorumOpt,
     RedirectsOpt,
     RegionsOpt,
+    ResultsFormat,
     RetriesOpt,
+    State,
     check_options,
-    fail,
     handled,
     parse_age,
     parse_since,
     runtime_for,
+    value,
 )
 
 
@@ -88,25 +90,23 @@ def submit(
 @handled
 def results(
     ctx: typer.Context,
-    state: Annotated[str | None, typer.Option("--state", help="queued, running or done.")] = None,
-    outcome: Annotated[str | None, typer.Option("--outcome", help="ok, http_error, dns_error, ...")] = None,
+    state: Annotated[State | None, typer.Option("--state", help="Only jobs in this state.", show_default=False)] = None,
+    outcome: Annotated[Outcome | None, typer.Option("--outcome", metavar="OUTCOME", show_default=False,
+                                                              help="Only results with this outcome: ok, http_error, assertion_failed, dns_error, connect_refused, connect_timeout, read_timeout, deadline_exceeded, tls_error, too_many_redirects, too_large, invalid_response or blocked.")] = None,
     batch: Annotated[str | None, typer.Option("--batch", help="Batch name or id.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only checks that failed.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs (default: 100 for table, all for json/csv).", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per job per line, with its regions), csv (one row per job and region) or junit (JUnit XML: one test case per job, each region's result in its output).")] = "table",
+    fmt: Annotated[ResultsFormat, typer.Option("--format", "-f", help="table, json (one object per job per line, with its regions), csv (one row per job and region) or junit (JUnit XML: one test case per job, each region's result in its output).")] = ResultsFormat.table,
 ) -> None:
     """List jobs and their results, newest first (what the old get_jobs returned).
 
     json, csv and junit stream every matching job (a million rows with flat memory).
     """
-    from runner.jobs.report import FORMATS, table_lines, write_csv, write_json, write_junit
+    from runner.jobs.report import table_lines, write_csv, write_json, write_junit
 
-    if fmt not in FORMATS:
-        raise fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}", EXIT_USAGE)
-    if state and state not in ("queued", "running", "done"):
-        raise fail(f"--state {state!r}: use queued, running or done", EXIT_USAGE)
-    flt = JobFilter(state=state, outcome=outcome, batch=batch, since=parse_since(since) if since else None, failed=failed)
+    fmt, state = fmt.value, value(state)
+    flt = JobFilter(state=state, outcome=value(outcome), batch=batch, since=parse_since(since) if since else None, failed=failed)
     with runtime_for(ctx) as rt:
         lookup = rt.region_results
         if fmt == "table":

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from db import StoreUnavailable
-from runner.cli.common import EXIT_USAGE, fail, handled
+from runner.cli.common import EXIT_USAGE, LogLevel, fail, handled, split_networks
 from runner.errors import BrokerError
-from runner.jobs.settings import Settings
+from runner.jobs.settings import ENV, Settings
 from runner.taskq.options import PoolOptions
 
 _POOL = PoolOptions()  # the pool's defaults live there; the options read them
@@ -44,22 +44,45 @@ class LogFormat(enum.StrEnum):
     json = "json"
 
 
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    """True when ``name`` was typed after ``start``: its variable is already read by the
+    same option on ``runner`` itself, which must not be overridden by the variable again."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+WORKER = "Worker"
+
+
 @handled
 def start(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=1024, help="Worker threads per process (checks wait on the network, so threads are cheap).")] = _POOL.concurrency,
-    processes: Annotated[int | None, typer.Option("--processes", "-p", min=1, max=256, help="Worker processes (default: number of cores).", show_default=False)] = None,
-    prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
-    shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
-    hold_budget: Annotated[float, typer.Option("--hold-budget", min=1, help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = _POOL.hold_budget,
-    queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Base queue (default: urltester); a region's workers consume BASE@REGION.", show_default=False)] = None,
-    region: Annotated[str | None, typer.Option("--region", "-r", envvar="URLTESTER_REGION", help="Region this worker checks from (default: the default region, which consumes the base queue itself).", show_default=False)] = None,
-    deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse every address that is not globally routable (loopback, RFC 1918, CGNAT, unique-local, TEST-NETs ...).")] = False,
-    allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
-    log_format: Annotated[LogFormat, typer.Option("--log-format", envvar="URLTESTER_LOG_FORMAT", help="text (with a timestamp), journal (a <N> syslog-level prefix, no timestamp: journald adds its own), json (one object a line) or auto: journal when stderr is systemd's journal stream, text otherwise.")] = LogFormat.auto,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", envvar="URLTESTER_METRICS_PORT", min=1, max=65535, help="Serve Prometheus metrics of every worker process at http://HOST:PORT/metrics (default: off).", show_default=False)] = None,
-    metrics_address: Annotated[str, typer.Option("--metrics-address", envvar="URLTESTER_METRICS_ADDRESS", help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 interface; :: for IPv6 too).")] = "0.0.0.0",
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", min=1, max=1024, envvar="URLTESTER_CONCURRENCY", rich_help_panel=WORKER,
+                                             help="Worker threads per process (checks wait on the network, so threads are cheap).")] = _POOL.concurrency,
+    processes: Annotated[int | None, typer.Option("--processes", "-p", metavar="N", min=1, max=256, envvar="URLTESTER_PROCESSES", rich_help_panel=WORKER,
+                                                  help="Worker processes (default: number of cores).", show_default=False)] = None,
+    prefetch: Annotated[int | None, typer.Option("--prefetch", metavar="N", min=1, max=65535, envvar="URLTESTER_PREFETCH", rich_help_panel=WORKER,
+                                                 help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
+    shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", metavar="SECONDS", min=0, envvar="URLTESTER_SHUTDOWN_TIMEOUT", rich_help_panel=WORKER,
+                                                    help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
+    hold_budget: Annotated[float, typer.Option("--hold-budget", metavar="SECONDS", min=1, envvar="URLTESTER_HOLD_BUDGET", rich_help_panel=WORKER,
+                                               help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = _POOL.hold_budget,
+    log_level: Annotated[LogLevel, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL", case_sensitive=False, rich_help_panel=WORKER,
+                                                help="Least severe log records written.")] = LogLevel.info,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", envvar="URLTESTER_LOG_FORMAT", rich_help_panel=WORKER,
+                                                  help="text (with a timestamp), journal (a <N> syslog-level prefix, no timestamp: journald adds its own), json (one object a line) or auto: journal when stderr is systemd's journal stream, text otherwise.")] = LogFormat.auto,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", metavar="PORT", envvar="URLTESTER_METRICS_PORT", min=1, max=65535, rich_help_panel=WORKER,
+                                                     help="Serve Prometheus metrics of every worker process at http://HOST:PORT/metrics (default: off).", show_default=False)] = None,
+    metrics_address: Annotated[str, typer.Option("--metrics-address", metavar="ADDRESS", envvar="URLTESTER_METRICS_ADDRESS", rich_help_panel=WORKER,
+                                                 help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 interface; :: for IPv6 too).")] = "0.0.0.0",
+    queue: Annotated[str | None, typer.Option("--queue", "-Q", metavar="NAME", envvar=ENV["queue"], show_default=False, rich_help_panel="Settings",
+                                              help="Base queue (the same as `runner --queue`; default urltester); a region's workers consume BASE@REGION.")] = None,
+    region: Annotated[str | None, typer.Option("--region", "-r", metavar="REGION", envvar="URLTESTER_REGION", show_default=False, rich_help_panel="Settings",
+                                               help="Region this worker checks from (default: the default region, which consumes the base queue itself).")] = None,
+    deny_private: Annotated[bool, typer.Option("--deny-private", envvar=ENV["deny_private"], rich_help_panel="Settings",
+                                               help="Also refuse every address that is not globally routable: loopback, RFC 1918, CGNAT, unique-local, TEST-NETs ... (the same as `runner --deny-private`).")] = False,
+    allow_network: Annotated[list[str] | None, typer.Option("--allow-network", metavar="CIDR", envvar=ENV["allow_networks"], callback=split_networks, show_default=False, rich_help_panel="Settings",
+                                                            help="Network (CIDR) always allowed, overriding the address policy (repeatable; the same as `runner --allow-network`).")] = None,
 ) -> None:
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
 
@@ -71,8 +94,11 @@ def start(
     from runner.taskq.logs import configure_logging, install_stack_dumps, resolve
     from runner.taskq.pool import run_pool
 
-    settings: Settings = ctx.obj.with_(queue=queue, region=region, deny_private=deny_private or None,
-                                       allow_networks=tuple(allow_network) if allow_network else None)
+    typed = {name: _from_command_line(ctx, name) for name in ("queue", "deny_private", "allow_network")}
+    settings: Settings = ctx.obj.with_(
+        queue=queue if typed["queue"] else None, region=region,
+        deny_private=True if typed["deny_private"] and deny_private else None,
+        allow_networks=tuple(allow_network) if typed["allow_network"] and allow_network else None)
     if settings.immediate:
         raise fail(
             "runner start needs RabbitMQ, but the broker is the in-memory default. Set "
@@ -80,17 +106,16 @@ def start(
             "`runner submit` checks URLs in-process.",
             EXIT_USAGE,
         )
-    if log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise fail(f"--log-level {log_level!r}: use debug, info, warning or error", EXIT_USAGE)
+    level = log_level.value
     fmt = resolve(log_format.value)
-    configure_logging(log_level, fmt)
+    configure_logging(level, fmt)
     install_stack_dumps()  # from now on, waiting for the services included
     options = PoolOptions(concurrency=concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
                           hold_budget=hold_budget, metrics_port=metrics_port, metrics_address=metrics_address,
                           **({"processes": processes} if processes else {}))
     _wait_for_services(settings)
     try:
-        code = run_pool(functools.partial(check_service, settings), options, log_level, fmt)
+        code = run_pool(functools.partial(check_service, settings), options, level, fmt)
     except MetricsError as exc:
         raise fail(f"--metrics-port: {exc}", EXIT_USAGE) from None
     raise typer.Exit(code)

@@ -3,6 +3,10 @@
 Defaults are the embedded ones: a SQLite file in the user data dir and ``memory://``
 (checks run in-process). Production sets ``URLTESTER_DATABASE_URL=postgresql://…`` and
 ``URLTESTER_BROKER_URL=amqp://…``.
+
+The variables' names live here (``ENV``). The ``runner`` command reads them through its
+options' ``envvar=`` (so ``--help`` lists each beside its option) and hands the values to
+:func:`build`; :func:`from_env` reads the same names from a mapping, for library use and tests.
 """
 
 from __future__ import annotations
@@ -59,16 +63,30 @@ class Settings:
         return validated(replace(self, **{k: v for k, v in changes.items() if v is not None}))
 
 
+#: Settings field -> its environment variable (the one list of names).
+ENV = {
+    "database_url": "URLTESTER_DATABASE_URL",
+    "broker_url": "URLTESTER_BROKER_URL",
+    "queue": "URLTESTER_QUEUE",
+    "deny_private": "URLTESTER_DENY_PRIVATE",
+    "allow_networks": "URLTESTER_ALLOW_NETWORKS",
+    "publish_timeout": "URLTESTER_PUBLISH_TIMEOUT",
+}
+
+
+def build(**values: object) -> Settings:
+    """Settings from explicit values (None: the default), validated; strings stripped."""
+    values = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items() if v is not None}
+    return validated(Settings(**values))  # type: ignore[arg-type]
+
+
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Settings from ``URLTESTER_*`` variables, then explicit overrides (CLI options)."""
+    """Settings from ``URLTESTER_*`` variables, then explicit overrides."""
     env = os.environ if env is None else env
     values: dict[str, object] = {}
-    if env.get("URLTESTER_DATABASE_URL"):
-        values["database_url"] = env["URLTESTER_DATABASE_URL"].strip()
-    if env.get("URLTESTER_BROKER_URL"):
-        values["broker_url"] = env["URLTESTER_BROKER_URL"].strip()
-    if env.get("URLTESTER_QUEUE"):
-        values["queue"] = env["URLTESTER_QUEUE"].strip()
+    for name in ("database_url", "broker_url", "queue"):
+        if env.get(ENV[name]):
+            values[name] = env[ENV[name]]
     if env.get("URLTESTER_DENY_PRIVATE"):
         values["deny_private"] = env["URLTESTER_DENY_PRIVATE"].strip().lower() in ("1", "true", "yes", "on")
     if env.get("URLTESTER_ALLOW_NETWORKS"):
@@ -86,7 +104,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         except ValueError:
             raise ConfigError(f"URLTESTER_NO_WORKER_AFTER={env['URLTESTER_NO_WORKER_AFTER']!r} is not a number of seconds") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return validated(Settings(**values))  # type: ignore[arg-type]
+    return build(**values)
 
 
 def validated(settings: Settings) -> Settings:
@@ -104,7 +122,7 @@ def validated(settings: Settings) -> Settings:
         try:
             ipaddress.ip_network(net, strict=False)
         except ValueError as exc:
-            raise ConfigError(f"allowed network {net!r} is not a network: {exc}") from exc
+            raise ConfigError(f"allowed network {net!r} (--allow-network, URLTESTER_ALLOW_NETWORKS) is not a network: {exc}") from exc
     return settings
 
 

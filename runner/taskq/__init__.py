@@ -1,4 +1,4 @@
-"""The Huey-like task runner: tasks and messages (app), RabbitMQ (broker), the consumer pool.
+"""The Huey-like task runner: tasks and messages (app), RabbitMQ (broker, dead), the consumer pool.
 
 Owns: registering tasks, encoding calls as JSON messages, publishing them with confirms,
 consuming with late acks from one connection thread, dead letters, and the pool of worker

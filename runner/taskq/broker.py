@@ -1,4 +1,4 @@
-"""RabbitMQ through kombu: the only module of the project that imports kombu (and amqp).
+"""RabbitMQ through kombu: with dead.py beside it, the only modules that import kombu and amqp.
 
 Two halves:
 
@@ -149,12 +149,11 @@ class AmqpBroker:
                           transport_options={"max_retries": 0})
         try:
             conn.ensure_connection(max_retries=1, timeout=self.connect_timeout)
-        except CONNECTION_ERRORS as exc:
-            _release(conn)
-            raise BrokerError(self._describe(exc)) from exc
         except Exception as exc:
             _release(conn)
-            if "ACCESS_REFUSED" in str(exc) or "403" in str(exc):
+            # py-amqp's AccessRefused is a ConnectionError too: test for it first, since a
+            # refused login is a setting to fix (exit 2), not an outage to wait out.
+            if isinstance(exc, amqp.exceptions.AccessRefused) or "ACCESS_REFUSED" in str(exc):
                 raise ConfigError(f"RabbitMQ at {self.shown} refused the login (check user and password)") from exc
             raise BrokerError(self._describe(exc)) from exc
         return conn
@@ -290,8 +289,10 @@ class AmqpBroker:
         before each attempt to reconnect: the sign of life a watchdog waits for. It must
         not block.
         """
+        # A refused login while running (ConfigError: credentials rotated, the user database
+        # still loading after a RabbitMQ restart) is waited out like an outage.
         reconnecting = Retrying(wait=backoff(0.5, 15), reraise=True,
-                                retry=retry_if_exception_type((BrokerError, *CONNECTION_ERRORS)))
+                                retry=retry_if_exception_type((BrokerError, ConfigError, *CONNECTION_ERRORS)))
         for attempt in reconnecting:
             with attempt:
                 if stop.is_set() and drained():
@@ -300,7 +301,7 @@ class AmqpBroker:
                     tick()
                 try:
                     self._consume_once(prefetch, on_delivery, stop, drained, on_connected, tick)
-                except (BrokerError, *CONNECTION_ERRORS) as exc:
+                except (BrokerError, ConfigError, *CONNECTION_ERRORS) as exc:
                     self._generation += 1
                     log.warning("connection to RabbitMQ lost (%s); reconnecting", self._describe(exc))
                     if on_connection_lost is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 from runner.check.checker import OUTCOMES, Checker, clean_text, extract_title
@@ -83,7 +84,9 @@ def test_headers_sent_and_user_agent(checker: Checker, hostile: Server) -> None:
     assert result.bytes and result.bytes > 0
     body = checker.check(hostile.url("/echo"), opts(header="X-Probe: 42", body_contains="X-Probe: 42"))
     assert body.ok, body.error
-    ua = checker.check(hostile.url("/echo"), opts(body_contains="User-Agent: urltester/"))
+    # The installed version, not a constant: the same string `runner --version` prints.
+    version = importlib.metadata.version("urltester")
+    ua = checker.check(hostile.url("/echo"), opts(body_contains=f"User-Agent: urltester/{version}\r\n"))
     assert ua.ok, ua.error
 
 

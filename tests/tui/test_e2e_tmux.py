@@ -29,8 +29,12 @@ class Tmux:
                        env=env, cwd=ROOT, check=True)
 
     def screen(self) -> str:
-        result = subprocess.run([self.exe, "-L", self.socket, "capture-pane", "-p", "-t", "tui"],
-                                capture_output=True, text=True)
+        return self.capture()
+
+    def capture(self, *, escapes: bool = False) -> str:
+        """The screen's text; with ``escapes``, with its colours and attributes as SGR codes."""
+        result = subprocess.run([self.exe, "-L", self.socket, "capture-pane", "-p", *(["-e"] if escapes else []),
+                                 "-t", "tui"], capture_output=True, text=True)
         return result.stdout
 
     def type(self, text: str) -> None:

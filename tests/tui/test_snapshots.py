@@ -56,6 +56,28 @@ def test_detail_screen(snap_compare, shown_runtime, size) -> None:  # noqa: ANN0
     assert snap_compare(make(shown_runtime), terminal_size=size, run_before=run_before)
 
 
+ONE_HOST = [  # URLs of one host that differ only at the end: the middle is what the grid cuts
+    (f"https://reports.example/api/v2/exports/monthly/sales-summary?region={region}&format=csv",
+     outcome, ok, status, total, 1200, None, error, 1)
+    for region, outcome, ok, status, total, error in (
+        ("north", "ok", True, 200, 120.0, None),
+        ("south", "http_error", False, 500, 95.0, "HTTP 500 Internal Server Error (expected 200-399)"),
+        ("east-and-west", "ok", True, 200, 101.5, None),
+    )
+]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_urls_of_one_host_show_their_ends(snap_compare, shown_runtime, size) -> None:  # noqa: ANN001
+    seed(shown_runtime.store, queued=0, sample=ONE_HOST)
+    app = UrlTesterApp(shown_runtime, clock=fixed_clock, tz=UTC, poll_interval=60, status_interval=60)
+
+    async def run_before(pilot) -> None:  # noqa: ANN001
+        await ready(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
 def test_failed_only_sorted_by_latency(snap_compare, shown_runtime) -> None:  # noqa: ANN001
     async def run_before(pilot) -> None:  # noqa: ANN001
         await ready(pilot)
