@@ -34,7 +34,7 @@ def _read(store: Store, table: str, job_ids: list[int], detail: bool) -> dict[in
     d = store.dialect
     test, params = d.any_of("job_id", job_ids)
     columns = "job_id, region, outcome, ok, status_code, total_ms, attempts, error, worker, checked_at"
-    with d.transaction() as cur:
+    with d.transaction(write=False) as cur:
         cur.execute(f"SELECT {columns}{', detail' if detail else ''} FROM {table} "  # noqa: S608 - our own names
                     f"WHERE {test} ORDER BY job_id, region", params)
         rows = cur.fetchall()
@@ -52,7 +52,7 @@ def waiting_regions(store: Store, *, now: datetime | None = None, limit: int = 1
     """Jobs past their no-worker bound, each with the regions it has not heard from yet:
     ``(job_id, regions)``, in id order. The caller reports those without a live worker."""
     d = store.dialect
-    with d.transaction() as cur:
+    with d.transaction(write=False) as cur:
         cur.execute(
             "SELECT id, options FROM jobs WHERE no_worker_at IS NOT NULL AND no_worker_at < %s AND id > %s "
             "ORDER BY id LIMIT %s",

@@ -132,10 +132,18 @@ class Store:
     def pending_versions(self) -> list[int]:
         """Migrations not applied yet (versions may land out of order, so not only those
         above the highest applied)."""
-        with self.dialect.transaction() as cur:
-            self._schema_version(cur)
-            cur.execute("SELECT version FROM schema_version")
-            done = {int(row[0]) for row in cur.fetchall()}
+        done: set[int] = set()
+        if isinstance(self.dialect, Postgres):
+            with self.dialect.transaction() as cur:
+                self._schema_version(cur)
+                cur.execute("SELECT version FROM schema_version")
+                done = {int(row[0]) for row in cur.fetchall()}
+        else:  # read without SQLite's write lock (another process may hold it)
+            with self.dialect.transaction(write=False) as cur:
+                cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+                if cur.fetchone()[0]:
+                    cur.execute("SELECT version FROM schema_version")
+                    done = {int(row[0]) for row in cur.fetchall()}
         return sorted(v for v, _ in self._migrations() if v not in done)
 
     def _migrations(self) -> list[tuple[int, list[str]]]:
@@ -144,7 +152,7 @@ class Store:
     def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied. Safe to run concurrently."""
         applied: list[int] = []
-        if not isinstance(self.dialect, Postgres) and (self._sqlite_version() or 0) >= self.latest_version():
+        if not isinstance(self.dialect, Postgres) and not self.pending_versions():
             return applied  # up to date: no write lock (another process may hold it)
         with self.dialect.transaction() as cur:
             if isinstance(self.dialect, Postgres):

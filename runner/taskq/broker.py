@@ -348,7 +348,12 @@ class AmqpBroker:
                     tick()
                 if time.monotonic() >= depth_due:
                     depth_due = time.monotonic() + DEPTH_EVERY
-                    self._read_depth(channel)
+                    try:  # waiting for the reply, py-amqp parses whatever else arrives too
+                        self._read_depth(channel)
+                    except CONNECTION_ERRORS:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - as for drain_events below
+                        raise self._unreadable(exc) from exc
                 self._run_actions(generation, dead_channel)
                 if stop.is_set():
                     if not cancelled:
@@ -364,16 +369,19 @@ class AmqpBroker:
                 except CONNECTION_ERRORS:
                     raise
                 except Exception as exc:  # noqa: BLE001 - py-amqp could not parse a frame
-                    # Deliveries are handled inside on_message, so this is py-amqp failing on
-                    # what RabbitMQ sent (a header table nested thousands deep raises
-                    # RecursionError in its parser). The connection's framing is lost: start a
-                    # new one. The message comes back, and after DELIVERY_LIMIT tries RabbitMQ
-                    # dead-letters it; the process lives on.
-                    raise BrokerError(f"a message from {self.queue} could not be read by py-amqp "
-                                      f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+                    raise self._unreadable(exc) from exc
                 conn.heartbeat_check()
         finally:
             _release(conn)
+
+    def _unreadable(self, exc: BaseException) -> BrokerError:
+        """What RabbitMQ sent could not be parsed by py-amqp (deliveries themselves are
+        handled inside on_message): a header table nested thousands deep raises
+        RecursionError in its parser. The connection's framing is lost: start a new one.
+        The message comes back, and after DELIVERY_LIMIT tries RabbitMQ dead-letters it;
+        the process lives on."""
+        return BrokerError(f"a message from {self.queue} could not be read by py-amqp "
+                           f"({type(exc).__name__}: {str(exc)[:200]})")
 
     def _run_actions(self, generation: int, dead_channel: Any) -> None:
         while True:
