@@ -202,6 +202,7 @@ class DetailScreen(Screen):
         self.job = job
         self.tz = tz
         self.results: list[RegionResult] = []
+        self._shown = False  # the full result has been drawn once
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body"):
@@ -221,7 +222,10 @@ class DetailScreen(Screen):
         except StoreUnavailable as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
-        if job is not None:
+        if job is not None and (job != self.job or results != self.results or not self._shown):
+            # Only what changed is drawn again: every commit anywhere asks a detail view that
+            # is still waiting to look, and rebuilding every section each time kept the
+            # screen busy (and lost its scroll position) under a stream of results.
             self.app.call_from_thread(self.show, job, results)
 
     def _failed(self, error: str) -> None:
@@ -231,6 +235,7 @@ class DetailScreen(Screen):
         """Draw (or redraw) every section for this job (``results``: its regions')."""
         self.job = job
         self.results = results or []
+        self._shown = True
         body = self.query_one("#detail-body", VerticalScroll)
         await body.remove_children()
         widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
