@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli import admin, importing, submitting, terminal, worker
+from runner.cli import admin, importing, serve, submitting, terminal, tokens, worker
 from runner.cli.common import EXIT_USAGE, fail
 from runner.errors import ConfigError
 from runner.jobs.settings import from_env
@@ -54,6 +54,8 @@ app.command()(admin.status)
 app.command()(admin.doctor)
 app.command()(terminal.tui)
 db_app.command("upgrade")(admin.db_upgrade)
+app.command()(serve.serve)
+app.add_typer(tokens.token_app, name="token")
 
 
 def main() -> None:

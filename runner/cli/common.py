@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -100,27 +100,24 @@ def check_options(method: str | None = None, expect_status: str | None = None, b
 
 def parse_since(text: str) -> datetime:
     """``30m``, ``2h``, ``7d`` (ago) or an ISO 8601 time."""
-    age = parse_age(text, strict=False)
-    if age is not None:
-        return datetime.now(UTC) - age
+    from runner.jobs.when import parse_since as parse
+
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is neither an age like 30m, 2h, 7d nor an ISO 8601 time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def parse_age(text: str, *, strict: bool = True) -> timedelta | None:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    t = text.strip().lower()
-    if t[-1:] in units and t[:-1].replace(".", "", 1).isdigit():
-        return timedelta(seconds=float(t[:-1]) * units[t[-1]])
-    if t.isdigit():
-        return timedelta(seconds=int(t))
-    if strict:
-        raise typer.BadParameter(f"{text!r} is not an age such as 90s, 30m, 2h, 7d or 2w")
-    return None
+    from runner.jobs.when import parse_age as parse
 
+    try:
+        age = parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if age is None and strict:
+        raise typer.BadParameter(f"{text!r} is not an age such as 90s, 30m, 2h, 7d or 2w")
+    return age
 
 
 def plural(n: int) -> str:

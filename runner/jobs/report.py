@@ -6,6 +6,7 @@ The JSON keys are a contract read by scripts: add keys, never rename or remove t
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -57,22 +58,47 @@ def to_row(view: JobView) -> dict[str, Any]:
     return {**core, **extra}
 
 
+def json_line(view: JobView) -> str:
+    """One job as a line of JSON Lines (the ``runner results --format json`` format)."""
+    return json.dumps(to_row(view), ensure_ascii=False, default=str) + "\n"
+
+
 def write_json(views: Iterable[JobView], out: TextIO) -> int:
     n = 0
     for view in views:
-        out.write(json.dumps(to_row(view), ensure_ascii=False, default=str) + "\n")
+        out.write(json_line(view))
         n += 1
     return n
 
 
-def write_csv(views: Iterable[JobView], out: TextIO) -> int:
-    writer = csv.writer(out)
+def csv_chunks(views: Iterable[JobView], rows: int = 500) -> Iterator[str]:
+    """CSV text (header first) a few hundred rows at a time: for streaming answers."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
     writer.writerow(CORE_KEYS)
     n = 0
     for view in views:
         row = to_row(view)
         writer.writerow(["" if row[k] is None else _csv_value(row[k]) for k in CORE_KEYS])
         n += 1
+        if n % rows == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def write_csv(views: Iterable[JobView], out: TextIO) -> int:
+    n = 0
+
+    def counted() -> Iterator[JobView]:
+        nonlocal n
+        for view in views:
+            n += 1
+            yield view
+
+    for chunk in csv_chunks(counted()):
+        out.write(chunk)
     return n
 
 

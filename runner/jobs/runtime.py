@@ -41,6 +41,7 @@ class SubmitReport:
 
     batch: Batch | None
     job_ids: list[int] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)  # each job's normalised URL, as job_ids
     rejected: list[Rejected] = field(default_factory=list)
     publish_error: str | None = None
     duplicates: int = 0
@@ -146,6 +147,7 @@ class Runtime:
         report.batch = self.store.create_batch(batch or default_batch_name("submit"), idempotency_key)
         if report.batch.existed:
             return report
+        report.urls = [job.url for job in jobs]
         report.job_ids = self.record_and_publish(report.batch.id, jobs)
         return report
 

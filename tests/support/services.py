@@ -75,7 +75,7 @@ def reset_postgres(url: str) -> None:
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS results, jobs, batches, workers, schema_version CASCADE")
+        cur.execute("DROP TABLE IF EXISTS tokens, results, jobs, batches, workers, schema_version CASCADE")
     conn.close()
 
 
