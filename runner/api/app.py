@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from db import StoreError, StoreUnavailable
 from runner.api.config import DEFAULT_CONFIG, ApiConfig, config_from_env
 from runner.api.events import Feed
-from runner.api.guard import BodyTooLarge, Guard
+from runner.api.guard import Guard
 from runner.api.metrics import ApiMetrics
 from runner.api.routes import STATIC, public, router
 from runner.errors import BrokerError, InvalidInput, UnsentJobs
@@ -90,10 +90,6 @@ def _handlers(app: FastAPI) -> None:
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
                   for e in exc.errors()]
         return answer(422, errors)
-
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(request: Request, exc: BodyTooLarge) -> JsonAnswer:
-        return answer(413, str(exc))
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> JsonAnswer:

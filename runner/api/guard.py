@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.api.config import ApiConfig
@@ -31,10 +32,12 @@ SECURITY_HEADERS = [
 ]
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(HTTPException):
+    """Raised while a body without Content-Length is read (an HTTPException, so FastAPI's
+    body parsing passes it on as it is instead of turning it into a 400)."""
+
     def __init__(self, limit: int) -> None:
-        super().__init__(f"request body over the limit of {limit} bytes")
-        self.limit = limit
+        super().__init__(413, f"request body over the limit of {limit} bytes")
 
 
 class Guard:
