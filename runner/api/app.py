@@ -16,7 +16,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
@@ -83,6 +85,19 @@ def create_app(settings: Settings, config: ApiConfig = DEFAULT_CONFIG, *, runtim
 def _handlers(app: FastAPI) -> None:
     def answer(status: int, detail: Any, headers: dict[str, str] | None = None) -> JsonAnswer:
         return JsonAnswer({"detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JsonAnswer:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8, say): name it
+            return answer(422, [{"loc": ["body"], "msg": "not valid JSON in UTF-8", "type": "json_invalid"}])
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route on the path: name every one's.
+            path = request.url.path
+            allowed = {m for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(path)
+                       for m in route.methods if m != "HEAD"}
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return answer(exc.status_code, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JsonAnswer:

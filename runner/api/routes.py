@@ -64,7 +64,26 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 # Declared for the OpenAPI document (and its fuzzers); the Guard middleware does the checking.
 bearer = HTTPBearer(auto_error=False, description="`runner token create NAME` prints one.")
-router = APIRouter(dependencies=[Security(bearer)])
+
+
+def known_query(request: Request) -> None:
+    """A query parameter the path does not take is refused, not ignored: a typo such as
+    `?stat=done` would otherwise list every job."""
+    route = request.scope.get("route")
+    if route is None or not request.query_params:
+        return
+    known: set[str] = set()
+    todo = [route.dependant]
+    while todo:
+        dependant = todo.pop()
+        known.update(p.alias for p in dependant.query_params)
+        todo.extend(dependant.dependencies)
+    for name in request.query_params:
+        if name not in known:
+            raise invalid(["query", name], f"unknown parameter (known: {', '.join(sorted(known)) or 'none'})")
+
+
+router = APIRouter(dependencies=[Security(bearer), Depends(known_query)])
 public = APIRouter()
 
 
@@ -76,10 +95,10 @@ def invalid(loc: list[str | int], message: str) -> HTTPException:
 def job_filter(
     state: Annotated[State | None, Query(description="queued, running or done.")] = None,
     outcome: Annotated[Outcome | None, Query(description="A result's outcome.")] = None,
-    batch: Annotated[str | None, Query(max_length=200, pattern=NAME_PATTERN, description="Batch name or id.")] = None,
-    since: Annotated[str | None, Query(max_length=64, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
+    batch: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="Batch name or id.")] = None,
+    since: Annotated[str | None, Query(min_length=1, max_length=64, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
     failed: Annotated[bool, Query(description="Only checks that failed.")] = False,
-    text: Annotated[str | None, Query(max_length=200, pattern=NAME_PATTERN, description="The URL contains this.")] = None,
+    text: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="The URL contains this.")] = None,
 ) -> JobFilter:
     when: datetime | None = None
     if since is not None:
@@ -239,7 +258,7 @@ LIST_RESPONSES = {**ERRORS, 200: {"model": JobsPage, "content": {
     "description": "A page of jobs; with Accept: application/x-ndjson or text/csv, every matching job, streamed."}}
 LimitQ = Annotated[int | None, Query(ge=1, le=MAX_PAGE, description="Jobs per page (default 100); "
                                      "for NDJSON/CSV the most to stream (default all).")]
-CursorQ = Annotated[str | None, Query(max_length=100, description="`next` of the previous page.")]
+CursorQ = Annotated[str | None, Query(min_length=1, max_length=100, description="`next` of the previous page.")]
 
 
 @router.get("/api/v1/jobs", response_model=None, responses=LIST_RESPONSES, tags=["jobs"])

@@ -33,11 +33,13 @@ class JobsIn(BaseModel):
     """One or many URLs with the check options of ``runner submit`` (``url`` for one)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["urls"]}, {"required": ["url"]}],
         "examples": [{"urls": ["https://example.com/", "example.org/health"], "options": {"expect_status": "200"},
                       "batch": "nightly", "idempotency_key": "nightly-2026-12-01"}]})
 
-    urls: list[str] | None = Field(None, description="URLs to check (up to 10,000; more is 413).")
-    url: str | None = Field(None, description="One URL (the old add_job's field).")
+    # Not nullable (`null` is refused) yet optional: one of the two must be there.
+    urls: list[str] = Field(None, description="URLs to check (up to 10,000; more is 413).")  # type: ignore[assignment]
+    url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
     options: dict[str, Any] = Field(default_factory=dict, description="Check options, as `runner submit`'s flags: "
                                     "method, expect_status, body_contains, body_excludes, max_ms, deadline, "
                                     "max_redirects, insecure, max_bytes, header, condition, retries.")
@@ -56,12 +58,10 @@ class JobsIn(BaseModel):
     def _one_of(self) -> JobsIn:
         if self.urls is None and self.url is None:
             raise ValueError("give `urls` (a list) or `url` (one URL)")
-        if self.urls is not None and self.url is not None:
-            raise ValueError("give `urls` or `url`, not both")
         return self
 
     def all_urls(self) -> list[str]:
-        return list(self.urls) if self.urls is not None else [self.url or ""]
+        return [*(self.urls or []), *([self.url] if self.url is not None else [])]
 
 
 class SubmittedJob(BaseModel):
