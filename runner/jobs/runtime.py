@@ -8,6 +8,7 @@ publisher confirms. If the broker cannot confirm, the jobs stay recorded and mar
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -18,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from db import Batch, JobFilter, JobView, NewJob, Store, open_store, utcnow
+from db.bulk import record_jobs
 from runner.check.options import CheckOptions, parse_options
 from runner.errors import BrokerError, InvalidInput, UnsentJobs
 from runner.jobs.settings import Settings
@@ -162,10 +164,20 @@ class Runtime:
         ids: list[int] = []
         failure: BrokerError | None = None
         start = 0
+        # Jobs of one submit share one options dict: its JSON text is made once.
+        texts: dict[int, str] = {}
+
+        def options_text(options: dict[str, Any]) -> str:
+            key = id(options)
+            if key not in texts:
+                texts[key] = json.dumps(options, separators=(",", ":"))
+            return texts[key]
+
         while start < len(jobs):
             chunk = jobs[start:start + (FIRST_CHUNK if start == 0 else CHUNK)]
             start += len(chunk)
-            chunk_ids = self.store.insert_jobs(batch_id, chunk)
+            # COPY on PostgreSQL (half the time of INSERT ... RETURNING), as imports record.
+            chunk_ids = record_jobs(self.store, batch_id, [(j.url, options_text(j.options)) for j in chunk])
             ids.extend(chunk_ids)
             if failure is not None:
                 self.store.mark_publish_failed(chunk_ids, str(failure))
