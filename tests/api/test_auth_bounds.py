@@ -185,3 +185,13 @@ def test_metrics_count_requests_by_route(embedded_server: Server) -> None:
         text = c.get("/metrics").text
     assert 'urltester_http_requests_total{method="GET",route="/api/v1/jobs/{job_id}",status="404"} 1.0' in text
     assert "urltester_http_request_duration_seconds_bucket" in text
+
+
+def test_several_server_processes_share_the_port(tmp_path) -> None:  # noqa: ANN001
+    from tests.api.conftest import serve
+    from tests.support.services import runner_env
+
+    env = runner_env(f"sqlite:///{tmp_path}/w.db", None)
+    with serve(env, tmp_path / "serve.log", "--workers", "2") as server, server.client(server.token("w")) as c:
+        assert {c.get("/api/v1/jobs").status_code for _ in range(10)} == {200}
+    assert server.log_text().count("Started server process") == 2

@@ -131,3 +131,37 @@ def test_readyz_says_which_service_is_away(pg_url, queue_name, tmp_path) -> None
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["database"] == "ok" and r.json()["broker"].startswith("unreachable")
         assert "guest:guest" not in r.text
+
+
+def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, pg_url, tmp_path) -> None:  # noqa: ANN001
+    """Two writers commit crosswise: seq N+1 is visible before seq N. A stream that moved
+    past N+1 at once would never send N; the hold-back (runner.api.events.HOLD) does."""
+    import psycopg2
+
+    with serve(env, tmp_path / "serve.log") as server:  # no worker: the jobs stay queued
+        token = server.token("ci")
+        with server.client(token) as c:
+            ids = [j["id"] for j in c.post("/api/v1/jobs", json={"urls": ["https://a.example/", "https://b.example/"]}).json()["jobs"]]
+        events: list[dict] = []
+        ready = threading.Event()
+        reader = threading.Thread(target=read_events, args=(server.client(token), {}, 2, events, ready, 30))
+        reader.start()
+        assert ready.wait(10)
+        time.sleep(1.0)  # the stream has read its starting point
+        insert = ("INSERT INTO results (job_id, outcome, ok, attempts, checked_at) VALUES (%s, 'ok', true, 1, now()); "
+                  "UPDATE jobs SET state = 'done' WHERE id = %s; NOTIFY urltester")
+        late, early = psycopg2.connect(pg_url), psycopg2.connect(pg_url)
+        try:
+            with late.cursor() as cur:
+                cur.execute(insert, (ids[0], ids[0]))  # takes seq N, not committed yet
+            with early.cursor() as cur:
+                cur.execute(insert, (ids[1], ids[1]))  # takes seq N+1
+            early.commit()
+            time.sleep(0.6)  # the stream has sent N+1 by now
+            late.commit()
+        finally:
+            late.close()
+            early.close()
+        reader.join(20)
+    assert sorted(e["job"]["id"] for e in events) == sorted(ids)
+    assert [e["job"]["id"] for e in events] == [ids[1], ids[0]]  # N+1 first, then the late N
