@@ -99,7 +99,10 @@ function show(job, { append = false } = {}) {
       body.insertBefore(tr, after || null);
     }
   }
+  // A page read before an event may be older than it: never take a row back from done.
+  if (tr.dataset.done === "1" && job.state !== "done") return;
   fill(tr, job);
+  tr.dataset.done = job.state === "done" ? "1" : "0";
 }
 
 function query() {
@@ -124,8 +127,8 @@ async function loadPage(cursor) {
 async function reload() {
   rows.clear();
   $("jobs").tBodies[0].replaceChildren();
+  listen(); // first, so nothing committed while the page loads is missed
   await loadPage(null);
-  listen();
 }
 
 $("more").addEventListener("click", () => loadPage(nextCursor));
