@@ -65,6 +65,24 @@ POSTGRES: list[tuple[int, list[str]]] = [
         ],
     ),
     (
+        2,
+        [
+            # API tokens (runner token create): only the sha256 of a token is kept.
+            """CREATE TABLE tokens (
+                id bigserial PRIMARY KEY,
+                name text NOT NULL,
+                digest text NOT NULL UNIQUE,
+                read_only boolean NOT NULL DEFAULT false,
+                created_at timestamptz NOT NULL,
+                revoked_at timestamptz
+            )""",
+            "CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL",
+            # The order results were stored in, for the API's event stream (Last-Event-ID).
+            "ALTER TABLE results ADD COLUMN seq bigserial",
+            "CREATE UNIQUE INDEX results_seq ON results (seq)",
+        ],
+    ),
+    (
         4,
         [
             # Regions (issue 16): a job that names regions gets one result per (job, region)
@@ -157,6 +175,28 @@ SQLITE: list[tuple[int, list[str]]] = [
                 started_at text NOT NULL,
                 last_seen text NOT NULL
             )""",
+        ],
+    ),
+    (
+        2,
+        [
+            """CREATE TABLE tokens (
+                id integer PRIMARY KEY AUTOINCREMENT,
+                name text NOT NULL,
+                digest text NOT NULL UNIQUE,
+                read_only integer NOT NULL DEFAULT 0,
+                created_at text NOT NULL,
+                revoked_at text
+            )""",
+            "CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL",
+            # SQLite has one writer at a time, so numbering at insert is numbering at commit.
+            "ALTER TABLE results ADD COLUMN seq integer",
+            "UPDATE results SET seq = job_id",
+            "CREATE UNIQUE INDEX results_seq ON results (seq)",
+            """CREATE TRIGGER results_number AFTER INSERT ON results WHEN NEW.seq IS NULL BEGIN
+                UPDATE results SET seq = (SELECT COALESCE(max(seq), 0) + 1 FROM results)
+                WHERE job_id = NEW.job_id;
+            END""",
         ],
     ),
     (

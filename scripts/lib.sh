@@ -114,10 +114,19 @@ ensure_conformance_tools() {
     apt_install "${missing[@]}" || { say "installing ${missing[*]} failed"; return 0; }
 }
 
+# The page's browser tests (tests/api/test_page.py) drive Debian's chromium through
+# chromium-driver: installed from Debian's packages as root, never downloaded by a tool.
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+    is_root_debian || { say "chromium is not installed: install chromium and chromium-driver for the page's tests"; return 1; }
+    apt_install chromium chromium-driver
+}
+
 ensure_services() {
     local ok=0
     ensure_postgres || ok=1
     ensure_rabbitmq || ok=1
+    ensure_chromium || ok=1
     if [ "$ok" != 0 ] && [ "${CI:-}" = true ]; then
         say "CI=true and a service is unreachable: the tests that need it will fail"
     fi

@@ -8,10 +8,9 @@ some check failed; 2 usage or configuration error; 3 database or broker unreacha
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Annotated, Any
 
@@ -169,34 +168,24 @@ def check_options(method: Method | str | None = None, expect_status: str | None 
 
 def parse_since(text: str) -> datetime:
     """``30m``, ``2h``, ``7d`` (ago) or an ISO 8601 time."""
-    age = parse_age(text, strict=False)
-    if age is not None:
-        try:
-            return datetime.now(UTC) - age
-        except OverflowError:
-            raise typer.BadParameter(f"{text!r} is further back than any date") from None
+    from runner.jobs.when import parse_since as parse
+
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is neither an age like 30m, 2h, 7d nor an ISO 8601 time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)", re.ASCII)  # ASCII: str.isdigit took "²", which float() refuses
+        return parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def parse_age(text: str, *, strict: bool = True) -> timedelta | None:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 1}
-    m = _AGE.fullmatch(text.strip().lower())
-    if m:
-        try:
-            return timedelta(seconds=float(m.group(1)) * units[m.group(2)])
-        except OverflowError:
-            raise typer.BadParameter(f"{text!r} is longer than any age") from None
-    if strict:
-        raise typer.BadParameter(f"{text!r} is not an age such as 90s, 30m, 2h, 7d or 2w")
-    return None
+    from runner.jobs.when import parse_age as parse
 
+    try:
+        age = parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if age is None and strict:
+        raise typer.BadParameter(f"{text!r} is not an age such as 90s, 30m, 2h, 7d or 2w")
+    return age
 
 
 def split_networks(values: list[str] | None) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli import admin, dead, importing, submitting, terminal, worker
+from runner.cli import admin, dead, importing, serve, submitting, terminal, tokens, worker
 from runner.cli.common import EXIT_USAGE, fail, split_networks
 from runner.errors import ConfigError
 from runner.jobs.settings import DEFAULT_QUEUE, ENV, build
@@ -76,6 +76,8 @@ cli.command()(admin.status)
 cli.command()(admin.doctor)
 cli.command()(terminal.tui)
 db_cli.command("upgrade")(admin.db_upgrade)
+cli.command()(serve.serve)
+cli.add_typer(tokens.token_app, name="token")
 
 
 def main() -> None:

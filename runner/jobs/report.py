@@ -11,6 +11,7 @@ same), CSV and the table as visible ``\\x9b``-style escapes (:func:`runner.text.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -109,19 +110,26 @@ def to_row(view: JobView, regions: Sequence[RegionResult] | None = None) -> dict
     return {**core, **extra}
 
 
+def json_line(view: JobView, regions: Sequence[RegionResult] | None = None) -> str:
+    """One job as a line of JSON Lines (the ``runner results --format json`` format); with
+    ``regions`` (its region results), its ``quorum`` and ``regions`` object too."""
+    return json_safe(json.dumps(to_row(view, regions), ensure_ascii=False, default=str)) + "\n"
+
+
 def write_json(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None) -> int:
     """One object per job per line; with ``regions``, each with its ``regions`` object."""
     n = 0
     for view, found in with_regions(views, regions):
-        row = to_row(view, found if regions is not None else None)
-        out.write(json_safe(json.dumps(row, ensure_ascii=False, default=str)) + "\n")
+        out.write(json_line(view, found if regions is not None else None))
         n += 1
     return n
 
 
-def write_csv(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None) -> int:
-    """One row per job and region (the job's columns repeated, then the region's)."""
-    writer = csv.writer(out)
+def csv_chunks(views: Iterable[JobView], *, regions: RegionLookup | None = None, rows: int = 500) -> Iterator[str]:
+    """CSV text (header first) a few hundred rows at a time (for streaming answers): one row
+    per job, or with ``regions`` one per job and region (the job's columns repeated)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
     writer.writerow(CORE_KEYS + (CSV_REGION_KEYS if regions is not None else ()))
     n = 0
     for view, found in with_regions(views, regions):
@@ -130,10 +138,29 @@ def write_csv(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | 
         n += 1
         if regions is None:
             writer.writerow(cells)
-            continue
-        for region, result in region_rows(view, found).items():
-            writer.writerow(cells + [_csv_value(region)] + ["" if result[k] is None else _csv_value(result[k])
-                                                             for k in REGION_KEYS])
+        else:
+            for region, result in region_rows(view, found).items():
+                writer.writerow(cells + [_csv_value(region)] + ["" if result[k] is None else _csv_value(result[k])
+                                                                 for k in REGION_KEYS])
+        if n % rows == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def write_csv(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None) -> int:
+    """``csv_chunks`` into ``out``; returns the number of jobs."""
+    n = 0
+
+    def counted() -> Iterator[JobView]:
+        nonlocal n
+        for view in views:
+            n += 1
+            yield view
+
+    for chunk in csv_chunks(counted(), regions=regions):
+        out.write(chunk)
     return n
 
 

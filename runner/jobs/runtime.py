@@ -53,6 +53,7 @@ class SubmitReport:
 
     batch: Batch | None
     job_ids: list[int] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)  # each job's normalised URL, as job_ids
     rejected: list[Rejected] = field(default_factory=list)
     duplicates: int = 0
 
@@ -159,6 +160,7 @@ class Runtime:
         report.batch = self.store.create_batch(batch or default_batch_name("submit"), idempotency_key)
         if report.batch.existed:
             return report
+        report.urls = [job.url for job in jobs]
         report.job_ids = self.enqueue(report.batch.id, jobs)
         return report
 

@@ -1,0 +1,140 @@
+"""The ASGI app of ``runner serve``: the Runtime built at start, errors mapped to answers.
+
+Every known error becomes a status and a one-line ``detail`` (never a traceback, never a
+secret): bad input 422 naming the field, a body or a request too large 413, the
+database or broker away 503. Anything else is logged and answered 500 ``internal error``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.staticfiles import StaticFiles
+
+from db import StoreError, StoreUnavailable
+from runner.api.config import DEFAULT_CONFIG, ApiConfig, config_from_env
+from runner.api.events import Feed
+from runner.api.guard import Guard
+from runner.api.routes import STATIC, public, router
+from runner.errors import BrokerError, InvalidInput, UnsentJobs
+from runner.jobs.settings import Settings, from_env
+from runner.metrics import ApiMetrics
+
+log = logging.getLogger("urltester.api")
+
+
+class JsonAnswer(JSONResponse):
+    """JSON with UTF-8 as is and anything unusual in a check's details as text."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+
+
+def create_app(settings: Settings, config: ApiConfig = DEFAULT_CONFIG, *, runtime: Any = None) -> FastAPI:
+    """The app; builds its Runtime from ``settings`` at start unless one is handed in."""
+    from runner.jobs import tokens
+    from runner.jobs.runtime import Runtime
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or await run_in_threadpool(lambda: Runtime(settings, db_connections=16))
+        app.state.runtime = rt
+        app.state.feed = Feed(rt.store, poll=config.event_poll)
+        app.state.feed.start()
+        try:
+            yield
+        finally:
+            app.state.feed.stop()
+            if runtime is None:
+                await run_in_threadpool(rt.close)
+
+    app = FastAPI(
+        title="urltester", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+        default_response_class=JsonAnswer,
+        description="Add URLs to check and read their results. Every path but /healthz (and the page) "
+        "needs `Authorization: Bearer TOKEN` (`runner token create NAME`).",
+    )
+    app.state.config = config
+    app.state.metrics = ApiMetrics()
+    app.include_router(public)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _handlers(app)
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+
+    def verify(token: str) -> Any:
+        return tokens.verify(app.state.runtime.store, token)
+
+    app.add_middleware(Guard, config=config, metrics=app.state.metrics, verify=verify)
+    return app
+
+
+def _handlers(app: FastAPI) -> None:
+    def answer(status: int, detail: Any, headers: dict[str, str] | None = None) -> JsonAnswer:
+        return JsonAnswer({"detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JsonAnswer:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8, say): name it
+            return answer(422, [{"loc": ["body"], "msg": "not valid JSON in UTF-8", "type": "json_invalid"}])
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route on the path: name every one's.
+            path = request.url.path
+            allowed = {m for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(path)
+                       for m in route.methods if m != "HEAD"}
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return answer(exc.status_code, exc.detail, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JsonAnswer:
+        # FastAPI's shape (loc, msg, type) without `input`: the input may hold a password.
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return answer(422, errors)
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(request: Request, exc: InvalidInput) -> JsonAnswer:
+        return answer(422, [{"loc": ["body", *([exc.where] if exc.where else [])], "msg": exc.message,
+                             "type": "value_error"}])
+
+    @app.exception_handler(UnsentJobs)
+    async def unsent(request: Request, exc: UnsentJobs) -> JsonAnswer:
+        return answer(503, f"broker did not confirm: {exc}; {exc.recorded} job(s) recorded and kept; "
+                      "`runner requeue --stale 0s` sends them once it is back", {"Retry-After": "5"})
+
+    @app.exception_handler(BrokerError)
+    async def broker_away(request: Request, exc: BrokerError) -> JsonAnswer:
+        return answer(503, f"broker unreachable: {exc}", {"Retry-After": "5"})
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_away(request: Request, exc: StoreUnavailable) -> JsonAnswer:
+        return answer(503, "database unreachable", {"Retry-After": "5"})
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JsonAnswer:
+        log.error("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return answer(503, "database error")
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JsonAnswer:
+        log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return answer(500, "internal error")
+
+
+def from_environment() -> FastAPI:
+    """For ``uvicorn --factory`` with several worker processes: settings from the environment."""
+    return create_app(from_env(), config_from_env())

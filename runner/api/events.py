@@ -1,0 +1,118 @@
+"""``GET /api/v1/events``: each result as it is committed, as Server-Sent Events.
+
+One thread per process listens for the store's changes (LISTEN/NOTIFY on PostgreSQL,
+a look every ``event_poll`` seconds on SQLite) and wakes every open stream; each stream
+then reads the results stored after the last one it saw (``db.feed``), filtered like the
+job list. Each event's ``id`` is the result's ``seq``: a client that reconnects with
+``Last-Event-ID`` gets what it missed.
+
+Hazard: PostgreSQL hands out ``seq`` at insert, and two writers may commit crosswise
+(seq 11 visible before seq 10). A stream therefore keeps looking below the highest seq it
+has seen for ``HOLD`` seconds, so a late commit is still sent (ids may then arrive out of
+order; delivery is at least once, by job id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+from starlette.concurrency import run_in_threadpool
+
+from db import JobFilter, Store, StoreUnavailable
+from db.feed import latest_seq, results_by_seq, seqs_after
+from db.regional import region_results
+from runner.jobs.report import to_row
+
+HOLD = 2.0  # seconds a stream keeps looking below the newest seq it saw
+BATCH = 2000  # seqs read per look
+KEEPALIVE = 15.0  # seconds between comments on an idle stream (proxies close silent ones)
+
+
+class Feed:
+    """Wakes every stream of this process when the store says something changed."""
+
+    def __init__(self, store: Store, *, poll: float) -> None:
+        self.store = store
+        self.poll = poll
+        self.waiters: set[asyncio.Event] = set()
+        self.open_streams = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._listen, name="urltester-api-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _listen(self) -> None:
+        listener = None
+        while not self._stop.is_set():
+            try:
+                if listener is None:
+                    listener = self.store.listener()
+                if listener.wait(self.poll if self.store.kind == "sqlite" else 1.0):
+                    assert self._loop is not None
+                    self._loop.call_soon_threadsafe(self._wake)
+            except StoreUnavailable:
+                listener = None
+                self._stop.wait(1.0)  # streams keep polling meanwhile (every second)
+        if listener is not None:
+            listener.close()
+
+    def _wake(self) -> None:
+        for event in self.waiters:
+            event.set()
+
+
+async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected, on_event) -> AsyncIterator[str]:  # noqa: ANN001
+    """The SSE text of one stream, until the client goes away."""
+    store = feed.store
+    woken = asyncio.Event()
+    feed.waiters.add(woken)
+    try:
+        floor = last_id if last_id is not None else await run_in_threadpool(latest_seq, store)
+        seen: set[int] = set()
+        history: deque[tuple[float, int]] = deque()
+        quiet_since = time.monotonic()
+        yield "retry: 2000\n\n"
+        while not await disconnected():
+            woken.clear()
+            try:
+                new = [s for s in await run_in_threadpool(seqs_after, store, floor, limit=BATCH) if s not in seen]
+                rows = await run_in_threadpool(results_by_seq, store, new, flt) if new else []
+            except StoreUnavailable:
+                new, rows = [], []  # the database is away: say nothing, look again shortly
+            found = await run_in_threadpool(region_results, store, [view.id for _, view in rows]) if rows else {}
+            for seq, view in rows:
+                on_event()
+                row = to_row(view, found.get(view.id, []))
+                yield f"id: {seq}\nevent: result\ndata: {json.dumps(row, ensure_ascii=False, default=str)}\n\n"
+                quiet_since = time.monotonic()
+            seen.update(new)
+            now = time.monotonic()
+            history.append((now, max(seen, default=floor)))
+            while history and history[0][0] <= now - HOLD:
+                floor = max(floor, history.popleft()[1])
+            seen = {s for s in seen if s > floor}
+            if len(new) >= BATCH:
+                continue
+            if now - quiet_since >= KEEPALIVE:
+                yield ": keepalive\n\n"
+                quiet_since = now
+            try:
+                await asyncio.wait_for(woken.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+    finally:
+        feed.waiters.discard(woken)

@@ -1,0 +1,138 @@
+"""Request bodies and answers: the OpenAPI document is the API's contract (and what the
+tests fuzz). A job's JSON is :func:`runner.jobs.report.to_row`, the keys of
+``runner results --format json``; :class:`Job` only describes it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from runner.check.checker import OUTCOMES
+
+State = Literal["queued", "running", "done"]
+Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # no control characters in names, filters, keys
+
+
+def _no_nul(value: Any, where: str) -> None:
+    """PostgreSQL refuses NUL in text and JSON: name the field instead of failing later."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} contains a NUL character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k, where)
+            _no_nul(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_nul(v, f"{where}[{i}]")
+
+
+class JobsIn(BaseModel):
+    """One or many URLs with the check options of ``runner submit`` (``url`` for one)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["urls"]}, {"required": ["url"]}],
+        "examples": [{"urls": ["https://example.com/", "example.org/health"], "options": {"expect_status": "200"},
+                      "batch": "nightly", "idempotency_key": "nightly-2026-12-01"}]})
+
+    # Not nullable (`null` is refused) yet optional: one of the two must be there.
+    urls: list[str] = Field(None, description="URLs to check (up to 10,000; more is 413).")  # type: ignore[assignment]
+    url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
+    options: dict[str, Any] = Field(default_factory=dict, description="Check options, as `runner submit`'s flags: "
+                                    "method, expect_status, body_contains, body_excludes, max_ms, deadline, "
+                                    "max_redirects, insecure, max_bytes, header, condition, retries.")
+    batch: str | None = Field(None, max_length=200, pattern=NAME_PATTERN, description="A label for the batch.")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN,
+                                        description="Repeating a request with the same key adds nothing and "
+                                        "answers with the first request's jobs.")
+
+    @field_validator("options")
+    @classmethod
+    def _options_text(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _no_nul(value, "options")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> JobsIn:
+        if self.urls is None and self.url is None:
+            raise ValueError("give `urls` (a list) or `url` (one URL)")
+        return self
+
+    def all_urls(self) -> list[str]:
+        return [*(self.urls or []), *([self.url] if self.url is not None else [])]
+
+
+class SubmittedJob(BaseModel):
+    id: int
+    url: str = Field(description="The normalised URL (password masked).")
+
+
+class RejectedUrl(BaseModel):
+    input: str = Field(description="What was sent (password masked, cut at 200 characters).")
+    reason: str
+
+
+class BatchRef(BaseModel):
+    id: int
+    name: str
+
+
+class Submitted(BaseModel):
+    batch: BatchRef | None
+    jobs: list[SubmittedJob]
+    rejected: list[RejectedUrl]
+    existed: bool = Field(description="True when the idempotency key matched an earlier request.")
+
+
+class Job(BaseModel):
+    """Exactly the object of ``runner results --format json``: these keys, then the
+    check's details (timings, redirects, TLS ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    url: str
+    batch: str | None
+    state: State
+    outcome: str | None
+    ok: bool | None
+    status_code: int | None
+    total_ms: float | None
+    attempts: int | None
+    error: str | None
+    final_url: str | None
+    bytes: int | None
+    content_type: str | None
+    title: str | None
+    submitted_at: str
+    started_at: str | None
+    checked_at: str | None
+
+
+class JobsPage(BaseModel):
+    jobs: list[Job]
+    next: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class BatchOut(BaseModel):
+    id: int
+    name: str
+    created_at: str
+    size: int
+    queued: int
+    running: int
+    done: int
+    ok: int
+    failed: int
+    by_outcome: dict[str, int]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Ready(BaseModel):
+    database: str
+    broker: str

@@ -1,0 +1,273 @@
+// urltester's page: add URLs, watch their results arrive, open one.
+// Every piece of user data (URLs, titles, errors, server text) goes into the page with
+// textContent, never innerHTML; the Content-Security-Policy forbids inline script as well.
+"use strict";
+
+const TOKEN_KEY = "urltester.token";
+const $ = (id) => document.getElementById(id);
+const rows = new Map(); // job id -> <tr>
+let nextCursor = null;
+let stream = null; // AbortController of the event stream
+let lastEventId = null;
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${token()}`, ...(options.headers || {}) };
+  const answer = await fetch(path, { ...options, headers });
+  if (answer.status === 401) { askToken("That token was not accepted."); throw new Error("unauthorized"); }
+  return answer;
+}
+
+function message(body) {
+  if (!body || body.detail === undefined) return "unexpected answer";
+  if (typeof body.detail === "string") return body.detail;
+  return body.detail.map((e) => `${(e.loc || []).join(".")}: ${e.msg}`).join("; ");
+}
+
+// ---------------------------------------------------------------- token
+
+function askToken(why) {
+  if (stream) stream.abort();
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("main").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = why || "";
+  $("token").focus();
+}
+
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token").value = "";
+  start();
+});
+$("forget").addEventListener("click", () => askToken(""));
+
+// ---------------------------------------------------------------- table
+
+function stateOf(job) {
+  if (job.state !== "done") return { text: job.state, cls: "state-pending" };
+  if (job.ok) return { text: "ok", cls: "state-ok" };
+  return { text: job.outcome || "failed", cls: "state-failed" };
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "" : String(text);
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+}
+
+function fill(tr, job) {
+  tr.replaceChildren();
+  const state = stateOf(job);
+  cell(tr, job.id);
+  cell(tr, state.text, state.cls);
+  cell(tr, job.status_code);
+  cell(tr, job.total_ms === null || job.total_ms === undefined ? "" : `${Math.round(job.total_ms)} ms`);
+  cell(tr, job.url);
+  cell(tr, job.title);
+  cell(tr, job.error, "error");
+  tr.dataset.state = state.text;
+}
+
+function matches(job) {
+  const filter = new URLSearchParams($("filter").value);
+  const text = $("search").value.trim().toLowerCase();
+  if (filter.get("state") && job.state !== filter.get("state")) return false;
+  if (filter.get("outcome") && job.outcome !== filter.get("outcome")) return false;
+  if (filter.get("failed") && !(job.state === "done" && job.ok === false)) return false;
+  if (text && !String(job.url).toLowerCase().includes(text)) return false;
+  return true;
+}
+
+function show(job, { append = false } = {}) {
+  let tr = rows.get(job.id);
+  if (!tr) {
+    if (!matches(job)) return;
+    tr = document.createElement("tr");
+    tr.dataset.id = String(job.id);
+    tr.addEventListener("click", () => openDetail(job.id));
+    rows.set(job.id, tr);
+    const body = $("jobs").tBodies[0];
+    if (append) {
+      body.appendChild(tr);
+    } else {
+      // newest first: before the first row with a smaller id
+      const after = [...body.rows].find((r) => Number(r.dataset.id) < job.id);
+      body.insertBefore(tr, after || null);
+    }
+  }
+  // A page read before an event may be older than it: never take a row back from done.
+  if (tr.dataset.done === "1" && job.state !== "done") return;
+  fill(tr, job);
+  tr.dataset.done = job.state === "done" ? "1" : "0";
+}
+
+function query() {
+  const params = new URLSearchParams($("filter").value);
+  const text = $("search").value.trim();
+  if (text) params.set("text", text);
+  return params;
+}
+
+async function loadPage(cursor) {
+  const params = query();
+  params.set("limit", "100");
+  if (cursor) params.set("cursor", cursor);
+  const answer = await api(`/api/v1/jobs?${params}`);
+  const body = await answer.json();
+  if (!answer.ok) { $("add-result").textContent = message(body); return; }
+  for (const job of body.jobs) show(job, { append: true });
+  nextCursor = body.next;
+  $("more").hidden = !nextCursor;
+}
+
+async function reload() {
+  rows.clear();
+  $("jobs").tBodies[0].replaceChildren();
+  listen(); // first, so nothing committed while the page loads is missed
+  await loadPage(null);
+}
+
+$("more").addEventListener("click", () => loadPage(nextCursor));
+$("filter").addEventListener("change", reload);
+let searchTimer = null;
+$("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(reload, 300); });
+
+// ---------------------------------------------------------------- adding
+
+$("add-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const urls = $("urls").value.split(/\s+/).filter(Boolean);
+  if (!urls.length) return;
+  $("add").disabled = true;
+  $("rejected").replaceChildren();
+  try {
+    const answer = await api("/api/v1/jobs", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ urls }),
+    });
+    const body = await answer.json();
+    if (!answer.ok) { $("add-result").textContent = message(body); return; }
+    $("add-result").textContent = `${body.jobs.length} added` + (body.rejected.length ? `, ${body.rejected.length} rejected` : "");
+    for (const r of body.rejected) {
+      const li = document.createElement("li");
+      li.textContent = `${r.input}: ${r.reason}`;
+      $("rejected").appendChild(li);
+    }
+    for (const job of body.jobs) {
+      if (!rows.has(job.id)) show({ id: job.id, url: job.url, state: "queued" });
+    }
+    $("urls").value = "";
+  } finally {
+    $("add").disabled = false;
+  }
+});
+
+// ---------------------------------------------------------------- live results (SSE over fetch, so the token rides in a header)
+
+async function listen() {
+  if (stream) stream.abort();
+  const controller = new AbortController();
+  stream = controller;
+  const params = query();
+  while (!controller.signal.aborted) {
+    try {
+      const headers = { Authorization: `Bearer ${token()}`, Accept: "text/event-stream" };
+      if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+      const answer = await fetch(`/api/v1/events?${params}`, { headers, signal: controller.signal });
+      if (answer.status === 401) { askToken("That token was not accepted."); return; }
+      if (!answer.ok || !answer.body) throw new Error(`events: ${answer.status}`);
+      $("live").textContent = "live";
+      $("live").className = "live on";
+      await readEvents(answer.body.getReader());
+    } catch (err) {
+      if (controller.signal.aborted) return;
+    }
+    $("live").textContent = "reconnecting";
+    $("live").className = "live";
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+async function readEvents(reader) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let id = null, kind = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("id:")) id = line.slice(3).trim();
+        else if (line.startsWith("event:")) kind = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+      }
+      if (id) lastEventId = id;
+      if (kind === "result" && data) show(JSON.parse(data));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- detail
+
+const PHASES = ["dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "transfer_ms", "total_ms"];
+const CORE = ["url", "state", "outcome", "status_code", "total_ms", "attempts", "error", "final_url", "title",
+  "content_type", "bytes", "batch", "submitted_at", "checked_at"];
+
+async function openDetail(id) {
+  const answer = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
+  const job = await answer.json();
+  if (!answer.ok) { $("add-result").textContent = message(job); return; }
+  $("detail-title").textContent = `Job ${job.id}: ${job.url}`;
+  const dl = $("detail-core");
+  dl.replaceChildren();
+  for (const key of CORE) {
+    if (job[key] === null || job[key] === undefined) continue;
+    const dt = document.createElement("dt");
+    dt.textContent = key;
+    const dd = document.createElement("dd");
+    dd.textContent = String(job[key]);
+    dl.append(dt, dd);
+  }
+  const phases = $("phases").tBodies[0];
+  phases.replaceChildren();
+  for (const key of PHASES) {
+    const tr = document.createElement("tr");
+    cell(tr, key.replace(/_ms$/, ""));
+    cell(tr, job[key] === null || job[key] === undefined ? "–" : Number(job[key]).toFixed(1));
+    phases.appendChild(tr);
+  }
+  const list = $("redirects");
+  list.replaceChildren();
+  for (const hop of job.redirects || []) {
+    const li = document.createElement("li");
+    li.textContent = `${hop.status} → ${hop.url}`;
+    list.appendChild(li);
+  }
+  if (!(job.redirects || []).length) {
+    const li = document.createElement("li");
+    li.textContent = "none";
+    list.appendChild(li);
+  }
+  $("detail-json").textContent = JSON.stringify(job, null, 2);
+  $("detail").hidden = false;
+}
+
+$("close").addEventListener("click", () => { $("detail").hidden = true; });
+
+// ---------------------------------------------------------------- start
+
+function start() {
+  if (!token()) { askToken(""); return; }
+  $("login").hidden = true;
+  $("main").hidden = false;
+  reload();
+}
+
+start();

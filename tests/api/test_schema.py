@@ -1,0 +1,56 @@
+"""Schemathesis against ``runner serve``: cases generated from its own OpenAPI document,
+bounded in number. Every check but one runs: no 5xx, documented status codes, content
+types, headers and bodies valid against the schema, invalid data refused, auth not
+ignored, Allow headers. Left out: ``positive_data_acceptance``, because what makes a URL
+or a condition valid (``runner.jobs.urls``, ``runner.check.options``) is more than JSON
+Schema can say; those refusals are 422 naming the field (test_auth_bounds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
+
+from tests.api.conftest import Server, serve
+from tests.support import services
+
+pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
+
+
+@pytest.fixture(scope="module")
+def queued_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Jobs go to a RabbitMQ queue no worker reads: the generated URLs are never checked
+    (no DNS lookups, no traffic beyond 127.0.0.1)."""
+    tmp = tmp_path_factory.mktemp("schema")
+    broker = services.broker_url()
+    queue = services.new_queue_name()
+    env = services.runner_env(f"sqlite:///{tmp}/api.db", broker, queue)
+    try:
+        with serve(env, tmp / "serve.log") as server:
+            yield server
+    finally:
+        services.delete_queues(broker, queue)
+
+
+@pytest.fixture(scope="module")
+def api_token(queued_server: Server) -> str:
+    return queued_server.token("schemathesis")
+
+
+@pytest.fixture(scope="module")
+def api_schema(queued_server: Server, api_token: str):  # noqa: ANN201
+    return schemathesis.openapi.from_url(queued_server.base + "/openapi.json")
+
+
+# The event stream never ends: its answers are checked in test_services, not fuzzed here.
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/events")
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_answer_matches_the_document(case, queued_server: Server, api_token: str) -> None:  # noqa: ANN001
+    case.call_and_validate(base_url=queued_server.base, headers={"Authorization": f"Bearer {api_token}"},
+                           timeout=30, excluded_checks=[checks.positive_data_acceptance])
