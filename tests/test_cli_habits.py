@@ -93,7 +93,7 @@ def test_choices_are_enums_typer_checks_and_completes(env) -> None:
 
 def test_the_enums_are_the_librarys_own_choices() -> None:
     """Spelled out in runner/cli/common.py to keep completion fast; the same as the library's."""
-    from runner.check.checker import OUTCOMES
+    from runner.check.outcomes import OUTCOMES
     from runner.jobs import readers, report
 
     assert tuple(o.value for o in common.Outcome) == tuple(OUTCOMES)

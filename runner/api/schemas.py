@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from runner.check.checker import OUTCOMES
+from runner.check.outcomes import OUTCOMES
 
 State = Literal["queued", "running", "done"]
 Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]

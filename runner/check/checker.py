@@ -40,6 +40,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt
 from runner.check import transport as timing
 from runner.check.body import BodyScan, body_texts
 from runner.check.options import DEFAULT_OPTIONS, CheckOptions, Condition
+from runner.check.outcomes import OUTCOMES
 from runner.check.policy import DEFAULT_POLICY, AddressPolicy
 from runner.check.transport import CheckFailure, Guard, HopTimes
 from runner.text import mask_url
@@ -55,11 +56,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = (
-    "ok", "http_error", "assertion_failed", "dns_error", "connect_refused",
-    "connect_timeout", "read_timeout", "deadline_exceeded", "tls_error",
-    "too_many_redirects", "too_large", "invalid_response", "blocked",
-)
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 READ_SIZE = 64 * 1024  # bytes asked of the socket per read of a body

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from xml.sax.saxutils import escape, quoteattr
 
 from db import DEFAULT_REGION, NO_WORKER, JobView, RegionResult
-from runner.check.checker import OUTCOMES as CHECK_OUTCOMES
+from runner.check.outcomes import OUTCOMES as CHECK_OUTCOMES
 from runner.text import json_safe, mask_url, printable
 
 # Reads each page's region results (``Runtime.region_results``).
