@@ -64,6 +64,37 @@ POSTGRES: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        3,
+        [
+            # Issue 15: the adaptive limit's ceiling beside its current value (concurrency).
+            "ALTER TABLE workers ADD COLUMN concurrency_max integer",
+            # Per-host limits set with `runner limits set`: a host name or *.domain pattern.
+            """CREATE TABLE host_limits (
+                pattern text PRIMARY KEY,
+                rate double precision,
+                connections integer,
+                updated_at timestamptz NOT NULL
+            )""",
+            # Pacing state per host: the next free rate slot (GCRA's theoretical arrival
+            # time) and a Retry-After pause, both in epoch seconds of the database's clock.
+            """CREATE TABLE host_pace (
+                host text PRIMARY KEY,
+                next_slot double precision NOT NULL DEFAULT 0,
+                paused_until double precision NOT NULL DEFAULT 0
+            )""",
+            # A check in flight on a host with a connection limit; renewed by its worker's
+            # heartbeat, so a worker killed mid-check frees it when it expires.
+            """CREATE TABLE host_leases (
+                id text PRIMARY KEY,
+                host text NOT NULL,
+                worker text NOT NULL,
+                expires_at double precision NOT NULL
+            )""",
+            "CREATE INDEX host_leases_host ON host_leases (host, expires_at)",
+            "CREATE INDEX host_leases_worker ON host_leases (worker)",
+        ],
+    ),
 ]
 
 SQLITE: list[tuple[int, list[str]]] = [
@@ -122,6 +153,37 @@ SQLITE: list[tuple[int, list[str]]] = [
                 started_at text NOT NULL,
                 last_seen text NOT NULL
             )""",
+        ],
+    ),
+    (
+        3,
+        [
+            # Issue 15: the adaptive limit's ceiling beside its current value (concurrency).
+            "ALTER TABLE workers ADD COLUMN concurrency_max integer",
+            # Per-host limits set with `runner limits set`: a host name or *.domain pattern.
+            """CREATE TABLE host_limits (
+                pattern text PRIMARY KEY,
+                rate real,
+                connections integer,
+                updated_at text NOT NULL
+            )""",
+            # Pacing state per host: the next free rate slot (GCRA's theoretical arrival
+            # time) and a Retry-After pause, both in epoch seconds of the database's clock.
+            """CREATE TABLE host_pace (
+                host text PRIMARY KEY,
+                next_slot real NOT NULL DEFAULT 0,
+                paused_until real NOT NULL DEFAULT 0
+            )""",
+            # A check in flight on a host with a connection limit; renewed by its worker's
+            # heartbeat, so a worker killed mid-check frees it when it expires.
+            """CREATE TABLE host_leases (
+                id text PRIMARY KEY,
+                host text NOT NULL,
+                worker text NOT NULL,
+                expires_at real NOT NULL
+            )""",
+            "CREATE INDEX host_leases_host ON host_leases (host, expires_at)",
+            "CREATE INDEX host_leases_worker ON host_leases (worker)",
         ],
     ),
 ]

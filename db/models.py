@@ -113,3 +113,4 @@ class WorkerBeat:
     processed: int
     started_at: datetime
     last_seen: datetime
+    concurrency_max: int | None = None  # the adaptive limit's ceiling; None: fixed at concurrency

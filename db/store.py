@@ -452,11 +452,12 @@ class Store:
         d = self.dialect
         with d.transaction() as cur:
             cur.execute(
-                "INSERT INTO workers (id, host, pid, queue, concurrency, processed, started_at, last_seen) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                "processed = excluded.processed, last_seen = excluded.last_seen, concurrency = excluded.concurrency",
+                "INSERT INTO workers (id, host, pid, queue, concurrency, processed, started_at, last_seen, "
+                "concurrency_max) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                "processed = excluded.processed, last_seen = excluded.last_seen, concurrency = excluded.concurrency, "
+                "concurrency_max = excluded.concurrency_max",
                 (beat.id, beat.host, beat.pid, beat.queue, beat.concurrency, beat.processed,
-                 d.ts(beat.started_at), d.ts(beat.last_seen)),
+                 d.ts(beat.started_at), d.ts(beat.last_seen), beat.concurrency_max),
             )
 
     def forget_worker(self, worker_id: str) -> None:
@@ -470,13 +471,13 @@ class Store:
         with d.transaction() as cur:
             cur.execute("DELETE FROM workers WHERE last_seen < %s", (d.ts(cutoff - timedelta(days=1)),))
             cur.execute(
-                "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen FROM workers "
+                "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen, concurrency_max FROM workers "
                 "WHERE last_seen >= %s ORDER BY host, pid",
                 (d.ts(cutoff),),
             )
             rows = cur.fetchall()
         return [
-            WorkerBeat(r[0], r[1], r[2], r[3], r[4], r[5], d.parse_ts(r[6]), d.parse_ts(r[7])) for r in rows
+            WorkerBeat(r[0], r[1], r[2], r[3], r[4], r[5], d.parse_ts(r[6]), d.parse_ts(r[7]), r[8]) for r in rows
         ]
 
     # ------------------------------------------------------------------ housekeeping

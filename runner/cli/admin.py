@@ -32,7 +32,9 @@ def status(ctx: typer.Context) -> None:
             typer.echo(f"queue     unknown: {st.broker_error}")
         typer.echo(f"workers   {len(st.workers)} alive")
         for w in st.workers:
-            typer.echo(f"          {w.host} pid {w.pid}: {w.concurrency} threads, {w.processed} checks, last seen {w.last_seen:%H:%M:%S}")
+            pace = (f"concurrency {w.concurrency} (adaptive, up to {w.concurrency_max})" if w.concurrency_max
+                    else f"concurrency {w.concurrency} (fixed)")
+            typer.echo(f"          {w.host} pid {w.pid}: {pace}, {w.processed} checks, last seen {w.last_seen:%H:%M:%S}")
 
 
 def doctor(ctx: typer.Context) -> None:

@@ -26,9 +26,10 @@ def check_service(settings: Settings) -> CheckService:
 @handled
 def start(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=1024, help="Worker threads per process (checks wait on the network, so threads are cheap).")] = 128,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=1024, envvar="URLTESTER_CONCURRENCY", help="Fix the checks each process runs at once (default: adaptive, found as it goes between 8 and --max-concurrency; see docs/performance.md).", show_default=False)] = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, max=4096, envvar="URLTESTER_MAX_CONCURRENCY", help="Ceiling of the adaptive concurrency per process (one thread each; an idle thread costs only its stack).")] = 512,
     processes: Annotated[int | None, typer.Option("--processes", "-p", min=1, max=256, help="Worker processes (default: number of cores).", show_default=False)] = None,
-    prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
+    prefetch: Annotated[int | None, typer.Option("--prefetch", min=1, max=65535, help="Unacked messages per process (default: the current concurrency, following it).", show_default=False)] = None,
     shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", min=0, help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = 30.0,
     hold_budget: Annotated[float, typer.Option("--hold-budget", min=1, help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = 600.0,
     queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Queue to consume (default: urltester).", show_default=False)] = None,
@@ -54,7 +55,7 @@ def start(
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise fail(f"--log-level {log_level!r}: use debug, info, warning or error", EXIT_USAGE)
     configure_logging(log_level)
-    options = PoolOptions(concurrency=concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
+    options = PoolOptions(concurrency=concurrency, max_concurrency=max_concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
                           hold_budget=hold_budget, **({"processes": processes} if processes else {}))
     _wait_for_services(settings)
     raise typer.Exit(run_pool(functools.partial(check_service, settings), options, log_level))

@@ -41,7 +41,7 @@ class CheckService:
         beat = WorkerBeat(
             id=self.name, host=socket.gethostname(), pid=os.getpid(), queue=self.runtime.settings.queue,
             concurrency=stats.concurrency, processed=stats.processed, started_at=stats.started_at,
-            last_seen=utcnow(),
+            last_seen=utcnow(), concurrency_max=stats.max_concurrency,
         )
         try:
             self.runtime.store.heartbeat(beat)

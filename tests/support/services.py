@@ -75,7 +75,9 @@ def reset_postgres(url: str) -> None:
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS results, jobs, batches, workers, schema_version CASCADE")
+        # Every table, whichever migrations made them (host limits, tokens, regions, ...).
+        cur.execute("DROP SCHEMA public CASCADE")
+        cur.execute("CREATE SCHEMA public")
     conn.close()
 
 
@@ -101,7 +103,7 @@ def delete_queues(url: str, queue: str) -> None:
     try:
         with Connection(url, connect_timeout=3) as conn:
             ch = conn.channel()
-            for name in (queue, f"{queue}.dead"):
+            for name in (queue, f"{queue}.dead", *(f"{queue}.delay.{2 ** k}s" for k in range(11))):
                 try:
                     ch.queue_delete(name)
                 except Exception:  # noqa: BLE001 - already gone
