@@ -4,6 +4,7 @@ Imports nothing of ``runner`` or ``tui``. See :mod:`db.store` for the API.
 """
 
 from .errors import StoreConfigError, StoreError, StoreUnavailable
+from .limits import LEASE_TTL, Admission, HostLimit, LimitStore
 from .models import (
     ORDERS,
     STATES,
@@ -18,6 +19,7 @@ from .models import (
 from .store import Store, open_store, utcnow
 
 __all__ = [
+    "LEASE_TTL", "Admission", "HostLimit", "LimitStore",
     "ORDERS", "STATES", "Batch", "Counts", "JobFilter", "JobView", "NewJob", "ResultRecord",
     "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat",
     "open_store", "utcnow",

@@ -91,6 +91,13 @@ POSTGRES: list[tuple[int, list[str]]] = [
                 worker text NOT NULL,
                 expires_at double precision NOT NULL
             )""",
+            # When each check of a rate-limited host was let go (its last second or so): the
+            # hard cap on any 1 s window, behind GCRA's spacing.
+            """CREATE TABLE host_grants (
+                host text NOT NULL,
+                at double precision NOT NULL
+            )""",
+            "CREATE INDEX host_grants_host ON host_grants (host, at)",
             "CREATE INDEX host_leases_host ON host_leases (host, expires_at)",
             "CREATE INDEX host_leases_worker ON host_leases (worker)",
         ],
@@ -182,6 +189,13 @@ SQLITE: list[tuple[int, list[str]]] = [
                 worker text NOT NULL,
                 expires_at real NOT NULL
             )""",
+            # When each check of a rate-limited host was let go (its last second or so): the
+            # hard cap on any 1 s window, behind GCRA's spacing.
+            """CREATE TABLE host_grants (
+                host text NOT NULL,
+                at real NOT NULL
+            )""",
+            "CREATE INDEX host_grants_host ON host_grants (host, at)",
             "CREATE INDEX host_leases_host ON host_leases (host, expires_at)",
             "CREATE INDEX host_leases_worker ON host_leases (worker)",
         ],

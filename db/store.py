@@ -13,6 +13,7 @@ from typing import Any
 from . import migrations
 from .dialects import NOTIFY_CHANNEL, Dialect, Postgres, Sqlite, open_dialect
 from .errors import StoreUnavailable
+from .limits import LimitStore
 from .models import (
     ORDERS,
     Batch,
@@ -84,6 +85,11 @@ class Store:
 
     def close(self) -> None:
         self.dialect.close()
+
+    @property
+    def limits(self) -> LimitStore:
+        """Per-host limits and pacing (:mod:`db.limits`)."""
+        return LimitStore(self.dialect)
 
     # ------------------------------------------------------------------ schema
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli import admin, importing, submitting, terminal, worker
+from runner.cli import admin, importing, limits, submitting, terminal, worker
 from runner.cli.common import EXIT_USAGE, fail
 from runner.errors import ConfigError
 from runner.jobs.settings import from_env
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(limits.limits_app, name="limits")
 
 
 @app.callback()

@@ -35,6 +35,8 @@ def start(
     queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Queue to consume (default: urltester).", show_default=False)] = None,
     deny_private: Annotated[bool, typer.Option("--deny-private", help="Also refuse loopback, RFC 1918, CGNAT and unique-local addresses.")] = False,
     allow_network: Annotated[list[str] | None, typer.Option("--allow-network", help="Network (CIDR) always allowed, overriding the address policy (repeatable).")] = None,
+    host_rate: Annotated[float | None, typer.Option("--host-rate", min=0.001, help="Checks per second per target host, kept by the whole fleet together (URLTESTER_HOST_RATE; default unlimited; `runner limits set` overrides per host).", show_default=False)] = None,
+    host_connections: Annotated[int | None, typer.Option("--host-connections", min=1, help="Checks at once per target host, fleet-wide (URLTESTER_HOST_CONNECTIONS; default unlimited).", show_default=False)] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
@@ -44,6 +46,7 @@ def start(
     from runner.taskq.pool import PoolOptions, configure_logging, run_pool
 
     settings: Settings = ctx.obj.with_(queue=queue, deny_private=deny_private or None,
+                                       host_rate=host_rate, host_connections=host_connections,
                                        allow_networks=tuple(allow_network) if allow_network else None)
     if settings.immediate:
         raise fail(

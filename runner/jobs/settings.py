@@ -36,6 +36,8 @@ class Settings:
     deny_private: bool = False
     allow_networks: tuple[str, ...] = ()
     publish_timeout: float = 30.0  # seconds a publish keeps retrying a lost broker before failing
+    host_rate: float | None = None  # checks/s per host, fleet-wide, unless `runner limits` says otherwise
+    host_connections: int | None = None  # checks at once per host, fleet-wide
 
     @property
     def immediate(self) -> bool:
@@ -73,6 +75,13 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
             values["publish_timeout"] = float(env["URLTESTER_PUBLISH_TIMEOUT"])
         except ValueError:
             raise ConfigError(f"URLTESTER_PUBLISH_TIMEOUT={env['URLTESTER_PUBLISH_TIMEOUT']!r} is not a number of seconds") from None
+    for name, key, kind in (("URLTESTER_HOST_RATE", "host_rate", float),
+                            ("URLTESTER_HOST_CONNECTIONS", "host_connections", int)):
+        if env.get(name, "").strip():
+            try:
+                values[key] = kind(env[name].strip())
+            except ValueError:
+                raise ConfigError(f"{name}={env[name]!r} is not a {'number' if kind is float else 'whole number'}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     return validated(Settings(**values))  # type: ignore[arg-type]
 
@@ -83,6 +92,12 @@ def validated(settings: Settings) -> Settings:
     _check_url("broker URL (URLTESTER_BROKER_URL)", settings.broker_url, BROKER_SCHEMES)
     if not settings.queue or len(settings.queue) > 200 or any(c.isspace() for c in settings.queue):
         raise ConfigError(f"queue name {settings.queue!r} is not usable (1-200 characters, no spaces)")
+    if settings.host_rate is not None and not (0 < settings.host_rate <= 1e6):
+        raise ConfigError(f"host rate {settings.host_rate!r} (URLTESTER_HOST_RATE, --host-rate): "
+                          "checks per second per host must be more than 0")
+    if settings.host_connections is not None and not (0 < settings.host_connections <= 1e6):
+        raise ConfigError(f"host connections {settings.host_connections!r} (URLTESTER_HOST_CONNECTIONS, "
+                          "--host-connections): checks at once per host must be at least 1")
     for net in settings.allow_networks:
         try:
             ipaddress.ip_network(net, strict=False)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from db import ResultRecord, Store, StoreUnavailable, utcnow
 from runner.check.checker import Checker, CheckResult
 from runner.check.options import CheckOptions
+from runner.jobs.pacing import Pacer
 from runner.jobs.writer import ResultWriter
 from runner.taskq.app import App, Task, context
 
@@ -29,6 +30,9 @@ class CheckParts(Protocol):
     worker_id: str
 
     @property
+    def pacer(self) -> Pacer: ...
+
+    @property
     def checker(self) -> Checker: ...
 
     @property
@@ -37,17 +41,22 @@ class CheckParts(Protocol):
 
 def register(app: App, runtime: CheckParts) -> Task:
     @app.task(name=CHECK_TASK)
-    def check(job_id: int, url: str, options: dict[str, Any]) -> str | Future[str]:
+    def check(job_id: int, url: str, options: dict[str, Any], pace: dict[str, Any] | None = None) -> str | Future[str]:
         """Check one job's URL and hand the result to the writer.
 
         Returns a future that resolves to the outcome once the result is committed (the
-        consumer acks then; inline callers wait for it), or ``"skipped"``.
+        consumer acks then; inline callers wait for it), or ``"skipped"``. Raises Defer
+        when its host's limits say "not yet" (``pace`` carries a reserved rate slot).
         """
         opts = CheckOptions.from_json(options)  # OptionError: poison, dead-lettered
         if getattr(context, "redelivered", False) and _already_done(runtime, job_id):
             return "skipped"
-        runtime.writer.started(job_id)
-        result = runtime.checker.check(url, opts)
+        ticket = runtime.pacer.admit(url, pace)  # Defer: back later, no thread held
+        try:
+            runtime.writer.started(job_id)
+            result = runtime.checker.check(url, opts)
+        finally:
+            ticket.release()
         return runtime.writer.submit(to_record(job_id, result, worker=runtime.worker_id))
 
     return check

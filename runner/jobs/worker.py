@@ -45,6 +45,7 @@ class CheckService:
         )
         try:
             self.runtime.store.heartbeat(beat)
+            self.runtime.pacer.renew()  # leases of the checks in flight on limited hosts
         except StoreUnavailable as exc:
             log.warning("heartbeat not written: %s", exc)
 
@@ -53,4 +54,5 @@ class CheckService:
             self.runtime.store.forget_worker(self.name)
         except StoreUnavailable:
             pass
+        self.runtime.pacer.close()
         self.runtime.store.close()
