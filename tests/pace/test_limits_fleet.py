@@ -86,3 +86,28 @@ def test_retry_after_pauses_the_host_for_every_worker(pg_url, amqp_url, queue_na
     assert most_in_any_second(host_a.arrivals) <= 20
     limits = run_cli(["limits", "list"], env)
     assert limits.returncode == 0 and "rate 20 checks/s" in limits.stdout
+
+
+def test_a_worker_killed_mid_check_frees_its_connection_within_the_lease_bound(
+        pg_url, amqp_url, queue_name, host_a, tmp_path) -> None:
+    import os
+    import signal
+
+    from db.limits import LEASE_TTL
+
+    env = runner_env(pg_url, amqp_url, queue_name, URLTESTER_HOST_CONNECTIONS="1")
+    with worker(env, "--processes", "1", log_path=tmp_path / "first.log") as first:
+        ids = submit(pg_url, amqp_url, queue_name, [f"{host_a.base}/slow?ms=6000", f"{host_a.base}/next?ms=0"])
+        wait_until(lambda: host_a.inflight == 1, 20, message="the first check in flight")
+        os.killpg(first.pid, signal.SIGKILL)  # mid-check: its lease stays in the database
+        killed = time.time()
+        first.wait(10)
+    seen = len(host_a.arrivals)
+    with worker(env, "--processes", "1", log_path=tmp_path / "second.log"):
+        wait_until(lambda: done(pg_url, ids) == 2, LEASE_TTL + 30, interval=0.5, message="both checks")
+    later = host_a.arrivals[seen:]
+    assert later, "the second worker never reached the host"
+    waited = later[0] - killed
+    # Blocked no longer than the dead worker's lease (renewed every 5 s, 15 s to live).
+    assert waited <= LEASE_TTL + 5, waited
+    assert host_a.max_inflight == 1
