@@ -41,9 +41,9 @@ class _Protocol(asyncio.Protocol):
             self.transport.write(response)
 
 
-async def serve(delay_ms: float) -> None:
+async def serve(delay_ms: float, address: str = "127.0.0.1") -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Protocol(delay_ms / 1000), "127.0.0.1", 0, backlog=4096)
+    server = await loop.create_server(lambda: _Protocol(delay_ms / 1000), address, 0, backlog=4096)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 
@@ -51,7 +51,9 @@ async def serve(delay_ms: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--delay-ms", type=float, default=0)
-    asyncio.run(serve(parser.parse_args().delay_ms))
+    parser.add_argument("--address", default="127.0.0.1", help="Address to listen on (the fleet harness gives its own).")
+    args = parser.parse_args()
+    asyncio.run(serve(args.delay_ms, args.address))
 
 
 if __name__ == "__main__":
