@@ -366,11 +366,20 @@ class AmqpBroker:
             if on_connected is not None:
                 on_connected()
             cancelled = False
+            changed = time.monotonic()
             while True:
                 self._run_actions(generation, dead_channel)
-                if (now_wanted := wanted()) != applied:
-                    consumer.qos(prefetch_count=now_wanted)
-                    applied = now_wanted
+                now_wanted = wanted()
+                if not cancelled and now_wanted != applied and (
+                        not 0.8 <= now_wanted / applied <= 1.25 or time.monotonic() - changed > 5):
+                    # RabbitMQ applies a per-consumer basic.qos only to consumers started after
+                    # it: the new prefetch needs a new consumer. Deliveries of the old one stay
+                    # ours to ack on this channel.
+                    consumer.cancel()
+                    consumer = Consumer(channel, queues=[self._work], on_message=on_message, no_ack=False,
+                                        prefetch_count=now_wanted)
+                    consumer.consume()
+                    applied, changed = now_wanted, time.monotonic()
                 if stop.is_set():
                     if not cancelled:
                         consumer.cancel()

@@ -5,7 +5,7 @@ targets a process needs hundreds of calls in flight to use its core, while on 0 
 targets the same hundreds only fight for the GIL. The limit is therefore a delay-based
 congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "gradient"):
 
-* every ``window`` seconds it takes the **median** time a call held its slot in that
+* every ``window`` seconds (0.5) it takes the **median** time a call held its slot in that
   window (the median, so 1% of checks hanging until their deadline does not steer it);
 * ``base`` is the lowest such median seen: the latency of the targets themselves,
   without queueing in this process;
@@ -30,15 +30,18 @@ Time and CPU are injectable (``clock=``) so tests drive the controller without s
 
 from __future__ import annotations
 
+import logging
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+log = logging.getLogger("urltester.limiter")
+
 DEFAULT_MIN = 8
 DEFAULT_MAX = 512
-DEFAULT_START = 32
+DEFAULT_START = 128  # the old fixed default: never worse at the start
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class LimitOptions:
     minimum: int = DEFAULT_MIN
     maximum: int = DEFAULT_MAX
     fixed: bool = False
-    window: float = 1.0  # seconds between decisions
+    window: float = 0.5  # seconds between decisions
     grow_below: float = 1.25
     shrink_above: float = 1.6
     min_samples: int = 8  # completions a window needs before it decides anything
@@ -125,6 +128,8 @@ class ConcurrencyLimit:
                     self._set(self._limit * 2 if self._slow_start else self._limit + max(1, self._limit // 4))
                 return self._limit
             median = statistics.median(samples)
+            log.debug("limit %d: %d calls, median %.3f s (base %s), waited %d, busy %s", self._limit, len(samples),
+                      median, f"{self._base:.3f}" if self._base else "-", waited, busy)
             cut_at, self._cut_at = self._cut_at, None
             if cut_at is not None and median >= cut_at * 0.9:
                 self._base, self._slow_start = median, True  # the cut did not help: not our queueing

@@ -38,6 +38,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import multiprocessing
 import os
 import queue as queue_mod
@@ -52,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from runner.taskq.app import App, Call, Defer, PoisonMessage, context, decode, encode
+from runner.taskq.app import DEFAULT_PACK, App, Call, Defer, PoisonMessage, context, decode, encode
 from runner.taskq.broker import AmqpBroker, Delivery
 from runner.taskq.limiter import DEFAULT_MAX, ConcurrencyLimit, LimitOptions
 
@@ -60,6 +61,7 @@ log = logging.getLogger("urltester.worker")
 
 HEARTBEAT_EVERY = 5.0
 SWITCH_INTERVAL = 0.02
+PREFETCH_CALLS = 2  # calls prefetched per call the limit lets run
 LOCAL_DEFER_MAX = 1.0  # seconds: a shorter Defer waits in the process, a longer one in the broker
 
 
@@ -184,6 +186,7 @@ class WorkerProcess:
         self.processed = 0
         self.started_at = datetime.now(UTC)
         self.limit = ConcurrencyLimit(options.limit_options())
+        self._calls_per_message = float(DEFAULT_PACK)  # until deliveries say otherwise: a bulk pack
         self._timer: list[tuple[float, int, _Message, Call]] = []  # short defers, by due time
         self._timer_cond = threading.Condition()
 
@@ -193,8 +196,12 @@ class WorkerProcess:
         return self.limit.current
 
     def prefetch(self) -> int:
-        """Messages RabbitMQ may send ahead: ``--prefetch``, or the limit as it moves."""
-        return self.options.prefetch or self.limit.current
+        """Messages RabbitMQ may send ahead: ``--prefetch``, or enough for twice the limit's
+        calls as it moves (messages carry ~10 calls in bulk, 1 when interactive). More would
+        hoard: on a fleet, the first host up would take a whole batch."""
+        if self.options.prefetch:
+            return self.options.prefetch
+        return max(1, math.ceil(PREFETCH_CALLS * self.limit.current / self._calls_per_message))
 
     # ------------------------------------------------------------------ connection thread
 
@@ -207,6 +214,7 @@ class WorkerProcess:
         if not calls:
             delivery.ack()
             return
+        self._calls_per_message += (len(calls) - self._calls_per_message) * 0.05  # moving average
         message = _Message(delivery, calls)
         with self._messages_lock:
             self._messages.add(message)

@@ -1,5 +1,5 @@
 """Adaptive concurrency on the real services: a worker on its defaults finds more than its
-starting 32 checks at once on slow targets, and `runner status` shows the value it uses."""
+starting 128 checks at once on slow targets, and `runner status` shows the value it uses."""
 
 from __future__ import annotations
 
@@ -22,17 +22,17 @@ def concurrency_in_status(env: dict[str, str]) -> list[tuple[int, str]]:
 
 def test_the_default_grows_on_slow_targets_and_status_shows_it(pg_url, amqp_url, queue_name, target) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
-    with worker(env, "--processes", "1", "--max-concurrency", "200"):
+    with worker(env, "--processes", "1", "--max-concurrency", "300"):
         urls = [target.url(f"/ok?ms=1000&n={i}") for i in range(1500)]
         rt = Runtime(Settings(database_url=pg_url, broker_url=amqp_url, queue=queue_name))
         try:
             assert len(rt.submit(urls, batch="slow").job_ids) == 1500
         finally:
             rt.close()
-        wait_until(lambda: concurrency_in_status(env) and concurrency_in_status(env)[0][0] > 64, 30,
-                   interval=1, message="the adaptive concurrency to pass 64")
+        wait_until(lambda: concurrency_in_status(env) and concurrency_in_status(env)[0][0] > 128, 30,
+                   interval=1, message="the adaptive concurrency to pass 128")
         value, how = concurrency_in_status(env)[0]
-        assert how == "adaptive, up to 200" and value <= 200
+        assert how == "adaptive, up to 300" and value <= 300
 
 
 def test_concurrency_fixes_it(pg_url, amqp_url, queue_name) -> None:

@@ -2,7 +2,7 @@
 
 http.server spends a thread per connection and tops out at a few hundred requests a second
 on two cores, which would measure the target instead of urltester. This one answers any
-GET/HEAD with a small page after ``delay`` ms, with keep-alive, on one event loop.
+GET/HEAD with a small page after ``delay`` ms (or the URL's own ``?ms=N``), with keep-alive, on one event loop.
 Prints its port, then serves until killed.
 """
 
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 
 BODY = b"<html><head><title>ok page</title></head><body>OK</body></html>"
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "
             + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+MS = re.compile(rb"[?&]ms=([0-9]+(?:\.[0-9]+)?)")
 HEAD_RESPONSE = RESPONSE[: RESPONSE.index(b"\r\n\r\n") + 4]
 
 
@@ -31,8 +33,11 @@ class _Protocol(asyncio.Protocol):
         while b"\r\n\r\n" in self.buffer:
             head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
             response = HEAD_RESPONSE if head.startswith(b"HEAD ") else RESPONSE
-            if self.delay:
-                asyncio.get_running_loop().call_later(self.delay, self._send, response)
+            delay = self.delay
+            if (own := MS.search(head.split(b"\r\n", 1)[0])) is not None:
+                delay = float(own.group(1)) / 1000  # this URL's own latency (?ms=N)
+            if delay:
+                asyncio.get_running_loop().call_later(delay, self._send, response)
             else:
                 self._send(response)
 
