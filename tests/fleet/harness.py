@@ -20,6 +20,7 @@ address outside the /24 the harness made.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 from tests.faults.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parents[2]
+_FLEETS = itertools.count()
 
 
 class NamespacesUnavailable(Exception):
@@ -76,9 +78,11 @@ class Fleet:
         self.broker_url = broker_url
         self.queue = queue
         self.log_dir = log_dir
-        tag = os.getpid() % 100000
+        # Names of this fleet's own: a namespace being torn down lingers a while in the kernel.
+        tag = f"{os.getpid() % 10000}{next(_FLEETS) % 100:02d}"
         self.bridge = f"u15b{tag}"
         self.namespaces = [f"u15-{tag}-{i}" for i in range(hosts)]
+        self.veths = [f"u15h{tag}{i}"[:15] for i in range(hosts)]
         self.procs: dict[int, list[subprocess.Popen[bytes]]] = {i: [] for i in range(hosts)}
         self.proxies: list[Proxy] = []
         self.subnet = 0
@@ -117,7 +121,7 @@ class Fleet:
         _ip("link", "set", self.bridge, "up")
         for i, ns in enumerate(self.namespaces):
             _ip("netns", "add", ns)
-            outside, inside = f"{self.bridge}h{i}"[:15], f"u15i{os.getpid() % 100000}{i}"[:15]
+            outside, inside = self.veths[i], f"u15i{self.bridge[4:]}{i}"[:15]
             _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
             _ip("link", "set", inside, "netns", ns)
             _ip("link", "set", inside, "name", "eth0", ns=ns)
@@ -138,8 +142,10 @@ class Fleet:
         for proxy in self.proxies:
             proxy.__exit__()
         self.proxies = []
+        for veth in self.veths:
+            _ip("link", "del", veth, check=False)  # both ends, now (a dying namespace may linger)
         for ns in self.namespaces:
-            _ip("netns", "del", ns, check=False)  # takes its end of the veth pair, and so the pair
+            _ip("netns", "del", ns, check=False)
         _ip("link", "del", self.bridge, check=False)
 
     # ------------------------------------------------------------------ workers
