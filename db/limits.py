@@ -15,12 +15,14 @@ Three tables (migration 3):
 
 Times are epoch seconds of the database's clock (PostgreSQL's ``clock_timestamp()``),
 never the workers': hosts in a fleet disagree about the time, the database is one clock.
-A host's row is locked (``FOR UPDATE``) for the few statements that decide, so workers
-take its slots one after another; other hosts' rows are not touched.
+A host's row is locked (``FOR UPDATE``) while its admission is decided (inside one
+function call on PostgreSQL), so workers take its slots one after another; other hosts'
+rows are not touched.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .dialects import Dialect, Postgres
+from .errors import StoreUnavailable
 
 LEASE_TTL = 15.0  # seconds a lease outlives its last renewal (a killed worker's checks)
 
@@ -60,11 +63,54 @@ class Admission:
 
 
 class LimitStore:
-    """Host limits and pacing in the store's database (both dialects)."""
+    """Host limits and pacing in the store's database (both dialects).
+
+    On PostgreSQL the calls made for every check of a limited host (admit, release) are
+    one statement each on connections of their own in autocommit: through a 20 ms WAN a
+    transaction of ten statements held the host's row lock for ten round trips, and the
+    whole fleet got two admissions a second for that host. Admission is the function
+    ``urltester_admit`` (migration 3); SQLite runs the same decision in Python below.
+    """
+
+    POOL = 8  # autocommit connections for admissions, per process
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._pg = isinstance(dialect, Postgres)
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.POOL)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail in any way
+                pass
+
+    def _autocommit(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """One statement in autocommit on a pooled connection; its first row (or None)."""
+        pg = self.dialect._pg  # type: ignore[attr-defined]
+        with self._slots:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self.dialect.connect(autocommit=True)  # type: ignore[attr-defined]
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql, params)
+                    row = cur.fetchone() if cur.description else None
+            except (pg.OperationalError, pg.InterfaceError) as exc:
+                conn.close()
+                raise StoreUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            except BaseException:
+                conn.close()
+                raise
+            with self._lock:
+                self._idle.append(conn)
+            return row
 
     def _now(self, cur: Any) -> float:
         if self._pg:
@@ -113,11 +159,16 @@ class LimitStore:
         new one after the pause. A caller turned away for lack of a connection gets a new
         rate slot to come back at (so retries stay paced), or nothing without a rate.
         """
-        with self.dialect.transaction() as cur:
+        if self._pg:
+            granted, wait, reserved, lease, now = self._autocommit(
+                "SELECT * FROM urltester_admit(%s, %s, %s, %s, %s, %s, %s, %s)",
+                (host, rate or 0.0, connections or 0, worker, slot, early, uuid.uuid4().hex, LEASE_TTL))
+            return Admission(bool(granted), float(wait), None if reserved is None else float(reserved), lease,
+                             float(now))
+        with self.dialect.transaction() as cur:  # SQLite: one process, BEGIN IMMEDIATE serialises
             now = self._now(cur)
             cur.execute("INSERT INTO host_pace (host) VALUES (%s) ON CONFLICT (host) DO NOTHING", (host,))
-            cur.execute("SELECT next_slot, paused_until FROM host_pace WHERE host = %s"
-                        + (" FOR UPDATE" if self._pg else ""), (host,))
+            cur.execute("SELECT next_slot, paused_until FROM host_pace WHERE host = %s", (host,))
             next_slot, paused_until = (float(v) for v in cur.fetchone())
             if slot is not None and (slot < paused_until or slot < now - 2.0 or slot > now + 3600):
                 slot = None  # made before a pause, long past (a redelivery), or nonsense: a new one
@@ -125,7 +176,8 @@ class LimitStore:
                 return Admission(False, slot - now, slot, now=now)  # early: keep the reservation
             if slot is None and rate:
                 slot = max(next_slot, now, paused_until)
-                cur.execute("UPDATE host_pace SET next_slot = %s WHERE host = %s", (slot + 1.0 / rate, host))
+                next_slot = slot + 1.0 / rate
+                cur.execute("UPDATE host_pace SET next_slot = %s WHERE host = %s", (next_slot, host))
                 if slot - now > early:
                     return Admission(False, slot - now, slot, now=now)
             elif slot is None and paused_until > now:
@@ -162,6 +214,9 @@ class LimitStore:
             return Admission(True, lease=lease, now=now)
 
     def release(self, lease: str) -> None:
+        if self._pg:
+            self._autocommit("DELETE FROM host_leases WHERE id = %s", (lease,))
+            return
         with self.dialect.transaction() as cur:
             cur.execute("DELETE FROM host_leases WHERE id = %s", (lease,))
 

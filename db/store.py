@@ -74,6 +74,7 @@ class Store:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
+        self._limits: LimitStore | None = None
 
     @property
     def kind(self) -> str:
@@ -84,12 +85,16 @@ class Store:
         return self.dialect.url
 
     def close(self) -> None:
+        if self._limits is not None:
+            self._limits.close()
         self.dialect.close()
 
     @property
     def limits(self) -> LimitStore:
-        """Per-host limits and pacing (:mod:`db.limits`)."""
-        return LimitStore(self.dialect)
+        """Per-host limits and pacing (:mod:`db.limits`), with connections of its own."""
+        if self._limits is None:
+            self._limits = LimitStore(self.dialect)
+        return self._limits
 
     # ------------------------------------------------------------------ schema
 
