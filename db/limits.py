@@ -232,6 +232,12 @@ class LimitStore:
 
     def pause(self, host: str, seconds: float) -> None:
         """A Retry-After from ``host``: no check of it starts, fleet-wide, for ``seconds``."""
+        if self._pg:  # at once, not behind the writer's transactions on the shared pool
+            self._autocommit(
+                "INSERT INTO host_pace AS h (host, paused_until) VALUES (%s, extract(epoch from clock_timestamp()) + %s) "
+                "ON CONFLICT (host) DO UPDATE SET paused_until = greatest(h.paused_until, excluded.paused_until)",
+                (host, seconds))
+            return
         with self.dialect.transaction() as cur:
             now = self._now(cur)
             cur.execute("INSERT INTO host_pace (host) VALUES (%s) ON CONFLICT (host) DO NOTHING", (host,))
