@@ -132,10 +132,10 @@ POSTGRES: list[tuple[int, list[str]]] = [
                     RETURN;
                 END IF;
                 IF p_rate > 0 THEN
-                    v_window := greatest(1.0, 1.0 / p_rate);
+                    v_window := greatest(1.0, 1.0 / p_rate) + 0.25;  -- JITTER in db/limits.py
                     DELETE FROM host_grants WHERE host = p_host AND at <= v_now - v_window;
                     SELECT g.at INTO v_at FROM host_grants g WHERE g.host = p_host ORDER BY g.at DESC
-                        LIMIT 1 OFFSET greatest(1, floor(p_rate * v_window + 1e-9)::integer) - 1;
+                        LIMIT 1 OFFSET greatest(1, floor(p_rate * (v_window - 0.25) + 1e-9)::integer) - 1;
                     IF FOUND THEN
                         RETURN QUERY SELECT false, v_at + v_window - v_now + 0.001, v_slot, NULL::text, v_now;
                         RETURN;
