@@ -4,6 +4,7 @@ Imports nothing of ``runner`` or ``tui``. See :mod:`db.store` for the API.
 """
 
 from .errors import StoreConfigError, StoreError, StoreUnavailable
+from .limits import LEASE_TTL, Admission, HostLimit, LimitStore
 from .models import (
     ORDERS,
     STATES,
@@ -20,6 +21,7 @@ from .regions import DEFAULT_REGION, NO_WORKER
 from .store import Store, open_store, utcnow
 
 __all__ = [
+    "LEASE_TTL", "Admission", "HostLimit", "LimitStore",
     "ORDERS", "STATES", "Batch", "Counts", "JobFilter", "JobView", "NewJob", "ResultRecord", "RegionResult", "DEFAULT_REGION", "NO_WORKER",
     "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat",
     "open_store", "utcnow",

@@ -153,3 +153,4 @@ class WorkerBeat:
     started_at: datetime
     last_seen: datetime
     region: str = DEFAULT_REGION
+    concurrency_max: int | None = None  # the adaptive limit's ceiling; None: fixed at concurrency

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import migrations
 from .dialects import NOTIFY_CHANNEL, Dialect, Postgres, Sqlite, open_dialect
+from .limits import LimitStore
 from .models import (
     ORDERS,
     Batch,
@@ -88,6 +89,7 @@ class Store:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
+        self._limits: LimitStore | None = None
 
     @property
     def kind(self) -> str:
@@ -98,7 +100,16 @@ class Store:
         return self.dialect.url
 
     def close(self) -> None:
+        if self._limits is not None:
+            self._limits.close()
         self.dialect.close()
+
+    @property
+    def limits(self) -> LimitStore:
+        """Per-host limits and pacing (:mod:`db.limits`), with connections of its own."""
+        if self._limits is None:
+            self._limits = LimitStore(self.dialect)
+        return self._limits
 
     # ------------------------------------------------------------------ schema
 
@@ -578,11 +589,12 @@ class Store:
         d = self.dialect
         with d.transaction() as cur:
             cur.execute(
-                "INSERT INTO workers (id, host, pid, queue, concurrency, processed, started_at, last_seen, region) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                "processed = excluded.processed, last_seen = excluded.last_seen, concurrency = excluded.concurrency",
+                "INSERT INTO workers (id, host, pid, queue, concurrency, processed, started_at, last_seen, region, "
+                "concurrency_max) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                "processed = excluded.processed, last_seen = excluded.last_seen, concurrency = excluded.concurrency, "
+                "concurrency_max = excluded.concurrency_max",
                 (beat.id, beat.host, beat.pid, beat.queue, beat.concurrency, beat.processed,
-                 d.ts(beat.started_at), d.ts(beat.last_seen), beat.region),
+                 d.ts(beat.started_at), d.ts(beat.last_seen), beat.region, beat.concurrency_max),
             )
             # Rows of workers gone for a day are removed here, by a writer, so that reading
             # the list (status, the TUI) never needs SQLite's write lock.
@@ -598,13 +610,14 @@ class Store:
         cutoff = (now or utcnow()) - alive_within
         with d.transaction(write=False) as cur:
             cur.execute(
-                "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen, region FROM workers "
+                "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen, region, concurrency_max FROM workers "
                 "WHERE last_seen >= %s ORDER BY host, pid",
                 (d.ts(cutoff),),
             )
             rows = cur.fetchall()
         return [
-            WorkerBeat(r[0], r[1], r[2], r[3], r[4], r[5], d.parse_ts(r[6]), d.parse_ts(r[7]), r[8]) for r in rows
+            WorkerBeat(r[0], r[1], r[2], r[3], r[4], r[5], d.parse_ts(r[6]), d.parse_ts(r[7]), region=r[8],
+                       concurrency_max=r[9]) for r in rows
         ]
 
     # ------------------------------------------------------------------ housekeeping

@@ -25,6 +25,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -258,7 +259,10 @@ class Checker:
     reuse per thread); one Checker can be shared by all of a worker's threads."""
 
     def __init__(self, policy: AddressPolicy = DEFAULT_POLICY, *, user_agent: str = USER_AGENT,
-                 ca_bundle: str | None = None) -> None:
+                 ca_bundle: str | None = None,
+                 on_retry_after: Callable[[str, float], None] | None = None) -> None:
+        # on_retry_after(host, seconds): a 429/503 asked for a pause (the fleet's pacing keeps it).
+        self.on_retry_after = on_retry_after
         self.policy = policy
         self.user_agent = user_agent
         self._contexts = timing.TLSContexts(ca_bundle)
@@ -378,6 +382,8 @@ class Checker:
                 if hop.status in RETRY_STATUS and hop.status not in options.status_set:
                     att.transient = True
                     att.retry_after = _retry_after(hop.headers)
+                    if att.retry_after and hop.status in (429, 503) and self.on_retry_after is not None:
+                        self._throttled(hop.url, att.retry_after)
                     att.note = clean_text(f"HTTP {hop.status} {hop.reason or ''}", 200)
                 return att
             if not following:
@@ -442,6 +448,12 @@ class Checker:
                 "invalid_response", "every reused connection was closed before a response", True)
         att.hops.append(hop)
         return hop
+
+    def _throttled(self, url: str, seconds: float) -> None:
+        try:
+            self.on_retry_after(urlsplit(url).hostname or "", seconds)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - pacing is advice; the check goes on
+            log.exception("Retry-After of %s not recorded", _mask_url(url))
 
     def _send(self, session: requests.Session, hop: _Hop, method: str,
               headers: dict[str, str] | None, options: CheckOptions) -> None:

@@ -88,7 +88,9 @@ def status(
                 line += "  (`runner dead list`)" if depth.dead else ""
             typer.echo(line)
             for w in mine:
-                typer.echo(f"          {printable(w.host)} pid {w.pid}: {w.concurrency} threads, {w.processed} checks, "
+                pace = (f"concurrency {w.concurrency} (adaptive, up to {w.concurrency_max})" if w.concurrency_max
+                        else f"concurrency {w.concurrency} (fixed)")
+                typer.echo(f"          {printable(w.host)} pid {w.pid}: {pace}, {w.processed} checks, "
                            f"last seen {w.last_seen:%H:%M:%S}")
 
 

@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from runner.cli import admin, dead, importing, serve, submitting, terminal, tokens, worker
+from runner.cli import admin, dead, importing, limits, serve, submitting, terminal, tokens, worker
 from runner.cli.common import EXIT_USAGE, fail, split_networks
 from runner.errors import ConfigError
-from runner.jobs.settings import DEFAULT_QUEUE, ENV, build
+from runner.jobs.settings import DEFAULT_QUEUE, ENV, build, worker_env
 from runner.version import VERSION
 
 cli = typer.Typer(
@@ -61,7 +61,7 @@ def main_options(
 ) -> None:
     try:
         ctx.obj = build(database_url=database_url, broker_url=broker_url, queue=queue, publish_timeout=publish_timeout,
-                        deny_private=deny_private, allow_networks=tuple(allow_network or ()))
+                        deny_private=deny_private, allow_networks=tuple(allow_network or ()), **worker_env())
     except ConfigError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
 
@@ -78,6 +78,7 @@ cli.command()(terminal.tui)
 db_cli.command("upgrade")(admin.db_upgrade)
 cli.command()(serve.serve)
 cli.add_typer(tokens.token_app, name="token")
+cli.add_typer(limits.limits_app, name="limits")
 
 
 def main() -> None:

@@ -57,12 +57,14 @@ WORKER = "Worker"
 @handled
 def start(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", min=1, max=1024, envvar="URLTESTER_CONCURRENCY", rich_help_panel=WORKER,
-                                             help="Worker threads per process (checks wait on the network, so threads are cheap).")] = _POOL.concurrency,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", metavar="N", min=1, max=1024, envvar="URLTESTER_CONCURRENCY", rich_help_panel=WORKER,
+                                                    help="Fix the checks each process runs at once (default: adaptive, found as it goes up to --max-concurrency; see docs/performance.md).", show_default=False)] = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", metavar="N", min=1, max=4096, envvar="URLTESTER_MAX_CONCURRENCY", rich_help_panel=WORKER,
+                                                 help="Ceiling of the adaptive concurrency per process (one thread each; an idle thread costs only its stack).")] = _POOL.max_concurrency,
     processes: Annotated[int | None, typer.Option("--processes", "-p", metavar="N", min=1, max=256, envvar="URLTESTER_PROCESSES", rich_help_panel=WORKER,
                                                   help="Worker processes (default: number of cores).", show_default=False)] = None,
     prefetch: Annotated[int | None, typer.Option("--prefetch", metavar="N", min=1, max=65535, envvar="URLTESTER_PREFETCH", rich_help_panel=WORKER,
-                                                 help="Unacked messages per process (default: concurrency).", show_default=False)] = None,
+                                                 help="Unacked messages per process (default: the current concurrency, following it).", show_default=False)] = None,
     shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", metavar="SECONDS", min=0, envvar="URLTESTER_SHUTDOWN_TIMEOUT", rich_help_panel=WORKER,
                                                     help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
     hold_budget: Annotated[float, typer.Option("--hold-budget", metavar="SECONDS", min=1, envvar="URLTESTER_HOLD_BUDGET", rich_help_panel=WORKER,
@@ -83,6 +85,10 @@ def start(
                                                help="Also refuse every address that is not globally routable: loopback, RFC 1918, CGNAT, unique-local, TEST-NETs ... (the same as `runner --deny-private`).")] = False,
     allow_network: Annotated[list[str] | None, typer.Option("--allow-network", metavar="CIDR", envvar=ENV["allow_networks"], callback=split_networks, show_default=False, rich_help_panel="Settings",
                                                             help="Network (CIDR) always allowed, overriding the address policy (repeatable; the same as `runner --allow-network`).")] = None,
+    host_rate: Annotated[float | None, typer.Option("--host-rate", metavar="PER_SECOND", min=0.001, envvar="URLTESTER_HOST_RATE", show_default=False, rich_help_panel="Settings",
+                                                    help="Checks per second per target host, kept by the whole fleet together (default unlimited; `runner limits set` overrides per host).")] = None,
+    host_connections: Annotated[int | None, typer.Option("--host-connections", metavar="N", min=1, envvar="URLTESTER_HOST_CONNECTIONS", show_default=False, rich_help_panel="Settings",
+                                                         help="Checks at once per target host, fleet-wide (default unlimited).")] = None,
 ) -> None:
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
 
@@ -96,7 +102,7 @@ def start(
 
     typed = {name: _from_command_line(ctx, name) for name in ("queue", "deny_private", "allow_network")}
     settings: Settings = ctx.obj.with_(
-        queue=queue if typed["queue"] else None, region=region,
+        queue=queue if typed["queue"] else None, region=region, host_rate=host_rate, host_connections=host_connections,
         deny_private=True if typed["deny_private"] and deny_private else None,
         allow_networks=tuple(allow_network) if typed["allow_network"] and allow_network else None)
     if settings.immediate:
@@ -110,7 +116,7 @@ def start(
     fmt = resolve(log_format.value)
     configure_logging(level, fmt)
     install_stack_dumps()  # from now on, waiting for the services included
-    options = PoolOptions(concurrency=concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
+    options = PoolOptions(concurrency=concurrency, max_concurrency=max_concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
                           hold_budget=hold_budget, metrics_port=metrics_port, metrics_address=metrics_address,
                           **({"processes": processes} if processes else {}))
     _wait_for_services(settings)

@@ -45,6 +45,7 @@ from runner.taskq.app import DEFAULT_PACK, App, Call, Raw, TaskHandle
 
 if TYPE_CHECKING:
     from runner.check.checker import Checker
+    from runner.jobs.pacing import Pacer
     from runner.taskq.broker import AmqpBroker, QueueDepth
 
 @dataclass
@@ -88,6 +89,7 @@ class Runtime:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._checker: Checker | None = None
         self._writer: ResultWriter | None = None
+        self._pacer: Pacer | None = None
         self._lock = threading.Lock()
         self._sweep_after = 0  # where the next no-worker sweep goes on (see report_no_worker)
 
@@ -96,13 +98,14 @@ class Runtime:
     def checker(self) -> Checker:
         if self._checker is not None:
             return self._checker  # every check asks: no lock once it is built
+        pacer = self.pacer  # before the lock: it takes the same one
         with self._lock:
             if self._checker is None:
                 from runner.check.checker import Checker
                 from runner.check.policy import AddressPolicy
 
                 policy = AddressPolicy(deny_private=self.settings.deny_private, allow=self.settings.allow_networks)
-                self._checker = Checker(policy)
+                self._checker = Checker(policy, on_retry_after=pacer.pause)
             return self._checker
 
     @property
@@ -114,8 +117,23 @@ class Runtime:
                 self._writer = ResultWriter(self.store)
             return self._writer
 
+    @property
+    def pacer(self) -> Pacer:
+        """This process's side of the fleet-wide host limits (runner/jobs/pacing.py)."""
+        if self._pacer is not None:
+            return self._pacer
+        with self._lock:
+            if self._pacer is None:
+                from runner.jobs.pacing import Limits, Pacer
+
+                defaults = Limits(self.settings.host_rate, self.settings.host_connections)
+                self._pacer = Pacer(self.store.limits, self.worker_id, defaults)
+            return self._pacer
+
     def close(self) -> None:
         self.app.close()
+        if self._pacer is not None:
+            self._pacer.close()
         if self._writer is not None:
             self._writer.close()
         if self._checker is not None:

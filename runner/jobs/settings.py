@@ -45,6 +45,8 @@ class Settings:
     publish_timeout: float = 30.0  # seconds a publish keeps retrying a lost broker before failing
     region: str = DEFAULT_REGION  # the region a worker checks from (runner start --region)
     no_worker_after: float = 60.0  # seconds before a named region with no live worker is no_worker
+    host_rate: float | None = None  # checks/s per host, fleet-wide, unless `runner limits` says otherwise
+    host_connections: int | None = None  # checks at once per host, fleet-wide
 
     @property
     def immediate(self) -> bool:
@@ -96,6 +98,17 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
             values["publish_timeout"] = float(env["URLTESTER_PUBLISH_TIMEOUT"])
         except ValueError:
             raise ConfigError(f"URLTESTER_PUBLISH_TIMEOUT={env['URLTESTER_PUBLISH_TIMEOUT']!r} is not a number of seconds") from None
+    values.update(worker_env(env))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return build(**values)
+
+
+def worker_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The settings with no global ``runner`` option, from their variables: a worker's region,
+    the no-worker bound, the fleet-wide host limits (each command that uses one also takes
+    it as an option, with the same variable)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
     if env.get("URLTESTER_REGION"):
         values["region"] = env["URLTESTER_REGION"].strip()
     if env.get("URLTESTER_NO_WORKER_AFTER"):
@@ -103,8 +116,14 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
             values["no_worker_after"] = float(env["URLTESTER_NO_WORKER_AFTER"])
         except ValueError:
             raise ConfigError(f"URLTESTER_NO_WORKER_AFTER={env['URLTESTER_NO_WORKER_AFTER']!r} is not a number of seconds") from None
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return build(**values)
+    for name, key, kind in (("URLTESTER_HOST_RATE", "host_rate", float),
+                            ("URLTESTER_HOST_CONNECTIONS", "host_connections", int)):
+        if env.get(name, "").strip():
+            try:
+                values[key] = kind(env[name].strip())
+            except ValueError:
+                raise ConfigError(f"{name}={env[name]!r} is not a {'number' if kind is float else 'whole number'}") from None
+    return values
 
 
 def validated(settings: Settings) -> Settings:
@@ -118,6 +137,12 @@ def validated(settings: Settings) -> Settings:
     if not 0 < settings.no_worker_after <= 86400:
         raise ConfigError(f"no-worker wait {settings.no_worker_after:g} s (URLTESTER_NO_WORKER_AFTER) "
                           "must be more than 0 and at most 86400 seconds")
+    if settings.host_rate is not None and not (0 < settings.host_rate <= 1e6):
+        raise ConfigError(f"host rate {settings.host_rate!r} (URLTESTER_HOST_RATE, --host-rate): "
+                          "checks per second per host must be more than 0")
+    if settings.host_connections is not None and not (0 < settings.host_connections <= 1e6):
+        raise ConfigError(f"host connections {settings.host_connections!r} (URLTESTER_HOST_CONNECTIONS, "
+                          "--host-connections): checks at once per host must be at least 1")
     for net in settings.allow_networks:
         try:
             ipaddress.ip_network(net, strict=False)

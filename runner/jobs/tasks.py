@@ -23,6 +23,7 @@ from runner.taskq.app import App, Task, context
 
 if TYPE_CHECKING:  # the checker (requests, urllib3, ssl) is built on first use, not imported by submitters
     from runner.check.checker import Checker, CheckResult
+    from runner.jobs.pacing import Pacer
     from runner.jobs.writer import ResultWriter
 
 CHECK_TASK = "check"
@@ -35,6 +36,9 @@ class CheckParts(Protocol):
     worker_id: str
 
     @property
+    def pacer(self) -> Pacer: ...
+
+    @property
     def checker(self) -> Checker: ...
 
     @property
@@ -43,12 +47,14 @@ class CheckParts(Protocol):
 
 def register(app: App, runtime: CheckParts) -> Task:
     @app.task(name=CHECK_TASK)
-    def check(job_id: int, url: str, options: dict[str, Any], region: str = DEFAULT_REGION) -> str | Future[str]:
-        """Check one job's URL from ``region`` (the queue this call came from) and hand the
-        result to the writer.
+    def check(job_id: int, url: str, options: dict[str, Any], region: str = DEFAULT_REGION,
+              pace: dict[str, Any] | None = None) -> str | Future[str]:
+        """Check one job's URL from ``region`` (the queue this call came from), within its
+        host's fleet-wide limits, and hand the result to the writer.
 
         Returns a future that resolves to the outcome once the result is committed (the
-        consumer acks then; inline callers wait for it), or ``"skipped"``.
+        consumer acks then; inline callers wait for it), or ``"skipped"``. Raises Defer
+        when its host's limits say "not yet" (``pace`` carries a reserved rate slot).
         """
         if not isinstance(options, dict):
             raise OptionError(f"options must be a JSON object, not {type(options).__name__}")
@@ -58,9 +64,13 @@ def register(app: App, runtime: CheckParts) -> Task:
         named = "regions" in options  # a job that named regions has one result per region
         if getattr(context, "redelivered", False) and _already_done(runtime, job_id, region if named else None):
             return "skipped"
-        runtime.writer.started(job_id)
-        with metrics.IN_FLIGHT.track_inprogress():
-            result = runtime.checker.check(url, opts)
+        ticket = runtime.pacer.admit(url, pace)  # Defer: back later, no thread held
+        try:
+            runtime.writer.started(job_id)
+            with metrics.IN_FLIGHT.track_inprogress():
+                result = runtime.checker.check(url, opts)
+        finally:
+            ticket.release()
         count(result)
         return runtime.writer.submit(to_record(job_id, result, worker=runtime.worker_id, region=region))
 

@@ -41,10 +41,11 @@ class CheckService:
         beat = WorkerBeat(
             id=self.name, host=socket.gethostname(), pid=os.getpid(), queue=self.broker.queue,
             concurrency=stats.concurrency, processed=stats.processed, started_at=stats.started_at,
-            last_seen=utcnow(), region=self.runtime.settings.region,
+            last_seen=utcnow(), region=self.runtime.settings.region, concurrency_max=stats.max_concurrency,
         )
         try:
             self.runtime.store.heartbeat(beat)
+            self.runtime.pacer.renew()  # leases of the checks in flight on limited hosts
         except StoreUnavailable as exc:
             log.warning("heartbeat not written: %s", exc)
             return
@@ -60,4 +61,5 @@ class CheckService:
             self.runtime.store.forget_worker(self.name)
         except StoreUnavailable:
             pass
+        self.runtime.pacer.close()
         self.runtime.store.close()

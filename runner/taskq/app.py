@@ -40,13 +40,19 @@ import logging
 import lzma
 import os
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+)
 
 from runner.backoff import backoff
 
@@ -63,6 +69,25 @@ context = threading.local()
 
 class PoisonMessage(Exception):
     """A message that can never succeed (bad JSON, unknown task, too large): dead-letter it."""
+
+
+class Defer(Exception):  # noqa: N818 - an instruction to the runner, not an error
+    """Raised by a task: run this call again in ``delay`` seconds, with ``kwargs`` merged in.
+
+    The consumer does not hold a worker thread meanwhile: a short delay waits in the
+    process's timer, a longer one travels back through the broker (a delay queue) and the
+    message is acked. The task decides what the new kwargs carry (e.g. a reservation).
+    Inline and immediate-mode callers wait the delay and run the call again.
+    """
+
+    def __init__(self, delay: float, kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__(f"deferred for {delay:.3f} s")
+        self.delay = max(0.0, delay)
+        self.kwargs = kwargs or {}
+
+    def apply(self, call: Call) -> Call:
+        """The call to run later: the same id and task, the kwargs updated."""
+        return Call(call.task, call.args, {**call.kwargs, **self.kwargs}, call.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +365,17 @@ class App:
         return [TaskHandle(call) for call in calls]
 
     def execute(self, call: Call, *, wait: bool = True) -> Any:
+        """Run one call (see :meth:`run`); inline (``wait``) a :class:`Defer` is waited out here."""
+        while True:
+            try:
+                return self.run(call, wait=wait)
+            except Defer as deferred:
+                if not wait:
+                    raise
+                time.sleep(deferred.delay)
+                call = deferred.apply(call)
+
+    def run(self, call: Call, *, wait: bool = True) -> Any:
         """Run one call with its task's retries; PoisonMessage if the task is unknown.
 
         A task may return a :class:`~concurrent.futures.Future`: its work is done and only
@@ -358,7 +394,7 @@ class App:
             retrying = Retrying(
                 stop=stop_after_attempt(task.attempts),
                 wait=backoff(task.retry_delay, 60),
-                retry=retry_if_exception_type(task.retry_on),
+                retry=retry_if_exception_type(task.retry_on) & retry_if_not_exception_type(Defer),
                 reraise=True,
             )
             result = retrying(task.fn, *call.args, **call.kwargs)

@@ -66,6 +66,32 @@ def dead_queue_name(queue: str) -> str:
     return f"{queue}.dead"
 
 
+# A deferred call waits in a delay queue whose messages all share one TTL (RabbitMQ only
+# expires messages at a queue's head, so one TTL per queue keeps them in order), then is
+# dead-lettered back onto the work queue. The delay is rounded down to a power of two:
+# the call comes back early, at worst by half, and defers itself again for the rest.
+DELAY_BUCKETS = tuple(2 ** k for k in range(11))  # 1 s .. 1024 s
+
+
+def delay_bucket(delay: float) -> int:
+    return max((b for b in DELAY_BUCKETS if b <= delay), default=DELAY_BUCKETS[0])
+
+
+def delay_queue_name(queue: str, bucket: int) -> str:
+    return f"{queue}.delay.{bucket}s"
+
+
+def _delay_queue(queue: str, bucket: int) -> Queue:
+    return Queue(
+        delay_queue_name(queue, bucket), durable=True, auto_delete=False,
+        queue_arguments={
+            "x-message-ttl": bucket * 1000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue,
+        },
+    )
+
+
 def _queues(name: str) -> tuple[Queue, Queue]:
     dead = dead_queue_name(name)
     work = Queue(
@@ -115,6 +141,12 @@ class Delivery:
         """Publish ``body`` (calls of this message not started in time) to the work queue as a
         new message, confirmed, before any later action on this one (its ack)."""
         self._broker._actions.put(("hand_on", self, body))
+
+    def defer(self, body: bytes, delay: float) -> None:
+        """Publish ``body`` (a call to run later) to come back onto the work queue after
+        about ``delay`` seconds (never later: see :func:`delay_bucket`), confirmed, before
+        any later action on this message (its ack)."""
+        self._broker._actions.put(("defer", self, (body, delay)))
 
     def dead_letter(self, reason: str, body: bytes | None = None) -> None:
         """Send ``body`` (default: this message) to the dead-letter queue with ``reason``.
@@ -273,12 +305,13 @@ class AmqpBroker:
 
     # ------------------------------------------------------------------ consuming
 
-    def consume(self, *, prefetch: int, on_delivery: Callable[[Delivery], None], stop: threading.Event,
+    def consume(self, *, prefetch: int | Callable[[], int], on_delivery: Callable[[Delivery], None], stop: threading.Event,
                 drained: Callable[[], bool], on_connection_lost: Callable[[], None] | None = None,
                 on_connected: Callable[[], None] | None = None, tick: Callable[[], None] | None = None) -> None:
         """Run the connection loop in this thread until ``stop`` is set and ``drained()``.
 
-        ``on_delivery`` runs in this thread and must not block. After ``stop``, no new
+        ``on_delivery`` runs in this thread and must not block. ``prefetch`` may be a
+        function: it is asked every turn, and a changed answer is applied (basic.qos). After ``stop``, no new
         deliveries are taken (the consumer is cancelled) but acks keep flowing until
         ``drained()`` says the caller has nothing in flight. A lost connection is
         re-established with backoff, forever; deliveries from the old connection can no
@@ -310,8 +343,8 @@ class AmqpBroker:
                         return  # stopping: unacked messages are redelivered by RabbitMQ
                     raise
 
-    def _consume_once(self, prefetch: int, on_delivery: Callable[[Delivery], None], stop: threading.Event,
-                      drained: Callable[[], bool], on_connected: Callable[[], None] | None,
+    def _consume_once(self, prefetch: int | Callable[[], int], on_delivery: Callable[[Delivery], None],
+                      stop: threading.Event, drained: Callable[[], bool], on_connected: Callable[[], None] | None,
                       tick: Callable[[], None] | None) -> None:
         conn = self._connect()
         try:
@@ -336,12 +369,16 @@ class AmqpBroker:
 
             # Raw py-amqp deliveries: kombu's Consumer would decompress first (see above).
             channel.auto_decode = False
-            channel.basic_qos(0, prefetch, False)
+            wanted = prefetch if callable(prefetch) else (lambda: prefetch)
+            applied = wanted()
+            channel.basic_qos(0, applied, False)
             tag = channel.basic_consume(self.queue, callback=on_message, no_ack=False)
-            log.info("consuming from %s on %s (prefetch %d)", self.queue, self.shown, prefetch)
+            self._delays_declared: set[int] = set()
+            log.info("consuming from %s on %s (prefetch %d)", self.queue, self.shown, applied)
             if on_connected is not None:
                 on_connected()
             cancelled = False
+            changed = time.monotonic()
             depth_due = 0.0
             while True:
                 if tick is not None:
@@ -355,6 +392,16 @@ class AmqpBroker:
                     except Exception as exc:  # noqa: BLE001 - as for drain_events below
                         raise self._unreadable(exc) from exc
                 self._run_actions(generation, dead_channel)
+                now_wanted = wanted()
+                if not cancelled and now_wanted != applied and (
+                        not 0.8 <= now_wanted / applied <= 1.25 or time.monotonic() - changed > 5):
+                    # RabbitMQ applies a per-consumer basic.qos only to consumers started after
+                    # it: the new prefetch needs a new consumer. Deliveries of the old one stay
+                    # ours to ack on this channel.
+                    channel.basic_cancel(tag)
+                    channel.basic_qos(0, now_wanted, False)
+                    tag = channel.basic_consume(self.queue, callback=on_message, no_ack=False)
+                    applied, changed = now_wanted, time.monotonic()
                 if stop.is_set():
                     if not cancelled:
                         channel.basic_cancel(tag)
@@ -415,6 +462,24 @@ class AmqpBroker:
                     log.warning("RabbitMQ refused the hand-on of calls to %s; the message is requeued instead",
                                 self.queue)
                     delivery._hand_on_failed = True
+            elif action == "defer":
+                body, delay = arg
+                bucket = delay_bucket(delay)
+                if bucket not in self._delays_declared:
+                    _delay_queue(self.queue, bucket)(dead_channel).declare()
+                    self._delays_declared.add(bucket)
+                # Marked requeued, like a hand-on: the check looks for a result first.
+                # Published on the consuming channel, unconfirmed: a channel keeps its order,
+                # so RabbitMQ has it before the ack that follows. Waiting for a confirm per
+                # deferred call (a round trip each, in this thread) stalled every other
+                # delivery and ack: on a 20 ms link, a host's 10x slowdown beside 2,000
+                # deferred calls of another (bench-fleet). Lost only if RabbitMQ itself dies
+                # in between; the job stays queued in the database for `requeue --stale`.
+                channel.basic_publish(
+                    amqp.Message(body, content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                                 application_headers={"x-urltester-requeued": True}),
+                    exchange="", routing_key=delay_queue_name(self.queue, bucket),
+                )
             elif action == "dead":
                 self._dead_letter(delivery, dead_channel, *arg)
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from runner.taskq.limiter import DEFAULT_MAX, LimitOptions
+
 
 @dataclass(frozen=True)
 class PoolOptions:
-    concurrency: int = 128  # scripts/bench: 1,350-1,460 URLs/s at 100 ms on 2 cores (64: ~1,090)
+    concurrency: int | None = None  # None: adaptive (runner.taskq.limiter); a number fixes it
+    max_concurrency: int = DEFAULT_MAX  # the adaptive limit's ceiling (and the thread count)
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     prefetch: int | None = None  # messages; default = concurrency
     shutdown_timeout: float = 30.0
@@ -22,5 +25,11 @@ class PoolOptions:
     metrics_address: str = "0.0.0.0"  # every IPv4 interface
 
     @property
-    def effective_prefetch(self) -> int:
-        return self.prefetch or self.concurrency
+    def threads(self) -> int:
+        return self.concurrency or self.max_concurrency
+
+    def limit_options(self) -> LimitOptions:
+        if self.concurrency:
+            return LimitOptions.fixed_at(self.concurrency)
+        top = max(1, self.max_concurrency)
+        return LimitOptions(start=min(top, LimitOptions.start), minimum=min(top, LimitOptions.minimum), maximum=top)

@@ -22,6 +22,13 @@ therefore handed on: re-published (confirmed) as a new message, and the old one 
 once its started calls finish. A message is held at most ``hold_budget`` plus one call
 (deadline + the writer's retries): 10 + 7 minutes on the defaults and the largest deadline.
 
+How many calls run at once is :mod:`runner.taskq.limiter`'s: ``max_concurrency`` threads
+wait on an adaptive limit (or ``concurrency`` threads on a fixed one), and the prefetch
+follows the limit. A call may :class:`~runner.taskq.app.Defer` itself: a delay of up to
+``LOCAL_DEFER_MAX`` waits in this process's timer (its message stays unacked), a longer
+one is re-published to a delay queue and its message acked, so a deferred call never
+holds a thread or a prefetch slot while it waits.
+
 With ``processes > 1`` a supervisor process starts that many such processes, restarts
 one that dies, and passes the stop signal on. Children that keep dying (``crash_limit``
 deaths within ``crash_window`` seconds) end the supervisor with exit 1, so systemd's
@@ -37,8 +44,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import itertools
 import logging
+import math
 import multiprocessing
 import os
 import queue as queue_mod
@@ -54,8 +63,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from runner import metrics
-from runner.taskq.app import App, Call, PoisonMessage, context, decode, encode
+from runner.taskq.app import DEFAULT_PACK, App, Call, Defer, PoisonMessage, context, decode, encode
 from runner.taskq.broker import AmqpBroker, Delivery
+from runner.taskq.limiter import ConcurrencyLimit
 from runner.taskq.logs import configure_logging, install_stack_dumps
 from runner.taskq.options import PoolOptions
 from runner.taskq.systemd import (
@@ -74,15 +84,18 @@ HEARTBEAT_EVERY = 5.0
 SWITCH_INTERVAL = 0.02
 TICK_EVERY = 0.25  # seconds between two reports of a connection loop's progress to its Monitor
 EXIT_CRASH_LOOP = 1
+PREFETCH_CALLS = 2  # calls prefetched per call the limit lets run
+LOCAL_DEFER_MAX = 1.0  # seconds: a shorter Defer waits in the process, a longer one in the broker
 
 
 @dataclass(frozen=True)
 class PoolStats:
     """What a worker process says about itself in its heartbeat."""
 
-    concurrency: int
+    concurrency: int  # calls allowed at once now (the adaptive limit's current value)
     processed: int
     started_at: datetime
+    max_concurrency: int | None = None  # the adaptive limit's ceiling; None when fixed
 
 
 class Service(Protocol):
@@ -175,9 +188,27 @@ class WorkerProcess:
         self._messages: set[_Message] = set()
         self._messages_lock = threading.Lock()
         self._stop_deadline: float | None = None
-        self._count = itertools.count(1)  # next() on it is atomic: many threads count at once
+        self._count = itertools.count(1)
+        self._seq = itertools.count()  # next() on it is atomic: many threads count at once
         self.processed = 0
         self.started_at = datetime.now(UTC)
+        self.limit = ConcurrencyLimit(options.limit_options())
+        self._calls_per_message = float(DEFAULT_PACK)  # until deliveries say otherwise: a bulk pack
+        self._timer: list[tuple[float, int, _Message, Call]] = []  # short defers, by due time
+        self._timer_cond = threading.Condition()
+
+    @property
+    def concurrency(self) -> int:
+        """Calls this process lets run at once now: for the heartbeat and a metrics gauge."""
+        return self.limit.current
+
+    def prefetch(self) -> int:
+        """Messages RabbitMQ may send ahead: ``--prefetch``, or enough for twice the limit's
+        calls as it moves (messages carry ~10 calls in bulk, 1 when interactive). More would
+        hoard: on a fleet, the first host up would take a whole batch."""
+        if self.options.prefetch:
+            return self.options.prefetch
+        return max(1, math.ceil(PREFETCH_CALLS * self.limit.current / self._calls_per_message))
 
     # ------------------------------------------------------------------ connection thread
 
@@ -190,6 +221,7 @@ class WorkerProcess:
         if not calls:
             delivery.ack()
             return
+        self._calls_per_message += (len(calls) - self._calls_per_message) * 0.05  # moving average
         message = _Message(delivery, calls)
         with self._messages_lock:
             self._messages.add(message)
@@ -243,7 +275,14 @@ class WorkerProcess:
                     message.handed_on.append(call)  # a new message, so this one is acked in time
                 self._settle(message)
                 continue
-            self._run(message, call)
+            if not self.limit.acquire(self.stop.is_set):
+                self._settle(message, give_back=True)
+                continue
+            started = time.monotonic()
+            try:
+                self._run(message, call)
+            finally:
+                self.limit.release(time.monotonic() - started)
 
     def _run(self, message: _Message, call: Call) -> None:
         context.redelivered = message.delivery.redelivered
@@ -251,6 +290,9 @@ class WorkerProcess:
             self._in_flight += 1
         try:
             result = self.service.app.execute(call, wait=False)
+        except Defer as deferred:
+            self._defer(message, deferred.apply(call), deferred.delay)
+            return
         except Exception as exc:  # noqa: BLE001 - a crashing call must not take the worker down
             self._finished(message, call, exc)
             return
@@ -260,6 +302,29 @@ class WorkerProcess:
             result.add_done_callback(lambda done: self._finished(message, call, done.exception()))
         else:
             self._finished(message, call, None)
+
+    def _defer(self, message: _Message, call: Call, delay: float) -> None:
+        if delay <= LOCAL_DEFER_MAX:
+            with self._timer_cond:
+                heapq.heappush(self._timer, (time.monotonic() + delay, next(self._seq), message, call))
+                self._timer_cond.notify()
+            return
+        message.delivery.defer(encode([call]), delay)
+        self._settle(message)
+
+    def _timer_loop(self) -> None:
+        """Puts short-deferred calls back on the work queue when they are due."""
+        while True:
+            with self._timer_cond:
+                while not self._timer or self._timer[0][0] > time.monotonic():
+                    self._timer_cond.wait(self._timer[0][0] - time.monotonic() if self._timer else None)
+                _, _, message, call = heapq.heappop(self._timer)
+            self._work.put((message, call))
+
+    def _control_loop(self) -> None:
+        """Lets the adaptive limit decide, a few times a window."""
+        while not self.stop.wait(self.limit.options.window / 4):
+            self.limit.tick()
 
     def _finished(self, message: _Message, call: Call, exc: BaseException | None) -> None:
         with self._in_flight_lock:
@@ -298,7 +363,8 @@ class WorkerProcess:
     # ------------------------------------------------------------------ heartbeat
 
     def stats(self) -> PoolStats:
-        return PoolStats(self.options.concurrency, self.processed, self.started_at)
+        return PoolStats(self.limit.current, self.processed, self.started_at,
+                         None if self.options.concurrency else self.options.max_concurrency)
 
     def _heartbeat(self) -> None:
         while not self.stop.wait(HEARTBEAT_EVERY):
@@ -315,15 +381,19 @@ class WorkerProcess:
         # first checks, whose timings would carry that cost.
         self.service.warm_up()
         threads = [threading.Thread(target=self._worker, name=f"urltester-worker-{i}", daemon=True)
-                   for i in range(self.options.concurrency)]
+                   for i in range(self.options.threads)]
         for t in threads:
             t.start()
         threading.Thread(target=self._heartbeat, name="urltester-heartbeat", daemon=True).start()
+        threading.Thread(target=self._timer_loop, name="urltester-timer", daemon=True).start()
+        if self.limit.adaptive:
+            threading.Thread(target=self._control_loop, name="urltester-limiter", daemon=True).start()
         self.service.beat(self.stats())
-        log.info("worker %s started: %d threads, prefetch %d", self.service.name,
-                 self.options.concurrency, self.options.effective_prefetch)
+        log.info("worker %s started: %d threads, %s", self.service.name, self.options.threads,
+                 f"adaptive concurrency from {self.limit.current} up to {self.options.max_concurrency}"
+                 if self.limit.adaptive else f"fixed concurrency {self.limit.current}")
         self.broker.consume(
-            prefetch=self.options.effective_prefetch, on_delivery=self.on_delivery, stop=self.stop,
+            prefetch=self.prefetch, on_delivery=self.on_delivery, stop=self.stop,
             drained=self.drained, on_connection_lost=self.on_connection_lost,
             on_connected=self.monitor.ready, tick=self.tick,
         )

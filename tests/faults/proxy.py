@@ -4,6 +4,12 @@ The services are shared with other engineers' tests, so a test may never restart
 close every connection on them. Instead the worker under test connects through this proxy,
 and the test cuts *its* connections (``cut``) and refuses new ones for a while
 (``outage``): to the worker that is exactly a server gone away and back.
+
+The fleet harness (tests/fleet) also puts it between worker hosts (network namespaces)
+and the services, listening on an address of its own (``listen_host``) and delaying
+every byte by ``delay`` seconds in each direction (a WAN: 20 ms one way by default
+there), without limiting throughput: chunks are timestamped as they arrive and written
+in order once their time has come.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from contextlib import contextmanager
 
 
 class Proxy:
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, *, listen_host: str = "127.0.0.1",
+                 delay: float = 0.0) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.listen_host = listen_host
+        self.delay = delay
         self.down = False
         self.accepted = 0
         self.refused = 0
@@ -29,7 +38,7 @@ class Proxy:
 
     def __enter__(self) -> Proxy:
         self._thread.start()
-        self._server = self._call(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self._server = self._call(asyncio.start_server(self._accept, self.listen_host, 0, backlog=1024))
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -39,8 +48,10 @@ class Proxy:
             self._server.close()
 
         async def cancel_rest() -> None:
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            rest = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in rest:
                 task.cancel()
+            await asyncio.wait(rest, timeout=2) if rest else None  # let them finish cancelling
 
         self._call(cancel_rest())
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -50,7 +61,7 @@ class Proxy:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     def url(self, scheme_and_creds: str, path: str) -> str:
-        return f"{scheme_and_creds}127.0.0.1:{self.port}{path}"
+        return f"{scheme_and_creds}{self.listen_host}:{self.port}{path}"
 
     def upstream_ports(self) -> set[int]:
         """Local ports of the proxy's connections to the service (the service's peer ports)."""
@@ -96,7 +107,11 @@ class Proxy:
         pair = (writer, up_writer)
         self._pairs.add(pair)
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            if self.delay > 0:
+                await asyncio.gather(_delayed_pipe(reader, up_writer, self.delay),
+                                     _delayed_pipe(up_reader, writer, self.delay))
+            else:
+                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         except asyncio.CancelledError:
             pass  # the proxy is closing
         finally:
@@ -114,3 +129,39 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
     finally:
         writer.transport.abort()
+
+
+async def _delayed_pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Like _pipe, each chunk written ``delay`` seconds after it was read (order kept)."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
+
+    async def read() -> None:
+        try:
+            while data := await reader.read(65536):
+                chunks.put_nowait((loop.time() + delay, data))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            chunks.put_nowait((loop.time() + delay, None))
+
+    async def write() -> None:
+        try:
+            while True:
+                due, data = await chunks.get()
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                if data is None:
+                    return
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    reading = asyncio.ensure_future(read())
+    try:
+        await write()
+    finally:
+        reading.cancel()

@@ -223,7 +223,9 @@ def test_postgres_unavailable_10s_mid_batch_nothing_acked_unstored(harness: Harn
         assert dead_during == 0, f"{dead_during} messages dead-lettered during the outage (requeued until the delivery limit)"
         finished = harness.wait_done(N, 120, alive=[idle])
         log = harness.log(idle)
-        assert "database unavailable" in log and "retrying" in log
+        # It met the outage: in the writer's retries, or (issue 15) before checking at all,
+        # when it could not read the host limits and deferred the calls for 5 s.
+        assert ("database unavailable" in log and "retrying" in log) or "host limits not re-read" in log, log[-2000:]
         assert broker.ping().dead == 0
         row = harness.figures(finished - back_at, f"busy worker killed in the outage; {proxy.refused} connects refused")
         harness.assert_clean(row)

@@ -1,0 +1,216 @@
+"""Fleet-wide per-host limits: how fast, and how many at once, the fleet checks one host.
+
+The unit is the URL's host name. Each host gets the default limits
+(``URLTESTER_HOST_RATE`` checks/s, ``URLTESTER_HOST_CONNECTIONS`` at once; unset means
+unlimited) unless an override (``runner limits set``) matches it: the exact name, or
+``*.example.com`` for example.com and every name under it; the longest pattern wins.
+An override's unset field inherits the default; 0 lifts it for that host.
+
+Design (docs/architecture.md has the long version): the limits are kept by the whole
+fleet together through PostgreSQL, the one thing every worker already shares.
+
+* Rate: GCRA slots in ``host_pace`` (:mod:`db.limits`). A check takes the next slot of
+  its host; a slot in the future is a reservation: the call :class:`Defer`\\ s itself
+  until then, carrying the slot in its kwargs, so it holds no thread and no prefetch
+  slot meanwhile (long waits travel through RabbitMQ's delay queues, ~1 s ones wait in
+  the process). Back on time, it starts without taking another slot.
+* Connections: a lease row per check in flight, renewed by the heartbeat, expiring
+  ``LEASE_TTL`` (15 s) after a worker dies.
+* Retry-After: a 429 or 503 with ``Retry-After`` pauses its host in ``host_pace`` for
+  that long: limited hosts see it at their next admission, unlimited ones within
+  ``REFRESH`` seconds (their checks never touch the database otherwise).
+
+A host with no limit costs nothing per check: no query, no lock. Other hosts are never
+held up by a limited one: its calls wait outside the worker threads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from db import HostLimit, LimitStore, StoreUnavailable
+from runner.errors import InvalidInput
+from runner.taskq.app import Defer
+
+log = logging.getLogger("urltester.pacing")
+
+REFRESH = 2.0  # seconds between re-reads of the overrides and the pauses
+LOCAL_WAIT = 1.0  # a reservation this close is checked with the database; further, it defers at once
+DB_AWAY_DELAY = 5.0  # the database cannot pace this host now: try the call again this much later
+# Slots are spaced for 95% of the rate: a check starts a few ms after its slot (a thread
+# wakes, a connection opens), and without the margin two late-then-on-time starts could
+# put rate + 1 requests into one second at the target.
+RATE_MARGIN = 0.95
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower().rstrip(".")
+
+
+def host_pattern(text: str) -> str:
+    """A host name or ``*.domain``, lowercased; InvalidInput naming what is wrong."""
+    value = text.strip().lower().rstrip(".")
+    name = value[2:] if value.startswith("*.") else value
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        if value.startswith("*."):
+            raise InvalidInput(f"host pattern {text!r}: *. goes before a domain name, not an address")
+        return name.strip("[]")
+    except ValueError:
+        pass
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(
+            label and len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label) for label in labels):
+        raise InvalidInput(f"host pattern {text!r} is not a host name or *.domain (letters, digits, - and .)")
+    return value
+
+
+def matches(pattern: str, host: str) -> bool:
+    if pattern.startswith("*."):
+        return host == pattern[2:] or host.endswith(pattern[1:])
+    return host == pattern
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What applies to one host: None means unlimited."""
+
+    rate: float | None = None
+    connections: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return bool(self.rate or self.connections)
+
+
+def resolve(host: str, defaults: Limits, overrides: list[HostLimit]) -> Limits:
+    best = max((o for o in overrides if matches(o.pattern, host)), key=lambda o: len(o.pattern), default=None)
+    if best is None:
+        return defaults
+    rate = defaults.rate if best.rate is None else (best.rate or None)
+    connections = defaults.connections if best.connections is None else (best.connections or None)
+    return Limits(rate, connections)
+
+
+class Ticket:
+    """Leave to check a host; :meth:`release` once the check is over (frees its lease)."""
+
+    def __init__(self, pacer: Pacer | None = None, lease: str | None = None) -> None:
+        self._pacer = pacer
+        self._lease = lease
+
+    def release(self) -> None:
+        if self._pacer is not None and self._lease is not None:
+            self._pacer._release(self._lease)
+            self._lease = None
+
+
+FREE = Ticket()
+
+
+class Pacer:
+    """One worker process's side of the fleet's host limits (thread-safe)."""
+
+    def __init__(self, store: LimitStore, worker: str, defaults: Limits, *,
+                 clock: Any = time.monotonic) -> None:
+        self.store = store
+        self.worker = worker
+        self.defaults = defaults
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._overrides: list[HostLimit] = []
+        self._paused: dict[str, float] = {}  # host -> local monotonic time the pause ends
+        self._read_at: float | None = None
+        self._reading = threading.Lock()
+        self._offset = 0.0  # database clock minus this host's time.time()
+
+    def limits_for(self, host: str) -> Limits:
+        self._refresh()
+        return resolve(host, self.defaults, self._overrides)
+
+    def admit(self, url: str, pace: dict[str, Any] | None = None) -> Ticket:
+        """A ticket to check ``url`` now, or :class:`Defer` with the time to come back."""
+        host = host_of(url)
+        limits = self.limits_for(host)
+        if not limits.any:
+            left = self._paused.get(host, 0.0) - self._clock()
+            if left > 0:
+                raise Defer(left + random.uniform(0, 0.2))  # noqa: S311 - jitter
+            return FREE
+        slot = (pace or {}).get("slot")
+        slot = float(slot) if isinstance(slot, int | float) else None
+        if slot is not None and slot - (time.time() + self._offset) > LOCAL_WAIT:
+            raise Defer(slot - (time.time() + self._offset), {"pace": {"slot": slot}})
+        try:
+            answer = self.store.admit(host, rate=limits.rate * RATE_MARGIN if limits.rate else None, connections=limits.connections,
+                                      worker=self.worker, slot=slot)
+        except StoreUnavailable as exc:
+            log.warning("host limits of %s not readable (%s); trying again in %.0f s", host, exc, DB_AWAY_DELAY)
+            raise Defer(DB_AWAY_DELAY, {"pace": None}) from None
+        self._offset = answer.now - time.time()
+        if answer.granted:
+            return Ticket(self, answer.lease) if answer.lease else FREE
+        raise Defer(answer.wait, {"pace": {"slot": answer.slot} if answer.slot is not None else None})
+
+    def pause(self, host: str, seconds: float) -> None:
+        """The host asked for a pause (Retry-After): the whole fleet keeps it."""
+        host = host.lower().rstrip(".")
+        with self._lock:
+            self._paused[host] = max(self._paused.get(host, 0.0), self._clock() + seconds)
+        try:
+            self.store.pause(host, seconds)
+        except StoreUnavailable as exc:
+            log.warning("pause of %s for %.0f s kept by this worker only: %s", host, seconds, exc)
+        log.info("%s asked for a pause of %.0f s (Retry-After): paused fleet-wide", host, seconds)
+
+    def renew(self) -> None:
+        """From the heartbeat: this worker's checks in flight keep their leases."""
+        self.store.renew(self.worker)
+
+    def close(self) -> None:
+        try:
+            self.store.drop_leases(self.worker)
+        except StoreUnavailable:
+            pass  # they expire on their own
+
+    def _release(self, lease: str) -> None:
+        try:
+            self.store.release(lease)
+        except StoreUnavailable:
+            pass  # it expires on its own within LEASE_TTL
+
+    def _refresh(self) -> None:
+        """Re-read overrides and pauses every REFRESH seconds: one thread reads while the
+        others go on with the last answer; before the first answer, everyone waits for it
+        (a worker must not start with "no limits" while they are being read)."""
+        now = self._clock()
+        if self._read_at is not None and now - self._read_at < REFRESH:
+            return
+        if not self._reading.acquire(blocking=self._read_at is None):
+            return
+        try:
+            if self._read_at is not None and now - self._read_at < REFRESH:
+                return
+            try:
+                overrides = self.store.limits()
+                pauses = self.store.pauses()
+            except StoreUnavailable as exc:
+                log.warning("host limits not re-read: %s", exc)
+                if self._read_at is None:
+                    raise Defer(DB_AWAY_DELAY) from None
+                return
+            with self._lock:
+                self._overrides = overrides
+                self._paused = {h: t for h, t in self._paused.items() if t > now}
+                for host, left in pauses.items():
+                    self._paused[host] = max(self._paused.get(host, 0.0), now + left)
+            self._read_at = now
+        finally:
+            self._reading.release()

@@ -1,0 +1,42 @@
+"""Adaptive concurrency on the real services: a worker on its defaults finds more than its
+starting 128 checks at once on slow targets, and `runner status` shows the value it uses."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from runner.jobs.runtime import Runtime
+from runner.jobs.settings import Settings
+from tests.support.services import run_cli, runner_env, wait_until, worker
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.e2e]
+
+
+def concurrency_in_status(env: dict[str, str]) -> list[tuple[int, str]]:
+    out = run_cli(["status"], env)
+    assert out.returncode == 0, out.stderr
+    return [(int(n), how) for n, how in re.findall(r"concurrency (\d+) \((adaptive, up to \d+|fixed)\)", out.stdout)]
+
+
+def test_the_default_grows_on_slow_targets_and_status_shows_it(pg_url, amqp_url, queue_name, target) -> None:
+    env = runner_env(pg_url, amqp_url, queue_name)
+    with worker(env, "--processes", "1", "--max-concurrency", "300"):
+        urls = [target.url(f"/ok?ms=1000&n={i}") for i in range(1500)]
+        rt = Runtime(Settings(database_url=pg_url, broker_url=amqp_url, queue=queue_name))
+        try:
+            assert len(rt.submit(urls, batch="slow").job_ids) == 1500
+        finally:
+            rt.close()
+        wait_until(lambda: concurrency_in_status(env) and concurrency_in_status(env)[0][0] > 128, 30,
+                   interval=1, message="the adaptive concurrency to pass 128")
+        value, how = concurrency_in_status(env)[0]
+        assert how == "adaptive, up to 300" and value <= 300
+
+
+def test_concurrency_fixes_it(pg_url, amqp_url, queue_name) -> None:
+    env = runner_env(pg_url, amqp_url, queue_name)
+    with worker(env, "--processes", "1", "--concurrency", "6"):
+        wait_until(lambda: bool(concurrency_in_status(env)), 20, interval=0.5, message="a heartbeat")
+        assert concurrency_in_status(env) == [(6, "fixed")]
