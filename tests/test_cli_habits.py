@@ -92,11 +92,12 @@ def test_choices_are_enums_typer_checks_and_completes(env) -> None:
 
 
 def test_the_enums_are_the_librarys_own_choices() -> None:
-    """Spelled out in runner/cli/common.py to keep completion fast; the same as the library's."""
-    from runner.check.outcomes import OUTCOMES
+    """The CLI's choices are the library's: every outcome a job can have (no_worker included)."""
+    from db import STATES
     from runner.jobs import readers, report
 
-    assert tuple(o.value for o in common.Outcome) == tuple(OUTCOMES)
+    assert tuple(o.value for o in common.Outcome) == report.OUTCOMES
+    assert tuple(s.value for s in common.State) == STATES
     assert tuple(f.value for f in common.ResultsFormat) == report.FORMATS
     assert tuple(f.value for f in common.ImportFormat) == readers.FORMATS
 

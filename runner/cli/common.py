@@ -16,8 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
-from db import StoreConfigError, StoreError, StoreUnavailable
+from db import NO_WORKER, STATES, StoreConfigError, StoreError, StoreUnavailable
 from runner.check.options import DEFAULT_OPTIONS
+from runner.check.outcomes import OUTCOMES
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
 from runner.text import printable
 
@@ -69,9 +70,10 @@ def runtime_for(ctx: typer.Context, **kwargs: Any) -> Iterator[Any]:
 
 
 # ---------------------------------------------------------------------------- choices
-# Enums, so that typer completes them and names the choices in its own error. Spelled out
-# here rather than built from runner.check / runner.jobs, whose import (requests, ...) would
-# slow every completion; tests/test_cli_habits.py checks that they match those tuples.
+# Enums, so that typer completes them and names the choices in its own error. States and
+# outcomes are built from the one list of each (db.STATES; runner.check.outcomes and
+# db.NO_WORKER, which import nothing heavy); the formats are spelled out, because their
+# modules' imports would slow every completion (tests/test_cli_habits.py checks them).
 
 
 class Method(StrEnum):
@@ -79,26 +81,10 @@ class Method(StrEnum):
     HEAD = "HEAD"
 
 
-class State(StrEnum):
-    queued = "queued"
-    running = "running"
-    done = "done"
+State = StrEnum("State", {s: s for s in STATES})
 
 
-class Outcome(StrEnum):
-    ok = "ok"
-    http_error = "http_error"
-    assertion_failed = "assertion_failed"
-    dns_error = "dns_error"
-    connect_refused = "connect_refused"
-    connect_timeout = "connect_timeout"
-    read_timeout = "read_timeout"
-    deadline_exceeded = "deadline_exceeded"
-    tls_error = "tls_error"
-    too_many_redirects = "too_many_redirects"
-    too_large = "too_large"
-    invalid_response = "invalid_response"
-    blocked = "blocked"
+Outcome = StrEnum("Outcome", {o: o for o in (*OUTCOMES, NO_WORKER)})  # a job's outcomes
 
 
 class ResultsFormat(StrEnum):
