@@ -195,3 +195,38 @@ def test_several_server_processes_share_the_port(tmp_path) -> None:  # noqa: ANN
     with serve(env, tmp_path / "serve.log", "--workers", "2") as server, server.client(server.token("w")) as c:
         assert {c.get("/api/v1/jobs").status_code for _ in range(10)} == {200}
     assert server.log_text().count("Started server process") == 2
+
+
+def test_the_shared_port_answers_without_nagles_delay() -> None:
+    """``--workers N`` listens on a socket of our own: uvicorn's leaves Nagle on for every
+    accepted connection (each keep-alive answer after the first waited ~40 ms for the
+    client's delayed ACK). Asserted on what asyncio does with the socket, as uvicorn's
+    workers do; uvicorn's own socket is checked too, so an upgrade that fixes it shows."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    from runner.api.server import listening_socket
+
+    def nodelay_of_accepted(sock: socket.socket) -> int:
+        async def main() -> int:
+            accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+            def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                accepted.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                writer.close()
+
+            server = await asyncio.start_server(on_client, sock=sock)
+            _, writer = await asyncio.open_connection(*sock.getsockname())
+            try:
+                return await asyncio.wait_for(accepted, 5)
+            finally:
+                writer.close()
+                server.close()
+                await server.wait_closed()
+        return asyncio.run(main())
+
+    assert nodelay_of_accepted(listening_socket("127.0.0.1", 0)) != 0
+    theirs = uvicorn.Config("x:y", host="127.0.0.1", port=0).bind_socket()
+    assert nodelay_of_accepted(theirs) == 0, "uvicorn's bind_socket keeps TCP_NODELAY now: listening_socket can go"
