@@ -28,7 +28,7 @@ from db.regions import job_regions
 from runner.check.options import CheckOptions, parse_options
 from runner.errors import BrokerError, InvalidInput, UnsentJobs
 from runner.jobs import intake
-from runner.jobs.intake import Intake, IntakeCounts, Validator, chunks
+from runner.jobs.intake import FIRST_CHUNK, Intake, IntakeCounts, Validator, chunks
 from runner.jobs.regions import (
     DEFAULT_REGION,
     parse_placement,
@@ -211,7 +211,8 @@ class Runtime:
         the failed ones) before UnsentJobs is raised: everything accepted is kept.
         """
         counts = IntakeCounts()
-        intake = Intake(self, batch_id, counts, keep_ids=True)
+        jobs = jobs if isinstance(jobs, list) else list(jobs)
+        intake = Intake(self, batch_id, counts, keep_ids=True, inline=len(jobs) <= FIRST_CHUNK)
         try:
             for chunk in chunks(jobs):
                 intake.put(chunk)
