@@ -5,14 +5,19 @@ targets a process needs hundreds of calls in flight to use its core, while on 0 
 targets the same hundreds only fight for the GIL. The limit is therefore a delay-based
 congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "gradient"):
 
-* every ``window`` seconds (0.5) it takes the **median** time a call held its slot in that
-  window (the median, so 1% of checks hanging until their deadline does not steer it);
+* every ``window`` seconds (0.5) it takes the **median** time a call ran in that window
+  (the median, so 1% of checks hanging until their deadline does not steer it);
 * ``base`` is the lowest such median seen: the latency of the targets themselves,
   without queueing in this process;
-* while calls wait for a slot (demand exceeds the limit) and the median is within
-  ``grow_below`` of ``base`` (more in flight costs no latency: the CPU is not the
-  bottleneck yet), the limit grows: doubling until the first sign of congestion (slow
-  start), then by a quarter;
+* while the limit is what holds the calls back (in at least ``full_at`` of the window's
+  looks, calls were waiting for a thread), the CPU is free (this process below
+  ``own_busy`` of a core, the GIL's bound, and the machine below ``machine_busy``: see
+  :class:`CpuMeter`) and the median is within ``grow_below`` of ``base`` (more in
+  flight costs no latency), the limit grows: doubling until the first sign of
+  congestion (slow start), then by a quarter. A moment's burst is not demand, and a
+  busy CPU is no place for more threads: on 0 ms targets the latency hardly moves with
+  the thread count (the calls queue in the target, the database, the other process), so
+  latency alone took the limit to 512, at 0.86 of fixed 128's rate;
 * when the median passes ``shrink_above`` × ``base`` (calls now queue for the GIL or
   the core), the limit shrinks by the gradient ``base / median`` (at most to half);
 * if the next window's median is no better after such a cut, the latency was the
@@ -21,18 +26,21 @@ congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "g
   it is meant to detect, and the limit with it.)
 
 ``--concurrency N`` fixes the limit (``fixed``); ``--max-concurrency`` bounds it. The pool
-starts ``maximum`` threads; a thread waits in :meth:`acquire` while the limit is full, so
-an idle thread costs a stack and nothing else. :attr:`current` is what the heartbeat and
-metrics read.
+runs exactly :attr:`current` threads: it starts more when the limit grows, and threads
+retire after their call when it shrinks. (It used to start ``maximum`` threads and park
+the surplus on a semaphore: every call's acquire and release then took one Condition that
+hundreds of threads queued on, and the default ran 0 ms targets at 0.7 of fixed 128.)
+Nothing here takes a lock: :meth:`record` appends to a list (atomic), and one thread, the
+pool's controller, calls :meth:`tick`. :attr:`current` is what the heartbeat and metrics
+read.
 
-Time and CPU are injectable (``clock=``) so tests drive the controller without sleeping.
+Time is injectable (``clock=``) so tests drive the controller without sleeping.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,23 +64,62 @@ class LimitOptions:
     grow_below: float = 1.25
     shrink_above: float = 1.6
     min_samples: int = 8  # completions a window needs before it decides anything
+    full_at: float = 0.5  # share of a window's looks that found calls waiting: the limit is full
+    own_busy: float = 0.9  # this process's CPU, in cores, at which it is saturated (one GIL)
+    machine_busy: float = 0.85  # share of the machine's CPU time busy at which it is saturated
 
     @classmethod
     def fixed_at(cls, n: int) -> LimitOptions:
         return cls(start=n, minimum=n, maximum=n, fixed=True)
 
 
-class ConcurrencyLimit:
-    """A semaphore whose size the controller moves between ``minimum`` and ``maximum``."""
+class CpuMeter:
+    """How busy the CPU was since the last look: this process (cores) and, on Linux, the
+    whole machine (share of ``/proc/stat``'s time not idle). Both matter: a process
+    cannot use more than about one core (the GIL), and on a machine whose cores are all
+    taken (its other processes, the database, a neighbour) more threads only queue."""
 
-    def __init__(self, options: LimitOptions, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stat: str = "/proc/stat") -> None:
+        self._stat = stat
+        self._last = self._read()
+
+    def _machine(self) -> tuple[int, int] | None:
+        try:
+            with open(self._stat, encoding="ascii") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        if len(fields) < 4:
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    def _read(self) -> tuple[float, float, tuple[int, int] | None]:
+        return time.monotonic(), time.process_time(), self._machine()
+
+    def busy(self) -> tuple[float, float | None]:
+        """(this process's cores, the machine's busy share or None) since the last call."""
+        wall0, own0, machine0 = self._last
+        self._last = wall1, own1, machine1 = self._read()
+        own = (own1 - own0) / max(wall1 - wall0, 1e-9)
+        if machine0 is None or machine1 is None or machine1[1] <= machine0[1]:
+            return own, None
+        return own, (machine1[0] - machine0[0]) / (machine1[1] - machine0[1])
+
+
+class ConcurrencyLimit:
+    """The number of calls to run at once, moved between ``minimum`` and ``maximum``."""
+
+    def __init__(self, options: LimitOptions, *, clock: Callable[[], float] = time.monotonic,
+                 cpu: Callable[[], tuple[float, float | None]] | None = None) -> None:
+        """``cpu``: :meth:`CpuMeter.busy` (the default) or a stand-in for tests."""
         self.options = options
         self._clock = clock
-        self._cond = threading.Condition()
+        self._cpu = cpu or CpuMeter().busy
         self._limit = max(options.minimum, min(options.maximum, options.start))
-        self._inflight = 0
-        self._waited = 0  # acquires that found the limit full, this window
         self._samples: list[float] = []
+        self._looks = 0  # ticks this window
+        self._waiting = 0  # ticks this window that found calls waiting for a thread
         self._base: float | None = None
         self._cut_at: float | None = None  # the median that made the last cut
         self._window_start = clock()
@@ -84,66 +131,50 @@ class ConcurrencyLimit:
         return self._limit
 
     @property
-    def inflight(self) -> int:
-        return self._inflight
-
-    @property
     def adaptive(self) -> bool:
         return not self.options.fixed
 
-    def acquire(self, stop: Callable[[], bool] | None = None) -> bool:
-        """Take a slot, waiting while the limit is full; False if ``stop()`` became true."""
-        with self._cond:
-            if self._inflight >= self._limit:
-                self._waited += 1
-            while self._inflight >= self._limit:
-                if stop is not None and stop():
-                    return False
-                self._cond.wait(0.05)
-            self._inflight += 1
-            return True
+    def record(self, ran: float) -> None:
+        """A call is over; ``ran`` is how long it took (seconds). Any thread, no lock."""
+        if len(self._samples) < 4096:
+            self._samples.append(ran)
 
-    def release(self, held: float) -> None:
-        """Give the slot back; ``held`` is how long the call had it (seconds)."""
-        with self._cond:
-            self._inflight -= 1
-            if len(self._samples) < 4096:
-                self._samples.append(held)
-            self._cond.notify()
-
-    def tick(self) -> int:
-        """Decide, if a window has passed; returns the limit. Called by the pool's controller."""
+    def tick(self, waiting: bool) -> int:
+        """Look (``waiting``: calls are waiting for a thread now) and decide, if a window
+        has passed; returns the limit. Called by the pool's controller, a few times a window."""
+        self._looks += 1
+        self._waiting += bool(waiting)
         now = self._clock()
-        with self._cond:
-            if self.options.fixed or now - self._window_start < self.options.window:
-                return self._limit
-            samples, self._samples = self._samples, []
-            waited, self._waited = self._waited, 0
-            busy = self._inflight >= self._limit
-            self._window_start = now
-            if len(samples) < self.options.min_samples:
-                if waited or busy:
-                    # Calls so long that none finished this window while the slots are all
-                    # taken: only more in flight can raise the throughput.
-                    self._set(self._limit * 2 if self._slow_start else self._limit + max(1, self._limit // 4))
-                return self._limit
-            median = statistics.median(samples)
-            log.debug("limit %d: %d calls, median %.3f s (base %s), waited %d, busy %s", self._limit, len(samples),
-                      median, f"{self._base:.3f}" if self._base else "-", waited, busy)
-            cut_at, self._cut_at = self._cut_at, None
-            if cut_at is not None and median >= cut_at * 0.9:
-                self._base, self._slow_start = median, True  # the cut did not help: not our queueing
-            base = self._base = median if self._base is None else min(self._base, median)
-            if median > base * self.options.shrink_above:
-                self._slow_start = False
-                self._cut_at = median
-                self._set(self._limit * max(0.5, base / median))
-            elif (waited or busy) and median <= base * self.options.grow_below:
-                self._set(self._limit * 2 if self._slow_start else self._limit + max(1, self._limit // 4))
+        if self.options.fixed or now - self._window_start < self.options.window:
             return self._limit
+        samples, self._samples = self._samples, []
+        own, machine = self._cpu()
+        cpu_free = own < self.options.own_busy and (machine is None or machine < self.options.machine_busy)
+        full = self._waiting >= self._looks * self.options.full_at
+        self._looks = self._waiting = 0
+        self._window_start = now
+        grow = self._limit * 2 if self._slow_start else self._limit + max(1, self._limit // 4)
+        if len(samples) < self.options.min_samples:
+            if full and cpu_free:
+                # Calls so long that hardly any finished this window while more wait: only
+                # more in flight can raise the throughput.
+                self._set(grow)
+            return self._limit
+        median = statistics.median(samples)
+        log.debug("limit %d: %d calls, median %.3f s (base %s), full %s, CPU %.2f cores, machine %s", self._limit,
+                  len(samples), median, f"{self._base:.3f}" if self._base else "-", full, own,
+                  "-" if machine is None else f"{machine:.0%}")
+        cut_at, self._cut_at = self._cut_at, None
+        if cut_at is not None and median >= cut_at * 0.9:
+            self._base, self._slow_start = median, True  # the cut did not help: not our queueing
+        base = self._base = median if self._base is None else min(self._base, median)
+        if median > base * self.options.shrink_above:
+            self._slow_start = False
+            self._cut_at = median
+            self._set(self._limit * max(0.5, base / median))
+        elif full and cpu_free and median <= base * self.options.grow_below:
+            self._set(grow)
+        return self._limit
 
     def _set(self, value: float) -> None:
-        new = max(self.options.minimum, min(self.options.maximum, int(value)))
-        if new > self._limit:
-            self._cond.notify(new - self._limit)
-        self._limit = new
+        self._limit = max(self.options.minimum, min(self.options.maximum, int(value)))

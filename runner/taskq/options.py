@@ -14,7 +14,7 @@ from runner.taskq.limiter import DEFAULT_MAX, LimitOptions
 @dataclass(frozen=True)
 class PoolOptions:
     concurrency: int | None = None  # None: adaptive (runner.taskq.limiter); a number fixes it
-    max_concurrency: int = DEFAULT_MAX  # the adaptive limit's ceiling (and the thread count)
+    max_concurrency: int = DEFAULT_MAX  # the adaptive limit's ceiling (threads follow the limit)
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     prefetch: int | None = None  # messages; default = concurrency
     shutdown_timeout: float = 30.0
@@ -23,10 +23,6 @@ class PoolOptions:
     crash_window: float = 60.0
     metrics_port: int | None = None  # serve /metrics (every process summed) on this port
     metrics_address: str = "0.0.0.0"  # every IPv4 interface
-
-    @property
-    def threads(self) -> int:
-        return self.concurrency or self.max_concurrency
 
     def limit_options(self) -> LimitOptions:
         if self.concurrency:

@@ -22,9 +22,9 @@ therefore handed on: re-published (confirmed) as a new message, and the old one 
 once its started calls finish. A message is held at most ``hold_budget`` plus one call
 (deadline + the writer's retries): 10 + 7 minutes on the defaults and the largest deadline.
 
-How many calls run at once is :mod:`runner.taskq.limiter`'s: ``max_concurrency`` threads
-wait on an adaptive limit (or ``concurrency`` threads on a fixed one), and the prefetch
-follows the limit. A call may :class:`~runner.taskq.app.Defer` itself: a delay of up to
+How many calls run at once is :mod:`runner.taskq.limiter`'s: the pool runs as many
+threads as the limit says (starting more when it grows; a thread retires after its call
+when it shrinks), and the prefetch follows the limit. A call may :class:`~runner.taskq.app.Defer` itself: a delay of up to
 ``LOCAL_DEFER_MAX`` waits in this process's timer (its message stays unacked), a longer
 one is re-published to a delay queue and its message acked, so a deferred call never
 holds a thread or a prefetch slot while it waits.
@@ -193,6 +193,9 @@ class WorkerProcess:
         self.processed = 0
         self.started_at = datetime.now(UTC)
         self.limit = ConcurrencyLimit(options.limit_options())
+        self._live = 0  # worker threads running now: the limit, give or take a retiring one
+        self._live_lock = threading.Lock()
+        self._thread_ids = itertools.count()
         self._calls_per_message = float(DEFAULT_PACK)  # until deliveries say otherwise: a bulk pack
         self._timer: list[tuple[float, int, _Message, Call]] = []  # short defers, by due time
         self._timer_cond = threading.Condition()
@@ -259,10 +262,31 @@ class WorkerProcess:
 
     # ------------------------------------------------------------------ worker threads
 
+    def _spawn(self, n: int) -> None:
+        for _ in range(n):
+            with self._live_lock:
+                self._live += 1
+            threading.Thread(target=self._worker, name=f"urltester-worker-{next(self._thread_ids)}",
+                             daemon=True).start()
+
+    def _retire(self) -> bool:
+        """True (and this thread counted out) if there are more threads than the limit."""
+        if self._live <= self.limit.current:  # the common case: no lock
+            return False
+        with self._live_lock:
+            if self._live > self.limit.current:
+                self._live -= 1
+                return True
+        return False
+
     def _worker(self) -> None:
         while True:
+            if self._retire():
+                return
             item = self._work.get()
             if item is None:
+                with self._live_lock:
+                    self._live -= 1
                 return
             message, call = item
             if message.cancelled:
@@ -275,14 +299,11 @@ class WorkerProcess:
                     message.handed_on.append(call)  # a new message, so this one is acked in time
                 self._settle(message)
                 continue
-            if not self.limit.acquire(self.stop.is_set):
-                self._settle(message, give_back=True)
-                continue
             started = time.monotonic()
             try:
                 self._run(message, call)
             finally:
-                self.limit.release(time.monotonic() - started)
+                self.limit.record(time.monotonic() - started)
 
     def _run(self, message: _Message, call: Call) -> None:
         context.redelivered = message.delivery.redelivered
@@ -324,7 +345,10 @@ class WorkerProcess:
     def _control_loop(self) -> None:
         """Lets the adaptive limit decide, a few times a window."""
         while not self.stop.wait(self.limit.options.window / 4):
-            self.limit.tick()
+            self.limit.tick(waiting=self._work.qsize() > 0)
+            missing = self.limit.current - self._live
+            if missing > 0:
+                self._spawn(missing)
 
     def _finished(self, message: _Message, call: Call, exc: BaseException | None) -> None:
         with self._in_flight_lock:
@@ -380,16 +404,13 @@ class WorkerProcess:
         # Build the checker and the writer now (imports, TLS contexts), not inside the
         # first checks, whose timings would carry that cost.
         self.service.warm_up()
-        threads = [threading.Thread(target=self._worker, name=f"urltester-worker-{i}", daemon=True)
-                   for i in range(self.options.threads)]
-        for t in threads:
-            t.start()
+        self._spawn(self.limit.current)
         threading.Thread(target=self._heartbeat, name="urltester-heartbeat", daemon=True).start()
         threading.Thread(target=self._timer_loop, name="urltester-timer", daemon=True).start()
         if self.limit.adaptive:
             threading.Thread(target=self._control_loop, name="urltester-limiter", daemon=True).start()
         self.service.beat(self.stats())
-        log.info("worker %s started: %d threads, %s", self.service.name, self.options.threads,
+        log.info("worker %s started: %d threads, %s", self.service.name, self.limit.current,
                  f"adaptive concurrency from {self.limit.current} up to {self.options.max_concurrency}"
                  if self.limit.adaptive else f"fixed concurrency {self.limit.current}")
         self.broker.consume(
@@ -397,7 +418,7 @@ class WorkerProcess:
             drained=self.drained, on_connection_lost=self.on_connection_lost,
             on_connected=self.monitor.ready, tick=self.tick,
         )
-        for _ in threads:
+        for _ in range(self._live + 1):
             self._work.put(None)
         log.info("worker %s stopped after %d calls", self.service.name, self.processed)
         # Threads still running calls are daemons: their messages are unacked and will be redelivered.

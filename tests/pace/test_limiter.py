@@ -3,7 +3,11 @@ flight costs no latency, and shrink when calls start to queue (latency inflates)
 
 from __future__ import annotations
 
-from runner.taskq.limiter import ConcurrencyLimit, LimitOptions
+from pathlib import Path
+
+from runner.taskq.limiter import ConcurrencyLimit, CpuMeter, LimitOptions
+
+FREE_CPU = lambda: (0.3, 0.4)  # noqa: E731 - a process using 0.3 cores on a machine 40% busy
 
 
 class Clock:
@@ -14,27 +18,19 @@ class Clock:
         return self.t
 
 
-def window(limit: ConcurrencyLimit, clock: Clock, latency_of: callable) -> int:  # type: ignore[valid-type]
-    """One window in which every slot is busy and calls wait: ``latency_of(limit)`` each."""
+def window(limit: ConcurrencyLimit, clock: Clock, latency_of: callable, waiting: bool = True) -> int:  # type: ignore[valid-type]
+    """One window of ``limit.current`` calls taking ``latency_of(limit)`` each, with more
+    calls waiting for a thread (``waiting``) at the controller's look."""
     n = limit.current
     for _ in range(n):
-        assert limit.acquire()
-    limit._waited += 1  # noqa: SLF001 - demand beyond the limit, as a waiting thread would record
-    for _ in range(n):
-        limit.release(latency_of(n))
-    for _ in range(n):
-        limit.acquire()  # slots stay busy into the next window
+        limit.record(latency_of(n))
     clock.t += 1.0
-    value = limit.tick()
-    for _ in range(n):
-        limit.release(latency_of(n))
-    limit._samples.clear()  # noqa: SLF001 - those releases belong to the window just decided
-    return value
+    return limit.tick(waiting=waiting)
 
 
 def test_grows_to_the_ceiling_while_latency_is_the_targets_own() -> None:
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=512), clock=clock)
+    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=512), clock=clock, cpu=FREE_CPU)
     seen = [window(limit, clock, lambda n: 1.0) for _ in range(10)]
     assert seen[-1] == 512
     assert seen[:3] == [16, 32, 64]  # slow start: doubling
@@ -44,7 +40,7 @@ def test_settles_where_the_cpu_saturates() -> None:
     """A process that can do 1,000 calls/s of CPU on 100 ms targets: beyond 100 in flight,
     each call also waits its turn, so latency grows with the limit."""
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=1024), clock=clock)
+    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=1024), clock=clock, cpu=FREE_CPU)
 
     def latency(n: int) -> float:
         return max(0.1, n / 1000)
@@ -55,22 +51,55 @@ def test_settles_where_the_cpu_saturates() -> None:
 
 def test_fixed_never_moves() -> None:
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions.fixed_at(128), clock=clock)
+    limit = ConcurrencyLimit(LimitOptions.fixed_at(128), clock=clock, cpu=FREE_CPU)
     assert [window(limit, clock, lambda n: 0.001 * n) for _ in range(5)] == [128] * 5
 
 
-def test_acquire_waits_for_a_slot_and_gives_up_on_stop() -> None:
-    limit = ConcurrencyLimit(LimitOptions.fixed_at(1))
-    assert limit.acquire()
-    assert limit.acquire(stop=lambda: True) is False
-    limit.release(0.01)
-    assert limit.acquire()
+def test_no_growth_while_nothing_waits_for_a_thread() -> None:
+    """0 ms targets: deliveries are the bound, calls rarely wait for a thread. More threads
+    would only fight for the GIL, however flat the latency."""
+    clock = Clock()
+    limit = ConcurrencyLimit(LimitOptions(start=128, maximum=512), clock=clock, cpu=FREE_CPU)
+    assert [window(limit, clock, lambda n: 0.005, waiting=False) for _ in range(10)] == [128] * 10
+
+
+def test_waiting_in_a_minority_of_looks_is_a_burst_not_demand() -> None:
+    clock = Clock()
+    limit = ConcurrencyLimit(LimitOptions(start=64, maximum=512), clock=clock, cpu=FREE_CPU)
+    for _ in range(5):
+        for waiting in (True, False, False):  # three looks in a window, one found calls waiting
+            limit.tick(waiting=waiting)
+        for _ in range(64):
+            limit.record(0.01)
+        clock.t += 1.0
+        limit.tick(waiting=False)
+    assert limit.current == 64
 
 
 def test_slower_targets_reset_the_base_instead_of_starving_the_pool() -> None:
     """The mix changes from 100 ms to 1 s targets: one cut shows it was not our queueing."""
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=1024), clock=clock)
+    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=1024), clock=clock, cpu=FREE_CPU)
     seen = [window(limit, clock, lambda n: max(0.1 if clock.t < 10 else 1.0, n / 1000)) for _ in range(20)]
     assert seen[-1] == 1024, seen
     assert min(seen[10:]) >= 64, seen
+
+
+def test_no_growth_on_a_busy_cpu_however_flat_the_latency() -> None:
+    """The process at its GIL's bound, or the machine's cores all taken: more threads
+    would only queue, even when the latency does not show it."""
+    for busy in ((0.95, 0.5), (0.5, 0.9), (0.95, None)):
+        clock = Clock()
+        limit = ConcurrencyLimit(LimitOptions(start=128, maximum=512), clock=clock, cpu=lambda b=busy: b)
+        assert [window(limit, clock, lambda n: 1.0) for _ in range(5)] == [128] * 5, busy
+
+
+def test_the_cpu_meter_reads_the_machine_from_proc_stat(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3\n")
+    meter = CpuMeter(str(stat))
+    stat.write_text("cpu  160 0 140 760 140 0 0 0 0 0\n")  # +100 busy, +100 idle and iowait
+    own, machine = meter.busy()
+    assert machine == 0.5 and own >= 0.0
+    stat.write_text("garbage\n")
+    assert meter.busy()[1] is None  # unreadable: the process's own CPU decides alone
