@@ -2,7 +2,9 @@
 
 ``check(job_id, url, options)`` checks one job's URL and stores its result, idempotently.
 A redelivered call whose (job, region) already has a result is skipped (exactly one result
-per job and region).
+per job and region). The look-ups of calls redelivered together go to the database
+together (:class:`DoneLookup`): a worker that takes over a killed one's messages gets
+a thousand calls at once, and one query each took it 12 s and more through a 20 ms WAN.
 That look-up is only a saving: when the database cannot answer it, the check runs anyway
 and its result waits in the writer (which retries) like any other. Giving the message
 back instead would have it redelivered at once, fail again, and burn through RabbitMQ's
@@ -11,6 +13,7 @@ delivery limit in about a second: a database outage would dead-letter every rede
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,6 +49,8 @@ class CheckParts(Protocol):
 
 
 def register(app: App, runtime: CheckParts) -> Task:
+    done = DoneLookup(runtime.store)
+
     @app.task(name=CHECK_TASK)
     def check(job_id: int, url: str, options: dict[str, Any], region: str = DEFAULT_REGION,
               pace: dict[str, Any] | None = None) -> str | Future[str]:
@@ -62,7 +67,7 @@ def register(app: App, runtime: CheckParts) -> Task:
             raise OptionError(f"the call's region {region!r} is not a region name")  # poison: dead-lettered
         opts = CheckOptions.from_json(split_placement(options)[0])  # OptionError: poison, dead-lettered
         named = "regions" in options  # a job that named regions has one result per region
-        if getattr(context, "redelivered", False) and _already_done(runtime, job_id, region if named else None):
+        if getattr(context, "redelivered", False) and done.has_result(job_id, region if named else None):
             return "skipped"
         ticket = runtime.pacer.admit(url, pace)  # Defer: back later, no thread held
         try:
@@ -99,11 +104,57 @@ def _is_region(region: object) -> bool:
         return False
 
 
-def _already_done(runtime: CheckParts, job_id: int, region: str | None) -> bool:
-    try:
-        return bool(runtime.store.done_ids([job_id], region=region))
-    except StoreUnavailable:
-        return False  # check again; storing is idempotent and the writer waits for the database
+class DoneLookup:
+    """"Has this job (or this region of it) a result?", asked by many threads at once and
+    answered with one query for all of them (group commit, for reads).
+
+    The first thread to ask becomes the leader: it takes every question pending, asks the
+    database once per region, hands out the answers, and goes on while questions keep
+    arriving; the others wait for theirs. A database that cannot answer says "no" (the
+    check runs; storing is idempotent, and the writer waits for the database).
+    """
+
+    BATCH = 5000
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, str | None], Future[bool]] = {}
+        self._leading = False
+
+    def has_result(self, job_id: int, region: str | None = None) -> bool:
+        with self._lock:
+            answer = self._pending.get((job_id, region))
+            if answer is None:
+                answer = self._pending[(job_id, region)] = Future()
+            lead, self._leading = not self._leading, True
+        if lead:
+            self._lead()
+        return answer.result()
+
+    def _lead(self) -> None:
+        while True:
+            with self._lock:
+                asked = dict(list(self._pending.items())[:self.BATCH])
+                for key in asked:
+                    del self._pending[key]
+                if not asked:
+                    self._leading = False
+                    return
+            by_region: dict[str | None, list[int]] = {}
+            for job_id, region in asked:
+                by_region.setdefault(region, []).append(job_id)
+            for region, ids in by_region.items():
+                try:
+                    found = self.store.done_ids(ids, region=region)
+                except StoreUnavailable:
+                    found = set()
+                except BaseException as exc:  # noqa: BLE001 - every waiter must get an answer
+                    for job_id in ids:
+                        asked[(job_id, region)].set_exception(exc)
+                    continue
+                for job_id in ids:
+                    asked[(job_id, region)].set_result(job_id in found)
 
 
 def to_record(job_id: int, result: CheckResult, *, worker: str | None = None,
