@@ -217,6 +217,31 @@ class LimitStore:
                         (lease, host, worker, now + LEASE_TTL))
             return Admission(True, lease=lease, now=now)
 
+    def reserve(self, host: str, rate: float, count: int) -> tuple[float, float]:
+        """Take ``count`` consecutive rate slots of ``host`` at once: the first free one
+        (not before now, nor inside a pause) and the next ``count - 1``, ``1/rate`` apart.
+        Returns (the first slot, the database's now). For many checks of one host asking
+        together: one statement for all of them, not one each (see ``runner.jobs.pacing``).
+        The slots are reservations: each is admitted (cap, connections) when it comes due.
+        """
+        span = count / rate
+        if self._pg:
+            take = ("UPDATE host_pace SET next_slot = greatest(next_slot, extract(epoch from clock_timestamp()), "
+                    "paused_until) + %s WHERE host = %s RETURNING next_slot - %s, extract(epoch from clock_timestamp())")
+            row = self._autocommit(take, (span, host, span))
+            if row is None:  # the host's first check: its row
+                self._autocommit("INSERT INTO host_pace (host) VALUES (%s) ON CONFLICT (host) DO NOTHING", (host,))
+                row = self._autocommit(take, (span, host, span))
+            return float(row[0]), float(row[1])
+        with self.dialect.transaction() as cur:
+            now = self._now(cur)
+            cur.execute("INSERT INTO host_pace (host) VALUES (%s) ON CONFLICT (host) DO NOTHING", (host,))
+            cur.execute("SELECT next_slot, paused_until FROM host_pace WHERE host = %s", (host,))
+            next_slot, paused_until = (float(v) for v in cur.fetchone())
+            first = max(next_slot, now, paused_until)
+            cur.execute("UPDATE host_pace SET next_slot = %s WHERE host = %s", (first + span, host))
+            return first, now
+
     def release(self, lease: str) -> None:
         if self._pg:
             self._autocommit("DELETE FROM host_leases WHERE id = %s", (lease,))

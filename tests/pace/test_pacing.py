@@ -99,3 +99,59 @@ def test_limits_commands(sqlite_url) -> None:
     assert gone.returncode == 1 and "no limits are set" in gone.stderr
     env_bad = run_cli(["limits", "list"], {**env, "URLTESTER_HOST_RATE": "fast"})
     assert env_bad.returncode == 2 and "URLTESTER_HOST_RATE='fast' is not a number" in env_bad.stderr
+
+
+def test_reserve_takes_consecutive_slots_after_the_taken_ones(store) -> None:
+    limits = store.limits
+    first = limits.admit("a.test", rate=10, connections=None, worker="w")  # takes the slot now
+    start, now = limits.reserve("a.test", 10, 5)
+    assert abs(start - (first.now + 0.1)) < 0.01 and now >= first.now
+    after = limits.admit("a.test", rate=10, connections=None, worker="w")
+    assert not after.granted and abs(after.slot - (start + 0.5)) < 1e-6  # the five are taken
+    limits.pause("a.test", 30)
+    paused, now = limits.reserve("a.test", 10, 1)
+    assert paused >= now + 29.9  # never inside a pause
+
+
+def test_checks_of_one_host_asking_together_take_their_slots_in_few_statements(store) -> None:
+    """A limited host's batch arriving at once: slots all distinct and 1/rate apart, and
+    far fewer statements than checks (one round trip each held the workers' threads)."""
+    import threading
+    import time
+
+    store.limits.set_limit(HostLimit("slow.test", 50, None))
+    pacer = Pacer(store.limits, "w", Limits(None, None))
+    pacer.limits_for("slow.test")  # the overrides read once, before the crowd
+    statements: list[str] = []
+    reserve, admit = store.limits.reserve, store.limits.admit
+
+    def counted(name, fn):  # noqa: ANN001, ANN202 - the real call, counted, 20 ms away (a WAN)
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            statements.append(name)
+            time.sleep(0.02)
+            return fn(*args, **kwargs)
+        return call
+
+    store.limits.reserve = counted("reserve", reserve)  # type: ignore[method-assign]
+    store.limits.admit = counted("admit", admit)  # type: ignore[method-assign]
+    slots: list[float] = []
+    granted: list[int] = []
+    go = threading.Barrier(100)
+
+    def check(i: int) -> None:
+        go.wait()
+        try:
+            pacer.admit(f"http://slow.test/{i}").release()
+            granted.append(i)
+        except Defer as deferred:
+            slots.append(deferred.kwargs["pace"]["slot"])
+
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(slots) + len(granted) == 100 and 1 <= len(granted) <= 2
+    gaps = [round(b - a, 4) for a, b in zip(sorted(slots), sorted(slots)[1:], strict=False)]
+    assert set(gaps) == {round(1 / (50 * 0.95), 4)}, gaps  # RATE_MARGIN: 95% of the rate
+    assert len(statements) < 25, statements
