@@ -60,7 +60,7 @@ def start(
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", metavar="N", min=1, max=1024, envvar="URLTESTER_CONCURRENCY", rich_help_panel=WORKER,
                                                     help="Fix the checks each process runs at once (default: adaptive, found as it goes up to --max-concurrency; see docs/performance.md).", show_default=False)] = None,
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", metavar="N", min=1, max=4096, envvar="URLTESTER_MAX_CONCURRENCY", rich_help_panel=WORKER,
-                                                 help="Ceiling of the adaptive concurrency per process (one thread each; an idle thread costs only its stack).")] = _POOL.max_concurrency,
+                                                 help="Ceiling of the adaptive concurrency per process (the process runs one thread per check it lets run at once).")] = _POOL.max_concurrency,
     processes: Annotated[int | None, typer.Option("--processes", "-p", metavar="N", min=1, max=256, envvar="URLTESTER_PROCESSES", rich_help_panel=WORKER,
                                                   help="Worker processes (default: number of cores).", show_default=False)] = None,
     prefetch: Annotated[int | None, typer.Option("--prefetch", metavar="N", min=1, max=65535, envvar="URLTESTER_PREFETCH", rich_help_panel=WORKER,

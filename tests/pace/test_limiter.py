@@ -33,7 +33,7 @@ def test_grows_to_the_ceiling_while_latency_is_the_targets_own() -> None:
     limit = ConcurrencyLimit(LimitOptions(start=8, maximum=512), clock=clock, cpu=FREE_CPU)
     seen = [window(limit, clock, lambda n: 1.0) for _ in range(10)]
     assert seen[-1] == 512
-    assert seen[:3] == [16, 32, 64]  # slow start: doubling
+    assert seen[:4] == [8, 16, 32, 64]  # the first window only measures; then slow start: doubling
 
 
 def test_settles_where_the_cpu_saturates() -> None:
@@ -103,3 +103,14 @@ def test_the_cpu_meter_reads_the_machine_from_proc_stat(tmp_path: Path) -> None:
     assert machine == 0.5 and own >= 0.0
     stat.write_text("garbage\n")
     assert meter.busy()[1] is None  # unreadable: the process's own CPU decides alone
+
+
+def test_the_first_window_with_calls_only_measures() -> None:
+    """Its calls carry the start's costs and its CPU the quiet before the load: growing
+    then took 100 ms targets to 256 a process where 128 is the best."""
+    clock = Clock()
+    limit = ConcurrencyLimit(LimitOptions(start=128, maximum=512), clock=clock, cpu=FREE_CPU)
+    clock.t += 1.0
+    assert limit.tick(waiting=False) == 128  # idle: no calls yet, nothing measured
+    assert window(limit, clock, lambda n: 0.1) == 128  # the first with calls
+    assert window(limit, clock, lambda n: 0.1) == 256
