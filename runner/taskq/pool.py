@@ -26,7 +26,8 @@ How many calls run at once is :mod:`runner.taskq.limiter`'s: the pool runs as ma
 threads as the limit says (starting more when it grows; a thread retires after its call
 when it shrinks), and the prefetch follows the limit. A call may :class:`~runner.taskq.app.Defer` itself: a delay of up to
 ``LOCAL_DEFER_MAX`` waits in this process's timer (its message stays unacked), a longer
-one is re-published to a delay queue and its message acked, so a deferred call never
+one is re-published to a delay queue with its message's ack (the message's deferred calls
+together, one message per delay bucket), so a deferred call never
 holds a thread or a prefetch slot while it waits.
 
 With ``processes > 1`` a supervisor process starts that many such processes, restarts
@@ -64,7 +65,7 @@ from typing import Protocol
 
 from runner import metrics
 from runner.taskq.app import DEFAULT_PACK, App, Call, Defer, PoisonMessage, context, decode, encode
-from runner.taskq.broker import AmqpBroker, Delivery
+from runner.taskq.broker import AmqpBroker, Delivery, delay_bucket
 from runner.taskq.limiter import ConcurrencyLimit
 from runner.taskq.logs import configure_logging, install_stack_dumps
 from runner.taskq.options import PoolOptions
@@ -160,6 +161,7 @@ class _Message:
         self.open = len(calls)
         self.give_back = False  # requeue instead of ack once every call is settled
         self.handed_on: list[Call] = []  # not started in time: re-published before the ack
+        self.deferred: dict[int, list[Call]] = {}  # delay bucket -> calls to publish there before the ack
         self.received = time.monotonic()
         self.cancelled = False  # its connection is gone: skip calls not started
         self.lock = threading.Lock()
@@ -330,7 +332,11 @@ class WorkerProcess:
                 heapq.heappush(self._timer, (time.monotonic() + delay, next(self._seq), message, call))
                 self._timer_cond.notify()
             return
-        message.delivery.defer(encode([call]), delay)
+        # Published with the ack, one message per delay bucket: a pack of ten checks of one
+        # limited host was ten publishes, and 10,000 of them ahead of another host's batch
+        # in the queue held it up (bench-fleet --waiting).
+        with message.lock:
+            message.deferred.setdefault(delay_bucket(delay), []).append(call)
         self._settle(message)
 
     def _timer_loop(self) -> None:
@@ -382,6 +388,8 @@ class WorkerProcess:
                         log.warning("%d calls waited more than %.0f s; handing them on in a new message",
                                     len(message.handed_on), self.options.hold_budget)
                         message.delivery.hand_on(encode(message.handed_on))
+                    for bucket, calls in message.deferred.items():
+                        message.delivery.defer(encode(calls), bucket)
                     message.delivery.ack()
 
     # ------------------------------------------------------------------ heartbeat
