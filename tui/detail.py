@@ -7,6 +7,7 @@ appended to :class:`~tui.styled.Styled` as plain text (never markup), in the the
 
 from __future__ import annotations
 
+import asyncio
 from datetime import tzinfo
 from typing import Any
 
@@ -203,6 +204,10 @@ class DetailScreen(Screen):
         self.tz = tz
         self.results: list[RegionResult] = []
         self._shown = False  # the full result has been drawn once
+        # Two reloads can finish close together: their redraws must not interleave (the
+        # second removed the children before the first had mounted its own, and the
+        # first's mount then met the second's widgets: DuplicateIds on detail-summary).
+        self._drawing = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body"):
@@ -233,6 +238,10 @@ class DetailScreen(Screen):
 
     async def show(self, job: JobView, results: list[RegionResult] | None = None) -> None:
         """Draw (or redraw) every section for this job (``results``: its regions')."""
+        async with self._drawing:
+            await self._draw(job, results)
+
+    async def _draw(self, job: JobView, results: list[RegionResult] | None) -> None:
         self.job = job
         self.results = results or []
         self._shown = True

@@ -166,6 +166,28 @@ async def test_markup_and_escapes_show_literally(runtime) -> None:  # noqa: ANN0
         assert "https://slow.example/report?q=[red]x[/red]" in text
 
 
+async def test_two_redraws_of_the_detail_at_once_do_not_collide(runtime) -> None:  # noqa: ANN001
+    """Two reloads finishing together (results arriving while it is open): the second
+    redraw used to remove the children before the first had mounted its own, and the
+    first's mount then met the second's (DuplicateIds: detail-summary; seen once in CI)."""
+    import asyncio
+
+    seed(runtime.store, queued=0)
+    app = make_app(runtime, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        grid = app.query_one(JobGrid)
+        await wait_for(pilot, lambda: grid.loaded, what="rows")
+        grid.focus()
+        await pilot.press("end", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail screen")
+        await wait_for(pilot, lambda: "Timing" in screen_text(app), what="details loaded")
+        screen = app.screen
+        await asyncio.gather(*(screen.show(screen.job, screen.results) for _ in range(3)))
+        await pilot.pause()
+        assert len(screen.query("#detail-summary")) == 1
+        assert screen_text(app).count("Timing") == 1
+
+
 async def test_detail_screen(runtime) -> None:  # noqa: ANN001
     ids = seed(runtime.store, queued=0)
     app = make_app(runtime, clock=fixed_clock)
