@@ -28,18 +28,19 @@ held up by a limited one: its calls wait outside the worker threads.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from db import Admission, HostLimit, LimitStore, StoreUnavailable
 from runner.errors import InvalidInput
+from runner.jobs.gather import Gather
 from runner.taskq.app import Defer
 
 log = logging.getLogger("urltester.pacing")
@@ -125,53 +126,33 @@ class Reservations:
     A batch of 2,000 URLs on a limited host reaches the workers at once, and each check
     asked the database for its slot: 2,000 round trips (40 ms each through a WAN) on the
     host's one row, holding worker threads while other hosts' checks waited behind them
-    (bench-fleet: an unlimited host's batch took 1.3 times as long beside it). Now the
-    first check to ask leads: it is admitted as before (``alone``, one round trip), and
-    everyone who asked meanwhile gets consecutive slots from one ``LimitStore.reserve``
-    (group commit), and so on while checks keep asking. Each slot is admitted when due.
+    (bench-fleet: an unlimited host's batch took 1.3 times as long beside it). Checks of a
+    host asking together now get consecutive slots from one ``LimitStore.reserve``
+    (:class:`~runner.jobs.gather.Gather`, one per host); a check asking alone is admitted
+    as before (``alone``, one round trip). Each slot is admitted when it comes due.
     """
 
     def __init__(self, store: LimitStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._pending: dict[tuple[str, float], list[Future[Any]]] = {}
-        self._leading: set[tuple[str, float]] = set()
+        self._hosts: dict[tuple[str, float], Gather[tuple[int, Callable[[], Admission]], Any]] = {}
+        self._asks = itertools.count()  # every check its own key: each gets a slot of its own
 
     def take(self, host: str, rate: float, alone: Callable[[], Admission]) -> Admission | tuple[float, float]:
         """``alone()``'s admission when this check asked alone, else (a reserved slot, the
         database's now)."""
-        key = (host, rate)
-        mine: Future[Any] = Future()
         with self._lock:
-            self._pending.setdefault(key, []).append(mine)
-            lead = key not in self._leading
-            self._leading.add(key)
-        if lead:
-            self._lead(key, mine, alone)
-        return mine.result()
+            gather = self._hosts.get((host, rate))
+            if gather is None:
+                gather = self._hosts[(host, rate)] = Gather(lambda asked: self._answer(host, rate, asked))
+        return gather.ask((next(self._asks), alone))
 
-    def _lead(self, key: tuple[str, float], mine: Future[Any], alone: Callable[[], Admission]) -> None:
-        host, rate = key
-        while True:
-            with self._lock:
-                batch = self._pending.pop(key, [])
-                if not batch:
-                    self._leading.discard(key)
-                    return
-            if batch == [mine]:
-                try:  # alone: one admission, as before; who asks meanwhile waits for the next round
-                    mine.set_result(alone())
-                except BaseException as exc:  # noqa: BLE001 - handed to this thread's caller
-                    mine.set_exception(exc)
-                continue
-            try:
-                first, now = self.store.reserve(host, rate, len(batch))
-            except BaseException as exc:  # noqa: BLE001 - every waiter gets the answer (StoreUnavailable: Defer)
-                for waiter in batch:
-                    waiter.set_exception(exc)
-                continue
-            for i, waiter in enumerate(batch):
-                waiter.set_result((first + i / rate, now))
+    def _answer(self, host: str, rate: float,
+                asked: list[tuple[int, Callable[[], Admission]]]) -> list[Admission | tuple[float, float]]:
+        if len(asked) == 1:
+            return [asked[0][1]()]
+        first, now = self.store.reserve(host, rate, len(asked))
+        return [(first + i / rate, now) for i in range(len(asked))]
 
 
 class Pacer:

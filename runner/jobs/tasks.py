@@ -13,7 +13,6 @@ delivery limit in about a second: a database outage would dead-letter every rede
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +20,7 @@ from db import DEFAULT_REGION, ResultRecord, Store, StoreUnavailable, utcnow
 from runner import metrics
 from runner.check.options import CheckOptions
 from runner.errors import ConfigError, OptionError
+from runner.jobs.gather import Gather
 from runner.jobs.regions import check_region, split_placement
 from runner.taskq.app import App, Task, context
 
@@ -106,55 +106,28 @@ def _is_region(region: object) -> bool:
 
 class DoneLookup:
     """"Has this job (or this region of it) a result?", asked by many threads at once and
-    answered with one query for all of them (group commit, for reads).
-
-    The first thread to ask becomes the leader: it takes every question pending, asks the
-    database once per region, hands out the answers, and goes on while questions keep
-    arriving; the others wait for theirs. A database that cannot answer says "no" (the
-    check runs; storing is idempotent, and the writer waits for the database).
-    """
-
-    BATCH = 5000
+    answered with one query per region for all of them (:class:`~runner.jobs.gather.Gather`).
+    A database that cannot answer says "no" (the check runs; storing is idempotent, and
+    the writer waits for the database)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[int, str | None], Future[bool]] = {}
-        self._leading = False
+        self._gather: Gather[tuple[int, str | None], bool] = Gather(self._answer)
 
     def has_result(self, job_id: int, region: str | None = None) -> bool:
-        with self._lock:
-            answer = self._pending.get((job_id, region))
-            if answer is None:
-                answer = self._pending[(job_id, region)] = Future()
-            lead, self._leading = not self._leading, True
-        if lead:
-            self._lead()
-        return answer.result()
+        return self._gather.ask((job_id, region))
 
-    def _lead(self) -> None:
-        while True:
-            with self._lock:
-                asked = dict(list(self._pending.items())[:self.BATCH])
-                for key in asked:
-                    del self._pending[key]
-                if not asked:
-                    self._leading = False
-                    return
-            by_region: dict[str | None, list[int]] = {}
-            for job_id, region in asked:
-                by_region.setdefault(region, []).append(job_id)
-            for region, ids in by_region.items():
-                try:
-                    found = self.store.done_ids(ids, region=region)
-                except StoreUnavailable:
-                    found = set()
-                except BaseException as exc:  # noqa: BLE001 - every waiter must get an answer
-                    for job_id in ids:
-                        asked[(job_id, region)].set_exception(exc)
-                    continue
-                for job_id in ids:
-                    asked[(job_id, region)].set_result(job_id in found)
+    def _answer(self, asked: list[tuple[int, str | None]]) -> list[bool]:
+        by_region: dict[str | None, list[int]] = {}
+        for job_id, region in asked:
+            by_region.setdefault(region, []).append(job_id)
+        found: dict[str | None, set[int]] = {}
+        for region, ids in by_region.items():
+            try:
+                found[region] = self.store.done_ids(ids, region=region)
+            except StoreUnavailable:
+                found[region] = set()
+        return [job_id in found[region] for job_id, region in asked]
 
 
 def to_record(job_id: int, result: CheckResult, *, worker: str | None = None,
