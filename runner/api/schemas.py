@@ -8,10 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from runner.check.outcomes import OUTCOMES
+from db import STATES
+from runner.jobs.report import OUTCOMES
 
-State = Literal["queued", "running", "done"]
-Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]
+State = Literal[STATES]  # type: ignore[valid-type]
+Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]  # a job's outcomes: the check's, and no_worker
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # no control characters in names, filters, keys
 
 

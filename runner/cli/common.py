@@ -16,10 +16,10 @@ from typing import Annotated, Any
 
 import typer
 
-from db import NO_WORKER, STATES, StoreConfigError, StoreError, StoreUnavailable
+from db import STATES, StoreConfigError, StoreError, StoreUnavailable
 from runner.check.options import DEFAULT_OPTIONS
-from runner.check.outcomes import OUTCOMES
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
+from runner.jobs.report import OUTCOMES
 from runner.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -71,9 +71,9 @@ def runtime_for(ctx: typer.Context, **kwargs: Any) -> Iterator[Any]:
 
 # ---------------------------------------------------------------------------- choices
 # Enums, so that typer completes them and names the choices in its own error. States and
-# outcomes are built from the one list of each (db.STATES; runner.check.outcomes and
-# db.NO_WORKER, which import nothing heavy); the formats are spelled out, because their
-# modules' imports would slow every completion (tests/test_cli_habits.py checks them).
+# outcomes are the one list of each (db.STATES; runner.jobs.report.OUTCOMES, a check's and
+# no_worker: report imports nothing heavy at the top); the formats are spelled out, because
+# their modules' imports would slow every completion (tests/test_cli_habits.py checks them).
 
 
 class Method(StrEnum):
@@ -84,7 +84,7 @@ class Method(StrEnum):
 State = StrEnum("State", {s: s for s in STATES})
 
 
-Outcome = StrEnum("Outcome", {o: o for o in (*OUTCOMES, NO_WORKER)})  # a job's outcomes
+Outcome = StrEnum("Outcome", {o: o for o in OUTCOMES})  # a job's outcomes
 
 
 class ResultsFormat(StrEnum):

@@ -17,7 +17,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
-from xml.sax.saxutils import escape, quoteattr
 
 from db import DEFAULT_REGION, NO_WORKER, JobView, RegionResult
 from runner.check.outcomes import OUTCOMES as CHECK_OUTCOMES
@@ -188,10 +187,15 @@ def _xml_safe(text: str) -> str:
 
 
 def _xml_text(value: object) -> str:
+    # Not at the top: it imports urllib.request, and every CLI completion imports this module.
+    from xml.sax.saxutils import escape
+
     return _xml_safe(escape("" if value is None else str(value)))
 
 
 def _xml_attr(value: object) -> str:
+    from xml.sax.saxutils import quoteattr
+
     text = "" if value is None else str(value)
     return _xml_safe(quoteattr(text.replace("\n", " ").replace("\r", " ").replace("\t", " ")))
 

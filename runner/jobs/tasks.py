@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from db import DEFAULT_REGION, ResultRecord, Store, StoreUnavailable, utcnow
 from runner import metrics
 from runner.check.options import CheckOptions
+from runner.check.outcomes import OUTCOMES
 from runner.errors import ConfigError, OptionError
 from runner.jobs.gather import Gather
 from runner.jobs.regions import check_region, split_placement
@@ -82,6 +83,7 @@ def register(app: App, runtime: CheckParts) -> Task:
     return check
 
 
+metrics.label_outcomes(OUTCOMES)
 _PHASE_FIELDS = tuple((metrics.CHECK_SECONDS.labels(phase), f"{phase}_ms") for phase in metrics.PHASES)
 
 
