@@ -9,8 +9,8 @@ jitter, never past the deadline), and evaluates the job's assertions.
 
 The transport underneath requests (runner/check/transport.py) measures the phases, enforces the
 address policy at the socket's real connect address, and lets a watchdog cut a
-connection whose deadline has passed. This module is the only one of urltester that
-imports requests (with timing.py, its transport).
+connection whose deadline has passed. This package is the only one of urltester that
+imports requests and urllib3 (this module and transport.py).
 
 Everything a server sends that ends up in a result (reason phrase, title, header
 values) is cleaned of control characters and capped; nothing is interpreted as markup.
@@ -38,7 +38,7 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema, ReadTimeout, SSLError
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
-from runner.check import transport as timing
+from runner.check import transport
 from runner.check.body import BodyScan, body_texts
 from runner.check.options import DEFAULT_OPTIONS, CheckOptions, Condition
 from runner.check.outcomes import OUTCOMES
@@ -265,7 +265,7 @@ class Checker:
         self.on_retry_after = on_retry_after
         self.policy = policy
         self.user_agent = user_agent
-        self._contexts = timing.TLSContexts(ca_bundle)
+        self._contexts = transport.TLSContexts(ca_bundle)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -277,7 +277,7 @@ class Checker:
         if session is None:
             session = requests.Session()
             session.trust_env = False            # no proxies, netrc or CA paths from the env
-            adapter = timing.CheckAdapter(self._contexts, pool_connections=20,
+            adapter = transport.CheckAdapter(self._contexts, pool_connections=20,
                                           pool_maxsize=4)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -300,7 +300,7 @@ class Checker:
     def check(self, url: str, options: CheckOptions = DEFAULT_OPTIONS) -> CheckResult:
         started = time.monotonic()
         guard = Guard(started + options.deadline)
-        timing.WATCHDOG.arm(guard)
+        transport.WATCHDOG.arm(guard)
         try:
             result = self._check(url, options, guard, started)
         except Exception as exc:   # a bug of ours must not take the worker down
@@ -321,7 +321,7 @@ class Checker:
             return result
         finally:
             guard.finish()
-            timing.set_current(None)
+            transport.set_current(None)
 
     def _check(self, url: str, options: CheckOptions, guard: Guard, started: float) -> CheckResult:
         session = self._session()
@@ -439,7 +439,7 @@ class Checker:
                     att.outcome, att.error, att.transient = _classify(exc, hop.times)
             finally:
                 hop.ended = hop.ended or time.perf_counter()
-                timing.set_current(None)
+                transport.set_current(None)
             if not stale:
                 break
             att.stale_retried += 1
@@ -459,7 +459,7 @@ class Checker:
               headers: dict[str, str] | None, options: CheckOptions) -> None:
         """One request; fills ``hop``. Raises for the caller to classify."""
         t = hop.times
-        timing.set_current(t)
+        transport.set_current(t)
         response = session.request(
             method, hop.url, headers=headers, allow_redirects=False, stream=True,
             timeout=(t.op_timeout, t.op_timeout), verify=not options.insecure,
@@ -792,7 +792,7 @@ def _tls_words(exc: BaseException, times: HopTimes) -> str:
     if code == 10:
         now = time.time()
         for info in chain:
-            summary = timing.cert_summary(info)
+            summary = transport.cert_summary(info)
             if summary["not_after"] is not None and summary["not_after"] < now:
                 day = datetime.fromtimestamp(summary["not_after"], UTC).date().isoformat()
                 who = "certificate" if info is chain[0] else f"certificate of {summary['subject']}"
@@ -800,7 +800,7 @@ def _tls_words(exc: BaseException, times: HopTimes) -> str:
     if code is not None:
         words = _VERIFY_WORDS.get(code) or getattr(inner, "verify_message", None) or str(inner)
         if code == 62 and chain:
-            names = timing.cert_summary(chain[0])["san"] or [timing.cert_summary(chain[0])["subject"]]
+            names = transport.cert_summary(chain[0])["san"] or [transport.cert_summary(chain[0])["subject"]]
             words += f" (certificate is for {', '.join(names[:3])})"
         return f"TLS: {words}"
     source = inner if inner is not None else exc

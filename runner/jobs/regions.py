@@ -24,7 +24,7 @@ __all__ = [
     "ALL",
     "DEFAULT_REGION",
     "PLACEMENT_KEYS",
-    "check_region",
+    "validate_region",
     "parse_placement",
     "queue_for",
     "report_no_worker",
@@ -38,7 +38,7 @@ MAX_REGIONS = 50
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
-def check_region(name: str, what: str = "region") -> str:
+def validate_region(name: str, what: str = "region") -> str:
     """A usable region name (lowercase letters, digits, '-' and '_'; up to 40), or ConfigError."""
     region = name.strip().lower()
     if not _NAME.match(region) or region == ALL:
@@ -86,7 +86,7 @@ def parse_placement(regions: Any, quorum: Any, where: str | None = None) -> dict
         checked: list[str] = []
         for name in names:
             try:
-                region = check_region(name)
+                region = validate_region(name)
             except ConfigError as exc:
                 raise fail("regions", str(exc)) from None
             if region not in checked:

@@ -22,7 +22,7 @@ from runner.check.options import CheckOptions
 from runner.check.outcomes import OUTCOMES
 from runner.errors import ConfigError, OptionError
 from runner.jobs.gather import Gather
-from runner.jobs.regions import check_region, split_placement
+from runner.jobs.regions import split_placement, validate_region
 from runner.taskq.app import App, Task, context
 
 if TYPE_CHECKING:  # the checker (requests, urllib3, ssl) is built on first use, not imported by submitters
@@ -101,7 +101,7 @@ def count(result: CheckResult) -> None:
 
 def _is_region(region: object) -> bool:
     try:
-        return isinstance(region, str) and check_region(region) == region
+        return isinstance(region, str) and validate_region(region) == region
     except ConfigError:
         return False
 
