@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from .regions import DEFAULT_REGION, job_quorum, job_regions
+from .regions import DEFAULT_REGION, Placement
 
 STATES = ("queued", "running", "done")
 
@@ -108,13 +108,17 @@ class JobView:
     detail: dict[str, Any] | None = None
 
     @property
+    def placement(self) -> Placement:
+        return Placement.of(self.options)
+
+    @property
     def regions(self) -> tuple[str, ...]:
         """The regions this job asked for (the default region when it named none)."""
-        return job_regions(self.options)
+        return self.placement.regions
 
     @property
     def quorum(self) -> str:
-        return job_quorum(self.options)
+        return self.placement.quorum
 
 
 @dataclass(frozen=True)

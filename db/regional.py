@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .models import RegionResult
-from .regions import job_regions
+from .regions import Placement
 from .store import Store, utcnow
 
 
@@ -68,7 +68,7 @@ def waiting_regions(store: Store, *, now: datetime | None = None, limit: int = 1
             heard.setdefault(job_id, set()).add(region)
     out: list[tuple[int, tuple[str, ...]]] = []
     for job_id, options in jobs:
-        missing = tuple(r for r in job_regions(options) if r not in heard.get(job_id, set()))
+        missing = tuple(r for r in Placement.of(options).regions if r not in heard.get(job_id, set()))
         out.append((job_id, missing))
     return out
 

@@ -23,7 +23,7 @@ from .models import (
     ResultRecord,
     WorkerBeat,
 )
-from .regions import decide, job_quorum, job_regions
+from .regions import Placement, decide
 
 COPY_FROM = 100  # jobs in one insert from which COPY beats INSERT on PostgreSQL
 
@@ -306,9 +306,9 @@ class Store:
                             [d.ts(now or utcnow()), *run_params])
             # Only jobs that still exist (a pruned job's late result is dropped).
             cur.execute(f"SELECT id, options FROM jobs WHERE {test}", id_params)
-            options = {row[0]: d.parse_json(row[1]) or {} for row in cur.fetchall()}
-            plain = [r for r in records if r.job_id in options and "regions" not in options[r.job_id]]
-            named = [r for r in records if r.job_id in options and "regions" in options[r.job_id]]
+            placements = {row[0]: Placement.of(d.parse_json(row[1])) for row in cur.fetchall()}
+            plain = [r for r in records if r.job_id in placements and not placements[r.job_id].named]
+            named = [r for r in records if r.job_id in placements and placements[r.job_id].named]
             new = 0
             if plain:
                 new += len(self._insert_new(cur, "results", "job_id", plain))
@@ -318,7 +318,7 @@ class Store:
                 fresh = self._insert_new(cur, "region_results", "job_id, region", named)
                 new += len(fresh)
                 if fresh:
-                    self._decide(cur, fresh, options)
+                    self._decide(cur, fresh, placements)
             self._notify(cur)
         self._after_write()
         return new
@@ -346,7 +346,7 @@ class Store:
                 out.append(r)
         return out
 
-    def _decide(self, cur: Any, fresh: Sequence[ResultRecord], options: dict[int, dict[str, Any]]) -> None:
+    def _decide(self, cur: Any, fresh: Sequence[ResultRecord], placements: dict[int, Placement]) -> None:
         """For jobs that named regions and heard from one: copy the result that settled the
         quorum to ``results`` once, mark the job done, and stop the no-worker sweep once
         every region has reported."""
@@ -362,7 +362,8 @@ class Store:
         deciding: list[ResultRecord] = []
         complete: list[int] = []
         for job_id in job_ids:
-            regions = job_regions(options[job_id])
+            placement = placements[job_id]
+            regions = placement.regions
             if all(r in heard[job_id] for r in regions):
                 complete.append(job_id)
             if job_id in decided:
@@ -372,7 +373,7 @@ class Store:
             so_far = {k: v for k, v in heard[job_id].items() if all(r.region != k for r in mine)}
             for record in mine:
                 so_far[record.region] = record.ok
-                if decide(job_quorum(options[job_id]), regions, so_far) is not None:
+                if decide(placement.quorum, regions, so_far) is not None:
                     deciding.append(record)
                     break
         if deciding:

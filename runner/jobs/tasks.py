@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from db import DEFAULT_REGION, ResultRecord, Store, StoreUnavailable, utcnow
+from db.regions import Placement
 from runner import metrics
 from runner.check.options import CheckOptions
 from runner.check.outcomes import OUTCOMES
@@ -67,7 +68,7 @@ def register(app: App, runtime: CheckParts) -> Task:
         if not _is_region(region):
             raise OptionError(f"the call's region {region!r} is not a region name")  # poison: dead-lettered
         opts = CheckOptions.from_json(split_placement(options)[0])  # OptionError: poison, dead-lettered
-        named = "regions" in options  # a job that named regions has one result per region
+        named = Placement.of(options).named  # a job that named regions has one result per region
         if getattr(context, "redelivered", False) and done.has_result(job_id, region if named else None):
             return "skipped"
         ticket = runtime.pacer.admit(url, pace)  # Defer: back later, no thread held
