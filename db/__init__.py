@@ -15,6 +15,7 @@ from .models import (
     NewJob,
     RegionResult,
     ResultRecord,
+    Slow,
     WorkerBeat,
 )
 from .regions import DEFAULT_REGION, NO_WORKER
@@ -22,7 +23,7 @@ from .store import Store, open_store, utcnow
 
 __all__ = [
     "LEASE_TTL", "Admission", "HostLimit", "LimitStore",
-    "ORDERS", "STATES", "Batch", "Counts", "JobFilter", "JobView", "NewJob", "ResultRecord", "RegionResult", "DEFAULT_REGION", "NO_WORKER",
+    "ORDERS", "STATES", "Batch", "Counts", "Slow", "JobFilter", "JobView", "NewJob", "ResultRecord", "RegionResult", "DEFAULT_REGION", "NO_WORKER",
     "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat",
     "open_store", "utcnow",
 ]

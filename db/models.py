@@ -135,15 +135,40 @@ class JobFilter:
 
 
 @dataclass(frozen=True)
+class Slow:
+    """One of a batch's slowest checks."""
+
+    job_id: int
+    url: str
+    total_ms: float
+    outcome: str
+
+
+@dataclass(frozen=True)
 class Counts:
+    """Jobs by state and their results by outcome, summed by the database: of every job
+    (``Store.counts``: ``runner status``, the TUI) or of one batch
+    (:func:`db.batches.batch_summary`: ``--wait``, the API's ``/api/v1/batches/ID``, whose
+    answer has the fields without a ``scope``)."""
+
     queued: int = 0
     running: int = 0
     done: int = 0
     ok: int = 0
     failed: int = 0
-    unpublished: int = 0  # queued jobs whose message was never confirmed by the broker
     by_outcome: dict[str, int] = field(default_factory=dict)
-    done_last_minute: int = 0
+    # queued jobs whose message was never confirmed by the broker
+    unpublished: int = field(default=0, metadata={"scope": "every job"})
+    done_last_minute: int = field(default=0, metadata={"scope": "every job"})
+    slowest: tuple[Slow, ...] = field(default=(), metadata={"scope": "a batch, when asked"})
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.running + self.done
+
+    @property
+    def pending(self) -> int:
+        return self.queued + self.running
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ tests fuzz). A job's JSON is :func:`runner.jobs.report.to_row`, the keys of
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from db import STATES
+from db import STATES, Counts
 from runner.jobs.report import OUTCOMES
 
 State = Literal[STATES]  # type: ignore[valid-type]
@@ -117,17 +119,11 @@ class JobsPage(BaseModel):
     next: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class BatchOut(BaseModel):
-    id: int
-    name: str
-    created_at: str
-    size: int
-    queued: int
-    running: int
-    done: int
-    ok: int
-    failed: int
-    by_outcome: dict[str, int]
+# A batch's counts are db.Counts' fields (those without a scope: what every count has).
+BATCH_COUNTS = tuple(f.name for f in dataclasses.fields(Counts) if "scope" not in f.metadata)
+_COUNT_TYPES = typing.get_type_hints(Counts)
+BatchOut = create_model("BatchOut", id=(int, ...), name=(str, ...), created_at=(str, ...), size=(int, ...),
+                        **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
 
 
 class Problem(BaseModel):

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db import Batch, JobFilter, NewJob, RegionResult, Store, WorkerBeat, open_store, utcnow
-from db.batches import BatchSummary, batch_summary
+from db import Batch, Counts, JobFilter, NewJob, RegionResult, Store, WorkerBeat, open_store, utcnow
+from db.batches import batch_summary
 from db.regional import region_results
 from db.regions import Placement
 from runner.check.options import CheckOptions, parse_options
@@ -289,7 +289,7 @@ class Runtime:
     # ------------------------------------------------------------------ waiting and status
 
     def wait(self, batch_id: int, *, timeout: float | None = None, poll: float = 0.5,
-             slowest: int = 0) -> tuple[BatchSummary, bool]:
+             slowest: int = 0) -> tuple[Counts, bool]:
         """Wait until no job of the batch is queued or running (or the timeout); returns its
         summary and whether it is all done. Woken by each commit (LISTEN/NOTIFY on
         PostgreSQL), polling every ``poll`` seconds as a fallback."""
