@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .listing import tally
 from .models import Counts, Slow
-from .store import Store, tally
+from .store import Store
 
 
 def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> Counts:

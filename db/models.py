@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .regions import DEFAULT_REGION, Placement
 
 STATES = ("queued", "running", "done")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
 
 # Orders the job listing supports; each maps to a keyset column in store.py.
 ORDERS = ("newest", "oldest", "latency", "status", "checked")
