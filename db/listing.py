@@ -11,14 +11,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from runner.fields import RESULT_KEYS
+
 from .dialects import Dialect
 from .models import ORDERS, Counts, JobFilter, JobView, utcnow
 
+# A job's columns, then its result's fields (runner.fields), each from its column in results.
 _JOB_COLUMNS = (
     "j.id, j.url, b.name, j.batch_id, j.state, j.options, j.submitted_at, j.published_at, "
-    "j.publish_error, j.started_at, r.checked_at, r.outcome, r.ok, r.status_code, r.total_ms, "
-    "r.attempts, r.error, r.final_url, r.bytes, r.content_type, r.title"
+    "j.publish_error, j.started_at, r.checked_at, " + ", ".join(f"r.{key}" for key in RESULT_KEYS)
 )
+_RESULT_AT = 11  # where the result's fields start in a row of _JOB_COLUMNS
+_DETAIL_AT = _RESULT_AT + len(RESULT_KEYS)  # r.detail, when asked for
 _FROM = "FROM jobs j LEFT JOIN results r ON r.job_id = j.id LEFT JOIN batches b ON b.id = j.batch_id"
 
 # order name -> (keyset columns, descending?, needs a result row)
@@ -206,15 +210,15 @@ class Listing:
 
     def _view(self, row: Sequence[Any], detail: bool) -> JobView:
         d = self.dialect
-        ok = row[12]
+        result = dict(zip(RESULT_KEYS, row[_RESULT_AT:_DETAIL_AT], strict=True))
+        if result["ok"] is not None:
+            result["ok"] = bool(result["ok"])  # SQLite's 0 or 1
         return JobView(
             id=row[0], url=row[1], batch=row[2], batch_id=row[3], state=row[4],
             options=d.parse_json(row[5]) or {}, submitted_at=d.parse_ts(row[6]),
             published_at=d.parse_ts(row[7]), publish_error=row[8], started_at=d.parse_ts(row[9]),
-            checked_at=d.parse_ts(row[10]), outcome=row[11], ok=None if ok is None else bool(ok),
-            status_code=row[13], total_ms=row[14], attempts=row[15], error=row[16], final_url=row[17],
-            bytes=row[18], content_type=row[19], title=row[20],
-            detail=(d.parse_json(row[21]) if detail else None),
+            checked_at=d.parse_ts(row[10]), **result,
+            detail=(d.parse_json(row[_DETAIL_AT]) if detail else None),
         )
 
     def stale_jobs(self, older_than: timedelta, *, now: datetime | None = None, limit: int = 1000,

@@ -1,4 +1,9 @@
-"""Plain values the store returns: never cursors, never rows tied to a connection."""
+"""Plain values the store returns: never cursors, never rows tied to a connection.
+
+A result's fields are declared once, in the leaf :mod:`runner.fields` (the one module of
+``runner`` that db imports: the check fills the same fields, and check and db may not
+import each other).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
+
+from runner.fields import ResultFields
 
 from .regions import DEFAULT_REGION, Placement
 
@@ -47,47 +54,30 @@ class Batch:
     existed: bool = False  # True when an idempotency key matched an earlier batch
 
 
-@dataclass(frozen=True)
-class ResultRecord:
-    """What a worker stores for one job: the core columns and the whole result as JSON."""
+@dataclass(kw_only=True)
+class ResultRecord(ResultFields):
+    """A stored result: the result's fields (:mod:`runner.fields`), its job, when and where
+    it was checked, and the whole result as JSON (``detail``). What a worker hands the store
+    for one job (or one region of a job), and what region results are read back as.
+
+    Not frozen (its fields are the check's, whose result is built as it goes); nothing
+    changes one once made.
+    """
 
     job_id: int
-    outcome: str
+    outcome: str  # NOT NULL columns: a stored result always has them
     ok: bool
-    status_code: int | None
-    total_ms: float | None
     attempts: int
-    error: str | None
-    final_url: str | None
-    bytes: int | None
-    content_type: str | None
-    title: str | None
     checked_at: datetime
     detail: dict[str, Any] = field(default_factory=dict)
     worker: str | None = None
     region: str = DEFAULT_REGION  # where the check ran (its worker's region)
 
 
-@dataclass(frozen=True)
-class RegionResult:
-    """One region's result for a job (a job has one per region it asked for, once heard)."""
-
-    job_id: int
-    region: str
-    outcome: str
-    ok: bool
-    status_code: int | None
-    total_ms: float | None
-    attempts: int
-    error: str | None
-    worker: str | None
-    checked_at: datetime
-    detail: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job with its result (when it has one): what listings and the UI show."""
+@dataclass(kw_only=True)
+class JobView(ResultFields):
+    """A job with its result's fields (None until it has a result): what listings and the
+    UI show."""
 
     id: int
     url: str
@@ -100,16 +90,6 @@ class JobView:
     publish_error: str | None
     started_at: datetime | None
     checked_at: datetime | None
-    outcome: str | None
-    ok: bool | None
-    status_code: int | None
-    total_ms: float | None
-    attempts: int | None
-    error: str | None
-    final_url: str | None
-    bytes: int | None
-    content_type: str | None
-    title: str | None
     detail: dict[str, Any] | None = None
 
     @property

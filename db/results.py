@@ -8,20 +8,21 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from runner.fields import RESULT_KEYS
+
 from .dialects import Dialect
 from .models import ResultRecord, utcnow
 from .regions import Placement, decide
 
-_RESULT_COLUMNS = (
-    "job_id, outcome, ok, status_code, total_ms, attempts, error, final_url, bytes, "
-    "content_type, title, checked_at, worker, detail"
-)
+# The columns of results and region_results: the result's fields (runner.fields), each in
+# a column of its name, and where, when and by whom it was checked, and all of it as JSON.
+_RESULT_COLUMNS = ", ".join(("region", "job_id", "checked_at", "worker", "detail", *RESULT_KEYS))
 
 
 def _result_row(d: Dialect, r: ResultRecord) -> tuple[Any, ...]:
-    """A result's values for ``(region, _RESULT_COLUMNS)``."""
-    return (r.region, r.job_id, r.outcome, d.boolean(r.ok), r.status_code, r.total_ms, r.attempts, r.error,
-            r.final_url, r.bytes, r.content_type, r.title, d.ts(r.checked_at), r.worker, d.json(r.detail))
+    """A result's values for ``_RESULT_COLUMNS``."""
+    return (r.region, r.job_id, d.ts(r.checked_at), r.worker, d.json(r.detail),
+            *(d.boolean(v) if isinstance(v, bool) else v for v in (getattr(r, key) for key in RESULT_KEYS)))
 
 
 class Results:
@@ -79,7 +80,7 @@ class Results:
         """Insert results into ``table`` (``results`` or ``region_results``), skipping those
         whose ``key`` is already stored; returns the records that were new."""
         d = self.dialect
-        head = f"INSERT INTO {table} (region, {_RESULT_COLUMNS}) VALUES "  # noqa: S608 - our own names
+        head = f"INSERT INTO {table} ({_RESULT_COLUMNS}) VALUES "  # noqa: S608 - our own names
         tail = f" ON CONFLICT ({key}) DO NOTHING RETURNING job_id, region"
         keys = {(row[0], row[1]) for row in d.insert_returning(cur, head, [_result_row(d, r) for r in records], tail)}
         out: list[ResultRecord] = []

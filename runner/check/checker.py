@@ -44,6 +44,7 @@ from runner.check.options import DEFAULT_OPTIONS, CheckOptions, Condition
 from runner.check.outcomes import OUTCOMES
 from runner.check.policy import DEFAULT_POLICY, AddressPolicy
 from runner.check.transport import CheckFailure, Guard, HopTimes
+from runner.fields import ResultFields
 from runner.text import mask_url
 from runner.version import USER_AGENT
 
@@ -75,20 +76,15 @@ STALE_RESENDS = 5               # pool_maxsize + 1: every pooled connection may 
 # ---------------------------------------------------------------- the result
 
 
-@dataclass
-class CheckResult:
-    """What one check found. ``as_dict()`` is JSON-safe; docs/check.md explains each field."""
+@dataclass(kw_only=True)
+class CheckResult(ResultFields):
+    """What one check found: the result's fields (:mod:`runner.fields`: outcome, ok,
+    status_code, total_ms, attempts, error, final_url, bytes, content_type, title), then
+    the check's details. ``as_dict()`` is JSON-safe; docs/check.md explains each field."""
 
-    outcome: str
+    outcome: str                          # a check always has an outcome, ok and attempts
     ok: bool
-    status_code: int | None = None
-    final_url: str | None = None          # password masked
-    total_ms: float | None = None         # the final attempt: its hops, DNS to last body byte
     attempts: int = 1
-    error: str | None = None
-    bytes: int | None = None              # body bytes read, after decompression, capped
-    content_type: str | None = None
-    title: str | None = None
     # --- more of the response
     url: str | None = None                # the URL asked for, password masked
     method: str = "GET"

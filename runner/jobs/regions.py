@@ -140,9 +140,8 @@ def report_no_worker(store: Store, live: Iterable[str], *, now: datetime | None 
     for _ in range(pages):
         rows = waiting_regions(store, now=now, after_id=after, limit=page)
         records = [
-            ResultRecord(job_id=job_id, outcome=NO_WORKER, ok=False, status_code=None, total_ms=None, attempts=0,
-                         error=f"no live worker in region {region}", final_url=None, bytes=None, content_type=None,
-                         title=None, checked_at=now, region=region)
+            ResultRecord(job_id=job_id, outcome=NO_WORKER, ok=False, attempts=0,
+                         error=f"no live worker in region {region}", checked_at=now, region=region)
             for job_id, missing in rows for region in missing if region not in live_set
         ]
         if records:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db import Batch, Counts, JobFilter, NewJob, RegionResult, Store, WorkerBeat, open_store, utcnow
+from db import Batch, Counts, JobFilter, NewJob, ResultRecord, Store, WorkerBeat, open_store, utcnow
 from db.batches import batch_summary
 from db.regional import region_results
 from db.regions import Placement
@@ -191,7 +191,7 @@ class Runtime:
         """Regions with at least one worker whose heartbeat is recent."""
         return {w.region for w in (self.store.workers() if workers is None else workers)}
 
-    def region_results(self, job_ids: Sequence[int]) -> dict[int, list[RegionResult]]:
+    def region_results(self, job_ids: Sequence[int]) -> dict[int, list[ResultRecord]]:
         """Each job's results by region: what ``report.write_*(regions=...)`` and the API
         show beside a job (a job that named no region has its one result, region default)."""
         return region_results(self.store, job_ids)

@@ -22,6 +22,7 @@ from runner import metrics
 from runner.check.options import CheckOptions
 from runner.check.outcomes import OUTCOMES
 from runner.errors import ConfigError, OptionError
+from runner.fields import RESULT_KEYS
 from runner.jobs.gather import Gather
 from runner.jobs.regions import split_placement, validate_region
 from runner.taskq.app import App, Task, context
@@ -135,20 +136,8 @@ class DoneLookup:
 
 def to_record(job_id: int, result: CheckResult, *, worker: str | None = None,
               region: str = DEFAULT_REGION) -> ResultRecord:
-    return ResultRecord(
-        job_id=job_id,
-        outcome=result.outcome,
-        ok=bool(result.ok),
-        status_code=result.status_code,
-        total_ms=result.total_ms,
-        attempts=result.attempts,
-        error=result.error,
-        final_url=result.final_url,
-        bytes=result.bytes,
-        content_type=result.content_type,
-        title=result.title,
-        checked_at=utcnow(),
-        detail=result.as_dict(),
-        worker=worker,
-        region=region,
-    )
+    """The check's result as the store keeps it: its fields (runner.fields), and all of it as
+    ``detail``."""
+    detail = result.as_dict()
+    return ResultRecord(job_id=job_id, checked_at=utcnow(), detail=detail, worker=worker, region=region,
+                        **{key: detail[key] for key in RESULT_KEYS})
