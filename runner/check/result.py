@@ -38,8 +38,7 @@ HEADERS_MAX = 64
 
 @dataclass(kw_only=True)
 class CheckResult(ResultFields):
-    """What one check found: the result's fields (:mod:`runner.fields`: outcome, ok,
-    status_code, total_ms, attempts, error, final_url, bytes, content_type, title), then
+    """What one check found: the result's fields (:class:`runner.fields.ResultFields`), then
     the check's details. ``as_dict()`` is JSON-safe; docs/check.md explains each field."""
 
     outcome: str                          # a check always has an outcome, ok and attempts
