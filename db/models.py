@@ -23,7 +23,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# Orders the job listing supports; each maps to a keyset column in store.py.
+# Orders the job listing supports; each maps to a keyset column in listing.py.
 ORDERS = ("newest", "oldest", "latency", "status", "checked")
 
 
