@@ -1,6 +1,7 @@
 """urltester's store: jobs, results, batches and worker heartbeats in PostgreSQL or SQLite.
 
-Imports nothing of ``runner`` or ``tui``. See :mod:`db.store` for the API.
+Imports nothing of ``runner`` or ``tui`` but the leaf ``runner.fields`` (a result's fields,
+declared once). See :mod:`db.store` for the API.
 """
 
 from .errors import StoreConfigError, StoreError, StoreUnavailable
@@ -13,8 +14,8 @@ from .models import (
     JobFilter,
     JobView,
     NewJob,
-    RegionResult,
     ResultRecord,
+    Slow,
     WorkerBeat,
 )
 from .regions import DEFAULT_REGION, NO_WORKER
@@ -22,7 +23,7 @@ from .store import Store, open_store, utcnow
 
 __all__ = [
     "LEASE_TTL", "Admission", "HostLimit", "LimitStore",
-    "ORDERS", "STATES", "Batch", "Counts", "JobFilter", "JobView", "NewJob", "ResultRecord", "RegionResult", "DEFAULT_REGION", "NO_WORKER",
+    "ORDERS", "STATES", "Batch", "Counts", "Slow", "JobFilter", "JobView", "NewJob", "ResultRecord", "DEFAULT_REGION", "NO_WORKER",
     "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat",
     "open_store", "utcnow",
 ]

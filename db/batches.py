@@ -6,39 +6,14 @@ by the database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from .store import Store, tally
+from .listing import tally
+from .models import Counts, Slow
+from .store import Store
 
 
-@dataclass(frozen=True)
-class Slow:
-    job_id: int
-    url: str
-    total_ms: float
-    outcome: str
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    """Where a batch stands: jobs by state, results by outcome, the slowest checks."""
-
-    total: int = 0
-    queued: int = 0
-    running: int = 0
-    done: int = 0
-    ok: int = 0
-    failed: int = 0
-    by_outcome: dict[str, int] = field(default_factory=dict)
-    slowest: tuple[Slow, ...] = ()
-
-    @property
-    def pending(self) -> int:
-        return self.queued + self.running
-
-
-def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> BatchSummary:
+def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> Counts:
     """Counts for one batch in two aggregate queries (never one row per job)."""
     d = store.dialect
     with d.transaction(write=False) as cur:
@@ -57,8 +32,8 @@ def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> BatchSumm
             )
             slow_rows = cur.fetchall()
     states, by_outcome, ok, failed = tally(rows)
-    return BatchSummary(
-        total=sum(states.values()), queued=states["queued"], running=states["running"], done=states["done"],
+    return Counts(
+        queued=states["queued"], running=states["running"], done=states["done"],
         ok=ok, failed=failed, by_outcome=by_outcome,
         slowest=tuple(Slow(r[0], r[1], float(r[2]), r[3]) for r in slow_rows),
     )

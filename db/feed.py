@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .listing import _FROM, _JOB_COLUMNS
 from .models import Batch, JobFilter, JobView
-from .store import _FROM, _JOB_COLUMNS, Store
+from .store import Store
 
 
 def seqs_after(store: Store, after_seq: int, *, limit: int = 5000) -> list[int]:
@@ -38,7 +39,7 @@ def results_by_seq(store: Store, seqs: Sequence[int], flt: JobFilter = JobFilter
     with store.dialect.transaction() as cur:
         cur.execute(sql, params)
         rows: list[Any] = cur.fetchall()
-    return [(int(row[22]), store._view(row, True)) for row in rows]
+    return [(int(row[-1]), store._view(row, True)) for row in rows]
 
 
 def latest_seq(store: Store) -> int:

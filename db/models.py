@@ -1,17 +1,29 @@
-"""Plain values the store returns: never cursors, never rows tied to a connection."""
+"""Plain values the store returns: never cursors, never rows tied to a connection.
+
+A result's fields are declared once, in the leaf :mod:`runner.fields` (the one module of
+``runner`` that db imports: the check fills the same fields, and check and db may not
+import each other).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from .regions import DEFAULT_REGION, job_quorum, job_regions
+from runner.fields import ResultFields
+
+from .regions import DEFAULT_REGION, Placement
 
 STATES = ("queued", "running", "done")
 
-# Orders the job listing supports; each maps to a keyset column in store.py.
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Orders the job listing supports; each maps to a keyset column in listing.py.
 ORDERS = ("newest", "oldest", "latency", "status", "checked")
 
 
@@ -42,47 +54,30 @@ class Batch:
     existed: bool = False  # True when an idempotency key matched an earlier batch
 
 
-@dataclass(frozen=True)
-class ResultRecord:
-    """What a worker stores for one job: the core columns and the whole result as JSON."""
+@dataclass(kw_only=True)
+class ResultRecord(ResultFields):
+    """A stored result: the result's fields (:mod:`runner.fields`), its job, when and where
+    it was checked, and the whole result as JSON (``detail``). What a worker hands the store
+    for one job (or one region of a job), and what region results are read back as.
+
+    Not frozen (its fields are the check's, whose result is built as it goes); nothing
+    changes one once made.
+    """
 
     job_id: int
-    outcome: str
+    outcome: str  # NOT NULL columns: a stored result always has them
     ok: bool
-    status_code: int | None
-    total_ms: float | None
     attempts: int
-    error: str | None
-    final_url: str | None
-    bytes: int | None
-    content_type: str | None
-    title: str | None
     checked_at: datetime
     detail: dict[str, Any] = field(default_factory=dict)
     worker: str | None = None
     region: str = DEFAULT_REGION  # where the check ran (its worker's region)
 
 
-@dataclass(frozen=True)
-class RegionResult:
-    """One region's result for a job (a job has one per region it asked for, once heard)."""
-
-    job_id: int
-    region: str
-    outcome: str
-    ok: bool
-    status_code: int | None
-    total_ms: float | None
-    attempts: int
-    error: str | None
-    worker: str | None
-    checked_at: datetime
-    detail: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job with its result (when it has one): what listings and the UI show."""
+@dataclass(kw_only=True)
+class JobView(ResultFields):
+    """A job with its result's fields (None until it has a result): what listings and the
+    UI show."""
 
     id: int
     url: str
@@ -95,26 +90,20 @@ class JobView:
     publish_error: str | None
     started_at: datetime | None
     checked_at: datetime | None
-    outcome: str | None
-    ok: bool | None
-    status_code: int | None
-    total_ms: float | None
-    attempts: int | None
-    error: str | None
-    final_url: str | None
-    bytes: int | None
-    content_type: str | None
-    title: str | None
     detail: dict[str, Any] | None = None
+
+    @property
+    def placement(self) -> Placement:
+        return Placement.of(self.options)
 
     @property
     def regions(self) -> tuple[str, ...]:
         """The regions this job asked for (the default region when it named none)."""
-        return job_regions(self.options)
+        return self.placement.regions
 
     @property
     def quorum(self) -> str:
-        return job_quorum(self.options)
+        return self.placement.quorum
 
 
 @dataclass(frozen=True)
@@ -131,15 +120,40 @@ class JobFilter:
 
 
 @dataclass(frozen=True)
+class Slow:
+    """One of a batch's slowest checks."""
+
+    job_id: int
+    url: str
+    total_ms: float
+    outcome: str
+
+
+@dataclass(frozen=True)
 class Counts:
+    """Jobs by state and their results by outcome, summed by the database: of every job
+    (``Store.counts``: ``runner status``, the TUI) or of one batch
+    (:func:`db.batches.batch_summary`: ``--wait``, the API's ``/api/v1/batches/ID``, whose
+    answer has the fields without a ``scope``)."""
+
     queued: int = 0
     running: int = 0
     done: int = 0
     ok: int = 0
     failed: int = 0
-    unpublished: int = 0  # queued jobs whose message was never confirmed by the broker
     by_outcome: dict[str, int] = field(default_factory=dict)
-    done_last_minute: int = 0
+    # queued jobs whose message was never confirmed by the broker
+    unpublished: int = field(default=0, metadata={"scope": "every job"})
+    done_last_minute: int = field(default=0, metadata={"scope": "every job"})
+    slowest: tuple[Slow, ...] = field(default=(), metadata={"scope": "a batch, when asked"})
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.running + self.done
+
+    @property
+    def pending(self) -> int:
+        return self.queued + self.running
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .models import RegionResult
-from .regions import job_regions
+from runner.fields import RESULT_KEYS
+
+from .models import ResultRecord
+from .regions import Placement
 from .store import Store, utcnow
 
 
-def region_results(store: Store, job_ids: Sequence[int], *, detail: bool = False) -> dict[int, list[RegionResult]]:
+def region_results(store: Store, job_ids: Sequence[int], *, detail: bool = False) -> dict[int, list[ResultRecord]]:
     """Each job's region results, by region name; jobs without any are left out.
 
     A job that named regions has its rows in ``region_results``; one that named none has
@@ -20,7 +22,7 @@ def region_results(store: Store, job_ids: Sequence[int], *, detail: bool = False
     """
     if not job_ids:
         return {}
-    out: dict[int, list[RegionResult]] = {}
+    out: dict[int, list[ResultRecord]] = {}
     for start in range(0, len(job_ids), 1000):
         part = list(job_ids[start:start + 1000])
         out.update(_read(store, "region_results", part, detail))
@@ -30,20 +32,23 @@ def region_results(store: Store, job_ids: Sequence[int], *, detail: bool = False
     return out
 
 
-def _read(store: Store, table: str, job_ids: list[int], detail: bool) -> dict[int, list[RegionResult]]:
+_COLUMNS = ", ".join(("job_id", "region", "worker", "checked_at", *RESULT_KEYS))
+
+
+def _read(store: Store, table: str, job_ids: list[int], detail: bool) -> dict[int, list[ResultRecord]]:
     d = store.dialect
     test, params = d.any_of("job_id", job_ids)
-    columns = "job_id, region, outcome, ok, status_code, total_ms, attempts, error, worker, checked_at"
     with d.transaction(write=False) as cur:
-        cur.execute(f"SELECT {columns}{', detail' if detail else ''} FROM {table} "  # noqa: S608 - our own names
+        cur.execute(f"SELECT {_COLUMNS}{', detail' if detail else ''} FROM {table} "  # noqa: S608 - our own names
                     f"WHERE {test} ORDER BY job_id, region", params)
         rows = cur.fetchall()
-    out: dict[int, list[RegionResult]] = {}
+    out: dict[int, list[ResultRecord]] = {}
     for r in rows:
-        out.setdefault(r[0], []).append(RegionResult(
-            job_id=r[0], region=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4], total_ms=r[5],
-            attempts=r[6], error=r[7], worker=r[8], checked_at=d.parse_ts(r[9]),
-            detail=d.parse_json(r[10]) if detail else None))
+        found = dict(zip(RESULT_KEYS, r[4:], strict=False))  # a trailing detail is not a result field
+        found["ok"] = bool(found["ok"])
+        out.setdefault(r[0], []).append(ResultRecord(
+            job_id=r[0], region=r[1], worker=r[2], checked_at=d.parse_ts(r[3]), **found,
+            detail=(d.parse_json(r[-1]) or {}) if detail else {}))
     return out
 
 
@@ -68,7 +73,7 @@ def waiting_regions(store: Store, *, now: datetime | None = None, limit: int = 1
             heard.setdefault(job_id, set()).add(region)
     out: list[tuple[int, tuple[str, ...]]] = []
     for job_id, options in jobs:
-        missing = tuple(r for r in job_regions(options) if r not in heard.get(job_id, set()))
+        missing = tuple(r for r in Placement.of(options).regions if r not in heard.get(job_id, set()))
         out.append((job_id, missing))
     return out
 

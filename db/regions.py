@@ -10,8 +10,10 @@ runner/jobs/regions.py validates what users type against the same rules.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_REGION = "default"
 QUORUM_WORDS = ("any", "all", "majority")
@@ -19,17 +21,47 @@ DEFAULT_QUORUM = "majority"
 NO_WORKER = "no_worker"  # the outcome of a region that had no live worker within the bound
 
 
-def job_regions(options: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The regions a job asked for (the default region when it named none)."""
-    regions = (options or {}).get("regions")
-    if isinstance(regions, list | tuple) and regions:
-        return tuple(str(r) for r in regions)
-    return (DEFAULT_REGION,)
+PLACEMENT_KEYS = ("regions", "quorum")  # the option keys that say where a job is checked
 
 
-def job_quorum(options: Mapping[str, Any] | None) -> str:
-    rule = (options or {}).get("quorum")
-    return str(rule) if rule else DEFAULT_QUORUM
+def split_placement(raw: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+    """Options (as typed, an import line, the API's body or a message) without their
+    ``regions``/``quorum`` keys, and those two values as they are (not validated)."""
+    rest = {k: v for k, v in raw.items() if k not in PLACEMENT_KEYS}
+    return rest, raw.get("regions"), raw.get("quorum")
+
+
+class Placement(NamedTuple):
+    """Where a job is checked and when it is ok: the one reading of the ``regions`` and
+    ``quorum`` keys of its stored options (the store's quorum, the publisher's calls per
+    region, the worker's done look-up, listings, the no-worker sweep).
+
+    Kept in the options JSON rather than columns of their own: the options are what a
+    job's message carries, so a worker knows a call's placement without asking the
+    database, and every path that copies a job (requeue, retest, the API) carries them
+    without knowing them. No query selects by region, which is what a column would buy.
+    """
+
+    regions: tuple[str, ...]  # the default region alone when the job named none
+    quorum: str
+    named: bool  # the job named regions: one result per region, and its quorum decides
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any] | str | None) -> Placement:
+        """The placement of a job's options (a dict, or the same as JSON text: a batch has
+        few distinct option texts, each read once)."""
+        if isinstance(options, str):
+            return _placement_of_text(options)
+        options = options or {}
+        regions = options.get("regions")
+        rule = options.get("quorum")
+        return cls(tuple(str(r) for r in regions) if isinstance(regions, list | tuple) and regions else (DEFAULT_REGION,),
+                   str(rule) if rule else DEFAULT_QUORUM, "regions" in options)
+
+
+@functools.lru_cache(maxsize=4096)
+def _placement_of_text(options: str) -> Placement:
+    return Placement.of(json.loads(options))
 
 
 def need(rule: str, n: int) -> int:

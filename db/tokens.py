@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .dialects import Postgres
 from .errors import StoreError
 from .store import Store, utcnow
 
@@ -38,7 +37,7 @@ def _token(store: Store, row: tuple) -> Token:
 def create_token(store: Store, name: str, digest: str, *, read_only: bool = False,
                  now: datetime | None = None) -> Token:
     d = store.dialect
-    flag = read_only if isinstance(d, Postgres) else int(read_only)
+    flag = d.boolean(read_only)
     with d.transaction() as cur:
         cur.execute("SELECT 1 FROM tokens WHERE name = %s AND revoked_at IS NULL", (name,))
         if cur.fetchone():

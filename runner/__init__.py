@@ -6,9 +6,10 @@
        │      ╲
     runner.check  runner.taskq   what a check is (requests) │ the task runner (kombu)
        │             │
-    runner.errors, runner.text, runner.backoff, runner.version, runner.metrics: shared leaves
-    that import nothing of ours
+    runner.errors, runner.text, runner.backoff, runner.version, runner.metrics, runner.fields:
+    shared leaves that import nothing of ours
 
 ``db`` (the store) sits beside them: ``jobs`` and ``cli`` use it; ``check`` and ``taskq``
-never do.
+never do. ``db`` imports one leaf, ``runner.fields`` (a result's fields, declared once for
+the check that fills them and the store that keeps them).
 """

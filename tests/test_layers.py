@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("runner", "tui", "db")
-LEAVES = {"runner.errors", "runner.text", "runner.backoff", "runner.version", "runner.metrics"}
+LEAVES = {"runner.errors", "runner.text", "runner.backoff", "runner.version", "runner.metrics", "runner.fields"}
 THIRD_PARTY_OWNERS = {  # a library -> the only layer that may import it
     "kombu": "runner.taskq", "amqp": "runner.taskq",
     "requests": "runner.check", "urllib3": "runner.check",

@@ -26,8 +26,9 @@ def store(request: pytest.FixtureRequest, sqlite_url: str):
 
 
 def result(job_id: int, region: str, ok: bool = True) -> ResultRecord:
-    return ResultRecord(job_id, "ok" if ok else "connect_refused", ok, 200 if ok else None, 12.0, 1,
-                        None if ok else "refused", None, 10, None, None, datetime.now(UTC), {}, f"w-{region}", region)
+    return ResultRecord(job_id=job_id, outcome="ok" if ok else "connect_refused", ok=ok, status_code=200 if ok else None,
+                        total_ms=12.0, attempts=1, error=None if ok else "refused", bytes=10, checked_at=datetime.now(UTC),
+                        worker=f"w-{region}", region=region)
 
 
 @pytest.mark.parametrize(("rule", "n", "wanted"), [("any", 3, 1), ("all", 3, 3), ("majority", 3, 2),

@@ -55,8 +55,8 @@ def test_redelivered_calls_ask_whether_their_jobs_are_done_together(sqlite_url) 
     store = open_store(sqlite_url)
     try:
         ids = store.insert_jobs(None, [NewJob(f"https://a.test/{i}", "{}") for i in range(200)])
-        store.store_results([ResultRecord(i, "ok", True, 200, 1.0, 1, None, None, 0, "text/html", None, utcnow(), {})
-                             for i in ids[:50]])
+        store.store_results([ResultRecord(job_id=i, outcome="ok", ok=True, status_code=200, total_ms=1.0, attempts=1,
+                                          bytes=0, content_type="text/html", checked_at=utcnow()) for i in ids[:50]])
         queries: list[int] = []
         asked = store.done_ids
 

@@ -16,8 +16,9 @@ def store(request: pytest.FixtureRequest, sqlite_url: str):
 
 
 def result(job_id: int, ms: float = 10.0, ok: bool = True, code: int | None = 200, outcome: str = "ok") -> ResultRecord:
-    return ResultRecord(job_id, outcome, ok, code, ms, 1, None if ok else "boom", "http://x.test/", 5, "text/html",
-                        "t", datetime.now(UTC), {"tls": None, "hops": []})
+    return ResultRecord(job_id=job_id, outcome=outcome, ok=ok, status_code=code, total_ms=ms, attempts=1,
+                        error=None if ok else "boom", final_url="http://x.test/", bytes=5, content_type="text/html",
+                        title="t", checked_at=datetime.now(UTC), detail={"tls": None, "hops": []})
 
 
 def test_results_are_idempotent_per_job(store) -> None:

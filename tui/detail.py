@@ -19,7 +19,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from db import DEFAULT_REGION, JobView, RegionResult, StoreUnavailable
+from db import DEFAULT_REGION, JobView, ResultRecord, StoreUnavailable
 from db.regional import region_results
 from db.regions import summary as region_summary
 from runner.jobs.report import state_label
@@ -149,7 +149,7 @@ REGION_PHASES = (("dns_ms", "dns"), ("connect_ms", "connect"), ("tls_ms", "tls")
                  ("transfer_ms", "transfer"))
 
 
-def regions_text(job: JobView, results: list[RegionResult]) -> Content | None:
+def regions_text(job: JobView, results: list[ResultRecord]) -> Content | None:
     """Each region's result on a line, its timing phases in columns side by side, so a
     region that is slow (or failing) stands out. None for a job of the default region alone."""
     if job.regions == (DEFAULT_REGION,) and all(r.region == DEFAULT_REGION for r in results):
@@ -183,7 +183,7 @@ def regions_text(job: JobView, results: list[RegionResult]) -> Content | None:
     return text.content
 
 
-def summary_of(regions: tuple[str, ...], heard: dict[str, RegionResult]) -> str:
+def summary_of(regions: tuple[str, ...], heard: dict[str, ResultRecord]) -> str:
     return region_summary(regions, {k: v.ok for k, v in heard.items()})
 
 
@@ -202,7 +202,7 @@ class DetailScreen(Screen):
         super().__init__()
         self.job = job
         self.tz = tz
-        self.results: list[RegionResult] = []
+        self.results: list[ResultRecord] = []
         self._shown = False  # the full result has been drawn once
         # Two reloads can finish close together: their redraws must not interleave (the
         # second removed the children before the first had mounted its own, and the
@@ -236,12 +236,12 @@ class DetailScreen(Screen):
     def _failed(self, error: str) -> None:
         self.query_one("#detail-loading", Static).update(styled(f"database unreachable: {printable(error)}", FAILED))
 
-    async def show(self, job: JobView, results: list[RegionResult] | None = None) -> None:
+    async def show(self, job: JobView, results: list[ResultRecord] | None = None) -> None:
         """Draw (or redraw) every section for this job (``results``: its regions')."""
         async with self._drawing:
             await self._draw(job, results)
 
-    async def _draw(self, job: JobView, results: list[RegionResult] | None) -> None:
+    async def _draw(self, job: JobView, results: list[ResultRecord] | None) -> None:
         self.job = job
         self.results = results or []
         self._shown = True

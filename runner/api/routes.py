@@ -39,6 +39,7 @@ from db.feed import get_batch
 from runner.api import events
 from runner.api.config import MAX_PAGE
 from runner.api.schemas import (
+    BATCH_COUNTS,
     NAME_PATTERN,
     BatchOut,
     JobsIn,
@@ -300,18 +301,17 @@ async def get_job(request: Request, job_id: IdPath) -> Any:
 
 @router.get("/api/v1/batches/{batch_id}", response_model=BatchOut, responses={**ERRORS, 404: {"model": Problem}},
             tags=["jobs"])
-async def get_batch_summary(request: Request, batch_id: IdPath) -> BatchOut:
+async def get_batch_summary(request: Request, batch_id: IdPath) -> Any:
     """A batch's jobs by state and its results by outcome."""
     store = runtime(request).store
 
-    def read() -> BatchOut | None:
+    def read() -> Any:
         batch = get_batch(store, batch_id)
         if batch is None:
             return None
         s = batch_summary(store, batch_id)
         return BatchOut(id=batch.id, name=batch.name, created_at=iso(batch.created_at) or "", size=batch.size,
-                        queued=s.queued, running=s.running, done=s.done, ok=s.ok, failed=s.failed,
-                        by_outcome=s.by_outcome)
+                        **{name: getattr(s, name) for name in BATCH_COUNTS})
 
     found = await run_in_threadpool(read)
     if found is None:

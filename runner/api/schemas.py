@@ -1,17 +1,22 @@
 """Request bodies and answers: the OpenAPI document is the API's contract (and what the
 tests fuzz). A job's JSON is :func:`runner.jobs.report.to_row`, the keys of
-``runner results --format json``; :class:`Job` only describes it."""
+``runner results --format json``; ``Job`` only describes it, and is built from the same
+keys (the result's fields are declared once, in :mod:`runner.fields`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from runner.check.outcomes import OUTCOMES
+from db import STATES, Counts, JobView
+from runner.jobs.report import CORE_KEYS, OUTCOMES
 
-State = Literal["queued", "running", "done"]
-Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]
+State = Literal[STATES]  # type: ignore[valid-type]
+Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]  # a job's outcomes: the check's, and no_worker
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # no control characters in names, filters, keys
 
 
@@ -86,47 +91,36 @@ class Submitted(BaseModel):
     existed: bool = Field(description="True when the idempotency key matched an earlier request.")
 
 
-class Job(BaseModel):
-    """Exactly the object of ``runner results --format json``: these keys, then the
-    check's details (timings, redirects, TLS ...)."""
+def _shown_type(hint: Any) -> Any:
+    """A JobView attribute's type as JSON shows it: times are ISO 8601 text."""
+    if hint is datetime:
+        return str
+    if hint == datetime | None:
+        return str | None
+    return hint
 
-    model_config = ConfigDict(extra="allow")
 
-    id: int
-    url: str
-    batch: str | None
-    state: State
-    outcome: str | None
-    ok: bool | None
-    status_code: int | None
-    total_ms: float | None
-    attempts: int | None
-    error: str | None
-    final_url: str | None
-    bytes: int | None
-    content_type: str | None
-    title: str | None
-    submitted_at: str
-    started_at: str | None
-    checked_at: str | None
+_JOB_TYPES = typing.get_type_hints(JobView)  # the job's own fields, and the result's (runner.fields)
+# Exactly the object of ``runner results --format json`` (runner.jobs.report.CORE_KEYS, built
+# from the result's one declaration): these keys, then the check's details.
+Job = create_model(
+    "Job", __config__=ConfigDict(extra="allow"),
+    __doc__="Exactly the object of ``runner results --format json``: these keys, then the\n"
+            "check's details (timings, redirects, TLS ...).",
+    **{key: (State if key == "state" else _shown_type(_JOB_TYPES[key]), ...) for key in CORE_KEYS},
+)
 
 
 class JobsPage(BaseModel):
-    jobs: list[Job]
+    jobs: list[Job]  # type: ignore[valid-type]  # built from the one declaration above, not written out
     next: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class BatchOut(BaseModel):
-    id: int
-    name: str
-    created_at: str
-    size: int
-    queued: int
-    running: int
-    done: int
-    ok: int
-    failed: int
-    by_outcome: dict[str, int]
+# A batch's counts are db.Counts' fields (those without a scope: what every count has).
+BATCH_COUNTS = tuple(f.name for f in dataclasses.fields(Counts) if "scope" not in f.metadata)
+_COUNT_TYPES = typing.get_type_hints(Counts)
+BatchOut = create_model("BatchOut", id=(int, ...), name=(str, ...), created_at=(str, ...), size=(int, ...),
+                        **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
 
 
 class Problem(BaseModel):

@@ -8,6 +8,7 @@ some check failed; 2 usage or configuration error; 3 database or broker unreacha
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -16,10 +17,10 @@ from typing import Annotated, Any
 
 import typer
 
-from db import NO_WORKER, STATES, StoreConfigError, StoreError, StoreUnavailable
+from db import STATES, StoreConfigError, StoreError, StoreUnavailable
 from runner.check.options import DEFAULT_OPTIONS
-from runner.check.outcomes import OUTCOMES
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
+from runner.jobs.report import OUTCOMES
 from runner.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -71,9 +72,9 @@ def runtime_for(ctx: typer.Context, **kwargs: Any) -> Iterator[Any]:
 
 # ---------------------------------------------------------------------------- choices
 # Enums, so that typer completes them and names the choices in its own error. States and
-# outcomes are built from the one list of each (db.STATES; runner.check.outcomes and
-# db.NO_WORKER, which import nothing heavy); the formats are spelled out, because their
-# modules' imports would slow every completion (tests/test_cli_habits.py checks them).
+# outcomes are the one list of each (db.STATES; runner.jobs.report.OUTCOMES, a check's and
+# no_worker: report imports nothing heavy at the top); the formats are spelled out, because
+# their modules' imports would slow every completion (tests/test_cli_habits.py checks them).
 
 
 class Method(StrEnum):
@@ -84,7 +85,7 @@ class Method(StrEnum):
 State = StrEnum("State", {s: s for s in STATES})
 
 
-Outcome = StrEnum("Outcome", {o: o for o in (*OUTCOMES, NO_WORKER)})  # a job's outcomes
+Outcome = StrEnum("Outcome", {o: o for o in OUTCOMES})  # a job's outcomes
 
 
 class ResultsFormat(StrEnum):
@@ -134,22 +135,48 @@ QuorumOpt = Annotated[str | None, typer.Option("--quorum", help="Regions that mu
 NoWorkerAfterOpt = Annotated[float | None, typer.Option("--no-worker-after", envvar="URLTESTER_NO_WORKER_AFTER", min=0.1, help="Seconds after which a named region with no live worker is reported no_worker (default 60).", rich_help_panel="Regions", show_default=False)]
 
 
-def check_options(method: Method | str | None = None, expect_status: str | None = None, body_contains: str | None = None,
-                  body_excludes: str | None = None, max_ms: float | None = None, deadline: float | None = None,
-                  max_redirects: int | None = None, insecure: bool = False, max_bytes: int | None = None,
-                  header: list[str] | None = None, condition: list[str] | None = None,
-                  retries: int | None = None) -> Any:
-    """The per-job options from CLI flags, validated now (never at check time)."""
+# The check options' flags, defined once: ``submit`` and ``import`` both take them through
+# :func:`with_check_options` (written out in each, they had drifted: import lacked --retries).
+CHECK_FLAGS: dict[str, Any] = {
+    "method": MethodOpt, "expect_status": ExpectOpt, "body_contains": ContainsOpt, "body_excludes": ExcludesOpt,
+    "max_ms": MaxMsOpt, "deadline": DeadlineOpt, "max_redirects": RedirectsOpt, "insecure": InsecureOpt,
+    "max_bytes": MaxBytesOpt, "header": HeaderOpt, "condition": ConditionOpt, "retries": RetriesOpt,
+}
+
+
+def check_options(**flags: Any) -> Any:
+    """The per-job options from CLI flags (:data:`CHECK_FLAGS`), validated now (never at
+    check time). A flag not given (None, False, an empty list) leaves the option's default."""
     from runner.check.options import parse_options
 
-    raw: dict[str, Any] = {
-        "method": method.value if isinstance(method, Method) else method, "expect_status": expect_status, "body_contains": body_contains,
-        "body_excludes": body_excludes, "max_ms": max_ms, "deadline": deadline, "max_redirects": max_redirects,
-        "insecure": insecure or None, "max_bytes": max_bytes, "header": header or None, "condition": condition or None,
-        "retries": retries,
-    }
-    return parse_options({k: v for k, v in raw.items() if v is not None})
+    raw = {name: value(flag) if isinstance(flag, Enum) else flag for name, flag in flags.items()}
+    # Not `flag not in (None, False, [])`: 0 == False, and --max-redirects 0 means "don't follow".
+    return parse_options({name: flag for name, flag in raw.items() if not (flag is None or flag is False or flag == [])})
 
+
+def with_check_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command``'s parameter ``options`` becomes the check options' flags (:data:`CHECK_FLAGS`),
+    in its place for ``--help``; the command is called with them as one validated
+    :class:`~runner.check.options.CheckOptions` (an OptionError is the usual one line, exit 2,
+    under :func:`handled`)."""
+    signature = inspect.signature(command, eval_str=True)  # typer reads a __signature__ as it is
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        if param.name != "options":
+            params.append(param)
+            continue
+        params.extend(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=flag,
+                                        default=False if name == "insecure" else None)
+                      for name, flag in CHECK_FLAGS.items())
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name) for name in CHECK_FLAGS if name in kwargs}
+        return command(*args, options=check_options(**flags), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
 
 
 def parse_since(text: str) -> datetime:

@@ -17,27 +17,16 @@ from runner.cli.common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
-    ConditionOpt,
-    ContainsOpt,
-    DeadlineOpt,
-    ExcludesOpt,
-    ExpectOpt,
-    HeaderOpt,
     ImportFormat,
-    InsecureOpt,
-    MaxBytesOpt,
-    MaxMsOpt,
-    MethodOpt,
     NoWorkerAfterOpt,
     QuorumOpt,
-    RedirectsOpt,
     RegionsOpt,
-    check_options,
     fail,
     handled,
     plural,
     runtime_for,
     value,
+    with_check_options,
 )
 from runner.text import printable
 
@@ -132,6 +121,7 @@ def rejected_line(rejected: Any) -> str:
 
 
 @handled
+@with_check_options
 def import_(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="File of URLs (text, CSV or JSON Lines), or - for stdin.", show_default=False)],
@@ -143,10 +133,7 @@ def import_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success (rejected lines and errors are still reported).")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the checks; print ok, failed by outcome and the slowest; exit 1 if any failed.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
-    method: MethodOpt = None, expect_status: ExpectOpt = None, body_contains: ContainsOpt = None,
-    body_excludes: ExcludesOpt = None, max_ms: MaxMsOpt = None, deadline: DeadlineOpt = None,
-    max_redirects: RedirectsOpt = None, insecure: InsecureOpt = False, max_bytes: MaxBytesOpt = None,
-    header: HeaderOpt = None, condition: ConditionOpt = None,
+    options: Any = None,  # the check options' flags (with_check_options): defaults for every line
     regions: RegionsOpt = None, quorum: QuorumOpt = None, no_worker_after: NoWorkerAfterOpt = None,
 ) -> None:
     from db import StoreError
@@ -154,8 +141,6 @@ def import_(
     from runner.jobs.importer import Importer
     from runner.jobs.readers import ImportUsageError, Source
 
-    defaults = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
-                             max_redirects, insecure, max_bytes, header, condition)
     progress = Progress(sys.stderr, enabled=not quiet and sys.stderr.isatty())
     try:
         source = Source.open(file)
@@ -166,7 +151,7 @@ def import_(
     try:
         with runtime_for(ctx) as rt:
             importer = Importer(
-                rt, defaults=defaults, fmt=value(fmt), strict=strict, keep_duplicates=keep_duplicates,
+                rt, defaults=options, fmt=value(fmt), strict=strict, keep_duplicates=keep_duplicates,
                 regions=regions, quorum=quorum,
                 batch_name=batch, idempotency_key=idempotency_key,
                 on_reject=lambda r: progress.message(rejected_line(r)), on_progress=progress.update,

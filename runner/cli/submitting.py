@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,44 +11,30 @@ from db import JobFilter
 from runner.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    ConditionOpt,
-    ContainsOpt,
-    DeadlineOpt,
-    ExcludesOpt,
-    ExpectOpt,
-    HeaderOpt,
-    InsecureOpt,
-    MaxBytesOpt,
-    MaxMsOpt,
-    MethodOpt,
     NoWorkerAfterOpt,
     Outcome,
     QuorumOpt,
-    RedirectsOpt,
     RegionsOpt,
     ResultsFormat,
-    RetriesOpt,
     State,
-    check_options,
     handled,
     parse_age,
     parse_since,
     runtime_for,
     value,
+    with_check_options,
 )
 
 
 @handled
+@with_check_options
 def submit(
     ctx: typer.Context,
     urls: Annotated[list[str], typer.Argument(help="URLs to check (http or https; 'example.com' means https://example.com/).")],
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the results and print them; exit 0 only if every check is ok.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
     batch: Annotated[str | None, typer.Option("--batch", help="Label for this batch (default: 'submit DATE TIME').", show_default=False)] = None,
-    method: MethodOpt = None, expect_status: ExpectOpt = None, body_contains: ContainsOpt = None,
-    body_excludes: ExcludesOpt = None, max_ms: MaxMsOpt = None, deadline: DeadlineOpt = None,
-    max_redirects: RedirectsOpt = None, insecure: InsecureOpt = False, max_bytes: MaxBytesOpt = None,
-    header: HeaderOpt = None, condition: ConditionOpt = None, retries: RetriesOpt = None,
+    options: Any = None,  # the check options' flags (with_check_options)
     regions: RegionsOpt = None, quorum: QuorumOpt = None, no_worker_after: NoWorkerAfterOpt = None,
 ) -> None:
     """Validate, record and enqueue URLs; print their job ids (one 'ID URL' per line).
@@ -58,8 +44,6 @@ def submit(
     from runner.jobs.report import table_lines
     from runner.text import mask_url, printable
 
-    options = check_options(method, expect_status, body_contains, body_excludes, max_ms, deadline,
-                            max_redirects, insecure, max_bytes, header, condition, retries)
     ctx.obj = ctx.obj.with_(no_worker_after=no_worker_after)
     with runtime_for(ctx) as rt:
         report = rt.submit(urls, options=options, batch=batch, regions=regions, quorum=quorum)

@@ -3,7 +3,8 @@ the queue each region's workers consume, and reporting regions that have no live
 
 A job's regions and quorum travel in its options JSON (``regions``, ``quorum``), so every
 path that records, copies or re-publishes a job (submit, import, retest, requeue, the API)
-carries them without knowing about them. A job that names no region stores neither key
+carries them without knowing about them; :class:`db.regions.Placement` is the one reading
+of them back, :func:`db.regions.split_placement` the one split of raw input. A job that names no region stores neither key
 and is checked once, in the default region, from today's queue: a fleet that never names
 a region sees no change. The quorum itself is decided by the store (:mod:`db.regions`).
 """
@@ -17,14 +18,14 @@ from typing import Any
 
 from db import DEFAULT_REGION, NO_WORKER, ResultRecord, Store, utcnow
 from db.regional import waiting_regions
-from db.regions import QUORUM_WORDS
+from db.regions import PLACEMENT_KEYS, QUORUM_WORDS, split_placement
 from runner.errors import ConfigError, OptionError
 
 __all__ = [
     "ALL",
     "DEFAULT_REGION",
     "PLACEMENT_KEYS",
-    "check_region",
+    "validate_region",
     "parse_placement",
     "queue_for",
     "report_no_worker",
@@ -33,12 +34,11 @@ __all__ = [
 ]
 
 ALL = "all"  # --regions all: every region with a live worker at submit time
-PLACEMENT_KEYS = ("regions", "quorum")
 MAX_REGIONS = 50
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
-def check_region(name: str, what: str = "region") -> str:
+def validate_region(name: str, what: str = "region") -> str:
     """A usable region name (lowercase letters, digits, '-' and '_'; up to 40), or ConfigError."""
     region = name.strip().lower()
     if not _NAME.match(region) or region == ALL:
@@ -51,12 +51,6 @@ def queue_for(base: str, region: str) -> str:
     """The durable queue a region's workers consume: the base queue for the default region
     (so existing fleets see no change), ``BASE@REGION`` for any other."""
     return base if region == DEFAULT_REGION else f"{base}@{region}"
-
-
-def split_placement(raw: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any]:
-    """An options mapping without its ``regions``/``quorum`` keys, and those two values."""
-    rest = {k: v for k, v in raw.items() if k not in PLACEMENT_KEYS}
-    return rest, raw.get("regions"), raw.get("quorum")
 
 
 def parse_placement(regions: Any, quorum: Any, where: str | None = None) -> dict[str, Any]:
@@ -86,7 +80,7 @@ def parse_placement(regions: Any, quorum: Any, where: str | None = None) -> dict
         checked: list[str] = []
         for name in names:
             try:
-                region = check_region(name)
+                region = validate_region(name)
             except ConfigError as exc:
                 raise fail("regions", str(exc)) from None
             if region not in checked:
@@ -146,9 +140,8 @@ def report_no_worker(store: Store, live: Iterable[str], *, now: datetime | None 
     for _ in range(pages):
         rows = waiting_regions(store, now=now, after_id=after, limit=page)
         records = [
-            ResultRecord(job_id=job_id, outcome=NO_WORKER, ok=False, status_code=None, total_ms=None, attempts=0,
-                         error=f"no live worker in region {region}", final_url=None, bytes=None, content_type=None,
-                         title=None, checked_at=now, region=region)
+            ResultRecord(job_id=job_id, outcome=NO_WORKER, ok=False, attempts=0,
+                         error=f"no live worker in region {region}", checked_at=now, region=region)
             for job_id, missing in rows for region in missing if region not in live_set
         ]
         if records:

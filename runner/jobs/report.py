@@ -17,21 +17,20 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
-from xml.sax.saxutils import escape, quoteattr
 
-from db import DEFAULT_REGION, NO_WORKER, JobView, RegionResult
+from db import DEFAULT_REGION, NO_WORKER, JobView, ResultRecord
 from runner.check.outcomes import OUTCOMES as CHECK_OUTCOMES
+from runner.fields import RESULT_FIELDS, RESULT_KEYS
 from runner.text import json_safe, mask_url, printable
 
 # Reads each page's region results (``Runtime.region_results``).
-RegionLookup = Callable[[Sequence[int]], dict[int, list[RegionResult]]]
+RegionLookup = Callable[[Sequence[int]], dict[int, list[ResultRecord]]]
 
-CORE_KEYS = (
-    "id", "url", "batch", "state", "outcome", "ok", "status_code", "total_ms", "attempts", "error",
-    "final_url", "bytes", "content_type", "title", "submitted_at", "started_at", "checked_at",
-)
+# The JSON keys and CSV columns of a job: its own, then its result's fields (runner.fields),
+# then its times. A contract (README): keys are added, never renamed or removed.
+CORE_KEYS = ("id", "url", "batch", "state", *RESULT_KEYS, "submitted_at", "started_at", "checked_at")
 FORMATS = ("table", "json", "csv", "junit")
-REGION_KEYS = ("outcome", "status_code", "total_ms", "error", "worker", "checked_at")
+REGION_KEYS = (*(f.name for f in RESULT_FIELDS if f.metadata.get("per_region")), "worker", "checked_at")
 CSV_REGION_KEYS = ("region", *(f"region_{k}" for k in REGION_KEYS))
 
 OUTCOMES = (*CHECK_OUTCOMES, NO_WORKER)  # what a job's outcome can be: the check's, or a region without a worker
@@ -44,12 +43,29 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _url(value: str | None) -> str | None:
+    return mask_url(value) if value else None
+
+
+# How a key's value is shown (a result field's by its ``shown`` metadata): key -> converter.
+_SHOWN: dict[str, Callable[[Any], Any]] = {
+    "url": mask_url, "submitted_at": iso, "started_at": iso, "checked_at": iso,
+    **{f.name: {"ms": _ms, "url": _url}[f.metadata["shown"]] for f in RESULT_FIELDS if "shown" in f.metadata},
+}
+_CORE_SHOWN = tuple((key, _SHOWN.get(key)) for key in CORE_KEYS)
+_REGION_SHOWN = tuple((key, _SHOWN.get(key)) for key in REGION_KEYS)
+
+
 def with_regions(views: Iterable[JobView], lookup: RegionLookup | None,
-                 page: int = 500) -> Iterator[tuple[JobView, list[RegionResult]]]:
+                 page: int = 500) -> Iterator[tuple[JobView, list[ResultRecord]]]:
     """Each job with its region results, read a page of jobs at a time (flat memory)."""
     batch: list[JobView] = []
 
-    def flush() -> Iterator[tuple[JobView, list[RegionResult]]]:
+    def flush() -> Iterator[tuple[JobView, list[ResultRecord]]]:
         found = lookup([v.id for v in batch]) if lookup is not None else {}
         for view in batch:
             yield view, found.get(view.id, [])
@@ -62,45 +78,22 @@ def with_regions(views: Iterable[JobView], lookup: RegionLookup | None,
     yield from flush()
 
 
-def region_rows(view: JobView, results: Sequence[RegionResult]) -> dict[str, dict[str, Any]]:
+def region_rows(view: JobView, results: Sequence[ResultRecord]) -> dict[str, dict[str, Any]]:
     """Region -> its result for every region the job asked for (all null until heard)."""
     heard = {r.region: r for r in results}
     out: dict[str, dict[str, Any]] = {}
     for region in [*view.regions, *(r for r in heard if r not in view.regions)]:
         r = heard.get(region)
-        out[region] = {
-            "outcome": r.outcome if r else None,
-            "status_code": r.status_code if r else None,
-            "total_ms": None if r is None or r.total_ms is None else round(r.total_ms, 1),
-            "error": r.error if r else None,
-            "worker": r.worker if r else None,
-            "checked_at": iso(r.checked_at) if r else None,
-        }
+        out[region] = {key: None if r is None else shown(getattr(r, key)) if shown else getattr(r, key)
+                       for key, shown in _REGION_SHOWN}
     return out
 
 
-def to_row(view: JobView, regions: Sequence[RegionResult] | None = None) -> dict[str, Any]:
+def to_row(view: JobView, regions: Sequence[ResultRecord] | None = None) -> dict[str, Any]:
     """One job as the stable JSON object (core keys first, then its regions and quorum,
     then the check's details)."""
-    core: dict[str, Any] = {
-        "id": view.id,
-        "url": mask_url(view.url),
-        "batch": view.batch,
-        "state": view.state,
-        "outcome": view.outcome,
-        "ok": view.ok,
-        "status_code": view.status_code,
-        "total_ms": None if view.total_ms is None else round(view.total_ms, 1),
-        "attempts": view.attempts,
-        "error": view.error,
-        "final_url": mask_url(view.final_url) if view.final_url else None,
-        "bytes": view.bytes,
-        "content_type": view.content_type,
-        "title": view.title,
-        "submitted_at": iso(view.submitted_at),
-        "started_at": iso(view.started_at),
-        "checked_at": iso(view.checked_at),
-    }
+    core: dict[str, Any] = {key: shown(getattr(view, key)) if shown else getattr(view, key)
+                            for key, shown in _CORE_SHOWN}
     if view.publish_error and view.state == "queued":
         core["publish_error"] = view.publish_error
     if regions is not None:
@@ -110,7 +103,7 @@ def to_row(view: JobView, regions: Sequence[RegionResult] | None = None) -> dict
     return {**core, **extra}
 
 
-def json_line(view: JobView, regions: Sequence[RegionResult] | None = None) -> str:
+def json_line(view: JobView, regions: Sequence[ResultRecord] | None = None) -> str:
     """One job as a line of JSON Lines (the ``runner results --format json`` format); with
     ``regions`` (its region results), its ``quorum`` and ``regions`` object too."""
     return json_safe(json.dumps(to_row(view, regions), ensure_ascii=False, default=str)) + "\n"
@@ -188,10 +181,15 @@ def _xml_safe(text: str) -> str:
 
 
 def _xml_text(value: object) -> str:
+    # Not at the top: it imports urllib.request, and every CLI completion imports this module.
+    from xml.sax.saxutils import escape
+
     return _xml_safe(escape("" if value is None else str(value)))
 
 
 def _xml_attr(value: object) -> str:
+    from xml.sax.saxutils import quoteattr
+
     text = "" if value is None else str(value)
     return _xml_safe(quoteattr(text.replace("\n", " ").replace("\r", " ").replace("\t", " ")))
 
@@ -240,7 +238,7 @@ def write_junit(views: Iterable[JobView], out: TextIO, *, name: str = "urltester
     return n
 
 
-def _region_lines(view: JobView, found: Sequence[RegionResult]) -> list[str]:
+def _region_lines(view: JobView, found: Sequence[ResultRecord]) -> list[str]:
     lines = [f"quorum: {view.quorum} of {len(view.regions)} region(s)"]
     for region, r in region_rows(view, found).items():
         if r["outcome"] is None:

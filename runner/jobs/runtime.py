@@ -10,8 +10,6 @@ broker cannot confirm, the jobs stay recorded and marked, and ``runner requeue -
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import socket
 import threading
@@ -21,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db import Batch, JobFilter, NewJob, RegionResult, Store, WorkerBeat, open_store, utcnow
-from db.batches import BatchSummary, batch_summary
+from db import Batch, Counts, JobFilter, NewJob, ResultRecord, Store, WorkerBeat, open_store, utcnow
+from db.batches import batch_summary
 from db.regional import region_results
-from db.regions import job_regions
+from db.regions import Placement
 from runner.check.options import CheckOptions, parse_options
 from runner.errors import BrokerError, InvalidInput, UnsentJobs
 from runner.jobs import intake
@@ -193,7 +191,7 @@ class Runtime:
         """Regions with at least one worker whose heartbeat is recent."""
         return {w.region for w in (self.store.workers() if workers is None else workers)}
 
-    def region_results(self, job_ids: Sequence[int]) -> dict[int, list[RegionResult]]:
+    def region_results(self, job_ids: Sequence[int]) -> dict[int, list[ResultRecord]]:
         """Each job's results by region: what ``report.write_*(regions=...)`` and the API
         show beside a job (a job that named no region has its one result, region default)."""
         return region_results(self.store, job_ids)
@@ -231,10 +229,10 @@ class Runtime:
         by_region: dict[str, list[Call]] = {}
         regional: list[int] = []
         for job_id, url, options in jobs:
-            regions, named = _placement_of(options.text if isinstance(options, Raw) else options)
-            if named:
+            placement = Placement.of(options.text if isinstance(options, Raw) else options)
+            if placement.named:
                 regional.append(job_id)
-            for region in regions:
+            for region in placement.regions:
                 kwargs = {} if region == DEFAULT_REGION else {"region": region}
                 by_region.setdefault(region, []).append(Call(CHECK_TASK, (job_id, url, options), kwargs))
         ids = [job_id for job_id, _, _ in jobs]
@@ -291,7 +289,7 @@ class Runtime:
     # ------------------------------------------------------------------ waiting and status
 
     def wait(self, batch_id: int, *, timeout: float | None = None, poll: float = 0.5,
-             slowest: int = 0) -> tuple[BatchSummary, bool]:
+             slowest: int = 0) -> tuple[Counts, bool]:
         """Wait until no job of the batch is queued or running (or the timeout); returns its
         summary and whether it is all done. Woken by each commit (LISTEN/NOTIFY on
         PostgreSQL), polling every ``poll`` seconds as a fallback."""
@@ -348,16 +346,3 @@ def default_batch_name(source: str) -> str:
 
 __all__ = ["Runtime", "Status", "SubmitReport", "default_batch_name"]
 
-
-@functools.lru_cache(maxsize=4096)
-def _placement_text(options: str) -> tuple[tuple[str, ...], bool]:
-    value = json.loads(options)
-    return tuple(job_regions(value)), "regions" in value
-
-
-def _placement_of(options: dict[str, Any] | str) -> tuple[tuple[str, ...], bool]:
-    """A job's regions, and whether it named any (from its options, as dict or JSON text:
-    a batch has few distinct option texts, each parsed once)."""
-    if isinstance(options, str):
-        return _placement_text(options)
-    return tuple(job_regions(options)), "regions" in options

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runner.errors import ConfigError
-from runner.jobs.regions import DEFAULT_REGION, check_region
+from runner.jobs.regions import DEFAULT_REGION, validate_region
 from runner.text import mask_url as mask_password
 from runner.text import url_password
 
@@ -128,11 +128,11 @@ def worker_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
 
 def validated(settings: Settings) -> Settings:
     """The same settings, or ConfigError with one line naming the bad one (password masked)."""
-    _check_url("database URL (URLTESTER_DATABASE_URL)", settings.database_url, DATABASE_SCHEMES)
-    _check_url("broker URL (URLTESTER_BROKER_URL)", settings.broker_url, BROKER_SCHEMES)
+    _validate_url("database URL (URLTESTER_DATABASE_URL)", settings.database_url, DATABASE_SCHEMES)
+    _validate_url("broker URL (URLTESTER_BROKER_URL)", settings.broker_url, BROKER_SCHEMES)
     if not settings.queue or len(settings.queue) > 200 or any(c.isspace() for c in settings.queue):
         raise ConfigError(f"queue name {settings.queue!r} is not usable (1-200 characters, no spaces)")
-    if check_region(settings.region, "region (URLTESTER_REGION, --region)") != settings.region:
+    if validate_region(settings.region, "region (URLTESTER_REGION, --region)") != settings.region:
         raise ConfigError(f"region (URLTESTER_REGION, --region) {settings.region!r}: use lowercase")
     if not 0 < settings.no_worker_after <= 86400:
         raise ConfigError(f"no-worker wait {settings.no_worker_after:g} s (URLTESTER_NO_WORKER_AFTER) "
@@ -151,7 +151,7 @@ def validated(settings: Settings) -> Settings:
     return settings
 
 
-def _check_url(what: str, url: str, schemes: tuple[str, ...]) -> None:
+def _validate_url(what: str, url: str, schemes: tuple[str, ...]) -> None:
     # Judged with the password masked: a '#', '?' or '/' in it would otherwise end the
     # authority early for urlsplit, which then quotes part of the password as a bad port.
     shown = mask_password(url)

@@ -17,11 +17,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from db import DEFAULT_REGION, ResultRecord, Store, StoreUnavailable, utcnow
+from db.regions import Placement
 from runner import metrics
 from runner.check.options import CheckOptions
+from runner.check.outcomes import OUTCOMES
 from runner.errors import ConfigError, OptionError
+from runner.fields import RESULT_KEYS
 from runner.jobs.gather import Gather
-from runner.jobs.regions import check_region, split_placement
+from runner.jobs.regions import split_placement, validate_region
 from runner.taskq.app import App, Task, context
 
 if TYPE_CHECKING:  # the checker (requests, urllib3, ssl) is built on first use, not imported by submitters
@@ -66,7 +69,7 @@ def register(app: App, runtime: CheckParts) -> Task:
         if not _is_region(region):
             raise OptionError(f"the call's region {region!r} is not a region name")  # poison: dead-lettered
         opts = CheckOptions.from_json(split_placement(options)[0])  # OptionError: poison, dead-lettered
-        named = "regions" in options  # a job that named regions has one result per region
+        named = Placement.of(options).named  # a job that named regions has one result per region
         if getattr(context, "redelivered", False) and done.has_result(job_id, region if named else None):
             return "skipped"
         ticket = runtime.pacer.admit(url, pace)  # Defer: back later, no thread held
@@ -82,6 +85,7 @@ def register(app: App, runtime: CheckParts) -> Task:
     return check
 
 
+metrics.label_outcomes(OUTCOMES)
 _PHASE_FIELDS = tuple((metrics.CHECK_SECONDS.labels(phase), f"{phase}_ms") for phase in metrics.PHASES)
 
 
@@ -99,7 +103,7 @@ def count(result: CheckResult) -> None:
 
 def _is_region(region: object) -> bool:
     try:
-        return isinstance(region, str) and check_region(region) == region
+        return isinstance(region, str) and validate_region(region) == region
     except ConfigError:
         return False
 
@@ -132,20 +136,8 @@ class DoneLookup:
 
 def to_record(job_id: int, result: CheckResult, *, worker: str | None = None,
               region: str = DEFAULT_REGION) -> ResultRecord:
-    return ResultRecord(
-        job_id=job_id,
-        outcome=result.outcome,
-        ok=bool(result.ok),
-        status_code=result.status_code,
-        total_ms=result.total_ms,
-        attempts=result.attempts,
-        error=result.error,
-        final_url=result.final_url,
-        bytes=result.bytes,
-        content_type=result.content_type,
-        title=result.title,
-        checked_at=utcnow(),
-        detail=result.as_dict(),
-        worker=worker,
-        region=region,
-    )
+    """The check's result as the store keeps it: its fields (runner.fields), and all of it as
+    ``detail``."""
+    detail = result.as_dict()
+    return ResultRecord(job_id=job_id, checked_at=utcnow(), detail=detail, worker=worker, region=region,
+                        **{key: detail[key] for key in RESULT_KEYS})

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from runner.taskq.limiter import DEFAULT_MAX, LimitOptions
+from runner.taskq.concurrency import DEFAULT_MAX, ConcurrencyOptions
 
 
 @dataclass(frozen=True)
 class PoolOptions:
-    concurrency: int | None = None  # None: adaptive (runner.taskq.limiter); a number fixes it
-    max_concurrency: int = DEFAULT_MAX  # the adaptive limit's ceiling (threads follow the limit)
+    concurrency: int | None = None  # None: adaptive (runner.taskq.concurrency); a number fixes it
+    max_concurrency: int = DEFAULT_MAX  # the adaptive concurrency's ceiling (threads follow it)
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     prefetch: int | None = None  # messages; default = concurrency
     shutdown_timeout: float = 30.0
@@ -24,8 +24,8 @@ class PoolOptions:
     metrics_port: int | None = None  # serve /metrics (every process summed) on this port
     metrics_address: str = "0.0.0.0"  # every IPv4 interface
 
-    def limit_options(self) -> LimitOptions:
+    def concurrency_options(self) -> ConcurrencyOptions:
         if self.concurrency:
-            return LimitOptions.fixed_at(self.concurrency)
+            return ConcurrencyOptions.fixed_at(self.concurrency)
         top = max(1, self.max_concurrency)
-        return LimitOptions(start=min(top, LimitOptions.start), minimum=min(top, LimitOptions.minimum), maximum=top)
+        return ConcurrencyOptions(start=min(top, ConcurrencyOptions.start), minimum=min(top, ConcurrencyOptions.minimum), maximum=top)

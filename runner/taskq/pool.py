@@ -22,9 +22,9 @@ therefore handed on: re-published (confirmed) as a new message, and the old one 
 once its started calls finish. A message is held at most ``hold_budget`` plus one call
 (deadline + the writer's retries): 10 + 7 minutes on the defaults and the largest deadline.
 
-How many calls run at once is :mod:`runner.taskq.limiter`'s: the pool runs as many
-threads as the limit says (starting more when it grows; a thread retires after its call
-when it shrinks), and the prefetch follows the limit. A call may :class:`~runner.taskq.app.Defer` itself: a delay of up to
+How many calls run at once is :mod:`runner.taskq.concurrency`'s: the pool runs as many
+threads as it says (starting more when it grows; a thread retires after its call
+when it shrinks), and the prefetch follows it. A call may :class:`~runner.taskq.app.Defer` itself: a delay of up to
 ``LOCAL_DEFER_MAX`` waits in this process's timer (its message stays unacked), a longer
 one is re-published to a delay queue with its message's ack (the message's deferred calls
 together, one message per delay bucket), so a deferred call never
@@ -66,7 +66,7 @@ from typing import Protocol
 from runner import metrics
 from runner.taskq.app import DEFAULT_PACK, App, Call, Defer, PoisonMessage, context, decode, encode
 from runner.taskq.broker import AmqpBroker, Delivery, delay_bucket
-from runner.taskq.limiter import ConcurrencyLimit
+from runner.taskq.concurrency import ConcurrencyController
 from runner.taskq.logs import configure_logging, install_stack_dumps
 from runner.taskq.options import PoolOptions
 from runner.taskq.systemd import (
@@ -85,7 +85,7 @@ HEARTBEAT_EVERY = 5.0
 SWITCH_INTERVAL = 0.02
 TICK_EVERY = 0.25  # seconds between two reports of a connection loop's progress to its Monitor
 EXIT_CRASH_LOOP = 1
-PREFETCH_CALLS = 2  # calls prefetched per call the limit lets run
+PREFETCH_CALLS = 2  # calls prefetched per call the concurrency lets run
 LOCAL_DEFER_MAX = 1.0  # seconds: a shorter Defer waits in the process, a longer one in the broker
 
 
@@ -93,10 +93,10 @@ LOCAL_DEFER_MAX = 1.0  # seconds: a shorter Defer waits in the process, a longer
 class PoolStats:
     """What a worker process says about itself in its heartbeat."""
 
-    concurrency: int  # calls allowed at once now (the adaptive limit's current value)
+    concurrency: int  # calls allowed at once now (the adaptive concurrency's current value)
     processed: int
     started_at: datetime
-    max_concurrency: int | None = None  # the adaptive limit's ceiling; None when fixed
+    max_concurrency: int | None = None  # the adaptive concurrency's ceiling; None when fixed
 
 
 class Service(Protocol):
@@ -194,8 +194,8 @@ class WorkerProcess:
         self._seq = itertools.count()  # next() on it is atomic: many threads count at once
         self.processed = 0
         self.started_at = datetime.now(UTC)
-        self.limit = ConcurrencyLimit(options.limit_options())
-        self._live = 0  # worker threads running now: the limit, give or take a retiring one
+        self.controller = ConcurrencyController(options.concurrency_options())
+        self._live = 0  # worker threads running now: the concurrency, give or take a retiring one
         self._live_lock = threading.Lock()
         self._thread_ids = itertools.count()
         self._calls_per_message = float(DEFAULT_PACK)  # until deliveries say otherwise: a bulk pack
@@ -205,15 +205,15 @@ class WorkerProcess:
     @property
     def concurrency(self) -> int:
         """Calls this process lets run at once now: for the heartbeat and a metrics gauge."""
-        return self.limit.current
+        return self.controller.current
 
     def prefetch(self) -> int:
-        """Messages RabbitMQ may send ahead: ``--prefetch``, or enough for twice the limit's
+        """Messages RabbitMQ may send ahead: ``--prefetch``, or enough for twice the concurrency's
         calls as it moves (messages carry ~10 calls in bulk, 1 when interactive). More would
         hoard: on a fleet, the first host up would take a whole batch."""
         if self.options.prefetch:
             return self.options.prefetch
-        return max(1, math.ceil(PREFETCH_CALLS * self.limit.current / self._calls_per_message))
+        return max(1, math.ceil(PREFETCH_CALLS * self.controller.current / self._calls_per_message))
 
     # ------------------------------------------------------------------ connection thread
 
@@ -272,11 +272,11 @@ class WorkerProcess:
                              daemon=True).start()
 
     def _retire(self) -> bool:
-        """True (and this thread counted out) if there are more threads than the limit."""
-        if self._live <= self.limit.current:  # the common case: no lock
+        """True (and this thread counted out) if there are more threads than the concurrency."""
+        if self._live <= self.controller.current:  # the common case: no lock
             return False
         with self._live_lock:
-            if self._live > self.limit.current:
+            if self._live > self.controller.current:
                 self._live -= 1
                 return True
         return False
@@ -305,7 +305,7 @@ class WorkerProcess:
             try:
                 self._run(message, call)
             finally:
-                self.limit.record(time.monotonic() - started)
+                self.controller.record(time.monotonic() - started)
 
     def _run(self, message: _Message, call: Call) -> None:
         context.redelivered = message.delivery.redelivered
@@ -349,10 +349,10 @@ class WorkerProcess:
             self._work.put((message, call))
 
     def _control_loop(self) -> None:
-        """Lets the adaptive limit decide, a few times a window."""
-        while not self.stop.wait(self.limit.options.window / 4):
-            self.limit.tick(waiting=self._work.qsize() > 0)
-            missing = self.limit.current - self._live
+        """Lets the adaptive concurrency decide, a few times a window."""
+        while not self.stop.wait(self.controller.options.window / 4):
+            self.controller.tick(waiting=self._work.qsize() > 0)
+            missing = self.controller.current - self._live
             if missing > 0:
                 self._spawn(missing)
 
@@ -395,7 +395,7 @@ class WorkerProcess:
     # ------------------------------------------------------------------ heartbeat
 
     def stats(self) -> PoolStats:
-        return PoolStats(self.limit.current, self.processed, self.started_at,
+        return PoolStats(self.controller.current, self.processed, self.started_at,
                          None if self.options.concurrency else self.options.max_concurrency)
 
     def _heartbeat(self) -> None:
@@ -412,15 +412,15 @@ class WorkerProcess:
         # Build the checker and the writer now (imports, TLS contexts), not inside the
         # first checks, whose timings would carry that cost.
         self.service.warm_up()
-        self._spawn(self.limit.current)
+        self._spawn(self.controller.current)
         threading.Thread(target=self._heartbeat, name="urltester-heartbeat", daemon=True).start()
         threading.Thread(target=self._timer_loop, name="urltester-timer", daemon=True).start()
-        if self.limit.adaptive:
-            threading.Thread(target=self._control_loop, name="urltester-limiter", daemon=True).start()
+        if self.controller.adaptive:
+            threading.Thread(target=self._control_loop, name="urltester-concurrency", daemon=True).start()
         self.service.beat(self.stats())
-        log.info("worker %s started: %d threads, %s", self.service.name, self.limit.current,
-                 f"adaptive concurrency from {self.limit.current} up to {self.options.max_concurrency}"
-                 if self.limit.adaptive else f"fixed concurrency {self.limit.current}")
+        log.info("worker %s started: %d threads, %s", self.service.name, self.controller.current,
+                 f"adaptive concurrency from {self.controller.current} up to {self.options.max_concurrency}"
+                 if self.controller.adaptive else f"fixed concurrency {self.controller.current}")
         self.broker.consume(
             prefetch=self.prefetch, on_delivery=self.on_delivery, stop=self.stop,
             drained=self.drained, on_connection_lost=self.on_connection_lost,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from db import JobFilter, open_store
+from runner.check.options import OPTION_NAMES
 from tests.support.services import run_cli, runner_env
 
 
@@ -174,3 +176,22 @@ def test_prune_deletes_only_old_done_jobs(env, sqlite_url, target) -> None:
     assert gone.returncode == 0 and "pruned 1 done job " in gone.stdout
     assert jobs(sqlite_url) == []
     assert run_cli(["prune", "--older-than", "soon"], env).returncode == 2
+
+
+def test_import_takes_every_check_option_flag_submit_takes(env, sqlite_url, target, tmp_path) -> None:
+    """One definition of the flags for both commands (`runner import` once lacked --retries)."""
+    def flags(command: str) -> set[str]:
+        out = run_cli([command, "--help"], {**env, "COLUMNS": "200"})
+        assert out.returncode == 0, out.stderr
+        return set(re.findall(r"(?m)^\s+(--[a-z-]+)", out.stdout))
+
+    every_option = {"--" + name.replace("_", "-") for name in OPTION_NAMES}  # the check's own list
+    assert every_option <= flags("submit") and every_option <= flags("import")
+    f = tmp_path / "one.txt"
+    f.write_text(target.url("/ok") + "\n")
+    out = run_cli(["import", str(f), "--batch", "r", "--retries", "2", "--max-redirects", "0"], env)
+    assert out.returncode == 0, out.stderr
+    [job] = jobs(sqlite_url, "r")
+    assert job.options == {"retries": 2, "max_redirects": 0}
+    bad = run_cli(["import", str(f), "--retries", "0"], env)
+    assert bad.returncode == 2 and "retries: must be between 1 and 10" in bad.stderr

@@ -163,9 +163,11 @@ def test_prune_on_postgres_deletes_old_done_jobs_in_chunks(env, store) -> None:
     old = utcnow() - timedelta(days=40)
     batch = store.create_batch("old", now=old)
     ids = store.insert_jobs(batch.id, [NewJob(f"https://a.test/{i}") for i in range(7)], now=old)
-    store.store_results([ResultRecord(i, "ok", True, 200, 1.0, 1, None, None, 0, None, None, old) for i in ids[:5]])
+    store.store_results([ResultRecord(job_id=i, outcome="ok", ok=True, status_code=200, total_ms=1.0, attempts=1,
+                                      bytes=0, checked_at=old) for i in ids[:5]])
     fresh = store.insert_jobs(None, [NewJob("https://b.test/")])
-    store.store_results([ResultRecord(fresh[0], "ok", True, 200, 1.0, 1, None, None, 0, None, None, utcnow())])
+    store.store_results([ResultRecord(job_id=fresh[0], outcome="ok", ok=True, status_code=200, total_ms=1.0, attempts=1,
+                                      bytes=0, checked_at=utcnow())])
     assert store.prune(timedelta(days=30), chunk=2) == 5
     left = {v.id for v in store.iter_jobs(JobFilter())}
     assert left == {*ids[5:], *fresh}  # queued ones are never pruned, nor recent ones

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.taskq.limiter import ConcurrencyLimit, CpuMeter, LimitOptions
+from runner.taskq.concurrency import ConcurrencyController, ConcurrencyOptions, CpuMeter
 
 FREE_CPU = lambda: (0.3, 0.4)  # noqa: E731 - a process using 0.3 cores on a machine 40% busy
 
@@ -18,7 +18,7 @@ class Clock:
         return self.t
 
 
-def window(limit: ConcurrencyLimit, clock: Clock, latency_of: callable, waiting: bool = True) -> int:  # type: ignore[valid-type]
+def window(limit: ConcurrencyController, clock: Clock, latency_of: callable, waiting: bool = True) -> int:  # type: ignore[valid-type]
     """One window of ``limit.current`` calls taking ``latency_of(limit)`` each, with more
     calls waiting for a thread (``waiting``) at the controller's look."""
     n = limit.current
@@ -30,7 +30,7 @@ def window(limit: ConcurrencyLimit, clock: Clock, latency_of: callable, waiting:
 
 def test_grows_to_the_ceiling_while_latency_is_the_targets_own() -> None:
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=512), clock=clock, cpu=FREE_CPU)
+    limit = ConcurrencyController(ConcurrencyOptions(start=8, maximum=512), clock=clock, cpu=FREE_CPU)
     seen = [window(limit, clock, lambda n: 1.0) for _ in range(10)]
     assert seen[-1] == 512
     assert seen[:4] == [8, 16, 32, 64]  # the first window only measures; then slow start: doubling
@@ -40,7 +40,7 @@ def test_settles_where_the_cpu_saturates() -> None:
     """A process that can do 1,000 calls/s of CPU on 100 ms targets: beyond 100 in flight,
     each call also waits its turn, so latency grows with the limit."""
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=1024), clock=clock, cpu=FREE_CPU)
+    limit = ConcurrencyController(ConcurrencyOptions(start=8, maximum=1024), clock=clock, cpu=FREE_CPU)
 
     def latency(n: int) -> float:
         return max(0.1, n / 1000)
@@ -51,7 +51,7 @@ def test_settles_where_the_cpu_saturates() -> None:
 
 def test_fixed_never_moves() -> None:
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions.fixed_at(128), clock=clock, cpu=FREE_CPU)
+    limit = ConcurrencyController(ConcurrencyOptions.fixed_at(128), clock=clock, cpu=FREE_CPU)
     assert [window(limit, clock, lambda n: 0.001 * n) for _ in range(5)] == [128] * 5
 
 
@@ -59,13 +59,13 @@ def test_no_growth_while_nothing_waits_for_a_thread() -> None:
     """0 ms targets: deliveries are the bound, calls rarely wait for a thread. More threads
     would only fight for the GIL, however flat the latency."""
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=128, maximum=512), clock=clock, cpu=FREE_CPU)
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=512), clock=clock, cpu=FREE_CPU)
     assert [window(limit, clock, lambda n: 0.005, waiting=False) for _ in range(10)] == [128] * 10
 
 
 def test_waiting_in_a_minority_of_looks_is_a_burst_not_demand() -> None:
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=64, maximum=512), clock=clock, cpu=FREE_CPU)
+    limit = ConcurrencyController(ConcurrencyOptions(start=64, maximum=512), clock=clock, cpu=FREE_CPU)
     for _ in range(5):
         for waiting in (True, False, False):  # three looks in a window, one found calls waiting
             limit.tick(waiting=waiting)
@@ -79,7 +79,7 @@ def test_waiting_in_a_minority_of_looks_is_a_burst_not_demand() -> None:
 def test_slower_targets_reset_the_base_instead_of_starving_the_pool() -> None:
     """The mix changes from 100 ms to 1 s targets: one cut shows it was not our queueing."""
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=8, maximum=1024), clock=clock, cpu=FREE_CPU)
+    limit = ConcurrencyController(ConcurrencyOptions(start=8, maximum=1024), clock=clock, cpu=FREE_CPU)
     seen = [window(limit, clock, lambda n: max(0.1 if clock.t < 10 else 1.0, n / 1000)) for _ in range(20)]
     assert seen[-1] == 1024, seen
     assert min(seen[10:]) >= 64, seen
@@ -90,7 +90,7 @@ def test_no_growth_on_a_busy_cpu_however_flat_the_latency() -> None:
     would only queue, even when the latency does not show it."""
     for busy in ((0.95, 0.5), (0.5, 0.9), (0.95, None)):
         clock = Clock()
-        limit = ConcurrencyLimit(LimitOptions(start=128, maximum=512), clock=clock, cpu=lambda b=busy: b)
+        limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=512), clock=clock, cpu=lambda b=busy: b)
         assert [window(limit, clock, lambda n: 1.0) for _ in range(5)] == [128] * 5, busy
 
 
@@ -109,7 +109,7 @@ def test_the_first_window_with_calls_only_measures() -> None:
     """Its calls carry the start's costs and its CPU the quiet before the load: growing
     then took 100 ms targets to 256 a process where 128 is the best."""
     clock = Clock()
-    limit = ConcurrencyLimit(LimitOptions(start=128, maximum=512), clock=clock, cpu=FREE_CPU)
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=512), clock=clock, cpu=FREE_CPU)
     clock.t += 1.0
     assert limit.tick(waiting=False) == 128  # idle: no calls yet, nothing measured
     assert window(limit, clock, lambda n: 0.1) == 128  # the first with calls

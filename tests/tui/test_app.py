@@ -354,9 +354,9 @@ async def test_a_job_with_regions_shows_them_in_the_grid_and_side_by_side_in_the
                                                                               "quorum": "majority"})])
 
     def record(region: str, ok: bool, total: float) -> ResultRecord:
-        return ResultRecord(job, "ok" if ok else "connect_timeout", ok, 200 if ok else None, total, 1,
-                            None if ok else "no connection within 5 s", None, 10, None, None, FIXED_NOW,
-                            detail(total), f"{region}-host:1", region)
+        return ResultRecord(job_id=job, outcome="ok" if ok else "connect_timeout", ok=ok, status_code=200 if ok else None,
+                            total_ms=total, attempts=1, error=None if ok else "no connection within 5 s", bytes=10,
+                            checked_at=FIXED_NOW, detail=detail(total), worker=f"{region}-host:1", region=region)
 
     runtime.store.store_results([record("eu", True, 120.0), record("us", False, 5000.0)])
     app = make_app(runtime, clock=fixed_clock)

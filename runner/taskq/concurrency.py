@@ -1,25 +1,27 @@
 """Adaptive concurrency: how many calls a worker process runs at once, found as it goes.
 
+(Not a "limit": in urltester that word is a host's, ``runner limits``; see runner.jobs.pacing.)
+
 A fixed thread count fits one latency. Checks mostly wait on the network, so on 1 s
 targets a process needs hundreds of calls in flight to use its core, while on 0 ms
-targets the same hundreds only fight for the GIL. The limit is therefore a delay-based
+targets the same hundreds only fight for the GIL. The concurrency is therefore set by a delay-based
 congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "gradient"):
 
 * every ``window`` seconds (0.5) it takes the **median** time a call ran in that window
   (the median, so 1% of checks hanging until their deadline does not steer it);
 * ``base`` is the lowest such median seen: the latency of the targets themselves,
   without queueing in this process;
-* while the limit is what holds the calls back (in at least ``full_at`` of the window's
+* while the concurrency is what holds the calls back (in at least ``full_at`` of the window's
   looks, calls were waiting for a thread), the CPU is free (this process below
   ``own_busy`` of a core, the GIL's bound, and the machine below ``machine_busy``: see
   :class:`CpuMeter`) and the median is within ``grow_below`` of ``base`` (more in
-  flight costs no latency), the limit grows: doubling until the first sign of
+  flight costs no latency), the concurrency grows: doubling until the first sign of
   congestion (slow start), then by a quarter. A moment's burst is not demand, and a
   busy CPU is no place for more threads: on 0 ms targets the latency hardly moves with
   the thread count (the calls queue in the target, the database, the other process), so
-  latency alone took the limit to 512, at 0.86 of fixed 128's rate;
+  latency alone took the concurrency to 512, at 0.86 of fixed 128's rate;
 * when the median passes ``shrink_above`` × ``base`` (calls now queue for the GIL or
-  the core), the limit shrinks by the gradient ``base / median`` (at most to half);
+  the core), the concurrency shrinks by the gradient ``base / median`` (at most to half);
 * the first window with calls in it only measures: its calls carry the start's costs
   (new connections, the first TLS handshakes) and its CPU the quiet before the load
   builds, so growing then took 100 ms targets to 256 threads a process where 128 is the
@@ -27,10 +29,10 @@ congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "g
 * if the next window's median is no better after such a cut, the latency was the
   targets' own (the mix changed), not ours: ``base`` is reset to it and slow start
   resumes. (A base that followed recent medians instead would drift up with the queueing
-  it is meant to detect, and the limit with it.)
+  it is meant to detect, and the concurrency with it.)
 
-``--concurrency N`` fixes the limit (``fixed``); ``--max-concurrency`` bounds it. The pool
-runs exactly :attr:`current` threads: it starts more when the limit grows, and threads
+``--concurrency N`` fixes it (``fixed``); ``--max-concurrency`` bounds it. The pool
+runs exactly :attr:`current` threads: it starts more when the concurrency grows, and threads
 retire after their call when it shrinks. (It used to start ``maximum`` threads and park
 the surplus on a semaphore: every call's acquire and release then took one Condition that
 hundreds of threads queued on, and the default ran 0 ms targets at 0.7 of fixed 128.)
@@ -49,7 +51,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-log = logging.getLogger("urltester.limiter")
+log = logging.getLogger("urltester.concurrency")
 
 DEFAULT_MIN = 8
 DEFAULT_MAX = 512
@@ -57,8 +59,8 @@ DEFAULT_START = 128  # the old fixed default: never worse at the start
 
 
 @dataclass(frozen=True)
-class LimitOptions:
-    """How the limit moves; ``fixed`` pins it at ``start``."""
+class ConcurrencyOptions:
+    """How the concurrency moves; ``fixed`` pins it at ``start``."""
 
     start: int = DEFAULT_START
     minimum: int = DEFAULT_MIN
@@ -68,12 +70,12 @@ class LimitOptions:
     grow_below: float = 1.25
     shrink_above: float = 1.6
     min_samples: int = 8  # completions a window needs before it decides anything
-    full_at: float = 0.5  # share of a window's looks that found calls waiting: the limit is full
+    full_at: float = 0.5  # share of a window's looks that found calls waiting: the concurrency is full
     own_busy: float = 0.9  # this process's CPU, in cores, at which it is saturated (one GIL)
     machine_busy: float = 0.85  # share of the machine's CPU time busy at which it is saturated
 
     @classmethod
-    def fixed_at(cls, n: int) -> LimitOptions:
+    def fixed_at(cls, n: int) -> ConcurrencyOptions:
         return cls(start=n, minimum=n, maximum=n, fixed=True)
 
 
@@ -111,16 +113,16 @@ class CpuMeter:
         return own, (machine1[0] - machine0[0]) / (machine1[1] - machine0[1])
 
 
-class ConcurrencyLimit:
+class ConcurrencyController:
     """The number of calls to run at once, moved between ``minimum`` and ``maximum``."""
 
-    def __init__(self, options: LimitOptions, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, options: ConcurrencyOptions, *, clock: Callable[[], float] = time.monotonic,
                  cpu: Callable[[], tuple[float, float | None]] | None = None) -> None:
         """``cpu``: :meth:`CpuMeter.busy` (the default) or a stand-in for tests."""
         self.options = options
         self._clock = clock
         self._cpu = cpu or CpuMeter().busy
-        self._limit = max(options.minimum, min(options.maximum, options.start))
+        self._current = max(options.minimum, min(options.maximum, options.start))
         self._samples: list[float] = []
         self._looks = 0  # ticks this window
         self._waiting = 0  # ticks this window that found calls waiting for a thread
@@ -132,8 +134,8 @@ class ConcurrencyLimit:
 
     @property
     def current(self) -> int:
-        """The limit now: calls this process lets run at once."""
-        return self._limit
+        """Calls this process lets run at once now."""
+        return self._current
 
     @property
     def adaptive(self) -> bool:
@@ -146,30 +148,30 @@ class ConcurrencyLimit:
 
     def tick(self, waiting: bool) -> int:
         """Look (``waiting``: calls are waiting for a thread now) and decide, if a window
-        has passed; returns the limit. Called by the pool's controller, a few times a window."""
+        has passed; returns the concurrency. Called by the pool's controller, a few times a window."""
         self._looks += 1
         self._waiting += bool(waiting)
         now = self._clock()
         if self.options.fixed or now - self._window_start < self.options.window:
-            return self._limit
+            return self._current
         samples, self._samples = self._samples, []
         own, machine = self._cpu()
         cpu_free = own < self.options.own_busy and (machine is None or machine < self.options.machine_busy)
         full = self._waiting >= self._looks * self.options.full_at
         self._looks = self._waiting = 0
         self._window_start = now
-        grow = self._limit * 2 if self._slow_start else self._limit + max(1, self._limit // 4)
+        grow = self._current * 2 if self._slow_start else self._current + max(1, self._current // 4)
         if not self._warm:
             self._warm = bool(samples) or full
-            return self._limit
+            return self._current
         if len(samples) < self.options.min_samples:
             if full and cpu_free:
                 # Calls so long that hardly any finished this window while more wait: only
                 # more in flight can raise the throughput.
                 self._set(grow)
-            return self._limit
+            return self._current
         median = statistics.median(samples)
-        log.debug("limit %d: %d calls, median %.3f s (base %s), full %s, CPU %.2f cores, machine %s", self._limit,
+        log.debug("concurrency %d: %d calls, median %.3f s (base %s), full %s, CPU %.2f cores, machine %s", self._current,
                   len(samples), median, f"{self._base:.3f}" if self._base else "-", full, own,
                   "-" if machine is None else f"{machine:.0%}")
         cut_at, self._cut_at = self._cut_at, None
@@ -179,10 +181,10 @@ class ConcurrencyLimit:
         if median > base * self.options.shrink_above:
             self._slow_start = False
             self._cut_at = median
-            self._set(self._limit * max(0.5, base / median))
+            self._set(self._current * max(0.5, base / median))
         elif full and cpu_free and median <= base * self.options.grow_below:
             self._set(grow)
-        return self._limit
+        return self._current
 
     def _set(self, value: float) -> None:
-        self._limit = max(self.options.minimum, min(self.options.maximum, int(value)))
+        self._current = max(self.options.minimum, min(self.options.maximum, int(value)))
