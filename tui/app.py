@@ -184,7 +184,7 @@ class UrlTesterApp(App[None]):
             except Exception as exc:  # noqa: BLE001 - shown, never fatal
                 self.call_from_thread(self._problem, "database", f"{type(exc).__name__}: {exc}")
             else:
-                if rt.broker is not None and time.monotonic() - last_ping > 5:
+                if time.monotonic() - last_ping > 5:
                     last_ping = time.monotonic()
                     try:
                         depths = {r: d.ready for r, d in rt.queue_depths(regions).items()}

@@ -90,8 +90,7 @@ class Importer:
         """Import ``source``. Raises ImportUsageError (file-level problem, nothing queued)
         or a StoreError (database gone; the report is attached as ``exc.report``)."""
         report = ImportReport(source.name)
-        if self.rt.broker is not None:
-            self.rt.broker.ping()  # RabbitMQ down: exit 3 before anything is recorded
+        self.rt.broker.ping()  # RabbitMQ down: exit 3 before anything is recorded
         report.format, items = records(source, self.fmt)
         jobs = self._validated(source, items, report)
         try:

@@ -46,7 +46,7 @@ class Publisher(Protocol):
     """What an intake needs (a :class:`~runner.jobs.runtime.Runtime` has it)."""
 
     store: Store
-    broker: Any  # None in immediate mode
+    broker: Any
 
     def publish(self, jobs: Any, *, requeued: bool = False) -> list[Any]: ...
 
@@ -188,15 +188,13 @@ class Intake:
         self.batch_id = batch_id
         self.counts = counts
         self.keep_ids = keep_ids
-        self.immediate = runtime.broker is None
-        self.publishers = 1 if self.immediate else max(1, publishers)
+        self.publishers = max(1, publishers)
         self._record_q: queue.Queue[list[NewJob] | None] = queue.Queue(maxsize=2)
         self._publish_q: queue.Queue[tuple[list[int], list[NewJob]] | None] = queue.Queue(
             maxsize=self.publishers + 1)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.error: BaseException | None = None
-        self._pending: list[Any] = []  # immediate mode: the previous chunk's calls
         self._raws: dict[str, Raw] = {}
         self.inline = inline
         self._threads: list[threading.Thread] = []
@@ -306,9 +304,7 @@ class Intake:
         error = self.counts.broker_error
         if error is None:
             try:
-                handles = self.rt.publish(jobs)
-                if self.immediate:
-                    self._wait_for_previous(handles)
+                self.rt.publish(jobs)
                 with self._lock:
                     self.counts.published += len(ids)
                 return
@@ -320,16 +316,6 @@ class Intake:
         self.store.mark_publish_failed(ids, f"not published: {error}")
         with self._lock:
             self.counts.unpublished += len(ids)
-
-    def _wait_for_previous(self, handles: list[Any]) -> None:
-        """Immediate mode: the checks run in this process's pool. Wait for the previous
-        chunk's checks, so at most two chunks of calls are ever pending in memory."""
-        for handle in self._pending:
-            try:
-                handle.result()
-            except Exception:  # noqa: BLE001 - the task logged it; its job stays queued
-                pass
-        self._pending = handles
 
 
 def chunks(jobs: Iterable[NewJob]) -> Iterator[list[NewJob]]:

@@ -41,12 +41,12 @@ from runner.jobs.settings import Settings
 from runner.jobs.tasks import CHECK_TASK, register
 from runner.jobs.urls import Rejected
 from runner.jobs.writer import ResultWriter
-from runner.taskq.app import DEFAULT_PACK, App, Call, Raw, TaskHandle
+from runner.taskq import open_broker
+from runner.taskq.app import DEFAULT_PACK, App, Broker, Call, QueueDepth, Raw, TaskHandle
 
 if TYPE_CHECKING:
     from runner.check.checker import Checker
     from runner.jobs.pacing import Pacer
-    from runner.taskq.broker import AmqpBroker, QueueDepth
 
 @dataclass
 class SubmitReport:
@@ -71,20 +71,17 @@ class Status:
 class Runtime:
     """Everything a process of urltester needs, built from settings at the entry point."""
 
-    def __init__(self, settings: Settings, *, store: Store | None = None, immediate_workers: int = 8,
-                 inline: bool = False, db_connections: int = 8) -> None:
-        """``inline``: in immediate mode, run each check on the submitting thread before
-        ``submit`` returns (deterministic unit tests); else in ``immediate_workers`` threads."""
+    def __init__(self, settings: Settings, *, store: Store | None = None, broker: Broker | None = None,
+                 db_connections: int = 8) -> None:
+        """``store`` and ``broker`` default to those the settings name; a unit test may hand in
+        an in-memory broker of its own (``MemoryBroker(inline=True)``: each check runs on the
+        submitting thread before ``submit`` returns)."""
         self.settings = settings
         self.store = store or open_store(settings.database_url, max_connections=db_connections)
-        self.broker: AmqpBroker | None = None
-        if not settings.immediate:
-            from runner.taskq.broker import open_broker
-
-            # A worker consumes its region's queue; a submitter publishes to each job's regions.
-            self.broker = open_broker(settings.broker_url, queue_for(settings.queue, settings.region),
-                                      publish_timeout=settings.publish_timeout)
-        self.app = App(self.broker, immediate_workers=immediate_workers, inline=inline)
+        # A worker consumes its region's queue; a submitter publishes to each job's regions.
+        self.broker: Broker = broker or open_broker(
+            settings.broker_url, queue_for(settings.queue, settings.region), publish_timeout=settings.publish_timeout)
+        self.app = App(self.broker)
         self.check_task = register(self.app, self)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._checker: Checker | None = None
@@ -224,8 +221,7 @@ class Runtime:
 
     def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any] | Raw]], *, requeued: bool = False) -> list[TaskHandle]:
         """Publish check calls for recorded jobs, the one way calls are sent: one per job and
-        region, to each region's queue; on failure mark them and raise BrokerError. In
-        immediate mode the handles carry the outcomes."""
+        region, to each region's queue; on failure mark them and raise BrokerError."""
         if not jobs:
             return []
         by_region: dict[str, list[Call]] = {}
@@ -247,8 +243,7 @@ class Runtime:
         except BrokerError as exc:
             self.store.mark_publish_failed(ids, f"not published: {exc}")
             raise
-        if self.broker is not None:
-            self.mark_published(ids, regional)
+        self.mark_published(ids, regional)
         return handles
 
     def mark_published(self, ids: Sequence[int], regional: Sequence[int] = ()) -> None:
@@ -300,7 +295,7 @@ class Runtime:
         next_sweep = time.monotonic() + 1.0
         try:
             while True:
-                if self.broker is not None and time.monotonic() >= next_sweep:
+                if time.monotonic() >= next_sweep:
                     # A region without a live worker would keep a job waiting: report it
                     # no_worker once its bound has passed (workers do this too).
                     self.report_no_worker()
@@ -320,13 +315,14 @@ class Runtime:
 
     def status(self) -> Status:
         """Counts, live workers, and the queue depth of each region with a live worker (and
-        the default region's, always)."""
+        the default region's, always). The in-memory broker's queues are its process's own:
+        none to show."""
         counts = self.store.counts()
         workers = self.store.workers()
         depth = None
         error = None
         regions: dict[str, QueueDepth | None] = {}
-        if self.broker is not None:
+        if not self.settings.immediate:
             try:
                 regions = dict(self.queue_depths(self.live_regions(workers)))
                 depth = regions[DEFAULT_REGION]
@@ -336,8 +332,7 @@ class Runtime:
 
     def queue_depths(self, regions: Iterable[str]) -> dict[str, QueueDepth]:
         """Each region's queue depth, the default region's first and always (BrokerError
-        when RabbitMQ cannot say). Needs a broker."""
-        assert self.broker is not None
+        when RabbitMQ cannot say)."""
         names = [DEFAULT_REGION, *sorted(set(regions) - {DEFAULT_REGION})]
         return {region: self.broker.ping(queue_for(self.settings.queue, region)) for region in names}
 
