@@ -143,6 +143,6 @@ def requeue(
     """Re-publish jobs whose message was lost (a purged queue, a failed publish)."""
     age = parse_age(stale)
     with runtime_for(ctx) as rt:
-        n = rt.requeue_stale(age)
+        n = rt.intake.republish(older_than=age)
         typer.echo(f"re-published {n} job{'s' if n != 1 else ''}")
 
