@@ -7,10 +7,11 @@ from concurrent.futures import Future
 import pytest
 
 from runner.taskq.app import MAX_MESSAGE_BYTES, App, Call, PoisonMessage, decode, encode
+from runner.taskq.memory import MemoryBroker
 
 
 def test_task_enqueue_call_local_and_map_in_immediate_mode() -> None:
-    app = App()
+    app = App(MemoryBroker())
     seen: list[int] = []
     lock = threading.Lock()
 
@@ -30,7 +31,7 @@ def test_task_enqueue_call_local_and_map_in_immediate_mode() -> None:
 
 
 def test_task_retries_with_backoff_then_succeeds() -> None:
-    app = App()
+    app = App(MemoryBroker())
     attempts = []
 
     @app.task(attempts=3, retry_delay=0.01, retry_on=(ConnectionError,))
@@ -45,7 +46,7 @@ def test_task_retries_with_backoff_then_succeeds() -> None:
 
 
 def test_task_does_not_retry_other_errors() -> None:
-    app = App()
+    app = App(MemoryBroker())
     attempts = []
 
     @app.task(attempts=4, retry_delay=0.01, retry_on=(ConnectionError,))
@@ -82,7 +83,7 @@ def test_poison_messages_are_named(body: bytes, reason: str) -> None:
 
 
 def test_unknown_task_is_poison() -> None:
-    app = App()
+    app = App(MemoryBroker())
     with pytest.raises(PoisonMessage, match="unknown task 'nope'"):
         app.execute(Call("nope"))
 
@@ -90,7 +91,7 @@ def test_unknown_task_is_poison() -> None:
 def test_a_task_may_finish_later_and_inline_callers_wait_for_it() -> None:
     """A task returning a future (the check, whose result waits for a batched commit) is
     done when the future is: inline calls wait for it, the consumer does not."""
-    app = App()
+    app = App(MemoryBroker())
     pending: Future[str] = Future()
 
     @app.task()
@@ -106,7 +107,7 @@ def test_a_task_may_finish_later_and_inline_callers_wait_for_it() -> None:
 
 def test_inline_immediate_mode_runs_each_call_before_enqueue_returns() -> None:
     """Huey's immediate mode: deterministic, so a unit test needs no waiting."""
-    app = App(inline=True)
+    app = App(MemoryBroker(inline=True))
     seen: list[tuple[str, threading.Thread]] = []
 
     @app.task()
@@ -120,7 +121,7 @@ def test_inline_immediate_mode_runs_each_call_before_enqueue_returns() -> None:
 
 
 def test_inline_mode_keeps_a_failing_call_for_its_handle() -> None:
-    app = App(inline=True)
+    app = App(MemoryBroker(inline=True))
 
     @app.task()
     def broken() -> None:
@@ -134,7 +135,7 @@ def test_inline_mode_keeps_a_failing_call_for_its_handle() -> None:
 def test_raw_json_arguments_travel_as_the_value_they_encode() -> None:
     from runner.taskq.app import Raw
 
-    app = App(inline=True)
+    app = App(MemoryBroker(inline=True))
     got = []
 
     @app.task()

@@ -6,10 +6,11 @@ from db import JobFilter
 from db.batches import batch_summary
 from runner.jobs.runtime import Runtime
 from runner.jobs.settings import from_env
+from runner.taskq.memory import MemoryBroker
 
 
 def test_inline_submit_stores_every_result_before_it_returns(sqlite_url, target) -> None:
-    rt = Runtime(from_env({}, database_url=sqlite_url), inline=True)
+    rt = Runtime(from_env({}, database_url=sqlite_url), broker=MemoryBroker(inline=True))
     try:
         report = rt.submit([target.url("/ok"), target.url("/status/404"), "ftp://x.test/", target.url("/ok")])
         views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest")
@@ -20,7 +21,7 @@ def test_inline_submit_stores_every_result_before_it_returns(sqlite_url, target)
 
 
 def test_submit_can_drop_duplicates_and_counts_them(sqlite_url, target) -> None:
-    rt = Runtime(from_env({}, database_url=sqlite_url), inline=True)
+    rt = Runtime(from_env({}, database_url=sqlite_url), broker=MemoryBroker(inline=True))
     try:
         report = rt.submit([target.url("/ok")] * 3 + [target.url("/ok?b")], keep_duplicates=False)
     finally:
@@ -31,7 +32,7 @@ def test_submit_can_drop_duplicates_and_counts_them(sqlite_url, target) -> None:
 def test_a_large_submit_goes_in_chunks_and_keeps_its_order(sqlite_url) -> None:
     from runner.jobs.intake import FIRST_CHUNK
 
-    rt = Runtime(from_env({}, database_url=sqlite_url), inline=True)
+    rt = Runtime(from_env({}, database_url=sqlite_url), broker=MemoryBroker(inline=True))
     rt.app.tasks["check"].fn = lambda job_id, url, options: "skipped"  # recording, not checking
     try:
         urls = [f"https://a.test/{i}" for i in range(FIRST_CHUNK + 700)]

@@ -50,9 +50,9 @@ def test_results_handed_in_during_an_outage_join_the_retried_batch(store: Store)
     flaky = FlakyStore(store)
     flaky.down.set()
     writer = ResultWriter(flaky, give_up_after=30)  # type: ignore[arg-type]
-    first = writer.submit(record(ids[0]))
+    first = writer.add(record(ids[0]))
     assert flaky.failed.wait(5)
-    later = [writer.submit(record(i)) for i in ids[1:]]  # while the first batch is retried
+    later = [writer.add(record(i)) for i in ids[1:]]  # while the first batch is retried
     time.sleep(0.3)
     assert not first.done() and not any(f.done() for f in later)
     flaky.down.clear()
@@ -67,7 +67,7 @@ def test_after_giving_up_every_waiting_result_hears_why(store: Store) -> None:
     flaky = FlakyStore(store)
     flaky.down.set()
     writer = ResultWriter(flaky, give_up_after=0.5)  # type: ignore[arg-type]
-    futures = [writer.submit(record(i)) for i in ids]
+    futures = [writer.add(record(i)) for i in ids]
     for future in futures:
         with pytest.raises(StoreUnavailable, match="unreachable"):
             future.result(timeout=10)
@@ -80,7 +80,7 @@ def test_a_result_the_database_refuses_fails_alone_not_its_whole_batch(store: St
     flaky = FlakyStore(store, refuse=ids[1])
     flaky.down.set()  # so that all three meet in one batch
     writer = ResultWriter(flaky, give_up_after=30)  # type: ignore[arg-type]
-    futures = [writer.submit(record(i)) for i in ids]
+    futures = [writer.add(record(i)) for i in ids]
     assert flaky.failed.wait(5)
     flaky.down.clear()
     assert futures[0].result(timeout=10) == "ok" and futures[2].result(timeout=10) == "ok"
@@ -111,7 +111,7 @@ def test_the_one_at_a_time_fallback_keeps_the_batch_window_through_an_outage(sto
     window = 1.5
     writer = ResultWriter(flaky, give_up_after=window)  # type: ignore[arg-type]
     started = time.monotonic()
-    futures = [writer.submit(record(i)) for i in ids]
+    futures = [writer.add(record(i)) for i in ids]
     assert flaky.failed.wait(5)
     flaky.down.clear()  # the batch is refused (ids[0]); then, one at a time, the database goes
     for future in futures[1:]:

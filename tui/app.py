@@ -184,7 +184,7 @@ class UrlTesterApp(App[None]):
             except Exception as exc:  # noqa: BLE001 - shown, never fatal
                 self.call_from_thread(self._problem, "database", f"{type(exc).__name__}: {exc}")
             else:
-                if rt.broker is not None and time.monotonic() - last_ping > 5:
+                if time.monotonic() - last_ping > 5:
                     last_ping = time.monotonic()
                     try:
                         depths = {r: d.ready for r, d in rt.queue_depths(regions).items()}
@@ -204,12 +204,10 @@ class UrlTesterApp(App[None]):
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""
-        rt = self.runtime
-        views = rt.store.unsent_jobs(limit=UNPUBLISHED_PAGE)
-        if views:
-            rt.publish([(v.id, v.url, v.options) for v in views])
-            self.call_from_thread(self._say, f"The broker is back: sent {len(views):,} waiting job(s).")
-        self._unsent = bool(views) and len(views) >= UNPUBLISHED_PAGE
+        sent = self.runtime.intake.republish(limit=UNPUBLISHED_PAGE)
+        if sent:
+            self.call_from_thread(self._say, f"The broker is back: sent {sent:,} waiting job(s).")
+        self._unsent = sent >= UNPUBLISHED_PAGE
 
     def _problem(self, service: str, message: str | None) -> None:
         self.banner.set_problem(service, message)

@@ -101,7 +101,7 @@ def doctor(ctx: typer.Context) -> None:
     refuses, a schema behind the code); 3 when a service is unreachable (try again later).
     """
     from db import StoreConfigError, StoreUnavailable, open_store
-    from runner.taskq.broker import open_broker
+    from runner.taskq import open_broker
 
     settings: Settings = ctx.obj
     code = EXIT_OK

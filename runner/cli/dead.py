@@ -35,9 +35,9 @@ def _broker(settings: Settings) -> AmqpBroker:
     if settings.immediate:
         raise fail("runner dead needs RabbitMQ: the in-memory broker (memory://) keeps no dead letters. "
                    "Set URLTESTER_BROKER_URL=amqp://USER:PASSWORD@HOST:5672// (or --broker-url)", EXIT_USAGE)
-    from runner.taskq.broker import open_broker
+    from runner.taskq.broker import AmqpBroker
 
-    return open_broker(settings.broker_url, settings.queue)
+    return AmqpBroker.from_url(settings.broker_url, settings.queue)
 
 
 def masked(text: str) -> str:

@@ -189,18 +189,20 @@ def import_(
                 )
             if not quiet or code != EXIT_OK:
                 typer.echo(summary_line(report))
-            if report.batch is not None and (wait or rt.settings.immediate):
-                # On the embedded broker the checks run in this process: it must stay until they finish.
-                summary, complete = rt.wait(report.batch.id, timeout=wait_timeout if wait else None, slowest=5)
-                if wait:
-                    if not quiet or summary.failed or not complete:
-                        for line in summary_lines(summary):
-                            typer.echo(line)
-                    if not complete:
-                        typer.echo(f"runner: timed out after {wait_timeout:g} s: {summary.pending} checks "
-                                   "not done yet", err=True)
-                    if summary.failed or not complete:
-                        code = EXIT_FAILED
+            if report.batch is not None and wait:
+                summary, complete = rt.wait(report.batch.id, timeout=wait_timeout, slowest=5)
+                if not quiet or summary.failed or not complete:
+                    for line in summary_lines(summary):
+                        typer.echo(line)
+                if not complete:
+                    typer.echo(f"runner: timed out after {wait_timeout:g} s: {summary.pending} checks "
+                               "not done yet", err=True)
+                if summary.failed or not complete:
+                    code = EXIT_FAILED
+            else:
+                # The in-memory broker (the embedded default) runs the checks in this process:
+                # it must stay until they finish. RabbitMQ already holds every message: at once.
+                rt.broker.flush()
             raise typer.Exit(code)
     finally:
         source.close()

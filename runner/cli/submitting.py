@@ -55,18 +55,20 @@ def submit(
         code = EXIT_FAILED if report.rejected else EXIT_OK
         if not report.job_ids:
             raise typer.Exit(EXIT_FAILED if report.rejected else EXIT_OK)
-        if wait or rt.settings.immediate:
-            # On the embedded broker the checks run in this process: it must stay until they finish.
+        if wait:
             _, complete = rt.wait(report.batch.id, timeout=wait_timeout)
             done_views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest",
                                             limit=len(report.job_ids))
-            if wait:
-                for line in table_lines(done_views, regions=rt.region_results):
-                    typer.echo(line)
-                if not complete:
-                    typer.echo(f"runner: timed out after {wait_timeout:g} s waiting for results", err=True)
-                if not complete or any(v.outcome != "ok" for v in done_views):
-                    code = EXIT_FAILED
+            for line in table_lines(done_views, regions=rt.region_results):
+                typer.echo(line)
+            if not complete:
+                typer.echo(f"runner: timed out after {wait_timeout:g} s waiting for results", err=True)
+            if not complete or any(v.outcome != "ok" for v in done_views):
+                code = EXIT_FAILED
+        else:
+            # The in-memory broker (the embedded default) runs the checks in this process: it
+            # must stay until they finish. RabbitMQ already holds every message: at once.
+            rt.broker.flush(wait_timeout)
         raise typer.Exit(code)
 
 
@@ -125,6 +127,6 @@ def requeue(
     """Re-publish jobs whose message was lost (a purged queue, a failed publish)."""
     age = parse_age(stale)
     with runtime_for(ctx) as rt:
-        n = rt.requeue_stale(age)
+        n = rt.intake.republish(older_than=age)
         typer.echo(f"re-published {n} job{'s' if n != 1 else ''}")
 

@@ -130,7 +130,7 @@ def start(
 def _preflight(settings: Settings) -> None:
     """Open the database (applying migrations) and declare the queues: one clear error if not."""
     from db import open_store
-    from runner.taskq.broker import open_broker
+    from runner.taskq import open_broker
 
     store = open_store(settings.database_url, max_connections=1)  # also applies migrations
     store.close()

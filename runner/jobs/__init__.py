@@ -1,8 +1,9 @@
 """The application: jobs in, checks run, results stored.
 
 Owns: validating and normalising URLs, the settings, the :class:`~runner.jobs.runtime.Runtime`
-(the one way jobs enter: record, then publish), the check task and the result writer, the
-worker's service for the pool, imports and their readers, and reports of results.
+and its :class:`~runner.jobs.intake.Intake` (the one way jobs enter: record, then publish),
+the check task and the result writer, the worker's service for the pool, imports and their
+readers, and reports of results.
 
 Ties ``runner.check`` and ``runner.taskq`` to ``db``. May import: ``runner.check``,
 ``runner.taskq``, ``db`` and the shared leaves; never ``runner.cli`` or ``tui``.

@@ -2,8 +2,8 @@
 
 A file of any size with flat memory: :mod:`runner.jobs.readers` yields its records (every
 bad line named ``FILE:LINE: reason``), the :class:`~runner.jobs.intake.Validator` makes jobs
-of them, and the batch's :class:`~runner.jobs.intake.Intake` records and publishes them,
-the same way in as ``runner submit``. With ``strict`` the jobs are first spooled to a
+of them, and the runtime's :class:`~runner.jobs.intake.Intake` records and publishes them
+(a :class:`~runner.jobs.intake.Feed` for the batch), the same way in as ``runner submit``. With ``strict`` the jobs are first spooled to a
 temporary file and queued only when no line was refused.
 
 Failure semantics (what exit code 3 means) are the intake's; on top of them, re-running
@@ -24,7 +24,7 @@ from typing import Any
 from db import Batch, NewJob, StoreError
 from runner.check.options import CheckOptions
 from runner.errors import BrokerError, InvalidInput
-from runner.jobs.intake import CHUNK, PUBLISHERS, Intake, Validator, chunks
+from runner.jobs.intake import PUBLISHERS, Feed, Validator, chunks
 from runner.jobs.readers import ImportUsageError, Record, Refusal, Source, records
 from runner.jobs.urls import Rejected
 
@@ -90,8 +90,7 @@ class Importer:
         """Import ``source``. Raises ImportUsageError (file-level problem, nothing queued)
         or a StoreError (database gone; the report is attached as ``exc.report``)."""
         report = ImportReport(source.name)
-        if self.rt.broker is not None:
-            self.rt.broker.ping()  # RabbitMQ down: exit 3 before anything is recorded
+        self.rt.broker.ping()  # RabbitMQ down: exit 3 before anything is recorded
         report.format, items = records(source, self.fmt)
         jobs = self._validated(source, items, report)
         try:
@@ -141,14 +140,14 @@ class Importer:
         self.on_reject(rejected)
 
     def _queue(self, source: Source, jobs: Iterable[NewJob], report: ImportReport) -> None:
-        intake: Intake | None = None
+        feed: Feed | None = None
         skip = 0
 
         def fresh() -> Iterator[NewJob]:
-            nonlocal intake, skip
+            nonlocal feed, skip
             for job in jobs:
-                if intake is None:
-                    intake, skip = self._start(source, report)
+                if feed is None:
+                    feed, skip = self._start(source, report)
                 if skip:
                     skip -= 1
                     report.already += 1
@@ -157,35 +156,26 @@ class Importer:
 
         try:
             for chunk in chunks(fresh()):
-                assert intake is not None
-                intake.put(chunk)
+                assert feed is not None
+                feed.put(chunk)
                 self._progress(report)
         finally:
-            if intake is not None:
-                intake.close()
+            if feed is not None:
+                feed.close()
             self._progress(report, force=True)
 
-    def _start(self, source: Source, report: ImportReport) -> tuple[Intake, int]:
-        """Create (or find, by idempotency key) the batch and start its intake."""
+    def _start(self, source: Source, report: ImportReport) -> tuple[Feed, int]:
+        """Create (or find, by idempotency key) the batch and start its feed; an earlier run
+        of this import left jobs unpublished: publish them now."""
         from runner.jobs.runtime import default_batch_name
 
         name = self.batch_name or default_batch_name(
             "stdin" if source.name == "<stdin>" else os.path.basename(source.name))
         report.batch = batch = self.rt.store.create_batch(name, self.idempotency_key)
+        intake = self.rt.intake
         if batch.existed:
-            self._republish(batch.id, report)
-        return Intake(self.rt, batch.id, report, publishers=self.publishers), batch.size if batch.existed else 0
-
-    def _republish(self, batch_id: int, report: ImportReport) -> None:
-        """An earlier run of this import left jobs unpublished: publish them now."""
-        after = 0
-        while True:
-            stale = self.rt.store.unsent_jobs(batch_id=batch_id, after_id=after, limit=CHUNK)
-            if not stale:
-                return
-            self.rt.publish([(v.id, v.url, v.options) for v in stale], requeued=True)
-            report.republished += len(stale)
-            after = stale[-1].id
+            report.republished += intake.republish(batch_id=batch.id)
+        return intake.feed(batch.id, report, publishers=self.publishers), batch.size if batch.existed else 0
 
     def _progress(self, report: ImportReport, *, force: bool = False) -> None:
         if self._on_progress is None:

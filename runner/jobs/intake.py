@@ -1,21 +1,29 @@
 """The one way jobs enter: validate, record, then publish, for one URL or a million.
 
-``runner submit``, the TUI's input and re-test, and ``runner import`` all go through here
-(via :class:`~runner.jobs.runtime.Runtime`):
+``runner submit``, the TUI's input and re-test, the API and ``runner import`` all go
+through here; the :class:`~runner.jobs.runtime.Runtime` builds one :class:`Intake` with its
+store and app and hands the work on. The path goes one way: Runtime → Intake → store and
+taskq, never back.
 
 1. :class:`Validator` turns each URL (and its own options, merged over the batch's) into
    a job: the URL normalised, the options parsed and kept as JSON text. Duplicates (same
    URL and options) are dropped unless asked to keep them, remembered as 8-byte digests.
-2. :class:`Intake` takes the jobs in chunks: one thread records each chunk in one
+2. A batch's :class:`Feed` takes the jobs in chunks: one thread records each chunk in one
    transaction (``COPY`` on PostgreSQL for large chunks, :meth:`db.Store.insert_jobs`),
    ``publishers`` others publish the recorded chunks with publisher confirms
-   (:meth:`Runtime.publish`, each on a broker connection of its own) and mark them
-   published. ``put`` blocks when the stages are behind: flat memory for any size.
+   (:meth:`Intake.publish`, each on a broker connection of its own) and mark them
+   published. ``put`` blocks when the stages are behind: flat memory for any size. What
+   fits in the first chunk (a submit, an API call) is recorded and published in the
+   caller's thread.
+3. :meth:`Intake.republish` sends again what may never have reached the broker:
+   ``runner requeue --stale``, a re-run import's unconfirmed jobs, the TUI once the broker
+   is back.
 
 Failure semantics: the database is the source of truth and a job row always exists
 before its message. If RabbitMQ fails, every later chunk is still recorded and marked
-unpublished (``publish_error``); ``runner requeue --stale 0s`` publishes them later. If the
-database fails, the intake stops: what was recorded stays (and is published).
+unpublished (``publish_error``, by :meth:`Intake.mark_unsent` only); ``runner requeue
+--stale 0s`` publishes them later. If the database fails, the feed stops: what was
+recorded stays (and is published).
 """
 
 from __future__ import annotations
@@ -26,29 +34,23 @@ import queue
 import sys
 import threading
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
-from db import NewJob, Store
+from db import NewJob, Store, utcnow
+from db.regions import Placement
 from runner.check.options import OPTION_ALIASES, CheckOptions, parse_options
-from runner.errors import BrokerError, ConfigError, OptionError
-from runner.jobs.regions import PLACEMENT_KEYS, split_placement
+from runner.errors import BrokerError, ConfigError, OptionError, UnsentJobs
+from runner.jobs.regions import DEFAULT_REGION, PLACEMENT_KEYS, queue_for, split_placement
+from runner.jobs.tasks import CHECK_TASK
 from runner.jobs.urls import normalise
-from runner.taskq.app import Raw
+from runner.taskq.app import DEFAULT_PACK, App, Call, Raw, TaskHandle
 
 CHUNK = 5000       # jobs recorded per transaction and published per confirm round
 FIRST_CHUNK = 500  # ... except the first: workers get going while the rest is recorded
 PUBLISHERS = 2     # publishing threads, each with its own RabbitMQ connection
-
-
-class Publisher(Protocol):
-    """What an intake needs (a :class:`~runner.jobs.runtime.Runtime` has it)."""
-
-    store: Store
-    broker: Any  # None in immediate mode
-
-    def publish(self, jobs: Any, *, requeued: bool = False) -> list[Any]: ...
 
 
 @dataclass
@@ -170,34 +172,156 @@ def _options_json(options: CheckOptions, placement: Mapping[str, Any] | None = N
 
 
 class Intake:
-    """One batch's way in: records chunks of jobs in one thread, publishes them in others.
+    """The one way jobs enter, for one runtime: record, then publish, with the store and the
+    app it is given (:class:`~runner.jobs.runtime.Runtime` builds it once).
+
+    :meth:`enqueue` takes a submit's jobs, :meth:`feed` an import's stream of chunks;
+    :meth:`publish` is the one way check calls are sent, :meth:`republish` the one way jobs
+    whose message may be missing are sent again.
+    """
+
+    def __init__(self, store: Store, app: App, *, queue: str, no_worker_after: float) -> None:
+        """``queue``: the base queue name (each region's is ``queue@region``);
+        ``no_worker_after``: seconds before a named region without a live worker is no_worker."""
+        self.store = store
+        self.app = app
+        self.queue = queue
+        self.no_worker_after = no_worker_after
+        self._raws: dict[str, Raw] = {}
+
+    def enqueue(self, batch_id: int | None, jobs: Iterable[NewJob]) -> list[int]:
+        """Record then publish validated jobs (options as JSON text); returns their ids.
+
+        If the broker fails, the remaining jobs are still recorded (marked unsent, like
+        the failed ones) before UnsentJobs is raised: everything accepted is kept.
+        """
+        counts = IntakeCounts()
+        jobs = jobs if isinstance(jobs, list) else list(jobs)
+        feed = self.feed(batch_id, counts, keep_ids=True, inline=len(jobs) <= FIRST_CHUNK)
+        try:
+            for chunk in chunks(jobs):
+                feed.put(chunk)
+        finally:
+            feed.close()
+        if counts.broker_error is not None:
+            raise UnsentJobs(counts.broker_error, recorded=counts.recorded)
+        return counts.job_ids
+
+    def feed(self, batch_id: int | None, counts: Any, *, publishers: int = PUBLISHERS, keep_ids: bool = False,
+             inline: bool = False) -> Feed:
+        """A batch's way in for chunks put one after another (see :class:`Feed`)."""
+        return Feed(self, batch_id, counts, publishers=publishers, keep_ids=keep_ids, inline=inline)
+
+    def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any] | Raw]], *, requeued: bool = False) -> list[TaskHandle]:
+        """Publish check calls for recorded jobs, the one way calls are sent: one per job and
+        region, to each region's queue, then mark the jobs published; on failure mark them
+        unsent and raise BrokerError."""
+        if not jobs:
+            return []
+        by_region: dict[str, list[Call]] = {}
+        regional: list[int] = []
+        for job_id, url, options in jobs:
+            placement = Placement.of(options.text if isinstance(options, Raw) else options)
+            if placement.named:
+                regional.append(job_id)
+            for region in placement.regions:
+                kwargs = {} if region == DEFAULT_REGION else {"region": region}
+                by_region.setdefault(region, []).append(Call(CHECK_TASK, (job_id, url, options), kwargs))
+        ids = [job_id for job_id, _, _ in jobs]
+        headers = {"x-urltester-requeued": True} if requeued else None
+        try:
+            handles: list[TaskHandle] = []
+            for region, calls in by_region.items():
+                handles += self.app.enqueue(calls, pack=DEFAULT_PACK if len(calls) > 1 else 1, headers=headers,
+                                            queue=queue_for(self.queue, region))
+        except BrokerError as exc:
+            self.mark_unsent(ids, str(exc))
+            raise
+        self._mark_published(ids, regional)
+        return handles
+
+    def mark_unsent(self, ids: Sequence[int], error: str) -> None:
+        """The broker did not confirm these jobs' messages: ``republish`` finds them."""
+        self.store.mark_publish_failed(ids, f"not published: {error}")
+
+    def republish(self, *, older_than: timedelta | None = None, batch_id: int | None = None,
+                  limit: int | None = None) -> int:
+        """Publish again, a page at a time, jobs whose message may be missing; returns how many.
+
+        ``older_than``: every job not done whose message is older (``runner requeue
+        --stale``; safe while workers run, as a duplicate message never makes a second
+        result). ``batch_id``: that batch's jobs never confirmed (a re-run import). Neither:
+        the jobs whose publish failed (the TUI, once the broker is back). ``limit``: at most
+        that many, in one page. The messages say they are requeued: a worker first asks
+        whether the job already has its result.
+        """
+        total = 0
+        after = 0
+        now = utcnow()
+        while limit is None or total < limit:
+            page = CHUNK if limit is None else min(CHUNK, limit - total)
+            if older_than is not None:
+                views = self.store.stale_jobs(older_than, now=now, after_id=after, limit=page)
+            else:
+                views = self.store.unsent_jobs(batch_id=batch_id, after_id=after, limit=page)
+            if views:
+                self.publish([(v.id, v.url, v.options) for v in views], requeued=True)
+                total += len(views)
+                after = views[-1].id
+            if len(views) < page:
+                break
+        return total
+
+    def _publish(self, ids: list[int], chunk: list[NewJob]) -> None:
+        """Publish a recorded chunk (a feed's; BrokerError after marking them unsent)."""
+        raws = self._raws
+        jobs = []
+        for i, (url, opts) in zip(ids, chunk, strict=True):
+            raw = raws.get(opts)  # a batch has few distinct option sets: one Raw each
+            if raw is None:
+                if len(raws) >= 4096:
+                    raws.clear()
+                raw = raws[opts] = Raw(opts)
+            jobs.append((i, url, raw))
+        self.publish(jobs)
+
+    def _mark_published(self, ids: Sequence[int], regional: Sequence[int] = ()) -> None:
+        """Mark jobs published; those that named regions get their no-worker bound."""
+        named = set(regional)
+        plain = [i for i in ids if i not in named]
+        if plain:
+            self.store.mark_published(plain)
+        if named:
+            bound = utcnow() + timedelta(seconds=self.no_worker_after)
+            self.store.mark_published([i for i in ids if i in named], no_worker_at=bound)
+
+
+class Feed:
+    """One batch's chunks on their way in: recorded in one thread, published in others.
 
     ``put`` blocks when the stages are behind (bounded queues: flat memory). The first
-    database error stops the intake (``put`` raises it); a broker error makes every later
+    database error stops the feed (``put`` raises it); a broker error makes every later
     chunk be recorded and marked unpublished instead of waiting for RabbitMQ again.
     ``counts`` (any object with :class:`IntakeCounts`' fields) is updated as chunks go.
     """
 
-    def __init__(self, runtime: Publisher, batch_id: int | None, counts: Any, *, publishers: int = PUBLISHERS,
+    def __init__(self, intake: Intake, batch_id: int | None, counts: Any, *, publishers: int = PUBLISHERS,
                  keep_ids: bool = False, inline: bool = False) -> None:
         """``inline``: record and publish in the caller's thread, for what fits in one
         chunk (an API request, a submit): there is nothing to overlap, and three threads
         started and joined cost a 1-URL submit about a third of its time."""
-        self.rt = runtime
-        self.store = runtime.store
+        self.intake = intake
+        self.store = intake.store
         self.batch_id = batch_id
         self.counts = counts
         self.keep_ids = keep_ids
-        self.immediate = runtime.broker is None
-        self.publishers = 1 if self.immediate else max(1, publishers)
+        self.publishers = max(1, publishers)
         self._record_q: queue.Queue[list[NewJob] | None] = queue.Queue(maxsize=2)
         self._publish_q: queue.Queue[tuple[list[int], list[NewJob]] | None] = queue.Queue(
             maxsize=self.publishers + 1)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.error: BaseException | None = None
-        self._pending: list[Any] = []  # immediate mode: the previous chunk's calls
-        self._raws: dict[str, Raw] = {}
         self.inline = inline
         self._threads: list[threading.Thread] = []
         self._switch = sys.getswitchinterval()
@@ -205,7 +329,7 @@ class Intake:
             return
         # The recording and publishing threads wait on sockets; with the GIL's default 5 ms
         # switch interval each of their many small waits ends in a 5 ms queue behind the
-        # validating thread (measured: recording 35% slower). 1 ms for the intake's life.
+        # validating thread (measured: recording 35% slower). 1 ms for the feed's life.
         sys.setswitchinterval(min(self._switch, 0.001))
         self._threads = [threading.Thread(target=self._record_loop, name="intake-record", daemon=True)]
         self._threads += [threading.Thread(target=self._publish_loop, name=f"intake-publish-{i}", daemon=True)
@@ -219,7 +343,7 @@ class Intake:
             if self.error is not None:
                 raise self.error
             try:
-                self._publish(*self._record(chunk))
+                self._send(*self._record(chunk))
             except BaseException as exc:
                 self._fail(exc)
                 raise
@@ -287,28 +411,19 @@ class Intake:
                     return
                 if self._stop.is_set():
                     continue  # the database failed: what is recorded is found by requeue --stale
-                self._publish(*item)
+                self._send(*item)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self._fail(exc)
             while self._publish_q.get() is not None:  # let the recorder finish its puts
                 pass
 
-    def _publish(self, ids: list[int], chunk: list[NewJob]) -> None:
-        raws = self._raws
-        jobs = []
-        for i, (url, opts) in zip(ids, chunk, strict=True):
-            raw = raws.get(opts)  # a batch has few distinct option sets: one Raw each
-            if raw is None:
-                raw = Raw(opts)
-                if len(raws) < 4096:
-                    raws[opts] = raw
-            jobs.append((i, url, raw))
+    def _send(self, ids: list[int], chunk: list[NewJob]) -> None:
+        """Publish a recorded chunk through the intake, counting it; after a broker error,
+        mark it unsent instead of waiting for RabbitMQ again."""
         error = self.counts.broker_error
         if error is None:
             try:
-                handles = self.rt.publish(jobs)
-                if self.immediate:
-                    self._wait_for_previous(handles)
+                self.intake._publish(ids, chunk)
                 with self._lock:
                     self.counts.published += len(ids)
                 return
@@ -316,20 +431,10 @@ class Intake:
                 with self._lock:
                     self.counts.broker_error = self.counts.broker_error or str(exc)
                     self.counts.unpublished += len(ids)
-                return  # Runtime.publish marked them
-        self.store.mark_publish_failed(ids, f"not published: {error}")
+                return  # the intake marked them
+        self.intake.mark_unsent(ids, error)
         with self._lock:
             self.counts.unpublished += len(ids)
-
-    def _wait_for_previous(self, handles: list[Any]) -> None:
-        """Immediate mode: the checks run in this process's pool. Wait for the previous
-        chunk's checks, so at most two chunks of calls are ever pending in memory."""
-        for handle in self._pending:
-            try:
-                handle.result()
-            except Exception:  # noqa: BLE001 - the task logged it; its job stays queued
-                pass
-        self._pending = handles
 
 
 def chunks(jobs: Iterable[NewJob]) -> Iterator[list[NewJob]]:

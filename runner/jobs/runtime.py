@@ -1,11 +1,13 @@
-"""The runtime the CLI, the TUI and workers share: settings, store, app and tasks, wired once.
+"""The runtime the CLI, the TUI and workers share: settings, store, broker, app, tasks and
+intake, wired once.
 
-Jobs enter one way, :mod:`runner.jobs.intake`, which :meth:`Runtime.submit` (the CLI's
-submit, the TUI's input and re-test) and :class:`~runner.jobs.importer.Importer` both
-drive: validate everything first, record the jobs (the database is the source of truth),
-then publish one call per job with publisher confirms (:meth:`Runtime.publish`). If the
-broker cannot confirm, the jobs stay recorded and marked, and ``runner requeue --stale``
-(or the TUI, once the broker is back) publishes them later.
+Jobs enter one way, :attr:`Runtime.intake` (:mod:`runner.jobs.intake`), which
+:meth:`Runtime.submit` (the CLI's submit, the TUI's input and re-test, the API) and
+:class:`~runner.jobs.importer.Importer` both drive: validate everything first, record the
+jobs (the database is the source of truth), then publish one call per job with publisher
+confirms. If the broker cannot confirm, the jobs stay recorded and marked, and
+``runner requeue --stale`` (or the TUI, once the broker is back) publishes them later
+(:meth:`~runner.jobs.intake.Intake.republish`).
 """
 
 from __future__ import annotations
@@ -16,17 +18,14 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from db import Batch, Counts, JobFilter, NewJob, ResultRecord, Store, WorkerBeat, open_store, utcnow
 from db.batches import batch_summary
 from db.regional import region_results
-from db.regions import Placement
 from runner.check.options import CheckOptions, parse_options
-from runner.errors import BrokerError, InvalidInput, UnsentJobs
-from runner.jobs import intake
-from runner.jobs.intake import FIRST_CHUNK, Intake, IntakeCounts, Validator, chunks
+from runner.errors import BrokerError, InvalidInput
+from runner.jobs.intake import Intake, Validator
 from runner.jobs.regions import (
     DEFAULT_REGION,
     parse_placement,
@@ -36,15 +35,15 @@ from runner.jobs.regions import (
     split_placement,
 )
 from runner.jobs.settings import Settings
-from runner.jobs.tasks import CHECK_TASK, register
+from runner.jobs.tasks import register
 from runner.jobs.urls import Rejected
 from runner.jobs.writer import ResultWriter
-from runner.taskq.app import DEFAULT_PACK, App, Call, Raw, TaskHandle
+from runner.taskq import open_broker
+from runner.taskq.app import App, Broker, QueueDepth
 
 if TYPE_CHECKING:
     from runner.check.checker import Checker
     from runner.jobs.pacing import Pacer
-    from runner.taskq.broker import AmqpBroker, QueueDepth
 
 @dataclass
 class SubmitReport:
@@ -69,21 +68,19 @@ class Status:
 class Runtime:
     """Everything a process of urltester needs, built from settings at the entry point."""
 
-    def __init__(self, settings: Settings, *, store: Store | None = None, immediate_workers: int = 8,
-                 inline: bool = False, db_connections: int = 8) -> None:
-        """``inline``: in immediate mode, run each check on the submitting thread before
-        ``submit`` returns (deterministic unit tests); else in ``immediate_workers`` threads."""
+    def __init__(self, settings: Settings, *, store: Store | None = None, broker: Broker | None = None,
+                 db_connections: int = 8) -> None:
+        """``store`` and ``broker`` default to those the settings name; a unit test may hand in
+        an in-memory broker of its own (``MemoryBroker(inline=True)``: each check runs on the
+        submitting thread before ``submit`` returns)."""
         self.settings = settings
         self.store = store or open_store(settings.database_url, max_connections=db_connections)
-        self.broker: AmqpBroker | None = None
-        if not settings.immediate:
-            from runner.taskq.broker import open_broker
-
-            # A worker consumes its region's queue; a submitter publishes to each job's regions.
-            self.broker = open_broker(settings.broker_url, queue_for(settings.queue, settings.region),
-                                      publish_timeout=settings.publish_timeout)
-        self.app = App(self.broker, immediate_workers=immediate_workers, inline=inline)
+        # A worker consumes its region's queue; a submitter publishes to each job's regions.
+        self.broker: Broker = broker or open_broker(
+            settings.broker_url, queue_for(settings.queue, settings.region), publish_timeout=settings.publish_timeout)
+        self.app = App(self.broker)
         self.check_task = register(self.app, self)
+        self.intake = Intake(self.store, self.app, queue=settings.queue, no_worker_after=settings.no_worker_after)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._checker: Checker | None = None
         self._writer: ResultWriter | None = None
@@ -177,7 +174,7 @@ class Runtime:
         if report.batch.existed:
             return report
         report.urls = [job.url for job in jobs]
-        report.job_ids = self.enqueue(report.batch.id, jobs)
+        report.job_ids = self.intake.enqueue(report.batch.id, jobs)
         return report
 
     def placement(self, regions: Any, quorum: Any, where: str | None = None) -> dict[str, Any]:
@@ -202,63 +199,6 @@ class Runtime:
         stored, self._sweep_after = report_no_worker(self.store, self.live_regions(), after_id=self._sweep_after)
         return stored
 
-    def enqueue(self, batch_id: int | None, jobs: Iterable[NewJob]) -> list[int]:
-        """Record then publish validated jobs (options as JSON text); returns their ids.
-
-        If the broker fails, the remaining jobs are still recorded (marked unsent, like
-        the failed ones) before UnsentJobs is raised: everything accepted is kept.
-        """
-        counts = IntakeCounts()
-        jobs = jobs if isinstance(jobs, list) else list(jobs)
-        intake = Intake(self, batch_id, counts, keep_ids=True, inline=len(jobs) <= FIRST_CHUNK)
-        try:
-            for chunk in chunks(jobs):
-                intake.put(chunk)
-        finally:
-            intake.close()
-        if counts.broker_error is not None:
-            raise UnsentJobs(counts.broker_error, recorded=counts.recorded)
-        return counts.job_ids
-
-    def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any] | Raw]], *, requeued: bool = False) -> list[TaskHandle]:
-        """Publish check calls for recorded jobs, the one way calls are sent: one per job and
-        region, to each region's queue; on failure mark them and raise BrokerError. In
-        immediate mode the handles carry the outcomes."""
-        if not jobs:
-            return []
-        by_region: dict[str, list[Call]] = {}
-        regional: list[int] = []
-        for job_id, url, options in jobs:
-            placement = Placement.of(options.text if isinstance(options, Raw) else options)
-            if placement.named:
-                regional.append(job_id)
-            for region in placement.regions:
-                kwargs = {} if region == DEFAULT_REGION else {"region": region}
-                by_region.setdefault(region, []).append(Call(CHECK_TASK, (job_id, url, options), kwargs))
-        ids = [job_id for job_id, _, _ in jobs]
-        headers = {"x-urltester-requeued": True} if requeued else None
-        try:
-            handles: list[TaskHandle] = []
-            for region, calls in by_region.items():
-                handles += self.app.enqueue(calls, pack=DEFAULT_PACK if len(calls) > 1 else 1, headers=headers,
-                                            queue=queue_for(self.settings.queue, region))
-        except BrokerError as exc:
-            self.store.mark_publish_failed(ids, f"not published: {exc}")
-            raise
-        if self.broker is not None:
-            self.mark_published(ids, regional)
-        return handles
-
-    def mark_published(self, ids: Sequence[int], regional: Sequence[int] = ()) -> None:
-        """Mark jobs published; those that named regions get their no-worker bound."""
-        named = set(regional)
-        plain = [i for i in ids if i not in named]
-        if plain:
-            self.store.mark_published(plain)
-        if named:
-            bound = utcnow() + timedelta(seconds=self.settings.no_worker_after)
-            self.store.mark_published([i for i in ids if i in named], no_worker_at=bound)
-
     def retest(self, job_ids: Sequence[int], *, batch: str | None = None) -> SubmitReport:
         """New jobs for the same URLs and options as these (history is kept)."""
         views = self.store.list_jobs(JobFilter(ids=tuple(job_ids)), limit=len(job_ids))
@@ -266,25 +206,8 @@ class Runtime:
             return SubmitReport(None)
         report = SubmitReport(self.store.create_batch(batch or default_batch_name("retest")))
         jobs = [NewJob(v.url, NewJob(v.url, v.options).options_json()) for v in sorted(views, key=lambda v: v.id)]
-        report.job_ids = self.enqueue(report.batch.id, jobs)
+        report.job_ids = self.intake.enqueue(report.batch.id, jobs)
         return report
-
-    def requeue_stale(self, older_than: timedelta) -> int:
-        """Re-publish jobs not done whose message is older than ``older_than``.
-
-        A duplicate message is harmless (the second result is never stored), so this is
-        safe to run from cron while workers are busy.
-        """
-        total = 0
-        after = 0
-        cutoff_now = utcnow()
-        while True:
-            stale = self.store.stale_jobs(older_than, now=cutoff_now, after_id=after, limit=intake.CHUNK)
-            if not stale:
-                return total
-            self.publish([(v.id, v.url, v.options) for v in stale], requeued=True)
-            total += len(stale)
-            after = stale[-1].id
 
     # ------------------------------------------------------------------ waiting and status
 
@@ -298,7 +221,7 @@ class Runtime:
         next_sweep = time.monotonic() + 1.0
         try:
             while True:
-                if self.broker is not None and time.monotonic() >= next_sweep:
+                if time.monotonic() >= next_sweep:
                     # A region without a live worker would keep a job waiting: report it
                     # no_worker once its bound has passed (workers do this too).
                     self.report_no_worker()
@@ -318,13 +241,14 @@ class Runtime:
 
     def status(self) -> Status:
         """Counts, live workers, and the queue depth of each region with a live worker (and
-        the default region's, always)."""
+        the default region's, always). The in-memory broker's queues are its process's own:
+        none to show."""
         counts = self.store.counts()
         workers = self.store.workers()
         depth = None
         error = None
         regions: dict[str, QueueDepth | None] = {}
-        if self.broker is not None:
+        if not self.settings.immediate:
             try:
                 regions = dict(self.queue_depths(self.live_regions(workers)))
                 depth = regions[DEFAULT_REGION]
@@ -334,8 +258,7 @@ class Runtime:
 
     def queue_depths(self, regions: Iterable[str]) -> dict[str, QueueDepth]:
         """Each region's queue depth, the default region's first and always (BrokerError
-        when RabbitMQ cannot say). Needs a broker."""
-        assert self.broker is not None
+        when RabbitMQ cannot say)."""
         names = [DEFAULT_REGION, *sorted(set(regions) - {DEFAULT_REGION})]
         return {region: self.broker.ping(queue_for(self.settings.queue, region)) for region in names}
 
@@ -345,4 +268,3 @@ def default_batch_name(source: str) -> str:
 
 
 __all__ = ["Runtime", "Status", "SubmitReport", "default_batch_name"]
-

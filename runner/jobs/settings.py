@@ -50,8 +50,10 @@ class Settings:
 
     @property
     def immediate(self) -> bool:
-        """True on the embedded broker: checks run in this process."""
-        return self.broker_url.partition(":")[0].lower() == "memory"
+        """True on the embedded broker (``memory://``): checks run in this process."""
+        from runner.taskq.memory import is_memory_url
+
+        return is_memory_url(self.broker_url)
 
     @property
     def database_shown(self) -> str:

@@ -80,7 +80,7 @@ def register(app: App, runtime: CheckParts) -> Task:
         finally:
             ticket.release()
         count(result)
-        return runtime.writer.submit(to_record(job_id, result, worker=runtime.worker_id, region=region))
+        return runtime.writer.add(to_record(job_id, result, worker=runtime.worker_id, region=region))
 
     return check
 

@@ -1,6 +1,6 @@
 """Batched writes from worker threads: many checks finish at once, one transaction stores them.
 
-A worker thread hands its result over with :meth:`ResultWriter.submit` and takes its next
+A worker thread hands its result over with :meth:`ResultWriter.add` and takes its next
 call at once; the future it gets back resolves when the result is committed, and only then
 is the message acked (late ack). While the database is unreachable the writer retries with
 backoff for ``give_up_after`` seconds, every result handed in meanwhile joining the retried
@@ -49,7 +49,7 @@ class ResultWriter:
             self._started.append(job_id)
             self._cond.notify()
 
-    def submit(self, record: ResultRecord) -> Future[str]:
+    def add(self, record: ResultRecord) -> Future[str]:
         """Queue a result for the next batch; the future resolves to its outcome once it is
         committed (or to the error that stopped it). Storing is idempotent per job."""
         future: Future[str] = Future()

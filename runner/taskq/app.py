@@ -21,10 +21,11 @@ and only up to that same size, and JSON nested deeper than :data:`MAX_DEPTH` is 
 Every refusal is a :class:`PoisonMessage` whose text says why; nothing else escapes
 :func:`decode`.
 
-Immediate mode (``memory://``, the embedded default and unit tests) runs calls in a local
-thread pool at enqueue; the handle's ``result()`` waits for them. With ``inline=True`` each
-call runs synchronously on the enqueueing thread, before ``enqueue`` returns: deterministic,
-so a unit test needs no waiting (Huey's ``immediate``).
+An app always publishes to a broker: RabbitMQ's (:mod:`runner.taskq.broker`), whose
+consumers are ``runner start`` processes, or the in-memory one (:mod:`runner.taskq.memory`,
+``memory://``: the embedded default and unit tests), whose consumer is this process. The
+app does not know which: the in-memory broker's ``inline`` (each call run before
+``enqueue`` returns, Huey's immediate mode) is the broker's property.
 
 Arguments travel as JSON. An argument that is already JSON text (a batch's options, validated
 once and kept as text for a million jobs) can be passed as :class:`Raw`: it is written into
@@ -36,14 +37,13 @@ from __future__ import annotations
 import bz2
 import itertools
 import json
-import logging
 import lzma
 import os
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,8 +55,6 @@ from tenacity import (
 )
 
 from runner.backoff import backoff
-
-log = logging.getLogger("urltester.runner")
 
 MESSAGE_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20  # a larger message (or one that inflates larger) is poison, never parsed
@@ -77,7 +75,8 @@ class Defer(Exception):  # noqa: N818 - an instruction to the runner, not an err
     The consumer does not hold a worker thread meanwhile: a short delay waits in the
     process's timer, a longer one travels back through the broker (a delay queue) and the
     message is acked. The task decides what the new kwargs carry (e.g. a reservation).
-    Inline and immediate-mode callers wait the delay and run the call again.
+    A caller that runs the call itself (``call_local``, the in-memory broker) waits the
+    delay and runs the call again.
     """
 
     def __init__(self, delay: float, kwargs: dict[str, Any] | None = None) -> None:
@@ -246,26 +245,39 @@ def nesting_depth(value: Any) -> int:
     return deepest
 
 
-def _log_failure(call: Call) -> Callable[[Future[Any]], None]:
-    def done(future: Future[Any]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            exc = future.exception()
-            log.error("task %s (call %s) failed: %s: %s", call.task, call.id, type(exc).__name__, exc)
-
-    return done
+@dataclass
+class QueueDepth:
+    ready: int
+    consumers: int
+    dead: int
 
 
 class Broker(Protocol):
-    """What the app needs of a broker: publish packs of calls, durably."""
+    """What an app and its runtime need of a broker (RabbitMQ's or the in-memory one)."""
+
+    queue: str  # the queue it consumes and publishes to by default
+
+    def attach(self, app: App) -> None:
+        """The app whose calls this broker carries: a broker whose consumer is this process
+        (the in-memory one) runs them with it; RabbitMQ's consumers are other processes."""
 
     def publish(self, messages: Sequence[bytes], *, headers: dict[str, Any] | None = None,
-                routing_key: str | None = None) -> None: ...
+                routing_key: str | None = None) -> Sequence[Future[Any]] | None:
+        """Publish packs of calls durably (BrokerError if not). A broker that runs the calls
+        in this process returns each call's future, in order; otherwise their results are
+        the application's to store."""
+
+    def ping(self, queue: str | None = None) -> QueueDepth:
+        """The queue's depth (default: the broker's own), or BrokerError if unreachable."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Return once what was published no longer needs this process (False on timeout)."""
 
     def close(self) -> None: ...
 
 
 class TaskHandle:
-    """What enqueueing returns: the call's id, and in immediate mode its result."""
+    """What enqueueing returns: the call's id, and its result if it ran in this process."""
 
     def __init__(self, call: Call, future: Future[Any] | None = None) -> None:
         self.call = call
@@ -274,7 +286,8 @@ class TaskHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         if self._future is None:
-            raise RuntimeError("results are stored in the database; only immediate mode returns them here")
+            raise RuntimeError("results are stored in the database; only calls run in this process "
+                               "(the in-memory broker) return them here")
         return self._future.result(timeout)
 
     def __repr__(self) -> str:
@@ -311,23 +324,12 @@ class Task:
 
 
 class App:
-    """Registry of tasks plus the broker they travel on.
+    """Registry of tasks plus the broker they travel on (see the module's docstring)."""
 
-    ``broker=None`` is immediate mode: calls run in a local pool of ``immediate_workers``
-    threads at enqueue, or, with ``inline``, on the enqueueing thread before ``enqueue``
-    returns.
-    """
-
-    def __init__(self, broker: Broker | None = None, *, immediate_workers: int = 8, inline: bool = False) -> None:
+    def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.tasks: dict[str, Task] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self._immediate_workers = immediate_workers
-        self.inline = inline
-
-    @property
-    def immediate(self) -> bool:
-        return self.broker is None
+        broker.attach(self)
 
     def task(self, name: str | None = None, *, attempts: int = 1, retry_delay: float = 1.0,
              retry_on: tuple[type[BaseException], ...] = (Exception,)) -> Callable[[Callable[..., Any]], Task]:
@@ -347,22 +349,17 @@ class App:
                 queue: str | None = None) -> list[TaskHandle]:
         """Send calls, ``pack`` to a message, to ``queue`` (default: the broker's own). Returns
         after the broker confirmed every message (raises BrokerError otherwise: then none of
-        the calls may be assumed sent). Immediate mode has one place to run: ``queue`` is moot."""
+        the calls may be assumed sent)."""
         for call in calls:
             if call.task not in self.tasks:
                 raise KeyError(f"unknown task {call.task!r}")
-        if self.broker is None and self.inline:
-            return [TaskHandle(call, self._run_inline(call.decoded())) for call in calls]
-        if self.broker is None:
-            pool = self._immediate_pool()
-            handles = [TaskHandle(call, pool.submit(self.execute, call.decoded())) for call in calls]
-            for handle in handles:
-                handle._future.add_done_callback(_log_failure(handle.call))  # type: ignore[union-attr]
-            return handles
         pack = max(1, pack)
         messages = [encode(calls[i:i + pack]) for i in range(0, len(calls), pack)]
-        self.broker.publish(messages, headers=headers, routing_key=queue)
-        return [TaskHandle(call) for call in calls]
+        futures = self.broker.publish(messages, headers=headers, routing_key=queue) or ()
+        handles = [TaskHandle(call) for call in calls]
+        for handle, future in zip(handles, futures, strict=False):  # the calls run here, if any
+            handle._future = future
+        return handles
 
     def execute(self, call: Call, *, wait: bool = True) -> Any:
         """Run one call (see :meth:`run`); inline (``wait``) a :class:`Defer` is waited out here."""
@@ -380,7 +377,7 @@ class App:
 
         A task may return a :class:`~concurrent.futures.Future`: its work is done and only
         its completion is pending elsewhere (a result waiting for a batched commit). With
-        ``wait`` (inline, immediate mode) that future is waited for and its value returned.
+        ``wait`` (``call_local``, the in-memory broker) that future is waited for and its value returned.
         The consumer passes ``wait=False``, settles the message when the future resolves,
         and its worker thread takes the next call at once. Retries cover the task's own
         run, not the pending completion.
@@ -402,23 +399,5 @@ class App:
             return result.result()
         return result
 
-    def _run_inline(self, call: Call) -> Future[Any]:
-        done: Future[Any] = Future()
-        try:
-            done.set_result(self.execute(call))
-        except Exception as exc:  # noqa: BLE001 - kept for result(), logged like the pool's
-            done.set_exception(exc)
-            _log_failure(call)(done)
-        return done
-
-    def _immediate_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._immediate_workers, thread_name_prefix="urltester-check")
-        return self._pool
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        if self.broker is not None:
-            self.broker.close()
+        self.broker.close()

@@ -36,7 +36,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -47,6 +46,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 from runner import metrics
 from runner.backoff import backoff
 from runner.errors import BrokerError, ConfigError
+from runner.taskq.app import QueueDepth
 from runner.text import mask_url as mask_password
 from runner.text import url_password
 
@@ -106,13 +106,6 @@ def _queues(name: str) -> tuple[Queue, Queue]:
     return work, Queue(dead, durable=True, auto_delete=False)
 
 
-@dataclass
-class QueueDepth:
-    ready: int
-    consumers: int
-    dead: int
-
-
 class Delivery:
     """One received message. Its methods may be called from any thread: they queue the
     action for the connection thread, which performs it on its next turn."""
@@ -170,9 +163,25 @@ class AmqpBroker:
         self._actions: queue_mod.Queue[tuple[str, Delivery, Any]] = queue_mod.Queue()
         self._generation = 0
 
+    @classmethod
+    def from_url(cls, url: str, queue: str, *, publish_timeout: float = 30.0) -> AmqpBroker:
+        """For ``amqp://`` URLs (see :func:`runner.taskq.open_broker`); connections are made lazily."""
+        try:
+            Connection(url).transport_cls  # noqa: B018 - validates the transport name
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"broker URL {mask_password(url)} is not usable: {exc}") from exc
+        return cls(url, queue, publish_retry_seconds=publish_timeout)
+
     @property
     def shown(self) -> str:
         return mask_password(self.url)
+
+    def attach(self, app: Any) -> None:
+        """Nothing to do: RabbitMQ's consumers are ``runner start`` processes."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """At once: :meth:`publish` returns only once RabbitMQ holds every message."""
+        return True
 
     # ------------------------------------------------------------------ connections
 
@@ -580,12 +589,3 @@ def _release(conn: Connection) -> None:
         conn.release()
     except Exception:  # noqa: BLE001 - releasing a broken connection may fail in any way
         pass
-
-
-def open_broker(url: str, queue: str, *, publish_timeout: float = 30.0) -> AmqpBroker:
-    """An AMQP broker for ``amqp://`` URLs (connections are made lazily)."""
-    try:
-        Connection(url).transport_cls  # noqa: B018 - validates the transport name
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"broker URL {mask_password(url)} is not usable: {exc}") from exc
-    return AmqpBroker(url, queue, publish_retry_seconds=publish_timeout)

@@ -19,6 +19,7 @@ import pytest
 from db import NewJob, ResultRecord, Store, open_store
 from runner.jobs.runtime import Runtime
 from runner.jobs.settings import Settings
+from runner.taskq.memory import MemoryBroker
 
 FIXED_NOW = datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC)
 
@@ -40,7 +41,7 @@ def fixed_clock() -> datetime:
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     """The embedded default (checks in-process) on a SQLite file of this test's own."""
-    rt = Runtime(Settings(database_url=f"sqlite:///{tmp_path}/t.db"), immediate_workers=4)
+    rt = Runtime(Settings(database_url=f"sqlite:///{tmp_path}/t.db"), broker=MemoryBroker(workers=4))
     yield rt
     rt.close()
 

@@ -227,7 +227,7 @@ async def test_detail_of_a_queued_job_updates_when_done(runtime) -> None:  # noq
 async def test_retest_row_and_failed_in_view(runtime, target) -> None:  # noqa: ANN001
     store = runtime.store
     ids = store.insert_jobs(None, [NewJob(target.url("/ok"), {}), NewJob(target.url("/status/503"), {})])
-    runtime.publish([(i, v.url, v.options) for i, v in zip(ids, store.list_jobs(JobFilter(ids=tuple(ids)), order="oldest"), strict=True)])
+    runtime.intake.publish([(i, v.url, v.options) for i, v in zip(ids, store.list_jobs(JobFilter(ids=tuple(ids)), order="oldest"), strict=True)])
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
         grid = app.query_one(JobGrid)
