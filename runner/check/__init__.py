@@ -2,7 +2,8 @@
 
 Modules: ``checker`` (the check, its result, outcomes, retries), ``transport`` (the urllib3
 classes under requests, the resolver, the deadline watchdog), ``body`` (body assertions on
-the streaming body), ``options`` (per-job options and conditions), ``policy`` (addresses).
+the streaming body), ``options`` (per-job options and conditions), ``policy`` (addresses),
+``fetch`` (a document to read, an import's SOURCE URL, through the same transport and policy).
 
 Owns: testing one URL over HTTP within a deadline (requests, on a transport of ours under
 it that times each phase and enforces the address policy at the real connect address),

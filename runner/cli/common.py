@@ -98,6 +98,9 @@ class ImportFormat(StrEnum):
     text = "text"
     csv = "csv"
     jsonl = "jsonl"
+    sitemap = "sitemap"
+    html = "html"
+    markdown = "markdown"
 
 
 class LogLevel(StrEnum):
