@@ -141,6 +141,14 @@ def declared_encoding(head: bytes) -> str | None:
     return target.found or None
 
 
+def _known(name: str) -> bool:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
+
+
 def _parser(target: _Target, *names: str | None) -> Any:
     """lxml's HTML parser for the first of ``names`` libxml2 knows (as written, or as Python
     spells it), else UTF-8; ``"bom"``: libxml2 reads the byte-order mark itself."""
@@ -213,7 +221,8 @@ class HtmlLinks:
         return self._take()
 
     def _start(self, head: bytes) -> None:
-        self._parser = _parser(self._target, self.encoding, declared_encoding(head[:SNIFF]))
+        declared = None if self.encoding and _known(self.encoding) else declared_encoding(head[:SNIFF])
+        self._parser = _parser(self._target, self.encoding, declared)
 
     def _feed(self, data: bytes) -> None:
         if self._broken or not data:

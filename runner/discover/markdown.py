@@ -9,12 +9,15 @@ links of HTML written inside the Markdown (``<img src>``, ``<a href>``: the HTML
 Every link is handed over as written: markdown-it's own refusal of ``javascript:`` and
 ``data:`` links is turned off, so they are skipped and counted like any other.
 
-markdown-it parses a whole text at once, so a long document is cut into chunks of about
-:data:`CHUNK` characters at a blank line followed by a line that starts a new top-level
-block (not indented, outside a fenced code block). A reference used in one chunk and
-defined in another loses nothing: its definition is a link at its own line. Lines are the
-document's (a chunk knows its first line); a link's line is its block's first line plus
-the line breaks before it inside the block.
+markdown-it parses a whole text at once, and its tokens cost up to 400 bytes of memory
+per byte of text (64 KiB of ``*a* `` make 25 MB of tokens), so a long document is cut into
+chunks of about :data:`CHUNK` characters at a blank line followed by a line that starts a
+new top-level block (not indented, outside a fenced code block). A document that offers no
+such line for :data:`HARD_CHUNK` characters (one huge code block or list) is cut at a line
+anyway, a fence being reopened in the next chunk, so memory stays bounded whatever the
+document. A reference used in one chunk and defined in another loses nothing: its
+definition is a link at its own line. Lines are the document's (a chunk knows its first
+line); a link's line is its block's first line plus the line breaks before it inside it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from markdown_it import MarkdownIt
 from runner.discover.html import html_links
 from runner.discover.links import Link, resolve, short_text
 
-CHUNK = 256 * 1024  # characters per markdown-it parse, about
+CHUNK = 64 * 1024         # characters per markdown-it parse, about
+HARD_CHUNK = 4 * CHUNK    # ... at most
 
 _md: MarkdownIt | None = None
 
@@ -37,8 +41,17 @@ def _parser() -> MarkdownIt:
     if _md is None:
         md = MarkdownIt("gfm-like", {"linkify": True, "html": True})
         md.validateLink = lambda url: True  # every link reaches us; we skip and count
+        md.linkify.set({"fuzzy_email": False})  # a raw e-mail address would be a skipped mailto:
+        # Links as written: resolving and normalising them is the caller's (as for HTML's);
+        # markdown-it's own percent-encoding and punycode took a third of the parse.
+        md.normalizeLink = _as_written  # type: ignore[method-assign]
+        md.normalizeLinkText = _as_written  # type: ignore[method-assign]
         _md = md
     return _md
+
+
+def _as_written(url: str) -> str:
+    return url
 
 
 def markdown_links(text: str, url: str | None = None, *, first_line: int = 1) -> list[Link]:
@@ -106,24 +119,30 @@ def _fence(line: str) -> tuple[str, int] | None:
 
 def chunks(lines: Iterable[tuple[int, str]], size: int = CHUNK) -> Iterator[tuple[int, str]]:
     """``(first line number, text)`` pieces of a document given as numbered lines."""
+    hard = size * HARD_CHUNK // CHUNK
     buf: list[str] = []
     first = 1
     length = 0
     fence: tuple[str, int] | None = None
+    fence_line = ""
     blank_before = False
     for number, line in lines:
         if not buf:
             first = number
         starts_block = line[:1] not in ("", " ", "\t", "\n", "\r")
-        if length >= size and blank_before and fence is None and starts_block:
+        if length >= size and ((blank_before and fence is None and starts_block) or length >= hard):
             yield first, "".join(buf)
             buf.clear()
             length = 0
             first = number
+            if fence is not None:  # cut inside a fenced block: it goes on in the next chunk
+                buf.append(fence_line)
+                length = len(fence_line)
+                first = number - 1
         mark = _fence(line)
         if mark is not None:
             if fence is None:
-                fence = mark
+                fence, fence_line = mark, line if line.endswith("\n") else line + "\n"
             elif mark[0] == fence[0] and mark[1] >= fence[1] and not line.strip().strip(mark[0]):
                 fence = None
         buf.append(line)
@@ -133,7 +152,8 @@ def chunks(lines: Iterable[tuple[int, str]], size: int = CHUNK) -> Iterator[tupl
         yield first, "".join(buf)
 
 
-def read_markdown(lines: Iterable[tuple[int, str]], url: str | None = None) -> Iterator[Link]:
+def read_markdown(lines: Iterable[tuple[int, str]], url: str | None = None, *,
+                  size: int = CHUNK) -> Iterator[Link]:
     """The links of a document given as numbered lines (each with its line ending)."""
-    for first, text in chunks(lines):
+    for first, text in chunks(lines, size):
         yield from markdown_links(text, url, first_line=first)

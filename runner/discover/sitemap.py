@@ -158,7 +158,6 @@ class SitemapReader:
         return int(self._expat.CurrentLineNumber or 1)
 
     def read(self) -> Iterator[Entry | Problem]:
-        target = self._target
         for piece in self._pieces():
             if self.stopped:
                 break
@@ -171,19 +170,21 @@ class SitemapReader:
                 yield Problem(None, self.line(), f"larger than {MAX_BYTES:,} bytes uncompressed (50 MB, the "
                               "sitemaps protocol's limit): the rest of this sitemap is not read", stop=True)
                 return
-            problem = self._feed(piece)
-            yield from target.out
-            target.out.clear()
-            if problem is not None:
-                yield problem
+            yield from self._said(self._feed(piece))
+            if self.stopped:
                 return
         if self.stopped:
             return
-        problem = self._feed(None)
-        yield from target.out
-        target.out.clear()
-        if problem is not None:
-            yield problem
+        yield from self._said(self._feed(None))
+
+    def _said(self, problem: Problem | None) -> list[Entry | Problem]:
+        """What the parser's events found, then the parser's own problem, unless a reason to
+        stop came first: one reason to stop, always the last thing said."""
+        out = self._target.out
+        self._target.out = []
+        if problem is not None and not any(isinstance(x, Problem) and x.stop for x in out):
+            out.append(problem)
+        return out
 
     def _feed(self, data: bytes | None) -> Problem | None:
         try:

@@ -67,6 +67,18 @@ def test_chunks_cut_at_blank_lines_outside_fences_and_lose_no_link() -> None:
     assert (56 + 2 * 399, "https://s.test/399") in streamed  # lines stay the document's
 
 
+def test_a_document_without_a_block_boundary_is_cut_anyway_and_a_fence_stays_a_fence() -> None:
+    text = "```\n" + "[not a link](https://in-a-fence.test/)\n" * 2000 + "```\n[a link](https://after.test/)\n"
+    lines = list(enumerate(text.splitlines(keepends=True), 1))
+    pieces = list(chunks(lines, size=1000))
+    assert len(pieces) > 10 and max(len(piece) for _, piece in pieces) < 4000 + 100
+    assert all(piece.startswith("```\n") for _, piece in pieces[:-1])  # each reopens the fence
+    links = list(read_markdown(iter(lines), size=1000))
+    assert [(link.line, link.url) for link in links] == [(2003, "https://after.test/")]
+    blank = [(n, "\n") for n in range(1, 100_001)]  # nothing but blank lines: cut all the same
+    assert max(len(piece) for _, piece in chunks(iter(blank), size=1000)) <= 4001
+
+
 def test_nothing_raises_on_odd_input() -> None:
     assert markdown_links("") == []
     deep = markdown_links("[" * 10_000 + "](https://s.test/x)" + ">" * 5_000 + "*" * 5_000)
