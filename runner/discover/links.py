@@ -19,6 +19,7 @@ with its place like a bad line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 SKIPPED_SCHEMES = ("mailto", "tel", "javascript", "data")
@@ -50,7 +51,9 @@ class Link:
 
 def clean(raw: str) -> str:
     """The link as the URL Standard parses it: no tab or newline, no surrounding controls."""
-    return raw.translate(_REMOVED).strip(_STRIP)
+    if "\t" in raw or "\n" in raw or "\r" in raw:
+        raw = raw.translate(_REMOVED)
+    return raw.strip(_STRIP)
 
 
 def scheme_of(text: str) -> str | None:
@@ -79,17 +82,23 @@ def resolve(link: Link, base: str | None) -> Link:
     if scheme in SKIPPED_SCHEMES:
         link.skipped = scheme
         return link
-    if base is None:
+    if base is None or (scheme in ("http", "https") and text[len(scheme) + 1:len(scheme) + 3] == "//"):
         if scheme is None:
             link.problem = "relative link and no base URL to resolve it against (give --base-url)"
         else:
-            link.url = text
+            link.url = text  # absolute: nothing to resolve (urljoin was half the HTML reader's time)
         return link
     try:
-        link.url = urljoin(base, text)
+        link.url = _join(base, text)
     except ValueError as exc:  # urljoin refuses e.g. an unclosed IPv6 bracket
         link.problem = f"not a URL ({exc})"
     return link
+
+
+@lru_cache(maxsize=4096)
+def _join(base: str, text: str) -> str:
+    """``urljoin``, remembered: a site's pages repeat their navigation links."""
+    return urljoin(base, text)
 
 
 def base_for(href: str, document: str | None) -> str | None:
