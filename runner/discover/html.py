@@ -6,8 +6,11 @@ An anchor's text and an image's ``alt`` are kept with the link (a crawl shows th
 a broken link: "where to fix it").
 
 The parser is lxml's HTML parser with a *target*: it calls :class:`_Target` per start tag,
-end tag and piece of text, and builds no tree, so memory stays flat for a document of any
-size. (A tree, even pruned as it grows, made libxml2 check each new attribute against
+end tag and piece of text, and builds no tree. lxml's feed parser keeps every byte it was
+fed until it is closed, so a long document is read by a fresh parser every
+:data:`RESTART` bytes, taking over after a line that ends a tag outside ``<script>``,
+``<style>``, comments and the like (at :data:`HARD_RESTART` bytes, after any line): memory
+stays flat for a document of any size. (A tree, even pruned as it grows, made libxml2 check each new attribute against
 every earlier one of its tag: one 170 KB tag of 20,000 attributes took 3 s, a 1 MB one
 three minutes. The target gets them as they are: 0.02 s.) The document is fed a line at a
 time (a piece of at most :data:`PIECE` bytes of a longer line), so a link's line is the
@@ -34,6 +37,10 @@ from runner.discover.links import Link, base_for, resolve, short_text, srcset_ur
 
 PIECE = 64 * 1024   # bytes fed to the parser at once, at most
 SNIFF = 4096        # the first bytes looked at for a declared encoding
+RESTART = 4 * 1024 * 1024       # bytes one parser is fed before a fresh one takes over ...
+HARD_RESTART = 32 * 1024 * 1024  # ... at a quiet line, or at most this many
+RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "noscript", "iframe", "noembed",
+                      "noframes", "plaintext"})  # their text is not markup: never cut inside one
 # element -> its attributes that hold a link (and which of them are srcset lists)
 LINK_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "a": ("href",),
@@ -56,10 +63,13 @@ class _Target:
         self.line = 1
         self.found: list[Link] = []
         self.anchor: Link | None = None   # the <a> whose text is being collected
+        self.raw = 0                      # raw-text elements open (script, style ...)
         self.text: list[str] = []
         self.text_len = 0
 
     def start(self, tag: Any, attrib: Any) -> None:
+        if tag in RAW_TEXT:
+            self.raw += 1
         if tag not in _WANTED:
             return
         reader = self.reader
@@ -85,6 +95,8 @@ class _Target:
                     self.anchor = link
 
     def end(self, tag: Any) -> None:
+        if tag in RAW_TEXT and self.raw:
+            self.raw -= 1
         if tag == "a" and self.anchor is not None:
             self._finish_anchor()
 
@@ -194,6 +206,9 @@ class HtmlLinks:
         self._head: list[bytes] = []
         self._head_len = 0
         self._parser: Any = None
+        self._names: tuple[str | None, str | None] = (None, None)
+        self._wide = False   # UTF-16/32: never cut (a fresh parser could start mid-character)
+        self._fed = 0        # bytes the current parser was fed
         self._target = _Target(self)
         self._broken = False
 
@@ -228,23 +243,57 @@ class HtmlLinks:
 
     def _start(self, head: bytes) -> None:
         declared = None if self.encoding and _known(self.encoding) else declared_encoding(head[:SNIFF])
-        self._parser = _parser(self._target, self.encoding, declared)
+        self._names = (self.encoding, declared)
+        self._parser = _parser(self._target, *self._names)
+        self._wide = "16" in str(self._parser_encoding()) or "32" in str(self._parser_encoding())
+
+    def _parser_encoding(self) -> str | None:
+        for name in self._names:
+            if name and name != "bom" and _known(name):
+                return codecs.lookup(name).name
+        return "utf-16" if self._names[1] == "bom" else None
 
     def _feed(self, data: bytes) -> None:
         if self._broken or not data:
             return
-        target, feed = self._target, self._parser.feed
+        target = self._target
         start, end = 0, len(data)
         try:
             while start < end:
                 stop = data.find(b"\n", start, start + PIECE)
                 stop = start + PIECE if stop < 0 else stop + 1
-                feed(data[start:stop])
-                if data[stop - 1:stop] == b"\n":
+                piece = data[start:stop]
+                self._parser.feed(piece)
+                self._fed += len(piece)
+                if piece[-1:] == b"\n":
                     target.line += 1
+                    if self._fed >= RESTART and self._quiet(piece):
+                        self._restart()
+                elif self._fed >= HARD_RESTART and not self._wide:
+                    self._restart()
                 start = stop
         except (etree.LxmlError, ValueError):
             self._broken = True  # libxml2 gave up on this document: what was found stands
+
+    def _quiet(self, line: bytes) -> bool:
+        """Whether the parser has just finished a tag, outside script, style, comments ...:
+        a fresh parser can take over after this line and lose nothing."""
+        if self._wide or self._target.raw or self._target.anchor is not None:
+            return self._fed >= HARD_RESTART and not self._wide
+        text = line.rstrip()
+        return text.endswith(b">") and text.rfind(b"<!--") <= text.rfind(b"-->")
+
+    def _restart(self) -> None:
+        """A fresh parser for the rest of the document. lxml's feed parser keeps every byte
+        it was fed until it is closed (100 MB fed, 100 MB held): closing one every few MB
+        keeps memory flat. What a parser knows across lines (the base, the line) is ours."""
+        try:
+            self._parser.close()
+        except (etree.LxmlError, ValueError):
+            pass
+        self._target.raw = 0
+        self._parser = _parser(self._target, *self._names)
+        self._fed = 0
 
     def _take(self) -> list[Link]:
         found = self._target.found
