@@ -57,6 +57,8 @@ def _as_written(url: str) -> str:
 def markdown_links(text: str, url: str | None = None, *, first_line: int = 1) -> list[Link]:
     """Every link of a Markdown text (a document, or a chunk of one starting at ``first_line``)."""
     env: dict[str, Any] = {}
+    if "\r" in text:  # CommonMark ends a line at a lone CR too; a file's lines end at LF
+        text = text.replace("\r\n", "\n").replace("\r", " ")
     try:
         tokens = _parser().parse(text, env)
     except (RecursionError, ValueError):  # pathological nesting: markdown-it's limits

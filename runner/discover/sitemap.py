@@ -38,6 +38,7 @@ MAX_ENTRIES = 50_000
 MAX_BYTES = 50 * 1024 * 1024    # 52,428,800 bytes uncompressed, as the protocol says
 MAX_LOC = 2048                  # "less than 2,048 characters"
 PIECE = 64 * 1024               # bytes read, and inflated, at a time
+MAX_DEPTH = 32                  # a sitemap nests 4 deep (urlset, url, image:image, image:loc)
 _GZIP = b"\x1f\x8b"
 ROOTS = {"urlset": "url", "sitemapindex": "sitemap"}
 
@@ -81,6 +82,11 @@ class _Target:
         reader = self.reader
         self.depth += 1
         if reader.stopped:
+            return
+        if self.depth > MAX_DEPTH:  # each open element costs the parser memory: 50 MB of <url> is 10M of them
+            reader.stopped = True
+            self.out.append(Problem(None, reader.line(), f"elements nested more than {MAX_DEPTH} deep: "
+                                    "the rest of this sitemap is not read", stop=True))
             return
         if self.depth == 1:
             if name not in ROOTS:

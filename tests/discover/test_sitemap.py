@@ -111,6 +111,11 @@ def test_what_is_not_a_sitemap_says_so() -> None:
     assert isinstance(items[0], Entry) and "not well-formed XML" in items[1].reason
 
 
+def test_deep_nesting_stops_at_32_levels() -> None:
+    _, items = read(b"<urlset>" + b"<url>" * 100_000)
+    assert len(items) == 1 and items[0].stop and "nested more than 32 deep" in items[0].reason
+
+
 def test_lastmod_is_a_w3c_datetime() -> None:
     good = ["2026", "2026-11", "2026-11-27", "2026-11-27T20:49Z", "2026-11-27T20:49:13+01:00",
             "2026-11-27T20:49:13.5-05:00"]
