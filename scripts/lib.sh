@@ -102,7 +102,7 @@ ensure_rabbitmq() {
 # Debian's packages as root; otherwise those tests skip with the reason (fail with CI=true).
 ensure_conformance_tools() {
     local missing=() tool
-    for tool in nginx apache2 curl openssl; do
+    for tool in nginx apache2 curl openssl linkchecker; do
         command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
     done
     [ "${#missing[@]}" = 0 ] && return 0

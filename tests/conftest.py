@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support import services
 from tests.support.targets import TargetServer
+
+if TYPE_CHECKING:
+    from tests.support.site import Site
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +58,13 @@ def queue_name(amqp_url: str) -> Iterator[str]:
     name = services.new_queue_name()
     yield name
     services.delete_queues(amqp_url, name)
+
+
+@pytest.fixture(scope="session")
+def served_site() -> Iterator[Site]:
+    """The generated site of tests/support/site.py on a real nginx, for the whole session
+    (the discovery tests now, the crawl's later): skips without nginx, fails with CI=true."""
+    from tests.support.site import serve_site
+
+    with serve_site() as site:
+        yield site

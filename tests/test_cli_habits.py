@@ -99,7 +99,7 @@ def test_the_enums_are_the_librarys_own_choices() -> None:
     assert tuple(o.value for o in common.Outcome) == report.OUTCOMES
     assert tuple(s.value for s in common.State) == STATES
     assert tuple(f.value for f in common.ResultsFormat) == report.FORMATS
-    assert tuple(f.value for f in common.ImportFormat) == readers.FORMATS
+    assert tuple(f.value for f in common.ImportFormat) == readers.IMPORT_FORMATS
 
 
 def test_status_json_has_stable_keys_and_masks_passwords(env, target) -> None:

@@ -26,6 +26,9 @@ THIRD_PARTY_OWNERS = {  # a library -> the only layer that may import it
     "textual": "tui",
     "prometheus_client": "runner.metrics",  # a leaf: every layer counts through it
     "fastapi": "runner.api", "starlette": "runner.api", "uvicorn": "runner.api",
+    # Reading documents (runner/discover): the parsers of HTML, Markdown and sitemaps.
+    "lxml": "runner.discover", "markdown_it": "runner.discover", "linkify_it": "runner.discover",
+    "defusedxml": "runner.discover",
 }
 ENTRY_POINTS = {"tui.__main__", "runner.__main__"}  # `python -m`: composition roots, like the CLI
 
@@ -86,7 +89,8 @@ ALLOWED = {  # layer -> the layers it may import (besides itself and the leaves)
     "db": set(),
     "runner.check": set(),
     "runner.taskq": set(),
-    "runner.jobs": {"runner.check", "runner.taskq", "db"},
+    "runner.discover": set(),  # parsers over bytes a caller hands in: fetches nothing
+    "runner.jobs": {"runner.check", "runner.taskq", "runner.discover", "db"},
     "runner.cli": {"runner.jobs", "runner.check", "runner.taskq", "db", "tui", "runner.api"},
     "runner.api": {"runner.jobs", "runner.check", "db"},
     "tui": {"runner.jobs", "db"},
@@ -167,7 +171,8 @@ def test_each_library_has_one_owner() -> None:
 
 
 def test_each_package_says_what_it_owns() -> None:
-    for pkg in ("runner", "runner/taskq", "runner/check", "runner/jobs", "runner/cli", "runner/api", "tui", "db"):
+    for pkg in ("runner", "runner/taskq", "runner/check", "runner/discover", "runner/jobs", "runner/cli",
+                "runner/api", "tui", "db"):
         doc = ast.get_docstring(ast.parse((ROOT / pkg / "__init__.py").read_text()))
         assert doc and len(doc) > 80, f"{pkg}/__init__.py has no docstring saying what it owns"
 
@@ -177,3 +182,18 @@ def test_the_check_imports_alone(forbidden: str) -> None:
     code = f"import sys, runner.check.checker, runner.check.options; sys.exit({forbidden!r} in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0, \
         f"import runner.check pulls in {forbidden}"
+
+
+@pytest.mark.parametrize("forbidden", ["kombu", "psycopg2", "typer", "requests", "lxml"])
+def test_the_check_and_the_link_reader_import_alone(forbidden: str) -> None:
+    """A crawl's worker reads a page's links with runner.discover beside runner.check: neither
+    drags in the broker, the database or the CLI; the check does not load lxml, nor the
+    reader requests (a page body is handed over, never fetched by it)."""
+    check = f"import sys, runner.check.checker, runner.check.fetch; sys.exit({forbidden!r} in sys.modules)"
+    links = f"import sys, runner.discover.html, runner.discover.markdown, runner.discover.sitemap; sys.exit({forbidden!r} in sys.modules)"
+    if forbidden != "requests":
+        assert subprocess.run([sys.executable, "-c", check], cwd=ROOT).returncode == 0, \
+            f"import runner.check pulls in {forbidden}"
+    if forbidden != "lxml":
+        assert subprocess.run([sys.executable, "-c", links], cwd=ROOT).returncode == 0, \
+            f"import runner.discover pulls in {forbidden}"

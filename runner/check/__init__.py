@@ -5,7 +5,8 @@ Modules: ``checker`` (the Checker: requests, redirects, the body, retries), ``re
 ``classify`` (a failed request's outcome and words), ``outcomes`` (their names),
 ``transport`` (the urllib3 classes under requests, the resolver, the deadline watchdog),
 ``body`` (body assertions on the streaming body), ``options`` (per-job options and
-conditions), ``policy`` (addresses).
+conditions), ``policy`` (addresses),
+``fetch`` (a document to read, an import's SOURCE URL, through the same transport and policy).
 
 Owns: testing one URL over HTTP within a deadline (requests, on a transport of ours under
 it that times each phase and enforces the address policy at the real connect address),

@@ -58,8 +58,9 @@ OPTION_NAMES: tuple[str, ...] = (
     "retries",
 )
 OPTION_ALIASES = {"headers": "header", "conditions": "condition"}
-# Keys that may ride along in an import row but are not options.
-_IGNORED_KEYS = frozenset({"url"})
+# Keys that may ride along in an import row (or a job's stored options) but are not options:
+# a sitemap's <lastmod> is kept with its job (runner/jobs/documents.py).
+_IGNORED_KEYS = frozenset({"url", "lastmod"})
 
 
 # ---------------------------------------------------------------- expected status codes

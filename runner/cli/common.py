@@ -99,6 +99,9 @@ class ImportFormat(StrEnum):
     text = "text"
     csv = "csv"
     jsonl = "jsonl"
+    sitemap = "sitemap"
+    html = "html"
+    markdown = "markdown"
 
 
 class LogLevel(StrEnum):

@@ -30,17 +30,17 @@ from runner.cli.common import (
 )
 from runner.text import printable
 
-IMPORT_HELP = """Validate a file of URLs and queue every valid line as a job of one batch.
+IMPORT_HELP = """Validate a file of URLs, or the links of a document, and queue each valid one as a job of one batch.
 
-FILE is a path, or - for standard input. Formats: text (one URL per line; # comments and blank lines ignored), CSV (a header with a url column and optional option columns: method, expect_status, body_contains, body_excludes, max_ms, deadline, max_redirects, insecure, max_bytes, header, condition, retries) or JSON Lines (one object per line with a "url" key and the same option keys). The columns/keys regions and quorum say where each line is checked (like --regions, --quorum). The format comes from the extension (.txt .csv .jsonl), else from the content; --format overrides. The check option flags are defaults for the whole file; a line's own columns or keys override them.
+SOURCE is a path, - for standard input, or an http(s) URL (fetched through the check's transport: the address policy, --deny-private, the check options' headers and the per-host limits apply). Formats: text (one URL per line; # comments and blank lines ignored), CSV (a header with a url column and optional option columns: method, expect_status, body_contains, body_excludes, max_ms, deadline, max_redirects, insecure, max_bytes, header, condition, retries) or JSON Lines (one object per line with a "url" key and the same option keys). The columns/keys regions and quorum say where each line is checked (like --regions, --quorum). Documents: sitemap (a sitemap or sitemap index, .xml or .xml.gz; the sitemaps it names are fetched, 3 levels at most; 50,000 URLs and 50 MB per file; <lastmod> kept with the job), html (a href, img src/srcset, link href, script src, iframe src, source src/srcset; <base href> honoured) and markdown (links, images, reference links, autolinks, raw URLs). mailto:, tel:, javascript:, data: and #fragment links are skipped and counted; relative links are resolved against the document's URL or --base-url. The format comes from the extension (.txt .csv .jsonl .xml .xml.gz .html .htm .md), else for a URL from its Content-Type, else from the content; --format overrides. The check option flags are defaults for the whole file; a line's own columns or keys override them.
 
-Each invalid line is reported on stderr as FILE:LINE: reason, and the valid lines are queued (with --strict nothing is queued if any line is invalid). Duplicate lines (same URL and options) are queued once. With --idempotency-key a re-run (a cron retry) never queues a line twice: it records only what an earlier run did not, and publishes what that run recorded but could not publish.
+Each invalid line or link is reported on stderr as FILE:LINE: reason (a sitemap's entry as SITEMAP:LINE (entry N): reason), and the valid ones are queued (with --strict nothing is queued if any line is invalid). Duplicate lines (same URL and options) are queued once. With --idempotency-key a re-run (a cron retry) never queues a line twice: it records only what an earlier run did not, and publishes what that run recorded but could not publish.
 
 Exit codes: 0 every valid line queued (with --wait: and every check ok).
 
 1 some lines rejected and the rest queued; or --strict refused the file; or with --wait a check failed or the wait timed out.
 
-2 usage error: bad flag, unreadable file, CSV header without url or with an unknown column (nothing queued).
+2 usage error: bad flag, unreadable file or URL, a SOURCE that is not a sitemap, CSV header without url or with an unknown column (nothing queued).
 
 3 database or RabbitMQ unreachable. Nothing is half-queued: if RabbitMQ fails mid-import, every job is still recorded and the ones not published are marked; `runner requeue --stale 0s` (or the same import re-run with its --idempotency-key) publishes them. If the database fails, what was recorded stays; re-run with the same --idempotency-key to record the rest.
 """
@@ -88,7 +88,7 @@ class Progress:
         if self._bar is None:
             self._start(report)
         read = self.source.read if self.source is not None else 0
-        figures = f"{_short(report.lines)} lines {_short(report.rejected)} bad {_short(report.rate)}/s"
+        figures = f"{_short(report.lines)} {report.unit} {_short(report.rejected)} bad {_short(report.rate)}/s"
         self._bar.update(self._task, completed=read, figures=figures)
 
     def clear(self) -> None:
@@ -124,8 +124,9 @@ def rejected_line(rejected: Any) -> str:
 @with_check_options
 def import_(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="File of URLs (text, CSV or JSON Lines), or - for stdin.", show_default=False)],
-    fmt: Annotated[ImportFormat | None, typer.Option("--format", "-f", help="File format (default: from the extension, else the content).", show_default=False)] = None,
+    file: Annotated[str, typer.Argument(metavar="SOURCE", help="File of URLs (text, CSV or JSON Lines), a sitemap, HTML or Markdown document, an http(s) URL of one, or - for stdin.", show_default=False)],
+    fmt: Annotated[ImportFormat | None, typer.Option("--format", "-f", help="Format (default: from the extension, else a URL's Content-Type, else the content).", show_default=False)] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Resolve a document's relative links against this URL (default: the document's own URL).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Queue nothing if any line is invalid.")] = False,
     keep_duplicates: Annotated[bool, typer.Option("--keep-duplicates", help="Queue repeated lines each time.")] = False,
     batch: Annotated[str | None, typer.Option("--batch", help="Label for the batch (default: 'FILE DATE TIME').", show_default=False)] = None,
@@ -138,12 +139,16 @@ def import_(
 ) -> None:
     from db import StoreError
     from runner.errors import BrokerError
+    from runner.jobs.documents import open_input
     from runner.jobs.importer import Importer
-    from runner.jobs.readers import ImportUsageError, Source
+    from runner.jobs.readers import ImportUsageError
 
+    if base_url is not None and not _absolute(base_url):
+        raise fail(f"--base-url {printable(base_url)!r}: give an absolute http(s) URL, e.g. https://example.com/docs/",
+                   EXIT_USAGE)
     progress = Progress(sys.stderr, enabled=not quiet and sys.stderr.isatty())
     try:
-        source = Source.open(file)
+        source = open_input(file)
     except ImportUsageError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     progress.source = source
@@ -152,7 +157,7 @@ def import_(
         with runtime_for(ctx) as rt:
             importer = Importer(
                 rt, defaults=options, fmt=value(fmt), strict=strict, keep_duplicates=keep_duplicates,
-                regions=regions, quorum=quorum,
+                regions=regions, quorum=quorum, base_url=base_url,
                 batch_name=batch, idempotency_key=idempotency_key,
                 on_reject=lambda r: progress.message(rejected_line(r)), on_progress=progress.update,
             )
@@ -208,6 +213,16 @@ def import_(
         source.close()
 
 
+def _absolute(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
 def _store_failed(exc: Any, key: str | None) -> str:
     report = getattr(exc, "report", None)
     text = f"database unreachable during the import: {exc}"
@@ -223,7 +238,10 @@ def _store_failed(exc: Any, key: str | None) -> str:
 def summary_line(report: Any) -> str:
     """The one line a cron log keeps: what was read, queued, refused, how fast."""
     batch = f" in batch {printable(report.batch.name)!r} (id {report.batch.id})" if report.batch else ""
-    parts = [f"{report.lines:,} lines", f"{report.published:,} jobs queued{batch}"]
+    unit = report.unit if report.lines != 1 else {"entries": "entry"}.get(report.unit, report.unit.rstrip("s"))
+    parts = [f"{report.lines:,} {unit}", f"{report.published:,} jobs queued{batch}"]
+    if report.sitemaps:
+        parts.insert(0, f"{report.sitemaps:,} sitemap{plural(report.sitemaps)}")
     if report.already:
         parts.append(f"{report.already:,} already recorded by an earlier run with this key")
     if report.republished:
@@ -232,6 +250,12 @@ def summary_line(report: Any) -> str:
         parts.append(f"{report.unpublished:,} recorded but not published")
     parts.append(f"{report.rejected:,} rejected")
     parts.append(f"{report.duplicates:,} duplicate{plural(report.duplicates)}")
+    skipped = sum(report.skipped.values())
+    if skipped:
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in report.skipped.items())
+        parts.append(f"{skipped:,} skipped ({kinds})")
+    if report.warnings:
+        parts.append(f"{report.warnings:,} with a remark")
     return (f"imported {printable(report.source)} ({report.format}): " + ", ".join(parts)
             + f"; {report.elapsed:.1f} s, {report.rate:,.0f} jobs/s")
 

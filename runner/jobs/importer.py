@@ -6,6 +6,9 @@ of them, and the runtime's :class:`~runner.jobs.intake.Intake` records and publi
 (a :class:`~runner.jobs.intake.Feed` for the batch), the same way in as ``runner submit``. With ``strict`` the jobs are first spooled to a
 temporary file and queued only when no line was refused.
 
+Documents (a sitemap, HTML, Markdown) and SOURCEs given as a URL are read by
+:class:`runner.jobs.documents.Reading` into the same records, each named by its place.
+
 Failure semantics (what exit code 3 means) are the intake's; on top of them, re-running
 an import with the same ``--idempotency-key`` records only what an earlier run did not
 (a batch's ``size`` counts exactly the jobs recorded, and a file's valid jobs come in file
@@ -14,7 +17,7 @@ order) and publishes what that run recorded but could not publish.
 
 from __future__ import annotations
 
-import os
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,10 +26,22 @@ from typing import Any
 
 from db import Batch, NewJob, StoreError
 from runner.check.options import CheckOptions
+from runner.discover.links import SKIPPED_KINDS
+from runner.discover.sitemap import valid_lastmod
 from runner.errors import BrokerError, InvalidInput
+from runner.jobs.documents import Reading, Remote, UrlSource, format_of, label_of
 from runner.jobs.intake import PUBLISHERS, Feed, Validator, chunks
-from runner.jobs.readers import ImportUsageError, Record, Refusal, Source, records
+from runner.jobs.readers import DOCUMENT_FORMATS, ImportUsageError, Record, Refusal, Source, records
 from runner.jobs.urls import Rejected
+
+KEPT = "lastmod"  # a sitemap's <lastmod>: kept in the job's options, ignored by the check
+
+
+def with_kept(options: str, lastmod: str) -> str:
+    """A job's options JSON with the ``lastmod`` that rides along."""
+    value = json.loads(options)
+    value[KEPT] = lastmod
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
@@ -48,6 +63,10 @@ class ImportReport:
     broker_error: str | None = None
     store_error: str | None = None
     refused: bool = False   # strict mode and some line was invalid: nothing queued
+    unit: str = "lines"     # what ``lines`` counts: lines, or a document's links or entries
+    skipped: dict[str, int] = field(default_factory=dict)  # links skipped, by kind (mailto ...)
+    sitemaps: int = 0       # sitemap files read (an index and the sitemaps it names)
+    warnings: int = 0       # imported with a remark (a bad <lastmod>)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -72,9 +91,13 @@ class Importer:
                  idempotency_key: str | None = None, publishers: int = PUBLISHERS,
                  on_reject: Callable[[Rejected], None] | None = None,
                  on_progress: Callable[[ImportReport], None] | None = None,
-                 regions: Any = None, quorum: Any = None) -> None:
-        """``regions``/``quorum``: the file-wide defaults (a line's own keys override them)."""
+                 regions: Any = None, quorum: Any = None, base_url: str | None = None) -> None:
+        """``regions``/``quorum``: the file-wide defaults (a line's own keys override them).
+        ``base_url``: what a document's relative links are resolved against."""
         self.rt = runtime
+        self.defaults = defaults or CheckOptions()
+        self.base_url = base_url
+        self._remote: Remote | None = None
         self.validator = Validator(defaults or CheckOptions(), keep_duplicates=keep_duplicates,
                                    placement=runtime.placement(regions, quorum), place=runtime.placement)
         self.fmt = fmt
@@ -86,13 +109,27 @@ class Importer:
         self._on_progress = on_progress
         self._last_progress = 0.0
 
-    def run(self, source: Source) -> ImportReport:
+    def run(self, source: Source | UrlSource) -> ImportReport:
         """Import ``source``. Raises ImportUsageError (file-level problem, nothing queued)
         or a StoreError (database gone; the report is attached as ``exc.report``)."""
         report = ImportReport(source.name)
         self.rt.broker.ping()  # RabbitMQ down: exit 3 before anything is recorded
-        report.format, items = records(source, self.fmt)
-        jobs = self._validated(source, items, report)
+        try:
+            return self._run(source, report)
+        finally:
+            if self._remote is not None:
+                self._remote.close()
+
+    def _run(self, source: Source | UrlSource, report: ImportReport) -> ImportReport:
+        fmt = self.fmt or format_of(source.name)
+        if fmt in DOCUMENT_FORMATS or isinstance(source, UrlSource):
+            reading = Reading(source, fmt, remote=self.remote, base_url=self.base_url)
+            report.format, report.unit, items = reading.format or "text", reading.unit, reading.records()
+            counted: Any = reading
+        else:
+            report.format, items = records(source, self.fmt)
+            counted = source
+        jobs = self._validated(counted, items, report)
         try:
             if self.strict:
                 with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
@@ -110,21 +147,44 @@ class Importer:
             raise
         finally:
             report.finished = time.monotonic()
+            if isinstance(counted, Reading):
+                report.skipped = {k: counted.skipped[k] for k in SKIPPED_KINDS if counted.skipped[k]}
+                report.sitemaps = counted.sitemaps
+                counted.close()
         return report
 
-    def _validated(self, source: Source, items: Iterator[Record | Refusal], report: ImportReport) -> Iterator[NewJob]:
+    def remote(self) -> Remote:
+        """What fetches this import's documents (built on first use, closed by ``run``)."""
+        if self._remote is None:
+            self._remote = Remote(self.rt, self.defaults)
+        return self._remote
+
+    def _validated(self, source: Any, items: Iterator[Record | Refusal], report: ImportReport) -> Iterator[NewJob]:
         name = source.name
         validator = self.validator
         for item in items:
             number = item[0]
+            where = number if isinstance(number, str) else f"{name}:{number}"  # a document's place, or a line
             if isinstance(item[2], str):  # a refusal from the parser
-                self._reject(Rejected(item[2], item[1], f"{name}:{number}"), report)
+                self._reject(Rejected(item[2], item[1], where), report)
                 continue
+            raw = item[2]
+            kept = None
+            if raw and KEPT in raw:  # rides with the job, not a check option
+                raw = dict(raw)
+                kept = raw.pop(KEPT)
             try:
-                job = validator.job(item[1], item[2])  # type: ignore[arg-type]
+                job = validator.job(item[1], raw or None)  # type: ignore[arg-type]
             except InvalidInput as exc:
-                self._reject(Rejected(item[1], str(exc), f"{name}:{number}"), report)
+                self._reject(Rejected(item[1], str(exc), where), report)
                 continue
+            if job is not None and kept is not None:
+                if isinstance(kept, str) and valid_lastmod(kept):
+                    job = NewJob(job.url, with_kept(job.options_json(), kept.strip()))
+                else:
+                    report.warnings += 1
+                    self.on_reject(Rejected(str(kept)[:100], "lastmod is not a W3C date such as 2026-11-27 "
+                                            "(the URL is imported without it)", where))
             if job is None:
                 report.duplicates += 1
                 continue
@@ -169,8 +229,7 @@ class Importer:
         of this import left jobs unpublished: publish them now."""
         from runner.jobs.runtime import default_batch_name
 
-        name = self.batch_name or default_batch_name(
-            "stdin" if source.name == "<stdin>" else os.path.basename(source.name))
+        name = self.batch_name or default_batch_name(label_of(source.name))
         report.batch = batch = self.rt.store.create_batch(name, self.idempotency_key)
         intake = self.rt.intake
         if batch.existed:

@@ -23,11 +23,13 @@ from runner.errors import InvalidInput
 from runner.jobs.regions import PLACEMENT_KEYS
 from runner.taskq.app import MAX_DEPTH, nesting_depth
 
-FORMATS = ("text", "csv", "jsonl")
+FORMATS = ("text", "csv", "jsonl")  # read here, a line at a time
+DOCUMENT_FORMATS = ("sitemap", "html", "markdown")  # read by runner.jobs.documents
+IMPORT_FORMATS = (*FORMATS, *DOCUMENT_FORMATS)
 MAX_LINE_BYTES = 256 * 1024  # a longer line is refused without being read whole
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                ".txt": "text", ".list": "text", ".urls": "text"}
-_COLUMNS = frozenset(OPTION_NAMES) | frozenset(OPTION_ALIASES) | frozenset(PLACEMENT_KEYS)
+_COLUMNS = frozenset(OPTION_NAMES) | frozenset(OPTION_ALIASES) | frozenset(PLACEMENT_KEYS) | {"lastmod"}
 
 
 class ImportUsageError(InvalidInput):

@@ -96,6 +96,8 @@ def to_row(view: JobView, regions: Sequence[ResultRecord] | None = None) -> dict
                             for key, shown in _CORE_SHOWN}
     if view.publish_error and view.state == "queued":
         core["publish_error"] = view.publish_error
+    if "lastmod" in view.options:  # a sitemap's <lastmod>, kept with the job
+        core["lastmod"] = view.options["lastmod"]
     if regions is not None:
         core["quorum"] = view.quorum
         core["regions"] = region_rows(view, regions)

@@ -35,8 +35,8 @@ def require(name: str) -> str:
     """The tool's path; skips with the reason on a laptop, fails with CI=true."""
     path = which(name)
     if path is None:
-        message = (f"{name} is not installed: the conformance suite needs nginx, apache2, curl "
-                   "and openssl (scripts/test installs them as root on Debian)")
+        message = (f"{name} is not installed: the conformance suite needs nginx, apache2, curl, "
+                   "openssl and linkchecker (scripts/test installs them as root on Debian)")
         if os.environ.get("CI") == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

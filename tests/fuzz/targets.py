@@ -33,6 +33,7 @@ from runner.jobs.settings import from_env
 from runner.jobs.urls import _parse, normalise
 from runner.taskq.app import MAX_MESSAGE_BYTES, Call, PoisonMessage, decode, encode
 from runner.text import mask_url, printable
+from tests.fuzz.documents import DOCUMENT_TARGETS
 
 
 @dataclass(frozen=True)
@@ -276,4 +277,5 @@ TARGETS: tuple[Target, ...] = (
         st.sampled_from([*OPTION_NAMES, "headers", "conditions"]), _option_value, max_size=4), _check_options),
     Target("durations", _age_text, _check_durations),
     Target("settings URLs", _settings_env(), _check_settings),
+    *(Target(name, strategy, check) for name, strategy, check in DOCUMENT_TARGETS),
 )
