@@ -128,5 +128,7 @@ def requeue(
     age = parse_age(stale)
     with runtime_for(ctx) as rt:
         n = rt.intake.republish(older_than=age)
+        # The in-memory broker (the embedded default) runs the checks in this process.
+        rt.broker.flush()
         typer.echo(f"re-published {n} job{'s' if n != 1 else ''}")
 
