@@ -9,7 +9,7 @@ from datetime import UTC
 
 import pytest
 
-from db import JobFilter, NewJob, StoreUnavailable
+from db import JobFilter, NewJob, StoreUnavailable, utcnow
 from db import grid as grid_sql
 from tui.app import UrlTesterApp
 from tui.detail import DetailScreen
@@ -99,7 +99,7 @@ async def test_state_changes_in_place(runtime) -> None:  # noqa: ANN001
         grid = app.query_one(JobGrid)
         await wait_for(pilot, lambda: grid.loaded, what="rows")
         assert [v.state for v in grid.window.rows] == ["queued", "queued"]
-        runtime.store.mark_running([ids[0]])
+        runtime.store.mark_running([(ids[0], utcnow())])
         await wait_for(pilot, lambda: "… running" in screen_text(app), what="the running row on screen")
         assert grid.window.get(1).state == "running" and "· queued" in screen_text(app)
 
