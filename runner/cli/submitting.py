@@ -99,6 +99,9 @@ def results(
             views = rt.store.list_jobs(flt, limit=limit or 100)
             for line in table_lines(views, regions=lookup):
                 typer.echo(line)
+            if len(views) == (limit or 100) and (total := rt.store.count_jobs(flt)) > len(views):
+                # On stderr: a script reading the table sees only rows; a person sees the cut.
+                typer.echo(f"{len(views)} of {total} shown (--limit N, or --format json for all)", err=True)
             return
         if fmt == "junit":
             # The suite's counts lead the XML: count first (SQL), then stream the rows.
