@@ -28,7 +28,7 @@ from textual.worker import get_current_worker
 
 from db import ORDERS, JobFilter, JobView, StoreUnavailable, utcnow
 from db import grid as grid_sql
-from runner.errors import BrokerError
+from runner.errors import BrokerError, ConfigError
 from runner.jobs.report import OUTCOMES
 from runner.jobs.urls import split_input
 from runner.text import mask_url, printable
@@ -241,6 +241,15 @@ class UrlTesterApp(App[None]):
     @work(thread=True, group="submit", exit_on_error=False)
     def submit_urls(self, urls: list[str]) -> None:
         batch = f"tui {self.clock().astimezone(self.tz):%Y-%m-%d %H:%M:%S}"
+        try:
+            warning = self.runtime.broker_warning()
+        except ConfigError as exc:  # a broker URL that can never work: nothing is recorded
+            self.call_from_thread(self._submit_failed, urls, str(exc))
+            self.call_from_thread(self._problem, "broker", str(exc))
+            return
+        if warning is not None:  # said now: sending keeps trying for the publish timeout
+            self.call_from_thread(self._problem, "broker", warning)
+            self.call_from_thread(self._say, f"Submitting… {warning}", "warning")
         try:
             report = self.runtime.submit(urls, batch=batch)
         except StoreUnavailable as exc:

@@ -46,6 +46,8 @@ def submit(
 
     ctx.obj = ctx.obj.with_(no_worker_after=no_worker_after)
     with runtime_for(ctx) as rt:
+        if (warning := rt.broker_warning()) is not None:  # said now, not after the retries
+            typer.echo(f"runner: {printable(warning)}", err=True)
         report = rt.submit(urls, options=options, batch=batch, regions=regions, quorum=quorum)
         for rejected in report.rejected:
             typer.echo(f"runner: rejected {printable(str(rejected))}", err=True)
