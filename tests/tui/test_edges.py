@@ -126,3 +126,29 @@ def test_in_a_real_terminal(tmp_path, size) -> None:  # noqa: ANN001
         raise
     finally:
         tmux.close()
+
+
+async def test_the_tui_says_at_once_that_the_broker_is_unreachable(tmp_path) -> None:  # noqa: ANN001
+    import socket
+
+    from runner.jobs.runtime import Runtime
+    from runner.jobs.settings import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    rt = Runtime(Settings(database_url=f"sqlite:///{tmp_path}/t.db", broker_url=f"amqp://guest:guest@127.0.0.1:{port}//",
+                          publish_timeout=8))
+    try:
+        app = make_app(rt, status_interval=60)
+        async with app.run_test(size=(120, 30)) as pilot:
+            app.query_one("#urls", UrlInput).insert_text_at_cursor("http://127.0.0.1:9/x")
+            await pilot.press("enter")
+            message = app.query_one("#message")
+            await wait_for(pilot, lambda: "keeps trying for 8 s" in str(message.render()), what="the warning")
+            assert "unreachable" in str(message.render())
+            assert any(w.group == "submit" and not w.is_finished for w in app.workers)  # said while it tries
+            await wait_for(pilot, lambda: "Recorded, but the broker is unreachable" in str(message.render()), 30,
+                           what="the end of the retries")
+    finally:
+        rt.close()
