@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Server
-from tests.support.services import wait_until
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.api.conftest import Server, serve
+from tests.support.services import run_cli, runner_env, wait_until
 
 
 def test_counts_match_the_filter_and_retest_makes_a_new_job(embedded_server: Server, target) -> None:  # noqa: ANN001
@@ -31,3 +36,19 @@ def test_counts_match_the_filter_and_retest_makes_a_new_job(embedded_server: Ser
         assert viewer.get("/api/v1/counts").status_code == 200
         refused = viewer.post(f"/api/v1/jobs/{first}/retest")
         assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
+
+
+@pytest.mark.rabbitmq
+def test_a_broker_that_refuses_the_login_is_a_503_in_one_line(tmp_path, amqp_url) -> None:  # noqa: ANN001
+    parts = urlsplit(amqp_url)
+    bad = parts._replace(netloc=f"guest:wrong-pw@{parts.hostname}:{parts.port or 5672}").geturl()
+    env = runner_env(f"sqlite:///{tmp_path}/api.db", bad, "urltester-refused")
+    with serve(env, tmp_path / "serve.log") as server, server.client(server.token()) as c:
+        answer = c.post("/api/v1/jobs", json={"urls": ["http://127.0.0.1:9/refused"]})
+        assert answer.status_code == 503, answer.text
+        assert "refused the login" in answer.json()["detail"] and "wrong-pw" not in answer.text
+    log = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log and "wrong-pw" not in log
+    listed = run_cli(["results", "--format", "json"], runner_env(f"sqlite:///{tmp_path}/api.db", None))
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["state"] == "queued" and "refused the login" in row["publish_error"]  # kept, for requeue
