@@ -529,7 +529,8 @@ class UrlTesterApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: keys", "Every key of the app", self.action_help)
-        yield SystemCommand("Filter by URL text", "Show only URLs containing some text (/)", self.action_filter)
+        yield SystemCommand("Filter by URL text", "Show only URLs containing some text (^f, or / in the grid)",
+                            self.action_filter)
         yield SystemCommand("Failed only", "Toggle showing only failed checks (f)", self.action_toggle_failed)
         yield SystemCommand("Filter by outcome", "Show only one outcome (o)", self.action_pick_outcome)
         yield SystemCommand("Filter by batch", "Show only one batch (b)", self.action_pick_batch)
