@@ -85,6 +85,12 @@ class Dialect:
         driver can."""
         raise NotImplementedError
 
+    def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
+        """Jobs not yet done become running, each with its own ``started_at`` (when its
+        check began, which may be earlier than this write)."""
+        cur.executemany("UPDATE jobs SET state = 'running', started_at = %s WHERE id = %s AND state <> 'done'",
+                        [(self.ts(at), job_id) for job_id, at in started])
+
     def ts(self, value: datetime | None) -> Any:
         return value
 
@@ -229,6 +235,11 @@ class Postgres(Dialect):
     def insert_returning(self, cur: Any, head: str, rows: Sequence[Sequence[Any]], tail: str) -> list[Any]:
         return self.execute_values(cur, head + "%s" + tail, rows, fetch=True)
 
+    def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
+        self.execute_values(
+            cur, "UPDATE jobs AS j SET state = 'running', started_at = v.at FROM (VALUES %s) AS v (id, at) "
+            "WHERE j.id = v.id AND j.state <> 'done'", list(started), template="(%s::bigint, %s::timestamptz)")
+
     def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
         """By COPY from ``COPY_FROM`` jobs on (several times faster than a multi-row INSERT
         ... RETURNING), by one INSERT below (one round trip)."""
@@ -366,8 +377,11 @@ class Sqlite(Dialect):
         self.url = url
         self.path = path
         self.busy_timeout = busy_timeout
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A missing folder is a typo far more often than a wish: never created here (the
+        # default data dir is made by its settings), so a wrong path is one line, not a
+        # new empty database that answers "no jobs".
+        if path != ":memory:" and not Path(path).parent.is_dir():
+            raise StoreConfigError(f"SQLite database {path}: folder {Path(path).parent} does not exist")
         try:
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
         except sqlite3.Error as exc:
@@ -379,7 +393,10 @@ class Sqlite(Dialect):
                 self._conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.OperationalError as exc:
             self._conn.close()
-            raise self._busy(exc) from exc
+            busy = self._busy(exc)
+            if busy is exc:  # not a lock: a file that cannot be opened or created
+                raise StoreConfigError(f"cannot open SQLite database {path}: {exc}") from exc
+            raise busy from exc
         self._lock = threading.RLock()
         # Writers in this process wake listeners at once; other processes are seen by polling.
         self.changed = threading.Condition()

@@ -76,12 +76,15 @@ class Jobs:
         """The broker did not confirm these jobs' messages: ``runner requeue`` will find them."""
         self._update_ids("UPDATE jobs SET publish_error = %s WHERE {}", [error], ids)
 
-    def mark_running(self, ids: Sequence[int], *, now: datetime | None = None) -> None:
-        self._update_ids(
-            "UPDATE jobs SET state = 'running', started_at = %s WHERE state <> 'done' AND {}",
-            [self.dialect.ts(now or utcnow())],
-            ids,
-        )
+    def mark_running(self, started: Sequence[tuple[int, datetime]]) -> None:
+        """These jobs' checks began: ``(job id, when it began)`` pairs. A job already done
+        keeps its state (its running mark arrived late)."""
+        if not started:
+            return
+        d = self.dialect
+        with d.transaction(announce=True) as cur:
+            d.lock_jobs(cur, [job_id for job_id, _ in started])
+            d.mark_running(cur, started)
 
     def _update_ids(self, sql: str, params: list[Any], ids: Sequence[int]) -> None:
         if not ids:

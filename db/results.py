@@ -11,7 +11,7 @@ from typing import Any
 from runner.fields import RESULT_KEYS
 
 from .dialects import Dialect
-from .models import ResultRecord, utcnow
+from .models import ResultRecord
 from .regions import Placement, decide
 
 # The columns of results and region_results: the result's fields (runner.fields), each in
@@ -32,10 +32,11 @@ class Results:
     dialect: Dialect
     mark_running: Callable[..., None]  # db.jobs.Jobs', beside this part in db.Store
 
-    def store_results(self, records: Sequence[ResultRecord], *, started: Sequence[int] = (),
-                      now: datetime | None = None) -> int:
-        """Store results and mark their jobs done, in one transaction; jobs in ``started``
-        are marked running in the same transaction (one commit for both).
+    def store_results(self, records: Sequence[ResultRecord], *,
+                      started: Sequence[tuple[int, datetime]] = ()) -> int:
+        """Store results and mark their jobs done, in one transaction; ``started`` (``(job
+        id, when its check began)`` pairs) are marked running in the same transaction (one
+        commit for both).
 
         A job that named no region has one result, in ``results`` (its region: the default
         one), exactly as before regions. A job that named regions gets one row per region
@@ -47,18 +48,16 @@ class Results:
         """
         d = self.dialect
         if started and not records:
-            self.mark_running(started, now=now)
+            self.mark_running(started)
             return 0
         if not records:
             return 0
         ids = sorted({r.job_id for r in records})
         test, id_params = d.any_of("id", ids)
         with d.transaction(announce=True) as cur:
-            d.lock_jobs(cur, [*ids, *started])
+            d.lock_jobs(cur, [*ids, *(job_id for job_id, _ in started)])
             if started:
-                run_test, run_params = d.any_of("id", started)
-                cur.execute(f"UPDATE jobs SET state = 'running', started_at = %s WHERE state <> 'done' AND {run_test}",
-                            [d.ts(now or utcnow()), *run_params])
+                d.mark_running(cur, started)
             # Only jobs that still exist (a pruned job's late result is dropped).
             cur.execute(f"SELECT id, options FROM jobs WHERE {test}", id_params)
             placements = {row[0]: Placement.of(d.parse_json(row[1])) for row in cur.fetchall()}

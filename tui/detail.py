@@ -110,6 +110,16 @@ def redirects_text(job: JobView) -> Content | None:
     return text.content
 
 
+def _not_verified(job: JobView) -> str:
+    """Why the certificate was not verified: the check was told not to (--insecure), or
+    verification failed (the TLS error says how: "self-signed certificate", ...)."""
+    if (job.options or {}).get("insecure"):
+        return "no: insecure (checked with --insecure)"
+    error = job.error or ""
+    reason = error.removeprefix("TLS: ") if job.outcome == "tls_error" and error.startswith("TLS: ") else ""
+    return f"not verified: {reason}" if reason else "not verified"
+
+
 def tls_text(job: JobView) -> Content | None:
     tls = (job.detail or {}).get("tls")
     if not tls:
@@ -117,7 +127,7 @@ def tls_text(job: JobView) -> Content | None:
     text = Styled()
     _kv(text, "protocol", " · ".join(str(x) for x in (tls.get("protocol"), tls.get("cipher"), tls.get("alpn")) if x))
     verified = tls.get("verified")
-    _kv(text, "verified", None if verified is None else ("yes" if verified else "no (insecure)"),
+    _kv(text, "verified", None if verified is None else ("yes" if verified else _not_verified(job)),
         OK if verified else FAILED)
     _kv(text, "subject", tls.get("subject"))
     _kv(text, "issuer", tls.get("issuer"))

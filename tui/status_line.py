@@ -53,7 +53,7 @@ class StatusLine(Static):
                 text.append("checks run in this app")
             else:
                 n = self.alive or 0
-                text.append(f"{n} worker{'s' if n != 1 else ''} alive", "" if n else f"bold {FAILED}")
+                text.append(f"{n} worker process{'es' if n != 1 else ''} alive", "" if n else f"bold {FAILED}")
                 if self.regions and self.regions != ("default",):
                     text.append(" in " + ", ".join(printable(r, 40) for r in self.regions))
                 if len(self.depths) > 1:  # regions: each queue's depth, the default region's first

@@ -27,7 +27,7 @@ from runner.api.config import DEFAULT_CONFIG, ApiConfig, config_from_env
 from runner.api.events import Feed
 from runner.api.guard import Guard
 from runner.api.routes import STATIC, public, router
-from runner.errors import BrokerError, InvalidInput, UnsentJobs
+from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
 from runner.jobs.settings import Settings, from_env
 from runner.metrics import ApiMetrics
 
@@ -119,6 +119,13 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(BrokerError)
     async def broker_away(request: Request, exc: BrokerError) -> JsonAnswer:
         return answer(503, f"broker unreachable: {exc}", {"Retry-After": "5"})
+
+    @app.exception_handler(ConfigError)
+    async def broker_refuses(request: Request, exc: ConfigError) -> JsonAnswer:
+        # Only the broker raises it here (settings are checked at start): a refused login or a
+        # host name that does not exist. The server's settings need fixing; the jobs are kept.
+        return answer(503, f"broker refuses this server's settings: {exc}; the jobs are recorded and kept "
+                      "(`runner requeue --stale 0s` sends them once the settings are fixed)")
 
     @app.exception_handler(StoreUnavailable)
     async def store_away(request: Request, exc: StoreUnavailable) -> JsonAnswer:

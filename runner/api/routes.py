@@ -36,12 +36,14 @@ from starlette.concurrency import run_in_threadpool
 from db import JobFilter, JobView
 from db.batches import batch_summary
 from db.feed import get_batch
+from db.grid import quick_counts
 from runner.api import events
 from runner.api.config import MAX_PAGE
 from runner.api.schemas import (
     BATCH_COUNTS,
     NAME_PATTERN,
     BatchOut,
+    CountsOut,
     JobsIn,
     JobsPage,
     Outcome,
@@ -299,6 +301,22 @@ async def get_job(request: Request, job_id: IdPath) -> Any:
     return to_row(view, found.get(job_id, []))
 
 
+@router.post("/api/v1/jobs/{job_id}/retest", status_code=202, response_model=Submitted, tags=["jobs"],
+             responses={**SUBMIT_RESPONSES, 404: {"model": Problem}}, dependencies=[Depends(writer)])
+async def retest_job(request: Request, job_id: IdPath) -> Submitted:
+    """Check a job's URL again with its options: a new job in a new batch (the TUI's `r`);
+    the old job and its result stay."""
+    rt = runtime(request)
+    report = await run_in_threadpool(rt.retest, [job_id])
+    if report.batch is None:
+        raise HTTPException(404, f"no job {job_id}")
+    views = await run_in_threadpool(rt.store.list_jobs, JobFilter(ids=tuple(report.job_ids)), limit=1)
+    request.app.state.metrics.submitted.inc(len(report.job_ids))
+    return Submitted.model_validate({
+        "batch": {"id": report.batch.id, "name": report.batch.name},
+        "jobs": [{"id": v.id, "url": mask_url(v.url)} for v in views], "rejected": [], "existed": False})
+
+
 @router.get("/api/v1/batches/{batch_id}", response_model=BatchOut, responses={**ERRORS, 404: {"model": Problem}},
             tags=["jobs"])
 async def get_batch_summary(request: Request, batch_id: IdPath) -> Any:
@@ -317,6 +335,19 @@ async def get_batch_summary(request: Request, batch_id: IdPath) -> Any:
     if found is None:
         raise HTTPException(404, f"no batch {batch_id}")
     return found
+
+
+@router.get("/api/v1/counts", response_model=CountsOut, responses=ERRORS, tags=["jobs"])
+async def counts(request: Request, flt: Annotated[JobFilter, Depends(job_filter)]) -> CountsOut:
+    """How many jobs the filter matches (filtered like the list), and every job's totals."""
+    store = runtime(request).store
+
+    def read() -> CountsOut:
+        totals = quick_counts(store)
+        return CountsOut(matching=store.count_jobs(flt), queued=totals.queued, running=totals.running,
+                         done=totals.done, ok=totals.ok, failed=totals.failed)
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/api/v1/events", response_model=None, tags=["jobs"], responses={

@@ -116,6 +116,17 @@ class JobsPage(BaseModel):
     next: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
+class CountsOut(BaseModel):
+    """How many jobs the filter matches, and the totals of every job (the page's header)."""
+
+    matching: int = Field(description="Jobs the filter matches: what the list pages through.")
+    queued: int = Field(description="Every job still queued.")
+    running: int = Field(description="Every job being checked.")
+    done: int = Field(description="Every job checked.")
+    ok: int = Field(description="Results that are ok.")
+    failed: int = Field(description="Results that failed.")
+
+
 # A batch's counts are db.Counts' fields (those without a scope: what every count has).
 BATCH_COUNTS = tuple(f.name for f in dataclasses.fields(Counts) if "scope" not in f.metadata)
 _COUNT_TYPES = typing.get_type_hints(Counts)

@@ -75,14 +75,15 @@ def status(
 
         if st.broker_error:
             typer.echo(f"queue     unknown: {st.broker_error}")
-        typer.echo(f"workers   {len(st.workers)} alive")
+        # One heartbeat per process: two `runner start --processes 2` are four of them.
+        typer.echo(f"workers   {len(st.workers)} process{'es' if len(st.workers) != 1 else ''} alive")
         # One block per region: its workers and its queue (the default region's always).
         regions = sorted({*st.regions, *(w.region for w in st.workers)}, key=lambda r: (r != "default", r))
         for region in regions:
             mine = [w for w in st.workers if w.region == region]
             depth = st.regions.get(region)
             queue = printable(queue_for(rt.settings.queue, region))
-            line = f"region    {printable(region)}: {len(mine)} worker{plural(len(mine))} alive"
+            line = f"region    {printable(region)}: {len(mine)} process{'es' if len(mine) != 1 else ''} alive"
             if depth is not None:
                 line += f"; queue {queue}: {depth.ready} ready, {depth.consumers} consumers, {depth.dead} dead-lettered"
                 line += "  (`runner dead list`)" if depth.dead else ""
@@ -116,7 +117,11 @@ def doctor(ctx: typer.Context) -> None:
         store = open_store(settings.database_url, max_connections=1, migrate=False)
         try:
             version, latest = store.schema_version(), store.latest_version()
-            if store.pending_versions():
+            if version == 0:
+                # A new database: `runner start`, `submit` and `db upgrade` create the schema.
+                typer.echo(f"  note: a new database (schema version 0, latest {latest}); the first "
+                           "`runner start` or `runner submit` creates the schema (or `runner db upgrade`)")
+            elif store.pending_versions():
                 problem(f"schema version {version}, latest {latest}: run `runner db upgrade`", EXIT_USAGE)
             else:
                 counts = store.counts()

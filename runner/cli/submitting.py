@@ -46,6 +46,8 @@ def submit(
 
     ctx.obj = ctx.obj.with_(no_worker_after=no_worker_after)
     with runtime_for(ctx) as rt:
+        if (warning := rt.broker_warning()) is not None:  # said now, not after the retries
+            typer.echo(f"runner: {printable(warning)}", err=True)
         report = rt.submit(urls, options=options, batch=batch, regions=regions, quorum=quorum)
         for rejected in report.rejected:
             typer.echo(f"runner: rejected {printable(str(rejected))}", err=True)
@@ -99,6 +101,9 @@ def results(
             views = rt.store.list_jobs(flt, limit=limit or 100)
             for line in table_lines(views, regions=lookup):
                 typer.echo(line)
+            if len(views) == (limit or 100) and (total := rt.store.count_jobs(flt)) > len(views):
+                # On stderr: a script reading the table sees only rows; a person sees the cut.
+                typer.echo(f"{len(views)} of {total} shown (--limit N, or --format json for all)", err=True)
             return
         if fmt == "junit":
             # The suite's counts lead the XML: count first (SQL), then stream the rows.

@@ -256,6 +256,18 @@ class Runtime:
                 error = str(exc)
         return Status(counts, workers, depth, error, regions)
 
+    def broker_warning(self) -> str | None:
+        """None when the broker answers; otherwise what to tell the user at once, before a
+        publish goes quiet retrying: that it is unreachable, and for how long it keeps trying.
+        A broker URL that can never work (a refused login, a host name that does not
+        resolve) raises ConfigError instead: no wait would help."""
+        try:
+            self.broker.ping()
+        except BrokerError as exc:
+            return (f"{exc}; the jobs are recorded and sending keeps trying for "
+                    f"{self.settings.publish_timeout:g} s (--publish-timeout)")
+        return None
+
     def queue_depths(self, regions: Iterable[str]) -> dict[str, QueueDepth]:
         """Each region's queue depth, the default region's first and always (BrokerError
         when RabbitMQ cannot say)."""

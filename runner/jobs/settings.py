@@ -30,9 +30,16 @@ DEFAULT_QUEUE = "urltester"
 
 
 def default_database_url() -> str:
+    """The embedded default: a SQLite file in the user data dir, which is made here (the
+    store creates no folder for a path someone typed)."""
     from platformdirs import user_data_dir
 
-    return "sqlite:///" + str(Path(user_data_dir("urltester")) / "urltester.db")
+    folder = Path(user_data_dir("urltester"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # opening the store says what is wrong with it, in one line
+    return "sqlite:///" + str(folder / "urltester.db")
 
 
 @dataclass(frozen=True)
