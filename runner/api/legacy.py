@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi import APIRouter, Depends, Request, Response, Security
 from starlette.concurrency import run_in_threadpool
 
 from db import JobFilter, JobView

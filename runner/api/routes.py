@@ -194,6 +194,9 @@ FORM_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
+NO_URL = "no URL given: send `url` (one URL, or a repeated form field) or `urls` (a list)"
+
+
 @router.post("/add_job", status_code=202, response_model=Submitted, dependencies=[Depends(writer)],
              responses={**SUBMIT_RESPONSES, 415: {"model": Problem, "description": "Neither JSON nor a form."}},
              openapi_extra=FORM_BODY, tags=["old names"])
@@ -201,6 +204,8 @@ async def add_job(request: Request) -> Submitted:
     """The old system's add_job: a form field `url` (repeatable) or the JSON of POST /api/v1/jobs."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
+    if not raw.strip():
+        raise invalid(["body", "url"], NO_URL)
     if kind == "application/x-www-form-urlencoded":
         form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         urls = form.get("url", [])
@@ -212,6 +217,9 @@ async def add_job(request: Request) -> Submitted:
             raise invalid(["body"], "not valid JSON") from None
     else:
         raise HTTPException(415, "send application/json or application/x-www-form-urlencoded")
+    if isinstance(data, dict) and not data.get("url") and not data.get("urls"):
+        # Nothing to add is a mistake (a form without its field, `{}`), not an empty success.
+        raise invalid(["body", "url"], NO_URL)
     try:
         body = JobsIn.model_validate(data)
     except ValidationError as exc:

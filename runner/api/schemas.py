@@ -43,7 +43,7 @@ class JobsIn(BaseModel):
                       "batch": "nightly", "idempotency_key": "nightly-2026-12-01"}]})
 
     # Not nullable (`null` is refused) yet optional: one of the two must be there.
-    urls: list[str] = Field(None, description="URLs to check (up to 10,000; more is 413).")  # type: ignore[assignment]
+    urls: list[str] = Field(None, min_length=1, description="URLs to check (1 to 10,000; more is 413).")  # type: ignore[assignment]
     url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
     options: dict[str, Any] = Field(default_factory=dict, description="Check options, as `runner submit`'s flags: "
                                     "method, expect_status, body_contains, body_excludes, max_ms, deadline, "

@@ -163,3 +163,14 @@ def test_an_unknown_time_zone_stops_serve_with_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "Mars/Olympus_Mons" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_an_empty_add_job_is_422_naming_the_missing_field(server: Server) -> None:
+    with server.client(server.token()) as c:
+        for kw in ({"data": {}}, {"json": {}}, {"json": {"urls": []}}, {"json": {"url": ""}},
+                   {"content": b"", "headers": {"content-type": "application/x-www-form-urlencoded"}}):
+            r = c.post("/add_job", **kw)  # type: ignore[arg-type]
+            assert r.status_code == 422, kw
+            assert r.json()["detail"][0]["loc"] == ["body", "url"], kw
+        r = c.post("/api/v1/jobs", json={"urls": []})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "urls"]
