@@ -47,6 +47,7 @@ class Dialect:
     url: str
     migrations: list[tuple[int, list[str]]]  # db/migrations.py: this dialect's list
     ilike = "LIKE"  # case-insensitive LIKE (SQLite's LIKE is, for ASCII)
+    for_update = ""  # locks a SELECT's rows as it returns them (SQLite has one writer: nothing to lock)
 
     @contextmanager
     def transaction(self, *, write: bool = True, announce: bool = False) -> Iterator[Any]:  # pragma: no cover - interface
@@ -127,6 +128,7 @@ class Postgres(Dialect):
     name = "postgresql"
     migrations = migrations.POSTGRES
     ilike = "ILIKE"
+    for_update = " FOR UPDATE"
 
     def __init__(self, url: str, max_connections: int = 8) -> None:
         import psycopg2
