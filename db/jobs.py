@@ -83,9 +83,10 @@ class Jobs:
             ids,
         )
 
-    def cancel_jobs(self, *, batch: str | None = None, ids: Sequence[int] | None = None,
+    def cancel_jobs(self, *, batch: str | int | None = None, ids: Sequence[int] | None = None,
                     count_only: bool = False) -> int:
-        """Take back every queued job (of ``batch``, a name or an id, or of ``ids``; neither:
+        """Take back every queued job (of ``batch``: a name or an id as text, or exactly the
+        id as an int; or of ``ids``; neither:
         every queued job): its state becomes ``cancelled`` and no worker checks it (see
         :meth:`Results.skip_ids`). Done, running and cancelled jobs, and every stored
         result, stay as they are. Returns how many jobs were (with ``count_only``: would be)
@@ -99,7 +100,10 @@ class Jobs:
         """
         d = self.dialect
         where, params = ["state = 'queued'"], []
-        if batch is not None:
+        if isinstance(batch, int):
+            where.append("batch_id = %s")
+            params.append(batch)
+        elif batch is not None:
             if batch.isdigit():
                 where.append("batch_id IN (SELECT id FROM batches WHERE name = %s OR id = %s)")
                 params.extend([batch, int(batch)])

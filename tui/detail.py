@@ -29,7 +29,8 @@ from .columns import human_bytes, human_ms, state_class
 from .styled import FAILED, MUTED, OK, WARNING, Styled, styled
 from .waterfall import Waterfall
 
-STATE_STYLES = {"ok": f"bold {OK}", "failed": f"bold {FAILED}", "queued": MUTED, "running": f"bold {WARNING}"}
+STATE_STYLES = {"ok": f"bold {OK}", "failed": f"bold {FAILED}", "queued": MUTED, "running": f"bold {WARNING}",
+                "cancelled": MUTED}
 
 
 def _kv(text: Styled, key: str, value: Any, style: str = "") -> None:

@@ -42,6 +42,7 @@ from runner.api.schemas import (
     BATCH_COUNTS,
     NAME_PATTERN,
     BatchOut,
+    Cancelled,
     JobsIn,
     JobsPage,
     Outcome,
@@ -325,6 +326,32 @@ async def get_batch_summary(request: Request, batch_id: IdPath) -> Any:
     if found is None:
         raise HTTPException(404, f"no batch {batch_id}")
     return found
+
+
+CANCEL_RESPONSES = {**ERRORS, 403: {"model": Problem, "description": "The token is read-only."},
+                    404: {"model": Problem, "description": "No such batch or job."}}
+
+
+@router.post("/api/v1/batches/{batch_id}/cancel", response_model=Cancelled, responses=CANCEL_RESPONSES,
+             dependencies=[Depends(writer)], tags=["jobs"])
+async def cancel_batch(request: Request, batch_id: IdPath) -> Cancelled:
+    """Take back the batch's queued jobs (`runner cancel --batch`): each becomes `cancelled`
+    and no worker checks it. Done and running jobs and their results stay as they are."""
+    rt = runtime(request)
+    if await run_in_threadpool(get_batch, rt.store, batch_id) is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    return Cancelled(cancelled=await run_in_threadpool(lambda: rt.cancel(batch=batch_id)))
+
+
+@router.post("/api/v1/jobs/{job_id}/cancel", response_model=Cancelled, responses=CANCEL_RESPONSES,
+             dependencies=[Depends(writer)], tags=["jobs"])
+async def cancel_job(request: Request, job_id: IdPath) -> Cancelled:
+    """Take back one job if it is still queued (`runner cancel JOB`): `cancelled` is 1, or 0
+    when it was already running, done or cancelled."""
+    rt = runtime(request)
+    if await run_in_threadpool(rt.store.get_job, job_id, detail=False) is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return Cancelled(cancelled=await run_in_threadpool(lambda: rt.cancel(job_ids=[job_id])))
 
 
 @router.get("/api/v1/events", response_model=None, tags=["jobs"], responses={

@@ -123,6 +123,10 @@ BatchOut = create_model("BatchOut", id=(int, ...), name=(str, ...), created_at=(
                         **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
 
 
+class Cancelled(BaseModel):
+    cancelled: int = Field(description="How many queued jobs became `cancelled` (0: none was still queued).")
+
+
 class Problem(BaseModel):
     detail: str
 

@@ -209,7 +209,7 @@ class Runtime:
         report.job_ids = self.intake.enqueue(report.batch.id, jobs)
         return report
 
-    def cancel(self, *, batch: str | None = None, job_ids: Sequence[int] | None = None,
+    def cancel(self, *, batch: str | int | None = None, job_ids: Sequence[int] | None = None,
                count_only: bool = False) -> int:
         """Take back the queued jobs of ``batch`` (name or id), or ``job_ids``, or (neither)
         every queued job: each becomes ``cancelled`` and the workers drop its message
