@@ -17,13 +17,14 @@ def cancel(
     jobs: Annotated[list[int] | None, typer.Argument(metavar="[JOB]...", help="Job ids to cancel.", show_default=False)] = None,
     batch: Annotated[str | None, typer.Option("--batch", metavar="B", help="Cancel the queued jobs of this batch (name or id).", show_default=False)] = None,
     all_queued: Annotated[bool, typer.Option("--all-queued", help="Cancel every queued job.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for scripts; without a terminal it never asks).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask: for scripts (without a terminal and without --yes nothing is cancelled, exit 2).")] = False,
 ) -> None:
     """Take back queued jobs: each becomes 'cancelled' and the workers drop its message
     without checking it. Done and running jobs, and every stored result, stay as they are.
 
     Give exactly one of JOB ids, --batch B or --all-queued. On a terminal it shows how many
-    and asks first (--yes does not ask).
+    and asks first; --yes does not ask (scripts need it). Exit 0 done (or nothing to
+    cancel), 1 not confirmed, 2 usage (or no terminal and no --yes), 3 database away.
     """
     chosen = [name for name, given in (("JOB", bool(jobs)), ("--batch", batch is not None),
                                        ("--all-queued", all_queued)) if given]
@@ -35,13 +36,15 @@ def cancel(
     what = (f"of batch {batch!r}" if batch is not None else
             f"among job{'s' if len(jobs or ()) != 1 else ''} {', '.join(map(str, jobs or ()))}" if jobs else "in all")
     with runtime_for(ctx) as rt:
-        ask = not yes and sys.stdin.isatty()
-        if ask:
+        if not yes:
             n = rt.cancel(batch=batch, job_ids=jobs, count_only=True)
             if n == 0:
                 typer.echo(f"no queued jobs {what}: nothing to cancel")
                 raise typer.Exit(EXIT_OK)
-            if not typer.confirm(f"cancel {n:,} queued job{'s' if n != 1 else ''} {what}?", default=False):
+            asked = f"cancel {n:,} queued job{'s' if n != 1 else ''} {what}"
+            if not sys.stdin.isatty():
+                raise fail(f"{asked}? Not asked: no terminal; add --yes to cancel them", EXIT_USAGE)
+            if not typer.confirm(f"{asked}?", default=False):
                 typer.echo("nothing cancelled", err=True)
                 raise typer.Exit(EXIT_FAILED)
         n = rt.cancel(batch=batch, job_ids=jobs)
