@@ -95,7 +95,7 @@ def invalid(loc: list[str | int], message: str) -> HTTPException:
 
 
 def job_filter(
-    state: Annotated[State | None, Query(description="queued, running or done.")] = None,
+    state: Annotated[State | None, Query(description="queued, running, done or cancelled.")] = None,
     outcome: Annotated[Outcome | None, Query(description="A result's outcome.")] = None,
     batch: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="Batch name or id.")] = None,
     since: Annotated[str | None, Query(min_length=1, max_length=64, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
