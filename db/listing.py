@@ -91,6 +91,16 @@ class Listing:
             where.append(f"({', '.join(keys)}) {op} ({', '.join('%s' for _ in keys)})")
             params.extend(self._key_params(order, cursor))
         direction = "DESC" if desc != reverse else "ASC"
+        if offset and cursor is None and keys == ("j.id",):
+            # An offset by job id (the old protocol's paging): find the id at the offset on
+            # the index alone (the joins, unused there, are dropped by the planner), then
+            # read the page from it. OFFSET over the joined rows computed every skipped
+            # row's joins: 0.6 s at 100,000 on a million jobs.
+            op = "<=" if direction == "DESC" else ">="
+            where.append(f"j.id {op} (SELECT j.id {_FROM} WHERE {' AND '.join(where) or 'TRUE'} "  # noqa: S608
+                         f"ORDER BY j.id {direction} LIMIT 1 OFFSET %s)")
+            params = [*params, *params, offset]
+            offset = 0
         order_sql = ", ".join(f"{k} {direction}" for k in keys)
         columns = _JOB_COLUMNS + (", r.detail" if detail else "")
         join = _FROM.replace("LEFT JOIN results", "JOIN results") if needs_result else _FROM
