@@ -249,7 +249,9 @@ class DetailScreen(Screen):
         body = self.query_one("#detail-body", VerticalScroll)
         await body.remove_children()
         widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
-        if job.state != "done":
+        if job.state == "cancelled":
+            widgets.append(Static(styled("Cancelled before its check: it will not be checked (r re-tests it).", MUTED)))
+        elif job.state != "done":
             widgets.append(Static(styled(f"Not checked yet ({job.state}); this view updates when it is.", MUTED)))
         sections: list[tuple[str, Any]] = []
         regions = regions_text(job, self.results)
