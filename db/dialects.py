@@ -47,7 +47,6 @@ class Dialect:
     url: str
     migrations: list[tuple[int, list[str]]]  # db/migrations.py: this dialect's list
     ilike = "LIKE"  # case-insensitive LIKE (SQLite's LIKE is, for ASCII)
-    for_update = ""  # locks a SELECT's rows as it returns them (SQLite has one writer: nothing to lock)
 
     @contextmanager
     def transaction(self, *, write: bool = True, announce: bool = False) -> Iterator[Any]:  # pragma: no cover - interface
@@ -110,6 +109,12 @@ class Dialect:
         other instead of deadlocking. Call it once per transaction, with every id it updates.
         """
 
+    def in_index_order(self, cur: Any) -> None:
+        """Make this transaction's statements read rows by index scans only, so that an
+        UPDATE over a range of one index (``state, id``; ``batch_id, id``) locks its rows in
+        id order, as :meth:`lock_jobs` does, without a separate locking pass. SQLite has one
+        writer at a time: nothing to order."""
+
     def close(self) -> None:
         pass
 
@@ -128,7 +133,6 @@ class Postgres(Dialect):
     name = "postgresql"
     migrations = migrations.POSTGRES
     ilike = "ILIKE"
-    for_update = " FOR UPDATE"
 
     def __init__(self, url: str, max_connections: int = 8) -> None:
         import psycopg2
@@ -216,6 +220,10 @@ class Postgres(Dialect):
 
     def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
         cur.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(set(ids)),))
+
+    def in_index_order(self, cur: Any) -> None:
+        # A bitmap heap scan or a sequential scan visits rows in the table's physical order.
+        cur.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")
 
     def has_table(self, cur: Any, name: str) -> bool:
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
