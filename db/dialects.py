@@ -88,7 +88,7 @@ class Dialect:
     def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
         """Jobs not yet done become running, each with its own ``started_at`` (when its
         check began, which may be earlier than this write)."""
-        cur.executemany("UPDATE jobs SET state = 'running', started_at = %s WHERE id = %s AND state <> 'done'",
+        cur.executemany("UPDATE jobs SET state = 'running', started_at = %s WHERE id = %s AND state IN ('queued', 'running')",
                         [(self.ts(at), job_id) for job_id, at in started])
 
     def ts(self, value: datetime | None) -> Any:
@@ -114,6 +114,12 @@ class Dialect:
         at once; when every transaction takes its row locks in one order, they wait for each
         other instead of deadlocking. Call it once per transaction, with every id it updates.
         """
+
+    def in_index_order(self, cur: Any) -> None:
+        """Make this transaction's statements read rows by index scans only, so that an
+        UPDATE over a range of one index (``state, id``; ``batch_id, id``) locks its rows in
+        id order, as :meth:`lock_jobs` does, without a separate locking pass. SQLite has one
+        writer at a time: nothing to order."""
 
     def close(self) -> None:
         pass
@@ -221,6 +227,10 @@ class Postgres(Dialect):
     def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
         cur.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(set(ids)),))
 
+    def in_index_order(self, cur: Any) -> None:
+        # A bitmap heap scan or a sequential scan visits rows in the table's physical order.
+        cur.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")
+
     def has_table(self, cur: Any, name: str) -> bool:
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
         return bool(cur.fetchone()[0])
@@ -238,7 +248,7 @@ class Postgres(Dialect):
     def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
         self.execute_values(
             cur, "UPDATE jobs AS j SET state = 'running', started_at = v.at FROM (VALUES %s) AS v (id, at) "
-            "WHERE j.id = v.id AND j.state <> 'done'", list(started), template="(%s::bigint, %s::timestamptz)")
+            "WHERE j.id = v.id AND j.state IN ('queued', 'running')", list(started), template="(%s::bigint, %s::timestamptz)")
 
     def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
         """By COPY from ``COPY_FROM`` jobs on (several times faster than a multi-row INSERT

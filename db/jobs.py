@@ -86,6 +86,53 @@ class Jobs:
             d.lock_jobs(cur, [job_id for job_id, _ in started])
             d.mark_running(cur, started)
 
+    def cancel_jobs(self, *, batch: str | int | None = None, ids: Sequence[int] | None = None,
+                    count_only: bool = False) -> int:
+        """Take back every queued job (of ``batch``: a name or an id as text, or exactly the
+        id as an int; or of ``ids``; neither: every queued job): its state becomes
+        ``cancelled`` and no worker checks it (see :meth:`Results.skip_ids`). Done, running
+        and cancelled jobs, and every stored result, stay as they are. Returns how many jobs
+        were (with ``count_only``: would be) cancelled.
+
+        One set-based UPDATE per batch, whatever the count (never a round trip per job).
+        Its rows are read by an index scan over ``(batch_id, id)``, ``(state, id)`` or the
+        primary key, so they are locked in id order, the order every other writer takes job
+        rows in (:meth:`Dialect.lock_jobs`): a million-row cancel and the workers' small
+        writes wait for each other instead of deadlocking. Several batches of one name go
+        one transaction each, for the same reason.
+        """
+        d = self.dialect
+        scopes: list[tuple[str, list[Any]]] = []
+        if isinstance(batch, int):
+            scopes.append(("batch_id = %s", [batch]))
+        elif batch is not None:
+            with d.transaction(write=False) as cur:
+                if batch.isdigit():
+                    cur.execute("SELECT id FROM batches WHERE name = %s OR id = %s ORDER BY id", (batch, int(batch)))
+                else:
+                    cur.execute("SELECT id FROM batches WHERE name = %s ORDER BY id", (batch,))
+                scopes.extend(("batch_id = %s", [row[0]]) for row in cur.fetchall())
+        elif ids is not None:
+            test, id_params = d.any_of("id", sorted(set(ids)))
+            scopes.append((test, id_params))
+        else:
+            scopes.append(("TRUE", []))
+        if ids is not None and batch is not None:
+            test, id_params = d.any_of("id", sorted(set(ids)))
+            scopes = [(f"{where} AND {test}", [*params, *id_params]) for where, params in scopes]
+        total = 0
+        for where, params in scopes:
+            if count_only:
+                with d.transaction(write=False) as cur:
+                    cur.execute(f"SELECT count(*) FROM jobs WHERE state = 'queued' AND {where}", params)  # noqa: S608
+                    total += int(cur.fetchone()[0])
+                continue
+            with d.transaction(announce=True) as cur:
+                d.in_index_order(cur)
+                cur.execute(f"UPDATE jobs SET state = 'cancelled' WHERE state = 'queued' AND {where}", params)  # noqa: S608
+                total += max(cur.rowcount, 0)
+        return total
+
     def _update_ids(self, sql: str, params: list[Any], ids: Sequence[int]) -> None:
         if not ids:
             return
@@ -95,7 +142,7 @@ class Jobs:
             cur.execute(sql.format(test), [*params, *id_params])
 
     def prune(self, older_than: timedelta, *, now: datetime | None = None, chunk: int = 5000) -> int:
-        """Delete done jobs (and their results) submitted before the cutoff, a chunk per
+        """Delete done and cancelled jobs (and their results) submitted before the cutoff, a chunk per
         transaction so no lock is held for long. Returns how many jobs were deleted."""
         d = self.dialect
         cutoff = d.ts((now or utcnow()) - older_than)
@@ -103,7 +150,7 @@ class Jobs:
         while True:
             with d.transaction() as cur:
                 cur.execute(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' "
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'cancelled') "
                     "AND submitted_at < %s ORDER BY id LIMIT %s)",
                     (cutoff, chunk),
                 )

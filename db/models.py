@@ -16,7 +16,9 @@ from runner.fields import ResultFields
 
 from .regions import DEFAULT_REGION, Placement
 
-STATES = ("queued", "running", "done")
+STATES = ("queued", "running", "done", "cancelled")
+# States a job can still leave; a cancelled job was taken back before its check (runner cancel).
+OPEN_STATES = ("queued", "running")
 
 
 def utcnow() -> datetime:
@@ -139,6 +141,7 @@ class Counts:
     queued: int = 0
     running: int = 0
     done: int = 0
+    cancelled: int = 0  # taken back before their check (runner cancel)
     ok: int = 0
     failed: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
@@ -149,7 +152,7 @@ class Counts:
 
     @property
     def total(self) -> int:
-        return self.queued + self.running + self.done
+        return self.queued + self.running + self.done + self.cancelled
 
     @property
     def pending(self) -> int:

@@ -58,8 +58,9 @@ class Results:
             d.lock_jobs(cur, [*ids, *(job_id for job_id, _ in started)])
             if started:
                 d.mark_running(cur, started)
-            # Only jobs that still exist (a pruned job's late result is dropped).
-            cur.execute(f"SELECT id, options FROM jobs WHERE {test}", id_params)
+            # Only jobs that still exist (a pruned job's late result is dropped) and were not
+            # cancelled while their check ran (its result is dropped: the job stays cancelled).
+            cur.execute(f"SELECT id, options FROM jobs WHERE state <> 'cancelled' AND {test}", id_params)
             placements = {row[0]: Placement.of(d.parse_json(row[1])) for row in cur.fetchall()}
             plain = [r for r in records if r.job_id in placements and not placements[r.job_id].named]
             named = [r for r in records if r.job_id in placements and placements[r.job_id].named]
@@ -127,6 +128,21 @@ class Results:
             full_test, full_params = d.any_of("id", complete)
             cur.execute(f"UPDATE jobs SET no_worker_at = NULL WHERE no_worker_at IS NOT NULL AND {full_test}",
                         full_params)
+
+    def skip_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:
+        """Which of these jobs a worker drops without checking: those cancelled, and those
+        that already have a result (with ``region``: that region's result)."""
+        if not ids:
+            return set()
+        test, params = self.dialect.any_of("j.id", ids)
+        if region is None:
+            has = "EXISTS (SELECT 1 FROM results r WHERE r.job_id = j.id)"
+        else:
+            has = "EXISTS (SELECT 1 FROM region_results r WHERE r.job_id = j.id AND r.region = %s)"
+            params = [region, *params]
+        with self.dialect.transaction(write=False) as cur:
+            cur.execute(f"SELECT j.id FROM jobs j WHERE (j.state = 'cancelled' OR {has}) AND {test}", params)  # noqa: S608
+            return {row[0] for row in cur.fetchall()}
 
     def done_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:
         """Which of these jobs already have a result (so a redelivery can skip them); with

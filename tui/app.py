@@ -33,6 +33,7 @@ from runner.jobs.report import OUTCOMES
 from runner.jobs.urls import split_input
 from runner.text import mask_url, printable
 
+from . import cancel
 from .banner import Banner
 from .choice import ChoiceScreen
 from .detail import DetailScreen
@@ -81,6 +82,7 @@ class UrlTesterApp(App[None]):
         Binding("b", "pick_batch", "Batch", show=False, tooltip="only one batch…"),
         Binding("x", "clear_filters", "Clear filters", show=False, tooltip="clear every filter"),
         Binding("R", "retest_failed", "Re-test failed", show=False, tooltip="re-test every failed row in the current view"),
+        Binding("C", "cancel_jobs", "Cancel", show=False, tooltip="cancel queued jobs: the row's or its batch's (asks first)"),
         Binding("c", "copy_url", "Copy URL", show=False, tooltip="copy the URL to the clipboard"),
         Binding("i", "focus_input", "URL input", show=False, tooltip="go to the URL input"),
         Binding("escape", "escape", "Back", show=False, tooltip="back / close"),
@@ -470,6 +472,40 @@ class UrlTesterApp(App[None]):
             return
         self.retest(ids, f"{len(ids):,} failed job(s) of this view")
 
+    # ------------------------------------------------------------------ cancel
+
+    def action_cancel_jobs(self) -> None:
+        self.offer_cancel(self._target(), self.view_query.flt.batch)
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def offer_cancel(self, job: JobView | None, batch: str | None) -> None:
+        try:
+            options = cancel.choices(self.runtime, job, batch)
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            return
+        if len(options) == 1:
+            self.call_from_thread(self._say, "Nothing queued to cancel here (the row's job and batch are not queued).")
+            return
+
+        def chosen(key: str | None) -> None:
+            if key and key != cancel.KEEP:
+                self.do_cancel(key)
+
+        self.call_from_thread(self.push_screen, ChoiceScreen(
+            "Cancel queued jobs? They will not be checked.", options,
+            note="Done and running jobs and their results stay. Esc: cancel nothing."), chosen)
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def do_cancel(self, key: str) -> None:
+        try:
+            n = cancel.apply(self.runtime, key)
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            return
+        self.call_from_thread(self._say, f"⊘ Cancelled {n:,} queued job{'s' if n != 1 else ''}.")
+        self.call_from_thread(self.grid.reload)
+
     # ------------------------------------------------------------------ export
 
     def action_export(self) -> None:
@@ -540,6 +576,8 @@ class UrlTesterApp(App[None]):
         yield SystemCommand("Re-test row", "Check the URL under the cursor again (r)", self.action_retest)
         yield SystemCommand("Re-test failed in view", "Check every failed job of this view again (R)",
                             self.action_retest_failed)
+        yield SystemCommand("Cancel queued jobs", "Take back the row's job or its batch's queued jobs (C)",
+                            self.action_cancel_jobs)
         yield SystemCommand("Copy URL", "Copy the URL under the cursor (c)", self.action_copy_url)
         yield SystemCommand("Export view", "Write this view to CSV or JSON (e)", self.action_export)
         yield SystemCommand("Submit URLs", "Go to the URL input (i)", self.action_focus_input)

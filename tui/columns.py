@@ -227,7 +227,7 @@ def when(value: datetime | None, now: datetime, tz: tzinfo | None) -> str:
 def state_class(view: JobView) -> str:
     """The component class that colours a row's state (its word and symbol say it too)."""
     if view.state != "done":
-        return view.state  # queued, running
+        return view.state  # queued, running, cancelled
     return "ok" if view.ok else "failed"
 
 

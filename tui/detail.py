@@ -29,7 +29,8 @@ from .columns import human_bytes, human_ms, state_class
 from .styled import FAILED, MUTED, OK, WARNING, Styled, styled
 from .waterfall import Waterfall
 
-STATE_STYLES = {"ok": f"bold {OK}", "failed": f"bold {FAILED}", "queued": MUTED, "running": f"bold {WARNING}"}
+STATE_STYLES = {"ok": f"bold {OK}", "failed": f"bold {FAILED}", "queued": MUTED, "running": f"bold {WARNING}",
+                "cancelled": MUTED}
 
 
 def _kv(text: Styled, key: str, value: Any, style: str = "") -> None:
@@ -258,7 +259,9 @@ class DetailScreen(Screen):
         body = self.query_one("#detail-body", VerticalScroll)
         await body.remove_children()
         widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
-        if job.state != "done":
+        if job.state == "cancelled":
+            widgets.append(Static(styled("Cancelled before its check: it will not be checked (r re-tests it).", MUTED)))
+        elif job.state != "done":
             widgets.append(Static(styled(f"Not checked yet ({job.state}); this view updates when it is.", MUTED)))
         sections: list[tuple[str, Any]] = []
         regions = regions_text(job, self.results)

@@ -55,6 +55,7 @@ class JobGrid(ScrollView, can_focus=True):
         "job-grid--failed",
         "job-grid--queued",
         "job-grid--running",
+        "job-grid--cancelled",
         "job-grid--error",
         "job-grid--pending",
     }

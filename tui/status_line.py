@@ -48,6 +48,8 @@ class StatusLine(Static):
             text.append(f"✓ {c.ok:,} ok", OK)
             text.append("  ")
             text.append(f"✗ {c.failed:,} failed", FAILED if c.failed else "")
+            if c.cancelled:
+                text.append(f"  ⊘ {c.cancelled:,} cancelled", MUTED)
             text.append(f"  │  {c.done_last_minute:,} checks/min  │  ")
             if self.immediate:
                 text.append("checks run in this app")

@@ -26,6 +26,7 @@ from db import StoreError, StoreUnavailable
 from runner.api.config import DEFAULT_CONFIG, ApiConfig, config_from_env
 from runner.api.events import Feed
 from runner.api.guard import Guard
+from runner.api.legacy import router as legacy_router
 from runner.api.routes import STATIC, public, router
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
 from runner.jobs.settings import Settings, from_env
@@ -67,8 +68,10 @@ def create_app(settings: Settings, config: ApiConfig = DEFAULT_CONFIG, *, runtim
     )
     app.state.config = config
     app.state.metrics = ApiMetrics()
+    app.state.zone = settings.zone  # local times of the old /api/get_jobs
     app.include_router(public)
     app.include_router(router)
+    app.include_router(legacy_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handlers(app)
     if config.cors_origins:

@@ -43,7 +43,7 @@ class JobsIn(BaseModel):
                       "batch": "nightly", "idempotency_key": "nightly-2026-12-01"}]})
 
     # Not nullable (`null` is refused) yet optional: one of the two must be there.
-    urls: list[str] = Field(None, description="URLs to check (up to 10,000; more is 413).")  # type: ignore[assignment]
+    urls: list[str] = Field(None, min_length=1, description="URLs to check (1 to 10,000; more is 413).")  # type: ignore[assignment]
     url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
     options: dict[str, Any] = Field(default_factory=dict, description="Check options, as `runner submit`'s flags: "
                                     "method, expect_status, body_contains, body_excludes, max_ms, deadline, "
@@ -123,6 +123,7 @@ class CountsOut(BaseModel):
     queued: int = Field(description="Every job still queued.")
     running: int = Field(description="Every job being checked.")
     done: int = Field(description="Every job checked.")
+    cancelled: int = Field(description="Every job taken back before its check (runner cancel).")
     ok: int = Field(description="Results that are ok.")
     failed: int = Field(description="Results that failed.")
 
@@ -132,6 +133,10 @@ BATCH_COUNTS = tuple(f.name for f in dataclasses.fields(Counts) if "scope" not i
 _COUNT_TYPES = typing.get_type_hints(Counts)
 BatchOut = create_model("BatchOut", id=(int, ...), name=(str, ...), created_at=(str, ...), size=(int, ...),
                         **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
+
+
+class Cancelled(BaseModel):
+    cancelled: int = Field(description="How many queued jobs became `cancelled` (0: none was still queued).")
 
 
 class Problem(BaseModel):

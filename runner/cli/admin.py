@@ -35,7 +35,8 @@ def status_document(settings: Settings, st: Any) -> dict[str, Any]:
         "database": settings.database_shown,
         "broker": settings.broker_shown,
         "in_process": settings.immediate,
-        "jobs": {"queued": c.queued, "running": c.running, "done": c.done, "ok": c.ok, "failed": c.failed,
+        "jobs": {"queued": c.queued, "running": c.running, "done": c.done, "cancelled": c.cancelled,
+                 "ok": c.ok, "failed": c.failed,
                  "unpublished": c.unpublished},
         "outcomes": dict(sorted(c.by_outcome.items())),
         "checks_last_minute": c.done_last_minute,
@@ -65,7 +66,8 @@ def status(
         c = st.counts
         typer.echo(f"database  {rt.settings.database_shown}")
         typer.echo(f"broker    {rt.settings.broker_shown}" + ("  (checks run in-process)" if rt.settings.immediate else ""))
-        typer.echo(f"jobs      {c.queued} queued, {c.running} running, {c.done} done ({c.ok} ok, {c.failed} failed)")
+        typer.echo(f"jobs      {c.queued} queued, {c.running} running, {c.done} done ({c.ok} ok, {c.failed} failed)"
+                   + (f", {c.cancelled} cancelled" if c.cancelled else ""))
         if c.unpublished:
             typer.echo(f"          {c.unpublished} queued jobs were never confirmed by the broker: run `runner requeue --stale 0s`")
         if c.by_outcome:
@@ -125,7 +127,7 @@ def doctor(ctx: typer.Context) -> None:
                 problem(f"schema version {version}, latest {latest}: run `runner db upgrade`", EXIT_USAGE)
             else:
                 counts = store.counts()
-                typer.echo(f"  ok: schema version {version}, {counts.queued + counts.running + counts.done} jobs")
+                typer.echo(f"  ok: schema version {version}, {counts.total} jobs")
         finally:
             store.close()
     except StoreUnavailable as exc:

@@ -265,7 +265,8 @@ def summary_lines(summary: Any) -> list[str]:
 
     by_outcome = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_outcome.items(), key=lambda kv: -kv[1]) if k != "ok")
     lines = [f"checked {summary.done:,} of {summary.total:,}: ok {summary.ok:,}, failed {summary.failed:,}"
-             + (f" ({by_outcome})" if by_outcome else "")]
+             + (f" ({by_outcome})" if by_outcome else "")
+             + (f"; {summary.cancelled:,} cancelled" if summary.cancelled else "")]
     for i, slow in enumerate(summary.slowest):
         label = "slowest" if i == 0 else ""
         lines.append(f"{label:<8} {slow.total_ms:9.0f} ms  {slow.outcome:<18} {printable(mask_url(slow.url), 100)}")

@@ -112,7 +112,7 @@ def results(
             total = rt.store.count_jobs(flt)
             failures = rt.store.count_jobs(replace(flt, failed=True))
             skipped = 0 if state == "done" else sum(
-                rt.store.count_jobs(replace(flt, state=s)) for s in ("queued", "running") if state in (None, s))
+                rt.store.count_jobs(replace(flt, state=s)) for s in ("queued", "running", "cancelled") if state in (None, s))
             if limit is not None:
                 total = min(total, limit)
             rows = rt.store.iter_jobs(flt, order="oldest", limit=limit)

@@ -253,7 +253,7 @@ def _region_lines(view: JobView, found: Sequence[ResultRecord]) -> list[str]:
     return lines
 
 
-SYMBOLS = {"ok": "✓", "queued": "·", "running": "…"}
+SYMBOLS = {"ok": "✓", "queued": "·", "running": "…", "cancelled": "⊘"}
 
 
 def state_label(view: JobView) -> str:

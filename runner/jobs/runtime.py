@@ -209,6 +209,14 @@ class Runtime:
         report.job_ids = self.intake.enqueue(report.batch.id, jobs)
         return report
 
+    def cancel(self, *, batch: str | int | None = None, job_ids: Sequence[int] | None = None,
+               count_only: bool = False) -> int:
+        """Take back the queued jobs of ``batch`` (name or id), or ``job_ids``, or (neither)
+        every queued job: each becomes ``cancelled`` and the workers drop its message
+        unchecked (:class:`~runner.jobs.tasks.DoneLookup`). Returns how many (with
+        ``count_only``: how many it would take back)."""
+        return self.store.cancel_jobs(batch=batch, ids=job_ids, count_only=count_only)
+
     # ------------------------------------------------------------------ waiting and status
 
     def wait(self, batch_id: int, *, timeout: float | None = None, poll: float = 0.5,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.errors import ConfigError
 from runner.jobs.regions import DEFAULT_REGION, validate_region
@@ -54,6 +55,12 @@ class Settings:
     no_worker_after: float = 60.0  # seconds before a named region with no live worker is no_worker
     host_rate: float | None = None  # checks/s per host, fleet-wide, unless `runner limits` says otherwise
     host_connections: int | None = None  # checks at once per host, fleet-wide
+    timezone: str = ""  # IANA name for times shown as local (the old /api/get_jobs); "": the machine's
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The time zone of ``timezone``; None: the machine's own."""
+        return ZoneInfo(self.timezone) if self.timezone else None
 
     @property
     def immediate(self) -> bool:
@@ -82,6 +89,7 @@ ENV = {
     "deny_private": "URLTESTER_DENY_PRIVATE",
     "allow_networks": "URLTESTER_ALLOW_NETWORKS",
     "publish_timeout": "URLTESTER_PUBLISH_TIMEOUT",
+    "timezone": "URLTESTER_TIMEZONE",
 }
 
 
@@ -114,12 +122,14 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
 
 def worker_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
     """The settings with no global ``runner`` option, from their variables: a worker's region,
-    the no-worker bound, the fleet-wide host limits (each command that uses one also takes
+    the no-worker bound, the fleet-wide host limits, the time zone of local times (each command that uses one also takes
     it as an option, with the same variable)."""
     env = os.environ if env is None else env
     values: dict[str, object] = {}
     if env.get("URLTESTER_REGION"):
         values["region"] = env["URLTESTER_REGION"].strip()
+    if env.get(ENV["timezone"], "").strip():
+        values["timezone"] = env[ENV["timezone"]].strip()
     if env.get("URLTESTER_NO_WORKER_AFTER"):
         try:
             values["no_worker_after"] = float(env["URLTESTER_NO_WORKER_AFTER"])
@@ -152,6 +162,12 @@ def validated(settings: Settings) -> Settings:
     if settings.host_connections is not None and not (0 < settings.host_connections <= 1e6):
         raise ConfigError(f"host connections {settings.host_connections!r} (URLTESTER_HOST_CONNECTIONS, "
                           "--host-connections): checks at once per host must be at least 1")
+    if settings.timezone:
+        try:
+            ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ConfigError(f"time zone {settings.timezone!r} (URLTESTER_TIMEZONE, --timezone) is not a known "
+                              "time zone: use an IANA name such as Europe/Paris or UTC") from None
     for net in settings.allow_networks:
         try:
             ipaddress.ip_network(net, strict=False)

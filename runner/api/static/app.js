@@ -197,6 +197,7 @@ $("add-form").addEventListener("submit", async (event) => {
       li.textContent = `${r.input}: ${r.reason}`;
       $("rejected").appendChild(li);
     }
+    if (body.batch) $("cancel-batch").value = body.batch.id; // the batch to take back, if it was the wrong one
     for (const job of body.jobs) {
       if (!rows.has(job.id)) show({ id: job.id, url: job.url, state: "queued", batch: body.batch && body.batch.name });
     }
@@ -205,6 +206,37 @@ $("add-form").addEventListener("submit", async (event) => {
   } finally {
     $("add").disabled = false;
   }
+});
+
+// ---------------------------------------------------------------- cancelling a batch (asks first, with the count)
+
+let cancelling = null; // the batch id the question is about
+
+$("cancel-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const id = $("cancel-batch").value.trim();
+  $("cancel-result").textContent = "";
+  const answer = await api(`/api/v1/batches/${encodeURIComponent(id)}`);
+  const batch = await answer.json();
+  if (!answer.ok) { $("cancel-result").textContent = message(batch); return; }
+  if (!batch.queued) { $("cancel-result").textContent = `batch ${batch.id} "${batch.name}" has no queued jobs`; return; }
+  cancelling = batch.id;
+  $("cancel-question").textContent = `Cancel ${batch.queued} queued job(s) of batch ${batch.id} "${batch.name}"? They will not be checked.`;
+  $("cancel-confirm").hidden = false;
+  $("cancel-yes").focus();
+});
+
+$("cancel-no").addEventListener("click", () => { $("cancel-confirm").hidden = true; cancelling = null; });
+
+$("cancel-yes").addEventListener("click", async () => {
+  const id = cancelling;
+  $("cancel-confirm").hidden = true;
+  cancelling = null;
+  if (id === null) return;
+  const answer = await api(`/api/v1/batches/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+  const body = await answer.json();
+  $("cancel-result").textContent = answer.ok ? `cancelled ${body.cancelled} queued job(s) of batch ${id}` : message(body);
+  if (answer.ok) reload();
 });
 
 // ---------------------------------------------------------------- live results (SSE over fetch, so the token rides in a header)
