@@ -97,7 +97,7 @@ def results(
         lookup = rt.region_results
         if fmt == "table":
             views = rt.store.list_jobs(flt, limit=limit or 100)
-            for line in table_lines(views, regions=lookup):
+            for line in table_lines(views, regions=lookup, referrers=rt.referrers):
                 typer.echo(line)
             return
         if fmt == "junit":
@@ -115,7 +115,7 @@ def results(
                         tests=total, failures=min(failures, total), skipped=min(skipped, total), regions=lookup)
             return
         rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt == "json"), limit=limit)
-        (write_json if fmt == "json" else write_csv)(rows, sys.stdout, regions=lookup)
+        (write_json if fmt == "json" else write_csv)(rows, sys.stdout, regions=lookup, referrers=rt.referrers)
 
 
 

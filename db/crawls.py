@@ -1,0 +1,146 @@
+"""A crawl's state, kept with its batch: its settings, the URLs it has taken, their referrers.
+
+A crawl is a batch that grows (``runner crawl``): a worker that checked a page in scope
+hands its links here, and :func:`claim_urls` says which of them are new to the crawl. The
+database decides, not the workers: ``crawl_urls``' primary key is (batch, URL), and every
+claim first takes the crawl row's lock (an ``UPDATE`` of it, in both dialects), so two
+workers that find one link at once never both enqueue it, and ``--max-urls`` is never
+exceeded. A URL's referrers (the pages that link to it, with the link's text) are kept up
+to :data:`MAX_REFERRERS`, whatever the order workers find them in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import utcnow
+from .store import Store
+
+MAX_REFERRERS = 20
+
+
+@dataclass(frozen=True)
+class Crawl:
+    """A crawl's settings (``urls``: how many URLs it has taken so far)."""
+
+    batch_id: int
+    roots: tuple[str, ...]
+    scope: str
+    depth: int
+    max_urls: int
+    robots: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    urls: int = 0
+    robots_skipped: int = 0
+
+
+def create_crawl(store: Store, crawl: Crawl) -> list[str]:
+    """Record the crawl and claim its roots (depth 0); returns the roots claimed, in order
+    (at most ``max_urls``; a root given twice once)."""
+    d = store.dialect
+    with d.transaction() as cur:
+        cur.execute(
+            "INSERT INTO crawls (batch_id, roots, scope, depth, max_urls, robots, options, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (crawl.batch_id, json.dumps(list(crawl.roots)), crawl.scope, crawl.depth, crawl.max_urls,
+             d.boolean(crawl.robots), json.dumps(crawl.options, sort_keys=True), d.ts(utcnow())),
+        )
+        return [url for url, _ in _claim(cur, d, crawl.batch_id, [(url, 0) for url in crawl.roots])]
+
+
+def get_crawl(store: Store, batch_id: int) -> Crawl | None:
+    """The crawl that is this batch, or None (a batch that is not a crawl)."""
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT roots, scope, depth, max_urls, robots, options, urls, robots_skipped "
+                    "FROM crawls WHERE batch_id = %s", (batch_id,))
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return Crawl(batch_id=batch_id, roots=tuple(json.loads(row[0])), scope=row[1], depth=int(row[2]),
+                 max_urls=int(row[3]), robots=bool(row[4]), options=json.loads(row[5]), urls=int(row[6]),
+                 robots_skipped=int(row[7]))
+
+
+def claim_urls(store: Store, batch_id: int, found: Sequence[tuple[str, int]],
+               referrers: Sequence[tuple[str, str, str]] = (), *, robots_skipped: int = 0) -> list[tuple[str, int]]:
+    """Take the URLs (with their depth) that are new to the crawl, while it has room; keep
+    each ``(url, referrer, text)`` (up to :data:`MAX_REFERRERS` per URL). Returns the
+    ``(url, depth)`` this call took: only its caller enqueues them."""
+    d = store.dialect
+    with d.transaction() as cur:
+        cur.execute("UPDATE crawls SET robots_skipped = robots_skipped + %s WHERE batch_id = %s",
+                    (robots_skipped, batch_id))  # the crawl row's lock: claims go one at a time
+        claimed = _claim(cur, d, batch_id, found)
+        seen: set[tuple[str, str]] = set()
+        for url, referrer, text in referrers:
+            if (url, referrer) in seen:
+                continue
+            seen.add((url, referrer))
+            cur.execute(
+                "INSERT INTO crawl_referrers (batch_id, url, referrer, text) SELECT %s, %s, %s, %s "
+                "WHERE (SELECT count(*) FROM crawl_referrers WHERE batch_id = %s AND url = %s) < %s "
+                "ON CONFLICT DO NOTHING",
+                (batch_id, url, referrer, text, batch_id, url, MAX_REFERRERS),
+            )
+    return claimed
+
+
+def release_urls(store: Store, batch_id: int, urls: Sequence[str]) -> None:
+    """Give claimed URLs back (their jobs could not be recorded): a redelivered page takes them again."""
+    if not urls:
+        return
+    d = store.dialect
+    with d.transaction() as cur:
+        where, params = d.any_of("url", list(urls))
+        cur.execute(f"DELETE FROM crawl_urls WHERE batch_id = %s AND {where}", (batch_id, *params))
+        cur.execute("UPDATE crawls SET urls = urls - %s WHERE batch_id = %s", (cur.rowcount, batch_id))
+
+
+def referrers_of(store: Store, job_ids: Sequence[int]) -> dict[int, list[dict[str, str]]]:
+    """Each job's referrers (``{"url", "text"}``, by URL), for the jobs of crawls among these."""
+    if not job_ids:
+        return {}
+    d = store.dialect
+    where, params = d.any_of("j.id", list(job_ids))
+    with d.transaction(write=False) as cur:
+        cur.execute(
+            "SELECT j.id, r.referrer, r.text FROM jobs j JOIN crawl_referrers r "
+            f"ON r.batch_id = j.batch_id AND r.url = j.url WHERE {where} ORDER BY j.id, r.referrer",
+            params,
+        )
+        rows = cur.fetchall()
+    out: dict[int, list[dict[str, str]]] = {}
+    for job_id, referrer, text in rows:
+        found = out.setdefault(int(job_id), [])
+        if len(found) < MAX_REFERRERS:
+            found.append({"url": referrer, "text": text})
+    return out
+
+
+def _claim(cur: Any, d: Any, batch_id: int, found: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Within a transaction that holds the crawl row's lock: insert the new URLs up to the
+    crawl's room and count them."""
+    cur.execute("SELECT max_urls, urls FROM crawls WHERE batch_id = %s", (batch_id,))
+    row = cur.fetchone()
+    if row is None or not found:
+        return []
+    room = int(row[0]) - int(row[1])
+    wanted: dict[str, int] = {}
+    for url, depth in found:
+        if url not in wanted or depth < wanted[url]:
+            wanted[url] = depth
+    if room <= 0 or not wanted:
+        return []
+    where, params = d.any_of("url", list(wanted))
+    cur.execute(f"SELECT url FROM crawl_urls WHERE batch_id = %s AND {where}", (batch_id, *params))
+    for (url,) in cur.fetchall():
+        wanted.pop(url, None)
+    claimed = list(wanted.items())[:room]
+    for url, depth in claimed:
+        cur.execute("INSERT INTO crawl_urls (batch_id, url, depth) VALUES (%s, %s, %s)", (batch_id, url, depth))
+    if claimed:
+        cur.execute("UPDATE crawls SET urls = urls + %s WHERE batch_id = %s", (len(claimed), batch_id))
+    return claimed
