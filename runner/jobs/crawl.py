@@ -14,7 +14,8 @@ redelivery and nothing is lost: a claimed URL whose jobs could not be recorded i
 back. Links out of scope are checked, never followed; pages in scope that robots.txt
 disallows are neither fetched nor checked (counted as skipped).
 
-Scope: ``host`` (the same host name as a root), ``domain`` (a root's domain, ``www.``
+Scope: ``host`` (the same host name and port as a root: normalised URLs name no default
+port, so ``http`` and ``https`` of one site are one host), ``domain`` (a root's domain, ``www.``
 dropped, and its subdomains), ``prefix`` (URLs under a root's directory).
 """
 
@@ -75,7 +76,7 @@ def in_scope(url: str, crawl: Crawl) -> bool:
     for root in crawl.roots:
         rparts = urlsplit(root)
         rhost = (rparts.hostname or "").lower()
-        if crawl.scope == "host" and host == rhost:
+        if crawl.scope == "host" and host == rhost and parts.port == rparts.port:
             return True
         if crawl.scope == "domain":
             domain = rhost.removeprefix("www.")
