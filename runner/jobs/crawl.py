@@ -160,6 +160,7 @@ class Crawler:
     def __init__(self, runtime: CrawlParts) -> None:
         self.runtime = runtime
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         self._crawls: dict[int, Crawl | None] = {}
         self._robots: dict[str, tuple[float, urllib.robotparser.RobotFileParser | None]] = {}
         self._remote: Any = None
@@ -244,11 +245,15 @@ class Crawler:
         with self._lock:
             kept = self._robots.get(origin)
         if kept is None or kept[0] < now:
-            kept = (now + ROBOTS_TTL, self._read_robots(origin, crawl))
-            with self._lock:
-                if len(self._robots) >= CRAWLS_KEPT:
-                    self._robots.clear()
-                self._robots[origin] = kept
+            with self._fetching:  # one fetch of a robots.txt per worker, however many threads ask
+                with self._lock:
+                    kept = self._robots.get(origin)
+                if kept is None or kept[0] < now:
+                    kept = (now + ROBOTS_TTL, self._read_robots(origin, crawl))
+                    with self._lock:
+                        if len(self._robots) >= CRAWLS_KEPT:
+                            self._robots.clear()
+                        self._robots[origin] = kept
         parser = kept[1]
         return True if parser is None else parser.can_fetch(self._agent(), url)
 
