@@ -185,3 +185,39 @@ def test_one_url_is_claimed_once_however_many_workers_find_it(kind: str, sqlite_
         assert len(referrers_of(store, ids)[ids[0]]) == 20
     finally:
         store.close()
+
+
+def test_the_api_and_the_tui_detail_show_where_a_broken_link_is(served_site: Site, sqlite_url: str,
+                                                                 tmp_path) -> None:  # noqa: ANN001
+    from tests.api.conftest import serve
+
+    env = runner_env(sqlite_url, None)
+    run_cli(["crawl", served_site.url("/about.html"), "--depth", "1", "--batch", "api", "--wait"], env)
+    broken = next(j for j in jobs(sqlite_url, "api") if j.url == served_site.url("/img/missing.png"))
+    with serve(env, tmp_path / "serve.log") as server:
+        with server.client(server.token("crawl")) as c:
+            answer = c.get(f"/api/v1/jobs/{broken.id}")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["referrers"] == [{"url": served_site.url("/about.html"), "text": "Our team"}]
+
+
+def test_referrers_are_shown_as_text_never_as_markup() -> None:
+    from dataclasses import replace
+
+    from tui.detail import referrers_text
+
+    view = replace(_a_view(), referrers=[{"url": "http://127.0.0.1:1/p", "text": "[bold red]x[/] \x1b[2J"}])
+    shown = referrers_text(view)
+    assert shown is not None
+    assert "[bold red]x[/]" in shown.plain and "\x1b" not in shown.plain
+    assert referrers_text(replace(view, referrers=None)) is None
+
+
+def _a_view():  # noqa: ANN202
+    from datetime import UTC, datetime
+
+    from db import JobView
+
+    return JobView(id=1, url="http://127.0.0.1:1/x", batch="b", batch_id=1, state="done", options={},
+                   submitted_at=datetime.now(UTC), published_at=None, publish_error=None, started_at=None,
+                   checked_at=None)
