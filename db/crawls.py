@@ -20,6 +20,7 @@ from .models import utcnow
 from .store import Store
 
 MAX_REFERRERS = 20
+CHUNK = 500  # rows per statement (SQLite takes at most 32,766 parameters)
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,21 @@ def claim_urls(store: Store, batch_id: int, found: Sequence[tuple[str, int]],
         cur.execute("UPDATE crawls SET robots_skipped = robots_skipped + %s WHERE batch_id = %s",
                     (robots_skipped, batch_id))  # the crawl row's lock: claims go one at a time
         claimed = _claim(cur, d, batch_id, found)
-        seen: set[tuple[str, str]] = set()
+        rows: dict[tuple[str, str], str] = {}
         for url, referrer, text in referrers:
-            if (url, referrer) in seen:
-                continue
-            seen.add((url, referrer))
+            rows.setdefault((url, referrer), text)  # a page's first link to a URL names it
+        items = [(url, referrer, text) for (url, referrer), text in rows.items()]
+        for start in range(0, len(items), CHUNK):
+            part = items[start:start + CHUNK]
+            # One statement per chunk (a round trip, not one per link); VALUES' columns are
+            # column1.. in both dialects. A URL with its 20 referrers takes no more.
             cur.execute(
-                "INSERT INTO crawl_referrers (batch_id, url, referrer, text) SELECT %s, %s, %s, %s "
-                "WHERE (SELECT count(*) FROM crawl_referrers WHERE batch_id = %s AND url = %s) < %s "
-                "ON CONFLICT DO NOTHING",
-                (batch_id, url, referrer, text, batch_id, url, MAX_REFERRERS),
+                "INSERT INTO crawl_referrers (batch_id, url, referrer, text) "
+                "SELECT %s, v.column1, v.column2, v.column3 FROM (VALUES "
+                + ", ".join("(%s, %s, %s)" for _ in part)
+                + ") AS v WHERE (SELECT count(*) FROM crawl_referrers r WHERE r.batch_id = %s "
+                "AND r.url = v.column1) < %s ON CONFLICT DO NOTHING",
+                (batch_id, *(value for row in part for value in row), batch_id, MAX_REFERRERS),
             )
     return claimed
 
@@ -134,13 +140,18 @@ def _claim(cur: Any, d: Any, batch_id: int, found: Sequence[tuple[str, int]]) ->
             wanted[url] = depth
     if room <= 0 or not wanted:
         return []
-    where, params = d.any_of("url", list(wanted))
-    cur.execute(f"SELECT url FROM crawl_urls WHERE batch_id = %s AND {where}", (batch_id, *params))
-    for (url,) in cur.fetchall():
-        wanted.pop(url, None)
+    asked = list(wanted)
+    for start in range(0, len(asked), CHUNK):
+        where, params = d.any_of("url", asked[start:start + CHUNK])
+        cur.execute(f"SELECT url FROM crawl_urls WHERE batch_id = %s AND {where}", (batch_id, *params))
+        for (url,) in cur.fetchall():
+            wanted.pop(url, None)
     claimed = list(wanted.items())[:room]
-    for url, depth in claimed:
-        cur.execute("INSERT INTO crawl_urls (batch_id, url, depth) VALUES (%s, %s, %s)", (batch_id, url, depth))
+    for start in range(0, len(claimed), CHUNK):
+        part = claimed[start:start + CHUNK]
+        cur.execute("INSERT INTO crawl_urls (batch_id, url, depth) VALUES "
+                    + ", ".join("(%s, %s, %s)" for _ in part),
+                    tuple(value for url, depth in part for value in (batch_id, url, depth)))
     if claimed:
         cur.execute("UPDATE crawls SET urls = urls + %s WHERE batch_id = %s", (len(claimed), batch_id))
     return claimed
