@@ -2,10 +2,10 @@
 
 A crawl is a batch that grows (``runner crawl``): a worker that checked a page in scope
 hands its links here, and :func:`claim_urls` says which of them are new to the crawl. The
-database decides, not the workers: ``crawl_urls``' primary key is (batch, URL), and every
-claim first takes the crawl row's lock (an ``UPDATE`` of it, in both dialects), so two
-workers that find one link at once never both enqueue it, and ``--max-urls`` is never
-exceeded. A URL's referrers (the pages that link to it, with the link's text) are kept up
+database decides, not the workers: ``crawl_urls``' primary key is (batch, URL), so two
+workers that find one link at once never both enqueue it (the second's insert waits for
+the first's commit, then does nothing), and the count on the crawl's row, taken last in
+the same transaction, gives back what went past ``--max-urls``: it is never exceeded. A URL's referrers (the pages that link to it, with the link's text) are kept up
 to :data:`MAX_REFERRERS`, whatever the order workers find them in.
 """
 
@@ -72,9 +72,6 @@ def claim_urls(store: Store, batch_id: int, found: Sequence[tuple[str, int]],
     ``(url, depth)`` this call took: only its caller enqueues them."""
     d = store.dialect
     with d.transaction() as cur:
-        cur.execute("UPDATE crawls SET robots_skipped = robots_skipped + %s WHERE batch_id = %s",
-                    (robots_skipped, batch_id))  # the crawl row's lock: claims go one at a time
-        claimed = _claim(cur, d, batch_id, found)
         rows: dict[tuple[str, str], str] = {}
         for url, referrer, text in referrers:
             rows.setdefault((url, referrer), text)  # a page's first link to a URL names it
@@ -91,7 +88,7 @@ def claim_urls(store: Store, batch_id: int, found: Sequence[tuple[str, int]],
                 "AND r.url = v.column1) < %s ON CONFLICT DO NOTHING",
                 (batch_id, *(value for row in part for value in row), batch_id, MAX_REFERRERS),
             )
-    return claimed
+        return _claim(cur, d, batch_id, found, robots_skipped)
 
 
 def release_urls(store: Store, batch_id: int, urls: Sequence[str]) -> None:
@@ -126,32 +123,34 @@ def referrers_of(store: Store, job_ids: Sequence[int]) -> dict[int, list[dict[st
     return out
 
 
-def _claim(cur: Any, d: Any, batch_id: int, found: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-    """Within a transaction that holds the crawl row's lock: insert the new URLs up to the
-    crawl's room and count them."""
-    cur.execute("SELECT max_urls, urls FROM crawls WHERE batch_id = %s", (batch_id,))
-    row = cur.fetchone()
-    if row is None or not found:
-        return []
-    room = int(row[0]) - int(row[1])
+def _claim(cur: Any, d: Any, batch_id: int, found: Sequence[tuple[str, int]],
+           robots_skipped: int = 0) -> list[tuple[str, int]]:
+    """Insert the URLs new to the crawl (the primary key decides: a URL another transaction
+    took first is skipped), then count them on the crawl's row, and give back what went past
+    ``max_urls``. The row's lock is taken last, so claims of many workers overlap but for
+    that one statement and the commit."""
     wanted: dict[str, int] = {}
     for url, depth in found:
         if url not in wanted or depth < wanted[url]:
             wanted[url] = depth
-    if room <= 0 or not wanted:
+    items = list(wanted.items())
+    claimed: list[tuple[str, int]] = []
+    for start in range(0, len(items), CHUNK):
+        part = items[start:start + CHUNK]
+        new = {row[0] for row in d.insert_returning(
+            cur, "INSERT INTO crawl_urls (batch_id, url, depth) VALUES ",
+            [(batch_id, url, depth) for url, depth in part], " ON CONFLICT DO NOTHING RETURNING url")}
+        claimed += [(url, depth) for url, depth in part if url in new]
+    cur.execute("UPDATE crawls SET urls = urls + %s, robots_skipped = robots_skipped + %s WHERE batch_id = %s "
+                "RETURNING urls, max_urls", (len(claimed), robots_skipped, batch_id))
+    row = cur.fetchone()
+    if row is None:
         return []
-    asked = list(wanted)
-    for start in range(0, len(asked), CHUNK):
-        where, params = d.any_of("url", asked[start:start + CHUNK])
-        cur.execute(f"SELECT url FROM crawl_urls WHERE batch_id = %s AND {where}", (batch_id, *params))
-        for (url,) in cur.fetchall():
-            wanted.pop(url, None)
-    claimed = list(wanted.items())[:room]
-    for start in range(0, len(claimed), CHUNK):
-        part = claimed[start:start + CHUNK]
-        cur.execute("INSERT INTO crawl_urls (batch_id, url, depth) VALUES "
-                    + ", ".join("(%s, %s, %s)" for _ in part),
-                    tuple(value for url, depth in part for value in (batch_id, url, depth)))
-    if claimed:
-        cur.execute("UPDATE crawls SET urls = urls + %s WHERE batch_id = %s", (len(claimed), batch_id))
+    over = min(len(claimed), int(row[0]) - int(row[1]))
+    if over > 0:
+        claimed, extra = claimed[: len(claimed) - over], claimed[len(claimed) - over:]
+        for start in range(0, len(extra), CHUNK):
+            where, params = d.any_of("url", [url for url, _ in extra[start:start + CHUNK]])
+            cur.execute(f"DELETE FROM crawl_urls WHERE batch_id = %s AND {where}", (batch_id, *params))
+        cur.execute("UPDATE crawls SET urls = urls - %s WHERE batch_id = %s", (over, batch_id))
     return claimed
