@@ -5,8 +5,10 @@ hands its links here, and :func:`claim_urls` says which of them are new to the c
 database decides, not the workers: ``crawl_urls``' primary key is (batch, URL), so two
 workers that find one link at once never both enqueue it (the second's insert waits for
 the first's commit, then does nothing), and the count on the crawl's row, taken last in
-the same transaction, gives back what went past ``--max-urls``: it is never exceeded. A URL's referrers (the pages that link to it, with the link's text) are kept up
-to :data:`MAX_REFERRERS`, whatever the order workers find them in.
+the same transaction, gives back what went past ``--max-urls``: it is never exceeded.
+URLs are inserted in sorted order, so two claims that share URLs wait for each other
+instead of deadlocking. A URL's referrers (the pages that link to it, with the link's
+text) are kept up to :data:`MAX_REFERRERS`, whatever the order workers find them in.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def _claim(cur: Any, d: Any, batch_id: int, found: Sequence[tuple[str, int]],
     for url, depth in found:
         if url not in wanted or depth < wanted[url]:
             wanted[url] = depth
-    items = list(wanted.items())
+    items = sorted(wanted.items())  # one lock order for every claim: waits, never deadlocks
     claimed: list[tuple[str, int]] = []
     for start in range(0, len(items), CHUNK):
         part = items[start:start + CHUNK]
