@@ -221,3 +221,23 @@ def _a_view():  # noqa: ANN202
     return JobView(id=1, url="http://127.0.0.1:1/x", batch="b", batch_id=1, state="done", options={},
                    submitted_at=datetime.now(UTC), published_at=None, publish_error=None, started_at=None,
                    checked_at=None)
+
+
+def test_a_crawl_keeps_its_hosts_limits_across_the_fleet(served_site: Site, pg_url: str, amqp_url: str,
+                                                         queue_name: str, tmp_path) -> None:  # noqa: ANN001
+    """Every request of a crawl (robots.txt included) waits for its host's fleet-wide turn:
+    two `runner start` processes, 8 checks at once each, never more than 5 requests to
+    nginx in any second."""
+    env = runner_env(pg_url, amqp_url, queue_name)
+    assert run_cli(["limits", "set", "127.0.0.1", "--rate", "5"], env).returncode == 0
+    since = len(served_site.requests())
+    with worker(env, "--processes", "2", "--concurrency", "8", log_path=tmp_path / "w.log"):
+        wait_until(lambda: len(json.loads(run_cli(["status", "--json"], env).stdout)["workers"]) == 2, 60,
+                   message="two worker processes")
+        out = run_cli(["crawl", served_site.url("/index.html"), "--depth", "2", "--batch", "paced", "--wait",
+                       "--wait-timeout", "120"], env, timeout=180)
+    assert out.returncode == 1, out.stdout + out.stderr
+    times = sorted(when for when, _, _, _ in served_site.requests()[since:])
+    assert len(times) >= 10
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 5, f"{busiest} requests in one second"
