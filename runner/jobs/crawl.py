@@ -27,9 +27,8 @@ import threading
 import time
 import urllib.robotparser
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from db import NewJob, Store, StoreUnavailable
 from db.crawls import Crawl, claim_urls, create_crawl, get_crawl, release_urls
@@ -83,18 +82,10 @@ def in_scope(url: str, crawl: Crawl) -> bool:
             if host == domain or host.endswith("." + domain):
                 return True
         if crawl.scope == "prefix":
-            prefix = root[: len(root) - len(rparts.path) + rparts.path.rfind("/") + 1] if rparts.path else root
-            if url.startswith(prefix):
+            folder = rparts.path[: rparts.path.rfind("/") + 1] or "/"
+            if url.startswith(urlunsplit((rparts.scheme, rparts.netloc, folder, "", ""))):
                 return True
     return False
-
-
-@dataclass
-class CrawlReport:
-    batch_id: int
-    name: str
-    roots: list[str]
-    existed: bool = False
 
 
 def start_crawl(store: Store, intake: Any, *, batch_id: int, roots: Sequence[str], options: CheckOptions,
