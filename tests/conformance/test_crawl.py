@@ -102,6 +102,11 @@ def test_the_broken_links_are_linkcheckers(served_site: Site, sqlite_url: str) -
 def test_depth_scope_max_urls_and_no_robots(served_site: Site, sqlite_url: str) -> None:
     env = runner_env(sqlite_url, None)
     u = served_site.url
+    # --depth 0: the start URL alone; nothing broken, exit 0.
+    out = run_cli(["crawl", u("/docs/guide.html"), "--depth", "0", "--batch", "d0", "--wait"], env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "checked 1 URL: 1 ok, 0 broken" in out.stdout
+    assert [j.url for j in jobs(sqlite_url, "d0")] == [u("/docs/guide.html")]
     # --depth 1: the start page and what it links to; the blog's chain is not followed.
     assert run_cli(["crawl", u("/index.html"), "--depth", "1", "--batch", "d1", "--wait"], env).returncode == 1
     shallow = {j.url for j in jobs(sqlite_url, "d1")}
