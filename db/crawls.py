@@ -93,6 +93,12 @@ def claim_urls(store: Store, batch_id: int, found: Sequence[tuple[str, int]],
         return _claim(cur, d, batch_id, found, robots_skipped)
 
 
+def stop_crawl(cur: Any, batch_id: int) -> None:
+    """Within a cancel's transaction: the crawl takes no new URL (its room is what it has),
+    so pages still in flight add nothing once their batch is cancelled."""
+    cur.execute("UPDATE crawls SET max_urls = urls WHERE batch_id = %s", (batch_id,))
+
+
 def release_urls(store: Store, batch_id: int, urls: Sequence[str]) -> None:
     """Give claimed URLs back (their jobs could not be recorded): a redelivered page takes them again."""
     if not urls:

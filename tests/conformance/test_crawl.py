@@ -188,6 +188,11 @@ def test_one_url_is_claimed_once_however_many_workers_find_it(kind: str, sqlite_
         assert get_crawl(store, batch.id).urls == 201  # the root and the 200 links
         ids = store.insert_jobs(batch.id, [__import__("db").NewJob(links[0][0], "{}")])
         assert len(referrers_of(store, ids)[ids[0]]) == 20
+        from db.crawls import stop_crawl
+
+        with store.dialect.transaction() as cur:  # what a cancel of the batch does (runner cancel)
+            stop_crawl(cur, batch.id)
+        assert claim_urls(store, batch.id, [("http://127.0.0.1:1/new", 2)]) == []
     finally:
         store.close()
 
