@@ -93,6 +93,38 @@ def claim_urls(store: Store, batch_id: int, found: Sequence[tuple[str, int]],
         return _claim(cur, d, batch_id, found, robots_skipped)
 
 
+@dataclass(frozen=True)
+class CrawlProgress:
+    """A crawl still going: its batch, URLs checked, URLs to go, found so far (its bound)."""
+
+    batch_id: int
+    name: str
+    done: int
+    pending: int
+    found: int
+    max_urls: int
+    robots_skipped: int
+
+
+def crawls_going(store: Store, *, recent: int = 20) -> list[CrawlProgress]:
+    """The crawls among the ``recent`` latest that still have jobs queued or running, newest
+    first (``runner status``): one aggregate query over their jobs."""
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute(
+            "SELECT c.batch_id, b.name, c.urls, c.max_urls, c.robots_skipped, "
+            "SUM(CASE WHEN j.state = 'done' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN j.state IN ('queued', 'running') THEN 1 ELSE 0 END) "
+            "FROM (SELECT * FROM crawls ORDER BY batch_id DESC LIMIT %s) c "
+            "JOIN batches b ON b.id = c.batch_id JOIN jobs j ON j.batch_id = c.batch_id "
+            "GROUP BY c.batch_id, b.name, c.urls, c.max_urls, c.robots_skipped "
+            "HAVING SUM(CASE WHEN j.state IN ('queued', 'running') THEN 1 ELSE 0 END) > 0 "
+            "ORDER BY c.batch_id DESC",
+            (recent,),
+        )
+        rows = cur.fetchall()
+    return [CrawlProgress(int(r[0]), r[1], int(r[5]), int(r[6]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+
 def stop_crawl(cur: Any, batch_id: int) -> None:
     """Within a cancel's transaction: the crawl takes no new URL (its room is what it has),
     so pages still in flight add nothing once their batch is cancelled."""
