@@ -102,26 +102,27 @@ class Jobs:
         one transaction each, for the same reason.
         """
         d = self.dialect
-        scopes: list[tuple[str, list[Any]]] = []
+        # (the jobs' test, its parameters, the crawls a cancel stops: ids never stop one)
+        scopes: list[tuple[str, list[Any], str | None]] = []
         if isinstance(batch, int):
-            scopes.append(("batch_id = %s", [batch]))
+            scopes.append(("batch_id = %s", [batch], "batch_id = %s"))
         elif batch is not None:
             with d.transaction(write=False) as cur:
-                if batch.isdigit():
+                if batch.isascii() and batch.isdigit():
                     cur.execute("SELECT id FROM batches WHERE name = %s OR id = %s ORDER BY id", (batch, int(batch)))
                 else:
                     cur.execute("SELECT id FROM batches WHERE name = %s ORDER BY id", (batch,))
-                scopes.extend(("batch_id = %s", [row[0]]) for row in cur.fetchall())
+                scopes.extend(("batch_id = %s", [row[0]], "batch_id = %s") for row in cur.fetchall())
         elif ids is not None:
             test, id_params = d.any_of("id", sorted(set(ids)))
-            scopes.append((test, id_params))
+            scopes.append((test, id_params, None))
         else:
-            scopes.append(("TRUE", []))
+            scopes.append(("TRUE", [], "TRUE"))
         if ids is not None and batch is not None:
             test, id_params = d.any_of("id", sorted(set(ids)))
-            scopes = [(f"{where} AND {test}", [*params, *id_params]) for where, params in scopes]
+            scopes = [(f"{where} AND {test}", [*params, *id_params], None) for where, params, _ in scopes]
         total = 0
-        for where, params in scopes:
+        for where, params, crawls in scopes:
             if count_only:
                 with d.transaction(write=False) as cur:
                     cur.execute(f"SELECT count(*) FROM jobs WHERE state = 'queued' AND {where}", params)  # noqa: S608
@@ -131,6 +132,9 @@ class Jobs:
                 d.in_index_order(cur)
                 cur.execute(f"UPDATE jobs SET state = 'cancelled' WHERE state = 'queued' AND {where}", params)  # noqa: S608
                 total += max(cur.rowcount, 0)
+                if crawls is not None:
+                    # A crawl of the batch takes no new URL: pages still in flight add nothing.
+                    cur.execute(f"UPDATE crawls SET max_urls = urls WHERE {crawls}", params)  # noqa: S608
         return total
 
     def _update_ids(self, sql: str, params: list[Any], ids: Sequence[int]) -> None:

@@ -227,6 +227,40 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
         ],
     ),
+    (
+        5,
+        [
+            # Crawls (issue 26): a batch that grows. The crawl's settings, and how many URLs
+            # it has taken (the --max-urls bound is kept under this row's lock).
+            """CREATE TABLE crawls (
+                batch_id bigint PRIMARY KEY REFERENCES batches (id) ON DELETE CASCADE,
+                roots text NOT NULL,
+                scope text NOT NULL,
+                depth integer NOT NULL,
+                max_urls integer NOT NULL,
+                robots boolean NOT NULL,
+                options text NOT NULL,
+                urls integer NOT NULL DEFAULT 0,
+                robots_skipped integer NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL
+            )""",
+            # Each URL once per crawl: the primary key decides which worker enqueues it.
+            """CREATE TABLE crawl_urls (
+                batch_id bigint NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                depth integer NOT NULL,
+                PRIMARY KEY (batch_id, url)
+            )""",
+            # The pages that link to a URL of a crawl (up to 20 kept), with the link's text.
+            """CREATE TABLE crawl_referrers (
+                batch_id bigint NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                referrer text NOT NULL,
+                text text NOT NULL DEFAULT '',
+                PRIMARY KEY (batch_id, url, referrer)
+            )""",
+        ],
+    ),
 ]
 
 SQLITE: list[tuple[int, list[str]]] = [
@@ -380,6 +414,40 @@ SQLITE: list[tuple[int, list[str]]] = [
             "ALTER TABLE jobs ADD COLUMN no_worker_at text",
             "CREATE INDEX jobs_no_worker ON jobs (no_worker_at) WHERE no_worker_at IS NOT NULL",
             "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
+        ],
+    ),
+    (
+        5,
+        [
+            # Crawls (issue 26): a batch that grows. The crawl's settings, and how many URLs
+            # it has taken (the --max-urls bound is kept under this row's lock).
+            """CREATE TABLE crawls (
+                batch_id integer PRIMARY KEY REFERENCES batches (id) ON DELETE CASCADE,
+                roots text NOT NULL,
+                scope text NOT NULL,
+                depth integer NOT NULL,
+                max_urls integer NOT NULL,
+                robots integer NOT NULL,
+                options text NOT NULL,
+                urls integer NOT NULL DEFAULT 0,
+                robots_skipped integer NOT NULL DEFAULT 0,
+                created_at text NOT NULL
+            )""",
+            # Each URL once per crawl: the primary key decides which worker enqueues it.
+            """CREATE TABLE crawl_urls (
+                batch_id integer NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                depth integer NOT NULL,
+                PRIMARY KEY (batch_id, url)
+            )""",
+            # The pages that link to a URL of a crawl (up to 20 kept), with the link's text.
+            """CREATE TABLE crawl_referrers (
+                batch_id integer NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                referrer text NOT NULL,
+                text text NOT NULL DEFAULT '',
+                PRIMARY KEY (batch_id, url, referrer)
+            )""",
         ],
     ),
 ]

@@ -93,6 +93,7 @@ class JobView(ResultFields):
     started_at: datetime | None
     checked_at: datetime | None
     detail: dict[str, Any] | None = None
+    referrers: list[dict[str, str]] | None = None  # a crawl's: the pages that link here (db/crawls.py)
 
     @property
     def placement(self) -> Placement:

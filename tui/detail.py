@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from db import DEFAULT_REGION, JobView, ResultRecord, StoreUnavailable
+from db.crawls import referrers_of
 from db.regional import region_results
 from db.regions import summary as region_summary
 from runner.jobs.report import state_label
@@ -119,6 +120,20 @@ def _not_verified(job: JobView) -> str:
     error = job.error or ""
     reason = error.removeprefix("TLS: ") if job.outcome == "tls_error" and error.startswith("TLS: ") else ""
     return f"not verified: {reason}" if reason else "not verified"
+
+
+def referrers_text(job: JobView) -> Content | None:
+    """A crawl's: the pages that link to this URL, with the link's text (where to fix it)."""
+    if not job.referrers:
+        return None
+    text = Styled()
+    for referrer in job.referrers:
+        text.append("  ")
+        text.append(printable(mask_url(referrer.get("url") or "")))
+        if referrer.get("text"):
+            text.append(f'  "{printable(referrer["text"])}"', MUTED)
+        text.append("\n")
+    return text.content
 
 
 def tls_text(job: JobView) -> Content | None:
@@ -235,6 +250,8 @@ class DetailScreen(Screen):
         try:
             job = store.get_job(self.job.id, detail=True)
             results = region_results(store, [self.job.id], detail=True).get(self.job.id, [])
+            if job is not None:
+                job.referrers = referrers_of(store, [job.id]).get(job.id) or None
         except StoreUnavailable as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
@@ -269,7 +286,8 @@ class DetailScreen(Screen):
             sections.append(("Regions", Static(regions)))
         if job.detail is not None and job.state == "done":
             sections.append(("Timing", Waterfall(job.detail)))
-        for title, section in (("Error", error_text(job)), ("Redirects", redirects_text(job)),
+        for title, section in (("Error", error_text(job)), ("Linked from", referrers_text(job)),
+                               ("Redirects", redirects_text(job)),
                                ("TLS certificate", tls_text(job)), ("Response headers", headers_text(job))):
             if section is not None:
                 sections.append((title, Static(section)))

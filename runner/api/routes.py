@@ -307,6 +307,7 @@ async def get_job(request: Request, job_id: IdPath) -> Any:
     if view is None:
         raise HTTPException(404, f"no job {job_id}")
     found = await run_in_threadpool(rt.region_results, [job_id])
+    view.referrers = (await run_in_threadpool(rt.referrers, [job_id])).get(job_id)  # a crawl's: where it is linked from
     return to_row(view, found.get(job_id, []))
 
 

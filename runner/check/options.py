@@ -60,7 +60,7 @@ OPTION_NAMES: tuple[str, ...] = (
 OPTION_ALIASES = {"headers": "header", "conditions": "condition"}
 # Keys that may ride along in an import row (or a job's stored options) but are not options:
 # a sitemap's <lastmod> is kept with its job (runner/jobs/documents.py).
-_IGNORED_KEYS = frozenset({"url", "lastmod"})
+_IGNORED_KEYS = frozenset({"url", "lastmod", "crawl"})  # a crawl job's marker too (runner/jobs/crawl.py)
 
 
 # ---------------------------------------------------------------- expected status codes

@@ -28,7 +28,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def status_document(settings: Settings, st: Any) -> dict[str, Any]:
+def status_document(settings: Settings, st: Any, crawls: Any = ()) -> dict[str, Any]:
     """`runner status --json`: stable keys (new ones may be added, none renamed), passwords masked."""
     c = st.counts
     return {
@@ -49,6 +49,8 @@ def status_document(settings: Settings, st: Any) -> dict[str, Any]:
         "workers": [{"host": w.host, "pid": w.pid, "queue": w.queue, "region": w.region, "concurrency": w.concurrency,
                      "processed": w.processed, "started_at": iso(w.started_at), "last_seen": iso(w.last_seen)}
                     for w in st.workers],
+        "crawls": [{"batch": c.batch_id, "name": c.name, "checked": c.done, "pending": c.pending, "found": c.found,
+                    "max_urls": c.max_urls, "robots_skipped": c.robots_skipped} for c in crawls],
     }
 
 
@@ -60,8 +62,11 @@ def status(
     """Queue depth, jobs by state, workers alive and throughput."""
     with runtime_for(ctx) as rt:
         st = rt.status()
+        from db.crawls import crawls_going
+
+        crawls = crawls_going(rt.store)
         if as_json:
-            typer.echo(json.dumps(status_document(rt.settings, st)))
+            typer.echo(json.dumps(status_document(rt.settings, st, crawls)))
             return
         c = st.counts
         typer.echo(f"database  {rt.settings.database_shown}")
@@ -73,6 +78,10 @@ def status(
         if c.by_outcome:
             typer.echo("outcomes  " + ", ".join(f"{k} {v}" for k, v in sorted(c.by_outcome.items(), key=lambda kv: -kv[1])))
         typer.echo(f"rate      {c.done_last_minute} checks in the last minute")
+        for crawl in crawls:  # a crawl's batch grows: how far it is
+            typer.echo(f"crawl     batch {crawl.batch_id} ({printable(crawl.name)}): {crawl.done:,} checked, "
+                       f"{crawl.pending:,} to go, {crawl.found:,} URLs found (at most {crawl.max_urls:,})"
+                       + (f", {crawl.robots_skipped:,} left out by robots.txt" if crawl.robots_skipped else ""))
         from runner.jobs.regions import queue_for
 
         if st.broker_error:

@@ -13,6 +13,7 @@ import typer
 from runner.cli import (
     admin,
     cancelling,
+    crawling,
     dead,
     importing,
     limits,
@@ -83,6 +84,7 @@ cli.command()(submitting.results)
 cli.command()(submitting.requeue)
 cli.command()(cancelling.cancel)
 cli.command("import", help=importing.IMPORT_HELP)(importing.import_)
+cli.command()(crawling.crawl)
 cli.command()(admin.prune)
 cli.command()(admin.status)
 cli.command()(admin.doctor)

@@ -99,7 +99,7 @@ def results(
         lookup = rt.region_results
         if fmt == "table":
             views = rt.store.list_jobs(flt, limit=limit or 100)
-            for line in table_lines(views, regions=lookup):
+            for line in table_lines(views, regions=lookup, referrers=rt.referrers):
                 typer.echo(line)
             if len(views) == (limit or 100) and (total := rt.store.count_jobs(flt)) > len(views):
                 # On stderr: a script reading the table sees only rows; a person sees the cut.
@@ -120,7 +120,7 @@ def results(
                         tests=total, failures=min(failures, total), skipped=min(skipped, total), regions=lookup)
             return
         rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt == "json"), limit=limit)
-        (write_json if fmt == "json" else write_csv)(rows, sys.stdout, regions=lookup)
+        (write_json if fmt == "json" else write_csv)(rows, sys.stdout, regions=lookup, referrers=rt.referrers)
 
 
 

@@ -43,6 +43,7 @@ from runner.taskq.app import App, Broker, QueueDepth
 
 if TYPE_CHECKING:
     from runner.check.checker import Checker
+    from runner.jobs.crawl import Crawler
     from runner.jobs.pacing import Pacer
 
 @dataclass
@@ -85,6 +86,7 @@ class Runtime:
         self._checker: Checker | None = None
         self._writer: ResultWriter | None = None
         self._pacer: Pacer | None = None
+        self._crawler: Crawler | None = None
         self._lock = threading.Lock()
         self._sweep_after = 0  # where the next no-worker sweep goes on (see report_no_worker)
 
@@ -124,6 +126,24 @@ class Runtime:
                 defaults = Limits(self.settings.host_rate, self.settings.host_connections)
                 self._pacer = Pacer(self.store.limits, self.worker_id, defaults)
             return self._pacer
+
+    @property
+    def crawler(self) -> Crawler:
+        """A worker's side of the crawls (runner/jobs/crawl.py), built for its first crawl page."""
+        if self._crawler is not None:
+            return self._crawler
+        with self._lock:
+            if self._crawler is None:
+                from runner.jobs.crawl import Crawler
+
+                self._crawler = Crawler(self)
+            return self._crawler
+
+    def referrers(self, job_ids: Sequence[int]) -> dict[int, list[dict[str, str]]]:
+        """Each crawl job's referrers: the pages that link to it, with the link's text."""
+        from db.crawls import referrers_of
+
+        return referrers_of(self.store, job_ids)
 
     def close(self) -> None:
         self.app.close()

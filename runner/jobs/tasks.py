@@ -31,6 +31,7 @@ from runner.taskq.app import App, Task
 
 if TYPE_CHECKING:  # the checker (requests, urllib3, ssl) is built on first use, not imported by submitters
     from runner.check.checker import Checker, CheckResult
+    from runner.jobs.crawl import Crawler
     from runner.jobs.pacing import Pacer
     from runner.jobs.writer import ResultWriter
 
@@ -51,6 +52,9 @@ class CheckParts(Protocol):
 
     @property
     def writer(self) -> ResultWriter: ...
+
+    @property
+    def crawler(self) -> Crawler: ...
 
 
 def register(app: App, runtime: CheckParts) -> Task:
@@ -75,13 +79,16 @@ def register(app: App, runtime: CheckParts) -> Task:
         if done.skip(job_id, region if named else None):
             return "skipped"  # cancelled, or checked already (a redelivery): acked unchecked
         ticket = runtime.pacer.admit(url, pace)  # Defer: back later, no thread held
+        sink = runtime.crawler.sink(options) if "crawl" in options else None  # a crawl's page: its links
         try:
             runtime.writer.started(job_id)
             with metrics.IN_FLIGHT.track_inprogress():
-                result = runtime.checker.check(url, opts)
+                result = runtime.checker.check(url, opts, sink=sink)
         finally:
             ticket.release()
         count(result)
+        if sink is not None:  # its new links are recorded before its result: none lost to a crash
+            runtime.crawler.follow(options, url, result.ok, sink)
         return runtime.writer.add(to_record(job_id, result, worker=runtime.worker_id, region=region))
 
     return check

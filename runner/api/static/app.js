@@ -326,6 +326,15 @@ async function openDetail(id) {
   }
   list.hidden = !(job.redirects || []).length;
   $("no-redirects").hidden = !list.hidden;
+  // A crawl's: the pages that link to this URL, with the link's text (strangers' text: textContent).
+  const referrers = $("referrers");
+  referrers.replaceChildren();
+  for (const r of job.referrers || []) {
+    const li = document.createElement("li");
+    li.textContent = r.text ? `${r.url} "${r.text}"` : r.url;
+    referrers.appendChild(li);
+  }
+  $("referrers-section").hidden = !(job.referrers || []).length;
   $("detail-json").textContent = JSON.stringify(job, null, 2);
   $("retest").dataset.id = String(job.id);
   $("retest-result").textContent = "";
