@@ -72,10 +72,18 @@ class Dialect:
     def lock_schema(self, cur: Any) -> None:
         """Serialise migrations: several workers may start at once and one migrates."""
 
-    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]],
+    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]],
                     now: datetime) -> list[int]:  # pragma: no cover - interface
-        """``(url, options JSON)`` rows into jobs (state queued) in ``cur``'s transaction;
-        their ids, in order."""
+        """``(url, options JSON, url id)`` rows into jobs (state queued) in ``cur``'s
+        transaction; their ids, in order."""
+        raise NotImplementedError
+
+    for_update = ""  # a SELECT's row lock (SQLite has one writer: the transaction is the lock)
+
+    def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:  # pragma: no cover - interface
+        """The ``urls`` ids of these URLs, adding those not known yet (state pending), in
+        ``cur``'s transaction. New rows go in sorted order, so two transactions adding the
+        same URLs wait for each other instead of deadlocking."""
         raise NotImplementedError
 
     def insert_returning(self, cur: Any, head: str, rows: Sequence[Sequence[Any]],
@@ -229,17 +237,26 @@ class Postgres(Dialect):
     def insert_returning(self, cur: Any, head: str, rows: Sequence[Sequence[Any]], tail: str) -> list[Any]:
         return self.execute_values(cur, head + "%s" + tail, rows, fetch=True)
 
-    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
+    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
         """By COPY from ``COPY_FROM`` jobs on (several times faster than a multi-row INSERT
         ... RETURNING), by one INSERT below (one round trip)."""
         if len(jobs) >= COPY_FROM:
             return self.copy_jobs(cur, batch_id, jobs, now)
-        rows = [(batch_id, url, options, "queued", now) for url, options in jobs]
+        rows = [(batch_id, url, options, "queued", now, url_id) for url, options, url_id in jobs]
         return [r[0] for r in self.execute_values(
-            cur, "INSERT INTO jobs (batch_id, url, options, state, submitted_at) VALUES %s RETURNING id",
-            rows, fetch=True, template="(%s, %s, %s::jsonb, %s, %s)")]
+            cur, "INSERT INTO jobs (batch_id, url, options, state, submitted_at, url_id) VALUES %s RETURNING id",
+            rows, fetch=True, template="(%s, %s, %s::jsonb, %s, %s, %s)")]
 
-    def copy_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
+    for_update = " FOR UPDATE"
+
+    def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
+        distinct = sorted(set(urls))
+        cur.execute("INSERT INTO urls (url, created_at) SELECT u, %s FROM unnest(%s::text[]) AS u ORDER BY u "
+                    "ON CONFLICT (url) DO NOTHING", (now, distinct))
+        cur.execute("SELECT url, id FROM urls WHERE url = ANY(%s)", (distinct,))
+        return dict(cur.fetchall())
+
+    def copy_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
         """``(url, options JSON)`` rows into jobs by COPY, in ``cur``'s transaction; their ids.
 
         Values never reach the SQL text: the ids come from the sequence, the rows travel
@@ -251,10 +268,12 @@ class Postgres(Dialect):
         batch_text = "\\N" if batch_id is None else str(batch_id)
         buf = io.StringIO()
         write = buf.write
-        for job_id, (url, opts) in zip(ids, jobs, strict=True):
-            write(f"{job_id}\t{batch_text}\t{_copy_text(url)}\t{_copy_text(opts)}\tqueued\t{submitted}\n")
+        for job_id, (url, opts, url_id) in zip(ids, jobs, strict=True):
+            url_text = "\\N" if url_id is None else str(url_id)
+            write(f"{job_id}\t{batch_text}\t{_copy_text(url)}\t{_copy_text(opts)}\tqueued\t{submitted}\t{url_text}\n")
         buf.seek(0)
-        cur.copy_expert("COPY jobs (id, batch_id, url, options, state, submitted_at) FROM STDIN", buf, size=1 << 20)
+        cur.copy_expert("COPY jobs (id, batch_id, url, options, state, submitted_at, url_id) FROM STDIN", buf,
+                        size=1 << 20)
         return ids
 
     def close(self) -> None:
@@ -448,14 +467,26 @@ class Sqlite(Dialect):
         cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %s", (name,))
         return bool(cur.fetchone()[0])
 
-    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
+    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
         ids = []
         now_v = self.ts(now)
-        for url, options in jobs:
-            cur.execute("INSERT INTO jobs (batch_id, url, options, state, submitted_at) VALUES (%s, %s, %s, %s, %s)",
-                        (batch_id, url, options, "queued", now_v))
+        for url, options, url_id in jobs:
+            cur.execute("INSERT INTO jobs (batch_id, url, options, state, submitted_at, url_id) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)", (batch_id, url, options, "queued", now_v, url_id))
             ids.append(cur.lastrowid)
         return ids
+
+    def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
+        distinct = sorted(set(urls))
+        now_v = self.ts(now)
+        cur.executemany("INSERT INTO urls (url, created_at) VALUES (%s, %s) ON CONFLICT (url) DO NOTHING",
+                        [(u, now_v) for u in distinct])
+        found: dict[str, int] = {}
+        for start in range(0, len(distinct), 500):  # SQLite's parameters per statement are bounded
+            part = distinct[start:start + 500]
+            cur.execute(f"SELECT url, id FROM urls WHERE url IN ({','.join('%s' for _ in part)})", part)  # noqa: S608
+            found.update(cur.fetchall())
+        return found
 
     def insert_returning(self, cur: Any, head: str, rows: Sequence[Sequence[Any]], tail: str) -> list[Any]:
         found = []

@@ -54,8 +54,11 @@ class Jobs:
         if not jobs:
             return []
         d = self.dialect
+        now = now or utcnow()
         with d.transaction(announce=True) as cur:
-            ids = d.insert_jobs(cur, batch_id, [(job.url, job.options_json()) for job in jobs], now or utcnow())
+            # Each job refers to its URL's row (issue 21), added here (state pending) if new.
+            url_ids = d.upsert_urls(cur, [job.url for job in jobs], now)
+            ids = d.insert_jobs(cur, batch_id, [(job.url, job.options_json(), url_ids[job.url]) for job in jobs], now)
             if batch_id is not None:
                 cur.execute("UPDATE batches SET size = size + %s WHERE id = %s", (len(ids), batch_id))
         return ids

@@ -227,6 +227,53 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
         ],
     ),
+    (
+        5,
+        [
+            # Issue 21: a URL is more than a job. One row per normalised URL (its identity,
+            # credentials included) with its state, since when, and the options that define
+            # the state; jobs refer to it by id. The consecutive counters (fails, passes)
+            # move with each recorded result, under this row's lock (db/history.py).
+            """CREATE TABLE urls (
+                id bigserial PRIMARY KEY,
+                url text NOT NULL UNIQUE,
+                state text NOT NULL DEFAULT 'pending',
+                since timestamptz,
+                slow_ms double precision,
+                fail_after integer NOT NULL DEFAULT 1,
+                recover_after integer NOT NULL DEFAULT 1,
+                fails integer NOT NULL DEFAULT 0,
+                passes integer NOT NULL DEFAULT 0,
+                last_job_id bigint,
+                last_checked_at timestamptz,
+                created_at timestamptz NOT NULL
+            )""",
+            "CREATE INDEX urls_state ON urls (state, id)",
+            "CREATE INDEX urls_since ON urls (since, id)",
+            # No foreign key: a job's url_id is set from the row just upserted in the same
+            # transaction, and a key check per row would slow a million-line import.
+            "ALTER TABLE jobs ADD COLUMN url_id bigint",
+            "CREATE INDEX jobs_url ON jobs (url_id, id) WHERE url_id IS NOT NULL",
+            # Every change of a URL's state, with the result that caused it; kept as long as
+            # the URL (job_id and batch_id may name pruned jobs and batches).
+            """CREATE TABLE url_changes (
+                id bigserial PRIMARY KEY,
+                url_id bigint NOT NULL REFERENCES urls (id) ON DELETE CASCADE,
+                at timestamptz NOT NULL,
+                from_state text,
+                to_state text NOT NULL,
+                change text NOT NULL,
+                job_id bigint NOT NULL,
+                batch_id bigint,
+                outcome text NOT NULL,
+                status_code integer,
+                error text,
+                region text
+            )""",
+            "CREATE INDEX url_changes_url ON url_changes (url_id, at)",
+            "CREATE INDEX url_changes_at ON url_changes (at)",
+        ],
+    ),
 ]
 
 SQLITE: list[tuple[int, list[str]]] = [
@@ -380,6 +427,46 @@ SQLITE: list[tuple[int, list[str]]] = [
             "ALTER TABLE jobs ADD COLUMN no_worker_at text",
             "CREATE INDEX jobs_no_worker ON jobs (no_worker_at) WHERE no_worker_at IS NOT NULL",
             "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
+        ],
+    ),
+    (
+        5,
+        [
+            # Issue 21: see the PostgreSQL list.
+            """CREATE TABLE urls (
+                id integer PRIMARY KEY AUTOINCREMENT,
+                url text NOT NULL UNIQUE,
+                state text NOT NULL DEFAULT 'pending',
+                since text,
+                slow_ms real,
+                fail_after integer NOT NULL DEFAULT 1,
+                recover_after integer NOT NULL DEFAULT 1,
+                fails integer NOT NULL DEFAULT 0,
+                passes integer NOT NULL DEFAULT 0,
+                last_job_id integer,
+                last_checked_at text,
+                created_at text NOT NULL
+            )""",
+            "CREATE INDEX urls_state ON urls (state, id)",
+            "CREATE INDEX urls_since ON urls (since, id)",
+            "ALTER TABLE jobs ADD COLUMN url_id integer",
+            "CREATE INDEX jobs_url ON jobs (url_id, id) WHERE url_id IS NOT NULL",
+            """CREATE TABLE url_changes (
+                id integer PRIMARY KEY AUTOINCREMENT,
+                url_id integer NOT NULL REFERENCES urls (id) ON DELETE CASCADE,
+                at text NOT NULL,
+                from_state text,
+                to_state text NOT NULL,
+                change text NOT NULL,
+                job_id integer NOT NULL,
+                batch_id integer,
+                outcome text NOT NULL,
+                status_code integer,
+                error text,
+                region text
+            )""",
+            "CREATE INDEX url_changes_url ON url_changes (url_id, at)",
+            "CREATE INDEX url_changes_at ON url_changes (at)",
         ],
     ),
 ]

@@ -1,0 +1,141 @@
+"""A URL's state and its changes (the ``urls`` and ``url_changes`` tables), moved by each
+result in the transaction that records it (db/results.py).
+
+A URL's state is ``ok``, ``slow`` (passed, slower than ``slow_ms``), ``failing`` or
+``pending`` (never checked). It changes after ``fail_after`` consecutive failures (into
+failing) or ``recover_after`` consecutive passes (out of it); ok and slow swap at once,
+since neither is a failure. From pending, the first check decides (a URL with no standing
+has none to protect). :func:`advance` is that rule, pure, so a property test can replay it.
+
+Concurrency: the URL rows are locked (``SELECT … FOR UPDATE`` in id order, after the
+jobs' row locks, which every writer takes first) before their counters move, so two
+workers recording results of one URL at once serialise on it and neither loses a change
+or counts a check twice. SQLite has one writer: its transaction is the lock. Idempotence
+comes from the caller: only results that were new (not a redelivery) move a state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .dialects import Dialect
+from .models import Change, ResultRecord
+
+
+@dataclass(frozen=True)
+class StateRule:
+    """The options that define a URL's state (a job's ``slow_ms``, ``fail_after``,
+    ``recover_after``; the latest job's are stored with the URL)."""
+
+    slow_ms: float | None = None
+    fail_after: int = 1
+    recover_after: int = 1
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any] | None) -> StateRule:
+        options = options or {}
+        slow = options.get("slow_ms")
+        return cls(slow_ms=float(slow) if slow is not None else None,
+                   fail_after=int(options.get("fail_after") or 1),
+                   recover_after=int(options.get("recover_after") or 1))
+
+
+def seen(ok: bool, total_ms: float | None, rule: StateRule) -> str:
+    """What one check says on its own: ok, slow or failing."""
+    if not ok:
+        return "failing"
+    if rule.slow_ms is not None and total_ms is not None and total_ms > rule.slow_ms:
+        return "slow"
+    return "ok"
+
+
+def advance(state: str, fails: int, passes: int, ok: bool, total_ms: float | None,
+            rule: StateRule) -> tuple[str, int, int, str | None]:
+    """One check on a URL in ``state`` with these consecutive counts: its new state, the new
+    counts, and the change recorded (None: no change)."""
+    fails, passes = (0, passes + 1) if ok else (fails + 1, 0)
+    now = seen(ok, total_ms, rule)
+    if state == "pending":
+        return now, fails, passes, "new"
+    if state == "failing":
+        if ok and passes >= rule.recover_after:
+            return now, fails, passes, "recovered"
+        return state, fails, passes, None
+    if not ok:
+        if fails >= rule.fail_after:
+            return "failing", fails, passes, "new_failure"
+        return state, fails, passes, None
+    if now != state:
+        return now, fails, passes, "slower" if now == "slow" else "recovered"
+    return state, fails, passes, None
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """What the result's transaction reads of a job to move its URL's state."""
+
+    url_id: int | None
+    url: str
+    batch_id: int | None
+    state: str
+    options: Mapping[str, Any]
+    named: bool  # the job named regions: its results row is the quorum's
+
+
+def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], jobs: Mapping[int, JobRow],
+                  now: Any) -> list[Change]:
+    """Move the state of each URL that ``decided`` (new rows of ``results``, in the order
+    recorded) checked, record the changes in ``url_changes``, and return them.
+
+    Jobs cancelled never count. Jobs made before issue 21 (no ``url_id``) get their URL's
+    row here.
+    """
+    counted = [r for r in decided if r.job_id in jobs and jobs[r.job_id].state != "cancelled"]
+    if not counted:
+        return []
+    missing = sorted({jobs[r.job_id].url for r in counted if jobs[r.job_id].url_id is None})
+    ids_by_url = d.upsert_urls(cur, missing, now) if missing else {}
+    if ids_by_url:
+        for job_id, job in list(jobs.items()):
+            if job.url_id is None and job.url in ids_by_url:
+                cur.execute("UPDATE jobs SET url_id = %s WHERE id = %s", (ids_by_url[job.url], job_id))
+    url_of = {r.job_id: jobs[r.job_id].url_id or ids_by_url[jobs[r.job_id].url] for r in counted}
+    url_ids = sorted(set(url_of.values()))
+    test, params = d.any_of("id", url_ids)
+    cur.execute(f"SELECT id, url, state, fails, passes FROM urls WHERE {test} ORDER BY id{d.for_update}",  # noqa: S608
+                params)
+    rows = {row[0]: [row[1], row[2], int(row[3]), int(row[4]), None, None, None] for row in cur.fetchall()}
+    changes: list[Change] = []
+    for record in counted:
+        job = jobs[record.job_id]
+        url_id = url_of[record.job_id]
+        row = rows[url_id]
+        rule = StateRule.of(job.options)
+        before = row[1]
+        state, fails, passes, change = advance(before, row[2], row[3], record.ok, record.total_ms, rule)
+        row[1:4] = [state, fails, passes]
+        row[5] = (record.job_id, record.checked_at, rule)
+        if change is not None:
+            row[4] = record.checked_at  # since
+            changes.append(Change(
+                url_id=url_id, url=row[0], change=change, from_state=None if before == "pending" else before,
+                to_state=state, at=record.checked_at, job_id=record.job_id, batch_id=job.batch_id,
+                outcome=record.outcome, status_code=record.status_code, error=record.error,
+                region=None if job.named else record.region))
+    for url_id, (_, state, fails, passes, since, (job_id, checked_at, rule), _) in sorted(rows.items()):
+        sets = "state = %s, fails = %s, passes = %s, last_job_id = %s, last_checked_at = %s, " \
+               "slow_ms = %s, fail_after = %s, recover_after = %s"
+        values: list[Any] = [state, fails, passes, job_id, d.ts(checked_at), rule.slow_ms, rule.fail_after,
+                             rule.recover_after]
+        if since is not None:
+            sets += ", since = %s"
+            values.append(d.ts(since))
+        cur.execute(f"UPDATE urls SET {sets} WHERE id = %s", [*values, url_id])  # noqa: S608 - our own names
+    if changes:
+        d.insert_returning(cur, "INSERT INTO url_changes (url_id, at, from_state, to_state, change, job_id, batch_id, "
+                                "outcome, status_code, error, region) VALUES ",
+                           [(c.url_id, d.ts(c.at), c.from_state, c.to_state, c.change, c.job_id, c.batch_id,
+                             c.outcome, c.status_code, c.error, c.region) for c in changes], " RETURNING id")
+    return changes

@@ -1,0 +1,129 @@
+"""A URL's state moves with each recorded result: the changes the store records equal a
+plain replay of the outcomes, redeliveries and cancelled jobs move nothing, and several
+writers at once lose no change (PostgreSQL's row lock on the URL)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from db import NewJob, ResultRecord, open_store
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def result(job_id: int, ok: bool, ms: float = 10.0, k: int = 0) -> ResultRecord:
+    return ResultRecord(job_id=job_id, outcome="ok" if ok else "http_error", ok=ok, attempts=1,
+                        status_code=200 if ok else 500, total_ms=ms, error=None if ok else "HTTP 500",
+                        checked_at=T0 + timedelta(minutes=k))
+
+
+def recorded(store) -> list[tuple]:
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT from_state, to_state, change, job_id FROM url_changes ORDER BY id")
+        return [tuple(row) for row in cur.fetchall()]
+
+
+def replay(checks: list[tuple[bool, float]], slow_ms: float | None, fail_after: int, recover_after: int) -> list[tuple]:
+    """The rule of docs/history.md, written plainly: a state, two streaks."""
+    state, fails, passes, out = None, 0, 0, []
+    for i, (ok, ms) in enumerate(checks):
+        fails, passes = (0, passes + 1) if ok else (fails + 1, 0)
+        now = "failing" if not ok else "slow" if slow_ms is not None and ms > slow_ms else "ok"
+        new = state
+        if state is None:
+            new, change = now, "new"
+        elif state == "failing":
+            change = "recovered" if ok and passes >= recover_after else None
+        elif not ok:
+            change = "new_failure" if fails >= fail_after else None
+        else:
+            change = None if now == state else ("slower" if now == "slow" else "recovered")
+        if change is not None:
+            new = "failing" if change == "new_failure" else now
+            out.append((state, new, change, i))
+            state = new
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(checks=st.lists(st.tuples(st.booleans(), st.sampled_from([5.0, 50.0, 500.0])), min_size=1, max_size=25),
+       slow_ms=st.sampled_from([None, 100.0]), fail_after=st.integers(1, 3), recover_after=st.integers(1, 3))
+def test_recorded_changes_equal_a_plain_replay(checks, slow_ms, fail_after, recover_after) -> None:
+    store = open_store("sqlite://")
+    try:
+        options = {"fail_after": fail_after, "recover_after": recover_after}
+        if slow_ms is not None:
+            options["slow_ms"] = slow_ms
+        ids = store.insert_jobs(None, [NewJob("http://x.test/", options) for _ in checks])
+        for k, (job_id, (ok, ms)) in enumerate(zip(ids, checks, strict=True)):
+            store.store_results([result(job_id, ok, ms, k)])
+            store.store_results([result(job_id, not ok, ms, k)])  # a redelivery: moves nothing
+        expected = [(f, t, c, ids[i]) for f, t, c, i in replay(checks, slow_ms, fail_after, recover_after)]
+        assert recorded(store) == expected
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, sqlite_url: str):
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def test_a_cancelled_job_never_counts(store) -> None:
+    [first, cancelled] = store.insert_jobs(None, [NewJob("http://x.test/"), NewJob("http://x.test/")])
+    store.store_results([result(first, True)])
+    with store.dialect.transaction() as cur:
+        cur.execute("UPDATE jobs SET state = 'cancelled' WHERE id = %s", (cancelled,))
+    store.store_results([result(cancelled, False, k=1)])
+    assert recorded(store) == [(None, "ok", "new", first)]
+
+
+def test_changes_reach_the_alerts_hook_in_the_results_transaction(store) -> None:
+    seen: list = []
+    store._on_changes = lambda cur, changes: seen.extend(changes)  # type: ignore[method-assign]
+    batch = store.create_batch("nightly")
+    [job] = store.insert_jobs(batch.id, [NewJob("http://user:pw@x.test/")])
+    store.store_results([result(job, False)])
+    [change] = seen
+    assert (change.url, change.change, change.from_state, change.to_state, change.job_id, change.batch_id,
+            change.outcome, change.status_code, change.error, change.region) == (
+        "http://user:pw@x.test/", "new", None, "failing", job, batch.id, "http_error", 500, "HTTP 500", "default")
+    assert change.at == T0 and isinstance(change.url_id, int)
+
+
+def test_many_writers_on_one_url_lose_no_change(pg_url: str) -> None:
+    """Eight threads record 100 results of one URL at once: every change follows the one
+    before it (none lost, none doubled) and the URL ends where its last change put it."""
+    store = open_store(pg_url, max_connections=8)
+    try:
+        ids = store.insert_jobs(None, [NewJob("http://one.test/") for _ in range(100)])
+        go = threading.Barrier(8)
+
+        def write(part: list[int]) -> None:
+            go.wait()
+            for job_id in part:
+                store.store_results([result(job_id, job_id % 3 != 0, k=job_id)])
+
+        threads = [threading.Thread(target=write, args=(ids[i::8],)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        changes = recorded(store)
+        assert changes[0][0] is None
+        for before, after in zip(changes, changes[1:], strict=False):
+            assert after[0] == before[1]
+        with store.dialect.transaction(write=False) as cur:
+            cur.execute("SELECT state, fails + passes FROM urls")
+            state, streak = cur.fetchone()
+        assert state == changes[-1][1] and streak >= 1
+    finally:
+        store.close()
