@@ -22,6 +22,7 @@ from typing import Any
 
 from .dialects import Dialect
 from .models import Change, ResultRecord
+from .rollups import OVERALL, Point, add_points
 
 
 @dataclass(frozen=True)
@@ -84,58 +85,88 @@ class JobRow:
     named: bool  # the job named regions: its results row is the quorum's
 
 
-def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], jobs: Mapping[int, JobRow],
-                  now: Any) -> list[Change]:
+def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], regional: Sequence[ResultRecord],
+                  jobs: Mapping[int, JobRow], now: Any) -> list[Change]:
     """Move the state of each URL that ``decided`` (new rows of ``results``, in the order
-    recorded) checked, record the changes in ``url_changes``, and return them.
+    recorded) checked, record the changes in ``url_changes``, add every new history point
+    (``decided`` and the new ``regional`` results of jobs that named regions) to the URL's
+    rollups, and return the changes.
 
     Jobs cancelled never count. Jobs made before issue 21 (no ``url_id``) get their URL's
     row here.
     """
     counted = [r for r in decided if r.job_id in jobs and jobs[r.job_id].state != "cancelled"]
-    if not counted:
+    points = [r for r in regional if r.job_id in jobs and jobs[r.job_id].state != "cancelled"]
+    if not counted and not points:
         return []
-    missing = sorted({jobs[r.job_id].url for r in counted if jobs[r.job_id].url_id is None})
+    missing = sorted({jobs[r.job_id].url for r in (*counted, *points) if jobs[r.job_id].url_id is None})
     ids_by_url = d.upsert_urls(cur, missing, now) if missing else {}
-    if ids_by_url:
-        for job_id, job in list(jobs.items()):
-            if job.url_id is None and job.url in ids_by_url:
-                cur.execute("UPDATE jobs SET url_id = %s WHERE id = %s", (ids_by_url[job.url], job_id))
-    url_of = {r.job_id: jobs[r.job_id].url_id or ids_by_url[jobs[r.job_id].url] for r in counted}
-    url_ids = sorted(set(url_of.values()))
+    for job_id, job in jobs.items():
+        if job.url_id is None and job.url in ids_by_url:
+            cur.execute("UPDATE jobs SET url_id = %s WHERE id = %s", (ids_by_url[job.url], job_id))
+
+    def url_of(record: ResultRecord) -> int:
+        job = jobs[record.job_id]
+        return job.url_id if job.url_id is not None else ids_by_url[job.url]
+
+    url_ids = sorted({url_of(r) for r in (*counted, *points)})
     test, params = d.any_of("id", url_ids)
     cur.execute(f"SELECT id, url, state, fails, passes FROM urls WHERE {test} ORDER BY id{d.for_update}",  # noqa: S608
                 params)
-    rows = {row[0]: [row[1], row[2], int(row[3]), int(row[4]), None, None, None] for row in cur.fetchall()}
+    rows = {row[0]: _UrlRow(row[1], row[2], int(row[3]), int(row[4])) for row in cur.fetchall()}
     changes: list[Change] = []
+    history: list[Point] = []
     for record in counted:
         job = jobs[record.job_id]
-        url_id = url_of[record.job_id]
+        url_id = url_of(record)
         row = rows[url_id]
         rule = StateRule.of(job.options)
-        before = row[1]
-        state, fails, passes, change = advance(before, row[2], row[3], record.ok, record.total_ms, rule)
-        row[1:4] = [state, fails, passes]
-        row[5] = (record.job_id, record.checked_at, rule)
+        before = row.state
+        row.state, row.fails, row.passes, change = advance(before, row.fails, row.passes, record.ok,
+                                                           record.total_ms, rule)
+        row.last, row.rule = record, rule
+        history.append((url_id, OVERALL, record.checked_at, record.ok, record.outcome, record.total_ms))
+        if not job.named:  # one check: the job's outcome and its region's point
+            history.append((url_id, record.region, record.checked_at, record.ok, record.outcome, record.total_ms))
         if change is not None:
-            row[4] = record.checked_at  # since
+            row.since = record.checked_at
             changes.append(Change(
-                url_id=url_id, url=row[0], change=change, from_state=None if before == "pending" else before,
-                to_state=state, at=record.checked_at, job_id=record.job_id, batch_id=job.batch_id,
+                url_id=url_id, url=row.url, change=change, from_state=None if before == "pending" else before,
+                to_state=row.state, at=record.checked_at, job_id=record.job_id, batch_id=job.batch_id,
                 outcome=record.outcome, status_code=record.status_code, error=record.error,
                 region=None if job.named else record.region))
-    for url_id, (_, state, fails, passes, since, (job_id, checked_at, rule), _) in sorted(rows.items()):
-        sets = "state = %s, fails = %s, passes = %s, last_job_id = %s, last_checked_at = %s, " \
-               "slow_ms = %s, fail_after = %s, recover_after = %s"
-        values: list[Any] = [state, fails, passes, job_id, d.ts(checked_at), rule.slow_ms, rule.fail_after,
-                             rule.recover_after]
-        if since is not None:
+    history.extend((url_of(r), r.region, r.checked_at, r.ok, r.outcome, r.total_ms) for r in points)
+    for url_id, row in sorted(rows.items()):
+        if row.last is None or row.rule is None:
+            continue  # only region points of a quorum not decided yet
+        last = row.last
+        sets = ("state = %s, fails = %s, passes = %s, last_job_id = %s, last_checked_at = %s, last_outcome = %s, "
+                "last_status_code = %s, last_total_ms = %s, last_error = %s, slow_ms = %s, fail_after = %s, "
+                "recover_after = %s")
+        values: list[Any] = [row.state, row.fails, row.passes, last.job_id, d.ts(last.checked_at), last.outcome,
+                             last.status_code, last.total_ms, last.error, row.rule.slow_ms, row.rule.fail_after,
+                             row.rule.recover_after]
+        if row.since is not None:
             sets += ", since = %s"
-            values.append(d.ts(since))
+            values.append(d.ts(row.since))
         cur.execute(f"UPDATE urls SET {sets} WHERE id = %s", [*values, url_id])  # noqa: S608 - our own names
     if changes:
         d.insert_returning(cur, "INSERT INTO url_changes (url_id, at, from_state, to_state, change, job_id, batch_id, "
                                 "outcome, status_code, error, region) VALUES ",
                            [(c.url_id, d.ts(c.at), c.from_state, c.to_state, c.change, c.job_id, c.batch_id,
                              c.outcome, c.status_code, c.error, c.region) for c in changes], " RETURNING id")
+    add_points(d, cur, history)
     return changes
+
+
+@dataclass
+class _UrlRow:
+    """A locked ``urls`` row as the transaction moves it."""
+
+    url: str
+    state: str
+    fails: int
+    passes: int
+    since: Any = None
+    last: ResultRecord | None = None
+    rule: StateRule | None = None

@@ -246,6 +246,10 @@ POSTGRES: list[tuple[int, list[str]]] = [
                 passes integer NOT NULL DEFAULT 0,
                 last_job_id bigint,
                 last_checked_at timestamptz,
+                last_outcome text,
+                last_status_code integer,
+                last_total_ms double precision,
+                last_error text,
                 created_at timestamptz NOT NULL
             )""",
             "CREATE INDEX urls_state ON urls (state, id)",
@@ -272,6 +276,22 @@ POSTGRES: list[tuple[int, list[str]]] = [
             )""",
             "CREATE INDEX url_changes_url ON url_changes (url_id, at)",
             "CREATE INDEX url_changes_at ON url_changes (at)",
+            # A URL's checks summed per hour (grain 'h') and per day ('d'), per region (''
+            # for the job's own outcome, its quorum's when it named regions): what uptime
+            # and percentiles are read from, so they outlive pruned results. by_outcome and
+            # hist are JSON objects (outcome -> count; log bucket -> count, db/rollups.py).
+            """CREATE TABLE url_rollups (
+                url_id bigint NOT NULL REFERENCES urls (id) ON DELETE CASCADE,
+                grain text NOT NULL,
+                start timestamptz NOT NULL,
+                region text NOT NULL,
+                checks integer NOT NULL,
+                ok integer NOT NULL,
+                by_outcome text NOT NULL,
+                hist text NOT NULL,
+                PRIMARY KEY (url_id, grain, start, region)
+            )""",
+            "CREATE INDEX url_rollups_start ON url_rollups (grain, start)",
         ],
     ),
 ]
@@ -445,6 +465,10 @@ SQLITE: list[tuple[int, list[str]]] = [
                 passes integer NOT NULL DEFAULT 0,
                 last_job_id integer,
                 last_checked_at text,
+                last_outcome text,
+                last_status_code integer,
+                last_total_ms real,
+                last_error text,
                 created_at text NOT NULL
             )""",
             "CREATE INDEX urls_state ON urls (state, id)",
@@ -467,6 +491,22 @@ SQLITE: list[tuple[int, list[str]]] = [
             )""",
             "CREATE INDEX url_changes_url ON url_changes (url_id, at)",
             "CREATE INDEX url_changes_at ON url_changes (at)",
+            # A URL's checks summed per hour (grain 'h') and per day ('d'), per region (''
+            # for the job's own outcome, its quorum's when it named regions): what uptime
+            # and percentiles are read from, so they outlive pruned results. by_outcome and
+            # hist are JSON objects (outcome -> count; log bucket -> count, db/rollups.py).
+            """CREATE TABLE url_rollups (
+                url_id integer NOT NULL REFERENCES urls (id) ON DELETE CASCADE,
+                grain text NOT NULL,
+                start text NOT NULL,
+                region text NOT NULL,
+                checks integer NOT NULL,
+                ok integer NOT NULL,
+                by_outcome text NOT NULL,
+                hist text NOT NULL,
+                PRIMARY KEY (url_id, grain, start, region)
+            )""",
+            "CREATE INDEX url_rollups_start ON url_rollups (grain, start)",
         ],
     ),
 ]

@@ -76,18 +76,19 @@ class Results:
             named = [r for r in records if r.job_id in placements and placements[r.job_id].named]
             new = 0
             decided: list[ResultRecord] = []
+            regional: list[ResultRecord] = []
             if plain:
                 decided = self._insert_new(cur, "results", "job_id", plain)
                 new += len(decided)
                 done_test, done_params = d.any_of("id", sorted({r.job_id for r in plain}))
                 cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
             if named:
-                fresh = self._insert_new(cur, "region_results", "job_id, region", named)
+                fresh = regional = self._insert_new(cur, "region_results", "job_id, region", named)
                 new += len(fresh)
                 if fresh:
                     decided += self._decide(cur, fresh, placements)
-            if decided:
-                changes = record_states(d, cur, decided, jobs, now or utcnow())
+            if decided or regional:
+                changes = record_states(d, cur, decided, regional, jobs, now or utcnow())
                 if changes:
                     self._on_changes(cur, changes)
         return new
