@@ -78,6 +78,10 @@ class Dialect:
         transaction; their ids, in order."""
         raise NotImplementedError
 
+    def json_text(self, column: str, *path: str) -> str:  # pragma: no cover - interface
+        """SQL for the text at ``path`` inside a JSON column (our own names only)."""
+        raise NotImplementedError
+
     for_update = ""  # a SELECT's row lock (SQLite has one writer: the transaction is the lock)
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:  # pragma: no cover - interface
@@ -248,6 +252,9 @@ class Postgres(Dialect):
             rows, fetch=True, template="(%s, %s, %s::jsonb, %s, %s, %s)")]
 
     for_update = " FOR UPDATE"
+
+    def json_text(self, column: str, *path: str) -> str:
+        return f"({column} #>> '{{{','.join(path)}}}')"
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
         distinct = sorted(set(urls))
@@ -475,6 +482,9 @@ class Sqlite(Dialect):
                         "VALUES (%s, %s, %s, %s, %s, %s)", (batch_id, url, options, "queued", now_v, url_id))
             ids.append(cur.lastrowid)
         return ids
+
+    def json_text(self, column: str, *path: str) -> str:
+        return f"json_extract({column}, '$.{'.'.join(path)}')"
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
         distinct = sorted(set(urls))
