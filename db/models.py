@@ -120,6 +120,7 @@ class JobFilter:
     batch: str | None = None  # batch name or numeric id
     since: datetime | None = None  # submitted at or after
     text: str | None = None  # substring of the URL
+    url: str | None = None  # exactly this normalised URL (every job of it)
     failed: bool = False  # done and not ok
     ids: tuple[int, ...] | None = None
 

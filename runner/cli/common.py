@@ -104,6 +104,21 @@ class ImportFormat(StrEnum):
     markdown = "markdown"
 
 
+class FailOn(StrEnum):
+    any = "any"
+    new = "new"
+
+
+FailOnOpt = Annotated[FailOn, typer.Option("--fail-on", help="With --wait: exit 1 when any check failed (any), or only when the batch brought a new failure (new: a URL ok before, failing now).")]
+
+
+def new_failures(store: Any, batch_id: int) -> int:
+    """How many URLs of the batch failed that were ok before it (``--fail-on new``)."""
+    from runner.jobs.history import compare_batch
+
+    return compare_batch(store, batch_id).new_failures
+
+
 class LogLevel(StrEnum):
     debug = "debug"
     info = "info"

@@ -83,24 +83,34 @@ def compare(store: Store, *, batch: str | None = None, against: str | None = Non
         if since is None:
             raise InvalidInput("give --since AGE or --batch B")
         after = checks_since(store, since)
-        before = checks_before(store, list(after), before=since)
-        gone: dict[int, Check] = {}
+        return _diffs(store, checks_before(store, list(after), before=since), after, {}, slower)
+    batch_id = find_batch(store, batch)
+    if batch_id is None:
+        raise InvalidInput(f"no batch {batch!r}", where="--batch")
+    against_id = None
+    if against is not None:
+        against_id = find_batch(store, against)
+        if against_id is None:
+            raise InvalidInput(f"no batch {against!r}", where="--against")
+    return compare_batch(store, batch_id, against_id, slower=slower)
+
+
+def compare_batch(store: Store, batch_id: int, against_id: int | None = None, *, slower: float = 2.0) -> Comparison:
+    """:func:`compare` of batches known by id (``--fail-on new`` asks it of its own batch)."""
+    after = batch_checks(store, batch_id)
+    if against_id is not None:
+        before = batch_checks(store, against_id)
+        gone = {u: c for u, c in before.items() if u not in after}
     else:
-        batch_id = find_batch(store, batch)
-        if batch_id is None:
-            raise InvalidInput(f"no batch {batch!r}", where="--batch")
-        after = batch_checks(store, batch_id)
-        if against is not None:
-            against_id = find_batch(store, against)
-            if against_id is None:
-                raise InvalidInput(f"no batch {against!r}", where="--against")
-            before = batch_checks(store, against_id)
-            gone = {u: c for u, c in before.items() if u not in after}
-        else:
-            first = first_job(store, batch_id)
-            before = checks_before(store, list(after), below_job=first) if first is not None else {}
-            previous = find_batch(store, _name(store, batch_id), before=batch_id)
-            gone = {u: c for u, c in batch_checks(store, previous).items() if u not in after} if previous else {}
+        first = first_job(store, batch_id)
+        before = checks_before(store, list(after), below_job=first) if first is not None else {}
+        previous = find_batch(store, _name(store, batch_id), before=batch_id)
+        gone = {u: c for u, c in batch_checks(store, previous).items() if u not in after} if previous else {}
+    return _diffs(store, before, after, gone, slower)
+
+
+def _diffs(store: Store, before: dict[int, Check], after: dict[int, Check], gone: dict[int, Check],
+           slower: float) -> Comparison:
     texts = url_texts(store, [*after, *gone])
     diffs: list[Diff] = []
     for url_id, check in after.items():
