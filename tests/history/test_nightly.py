@@ -122,3 +122,34 @@ def test_two_nightly_batches(setup, target, tmp_path) -> None:  # noqa: ANN001
 
     jobs = run_cli(["results", "--url", url["dead"], "--format", "json"], env)
     assert [row["url"] for row in lines(jobs.stdout)] == [url["dead"]] * 3
+
+
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_two_workers_one_url_a_hundred_times(pg_url, amqp_url, queue_name, target, tmp_path) -> None:  # noqa: ANN001
+    """One URL submitted 100 times at once, checked by two worker processes: every check
+    is counted once in its rollup, and every change follows the one before it."""
+    from db import open_store
+
+    env = runner_env(pg_url, amqp_url, queue_name)
+    f = tmp_path / "same.txt"
+    f.write_text((target.url("/flip?key=c") + "\n") * 100)
+    with worker(env, "--processes", "1", "--concurrency", "8"), worker(env, "--processes", "1", "--concurrency", "8"):
+        out = run_cli(["import", str(f), "--keep-duplicates", "--batch", "same", "--wait", "--quiet",
+                       "--wait-timeout", "90"], env)
+    assert out.returncode == 1, out.stderr  # half of the checks failed
+    [row] = lines(run_cli(["urls", "--format", "json"], env).stdout)
+    assert row["checks"] == 100 and row["ok"] == 50
+    store = open_store(pg_url)
+    try:
+        with store.dialect.transaction(write=False) as cur:
+            cur.execute("SELECT from_state, to_state FROM url_changes ORDER BY id")
+            changes = cur.fetchall()
+            cur.execute("SELECT sum(checks) FROM url_rollups WHERE grain = 'd' AND region = ''")
+            assert cur.fetchone()[0] == 100
+    finally:
+        store.close()
+    assert changes[0][0] is None and len(changes) >= 2
+    for before, after in zip(changes, changes[1:], strict=False):
+        assert after[0] == before[1]
+    assert row["state"] == changes[-1][1]
