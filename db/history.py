@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dialects import Dialect
-from .models import Change, ResultRecord
+from .models import Change, ResultRecord, utcnow
 from .rollups import OVERALL, Point, add_points
 
 
@@ -170,3 +170,58 @@ class _UrlRow:
     since: Any = None
     last: ResultRecord | None = None
     rule: StateRule | None = None
+
+
+def backfill(store: Any, *, chunk: int = 10000, on_chunk: Any = None, now: Any = None) -> int:
+    """Build the URL rows, states, changes and rollups from results stored before issue 21:
+    jobs without a ``url_id``, in id order, ``chunk`` jobs per transaction. Resumable: a
+    chunk commits whole or not at all, and a re-run skips jobs that have their URL already.
+    Returns how many jobs got one. ``on_chunk(done_jobs, last_id, max_id)`` reports progress.
+
+    Run it before new results arrive for those URLs (``runner db upgrade`` does, at once):
+    states replay the old results in job order.
+    """
+    d: Dialect = store.dialect
+    with d.transaction(write=False) as cur:
+        cur.execute("SELECT min(id), max(id) FROM jobs WHERE url_id IS NULL")
+        low, high = cur.fetchone()
+    if low is None:
+        return 0
+    done = 0
+    start = int(low)
+    while start <= high:
+        end = start + chunk
+        with d.transaction() as cur:
+            cur.execute("SELECT id, url, batch_id, state, options FROM jobs WHERE id >= %s AND id < %s "
+                        "AND url_id IS NULL ORDER BY id", (start, end))
+            rows = cur.fetchall()
+            if rows:
+                ids_by_url = d.upsert_urls(cur, [r[1] for r in rows], now or utcnow())
+                cur.execute("UPDATE jobs SET url_id = (SELECT u.id FROM urls u WHERE u.url = jobs.url) "
+                            "WHERE id >= %s AND id < %s AND url_id IS NULL", (start, end))
+                jobs: dict[int, JobRow] = {}
+                for job_id, url, batch_id, state, options in rows:
+                    parsed = d.parse_json(options) or {}
+                    jobs[job_id] = JobRow(ids_by_url[url], url, batch_id, state, parsed, bool(parsed.get("regions")))
+                test, params = d.any_of("job_id", [r[0] for r in rows])
+                decided = _records(d, cur, "results", test, params)
+                named = [r[0] for r in rows if jobs[r[0]].named]
+                regional: list[ResultRecord] = []
+                if named:
+                    named_test, named_params = d.any_of("job_id", named)
+                    regional = _records(d, cur, "region_results", named_test, named_params)
+                # Past changes are recorded, never alerted: no _on_changes here.
+                record_states(d, cur, decided, regional, jobs, now or utcnow())
+                done += len(rows)
+        if on_chunk is not None:
+            on_chunk(done, min(end - 1, high), high)
+        start = end
+    return done
+
+
+def _records(d: Dialect, cur: Any, table: str, test: str, params: list[Any]) -> list[ResultRecord]:
+    cur.execute(f"SELECT job_id, region, outcome, ok, status_code, total_ms, error, attempts, checked_at "  # noqa: S608
+                f"FROM {table} WHERE {test} ORDER BY job_id, checked_at", params)
+    return [ResultRecord(job_id=r[0], region=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4],
+                         total_ms=None if r[5] is None else float(r[5]), error=r[6], attempts=r[7],
+                         checked_at=d.parse_ts(r[8])) for r in cur.fetchall()]

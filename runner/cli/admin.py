@@ -148,17 +148,24 @@ def doctor(ctx: typer.Context) -> None:
 
 @handled
 def db_upgrade(ctx: typer.Context) -> None:
-    """Apply pending migrations (workers and submitters also do this on start)."""
+    """Apply pending migrations (workers and submitters also do this on start), then give
+    jobs recorded before URL histories their URL, state and rollups (in chunks; resumable:
+    run it again after an interruption)."""
     from db import open_store
+    from db.history import backfill
 
     store = open_store(ctx.obj.database_url, max_connections=1, migrate=False)
     try:
         applied = store.migrate()
         version = store.schema_version()
+        typer.echo(f"applied migrations {', '.join(map(str, applied))}; schema version {version}" if applied
+                   else f"schema is up to date (version {version})")
+        n = backfill(store, on_chunk=lambda done, at, top: typer.echo(f"url history: {done:,} jobs (id {at:,} of {top:,})",
+                                                                       err=True))
+        if n:
+            typer.echo(f"url history built for {n:,} earlier job{plural(n)}")
     finally:
         store.close()
-    typer.echo(f"applied migrations {', '.join(map(str, applied))}; schema version {version}" if applied
-               else f"schema is up to date (version {version})")
 
 
 

@@ -127,3 +127,41 @@ def test_many_writers_on_one_url_lose_no_change(pg_url: str) -> None:
         assert state == changes[-1][1] and streak >= 1
     finally:
         store.close()
+
+
+def _picture(store) -> tuple:
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT url, state, fails, passes, last_job_id FROM urls ORDER BY url")
+        urls = [tuple(r) for r in cur.fetchall()]
+        cur.execute("SELECT u.url, c.from_state, c.to_state, c.change, c.job_id FROM url_changes c "
+                    "JOIN urls u ON u.id = c.url_id ORDER BY c.job_id, u.url")
+        changes = [tuple(r) for r in cur.fetchall()]
+        cur.execute("SELECT u.url, r.grain, r.region, r.checks, r.ok, r.hist FROM url_rollups r "
+                    "JOIN urls u ON u.id = r.url_id ORDER BY u.url, r.grain, r.region")
+        rollups = [tuple(r) for r in cur.fetchall()]
+    return urls, changes, rollups
+
+
+def test_the_backfill_builds_what_recording_built_and_resumes(store) -> None:
+    from db.history import backfill
+
+    ids = store.insert_jobs(None, [NewJob(f"http://h{i % 7}.test/", {"fail_after": 2}) for i in range(60)])
+    for k, job_id in enumerate(ids):
+        store.store_results([result(job_id, (k * 5) % 3 != 0, ms=float(k), k=k)])
+    built = _picture(store)
+    with store.dialect.transaction() as cur:  # as before issue 21: no URLs, no history
+        cur.execute("UPDATE jobs SET url_id = NULL")
+        for table in ("url_changes", "url_rollups", "urls"):
+            cur.execute(f"DELETE FROM {table}")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(done, at, top) -> None:  # noqa: ANN001
+        raise Stop
+
+    with pytest.raises(Stop):
+        backfill(store, chunk=16, on_chunk=stop_after_first)
+    assert backfill(store, chunk=16) == 60 - 16  # the first chunk stayed done
+    assert backfill(store, chunk=16) == 0
+    assert _picture(store) == built
