@@ -82,6 +82,10 @@ class Dialect:
         """SQL for the text at ``path`` inside a JSON column (our own names only)."""
         raise NotImplementedError
 
+    def vacuum(self, tables: Sequence[str]) -> None:
+        """Make the space of deleted rows reusable now (``runner prune``), so a table that
+        loses a day and gains a day stays the same size. Writers are not blocked."""
+
     for_update = ""  # a SELECT's row lock (SQLite has one writer: the transaction is the lock)
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:  # pragma: no cover - interface
@@ -252,6 +256,17 @@ class Postgres(Dialect):
             rows, fetch=True, template="(%s, %s, %s::jsonb, %s, %s, %s)")]
 
     for_update = " FOR UPDATE"
+
+    def vacuum(self, tables: Sequence[str]) -> None:
+        conn = self.connect(autocommit=True)  # VACUUM runs outside a transaction
+        try:
+            with conn.cursor() as cur:
+                for table in tables:
+                    cur.execute(f"VACUUM (ANALYZE) {table}")  # our own names
+        except (self._pg.OperationalError, self._pg.InterfaceError) as exc:
+            raise StoreUnavailable(_first_line(exc, self.url)) from exc
+        finally:
+            _close_quietly(conn)
 
     def json_text(self, column: str, *path: str) -> str:
         return f"({column} #>> '{{{','.join(path)}}}')"

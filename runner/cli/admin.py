@@ -174,6 +174,7 @@ def prune(
     ctx: typer.Context,
     older_than: Annotated[str, typer.Option("--older-than", help="Delete done jobs submitted longer ago than this (30d, 12h, 2w).", show_default=False)],
     chunk: Annotated[int, typer.Option("--chunk", min=1, help="Jobs deleted per transaction (short locks).")] = 5000,
+    rollups_older_than: Annotated[str, typer.Option("--rollups-older-than", help="Delete URLs' daily rollups (uptime and percentiles that outlive results) older than this.")] = "365d",
 ) -> None:
     """Retention: delete done jobs and their results older than an age, a chunk at a time.
 
@@ -183,9 +184,10 @@ def prune(
     from db import open_store
 
     age = parse_age(older_than)
+    keep = parse_age(rollups_older_than)
     store = open_store(ctx.obj.database_url, max_connections=1)
     try:
-        n = store.prune(age, chunk=chunk)
+        n = store.prune(age, chunk=chunk, rollups_older_than=keep)
     finally:
         store.close()
     typer.echo(f"pruned {n:,} done job{plural(n)} older than {older_than}")

@@ -123,6 +123,14 @@ def test_two_nightly_batches(setup, target, tmp_path) -> None:  # noqa: ANN001
     jobs = run_cli(["results", "--url", url["dead"], "--format", "json"], env)
     assert [row["url"] for row in lines(jobs.stdout)] == [url["dead"]] * 3
 
+    # Retention: the results go, the URLs' figures and changes stay.
+    pruned = run_cli(["prune", "--older-than", "0s"], env)
+    assert pruned.returncode == 0 and "pruned 15 done jobs" in pruned.stdout, pruned.stdout + pruned.stderr
+    after = {row["url"]: row for row in lines(run_cli(["urls", "--format", "json"], env).stdout)}
+    assert after[url["steady"]]["checks"] == 3 and after[url["dead"]]["uptime"] == 0.0
+    kept = json.loads(run_cli(["history", url["broke"], "--format", "json"], env).stdout)
+    assert len(kept["changes"]) == 2 and kept["recent"] == [] and kept["last"]["status_code"] == 500
+
 
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
