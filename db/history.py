@@ -89,8 +89,8 @@ def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], regiona
                   jobs: Mapping[int, JobRow], now: Any) -> list[Change]:
     """Move the state of each URL that ``decided`` (new rows of ``results``, in the order
     recorded) checked, record the changes in ``url_changes``, add every new history point
-    (``decided`` and the new ``regional`` results of jobs that named regions) to the URL's
-    rollups, and return the changes.
+    (``decided`` under region ``''``, and the new ``regional`` results of jobs that named
+    regions under their region) to the URL's rollups, and return the changes.
 
     Jobs cancelled never count. Jobs made before issue 21 (no ``url_id``) get their URL's
     row here.
@@ -126,8 +126,6 @@ def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], regiona
                                                            record.total_ms, rule)
         row.last, row.rule = record, rule
         history.append((url_id, OVERALL, record.checked_at, record.ok, record.outcome, record.total_ms))
-        if not job.named:  # one check: the job's outcome and its region's point
-            history.append((url_id, record.region, record.checked_at, record.ok, record.outcome, record.total_ms))
         if change is not None:
             row.since = record.checked_at
             changes.append(Change(
