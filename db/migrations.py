@@ -252,7 +252,8 @@ POSTGRES: list[tuple[int, list[str]]] = [
                 last_error text,
                 created_at timestamptz NOT NULL
             )""",
-            "CREATE INDEX urls_state ON urls (state, id)",
+            "CREATE INDEX urls_state ON urls (state, since, id)",
+            "CREATE INDEX urls_latency ON urls ((COALESCE(last_total_ms, -1)), id)",
             "CREATE INDEX urls_since ON urls (since, id)",
             # No foreign key: a job's url_id is set from the row just upserted in the same
             # transaction, and a key check per row would slow a million-line import.
@@ -471,7 +472,8 @@ SQLITE: list[tuple[int, list[str]]] = [
                 last_error text,
                 created_at text NOT NULL
             )""",
-            "CREATE INDEX urls_state ON urls (state, id)",
+            "CREATE INDEX urls_state ON urls (state, since, id)",
+            "CREATE INDEX urls_latency ON urls ((COALESCE(last_total_ms, -1)), id)",
             "CREATE INDEX urls_since ON urls (since, id)",
             "ALTER TABLE jobs ADD COLUMN url_id integer",
             "CREATE INDEX jobs_url ON jobs (url_id, id) WHERE url_id IS NOT NULL",
