@@ -86,6 +86,11 @@ class Dialect:
         """Make the space of deleted rows reusable now (``runner prune``), so a table that
         loses a day and gains a day stays the same size. Writers are not blocked."""
 
+    def json_pairs(self, column: str) -> str:  # pragma: no cover - interface
+        """A table function over a JSON object column's members, as ``key`` and ``value``
+        (used in FROM beside the table, correlated)."""
+        raise NotImplementedError
+
     for_update = ""  # a SELECT's row lock (SQLite has one writer: the transaction is the lock)
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:  # pragma: no cover - interface
@@ -270,6 +275,9 @@ class Postgres(Dialect):
 
     def json_text(self, column: str, *path: str) -> str:
         return f"({column} #>> '{{{','.join(path)}}}')"
+
+    def json_pairs(self, column: str) -> str:
+        return f"json_each_text({column}::json)"
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
         distinct = sorted(set(urls))
@@ -500,6 +508,9 @@ class Sqlite(Dialect):
 
     def json_text(self, column: str, *path: str) -> str:
         return f"json_extract({column}, '$.{'.'.join(path)}')"
+
+    def json_pairs(self, column: str) -> str:
+        return f"json_each({column})"
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
         distinct = sorted(set(urls))

@@ -271,18 +271,25 @@ def checks_before(store: Store, url_ids: Sequence[int], *, below_job: int | None
     d = store.dialect
     out: dict[int, Check] = {}
     ids = sorted(set(url_ids))
+    if below_job is not None:
+        bound, value = "j.id < %s", below_job
+    else:
+        bound, value = "r.checked_at < %s", d.ts(before)
     with d.transaction(write=False) as cur:
         for start in range(0, len(ids), chunk):
             part = ids[start:start + chunk]
-            test, params = d.any_of("j.url_id", part)
-            if below_job is not None:
-                bound, value = "j.id < %s", below_job
-            else:
-                bound, value = "r.checked_at < %s", d.ts(before)
-            cur.execute(
-                f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id WHERE j.id IN ("  # noqa: S608
-                f"SELECT max(j.id) FROM jobs j JOIN results r ON r.job_id = j.id WHERE {test} AND {bound} "
-                "AND j.state <> 'cancelled' GROUP BY j.url_id) ORDER BY j.id", [*params, value])
+            test, params = d.any_of("u.id", part)
+            # Per URL, its newest job below the bound that has a result: a backward walk of
+            # jobs_url (url_id, id) that stops at the first, not a GROUP BY over its history.
+            cur.execute(f"SELECT (SELECT j.id FROM jobs j JOIN results r ON r.job_id = j.id WHERE j.url_id = u.id "  # noqa: S608
+                        f"AND {bound} AND j.state <> 'cancelled' ORDER BY j.id DESC LIMIT 1) FROM urls u WHERE {test}",
+                        [value, *params])
+            job_ids = sorted(row[0] for row in cur.fetchall() if row[0] is not None)
+            if not job_ids:
+                continue
+            job_test, job_params = d.any_of("j.id", job_ids)
+            cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "  # noqa: S608
+                        f"WHERE {job_test} ORDER BY j.id", job_params)
             out.update(_checks(d, cur.fetchall()))
     return out
 
