@@ -86,6 +86,13 @@ class Dialect:
         """Make the space of deleted rows reusable now (``runner prune``), so a table that
         loses a day and gains a day stays the same size. Writers are not blocked."""
 
+    def update_rows(self, cur: Any, table: str, columns: Sequence[tuple[str, str]],
+                    rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover - interface
+        """``UPDATE table SET column = value, ... WHERE id = row[0]`` for each row (``id``
+        first, then one value per ``(column, PostgreSQL type)``), in one round trip where
+        the driver can. A None value leaves a column whose name ends in ``?`` as it was."""
+        raise NotImplementedError
+
     def json_pairs(self, column: str) -> str:  # pragma: no cover - interface
         """A table function over a JSON object column's members, as ``key`` and ``value``
         (used in FROM beside the table, correlated)."""
@@ -278,6 +285,15 @@ class Postgres(Dialect):
 
     def json_pairs(self, column: str) -> str:
         return f"json_each_text({column}::json)"
+
+    def update_rows(self, cur: Any, table: str, columns: Sequence[tuple[str, str]],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        names = [name.rstrip("?") for name, _ in columns]
+        sets = ", ".join(f"{n} = COALESCE(v.{n}, t.{n})" if name.endswith("?") else f"{n} = v.{n}"
+                         for n, (name, _) in zip(names, columns, strict=True))
+        template = "(" + ", ".join(["%s::bigint", *(f"%s::{kind}" for _, kind in columns)]) + ")"
+        self.execute_values(cur, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) AS v (id, {', '.join(names)}) "
+                                 "WHERE t.id = v.id", rows, template=template)
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
         distinct = sorted(set(urls))
@@ -511,6 +527,12 @@ class Sqlite(Dialect):
 
     def json_pairs(self, column: str) -> str:
         return f"json_each({column})"
+
+    def update_rows(self, cur: Any, table: str, columns: Sequence[tuple[str, str]],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        sets = ", ".join(f"{name[:-1]} = COALESCE(%s, {name[:-1]})" if name.endswith("?") else f"{name} = %s"
+                         for name, _ in columns)
+        cur.executemany(f"UPDATE {table} SET {sets} WHERE id = %s", [(*row[1:], row[0]) for row in rows])
 
     def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
         distinct = sorted(set(urls))

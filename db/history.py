@@ -134,20 +134,13 @@ def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], regiona
                 outcome=record.outcome, status_code=record.status_code, error=record.error,
                 region=None if job.named else record.region))
     history.extend((url_of(r), r.region, r.checked_at, r.ok, r.outcome, r.total_ms) for r in points)
-    for url_id, row in sorted(rows.items()):
-        if row.last is None or row.rule is None:
-            continue  # only region points of a quorum not decided yet
-        last = row.last
-        sets = ("state = %s, fails = %s, passes = %s, last_job_id = %s, last_checked_at = %s, last_outcome = %s, "
-                "last_status_code = %s, last_total_ms = %s, last_error = %s, slow_ms = %s, fail_after = %s, "
-                "recover_after = %s")
-        values: list[Any] = [row.state, row.fails, row.passes, last.job_id, d.ts(last.checked_at), last.outcome,
-                             last.status_code, last.total_ms, last.error, row.rule.slow_ms, row.rule.fail_after,
-                             row.rule.recover_after]
-        if row.since is not None:
-            sets += ", since = %s"
-            values.append(d.ts(row.since))
-        cur.execute(f"UPDATE urls SET {sets} WHERE id = %s", [*values, url_id])  # noqa: S608 - our own names
+    updates = [(url_id, row.state, row.fails, row.passes, row.last.job_id, d.ts(row.last.checked_at),
+                row.last.outcome, row.last.status_code, row.last.total_ms, row.last.error, row.rule.slow_ms,
+                row.rule.fail_after, row.rule.recover_after, d.ts(row.since))
+               for url_id, row in sorted(rows.items())
+               if row.last is not None and row.rule is not None]  # else only region points, quorum still open
+    if updates:
+        d.update_rows(cur, "urls", _URL_SETS, updates)
     if changes:
         d.insert_returning(cur, "INSERT INTO url_changes (url_id, at, from_state, to_state, change, job_id, batch_id, "
                                 "outcome, status_code, error, region) VALUES ",
@@ -155,6 +148,13 @@ def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], regiona
                              c.outcome, c.status_code, c.error, c.region) for c in changes], " RETURNING id")
     add_points(d, cur, history)
     return changes
+
+
+# What a result writes to its URL's row (a None since keeps the row's: the state did not change).
+_URL_SETS = (("state", "text"), ("fails", "integer"), ("passes", "integer"), ("last_job_id", "bigint"),
+             ("last_checked_at", "timestamptz"), ("last_outcome", "text"), ("last_status_code", "integer"),
+             ("last_total_ms", "double precision"), ("last_error", "text"), ("slow_ms", "double precision"),
+             ("fail_after", "integer"), ("recover_after", "integer"), ("since?", "timestamptz"))
 
 
 @dataclass
