@@ -93,6 +93,11 @@ class Dialect:
         the driver can. A None value leaves a column whose name ends in ``?`` as it was."""
         raise NotImplementedError
 
+    def counts_add(self, old: str, new: str) -> str:  # pragma: no cover - interface
+        """SQL for two JSON objects of counts added key by key (``{"ok": 3}`` and
+        ``{"ok": 1, "http_error": 1}``: ``{"ok": 4, "http_error": 1}``)."""
+        raise NotImplementedError
+
     def json_pairs(self, column: str) -> str:  # pragma: no cover - interface
         """A table function over a JSON object column's members, as ``key`` and ``value``
         (used in FROM beside the table, correlated)."""
@@ -285,6 +290,9 @@ class Postgres(Dialect):
 
     def json_pairs(self, column: str) -> str:
         return f"json_each_text({column}::json)"
+
+    def counts_add(self, old: str, new: str) -> str:
+        return f"urltester_counts_add({old}, {new})"  # migration 5
 
     def update_rows(self, cur: Any, table: str, columns: Sequence[tuple[str, str]],
                     rows: Sequence[Sequence[Any]]) -> None:
@@ -527,6 +535,11 @@ class Sqlite(Dialect):
 
     def json_pairs(self, column: str) -> str:
         return f"json_each({column})"
+
+    def counts_add(self, old: str, new: str) -> str:
+        return (f"(SELECT json_group_object(key, total) FROM (SELECT key, sum(value) AS total FROM "
+                f"(SELECT key, value FROM json_each({old}) UNION ALL SELECT key, value FROM json_each({new})) "
+                "GROUP BY key))")
 
     def update_rows(self, cur: Any, table: str, columns: Sequence[tuple[str, str]],
                     rows: Sequence[Sequence[Any]]) -> None:

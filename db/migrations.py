@@ -293,6 +293,15 @@ POSTGRES: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (url_id, grain, start, region)
             )""",
             "CREATE INDEX url_rollups_start ON url_rollups (grain, start)",
+            # Two JSON objects of counts added key by key: a rollup's by_outcome or hist
+            # merged with a result's, inside ON CONFLICT DO UPDATE (no read-modify-write).
+            """CREATE FUNCTION urltester_counts_add(a text, b text) RETURNS text
+                LANGUAGE sql IMMUTABLE AS $$
+                SELECT COALESCE((SELECT json_object_agg(key, total)::text FROM (
+                    SELECT key, sum(value::bigint) AS total FROM (
+                        SELECT * FROM json_each_text(a::json) UNION ALL SELECT * FROM json_each_text(b::json)
+                    ) pairs GROUP BY key) sums), '{}')
+            $$""",
         ],
     ),
 ]

@@ -107,8 +107,9 @@ def _hist_json(hist: dict[int, int]) -> str:
 def add_points(d: Dialect, cur: Any, points: Iterable[Point]) -> None:
     """Add history points to their hour's and day's rollups, in ``cur``'s transaction.
 
-    The caller holds the URLs' row locks, so reading a rollup, adding to it and writing it
-    back cannot interleave with another writer of the same URL.
+    Each row is added to in the database (``ON CONFLICT DO UPDATE``, the counts merged by
+    :meth:`Dialect.counts_add`), so two writers never lose each other's counts; the caller
+    holds the URLs' row locks anyway.
     """
     deltas: dict[tuple[int, str, datetime, str], Rollup] = {}
     for url_id, region, at, ok, outcome, total_ms in points:
@@ -117,20 +118,15 @@ def add_points(d: Dialect, cur: Any, points: Iterable[Point]) -> None:
             deltas.setdefault(key, Rollup()).add(ok, outcome, total_ms)
     if not deltas:
         return
-    url_ids = sorted({k[0] for k in deltas})
-    test, params = d.any_of("url_id", url_ids)
-    starts = sorted({k[2] for k in deltas})
-    cur.execute(f"SELECT url_id, grain, start, region, checks, ok, by_outcome, hist FROM url_rollups "  # noqa: S608
-                f"WHERE {test} AND start >= %s AND start <= %s", [*params, d.ts(starts[0]), d.ts(starts[-1])])
-    for url_id, grain, start, region, checks, ok, by_outcome, hist in cur.fetchall():
-        key = (url_id, grain, d.parse_ts(start), region)
-        if key in deltas:
-            deltas[key].merge(Rollup.of_row(checks, ok, by_outcome, hist))
     rows = [(url_id, grain, d.ts(start), region, r.checks, r.ok, _outcomes_json(r.by_outcome), _hist_json(r.hist))
-            for (url_id, grain, start, region), r in sorted(deltas.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3]))]
-    d.insert_returning(cur, "INSERT INTO url_rollups (url_id, grain, start, region, checks, ok, by_outcome, hist) VALUES ",
-                       rows, " ON CONFLICT (url_id, grain, start, region) DO UPDATE SET checks = EXCLUDED.checks, "
-                             "ok = EXCLUDED.ok, by_outcome = EXCLUDED.by_outcome, hist = EXCLUDED.hist RETURNING url_id")
+            for (url_id, grain, start, region), r in sorted(deltas.items())]
+    # Added in the database (no read-modify-write): one statement for the whole batch.
+    d.insert_returning(cur, "INSERT INTO url_rollups AS u (url_id, grain, start, region, checks, ok, by_outcome, hist) "
+                            "VALUES ", rows,
+                       " ON CONFLICT (url_id, grain, start, region) DO UPDATE SET checks = u.checks + EXCLUDED.checks, "
+                       "ok = u.ok + EXCLUDED.ok, "
+                       f"by_outcome = {d.counts_add('u.by_outcome', 'EXCLUDED.by_outcome')}, "
+                       f"hist = {d.counts_add('u.hist', 'EXCLUDED.hist')} RETURNING url_id")
 
 
 def window(d: Dialect, cur: Any, url_ids: list[int], since: datetime, region: str = OVERALL) -> dict[int, Rollup]:

@@ -4,6 +4,7 @@ writers at once lose no change (PostgreSQL's row lock on the URL)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -138,7 +139,7 @@ def _picture(store) -> tuple:
         changes = [tuple(r) for r in cur.fetchall()]
         cur.execute("SELECT u.url, r.grain, r.region, r.checks, r.ok, r.hist FROM url_rollups r "
                     "JOIN urls u ON u.id = r.url_id ORDER BY u.url, r.grain, r.region")
-        rollups = [tuple(r) for r in cur.fetchall()]
+        rollups = [(*r[:5], json.loads(r[5])) for r in cur.fetchall()]
     return urls, changes, rollups
 
 
