@@ -166,3 +166,23 @@ def test_the_backfill_builds_what_recording_built_and_resumes(store) -> None:
     assert backfill(store, chunk=16) == 60 - 16  # the first chunk stayed done
     assert backfill(store, chunk=16) == 0
     assert _picture(store) == built
+
+
+def test_a_job_that_named_regions_adds_a_point_per_region_and_its_quorum(store) -> None:
+    from dataclasses import replace
+
+    from db.urls import get_url, recent_checks
+
+    [job] = store.insert_jobs(None, [NewJob("http://r.test/", {"regions": ["eu", "us", "ap"], "quorum": "majority"})])
+    store.store_results([replace(result(job, True, ms=10.0), region="eu")])
+    store.store_results([replace(result(job, False, ms=900.0, k=1), region="us")])
+    assert recorded(store) == []  # one ok, one failed: the quorum is still open
+    store.store_results([replace(result(job, True, ms=30.0, k=2), region="ap")])
+    assert recorded(store) == [(None, "ok", "new", job)]  # the job's quorum outcome moves the state
+    view = get_url(store, "http://r.test/", since=T0 - timedelta(days=1))
+    points = recent_checks(store, view.id)
+    assert sorted((p.region or "", p.ok) for p in points) == [("", True), ("ap", True), ("eu", True), ("us", False)]
+    assert [(p.region, p.status_code) for p in recent_checks(store, view.id, region="us")] == [("us", 500)]
+    us = get_url(store, "http://r.test/", since=T0 - timedelta(days=1), region="us")
+    assert (us.window.checks, us.window.ok, view.window.checks, view.window.ok) == (1, 0, 1, 1)
+    assert 891 <= us.latency(0.5) <= 909  # within 1% of the 900 ms the us check took
