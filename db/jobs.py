@@ -14,6 +14,10 @@ from typing import Any
 from .dialects import Dialect
 from .models import Batch, NewJob, utcnow
 
+# Hourly rollups are kept this long (or as long as the results, if longer): a window starts
+# to the hour within them, to the day beyond (daily rollups are kept a year by default).
+HOURLY_ROLLUPS = timedelta(days=35)
+
 
 class Jobs:
     """The store's methods that write jobs and batches (:class:`db.Store` is made of one
@@ -54,8 +58,11 @@ class Jobs:
         if not jobs:
             return []
         d = self.dialect
+        now = now or utcnow()
         with d.transaction(announce=True) as cur:
-            ids = d.insert_jobs(cur, batch_id, [(job.url, job.options_json()) for job in jobs], now or utcnow())
+            # Each job refers to its URL's row (issue 21), added here (state pending) if new.
+            url_ids = d.upsert_urls(cur, [job.url for job in jobs], now)
+            ids = d.insert_jobs(cur, batch_id, [(job.url, job.options_json(), url_ids[job.url]) for job in jobs], now)
             if batch_id is not None:
                 cur.execute("UPDATE batches SET size = size + %s WHERE id = %s", (len(ids), batch_id))
         return ids
@@ -145,11 +152,16 @@ class Jobs:
             self.dialect.lock_jobs(cur, ids)
             cur.execute(sql.format(test), [*params, *id_params])
 
-    def prune(self, older_than: timedelta, *, now: datetime | None = None, chunk: int = 5000) -> int:
+    def prune(self, older_than: timedelta, *, now: datetime | None = None, chunk: int = 5000,
+               rollups_older_than: timedelta = timedelta(days=365)) -> int:
         """Delete done and cancelled jobs (and their results) submitted before the cutoff, a chunk per
-        transaction so no lock is held for long. Returns how many jobs were deleted."""
+        transaction so no lock is held for long; then hourly rollups older than
+        ``HOURLY_ROLLUPS`` and daily ones older than ``rollups_older_than`` (URLs' states
+        and changes stay). Then the tables are vacuumed, so the space is reused by the next
+        day's rows instead of the files growing. Returns how many jobs were deleted."""
         d = self.dialect
-        cutoff = d.ts((now or utcnow()) - older_than)
+        now = now or utcnow()
+        cutoff = d.ts(now - older_than)
         total = 0
         while True:
             with d.transaction() as cur:
@@ -168,4 +180,15 @@ class Jobs:
                 "(SELECT 1 FROM jobs WHERE jobs.batch_id = batches.id)",
                 (cutoff,),
             )
+        for grain, keep in (("h", max(HOURLY_ROLLUPS, older_than)), ("d", rollups_older_than)):
+            while True:
+                with d.transaction() as cur:
+                    cur.execute(
+                        "DELETE FROM url_rollups WHERE (url_id, grain, start, region) IN (SELECT url_id, grain, start, "
+                        "region FROM url_rollups WHERE grain = %s AND start < %s LIMIT %s)",
+                        (grain, d.ts(now - keep), chunk),
+                    )
+                    if cur.rowcount < chunk:
+                        break
+        d.vacuum(["jobs", "results", "region_results", "url_rollups"])
         return total

@@ -210,6 +210,9 @@ class Listing:
         if flt.since is not None:
             where.append("j.submitted_at >= %s")
             params.append(d.ts(flt.since))
+        if flt.url is not None:
+            where.append("j.url = %s")
+            params.append(flt.url)
         if flt.text:
             escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append(f"j.url {d.ilike} %s ESCAPE '\\'")

@@ -19,6 +19,11 @@ from .regions import DEFAULT_REGION, Placement
 STATES = ("queued", "running", "done", "cancelled")
 # States a job can still leave; a cancelled job was taken back before its check (runner cancel).
 OPEN_STATES = ("queued", "running")
+URL_STATES = ("ok", "slow", "failing", "pending")  # a URL's standing (db/history.py)
+# What a recorded change is: the state moving from nothing (new), into failing, out of it
+# (or out of slow), into slow; still_failing is never recorded by the state machine (it is
+# what ``runner changes`` calls a URL failing both times) but consumers may see it there.
+CHANGES = ("new_failure", "recovered", "new", "still_failing", "slower")
 
 
 def utcnow() -> datetime:
@@ -118,6 +123,7 @@ class JobFilter:
     batch: str | None = None  # batch name or numeric id
     since: datetime | None = None  # submitted at or after
     text: str | None = None  # substring of the URL
+    url: str | None = None  # exactly this normalised URL (every job of it)
     failed: bool = False  # done and not ok
     ids: tuple[int, ...] | None = None
 
@@ -172,3 +178,27 @@ class WorkerBeat:
     last_seen: datetime
     region: str = DEFAULT_REGION
     concurrency_max: int | None = None  # the adaptive limit's ceiling; None: fixed at concurrency
+
+
+@dataclass(frozen=True)
+class Change:
+    """A URL's state moving, with the result that moved it: a row of ``url_changes``.
+
+    Made in the transaction that records the result (db/results.py), and handed to the
+    alerts hook there (``Results._on_changes``). ``url`` is the URL as stored (credentials
+    included: mask it when shown). ``region`` is the region the deciding check ran in, None
+    for the quorum of a job that named regions.
+    """
+
+    url_id: int
+    url: str
+    change: str  # one of CHANGES
+    from_state: str | None  # None: the URL had no state (pending) before
+    to_state: str
+    at: datetime
+    job_id: int
+    batch_id: int | None
+    outcome: str
+    status_code: int | None
+    error: str | None
+    region: str | None

@@ -47,7 +47,8 @@ class JobsIn(BaseModel):
     url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
     options: dict[str, Any] = Field(default_factory=dict, description="Check options, as `runner submit`'s flags: "
                                     "method, expect_status, body_contains, body_excludes, max_ms, deadline, "
-                                    "max_redirects, insecure, max_bytes, header, condition, retries.")
+                                    "max_redirects, insecure, max_bytes, header, condition, retries, and the URL state's "
+                                    "slow_ms, fail_after, recover_after.")
     batch: str | None = Field(None, max_length=200, pattern=NAME_PATTERN, description="A label for the batch.")
     idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN,
                                         description="Repeating a request with the same key adds nothing and "

@@ -164,17 +164,24 @@ def doctor(ctx: typer.Context) -> None:
 
 @handled
 def db_upgrade(ctx: typer.Context) -> None:
-    """Apply pending migrations (workers and submitters also do this on start)."""
+    """Apply pending migrations (workers and submitters also do this on start), then give
+    jobs recorded before URL histories their URL, state and rollups (in chunks; resumable:
+    run it again after an interruption)."""
     from db import open_store
+    from db.history import backfill
 
     store = open_store(ctx.obj.database_url, max_connections=1, migrate=False)
     try:
         applied = store.migrate()
         version = store.schema_version()
+        typer.echo(f"applied migrations {', '.join(map(str, applied))}; schema version {version}" if applied
+                   else f"schema is up to date (version {version})")
+        n = backfill(store, on_chunk=lambda done, at, top: typer.echo(f"url history: {done:,} jobs (id {at:,} of {top:,})",
+                                                                       err=True))
+        if n:
+            typer.echo(f"url history built for {n:,} earlier job{plural(n)}")
     finally:
         store.close()
-    typer.echo(f"applied migrations {', '.join(map(str, applied))}; schema version {version}" if applied
-               else f"schema is up to date (version {version})")
 
 
 
@@ -183,6 +190,7 @@ def prune(
     ctx: typer.Context,
     older_than: Annotated[str, typer.Option("--older-than", help="Delete done jobs submitted longer ago than this (30d, 12h, 2w).", show_default=False)],
     chunk: Annotated[int, typer.Option("--chunk", min=1, help="Jobs deleted per transaction (short locks).")] = 5000,
+    rollups_older_than: Annotated[str, typer.Option("--rollups-older-than", help="Delete URLs' daily rollups (uptime and percentiles that outlive results) older than this.")] = "365d",
 ) -> None:
     """Retention: delete done jobs and their results older than an age, a chunk at a time.
 
@@ -192,9 +200,10 @@ def prune(
     from db import open_store
 
     age = parse_age(older_than)
+    keep = parse_age(rollups_older_than)
     store = open_store(ctx.obj.database_url, max_connections=1)
     try:
-        n = store.prune(age, chunk=chunk)
+        n = store.prune(age, chunk=chunk, rollups_older_than=keep)
     finally:
         store.close()
     typer.echo(f"pruned {n:,} done job{plural(n)} older than {older_than}")

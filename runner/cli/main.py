@@ -15,6 +15,7 @@ from runner.cli import (
     cancelling,
     crawling,
     dead,
+    history,
     importing,
     limits,
     serve,
@@ -83,6 +84,9 @@ cli.command()(submitting.submit)
 cli.command()(submitting.results)
 cli.command()(submitting.requeue)
 cli.command()(cancelling.cancel)
+cli.command()(history.urls)
+cli.command()(history.history)
+cli.command()(history.changes)
 cli.command("import", help=importing.IMPORT_HELP)(importing.import_)
 cli.command()(crawling.crawl)
 cli.command()(admin.prune)
