@@ -10,7 +10,18 @@ from typing import Annotated
 
 import typer
 
-from runner.cli import admin, dead, importing, limits, serve, submitting, terminal, tokens, worker
+from runner.cli import (
+    admin,
+    alerts,
+    dead,
+    importing,
+    limits,
+    serve,
+    submitting,
+    terminal,
+    tokens,
+    worker,
+)
 from runner.cli.common import EXIT_USAGE, fail, split_networks
 from runner.errors import ConfigError
 from runner.jobs.settings import DEFAULT_QUEUE, ENV, build, worker_env
@@ -79,6 +90,7 @@ db_cli.command("upgrade")(admin.db_upgrade)
 cli.command()(serve.serve)
 cli.add_typer(tokens.token_app, name="token")
 cli.add_typer(limits.limits_app, name="limits")
+cli.add_typer(alerts.alerts_app, name="alerts")
 
 
 def main() -> None:

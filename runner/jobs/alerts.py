@@ -289,7 +289,10 @@ def start_sender(store: Store, settings: Any, *, worker: str) -> AlertSender:
 def add(store: Store, name: str, target: str, *, kinds: Sequence[str], batch: str | None, contains: str | None,
         urls: Sequence[str] | None, reminder_s: float | None, min_regions: int | None,
         policy: AddressPolicy) -> outbox.Alert:
-    plugin = plugin_for(target)
+    try:
+        plugin = plugin_for(target)
+    except InvalidInput as exc:
+        raise InvalidInput(f"APPRISE_URL: {exc}") from None
     refused = policy_refusal(plugin, policy)
     if refused:
         raise InvalidInput(f"APPRISE_URL: {refused}")
