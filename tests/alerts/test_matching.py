@@ -1,0 +1,119 @@
+"""Which changes an alert queues (SQLite, in the caller's transaction): kinds, --batch,
+--contains, --state-of, reminders of still_failing, --min-regions; and the minute window
+of changes without a batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from db import alerts as outbox
+from db import open_store
+from tests.alerts.test_outbox import change, record
+
+
+@pytest.fixture
+def store(sqlite_url: str):
+    s = open_store(sqlite_url)
+    yield s
+    s.close()
+
+
+def queued(store) -> list[tuple[str, str]]:  # noqa: ANN001
+    return [(r[1], r[2]) for r in outbox.outbox_rows(store.dialect) if r[3] == "pending"]
+
+
+def test_default_kinds_are_new_failure_and_recovered(store) -> None:  # noqa: ANN001
+    outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/")
+    kinds = ["new_failure", "recovered", "new", "still_failing", "slower"]
+    record(store, [change(i, k, None) for i, k in enumerate(kinds)])
+    assert [c for _, c in queued(store)] == ["new_failure", "recovered"]
+
+
+def test_on_names_new_and_slower(store) -> None:  # noqa: ANN001
+    outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/", kinds=("new", "slower"))
+    record(store, [change(i, k, None) for i, k in enumerate(["new_failure", "new", "slower"])])
+    assert [c for _, c in queued(store)] == ["new", "slower"]
+
+
+def test_batch_contains_and_state_of_narrow_what_is_told(store) -> None:  # noqa: ANN001
+    d = store.dialect
+    nightly, other = store.create_batch("nightly"), store.create_batch("other")
+    outbox.add_alert(d, "nightly", "json://127.0.0.1:9/", batch="nightly")
+    outbox.add_alert(d, "shop", "json://127.0.0.1:9/", contains="SHOP.example")
+    outbox.add_alert(d, "listed", "json://127.0.0.1:9/", urls=["http://listed.test/"])
+    record(store, [change(1, "new_failure", nightly.id, url="http://a.test/"),
+                   change(2, "new_failure", other.id, url="http://www.shop.example.com/cart"),
+                   change(3, "new_failure", other.id, url="http://listed.test/")])
+    by_alert = {a.name: a.id for a in outbox.list_alerts(d)}
+    with d.transaction() as cur:
+        cur.execute("SELECT alert_id, url FROM alert_outbox ORDER BY id")
+        rows = cur.fetchall()
+    assert rows == [(by_alert["nightly"], "http://a.test/"), (by_alert["shop"], "http://www.shop.example.com/cart"),
+                    (by_alert["listed"], "http://listed.test/")]
+
+
+def test_still_failing_is_a_reminder_every_interval(store) -> None:  # noqa: ANN001
+    d = store.dialect
+    outbox.add_alert(d, "a", "json://127.0.0.1:9/", kinds=("new_failure", "still_failing"), reminder_s=3600)
+    t0 = datetime.now(UTC)
+    url = "http://down.test/"
+
+    def at(minutes: int, kind: str) -> None:
+        with d.transaction() as cur:
+            outbox.queue_alerts(cur, d, [change(1, kind, None, url=url)], now=t0 + timedelta(minutes=minutes))
+
+    at(0, "new_failure")
+    at(10, "still_failing")  # told 10 minutes ago: no reminder yet
+    at(59, "still_failing")
+    at(61, "still_failing")  # an hour since: remind
+    at(90, "still_failing")
+    at(125, "still_failing")
+    assert [c for _, c in queued(store)] == ["new_failure", "still_failing", "still_failing"]
+
+
+def test_regions_by_default_the_jobs_quorum_decides(store) -> None:  # noqa: ANN001
+    outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/")
+    record(store, [change(1, "new_failure", None, region="eu"), change(1, "new_failure", None, region="us"),
+                   change(1, "new_failure", None, region=None)])
+    assert len(queued(store)) == 1
+
+
+def test_min_regions_tells_once_when_enough_regions_agree(store) -> None:  # noqa: ANN001
+    d = store.dialect
+    outbox.add_alert(d, "a", "json://127.0.0.1:9/", min_regions=2)
+    record(store, [change(1, "new_failure", None, region="eu")])
+    assert queued(store) == []
+    record(store, [change(1, "new_failure", None, region="eu")])  # redelivered: still one region
+    assert queued(store) == []
+    record(store, [change(1, "new_failure", None, region="us")])
+    assert len(queued(store)) == 1
+    record(store, [change(1, "new_failure", None, region="ap")])  # a third: already told
+    assert len(queued(store)) == 1
+    rows = outbox.claim(d, "w")
+    assert rows[0].payloads[0]["regions"] == ["eu", "us"]
+
+
+def test_changes_without_a_batch_more_than_10_in_a_minute_end_in_a_summary(store) -> None:  # noqa: ANN001
+    d = store.dialect
+    outbox.add_alert(d, "a", "json://127.0.0.1:9/")
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    with d.transaction() as cur:
+        outbox.queue_alerts(cur, d, [change(i, "new_failure", None) for i in range(3)], now=minute)
+    singles = outbox.claim(d, "w", now=minute + timedelta(seconds=1))
+    assert [c.summary for c in singles] == [False, False, False]
+    with d.transaction() as cur:
+        outbox.queue_alerts(cur, d, [change(i, "new_failure", None) for i in range(3, 15)], now=minute + timedelta(seconds=2))
+    assert outbox.claim(d, "w", now=minute + timedelta(seconds=3)) == []  # held to the minute's end
+    [summary] = outbox.claim(d, "w", now=minute + timedelta(seconds=61))
+    assert summary.summary and len(summary.ids) == 12 and summary.group_total == 15
+
+
+def test_no_alert_costs_one_cached_read(store) -> None:  # noqa: ANN001
+    d = store.dialect
+    assert record(store, [change(1, "new_failure", None)]) == 0
+    outbox.add_alert(d, "a", "json://127.0.0.1:9/")  # invalidates this process's cache
+    assert record(store, [change(1, "new_failure", None)]) == 1
+    outbox.remove_alert(d, "a")
+    assert outbox.outbox_rows(d) == []
