@@ -45,7 +45,7 @@ MAX_AGE = 24 * 3600.0  # seconds after which an undelivered row is given up
 # Schemas whose URL's host is the host Apprise connects to: judged by the address policy.
 HOSTED = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys",
                     "mmost", "mmosts", "matrix", "matrixs", "apprise", "apprises", "rocket", "rockets",
-                    "ncloud", "nclouds", "nctalk", "nctalks", "mailto", "mailtos"})
+                    "ncloud", "nclouds", "nctalk", "nctalks", "mailto", "mailtos", "workflow", "workflows"})
 
 
 # ---------------------------------------------------------------------------- input
