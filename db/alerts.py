@@ -35,7 +35,6 @@ from typing import Any, Protocol
 from .dialects import Dialect
 from .errors import StoreError
 from .models import utcnow
-from .regions import DEFAULT_REGION
 
 KINDS = ("new_failure", "recovered", "new", "still_failing", "slower")
 DEFAULT_KINDS = ("new_failure", "recovered")
@@ -51,8 +50,9 @@ class AlertNameTaken(StoreError):
 class ChangeLike(Protocol):
     """What :func:`queue_alerts` reads of a recorded change (db.models.Change, issue 21).
 
-    ``region`` is None (or the default region) for the job's own outcome, its quorum's when
-    it named regions; a region's name for one region's point of a job that named regions.
+    Changes are made by a job's outcome only: ``region`` is the region its check ran in for
+    a job that named none, and None for the quorum of a job that named regions (whose
+    regions' results are in ``region_results``, counted for ``--min-regions``).
     """
 
     url_id: int
@@ -192,7 +192,7 @@ def queue_alerts(cur: Any, d: Dialect, changes: Sequence[ChangeLike], *, now: da
     """Outbox rows for the alerts these changes match, in the caller's transaction.
 
     Cheap when no alert is configured (one cached read every few seconds per process).
-    Returns the rows inserted (held region rows not counted).
+    Returns the rows inserted.
     """
     if not changes:
         return 0
@@ -203,10 +203,8 @@ def queue_alerts(cur: Any, d: Dialect, changes: Sequence[ChangeLike], *, now: da
         return 0
     now = now or utcnow()
     batch_names: dict[int, str | None] = {}
-    region_jobs: dict[int, bool] = {}
     queued = 0
     for ch in changes:
-        job_level = ch.region is None or ch.region == DEFAULT_REGION
         for alert in alerts:
             if ch.change not in alert.kinds:
                 continue
@@ -220,15 +218,9 @@ def queue_alerts(cur: Any, d: Dialect, changes: Sequence[ChangeLike], *, now: da
                 if cur.fetchone() is None:
                     continue
             regions: list[str] = []
-            if alert.min_regions is None:
-                if not job_level:  # the job's quorum speaks for its regions
-                    continue
-            elif job_level:
-                if _names_regions(cur, ch.job_id, region_jobs):  # its regions are counted instead
-                    continue
-            else:
-                regions = _agreeing(cur, d, alert, ch, now)
-                if len(regions) != alert.min_regions:  # not yet, or already told
+            if alert.min_regions is not None and ch.region is None:  # the quorum of a job that named regions
+                regions = _agreeing(cur, d, ch)
+                if len(regions) < alert.min_regions:
                     continue
             if ch.change == "still_failing" and not _reminder_due(cur, d, alert, ch.url, now):
                 continue
@@ -247,30 +239,19 @@ def _batch_name(cur: Any, batch_id: int | None, seen: dict[int, str | None]) -> 
     return seen[batch_id]
 
 
-def _names_regions(cur: Any, job_id: int, seen: dict[int, bool]) -> bool:
-    if job_id not in seen:
-        cur.execute("SELECT 1 FROM region_results WHERE job_id = %s LIMIT 1", (job_id,))
-        seen[job_id] = cur.fetchone() is not None
-    return seen[job_id]
-
-
-def _agreeing(cur: Any, d: Dialect, alert: Alert, ch: ChangeLike, now: datetime) -> list[str]:
-    """The regions that have recorded this change for this job, this one included: kept as
-    held rows (never sent), so the change is told once, when the count reaches --min-regions."""
-    cur.execute("SELECT region FROM alert_outbox WHERE alert_id = %s AND url = %s AND job_id = %s AND change = %s "
-                "AND state = 'held'", (alert.id, ch.url, ch.job_id, ch.change))
-    regions = sorted({r[0] for r in cur.fetchall()})
-    if ch.region not in regions:
-        _insert(cur, d, alert, ch, None, now, state="held")
-        regions = sorted({*regions, ch.region or DEFAULT_REGION})
-    return regions
+def _agreeing(cur: Any, d: Dialect, ch: ChangeLike) -> list[str]:
+    """The regions whose result for this job agrees with the change (failed for a change to
+    failing, passed for any other), among those in when its quorum decided."""
+    cur.execute("SELECT region FROM region_results WHERE job_id = %s AND ok = %s ORDER BY region",
+                (ch.job_id, d.boolean(ch.to_state != "failing")))
+    return [r[0] for r in cur.fetchall()]
 
 
 def _reminder_due(cur: Any, d: Dialect, alert: Alert, url: str, now: datetime) -> bool:
     """still_failing is a reminder: told when nothing about this URL's failure was told
     for --reminder (default 24 h)."""
     cur.execute("SELECT max(created_at) FROM alert_outbox WHERE alert_id = %s AND url = %s "
-                "AND change IN ('new_failure', 'still_failing') AND state <> 'held'", (alert.id, url))
+                "AND change IN ('new_failure', 'still_failing')", (alert.id, url))
     last = d.parse_ts(cur.fetchone()[0])
     return last is None or now - last >= timedelta(seconds=alert.reminder_s or 86400)
 
@@ -280,18 +261,17 @@ def _group(ch: ChangeLike, now: datetime) -> str:
 
 
 def _insert(cur: Any, d: Dialect, alert: Alert, ch: ChangeLike, batch: str | None, now: datetime, *,
-            state: str = "pending", regions: Sequence[str] = ()) -> None:
+            regions: Sequence[str] = ()) -> None:
     payload = {"url": ch.url, "change": ch.change, "from": ch.from_state, "to": ch.to_state,
                "at": ch.at.isoformat(), "job_id": ch.job_id, "batch_id": ch.batch_id, "batch": batch,
                "outcome": ch.outcome, "status_code": ch.status_code, "error": ch.error, "region": ch.region}
     if regions:
         payload["regions"] = list(regions)
-    region = (ch.region or DEFAULT_REGION) if state == "held" else ch.region
     cur.execute(
         "INSERT INTO alert_outbox (alert_id, grp, url, change, job_id, region, payload, state, created_at, "
         "next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (alert.id, _group(ch, now), ch.url, ch.change, ch.job_id, region,
-         d.json(payload), state, d.ts(now), d.ts(now)),
+        (alert.id, _group(ch, now), ch.url, ch.change, ch.job_id, ch.region,
+         d.json(payload), "pending", d.ts(now), d.ts(now)),
     )
 
 
@@ -323,7 +303,7 @@ def claim(d: Dialect, worker: str, *, now: datetime | None = None, lease: float 
                 continue
             alert = _alert(d, row)
             cur.execute("SELECT count(*), min(CASE WHEN state IN ('pending', 'sending') THEN created_at END) "
-                        "FROM alert_outbox WHERE alert_id = %s AND grp = %s AND state <> 'held'",
+                        "FROM alert_outbox WHERE alert_id = %s AND grp = %s",
                         (alert_id, group))
             total, oldest = cur.fetchone()
             oldest = d.parse_ts(oldest)

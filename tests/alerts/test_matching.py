@@ -73,26 +73,47 @@ def test_still_failing_is_a_reminder_every_interval(store) -> None:  # noqa: ANN
     assert [c for _, c in queued(store)] == ["new_failure", "still_failing", "still_failing"]
 
 
-def test_regions_by_default_the_jobs_quorum_decides(store) -> None:  # noqa: ANN001
+def region_job(store, results: dict[str, bool]) -> int:  # noqa: ANN001
+    """A job that named regions, with these regions' results in."""
+    from db import NewJob
+
+    [job_id] = store.insert_jobs(None, [NewJob(url="http://edge.test/")])
+    d = store.dialect
+    with d.transaction() as cur:
+        for region, ok in results.items():
+            cur.execute("INSERT INTO region_results (job_id, region, outcome, ok, attempts, checked_at) "
+                        "VALUES (%s, %s, %s, %s, 1, %s)",
+                        (job_id, region, "ok" if ok else "connect_refused", d.boolean(ok), d.ts(datetime.now(UTC))))
+    return job_id
+
+
+def test_by_default_the_jobs_quorum_decides(store) -> None:  # noqa: ANN001
     outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/")
-    record(store, [change(1, "new_failure", None, region="eu"), change(1, "new_failure", None, region="us"),
-                   change(1, "new_failure", None, region=None)])
+    job = region_job(store, {"eu": False, "us": True})
+    record(store, [change(job, "new_failure", None, url="http://edge.test/", region=None)])
     assert len(queued(store)) == 1
 
 
-def test_min_regions_tells_once_when_enough_regions_agree(store) -> None:  # noqa: ANN001
+def test_a_job_without_regions_checked_in_a_named_region_is_told(store) -> None:  # noqa: ANN001
+    outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/", min_regions=2)
+    record(store, [change(1, "new_failure", None, region="eu-west")])  # its worker's region: no quorum
+    assert len(queued(store)) == 1
+
+
+def test_min_regions_tells_only_when_enough_regions_agree(store) -> None:  # noqa: ANN001
     d = store.dialect
     outbox.add_alert(d, "a", "json://127.0.0.1:9/", min_regions=2)
-    record(store, [change(1, "new_failure", None, region="eu")])
-    assert queued(store) == []
-    record(store, [change(1, "new_failure", None, region="eu")])  # redelivered: still one region
-    assert queued(store) == []
-    record(store, [change(1, "new_failure", None, region="us")])
+    one = region_job(store, {"eu": False, "us": True, "ap": True})
+    record(store, [change(one, "new_failure", None, url="http://edge.test/", region=None)])
+    assert queued(store) == []  # one region failed: not enough
+    two = region_job(store, {"eu": False, "us": False, "ap": True})
+    record(store, [change(two, "new_failure", None, url="http://edge.test/", region=None)])
     assert len(queued(store)) == 1
-    record(store, [change(1, "new_failure", None, region="ap")])  # a third: already told
-    assert len(queued(store)) == 1
-    rows = outbox.claim(d, "w")
-    assert rows[0].payloads[0]["regions"] == ["eu", "us"]
+    [claim] = outbox.claim(d, "w")
+    assert claim.payloads[0]["regions"] == ["eu", "us"]
+    back = region_job(store, {"eu": True, "us": True, "ap": False})
+    record(store, [change(back, "recovered", None, url="http://edge.test/", region=None)])
+    assert [c for _, c in queued(store)] == ["recovered"]
 
 
 def test_changes_without_a_batch_more_than_10_in_a_minute_end_in_a_summary(store) -> None:  # noqa: ANN001
