@@ -239,12 +239,17 @@ class AlertSender:
             self._thread.join(timeout if timeout is not None else self.timeout * 3 + 5)
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
+                failures = 0
             except Exception as exc:  # noqa: BLE001 - the database away or a bug: log it, keep going
-                log.warning("alert sender: %s: %s", type(exc).__name__, exc)
-                busy = 0
+                failures += 1
+                if failures == 1 or failures % 20 == 0:  # not a line every poll while it lasts
+                    log.warning("alert sender: %s: %s", type(exc).__name__, exc)
+                self._stop.wait(min(30.0, self.poll * 2 ** min(failures, 8)))
+                continue
             if not busy:
                 self._stop.wait(self.poll)
 
