@@ -182,6 +182,10 @@ class ApiMetrics:
                                    registry=self.registry)
         self.events = Counter("urltester_api_events_sent_total", "Result events sent to event streams.",
                               registry=self.registry)
+        # runner serve's alert sender counts in this process's globals: shown here too (with
+        # --workers N the sender is the supervisor's, whose figures the workers do not see).
+        for collector in (ALERTS_SENT, ALERT_OUTBOX):
+            self.registry.register(collector)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -44,3 +44,17 @@ def test_runner_serve_delivers_the_outbox(pg_url: str, tmp_path) -> None:  # noq
         with serve(env, tmp_path / "serve.log"):
             wait_until(lambda: receiver.count() == 1, 60, message="runner serve's sender to deliver")
         assert receiver.titles() == ["urltester: new_failure: http://site.test/page/2"]
+
+
+def test_runner_serve_metrics_show_the_alerts(pg_url: str, tmp_path) -> None:  # noqa: ANN001
+    from tests.api.conftest import serve
+
+    env = runner_env(pg_url, None)
+    with Receiver() as receiver:
+        queue_one(pg_url, receiver, 3)
+        with serve(env, tmp_path / "serve.log") as server:
+            wait_until(lambda: receiver.count() == 1, 60, message="runner serve's sender to deliver")
+            with server.client(server.token("metrics")) as c:
+                text = c.get("/metrics").text
+    assert 'urltester_alerts_sent_total{alert="ops",result="sent"} 1.0' in text
+    assert "urltester_alerts_outbox " in text
