@@ -363,6 +363,16 @@ def settle(d: Dialect, worker: str, claim_: Claim, *, error: str | None = None, 
                     (error, d.ts(now), claim_.alert.id))
 
 
+def forget_delivered(d: Dialect, before: datetime, *, limit: int = 10000) -> int:
+    """Delete up to ``limit`` sent or given-up rows created before ``before`` (the outbox is
+    a queue, not a history: url_changes keeps the story); how many went."""
+    with d.transaction() as cur:
+        cur.execute("DELETE FROM alert_outbox WHERE id IN (SELECT id FROM alert_outbox "
+                    "WHERE state IN ('sent', 'failed') AND created_at < %s ORDER BY id LIMIT %s)",
+                    (d.ts(before), limit))
+        return cur.rowcount
+
+
 def outbox_depth(d: Dialect) -> int:
     """Rows waiting to be delivered (pending or being sent), fleet-wide."""
     with d.transaction(write=False) as cur:

@@ -42,6 +42,7 @@ DEFAULT_KINDS = outbox.DEFAULT_KINDS
 SUMMARY_URLS = 20  # URLs a summary lists; the command it names lists them all
 DEFAULT_TIMEOUT = 10.0  # seconds each connect and each read to a service may take
 MAX_AGE = 24 * 3600.0  # seconds after which an undelivered row is given up
+KEEP_DELIVERED = timedelta(days=31)  # delivered rows kept this long (reminders look back at them)
 # Schemas whose URL's host is the host Apprise connects to: judged by the address policy.
 HOSTED = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys",
                     "mmost", "mmosts", "matrix", "matrixs", "apprise", "apprises", "rocket", "rockets",
@@ -227,6 +228,7 @@ class AlertSender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._depth_at = 0.0
+        self._pruned_at = 0.0
 
     def start(self) -> AlertSender:
         self._thread = threading.Thread(target=self._loop, name="alert-sender", daemon=True)
@@ -278,6 +280,9 @@ class AlertSender:
         if claims or time.monotonic() - self._depth_at > 5:
             self._depth_at = time.monotonic()
             metrics.ALERT_OUTBOX.set(outbox.outbox_depth(d))
+        if time.monotonic() - self._pruned_at > 3600:  # hourly, a bounded delete at a time
+            self._pruned_at = time.monotonic()
+            outbox.forget_delivered(d, self.now() - KEEP_DELIVERED)
         return len(claims)
 
 

@@ -138,3 +138,17 @@ def test_no_alert_costs_one_cached_read(store) -> None:  # noqa: ANN001
     assert record(store, [change(1, "new_failure", None)]) == 1
     outbox.remove_alert(d, "a")
     assert outbox.outbox_rows(d) == []
+
+
+def test_delivered_rows_are_forgotten_after_a_month(store) -> None:  # noqa: ANN001
+    d = store.dialect
+    outbox.add_alert(d, "a", "json://127.0.0.1:9/")
+    old = datetime.now(UTC) - timedelta(days=40)
+    with d.transaction() as cur:
+        outbox.queue_alerts(cur, d, [change(1, "new_failure", None)], now=old)
+        outbox.queue_alerts(cur, d, [change(2, "new_failure", None)], now=old)
+    [first, second] = outbox.claim(d, "w", now=old)
+    outbox.settle(d, "w", first, now=old)
+    record(store, [change(3, "new_failure", None)])
+    assert outbox.forget_delivered(d, datetime.now(UTC) - timedelta(days=31)) == 1
+    assert [r[1] for r in outbox.outbox_rows(d)] == ["http://site.test/page/2", "http://site.test/page/3"]
