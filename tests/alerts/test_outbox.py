@@ -247,3 +247,17 @@ def test_a_killed_senders_claimed_row_is_delivered_by_another(pg_url: str) -> No
                 assert cur.fetchone()[0] == "sender-alive"
     finally:
         store.close()
+
+
+def test_a_service_that_hangs_costs_the_sender_its_timeout(store) -> None:  # noqa: ANN001
+    import time
+
+    with Receiver(hold=True) as receiver:
+        outbox.add_alert(store.dialect, "ops", receiver.url)
+        record(store, [change(1, "new_failure", store.create_batch("b").id)])
+        s = sender(store, timeout=1.0)
+        started = time.monotonic()
+        assert s.run_once() == 1
+        assert time.monotonic() - started < 10  # the read timeout, never the service's silence
+        [(_, _, _, state, attempts)] = outbox.outbox_rows(store.dialect)
+        assert (state, attempts) == ("pending", 1)
