@@ -41,6 +41,7 @@ DEFAULT_KINDS = ("new_failure", "recovered")
 SUMMARY_OVER = 10  # more changes than this in one group: one summary message
 WINDOW = 60  # seconds: the group of changes of jobs without a batch
 CACHE_SECONDS = 2.0  # alerts are re-read this often by each process (add/remove reach writers)
+RECHECK = 2.0  # seconds between looks at a batch still running
 
 
 class AlertNameTaken(StoreError):
@@ -148,10 +149,12 @@ def add_alert(d: Dialect, name: str, target: str, *, kinds: Iterable[str] = DEFA
 def remove_alert(d: Dialect, name: str) -> bool:
     """Remove an alert and its undelivered outbox rows; False when there is none."""
     with d.transaction() as cur:
-        cur.execute("DELETE FROM alerts WHERE name = %s", (name,))
-        gone = cur.rowcount > 0
+        cur.execute("DELETE FROM alerts WHERE name = %s RETURNING id", (name,))
+        row = cur.fetchone()
+        if row is not None:
+            cur.execute("DELETE FROM alert_outbox WHERE alert_id = %s", (row[0],))
     _CACHE.pop(d, None)
-    return gone
+    return row is not None
 
 
 def get_alert(d: Dialect, name: str) -> Alert | None:
@@ -299,7 +302,8 @@ def claim(d: Dialect, worker: str, *, now: datetime | None = None, lease: float 
                 continue  # another sender has this group now
             cur.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = %s", (alert_id,))
             row = cur.fetchone()
-            if row is None:
+            if row is None:  # queued by a writer that had not yet heard of its removal
+                cur.execute("DELETE FROM alert_outbox WHERE alert_id = %s", (alert_id,))
                 continue
             alert = _alert(d, row)
             cur.execute("SELECT count(*), min(CASE WHEN state IN ('pending', 'sending') THEN created_at END) "
@@ -310,7 +314,12 @@ def claim(d: Dialect, worker: str, *, now: datetime | None = None, lease: float 
             if oldest is None:
                 continue
             summary = total > SUMMARY_OVER
-            if not _ready(cur, group, summary, oldest, now, hold):
+            recheck = _ready(cur, group, summary, oldest, now, hold)
+            if recheck is not None:
+                # Not yet: out of the due set until then, so that groups behind it are served.
+                cur.execute("UPDATE alert_outbox SET next_attempt_at = %s WHERE alert_id = %s AND grp = %s "
+                            "AND state IN ('pending', 'sending') AND next_attempt_at <= %s",
+                            (d.ts(recheck), alert_id, group, d.ts(now)))
                 continue
             cur.execute(
                 "UPDATE alert_outbox SET state = 'sending', claimed_by = %s, next_attempt_at = %s "
@@ -331,15 +340,19 @@ def claim(d: Dialect, worker: str, *, now: datetime | None = None, lease: float 
     return claims
 
 
-def _ready(cur: Any, group: str, summary: bool, oldest: datetime, now: datetime, hold: float) -> bool:
+def _ready(cur: Any, group: str, summary: bool, oldest: datetime, now: datetime, hold: float) -> datetime | None:
+    """None when the group is to be told now, else when to look again."""
     kind, _, key = group.partition(":")
     if kind == "w":  # single submits: at once while few; the rest of the minute as one summary
-        return not summary or now.timestamp() >= (int(key) + 1) * WINDOW
+        end = (int(key) + 1) * WINDOW
+        return None if not summary or now.timestamp() >= end else datetime.fromtimestamp(end, now.tzinfo)
     # A batch: wait while it still has jobs to check (bounded by hold), then tell it all.
     if (now - oldest).total_seconds() >= hold:
-        return True
+        return None
     cur.execute("SELECT 1 FROM jobs WHERE batch_id = %s AND state IN ('queued', 'running') LIMIT 1", (int(key),))
-    return cur.fetchone() is None
+    if cur.fetchone() is None:
+        return None
+    return min(now + timedelta(seconds=RECHECK), oldest + timedelta(seconds=hold))
 
 
 def settle(d: Dialect, worker: str, claim_: Claim, *, error: str | None = None, retry_at: datetime | None = None,

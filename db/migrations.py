@@ -255,9 +255,11 @@ POSTGRES: list[tuple[int, list[str]]] = [
             # The outbox: one row per change to tell, written in the transaction that records
             # the change; senders claim due rows (state sending, next_attempt_at = the lease's
             # end, so a killed sender's rows fall due again). grp: b:<batch id> or w:<minute>.
+            # No foreign key to alerts, on purpose: a writer whose cached alert was removed a
+            # moment ago must not fail its result's transaction; removal deletes the rows.
             """CREATE TABLE alert_outbox (
                 id bigserial PRIMARY KEY,
-                alert_id bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+                alert_id bigint NOT NULL,
                 grp text NOT NULL,
                 url text NOT NULL,
                 change text NOT NULL,
@@ -460,9 +462,11 @@ SQLITE: list[tuple[int, list[str]]] = [
             # The outbox: one row per change to tell, written in the transaction that records
             # the change; senders claim due rows (state sending, next_attempt_at = the lease's
             # end, so a killed sender's rows fall due again). grp: b:<batch id> or w:<minute>.
+            # No foreign key to alerts, on purpose: a writer whose cached alert was removed a
+            # moment ago must not fail its result's transaction; removal deletes the rows.
             """CREATE TABLE alert_outbox (
                 id integer PRIMARY KEY AUTOINCREMENT,
-                alert_id integer NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+                alert_id integer NOT NULL,
                 grp text NOT NULL,
                 url text NOT NULL,
                 change text NOT NULL,

@@ -152,3 +152,31 @@ def test_delivered_rows_are_forgotten_after_a_month(store) -> None:  # noqa: ANN
     record(store, [change(3, "new_failure", None)])
     assert outbox.forget_delivered(d, datetime.now(UTC) - timedelta(days=31)) == 1
     assert [r[1] for r in outbox.outbox_rows(d)] == ["http://site.test/page/2", "http://site.test/page/3"]
+
+
+def test_an_alert_removed_by_another_process_never_fails_a_writer(store) -> None:  # noqa: ANN001
+    d = store.dialect
+    outbox.add_alert(d, "a", "json://127.0.0.1:9/")
+    assert record(store, [change(1, "new_failure", None)]) == 1  # the alert is now cached
+    with d.transaction() as cur:  # removed as another process would: this one's cache still has it
+        cur.execute("DELETE FROM alerts WHERE name = 'a'")
+    assert record(store, [change(2, "new_failure", None)]) == 1  # the result's transaction commits
+    assert outbox.claim(d, "w") == []
+    assert outbox.outbox_rows(d) == []
+
+
+def test_a_batch_still_running_does_not_hold_up_the_others(store) -> None:  # noqa: ANN001
+    from db import NewJob
+
+    d = store.dialect
+    outbox.add_alert(d, "a", "json://127.0.0.1:9/")
+    running = []
+    for i in range(12):
+        batch = store.create_batch(f"running{i}")
+        store.insert_jobs(batch.id, [NewJob(url=f"http://r.test/{i}")])
+        running.append(change(i, "new_failure", batch.id))
+    record(store, running)
+    record(store, [change(100, "new_failure", store.create_batch("done").id)])
+    claims = outbox.claim(d, "w")  # ten groups looked at, all waiting: pushed back
+    claims += outbox.claim(d, "w")
+    assert [c.payloads[0]["job_id"] for c in claims] == [100]
