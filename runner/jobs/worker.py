@@ -62,7 +62,7 @@ class CheckService:
     def stopped(self) -> None:
         sender = getattr(self, "alert_sender", None)
         if sender is not None:
-            sender.stop()
+            sender.stop(timeout=5)  # a delivery cut short is claimed again when its lease ends
         try:
             self.runtime.store.forget_worker(self.name)
         except StoreUnavailable:
