@@ -35,6 +35,22 @@ def test_runner_start_delivers_the_outbox(pg_url: str, amqp_url: str, queue_name
         assert receiver.titles() == ["urltester: new_failure: http://site.test/page/1"]
 
 
+@pytest.mark.rabbitmq
+def test_runner_start_deny_private_refuses_a_loopback_target(pg_url: str, amqp_url: str, queue_name: str,  # noqa: ANN001
+                                                             tmp_path) -> None:
+    from tests.support.services import run_cli
+
+    env = runner_env(pg_url, amqp_url, queue_name)
+    with Receiver() as receiver:
+        queue_one(pg_url, receiver, 4)
+        with worker(env, "--processes", "1", "--concurrency", "2", "--deny-private", log_path=tmp_path / "worker.log"):
+            wait_until(lambda: "given up: 1" in run_cli(["alerts", "list"], env).stdout, 60,
+                       message="the worker's sender to refuse the target")
+        assert receiver.requests == 0
+    listed = run_cli(["alerts", "list"], env).stdout
+    assert "refused by the address policy" in listed and "loopback" in listed
+
+
 def test_runner_serve_delivers_the_outbox(pg_url: str, tmp_path) -> None:  # noqa: ANN001
     from tests.api.conftest import serve
 
