@@ -63,7 +63,7 @@ def _read_urls(path: Path) -> list[str]:
 @handled
 def add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The alert's name (unique).")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The alert's name (unique).")],
     apprise_url: Annotated[str, typer.Argument(metavar="APPRISE_URL", help="Where to tell: slack://…, discord://…, ntfy://…, mailto://…, json://… (docs/alerts.md).")],
     on: Annotated[str | None, typer.Option("--on", metavar="KINDS", show_default=False,
                                            help="Changes to tell, comma-separated: new_failure, recovered, new, still_failing, slower (default new_failure,recovered).")] = None,
@@ -143,7 +143,7 @@ def list_(ctx: typer.Context) -> None:
 
 @alerts_app.command("remove")
 @handled
-def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The alert's name.")]) -> None:
+def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="The alert's name.")]) -> None:
     """Remove an alert (and its messages not yet delivered)."""
     from db.alerts import remove_alert
 
@@ -155,7 +155,7 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The ale
 
 @alerts_app.command("test")
 @handled
-def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The alert's name.")]) -> None:
+def test(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="The alert's name.")]) -> None:
     """Send a test message now: exit 1 with the service's reason when it fails."""
     from runner.jobs import alerts
 
