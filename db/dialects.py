@@ -148,6 +148,15 @@ class Dialect:
         other instead of deadlocking. Call it once per transaction, with every id it updates.
         """
 
+    #: Appended to a claiming SELECT: rows another transaction holds are passed over, not
+    #: waited for (SQLite has one writer at a time, so nothing is ever held there).
+    skip_locked = ""
+
+    def try_lock(self, cur: Any, key: int) -> bool:
+        """Take a lock on ``key`` (a 63-bit integer) until the transaction ends, or False at
+        once when another transaction holds it."""
+        return True
+
     def in_index_order(self, cur: Any) -> None:
         """Make this transaction's statements read rows by index scans only, so that an
         UPDATE over a range of one index (``state, id``; ``batch_id, id``) locks its rows in
@@ -270,6 +279,12 @@ class Postgres(Dialect):
 
     def lock_schema(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (0x75726C74,))
+
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def try_lock(self, cur: Any, key: int) -> bool:
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,))
+        return bool(cur.fetchone()[0])
 
     def execute_values(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]], fetch: bool = False,
                        template: str | None = None) -> list[Any]:

@@ -338,6 +338,58 @@ POSTGRES: list[tuple[int, list[str]]] = [
             $$""",
         ],
     ),
+    (
+        7,
+        [
+            # Alerts (issue 22): who hears of which changes, through which Apprise URL.
+            """CREATE TABLE alerts (
+                id bigserial PRIMARY KEY,
+                name text NOT NULL UNIQUE,
+                target text NOT NULL,
+                kinds text NOT NULL,
+                batch text,
+                contains text,
+                has_urls boolean NOT NULL DEFAULT false,
+                reminder_s double precision,
+                min_regions integer,
+                created_at timestamptz NOT NULL,
+                last_sent_at timestamptz,
+                last_error text,
+                last_error_at timestamptz
+            )""",
+            # --state-of URLS-FILE: the URLs an alert watches, looked up one change at a time.
+            """CREATE TABLE alert_urls (
+                alert_id bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                PRIMARY KEY (alert_id, url)
+            )""",
+            # The outbox: one row per change to tell, written in the transaction that records
+            # the change; senders claim due rows (state sending, next_attempt_at = the lease's
+            # end, so a killed sender's rows fall due again). grp: b:<batch id> or w:<minute>.
+            # No foreign key to alerts, on purpose: a writer whose cached alert was removed a
+            # moment ago must not fail its result's transaction; removal deletes the rows.
+            """CREATE TABLE alert_outbox (
+                id bigserial PRIMARY KEY,
+                alert_id bigint NOT NULL,
+                grp text NOT NULL,
+                url text NOT NULL,
+                change text NOT NULL,
+                job_id bigint,
+                region text,
+                payload jsonb NOT NULL,
+                state text NOT NULL DEFAULT 'pending',
+                created_at timestamptz NOT NULL,
+                next_attempt_at timestamptz NOT NULL,
+                attempts integer NOT NULL DEFAULT 0,
+                claimed_by text,
+                sent_at timestamptz,
+                error text
+            )""",
+            "CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at) WHERE state IN ('pending', 'sending')",
+            "CREATE INDEX alert_outbox_group ON alert_outbox (alert_id, grp)",
+            "CREATE INDEX alert_outbox_url ON alert_outbox (alert_id, url, created_at)",
+        ],
+    ),
 ]
 
 SQLITE: list[tuple[int, list[str]]] = [
@@ -586,6 +638,58 @@ SQLITE: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (url_id, grain, start, region)
             )""",
             "CREATE INDEX url_rollups_start ON url_rollups (grain, start)",
+        ],
+    ),
+    (
+        7,
+        [
+            # Alerts (issue 22): who hears of which changes, through which Apprise URL.
+            """CREATE TABLE alerts (
+                id integer PRIMARY KEY AUTOINCREMENT,
+                name text NOT NULL UNIQUE,
+                target text NOT NULL,
+                kinds text NOT NULL,
+                batch text,
+                contains text,
+                has_urls integer NOT NULL DEFAULT 0,
+                reminder_s real,
+                min_regions integer,
+                created_at text NOT NULL,
+                last_sent_at text,
+                last_error text,
+                last_error_at text
+            )""",
+            # --state-of URLS-FILE: the URLs an alert watches, looked up one change at a time.
+            """CREATE TABLE alert_urls (
+                alert_id integer NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                PRIMARY KEY (alert_id, url)
+            )""",
+            # The outbox: one row per change to tell, written in the transaction that records
+            # the change; senders claim due rows (state sending, next_attempt_at = the lease's
+            # end, so a killed sender's rows fall due again). grp: b:<batch id> or w:<minute>.
+            # No foreign key to alerts, on purpose: a writer whose cached alert was removed a
+            # moment ago must not fail its result's transaction; removal deletes the rows.
+            """CREATE TABLE alert_outbox (
+                id integer PRIMARY KEY AUTOINCREMENT,
+                alert_id integer NOT NULL,
+                grp text NOT NULL,
+                url text NOT NULL,
+                change text NOT NULL,
+                job_id integer,
+                region text,
+                payload text NOT NULL,
+                state text NOT NULL DEFAULT 'pending',
+                created_at text NOT NULL,
+                next_attempt_at text NOT NULL,
+                attempts integer NOT NULL DEFAULT 0,
+                claimed_by text,
+                sent_at text,
+                error text
+            )""",
+            "CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at) WHERE state IN ('pending', 'sending')",
+            "CREATE INDEX alert_outbox_group ON alert_outbox (alert_id, grp)",
+            "CREATE INDEX alert_outbox_url ON alert_outbox (alert_id, url, created_at)",
         ],
     ),
 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 from runner.fields import RESULT_KEYS
 
+from .alerts import queue_alerts
 from .dialects import Dialect
 from .history import JobRow, record_states
 from .models import Change, ResultRecord, utcnow
@@ -98,8 +99,9 @@ class Results:
 
         Called once per result transaction that changed some URL's state, after the
         changes are in ``url_changes``, with ``cur`` still inside that transaction (so an
-        outbox row commits with its result, or not at all). Does nothing yet.
+        outbox row commits with its result, or not at all).
         """
+        queue_alerts(cur, self.dialect, changes)
 
     def _insert_new(self, cur: Any, table: str, key: str, records: Sequence[ResultRecord]) -> list[ResultRecord]:
         """Insert results into ``table`` (``results`` or ``region_results``), skipping those

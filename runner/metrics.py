@@ -79,6 +79,14 @@ QUEUE_MESSAGES = Gauge("urltester_queue_messages",
 QUEUE_CONSUMERS = Gauge("urltester_queue_consumers", "Consumers on the work queue, as last read.",
                         multiprocess_mode="mostrecent")
 
+# ---------------------------------------------------------------- alerts (runner.jobs.alerts)
+
+# ``alert`` is an alert's name: a label bounded by the alerts an operator configured.
+ALERTS_SENT = Counter("urltester_alerts_sent", "Alert messages tried, by alert and result: sent, "
+                      "retry (will be tried again) or failed (given up).", ["alert", "result"])
+ALERT_OUTBOX = Gauge("urltester_alerts_outbox", "Alert outbox rows waiting to be delivered, fleet-wide, "
+                     "as last read.", multiprocess_mode="mostrecent")
+
 # Label values known in advance, so a scrape shows every series (at 0) from the start and
 # a rate() over a new series has a starting point; and children are looked up once. The
 # outcomes are the check's (runner.check.outcomes): a leaf imports nothing of ours, so the
@@ -174,6 +182,10 @@ class ApiMetrics:
                                    registry=self.registry)
         self.events = Counter("urltester_api_events_sent_total", "Result events sent to event streams.",
                               registry=self.registry)
+        # runner serve's alert sender counts in this process's globals: shown here too (with
+        # --workers N the sender is the supervisor's, whose figures the workers do not see).
+        for collector in (ALERTS_SENT, ALERT_OUTBOX):
+            self.registry.register(collector)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -29,6 +29,7 @@ THIRD_PARTY_OWNERS = {  # a library -> the only layer that may import it
     # Reading documents (runner/discover): the parsers of HTML, Markdown and sitemaps.
     "lxml": "runner.discover", "markdown_it": "runner.discover", "linkify_it": "runner.discover",
     "defusedxml": "runner.discover",
+    "apprise": "runner.jobs",  # alerts' delivery (runner/jobs/alerts.py)
 }
 ENTRY_POINTS = {"tui.__main__", "runner.__main__"}  # `python -m`: composition roots, like the CLI
 

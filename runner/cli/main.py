@@ -12,6 +12,7 @@ import typer
 
 from runner.cli import (
     admin,
+    alerts,
     cancelling,
     crawling,
     dead,
@@ -97,6 +98,7 @@ db_cli.command("upgrade")(admin.db_upgrade)
 cli.command()(serve.serve)
 cli.add_typer(tokens.token_app, name="token")
 cli.add_typer(limits.limits_app, name="limits")
+cli.add_typer(alerts.alerts_app, name="alerts")
 
 
 def main() -> None:

@@ -35,4 +35,16 @@ def serve(
     open_store(settings.database_url, max_connections=1).close()  # migrate now; fail now, clearly
     typer.echo(f"runner: serving on http://{host}:{port}/ (database {settings.database_shown}, "
                f"broker {settings.broker_shown})", err=True)
-    run(settings, config, host=host, port=port, workers=workers, log_level=log_level.lower())
+    import os
+    import socket
+
+    from runner.jobs.alerts import start_sender
+
+    # Alerts' outbox is delivered by this process too (one sender, whatever --workers says).
+    alert_store = open_store(settings.database_url, max_connections=2, migrate=False)
+    sender = start_sender(alert_store, settings, worker=f"serve@{socket.gethostname()}:{os.getpid()}")
+    try:
+        run(settings, config, host=host, port=port, workers=workers, log_level=log_level.lower())
+    finally:
+        sender.stop(timeout=5)
+        alert_store.close()

@@ -35,6 +35,10 @@ class CheckService:
 
     def warm_up(self) -> None:
         _ = self.runtime.checker, self.runtime.writer
+        # Alerts' outbox: delivered by a thread of every worker process, never a check slot.
+        from runner.jobs.alerts import start_sender
+
+        self.alert_sender = start_sender(self.runtime.store, self.runtime.settings, worker=self.name)
 
     def beat(self, stats: PoolStats) -> None:
         beat = WorkerBeat(
@@ -56,6 +60,9 @@ class CheckService:
             log.warning("regions without a worker not reported: %s: %s", type(exc).__name__, exc)
 
     def stopped(self) -> None:
+        sender = getattr(self, "alert_sender", None)
+        if sender is not None:
+            sender.stop(timeout=5)  # a delivery cut short is claimed again when its lease ends
         try:
             self.runtime.store.forget_worker(self.name)
         except StoreUnavailable:
