@@ -68,24 +68,28 @@ def dead_queue_name(queue: str) -> str:
 
 # A deferred call waits in a delay queue whose messages all share one TTL (RabbitMQ only
 # expires messages at a queue's head, so one TTL per queue keeps them in order), then is
-# dead-lettered back onto the work queue. The delay is rounded down to a power of two:
-# the call comes back early, at worst by half, and defers itself again for the rest.
-DELAY_BUCKETS = tuple(2 ** k for k in range(11))  # 1 s .. 1024 s
+# dead-lettered back onto the work queue. The delay is rounded down to a bucket (powers of
+# two from 1/8 s): the call comes back early, at worst by half, and defers itself again for
+# the rest. Buckets under a second exist so that a call a few hundred ms from its slot need
+# not wait in the worker with its message unacked (holding a prefetch slot that another
+# host's checks could use).
+DELAY_BUCKETS = tuple(2.0 ** k for k in range(-3, 11))  # 0.125 s .. 1024 s
 
 
-def delay_bucket(delay: float) -> int:
+def delay_bucket(delay: float) -> float:
     return max((b for b in DELAY_BUCKETS if b <= delay), default=DELAY_BUCKETS[0])
 
 
-def delay_queue_name(queue: str, bucket: int) -> str:
-    return f"{queue}.delay.{bucket}s"
+def delay_queue_name(queue: str, bucket: float) -> str:
+    """``<queue>.delay.Ns`` (N whole seconds) or ``<queue>.delay.Nms`` under a second."""
+    return f"{queue}.delay.{int(bucket)}s" if bucket >= 1 else f"{queue}.delay.{round(bucket * 1000)}ms"
 
 
-def _delay_queue(queue: str, bucket: int) -> Queue:
+def _delay_queue(queue: str, bucket: float) -> Queue:
     return Queue(
         delay_queue_name(queue, bucket), durable=True, auto_delete=False,
         queue_arguments={
-            "x-message-ttl": bucket * 1000,
+            "x-message-ttl": round(bucket * 1000),
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": queue,
         },
@@ -382,7 +386,7 @@ class AmqpBroker:
             applied = wanted()
             channel.basic_qos(0, applied, False)
             tag = channel.basic_consume(self.queue, callback=on_message, no_ack=False)
-            self._delays_declared: set[int] = set()
+            self._delays_declared: set[float] = set()
             log.info("consuming from %s on %s (prefetch %d)", self.queue, self.shown, applied)
             if on_connected is not None:
                 on_connected()
