@@ -33,7 +33,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -210,6 +210,38 @@ class Pacer:
         if answer.granted:
             return Ticket(self, answer.lease) if answer.lease else FREE
         raise Defer(answer.wait, {"pace": {"slot": answer.slot} if answer.slot is not None else None})
+
+    def ahead(self, urls: Sequence[str]) -> list[tuple[float, float] | None]:
+        """For a batch being published: each URL of a rate-limited host gets its slot now,
+        ``(slot, seconds until it)``, the slots of one host taken in one statement; None for
+        the others. The publisher holds such a call back in the broker until about its slot,
+        so that a limited host's backlog never stands in the work queue ahead of other
+        hosts' checks (10,000 URLs of a host at 5/s ahead of 2,000 of 50 others took the
+        workers' first pass over every one of them, 1.75x of the others' time alone).
+        A database that cannot answer: None for the rest (the workers pace them)."""
+        out: list[tuple[float, float] | None] = [None] * len(urls)
+        try:
+            self._refresh()
+        except Defer:
+            return out
+        if not self.defaults.rate and not any(o.rate for o in self._overrides):
+            return out  # no host has a rate limit: nothing to look at per URL (a million-line import)
+        by_host: dict[str, list[int]] = {}
+        for i, url in enumerate(urls):
+            by_host.setdefault(host_of(url), []).append(i)
+        try:
+            for host, where in by_host.items():
+                limits = self.limits_for(host)
+                if not limits.rate:
+                    continue
+                rate = limits.rate * RATE_MARGIN
+                first, now = self.store.reserve(host, rate, len(where))
+                for k, i in enumerate(where):
+                    slot = first + k / rate
+                    out[i] = (slot, slot - now)
+        except (StoreUnavailable, Defer) as exc:
+            log.warning("host limits not readable while publishing (%s); the workers pace these checks", exc)
+        return out
 
     def pause(self, host: str, seconds: float) -> None:
         """The host asked for a pause (Retry-After): the whole fleet keeps it."""

@@ -46,7 +46,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 from runner import metrics
 from runner.backoff import backoff
 from runner.errors import BrokerError, ConfigError
-from runner.taskq.app import QueueDepth
+from runner.taskq.app import DELAY_BUCKETS, QueueDepth, delay_bucket
 from runner.text import mask_url as mask_password
 from runner.text import url_password
 
@@ -66,18 +66,7 @@ def dead_queue_name(queue: str) -> str:
     return f"{queue}.dead"
 
 
-# A deferred call waits in a delay queue whose messages all share one TTL (RabbitMQ only
-# expires messages at a queue's head, so one TTL per queue keeps them in order), then is
-# dead-lettered back onto the work queue. The delay is rounded down to a bucket (powers of
-# two from 1/8 s): the call comes back early, at worst by half, and defers itself again for
-# the rest. Buckets under a second exist so that a call a few hundred ms from its slot need
-# not wait in the worker with its message unacked (holding a prefetch slot that another
-# host's checks could use).
-DELAY_BUCKETS = tuple(2.0 ** k for k in range(-3, 11))  # 0.125 s .. 1024 s
-
-
-def delay_bucket(delay: float) -> float:
-    return max((b for b in DELAY_BUCKETS if b <= delay), default=DELAY_BUCKETS[0])
+__all__ = ["DELAY_BUCKETS", "AmqpBroker", "Delivery", "delay_bucket", "delay_queue_name"]
 
 
 def delay_queue_name(queue: str, bucket: float) -> str:
@@ -153,6 +142,8 @@ class Delivery:
 
 class AmqpBroker:
     """Publishing and consuming on one RabbitMQ queue (and its dead-letter queue)."""
+
+    delays = True  # publish(delay=) holds messages back in delay queues (the in-memory broker cannot)
 
     def __init__(self, url: str, queue: str, *, connect_timeout: float = 5.0,
                  publish_retry_seconds: float = 30.0, publishers: int = 2) -> None:
@@ -266,8 +257,11 @@ class AmqpBroker:
     # ------------------------------------------------------------------ publishing
 
     def publish(self, messages: Sequence[bytes], *, headers: dict[str, Any] | None = None,
-                routing_key: str | None = None) -> None:
+                routing_key: str | None = None, delay: float = 0.0) -> None:
         """Publish persistent messages and return once RabbitMQ confirmed every one.
+
+        ``delay``: they reach the queue about that many seconds later (never later: through
+        the delay queue of :func:`delay_bucket`), as a deferred call does.
 
         Safe from several threads at once: each publish takes a connection of its own from
         a small pool (up to ``publishers``), so a large batch's chunks are confirmed in
@@ -290,7 +284,7 @@ class AmqpBroker:
                         if publisher is None:
                             publisher = self._new_publisher()
                         try:
-                            sent = publisher.send(messages, sent, headers or {}, routing_key or self.queue)
+                            sent = publisher.send(messages, sent, headers or {}, routing_key or self.queue, delay)
                         except BaseException:
                             _release(publisher.conn)
                             publisher = None
@@ -553,7 +547,8 @@ class _Publisher:
     def _on_nack(self, tag: int, multiple: bool) -> None:
         self.nacked = True
 
-    def send(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str) -> int:
+    def send(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str,
+             delay: float = 0.0) -> int:
         """Publish ``messages[start:]`` in confirmed batches; returns how many are confirmed."""
         shown = self.broker.shown
         if routing_key not in self.declared:
@@ -561,6 +556,12 @@ class _Publisher:
             # another queue (a region's) before the first message to it on this connection.
             self.broker.declare(self.channel, routing_key)
             self.declared.add(routing_key)
+        if delay >= DELAY_BUCKETS[0]:
+            bucket = delay_bucket(delay)
+            routing_key = delay_queue_name(routing_key, bucket)
+            if routing_key not in self.declared:
+                _delay_queue(routing_key.rsplit(".delay.", 1)[0], bucket)(self.channel).declare()
+                self.declared.add(routing_key)
         done = start
         while done < len(messages):
             batch = messages[done:done + CONFIRM_BATCH]

@@ -64,8 +64,19 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from runner import metrics
-from runner.taskq.app import DEFAULT_PACK, App, Call, Defer, PoisonMessage, context, decode, encode
-from runner.taskq.broker import DELAY_BUCKETS, AmqpBroker, Delivery, delay_bucket
+from runner.taskq.app import (
+    DEFAULT_PACK,
+    DELAY_BUCKETS,
+    App,
+    Call,
+    Defer,
+    PoisonMessage,
+    context,
+    decode,
+    delay_bucket,
+    encode,
+)
+from runner.taskq.broker import AmqpBroker, Delivery
 from runner.taskq.concurrency import ConcurrencyController
 from runner.taskq.logs import configure_logging, install_stack_dumps
 from runner.taskq.options import PoolOptions
