@@ -251,6 +251,8 @@ class Intake:
             return {(region, 0.0): calls for region, calls in by_region.items()}
         every = [(region, call) for region, calls in by_region.items() for call in calls]
         ahead = self.pace([call.args[1] for _, call in every])
+        if not any(ahead):
+            return {(region, 0.0): calls for region, calls in by_region.items()}
         out: dict[tuple[str, float], list[Call]] = {}
         for (region, call), pace in zip(every, ahead, strict=True):
             delay = 0.0
