@@ -20,7 +20,7 @@ congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "g
   busy CPU is no place for more threads: on 0 ms targets the latency hardly moves with
   the thread count (the calls queue in the target, the database, the other process), so
   latency alone took the concurrency to 512, at 0.86 of fixed 128's rate. The machine's
-  share gates only targets faster than ``cpu_bound_below`` (0.25 s): on slower ones a busy
+  share gates only targets faster than ``cpu_bound_below`` (0.12 s): on slower ones a busy
   neighbour held 1 s targets at 128 a process while congestion of our own shows in the median;
 * when the median passes ``shrink_above`` × ``base`` (calls now queue for the GIL or
   the core), the concurrency shrinks by the gradient ``base / median`` (at most to half);
@@ -75,7 +75,7 @@ class ConcurrencyOptions:
     full_at: float = 0.5  # share of a window's looks that found calls waiting: the concurrency is full
     own_busy: float = 0.9  # this process's CPU, in cores, at which it is saturated (one GIL)
     machine_busy: float = 0.85  # share of the machine's CPU time busy at which it is saturated
-    cpu_bound_below: float = 0.25  # seconds: targets faster than this are where the machine's CPU gates growth
+    cpu_bound_below: float = 0.12  # seconds: targets faster than this are where the machine's CPU gates growth
 
     @classmethod
     def fixed_at(cls, n: int) -> ConcurrencyOptions:
