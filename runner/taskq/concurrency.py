@@ -20,8 +20,9 @@ congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "g
   busy CPU is no place for more threads: on 0 ms targets the latency hardly moves with
   the thread count (the calls queue in the target, the database, the other process), so
   latency alone took the concurrency to 512, at 0.86 of fixed 128's rate. The machine's
-  share gates only targets faster than ``cpu_bound_below`` (0.12 s): on slower ones a busy
-  neighbour held 1 s targets at 128 a process while congestion of our own shows in the median;
+  share gates only targets faster than ``cpu_bound_below`` (0.25 s) or a process past half a
+  core: on slower ones a busy neighbour held 1 s targets at 128 a process, while congestion
+  of our own shows in the median;
 * when the median passes ``shrink_above`` × ``base`` (calls now queue for the GIL or
   the core), the concurrency shrinks by the gradient ``base / median`` (at most to half);
 * the first window with calls in it only measures: its calls carry the start's costs
@@ -75,7 +76,7 @@ class ConcurrencyOptions:
     full_at: float = 0.5  # share of a window's looks that found calls waiting: the concurrency is full
     own_busy: float = 0.9  # this process's CPU, in cores, at which it is saturated (one GIL)
     machine_busy: float = 0.85  # share of the machine's CPU time busy at which it is saturated
-    cpu_bound_below: float = 0.12  # seconds: targets faster than this are where the machine's CPU gates growth
+    cpu_bound_below: float = 0.25  # seconds: targets faster than this are where the machine's CPU gates growth
 
     @classmethod
     def fixed_at(cls, n: int) -> ConcurrencyOptions:
@@ -164,7 +165,11 @@ class ConcurrencyController:
         # does not show them. On slow ones a check is ~1 ms of CPU in a second of waiting, and
         # a busy machine (a neighbour's load) only held 1 s targets at 128 a process, a quarter
         # of what more threads gave (issue 25); congestion there shows in the median.
-        slow = self._base is not None and self._base >= self.options.cpu_bound_below
+        # "Slow" also asks that this process use under half a core: a call's measured time
+        # includes its wait for the GIL (128 threads at 450 calls/s: 0.28 s on 0 ms targets),
+        # so a median alone cannot tell slow targets from a crowded process.
+        slow = (self._base is not None and self._base >= self.options.cpu_bound_below
+                and own < self.options.own_busy / 2)
         cpu_free = own < self.options.own_busy and (machine is None or machine < self.options.machine_busy or slow)
         full = self._waiting >= self._looks * self.options.full_at
         self._looks = self._waiting = 0
