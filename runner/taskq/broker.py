@@ -556,11 +556,11 @@ class _Publisher:
             # another queue (a region's) before the first message to it on this connection.
             self.broker.declare(self.channel, routing_key)
             self.declared.add(routing_key)
-        if delay >= DELAY_BUCKETS[0]:
+        if delay >= DELAY_BUCKETS[0]:  # held back: into the delay queue that feeds routing_key
             bucket = delay_bucket(delay)
-            routing_key = delay_queue_name(routing_key, bucket)
+            work, routing_key = routing_key, delay_queue_name(routing_key, bucket)
             if routing_key not in self.declared:
-                _delay_queue(routing_key.rsplit(".delay.", 1)[0], bucket)(self.channel).declare()
+                _delay_queue(work, bucket)(self.channel).declare()
                 self.declared.add(routing_key)
         done = start
         while done < len(messages):
