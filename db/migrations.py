@@ -6,80 +6,6 @@ version. ``schema_version`` holds the highest applied version.
 
 from __future__ import annotations
 
-# The admission of a check of a rate-limited host (LimitStore.admit; db/limits.py has it in
-# Python for SQLite), one round trip through a WAN, run in autocommit so the host's row is
-# locked only while the function runs. ``jitter``: the cap's window beyond 1 s (JITTER in
-# db/limits.py); migration 3 had 0.25, migration 5 tightened it.
-ADMIT_FUNCTION = """CREATE OR REPLACE FUNCTION urltester_admit(p_host text, p_rate double precision, p_conns integer,
-                    p_worker text, p_slot double precision, p_early double precision, p_lease text,
-                    p_ttl double precision)
-                RETURNS TABLE (granted boolean, wait double precision, slot double precision,
-                               lease text, now double precision)
-                LANGUAGE plpgsql AS $$
-            DECLARE
-                v_now double precision := extract(epoch from clock_timestamp());
-                v_next double precision;
-                v_paused double precision;
-                v_slot double precision := p_slot;
-                v_window double precision;
-                v_at double precision;
-                v_count integer;
-            BEGIN
-                INSERT INTO host_pace (host) VALUES (p_host) ON CONFLICT (host) DO NOTHING;
-                SELECT h.next_slot, h.paused_until INTO v_next, v_paused FROM host_pace h
-                    WHERE h.host = p_host FOR UPDATE;
-                IF v_slot IS NOT NULL AND (v_slot < v_paused OR v_slot < v_now - 2.0 OR v_slot > v_now + 3600) THEN
-                    v_slot := NULL;
-                END IF;
-                IF v_slot IS NOT NULL AND v_slot - v_now > p_early THEN
-                    RETURN QUERY SELECT false, v_slot - v_now, v_slot, NULL::text, v_now;
-                    RETURN;
-                END IF;
-                IF v_slot IS NULL AND p_rate > 0 THEN
-                    v_slot := greatest(v_next, v_now, v_paused);
-                    v_next := v_slot + 1.0 / p_rate;
-                    UPDATE host_pace SET next_slot = v_next WHERE host = p_host;
-                    IF v_slot - v_now > p_early THEN
-                        RETURN QUERY SELECT false, v_slot - v_now, v_slot, NULL::text, v_now;
-                        RETURN;
-                    END IF;
-                ELSIF v_slot IS NULL AND v_paused > v_now THEN
-                    RETURN QUERY SELECT false, v_paused - v_now, NULL::double precision, NULL::text, v_now;
-                    RETURN;
-                END IF;
-                IF p_rate > 0 THEN
-                    v_window := greatest(1.0, 1.0 / p_rate) + {jitter};  -- JITTER in db/limits.py
-                    DELETE FROM host_grants WHERE host = p_host AND at <= v_now - v_window;
-                    SELECT g.at INTO v_at FROM host_grants g WHERE g.host = p_host ORDER BY g.at DESC
-                        LIMIT 1 OFFSET greatest(1, floor(p_rate * (v_window - {jitter}) + 1e-9)::integer) - 1;
-                    IF FOUND THEN
-                        RETURN QUERY SELECT false, v_at + v_window - v_now + 0.001, v_slot, NULL::text, v_now;
-                        RETURN;
-                    END IF;
-                END IF;
-                IF p_conns > 0 THEN
-                    DELETE FROM host_leases WHERE host = p_host AND expires_at < v_now;
-                    SELECT count(*) INTO v_count FROM host_leases WHERE host = p_host;
-                    IF v_count >= p_conns THEN
-                        IF p_rate > 0 THEN
-                            v_slot := greatest(v_next, v_now, v_paused);
-                            UPDATE host_pace SET next_slot = v_slot + 1.0 / p_rate WHERE host = p_host;
-                            RETURN QUERY SELECT false, greatest(v_slot - v_now, 0.02), v_slot, NULL::text, v_now;
-                        ELSE
-                            RETURN QUERY SELECT false, 0.1::double precision, NULL::double precision, NULL::text, v_now;
-                        END IF;
-                        RETURN;
-                    END IF;
-                    INSERT INTO host_leases (id, host, worker, expires_at) VALUES (p_lease, p_host, p_worker, v_now + p_ttl);
-                END IF;
-                IF p_rate > 0 THEN
-                    INSERT INTO host_grants (host, at) VALUES (p_host, v_now);
-                END IF;
-                RETURN QUERY SELECT true, 0.0::double precision, NULL::double precision,
-                    CASE WHEN p_conns > 0 THEN p_lease END, v_now;
-            END
-            $$"""
-
 POSTGRES: list[tuple[int, list[str]]] = [
     (
         1,
@@ -186,7 +112,75 @@ POSTGRES: list[tuple[int, list[str]]] = [
             # One round trip per admission through a WAN: the decision of LimitStore.admit
             # (db/limits.py has it in Python for SQLite), run in autocommit so the host's
             # row is locked only while the function runs, not for a client round trip.
-            ADMIT_FUNCTION.format(jitter=0.25),
+            """CREATE FUNCTION urltester_admit(p_host text, p_rate double precision, p_conns integer,
+                    p_worker text, p_slot double precision, p_early double precision, p_lease text,
+                    p_ttl double precision)
+                RETURNS TABLE (granted boolean, wait double precision, slot double precision,
+                               lease text, now double precision)
+                LANGUAGE plpgsql AS $$
+            DECLARE
+                v_now double precision := extract(epoch from clock_timestamp());
+                v_next double precision;
+                v_paused double precision;
+                v_slot double precision := p_slot;
+                v_window double precision;
+                v_at double precision;
+                v_count integer;
+            BEGIN
+                INSERT INTO host_pace (host) VALUES (p_host) ON CONFLICT (host) DO NOTHING;
+                SELECT h.next_slot, h.paused_until INTO v_next, v_paused FROM host_pace h
+                    WHERE h.host = p_host FOR UPDATE;
+                IF v_slot IS NOT NULL AND (v_slot < v_paused OR v_slot < v_now - 2.0 OR v_slot > v_now + 3600) THEN
+                    v_slot := NULL;
+                END IF;
+                IF v_slot IS NOT NULL AND v_slot - v_now > p_early THEN
+                    RETURN QUERY SELECT false, v_slot - v_now, v_slot, NULL::text, v_now;
+                    RETURN;
+                END IF;
+                IF v_slot IS NULL AND p_rate > 0 THEN
+                    v_slot := greatest(v_next, v_now, v_paused);
+                    v_next := v_slot + 1.0 / p_rate;
+                    UPDATE host_pace SET next_slot = v_next WHERE host = p_host;
+                    IF v_slot - v_now > p_early THEN
+                        RETURN QUERY SELECT false, v_slot - v_now, v_slot, NULL::text, v_now;
+                        RETURN;
+                    END IF;
+                ELSIF v_slot IS NULL AND v_paused > v_now THEN
+                    RETURN QUERY SELECT false, v_paused - v_now, NULL::double precision, NULL::text, v_now;
+                    RETURN;
+                END IF;
+                IF p_rate > 0 THEN
+                    v_window := greatest(1.0, 1.0 / p_rate) + 0.25;  -- JITTER in db/limits.py
+                    DELETE FROM host_grants WHERE host = p_host AND at <= v_now - v_window;
+                    SELECT g.at INTO v_at FROM host_grants g WHERE g.host = p_host ORDER BY g.at DESC
+                        LIMIT 1 OFFSET greatest(1, floor(p_rate * (v_window - 0.25) + 1e-9)::integer) - 1;
+                    IF FOUND THEN
+                        RETURN QUERY SELECT false, v_at + v_window - v_now + 0.001, v_slot, NULL::text, v_now;
+                        RETURN;
+                    END IF;
+                END IF;
+                IF p_conns > 0 THEN
+                    DELETE FROM host_leases WHERE host = p_host AND expires_at < v_now;
+                    SELECT count(*) INTO v_count FROM host_leases WHERE host = p_host;
+                    IF v_count >= p_conns THEN
+                        IF p_rate > 0 THEN
+                            v_slot := greatest(v_next, v_now, v_paused);
+                            UPDATE host_pace SET next_slot = v_slot + 1.0 / p_rate WHERE host = p_host;
+                            RETURN QUERY SELECT false, greatest(v_slot - v_now, 0.02), v_slot, NULL::text, v_now;
+                        ELSE
+                            RETURN QUERY SELECT false, 0.1::double precision, NULL::double precision, NULL::text, v_now;
+                        END IF;
+                        RETURN;
+                    END IF;
+                    INSERT INTO host_leases (id, host, worker, expires_at) VALUES (p_lease, p_host, p_worker, v_now + p_ttl);
+                END IF;
+                IF p_rate > 0 THEN
+                    INSERT INTO host_grants (host, at) VALUES (p_host, v_now);
+                END IF;
+                RETURN QUERY SELECT true, 0.0::double precision, NULL::double precision,
+                    CASE WHEN p_conns > 0 THEN p_lease END, v_now;
+            END
+            $$""",
             # When each check of a rate-limited host was let go (its last second or so): the
             # hard cap on any 1 s window, behind GCRA's spacing.
             """CREATE TABLE host_grants (
@@ -231,14 +225,6 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "ALTER TABLE jobs ADD COLUMN no_worker_at timestamptz",
             "CREATE INDEX jobs_no_worker ON jobs (no_worker_at) WHERE no_worker_at IS NOT NULL",
             "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
-        ],
-    ),
-    (
-        5,
-        [
-            # The cap's window, 1.25 s, let a host limited to 20/s have 16 a second (issue
-            # 25): 1.1 s lets it have 18 (1.05 s saw 22 in a second on a loaded machine).
-            ADMIT_FUNCTION.format(jitter=0.1),
         ],
     ),
 ]
@@ -395,9 +381,5 @@ SQLITE: list[tuple[int, list[str]]] = [
             "CREATE INDEX jobs_no_worker ON jobs (no_worker_at) WHERE no_worker_at IS NOT NULL",
             "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
         ],
-    ),
-    (
-        5,
-        [],  # PostgreSQL's admission function changed; SQLite's is db/limits.py's Python
     ),
 ]
