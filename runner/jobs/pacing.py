@@ -13,8 +13,11 @@ fleet together through PostgreSQL, the one thing every worker already shares.
   its host (checks of one host asking together take theirs in one statement:
   :class:`Reservations`); a slot in the future is a reservation: the call :class:`Defer`\\ s itself
   until then, carrying the slot in its kwargs, so it holds no thread and no prefetch
-  slot meanwhile (long waits travel through RabbitMQ's delay queues, ~1 s ones wait in
-  the process). Back on time, it starts without taking another slot.
+  slot meanwhile (waits travel through RabbitMQ's delay queues, from 1/8 s up; only
+  shorter ones wait in the process). Back on time, it starts without taking another slot.
+  A publisher that knows a host's rate takes its URLs' slots as it publishes them
+  (:meth:`Pacer.ahead`) and sends them straight to the delay queues: a limited host's
+  backlog never stands in the work queue ahead of other hosts' checks.
 * Connections: a lease row per check in flight, renewed by the heartbeat, expiring
   ``LEASE_TTL`` (15 s) after a worker dies.
 * Retry-After: a 429 or 503 with ``Retry-After`` pauses its host in ``host_pace`` for
