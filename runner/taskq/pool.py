@@ -25,10 +25,10 @@ once its started calls finish. A message is held at most ``hold_budget`` plus on
 How many calls run at once is :mod:`runner.taskq.concurrency`'s: the pool runs as many
 threads as it says (starting more when it grows; a thread retires after its call
 when it shrinks), and the prefetch follows it. A call may :class:`~runner.taskq.app.Defer` itself: a delay of up to
-``LOCAL_DEFER_MAX`` waits in this process's timer (its message stays unacked), a longer
-one is re-published to a delay queue with its message's ack (the message's deferred calls
-together, one message per delay bucket), so a deferred call never
-holds a thread or a prefetch slot while it waits.
+``LOCAL_DEFER_MAX`` (1/8 s) waits in this process's timer (its message stays unacked), a
+longer one is re-published to a delay queue with its message's ack (the message's deferred
+calls together, one message per delay bucket), so a deferred call never holds a thread,
+nor a prefetch slot for longer than that, while it waits.
 
 With ``processes > 1`` a supervisor process starts that many such processes, restarts
 one that dies, and passes the stop signal on. Children that keep dying (``crash_limit``
