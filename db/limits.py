@@ -35,6 +35,9 @@ from .errors import StoreUnavailable
 # The cap counts grants over the window plus this much: a request reaches its host some
 # time after its grant (the answer's trip to the worker, a thread's turn), and that time
 # varies; bench-fleet saw 24 requests in one sliding second for a 20/s limit without it.
+# It costs pace: rate grants per 1.25 s is 16/s for a 20/s limit. A narrower window was
+# tried on a loaded machine (scripts/bench-pace, issue 25): 1.05 s let 22 requests into
+# one second, 1.1 s 21; the limit is a ceiling, so the window stays.
 JITTER = 0.25
 LEASE_TTL = 15.0  # seconds a lease outlives its last renewal (a killed worker's checks)
 

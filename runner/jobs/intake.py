@@ -46,7 +46,7 @@ from runner.errors import BrokerError, ConfigError, OptionError, UnsentJobs
 from runner.jobs.regions import DEFAULT_REGION, PLACEMENT_KEYS, queue_for, split_placement
 from runner.jobs.tasks import CHECK_TASK
 from runner.jobs.urls import normalise
-from runner.taskq.app import DEFAULT_PACK, App, Call, Raw, TaskHandle
+from runner.taskq.app import DEFAULT_PACK, DELAY_BUCKETS, App, Call, Raw, TaskHandle, delay_bucket
 
 CHUNK = 5000       # jobs recorded per transaction and published per confirm round
 FIRST_CHUNK = 500  # ... except the first: workers get going while the rest is recorded
@@ -180,13 +180,17 @@ class Intake:
     whose message may be missing are sent again.
     """
 
-    def __init__(self, store: Store, app: App, *, queue: str, no_worker_after: float) -> None:
+    def __init__(self, store: Store, app: App, *, queue: str, no_worker_after: float,
+                 pace: Callable[[Sequence[str]], list[tuple[float, float] | None]] | None = None) -> None:
         """``queue``: the base queue name (each region's is ``queue@region``);
-        ``no_worker_after``: seconds before a named region without a live worker is no_worker."""
+        ``no_worker_after``: seconds before a named region without a live worker is no_worker;
+        ``pace``: :meth:`runner.jobs.pacing.Pacer.ahead` when the broker can hold calls back:
+        a call of a rate-limited host is published with its slot, held back until about then."""
         self.store = store
         self.app = app
         self.queue = queue
         self.no_worker_after = no_worker_after
+        self.pace = pace
         self._raws: dict[str, Raw] = {}
 
     def enqueue(self, batch_id: int | None, jobs: Iterable[NewJob]) -> list[int]:
@@ -231,14 +235,33 @@ class Intake:
         headers = {"x-urltester-requeued": True} if requeued else None
         try:
             handles: list[TaskHandle] = []
-            for region, calls in by_region.items():
+            for (region, delay), calls in self._held_back(by_region).items():
                 handles += self.app.enqueue(calls, pack=DEFAULT_PACK if len(calls) > 1 else 1, headers=headers,
-                                            queue=queue_for(self.queue, region))
+                                            queue=queue_for(self.queue, region), delay=delay)
         except (BrokerError, ConfigError) as exc:  # ConfigError: RabbitMQ refuses these settings
             self.mark_unsent(ids, str(exc))
             raise
         self._mark_published(ids, regional)
         return handles
+
+    def _held_back(self, by_region: dict[str, list[Call]]) -> dict[tuple[str, float], list[Call]]:
+        """The calls by (region, how long the broker holds them back): those of rate-limited
+        hosts carry their slot and wait in a delay queue until about then (``pace``)."""
+        if self.pace is None:
+            return {(region, 0.0): calls for region, calls in by_region.items()}
+        every = [(region, call) for region, calls in by_region.items() for call in calls]
+        ahead = self.pace([call.args[1] for _, call in every])
+        if not any(ahead):
+            return {(region, 0.0): calls for region, calls in by_region.items()}
+        out: dict[tuple[str, float], list[Call]] = {}
+        for (region, call), pace in zip(every, ahead, strict=True):
+            delay = 0.0
+            if pace is not None:
+                slot, wait = pace
+                call.kwargs["pace"] = {"slot": slot}
+                delay = delay_bucket(wait) if wait >= DELAY_BUCKETS[0] else 0.0
+            out.setdefault((region, delay), []).append(call)
+        return out
 
     def mark_unsent(self, ids: Sequence[int], error: str) -> None:
         """The broker did not confirm these jobs' messages: ``republish`` finds them."""

@@ -13,8 +13,11 @@ fleet together through PostgreSQL, the one thing every worker already shares.
   its host (checks of one host asking together take theirs in one statement:
   :class:`Reservations`); a slot in the future is a reservation: the call :class:`Defer`\\ s itself
   until then, carrying the slot in its kwargs, so it holds no thread and no prefetch
-  slot meanwhile (long waits travel through RabbitMQ's delay queues, ~1 s ones wait in
-  the process). Back on time, it starts without taking another slot.
+  slot meanwhile (waits travel through RabbitMQ's delay queues, from 1/8 s up; only
+  shorter ones wait in the process). Back on time, it starts without taking another slot.
+  A publisher that knows a host's rate takes its URLs' slots as it publishes them
+  (:meth:`Pacer.ahead`) and sends them straight to the delay queues: a limited host's
+  backlog never stands in the work queue ahead of other hosts' checks.
 * Connections: a lease row per check in flight, renewed by the heartbeat, expiring
   ``LEASE_TTL`` (15 s) after a worker dies.
 * Retry-After: a 429 or 503 with ``Retry-After`` pauses its host in ``host_pace`` for
@@ -33,7 +36,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -210,6 +213,38 @@ class Pacer:
         if answer.granted:
             return Ticket(self, answer.lease) if answer.lease else FREE
         raise Defer(answer.wait, {"pace": {"slot": answer.slot} if answer.slot is not None else None})
+
+    def ahead(self, urls: Sequence[str]) -> list[tuple[float, float] | None]:
+        """For a batch being published: each URL of a rate-limited host gets its slot now,
+        ``(slot, seconds until it)``, the slots of one host taken in one statement; None for
+        the others. The publisher holds such a call back in the broker until about its slot,
+        so that a limited host's backlog never stands in the work queue ahead of other
+        hosts' checks (10,000 URLs of a host at 5/s ahead of 2,000 of 50 others took the
+        workers' first pass over every one of them, 1.75x of the others' time alone).
+        A database that cannot answer: None for the rest (the workers pace them)."""
+        out: list[tuple[float, float] | None] = [None] * len(urls)
+        try:
+            self._refresh()
+        except Defer:
+            return out
+        if not self.defaults.rate and not any(o.rate for o in self._overrides):
+            return out  # no host has a rate limit: nothing to look at per URL (a million-line import)
+        by_host: dict[str, list[int]] = {}
+        for i, url in enumerate(urls):
+            by_host.setdefault(host_of(url), []).append(i)
+        try:
+            for host, where in by_host.items():
+                limits = self.limits_for(host)
+                if not limits.rate:
+                    continue
+                rate = limits.rate * RATE_MARGIN
+                first, now = self.store.reserve(host, rate, len(where))
+                for k, i in enumerate(where):
+                    slot = first + k / rate
+                    out[i] = (slot, slot - now)
+        except (StoreUnavailable, Defer) as exc:
+            log.warning("host limits not readable while publishing (%s); the workers pace these checks", exc)
+        return out
 
     def pause(self, host: str, seconds: float) -> None:
         """The host asked for a pause (Retry-After): the whole fleet keeps it."""

@@ -81,7 +81,11 @@ class Runtime:
             settings.broker_url, queue_for(settings.queue, settings.region), publish_timeout=settings.publish_timeout)
         self.app = App(self.broker)
         self.check_task = register(self.app, self)
-        self.intake = Intake(self.store, self.app, queue=settings.queue, no_worker_after=settings.no_worker_after)
+        # A broker that can hold calls back (RabbitMQ's delay queues) keeps a rate-limited
+        # host's backlog there, out of the work queue, until about each call's slot.
+        pace = (lambda urls: self.pacer.ahead(urls)) if getattr(self.broker, "delays", False) else None
+        self.intake = Intake(self.store, self.app, queue=settings.queue, no_worker_after=settings.no_worker_after,
+                             pace=pace)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._checker: Checker | None = None
         self._writer: ResultWriter | None = None

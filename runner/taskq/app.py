@@ -61,6 +61,20 @@ MAX_MESSAGE_BYTES = 1 << 20  # a larger message (or one that inflates larger) is
 MAX_DEPTH = 32  # JSON nesting a task message may have (ours: 6); deeper is poison
 DEFAULT_PACK = 10  # calls per message in a bulk enqueue
 
+# A call held back (deferred, or published with ``delay``) waits in a delay queue whose
+# messages all share one TTL (RabbitMQ only expires messages at a queue's head, so one TTL
+# per queue keeps them in order), then is dead-lettered back onto its work queue. The delay
+# is rounded down to a bucket (powers of two from 1/8 s): the call comes back early, at
+# worst by half, and defers itself again for the rest. Buckets under a second exist so that
+# a call a few hundred ms from its slot need not wait in the worker with its message unacked
+# (holding a prefetch slot that other hosts' checks could use).
+DELAY_BUCKETS = tuple(2.0 ** k for k in range(-3, 11))  # 0.125 s .. 1024 s
+
+
+def delay_bucket(delay: float) -> float:
+    return max((b for b in DELAY_BUCKETS if b <= delay), default=DELAY_BUCKETS[0])
+
+
 # Per-thread facts about the call being run (``redelivered``), set by the consumer.
 context = threading.local()
 
@@ -262,10 +276,11 @@ class Broker(Protocol):
         (the in-memory one) runs them with it; RabbitMQ's consumers are other processes."""
 
     def publish(self, messages: Sequence[bytes], *, headers: dict[str, Any] | None = None,
-                routing_key: str | None = None) -> Sequence[Future[Any]] | None:
+                routing_key: str | None = None, delay: float = 0.0) -> Sequence[Future[Any]] | None:
         """Publish packs of calls durably (BrokerError if not). A broker that runs the calls
         in this process returns each call's future, in order; otherwise their results are
-        the application's to store."""
+        the application's to store. ``delay``: seconds the messages may be held back (a
+        broker that cannot, the in-memory one, delivers them now)."""
 
     def ping(self, queue: str | None = None) -> QueueDepth:
         """The queue's depth (default: the broker's own), or BrokerError if unreachable."""
@@ -346,16 +361,18 @@ class App:
         return register
 
     def enqueue(self, calls: Sequence[Call], *, pack: int = 1, headers: dict[str, Any] | None = None,
-                queue: str | None = None) -> list[TaskHandle]:
-        """Send calls, ``pack`` to a message, to ``queue`` (default: the broker's own). Returns
-        after the broker confirmed every message (raises BrokerError otherwise: then none of
-        the calls may be assumed sent)."""
+                queue: str | None = None, delay: float = 0.0) -> list[TaskHandle]:
+        """Send calls, ``pack`` to a message, to ``queue`` (default: the broker's own), to be
+        delivered ``delay`` seconds from now or a little sooner. Returns after the broker
+        confirmed every message (raises BrokerError otherwise: then none of the calls may be
+        assumed sent)."""
         for call in calls:
             if call.task not in self.tasks:
                 raise KeyError(f"unknown task {call.task!r}")
         pack = max(1, pack)
         messages = [encode(calls[i:i + pack]) for i in range(0, len(calls), pack)]
-        futures = self.broker.publish(messages, headers=headers, routing_key=queue) or ()
+        futures = (self.broker.publish(messages, headers=headers, routing_key=queue, delay=delay) if delay
+                   else self.broker.publish(messages, headers=headers, routing_key=queue)) or ()
         handles = [TaskHandle(call) for call in calls]
         for handle, future in zip(handles, futures, strict=False):  # the calls run here, if any
             handle._future = future

@@ -46,7 +46,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 from runner import metrics
 from runner.backoff import backoff
 from runner.errors import BrokerError, ConfigError
-from runner.taskq.app import QueueDepth
+from runner.taskq.app import DELAY_BUCKETS, QueueDepth, delay_bucket
 from runner.text import mask_url as mask_password
 from runner.text import url_password
 
@@ -66,26 +66,19 @@ def dead_queue_name(queue: str) -> str:
     return f"{queue}.dead"
 
 
-# A deferred call waits in a delay queue whose messages all share one TTL (RabbitMQ only
-# expires messages at a queue's head, so one TTL per queue keeps them in order), then is
-# dead-lettered back onto the work queue. The delay is rounded down to a power of two:
-# the call comes back early, at worst by half, and defers itself again for the rest.
-DELAY_BUCKETS = tuple(2 ** k for k in range(11))  # 1 s .. 1024 s
+__all__ = ["DELAY_BUCKETS", "AmqpBroker", "Delivery", "delay_bucket", "delay_queue_name"]
 
 
-def delay_bucket(delay: float) -> int:
-    return max((b for b in DELAY_BUCKETS if b <= delay), default=DELAY_BUCKETS[0])
+def delay_queue_name(queue: str, bucket: float) -> str:
+    """``<queue>.delay.Ns`` (N whole seconds) or ``<queue>.delay.Nms`` under a second."""
+    return f"{queue}.delay.{int(bucket)}s" if bucket >= 1 else f"{queue}.delay.{round(bucket * 1000)}ms"
 
 
-def delay_queue_name(queue: str, bucket: int) -> str:
-    return f"{queue}.delay.{bucket}s"
-
-
-def _delay_queue(queue: str, bucket: int) -> Queue:
+def _delay_queue(queue: str, bucket: float) -> Queue:
     return Queue(
         delay_queue_name(queue, bucket), durable=True, auto_delete=False,
         queue_arguments={
-            "x-message-ttl": bucket * 1000,
+            "x-message-ttl": round(bucket * 1000),
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": queue,
         },
@@ -165,6 +158,8 @@ def _no_such_host(exc: BaseException) -> bool:
 
 class AmqpBroker:
     """Publishing and consuming on one RabbitMQ queue (and its dead-letter queue)."""
+
+    delays = True  # publish(delay=) holds messages back in delay queues (the in-memory broker cannot)
 
     def __init__(self, url: str, queue: str, *, connect_timeout: float = 5.0,
                  publish_retry_seconds: float = 30.0, publishers: int = 2) -> None:
@@ -281,8 +276,11 @@ class AmqpBroker:
     # ------------------------------------------------------------------ publishing
 
     def publish(self, messages: Sequence[bytes], *, headers: dict[str, Any] | None = None,
-                routing_key: str | None = None) -> None:
+                routing_key: str | None = None, delay: float = 0.0) -> None:
         """Publish persistent messages and return once RabbitMQ confirmed every one.
+
+        ``delay``: they reach the queue about that many seconds later (never later: through
+        the delay queue of :func:`delay_bucket`), as a deferred call does.
 
         Safe from several threads at once: each publish takes a connection of its own from
         a small pool (up to ``publishers``), so a large batch's chunks are confirmed in
@@ -305,7 +303,7 @@ class AmqpBroker:
                         if publisher is None:
                             publisher = self._new_publisher()
                         try:
-                            sent = publisher.send(messages, sent, headers or {}, routing_key or self.queue)
+                            sent = publisher.send(messages, sent, headers or {}, routing_key or self.queue, delay)
                         except BaseException:
                             _release(publisher.conn)
                             publisher = None
@@ -401,7 +399,7 @@ class AmqpBroker:
             applied = wanted()
             channel.basic_qos(0, applied, False)
             tag = channel.basic_consume(self.queue, callback=on_message, no_ack=False)
-            self._delays_declared: set[int] = set()
+            self._delays_declared: set[float] = set()
             log.info("consuming from %s on %s (prefetch %d)", self.queue, self.shown, applied)
             if on_connected is not None:
                 on_connected()
@@ -568,7 +566,8 @@ class _Publisher:
     def _on_nack(self, tag: int, multiple: bool) -> None:
         self.nacked = True
 
-    def send(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str) -> int:
+    def send(self, messages: Sequence[bytes], start: int, headers: dict[str, Any], routing_key: str,
+             delay: float = 0.0) -> int:
         """Publish ``messages[start:]`` in confirmed batches; returns how many are confirmed."""
         shown = self.broker.shown
         if routing_key not in self.declared:
@@ -576,6 +575,12 @@ class _Publisher:
             # another queue (a region's) before the first message to it on this connection.
             self.broker.declare(self.channel, routing_key)
             self.declared.add(routing_key)
+        if delay >= DELAY_BUCKETS[0]:  # held back: into the delay queue that feeds routing_key
+            bucket = delay_bucket(delay)
+            work, routing_key = routing_key, delay_queue_name(routing_key, bucket)
+            if routing_key not in self.declared:
+                _delay_queue(work, bucket)(self.channel).declare()
+                self.declared.add(routing_key)
         done = start
         while done < len(messages):
             batch = messages[done:done + CONFIRM_BATCH]

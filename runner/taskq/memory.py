@@ -68,8 +68,9 @@ class MemoryBroker:
         self._app = app
 
     def publish(self, messages: Sequence[bytes], *, headers: dict[str, Any] | None = None,
-                routing_key: str | None = None) -> list[Future[Any]]:
-        """Run the messages' calls here (see the class); returns each call's future, in order."""
+                routing_key: str | None = None, delay: float = 0.0) -> list[Future[Any]]:
+        """Run the messages' calls here (see the class); returns each call's future, in order.
+        ``delay`` is not kept: a call that must wait defers itself (and waits here)."""
         app = self._app
         if app is None:
             raise RuntimeError("the in-memory broker has no app attached to run its calls")

@@ -25,10 +25,10 @@ once its started calls finish. A message is held at most ``hold_budget`` plus on
 How many calls run at once is :mod:`runner.taskq.concurrency`'s: the pool runs as many
 threads as it says (starting more when it grows; a thread retires after its call
 when it shrinks), and the prefetch follows it. A call may :class:`~runner.taskq.app.Defer` itself: a delay of up to
-``LOCAL_DEFER_MAX`` waits in this process's timer (its message stays unacked), a longer
-one is re-published to a delay queue with its message's ack (the message's deferred calls
-together, one message per delay bucket), so a deferred call never
-holds a thread or a prefetch slot while it waits.
+``LOCAL_DEFER_MAX`` (1/8 s) waits in this process's timer (its message stays unacked), a
+longer one is re-published to a delay queue with its message's ack (the message's deferred
+calls together, one message per delay bucket), so a deferred call never holds a thread,
+nor a prefetch slot for longer than that, while it waits.
 
 With ``processes > 1`` a supervisor process starts that many such processes, restarts
 one that dies, and passes the stop signal on. Children that keep dying (``crash_limit``
@@ -64,8 +64,19 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from runner import metrics
-from runner.taskq.app import DEFAULT_PACK, App, Call, Defer, PoisonMessage, context, decode, encode
-from runner.taskq.broker import AmqpBroker, Delivery, delay_bucket
+from runner.taskq.app import (
+    DEFAULT_PACK,
+    DELAY_BUCKETS,
+    App,
+    Call,
+    Defer,
+    PoisonMessage,
+    context,
+    decode,
+    delay_bucket,
+    encode,
+)
+from runner.taskq.broker import AmqpBroker, Delivery
 from runner.taskq.concurrency import ConcurrencyController
 from runner.taskq.logs import configure_logging, install_stack_dumps
 from runner.taskq.options import PoolOptions
@@ -86,7 +97,11 @@ SWITCH_INTERVAL = 0.02
 TICK_EVERY = 0.25  # seconds between two reports of a connection loop's progress to its Monitor
 EXIT_CRASH_LOOP = 1
 PREFETCH_CALLS = 2  # calls prefetched per call the concurrency lets run
-LOCAL_DEFER_MAX = 1.0  # seconds: a shorter Defer waits in the process, a longer one in the broker
+# Seconds: a shorter Defer waits in the process's timer (its message unacked meanwhile), a
+# longer one in the broker. Small, the smallest delay queue's TTL: a call waiting here holds
+# its message, and so a prefetch slot that other hosts' checks need (a limited host's
+# backlog of calls 0.2-1 s from their slots once filled the prefetch: head-of-line blocking).
+LOCAL_DEFER_MAX = DELAY_BUCKETS[0]
 
 
 @dataclass(frozen=True)
@@ -161,7 +176,7 @@ class _Message:
         self.open = len(calls)
         self.give_back = False  # requeue instead of ack once every call is settled
         self.handed_on: list[Call] = []  # not started in time: re-published before the ack
-        self.deferred: dict[int, list[Call]] = {}  # delay bucket -> calls to publish there before the ack
+        self.deferred: dict[float, list[Call]] = {}  # delay bucket -> calls to publish there before the ack
         self.received = time.monotonic()
         self.cancelled = False  # its connection is gone: skip calls not started
         self.lock = threading.Lock()
@@ -302,29 +317,33 @@ class WorkerProcess:
                 self._settle(message)
                 continue
             started = time.monotonic()
-            try:
-                self._run(message, call)
-            finally:
+            if self._run(message, call):
+                # Only calls that ran: a deferred one takes a millisecond, and counting those
+                # drove the median (the controller's base) far below the checks' own latency.
                 self.controller.record(time.monotonic() - started)
 
-    def _run(self, message: _Message, call: Call) -> None:
+    def _run(self, message: _Message, call: Call) -> bool:
+        """Run one call; False if it deferred itself (it did not run)."""
         context.redelivered = message.delivery.redelivered
         with self._in_flight_lock:
             self._in_flight += 1
         try:
             result = self.service.app.execute(call, wait=False)
         except Defer as deferred:
+            with self._in_flight_lock:
+                self._in_flight -= 1
             self._defer(message, deferred.apply(call), deferred.delay)
-            return
+            return False
         except Exception as exc:  # noqa: BLE001 - a crashing call must not take the worker down
             self._finished(message, call, exc)
-            return
+            return True
         if isinstance(result, Future):
             # Checked; its result waits for the writer's next commit. This thread moves on,
             # and the call is settled (so the message acked) from the writer once committed.
             result.add_done_callback(lambda done: self._finished(message, call, done.exception()))
         else:
             self._finished(message, call, None)
+        return True
 
     def _defer(self, message: _Message, call: Call, delay: float) -> None:
         if delay <= LOCAL_DEFER_MAX:

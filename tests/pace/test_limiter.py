@@ -86,12 +86,20 @@ def test_slower_targets_reset_the_base_instead_of_starving_the_pool() -> None:
 
 
 def test_no_growth_on_a_busy_cpu_however_flat_the_latency() -> None:
-    """The process at its GIL's bound, or the machine's cores all taken: more threads
-    would only queue, even when the latency does not show it."""
-    for busy in ((0.95, 0.5), (0.5, 0.9), (0.95, None)):
+    """The process at its GIL's bound, or (on fast targets) the machine's cores all taken:
+    more threads would only queue, even when the latency does not show it."""
+    for busy, latency in (((0.95, 0.5), 1.0), ((0.5, 0.9), 0.01), ((0.95, None), 1.0), ((0.95, None), 0.01)):
         clock = Clock()
         limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=512), clock=clock, cpu=lambda b=busy: b)
-        assert [window(limit, clock, lambda n: 1.0) for _ in range(5)] == [128] * 5, busy
+        assert [window(limit, clock, lambda n, lat=latency: lat) for _ in range(5)] == [128] * 5, (busy, latency)
+
+
+def test_a_busy_machine_does_not_hold_back_slow_targets() -> None:
+    """1 s targets on a machine a neighbour keeps busy: this process has CPU to spare, and
+    congestion of its own would show in the median; more in flight is more throughput."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=lambda: (0.3, 0.95))
+    assert [window(limit, clock, lambda n: 1.0) for _ in range(5)][-1] == 1024
 
 
 def test_the_cpu_meter_reads_the_machine_from_proc_stat(tmp_path: Path) -> None:

@@ -155,3 +155,50 @@ def test_checks_of_one_host_asking_together_take_their_slots_in_few_statements(s
     gaps = [round(b - a, 4) for a, b in zip(sorted(slots), sorted(slots)[1:], strict=False)]
     assert set(gaps) == {round(1 / (50 * 0.95), 4)}, gaps  # RATE_MARGIN: 95% of the rate
     assert len(statements) < 25, statements
+
+
+def test_ahead_gives_a_limited_hosts_urls_their_slots_and_leaves_the_others(store) -> None:
+    store.limits.set_limit(HostLimit("a.test", 10, None))
+    pacer = Pacer(store.limits, "submitter", Limits())
+    urls = ["http://a.test/1", "http://b.test/1", "http://a.test/2", "http://A.test./3"]
+    ahead = pacer.ahead(urls)
+    assert ahead[1] is None
+    slots = [ahead[i][0] for i in (0, 2, 3)]
+    assert [round(b - a, 3) for a, b in zip(slots, slots[1:], strict=False)] == [round(1 / 9.5, 3)] * 2
+    assert ahead[3][1] > ahead[0][1] >= 0  # seconds until the slot
+    # A worker's check of the same host takes the slot after them.
+    later = store.limits.admit("a.test", rate=9.5, connections=None, worker="w")
+    assert later.slot is not None and later.slot >= slots[-1] + 1 / 9.5 - 1e-6
+
+
+def test_ahead_without_any_rate_limit_looks_at_nothing(store) -> None:
+    pacer = Pacer(store.limits, "submitter", Limits(connections=3))
+    assert pacer.ahead(["http://a.test/1", "http://b.test/2"]) == [None, None]
+
+
+def test_a_publisher_holds_a_limited_hosts_calls_back_with_their_slots() -> None:
+    from runner.jobs.intake import Intake
+    from runner.taskq.app import App, Call
+
+    class Broker:
+        queue = "q"
+
+        def __init__(self) -> None:
+            self.sent: list[tuple[str | None, float]] = []
+
+        def attach(self, app) -> None:  # noqa: ANN001
+            pass
+
+        def publish(self, messages, *, headers=None, routing_key=None, delay=0.0):  # noqa: ANN001, ANN202
+            self.sent += [(routing_key, delay)] * len(messages)
+
+    broker = Broker()
+    app = App(broker)  # type: ignore[arg-type]
+    app.task(name="check")(lambda *a, **k: None)
+    intake = Intake(None, app, queue="q", no_worker_after=60,  # type: ignore[arg-type]
+                    pace=lambda urls: [(100.0 + i, 5.0 + i) if "a.test" in u else None for i, u in enumerate(urls)])
+    calls = {"default": [Call("check", (i, url, {})) for i, url in enumerate(["http://a.test/", "http://b.test/"])]}
+    held = intake._held_back(calls)
+    assert {key: [c.args[1] for c in cs] for key, cs in held.items()} == {
+        ("default", 4.0): ["http://a.test/"], ("default", 0.0): ["http://b.test/"]}
+    assert held[("default", 4.0)][0].kwargs == {"pace": {"slot": 100.0}}

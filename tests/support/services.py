@@ -103,7 +103,9 @@ def delete_queues(url: str, queue: str) -> None:
     try:
         with Connection(url, connect_timeout=3) as conn:
             ch = conn.channel()
-            for name in (queue, f"{queue}.dead", *(f"{queue}.delay.{2 ** k}s" for k in range(11))):
+            from runner.taskq.broker import DELAY_BUCKETS, delay_queue_name
+
+            for name in (queue, f"{queue}.dead", *(delay_queue_name(queue, b) for b in DELAY_BUCKETS)):
                 try:
                     ch.queue_delete(name)
                 except Exception:  # noqa: BLE001 - already gone
