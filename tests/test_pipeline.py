@@ -79,10 +79,12 @@ def test_redelivered_message_leaves_exactly_one_result(env, pg_url, amqp_url, qu
     body = encode([Call("check", (job, target.url("/ok"), {}))])
     broker = AmqpBroker(amqp_url, queue_name)
     broker.publish([body, body])  # the same message twice, as after a lost ack
-    with worker(env, "--processes", "1", "--concurrency", "4"):
+    with worker(env, "--processes", "1", "--concurrency", "4") as proc:
         wait_until(lambda: store.get_job(job).state == "done", 30, message="the job to be done")
-        time.sleep(1)  # give the second copy time to be (not) stored
-        assert broker.ping().ready == 0
+        wait_until(lambda: target.hits.get("/ok", 0) == 2, 30, message="the second copy to be checked too")
+        proc.send_signal(signal.SIGTERM)  # finishes what it started: the second copy's write and ack
+        assert proc.wait(40) == 0
+    assert broker.ping().ready == 0
     with store.dialect.transaction() as cur:
         cur.execute("SELECT count(*) FROM results WHERE job_id = %s", (job,))
         assert cur.fetchone()[0] == 1
@@ -136,7 +138,7 @@ def test_a_storm_of_stop_signals_still_stops_the_pool_in_time(env, target) -> No
         started = time.monotonic()
         for _ in range(400):  # spread out, so some land while a handler is running
             os.killpg(proc.pid, signal.SIGTERM)
-            time.sleep(0.0005)
+            time.sleep(0.0005)  # the spread of the storm is what is under test, not a wait
         assert proc.wait(25) == 0
         assert time.monotonic() - started < 15
 
@@ -155,17 +157,29 @@ def test_a_worker_thread_checks_on_while_its_results_wait_for_the_commit_and_ack
     commit = threading.Event()
     store_results = worker_.service.runtime.store.store_results
 
+    committing = threading.Event()
+    handed: list[int] = []
+    add = worker_.service.runtime.writer.add
+
     def slow_commit(records, **kwargs):
         if records:
+            committing.set()
             commit.wait(30)  # a database that takes its time
         return store_results(records, **kwargs)
 
+    def counted_add(record):
+        future = add(record)
+        handed.append(record.job_id)
+        return future
+
     monkeypatch.setattr(worker_.service.runtime.store, "store_results", slow_commit)
+    monkeypatch.setattr(worker_.service.runtime.writer, "add", counted_add)
     thread = threading.Thread(target=worker_.run, daemon=True)
     thread.start()
     try:
         wait_until(lambda: target.hits.get("/ok", 0) == 3, 20, message="the one thread to check all three URLs")
-        time.sleep(0.3)
+        wait_until(lambda: len(handed) == 3 and committing.is_set(), 20,
+                   message="all three results handed to the writer, held in its commit")
         assert acked == [] and submitter.store.counts().done == 0  # nothing committed: nothing acked
         commit.set()
         wait_until(lambda: submitter.store.counts().done == 3, 20, message="the three results to be stored")
