@@ -25,14 +25,16 @@ def env(pg_url: str, amqp_url: str, queue_name: str) -> dict[str, str]:
 
 def read_events(client: httpx.Client, headers: dict[str, str], want: int, into: list[dict], ready: threading.Event,
                 timeout: float = 90) -> None:
-    """Collect ``want`` result events (id and job) from /api/v1/events."""
+    """Collect ``want`` result events (id and job) from /api/v1/events; ``ready`` is set once
+    the stream has read its starting point (its first line, ``retry:``, comes after it)."""
     deadline = time.monotonic() + timeout
     with client.stream("GET", "/api/v1/events", headers=headers, timeout=timeout) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        ready.set()
         event: dict = {}
         for line in r.iter_lines():
-            if line.startswith("id: "):
+            if line.startswith("retry: "):
+                ready.set()
+            elif line.startswith("id: "):
                 event["id"] = int(line[4:])
             elif line.startswith("data: "):
                 event["job"] = json.loads(line[6:])
@@ -53,7 +55,7 @@ def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them
             ready = threading.Event()
             reader = threading.Thread(target=read_events, args=(server.client(token), {}, 1000, events, ready))
             reader.start()
-            assert ready.wait(10)
+            assert ready.wait(30)
             r = c.post("/api/v1/jobs", json={"urls": urls, "batch": "api-1000", "options": {"expect_status": "200"}})
             assert r.status_code == 202, r.text
             answer = r.json()
@@ -146,8 +148,7 @@ def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, 
         ready = threading.Event()
         reader = threading.Thread(target=read_events, args=(server.client(token), {}, 2, events, ready, 30))
         reader.start()
-        assert ready.wait(10)
-        time.sleep(1.0)  # the stream has read its starting point
+        assert ready.wait(30)  # the stream has read its starting point
         insert = ("INSERT INTO results (job_id, outcome, ok, attempts, checked_at) VALUES (%s, 'ok', true, 1, now()); "
                   "UPDATE jobs SET state = 'done' WHERE id = %s; NOTIFY urltester")
         late, early = psycopg2.connect(pg_url), psycopg2.connect(pg_url)
@@ -157,7 +158,7 @@ def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, 
             with early.cursor() as cur:
                 cur.execute(insert, (ids[1], ids[1]))  # takes seq N+1
             early.commit()
-            time.sleep(0.6)  # the stream has sent N+1 by now
+            wait_until(lambda: len(events) == 1, 10, message="the stream to send N+1")
             late.commit()
         finally:
             late.close()

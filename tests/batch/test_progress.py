@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 
 import pytest
 
@@ -38,9 +37,8 @@ def test_progress_is_one_line_within_80_columns_and_is_cleared(pg_url, amqp_url,
             return lines
 
         wait_until(lambda: progress_lines(), 60, message="the progress line")
-        while "exit=" not in tmux.screen():
-            progress_lines()
-            time.sleep(0.2)
+        wait_until(lambda: (progress_lines(), "exit=" in tmux.screen())[1], 120, interval=0.2,
+                   message="the import to end (every progress line seen on the way)")
         for lines in seen:
             assert len(lines) == 1, lines  # redrawn in place: never a second copy
             assert len(lines[0]) <= 80 and PROGRESS.search(lines[0].rstrip()), lines[0]  # whole: not wrapped

@@ -23,13 +23,14 @@ def concurrency_in_status(env: dict[str, str]) -> list[tuple[int, str]]:
 def test_the_default_grows_on_slow_targets_and_status_shows_it(pg_url, amqp_url, queue_name, target) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     with worker(env, "--processes", "1", "--max-concurrency", "300"):
-        urls = [target.url(f"/ok?ms=1000&n={i}") for i in range(1500)]
+        # A backlog that outlasts the wait on a loaded machine (128 at a time: 30 s of work).
+        urls = [target.url(f"/ok?ms=1000&n={i}") for i in range(4000)]
         rt = Runtime(Settings(database_url=pg_url, broker_url=amqp_url, queue=queue_name))
         try:
-            assert len(rt.submit(urls, batch="slow").job_ids) == 1500
+            assert len(rt.submit(urls, batch="slow").job_ids) == 4000
         finally:
             rt.close()
-        wait_until(lambda: concurrency_in_status(env) and concurrency_in_status(env)[0][0] > 128, 30,
+        wait_until(lambda: concurrency_in_status(env) and concurrency_in_status(env)[0][0] > 128, 90,
                    interval=1, message="the adaptive concurrency to pass 128")
         value, how = concurrency_in_status(env)[0]
         assert how == "adaptive, up to 300" and value <= 300
