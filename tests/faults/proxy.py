@@ -89,7 +89,7 @@ class Proxy:
         until = time.monotonic() + seconds
         try:
             yield
-            time.sleep(max(0.0, until - time.monotonic()))
+            time.sleep(max(0.0, until - time.monotonic()))  # the outage lasts its length: under test
         finally:
             self.down = False
 
