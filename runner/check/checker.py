@@ -28,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_result, stop_after_attempt
+from tenacity.stop import stop_base
 
 from runner.check import transport
 from runner.check.body import BodyScan, body_texts
@@ -166,7 +167,7 @@ class Checker:
                 stop=stop_after_attempt(options.retries) | _StopAtDeadline(guard),
                 wait=_Backoff(),
                 retry=retry_if_result(lambda a: a.transient),
-                retry_error_callback=lambda state: state.outcome.result(),
+                retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]  # set before it is called
                 reraise=True,
             )
             final = retryer(attempt)
@@ -375,7 +376,7 @@ class Checker:
 # ---------------------------------------------------------------- helpers
 
 
-class _StopAtDeadline:
+class _StopAtDeadline(stop_base):
     """Stop retrying when the next backoff would leave too little time for an attempt."""
 
     def __init__(self, guard: Guard) -> None:
@@ -393,7 +394,7 @@ class _Backoff:
         import random
 
         base = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state.attempt_number - 1))
-        wait = base / 2 + random.uniform(0, base / 2)   # noqa: S311 - jitter, not crypto
+        wait: float = base / 2 + random.uniform(0, base / 2)   # noqa: S311 - jitter, not crypto
         outcome = state.outcome
         if outcome is not None and not outcome.failed:
             retry_after = outcome.result().retry_after

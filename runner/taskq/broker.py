@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import amqp
@@ -60,6 +60,13 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError, socket.timeout, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
     amqp.exceptions.RecoverableConnectionError, ConnectionError,
 )
+_LOST: tuple[type[BaseException], ...] = (BrokerError, ConfigError, *CONNECTION_ERRORS)  # a consumer reconnects
+
+
+class Stop(Protocol):
+    """What a consumer asks of its stop request (a threading.Event, the pool's StopSignal)."""
+
+    def is_set(self) -> bool: ...
 
 
 def dead_queue_name(queue: str) -> str:
@@ -70,7 +77,7 @@ def dead_queue_name(queue: str) -> str:
 # expires messages at a queue's head, so one TTL per queue keeps them in order), then is
 # dead-lettered back onto the work queue. The delay is rounded down to a power of two:
 # the call comes back early, at worst by half, and defers itself again for the rest.
-DELAY_BUCKETS = tuple(2 ** k for k in range(11))  # 1 s .. 1024 s
+DELAY_BUCKETS: tuple[int, ...] = tuple(2 ** k for k in range(11))  # 1 s .. 1024 s
 
 
 def delay_bucket(delay: float) -> int:
@@ -314,7 +321,7 @@ class AmqpBroker:
 
     # ------------------------------------------------------------------ consuming
 
-    def consume(self, *, prefetch: int | Callable[[], int], on_delivery: Callable[[Delivery], None], stop: threading.Event,
+    def consume(self, *, prefetch: int | Callable[[], int], on_delivery: Callable[[Delivery], None], stop: Stop,
                 drained: Callable[[], bool], on_connection_lost: Callable[[], None] | None = None,
                 on_connected: Callable[[], None] | None = None, tick: Callable[[], None] | None = None) -> None:
         """Run the connection loop in this thread until ``stop`` is set and ``drained()``.
@@ -343,7 +350,7 @@ class AmqpBroker:
                     tick()
                 try:
                     self._consume_once(prefetch, on_delivery, stop, drained, on_connected, tick)
-                except (BrokerError, ConfigError, *CONNECTION_ERRORS) as exc:
+                except _LOST as exc:
                     self._generation += 1
                     log.warning("connection to RabbitMQ lost (%s); reconnecting", self._describe(exc))
                     if on_connection_lost is not None:
@@ -353,7 +360,7 @@ class AmqpBroker:
                     raise
 
     def _consume_once(self, prefetch: int | Callable[[], int], on_delivery: Callable[[Delivery], None],
-                      stop: threading.Event, drained: Callable[[], bool], on_connected: Callable[[], None] | None,
+                      stop: Stop, drained: Callable[[], bool], on_connected: Callable[[], None] | None,
                       tick: Callable[[], None] | None) -> None:
         conn = self._connect()
         try:

@@ -492,7 +492,7 @@ def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str 
     install_stack_dumps()
     serving = options.metrics_port is not None
     with metrics.multiprocess_dir() if serving else contextlib.nullcontext() as path:
-        if serving:
+        if options.metrics_port is not None:
             metrics.serve(options.metrics_port, options.metrics_address, path=path)
         return _supervise(make_service, options, log_level, log_format, path)
 
