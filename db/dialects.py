@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote, urlsplit
 
 from . import migrations
@@ -88,8 +88,13 @@ class Dialect:
     def ts(self, value: datetime | None) -> Any:
         return value
 
+    @overload
+    def parse_ts(self, value: datetime | str) -> datetime: ...
+    @overload
+    def parse_ts(self, value: None) -> None: ...
     def parse_ts(self, value: Any) -> datetime | None:
-        return value
+        parsed: datetime | None = value  # the driver's own
+        return parsed
 
     def json(self, value: Any) -> Any:
         raise NotImplementedError
@@ -422,11 +427,16 @@ class Sqlite(Dialect):
 
     def data_version(self) -> int:
         with self._lock:
-            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return version
 
     def ts(self, value: datetime | None) -> Any:
         return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
+    @overload
+    def parse_ts(self, value: datetime | str) -> datetime: ...
+    @overload
+    def parse_ts(self, value: None) -> None: ...
     def parse_ts(self, value: Any) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
 

@@ -104,7 +104,7 @@ class Jobs:
                     "AND submitted_at < %s ORDER BY id LIMIT %s)",
                     (cutoff, chunk),
                 )
-                deleted = cur.rowcount
+                deleted: int = cur.rowcount
             total += deleted
             if deleted < chunk:
                 break

@@ -137,7 +137,7 @@ class LimitStore:
     def clear_limit(self, pattern: str) -> bool:
         with self.dialect.transaction() as cur:
             cur.execute("DELETE FROM host_limits WHERE pattern = %s", (pattern,))
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)
 
     def limits(self) -> list[HostLimit]:
         d = self.dialect
