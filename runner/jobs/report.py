@@ -52,9 +52,10 @@ def _url(value: str | None) -> str | None:
 
 
 # How a key's value is shown (a result field's by its ``shown`` metadata): key -> converter.
+_BY_METADATA: dict[str, Callable[[Any], Any]] = {"ms": _ms, "url": _url}
 _SHOWN: dict[str, Callable[[Any], Any]] = {
     "url": mask_url, "submitted_at": iso, "started_at": iso, "checked_at": iso,
-    **{f.name: {"ms": _ms, "url": _url}[f.metadata["shown"]] for f in RESULT_FIELDS if "shown" in f.metadata},
+    **{f.name: _BY_METADATA[f.metadata["shown"]] for f in RESULT_FIELDS if "shown" in f.metadata},
 }
 _CORE_SHOWN = tuple((key, _SHOWN.get(key)) for key in CORE_KEYS)
 _REGION_SHOWN = tuple((key, _SHOWN.get(key)) for key in REGION_KEYS)

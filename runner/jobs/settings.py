@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from runner.errors import ConfigError
@@ -63,7 +64,7 @@ class Settings:
     def broker_shown(self) -> str:
         return mask_password(self.broker_url)
 
-    def with_(self, **changes: object) -> Settings:
+    def with_(self, **changes: Any) -> Settings:
         return validated(replace(self, **{k: v for k, v in changes.items() if v is not None}))
 
 
