@@ -253,7 +253,7 @@ async def list_page(request: Request, flt: JobFilter, limit: int | None, cursor:
     more = len(rows) > size
     rows = rows[:size]
     found = await run_in_threadpool(rt.region_results, [v.id for v in rows])
-    return request.app.router.default_response_class(
+    return request.app.router.default_response_class(  # type: ignore[no-any-return]  # the app's JSON response
         {"jobs": [to_row(v, found.get(v.id, [])) for v in rows],
          "next": encode_cursor(rows[-1].id) if more and rows else None})
 
@@ -379,7 +379,7 @@ async def readyz(request: Request) -> Response:
 
     found = await run_in_threadpool(look)
     ready = all(v == "ok" for v in found.values())
-    return request.app.router.default_response_class(found, status_code=200 if ready else 503)
+    return request.app.router.default_response_class(found, status_code=200 if ready else 503)  # type: ignore[no-any-return]
 
 
 @router.get("/metrics", response_model=None, tags=["health"], responses={

@@ -91,16 +91,16 @@ def results(
     """
     from runner.jobs.report import table_lines, write_csv, write_json, write_junit
 
-    fmt, state = fmt.value, value(state)
+    fmt_name, state = fmt.value, value(state)
     flt = JobFilter(state=state, outcome=value(outcome), batch=batch, since=parse_since(since) if since else None, failed=failed)
     with runtime_for(ctx) as rt:
         lookup = rt.region_results
-        if fmt == "table":
+        if fmt_name == "table":
             views = rt.store.list_jobs(flt, limit=limit or 100)
             for line in table_lines(views, regions=lookup):
                 typer.echo(line)
             return
-        if fmt == "junit":
+        if fmt_name == "junit":
             # The suite's counts lead the XML: count first (SQL), then stream the rows.
             from dataclasses import replace
 
@@ -114,8 +114,8 @@ def results(
             write_junit(rows, sys.stdout, name=f"urltester {batch}" if batch else "urltester",
                         tests=total, failures=min(failures, total), skipped=min(skipped, total), regions=lookup)
             return
-        rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt == "json"), limit=limit)
-        (write_json if fmt == "json" else write_csv)(rows, sys.stdout, regions=lookup)
+        rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt_name == "json"), limit=limit)
+        (write_json if fmt_name == "json" else write_csv)(rows, sys.stdout, regions=lookup)
 
 
 
