@@ -200,7 +200,7 @@ class UrlTesterApp(App[None]):
 
     def _show_status(self, counts: object, workers: int, depth: int | None, regions: tuple[str, ...] = (),
                      depths: dict[str, int] | None = None) -> None:
-        self.status_line.set_status(counts, workers, depth, regions, depths)  # type: ignore[arg-type]
+        self.status_line.set_status(counts, workers, depth, regions, depths)  # type: ignore[arg-type]  # db.Counts, typed loosely for the thread worker
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""

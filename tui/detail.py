@@ -221,7 +221,7 @@ class DetailScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="detail")
     def reload(self) -> None:
-        store = self.app.runtime.store  # type: ignore[attr-defined]
+        store = self.app.runtime.store  # type: ignore[attr-defined]  # UrlTesterApp's (self.app is typed App)
         try:
             job = store.get_job(self.job.id, detail=True)
             results = region_results(store, [self.job.id], detail=True).get(self.job.id, [])

@@ -379,7 +379,7 @@ async def readyz(request: Request) -> Response:
 
     found = await run_in_threadpool(look)
     ready = all(v == "ok" for v in found.values())
-    return request.app.router.default_response_class(found, status_code=200 if ready else 503)  # type: ignore[no-any-return]
+    return request.app.router.default_response_class(found, status_code=200 if ready else 503)  # type: ignore[no-any-return]  # the app's JSON response
 
 
 @router.get("/metrics", response_model=None, tags=["health"], responses={

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from db import STATES, Counts, JobView
 from runner.jobs.report import CORE_KEYS, OUTCOMES
 
-State = Literal[STATES]  # type: ignore[valid-type]
+State = Literal[STATES]  # type: ignore[valid-type]  # the one list of states, at import
 Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]  # a job's outcomes: the check's, and no_worker
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # no control characters in names, filters, keys
 

@@ -105,7 +105,7 @@ class Checker:
                                           pool_maxsize=4)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            session.headers = {"User-Agent": self.user_agent, "Accept": "*/*",   # type: ignore[assignment]
+            session.headers = {"User-Agent": self.user_agent, "Accept": "*/*",   # type: ignore[assignment]  # requests accepts a plain dict
                                "Accept-Encoding": "gzip, deflate"}
             self._local.session = session
             with self._lock:
@@ -157,7 +157,7 @@ class Checker:
             # failed transiently, and its first "call" hands back that attempt's result.
             def attempt() -> Attempt:
                 if len(history) == 1 and not getattr(attempt, "started", False):
-                    attempt.started = True  # type: ignore[attr-defined]
+                    attempt.started = True  # type: ignore[attr-defined]  # a flag on the function itself
                     return history[0]
                 result = self._attempt(session, url, options, guard)
                 history.append(result)
@@ -275,7 +275,7 @@ class Checker:
 
     def _throttled(self, url: str, seconds: float) -> None:
         try:
-            self.on_retry_after(urlsplit(url).hostname or "", seconds)  # type: ignore[misc]
+            self.on_retry_after(urlsplit(url).hostname or "", seconds)  # type: ignore[misc]  # a callable attribute, not a method
         except Exception:  # noqa: BLE001 - pacing is advice; the check goes on
             log.exception("Retry-After of %s not recorded", masked(url))
 

@@ -141,7 +141,7 @@ class Fetcher:
         adapter = transport.CheckAdapter(transport.TLSContexts(ca_bundle), pool_connections=4, pool_maxsize=2)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        session.headers = {"User-Agent": user_agent, "Accept": "*/*",  # type: ignore[assignment]
+        session.headers = {"User-Agent": user_agent, "Accept": "*/*",  # type: ignore[assignment]  # requests accepts a plain dict
                            "Accept-Encoding": "gzip, deflate"}
         self._session = session
 

@@ -306,9 +306,9 @@ class _TimedConnectionMixin:
 
     def _new_conn(self) -> socket.socket:
         hop = current()
-        host: str = self._dns_host.strip("[]")  # type: ignore[attr-defined]
+        host: str = self._dns_host.strip("[]")  # type: ignore[attr-defined]  # the urllib3 connection class mixed in
         shown = host if len(host) <= 80 else host[:79] + "…"     # for messages
-        port: int = self.port  # type: ignore[attr-defined]
+        port: int = self.port  # type: ignore[attr-defined]  # as above
         if hop is None:   # not inside a check: behave like urllib3
             conn: socket.socket = super()._new_conn()  # type: ignore[misc]  # the urllib3 connection class mixed in
             return conn
@@ -353,7 +353,7 @@ class _TimedConnectionMixin:
                 break
             sock = TimedSocket(af, socktype, proto)
             try:
-                for opt in self.socket_options or ():  # type: ignore[attr-defined]
+                for opt in self.socket_options or ():  # type: ignore[attr-defined]  # as above
                     sock.setsockopt(*opt)
                 sock.settimeout(timeout)
                 guard.register(sock)
@@ -383,25 +383,25 @@ class _TimedConnectionMixin:
     def request(self, *args: Any, **kwargs: Any) -> None:
         hop = current()
         if hop is not None:
-            sock = self.sock  # type: ignore[attr-defined]
+            sock = self.sock  # type: ignore[attr-defined]  # as above
             if sock is not None and not hop.new_conn:
                 hop.guard.register(sock)
                 hop.ip = self._ut_ip
                 hop.tls = self._ut_tls
-        super().request(*args, **kwargs)  # type: ignore[misc]
+        super().request(*args, **kwargs)  # type: ignore[misc]  # as above
         if hop is not None:
             hop.sent_at = _perf()
             hop.phase = "waiting for the response headers"
 
     def getresponse(self) -> Any:
         hop = current()
-        sock = self.sock  # type: ignore[attr-defined]
+        sock = self.sock  # type: ignore[attr-defined]  # as above
         if not isinstance(sock, _FirstByteMixin):   # made outside a check
             sock = None
         if hop is not None and sock is not None:
             sock._ut_hop = hop       # the socket notes when the first byte arrives
         try:
-            response = super().getresponse()  # type: ignore[misc]
+            response = super().getresponse()  # type: ignore[misc]  # as above
         finally:
             if sock is not None:
                 sock._ut_hop = None

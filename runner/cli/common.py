@@ -177,7 +177,7 @@ def with_check_options(command: Callable[..., Any]) -> Callable[..., Any]:
         flags = {name: kwargs.pop(name) for name in CHECK_FLAGS if name in kwargs}
         return command(*args, options=check_options(**flags), **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # typer reads a function's __signature__
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper
 

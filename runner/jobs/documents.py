@@ -242,7 +242,7 @@ class Reading:
         raise ImportUsageError(f"--format {fmt!r}: use one of {', '.join(IMPORT_FORMATS)}")
 
     def _stream(self) -> IO[bytes]:
-        return self._fetched if self._fetched is not None else self.source.stream  # type: ignore[union-attr,return-value]
+        return self._fetched if self._fetched is not None else self.source.stream  # type: ignore[union-attr,return-value]  # a Fetched (a RawIOBase) or the file: read alike
 
     def _count_bytes(self, n: int) -> None:
         if self._fetched is None and isinstance(self.source, Source):
