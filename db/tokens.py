@@ -61,7 +61,7 @@ def find_token(store: Store, digest: str) -> tuple[Token, str] | None:
 def list_tokens(store: Store, *, include_revoked: bool = False) -> list[Token]:
     where = "" if include_revoked else " WHERE revoked_at IS NULL"
     with store.dialect.transaction() as cur:
-        cur.execute(f"SELECT {_COLUMNS} FROM tokens{where} ORDER BY id")  # noqa: S608 - our own fragment
+        cur.execute(f"SELECT {_COLUMNS} FROM tokens{where} ORDER BY id")  # our own fragment
         return [_token(store, row) for row in cur.fetchall()]
 
 

@@ -42,7 +42,7 @@ def free_port() -> int:
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of ``/metrics``: (name, sorted labels) -> value, parsed by prometheus_client."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # noqa: S310 - local
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # local
         text = response.read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
@@ -115,7 +115,7 @@ class NotifySocket:
         self.sock.bind(self.path)
         self.messages: list[str] = []
 
-    def read_until(self, predicate, timeout: float) -> None:  # noqa: ANN001
+    def read_until(self, predicate, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not predicate(self.messages):
             left = deadline - time.monotonic()

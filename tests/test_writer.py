@@ -23,7 +23,7 @@ class FlakyStore:
         self.failed = threading.Event()
         self.refuse = refuse  # a job whose result the database will not take
 
-    def store_results(self, records, *, started=()) -> int:  # noqa: ANN001
+    def store_results(self, records, *, started=()) -> int:
         self.calls.append([r.job_id for r in records])
         if self.down.is_set():
             self.failed.set()
@@ -95,7 +95,7 @@ def test_a_result_the_database_refuses_fails_alone_not_its_whole_batch(store: St
 class DownAfterRefusal(FlakyStore):
     """Refuses one result, and the database goes away just after that (mid fallback)."""
 
-    def store_results(self, records, *, started=()) -> int:  # noqa: ANN001
+    def store_results(self, records, *, started=()) -> int:
         if len(records) == 1 and records[0].job_id == self.refuse:
             self.calls.append([self.refuse])
             self.down.set()

@@ -276,7 +276,7 @@ class Checker:
     def _throttled(self, url: str, seconds: float) -> None:
         try:
             self.on_retry_after(urlsplit(url).hostname or "", seconds)  # type: ignore[misc]  # a callable attribute, not a method
-        except Exception:  # noqa: BLE001 - pacing is advice; the check goes on
+        except Exception:  # pacing is advice; the check goes on
             log.exception("Retry-After of %s not recorded", masked(url))
 
     def _send(self, session: requests.Session, hop: Hop, method: str,

@@ -128,10 +128,9 @@ def csv_chunks(views: Iterable[JobView], *, regions: RegionLookup | None = None,
     writer = csv.writer(buf)
     writer.writerow(CORE_KEYS + (CSV_REGION_KEYS if regions is not None else ()))
     n = 0
-    for view, found in with_regions(views, regions):
+    for n, (view, found) in enumerate(with_regions(views, regions), start=1):  # n: the jobs written, after
         row = to_row(view)
         cells = ["" if row[k] is None else _csv_value(row[k]) for k in CORE_KEYS]
-        n += 1
         if regions is None:
             writer.writerow(cells)
         else:

@@ -69,7 +69,7 @@ class PoisonMessage(Exception):
     """A message that can never succeed (bad JSON, unknown task, too large): dead-letter it."""
 
 
-class Defer(Exception):  # noqa: N818 - an instruction to the runner, not an error
+class Defer(Exception):  # an instruction to the runner, not an error
     """Raised by a task: run this call again in ``delay`` seconds, with ``kwargs`` merged in.
 
     The consumer does not hold a worker thread meanwhile: a short delay waits in the

@@ -175,7 +175,7 @@ class AmqpBroker:
         """For ``amqp://`` URLs (see :func:`runner.taskq.open_broker`); connections are made lazily."""
         try:
             Connection(url).transport_cls  # noqa: B018 - validates the transport name
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ConfigError(f"broker URL {mask_password(url)} is not usable: {exc}") from exc
         return cls(url, queue, publish_retry_seconds=publish_timeout)
 
@@ -405,7 +405,7 @@ class AmqpBroker:
                         self._read_depth(channel)
                     except CONNECTION_ERRORS:
                         raise
-                    except Exception as exc:  # noqa: BLE001 - as for drain_events below
+                    except Exception as exc:  # as for drain_events below
                         raise self._unreadable(exc) from exc
                 self._run_actions(generation, dead_channel)
                 now_wanted = wanted()
@@ -431,7 +431,7 @@ class AmqpBroker:
                     pass
                 except CONNECTION_ERRORS:
                     raise
-                except Exception as exc:  # noqa: BLE001 - py-amqp could not parse a frame
+                except Exception as exc:  # py-amqp could not parse a frame
                     raise self._unreadable(exc) from exc
                 conn.heartbeat_check()
         finally:

@@ -45,7 +45,7 @@ def read_events(client: httpx.Client, headers: dict[str, str], want: int, into: 
                     return
 
 
-def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them(env, target, tmp_path) -> None:  # noqa: ANN001
+def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them(env, target, tmp_path) -> None:
     urls = [target.url(f"/ok?n={i}") for i in range(990)] + [target.url(f"/status/500?n={i}") for i in range(10)]
     with serve(env, tmp_path / "serve.log") as server, \
             worker(env, "--processes", "1", "--concurrency", "32", log_path=tmp_path / "worker.log"):
@@ -93,7 +93,7 @@ def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them
     assert len(by_id) == 1000 and by_id == {j["id"]: j for j in cli}
 
 
-def test_events_resume_from_last_event_id_and_filter(env, target, tmp_path) -> None:  # noqa: ANN001
+def test_events_resume_from_last_event_id_and_filter(env, target, tmp_path) -> None:
     with serve(env, tmp_path / "serve.log") as server, worker(env, "--processes", "1", "--concurrency", "8"):
         token = server.token("ci")
         with server.client(token) as c:
@@ -127,7 +127,7 @@ def test_events_resume_from_last_event_id_and_filter(env, target, tmp_path) -> N
             assert {j["ok"] for j in only_failed} == {False} and len(only_failed) == 4
 
 
-def test_readyz_says_which_service_is_away(pg_url, queue_name, tmp_path) -> None:  # noqa: ANN001
+def test_readyz_says_which_service_is_away(pg_url, queue_name, tmp_path) -> None:
     env = runner_env(pg_url, "amqp://guest:guest@127.0.0.1:1//", queue_name)
     with serve(env, tmp_path / "serve.log") as server, server.client(server.token("ci")) as c:
         r = c.get("/readyz")
@@ -135,7 +135,7 @@ def test_readyz_says_which_service_is_away(pg_url, queue_name, tmp_path) -> None
         assert "guest:guest" not in r.text
 
 
-def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, pg_url, tmp_path) -> None:  # noqa: ANN001
+def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, pg_url, tmp_path) -> None:
     """Two writers commit crosswise: seq N+1 is visible before seq N. A stream that moved
     past N+1 at once would never send N; the hold-back (runner.api.events.HOLD) does."""
     import psycopg2

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 PROGRESS = re.compile(r"\d+(\.\d)?[kM]? lines \d+(\.\d)?[kM]? bad \d+(\.\d)?[kM]?/s \d+:\d\d:\d\d$")
 
 
-def url_file(tmp_path, n: int):  # noqa: ANN001, ANN201
+def url_file(tmp_path, n: int):
     path = tmp_path / "nightly-urls.txt"
     # No worker runs: the jobs only need to be recorded and published.
     path.write_text("".join("ftp://bad.example/\n" if i % 20_000 == 7 else f"http://127.0.0.1:9/p/{i}\n"

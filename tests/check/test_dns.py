@@ -29,7 +29,7 @@ def hanging_dns(monkeypatch: pytest.MonkeyPatch):
     release = threading.Event()
     entered: list[str] = []
 
-    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def getaddrinfo(host, port, *args, **kwargs):
         if isinstance(host, str) and host.endswith(".hang.test"):
             entered.append(host)
             release.wait(60)

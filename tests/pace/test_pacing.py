@@ -125,8 +125,8 @@ def test_checks_of_one_host_asking_together_take_their_slots_in_few_statements(s
     statements: list[str] = []
     reserve, admit = store.limits.reserve, store.limits.admit
 
-    def counted(name, fn):  # noqa: ANN001, ANN202 - the real call, counted, 20 ms away (a WAN)
-        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def counted(name, fn):  # the real call, counted, 20 ms away (a WAN)
+        def call(*args, **kwargs):
             statements.append(name)
             time.sleep(0.02)
             return fn(*args, **kwargs)

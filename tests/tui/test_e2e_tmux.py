@@ -47,7 +47,7 @@ class Tmux:
         subprocess.run([self.exe, "-L", self.socket, "kill-server"], capture_output=True)
 
 
-def test_tui_shows_result_checked_by_a_worker(pg_url, amqp_url, queue_name, target, tmp_path) -> None:  # noqa: ANN001
+def test_tui_shows_result_checked_by_a_worker(pg_url, amqp_url, queue_name, target, tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     url = target.url("/title?t=e2e+page")
     with worker(env, "--processes", "1", "--concurrency", "4", log_path=tmp_path / "worker.log"):
