@@ -7,9 +7,12 @@ declared once). See :mod:`db.store` for the API.
 from .errors import StoreConfigError, StoreError, StoreUnavailable
 from .limits import LEASE_TTL, Admission, HostLimit, LimitStore
 from .models import (
+    CHANGES,
     ORDERS,
     STATES,
+    URL_STATES,
     Batch,
+    Change,
     Counts,
     JobFilter,
     JobView,
@@ -23,7 +26,7 @@ from .store import Store, open_store, utcnow
 
 __all__ = [
     "LEASE_TTL", "Admission", "HostLimit", "LimitStore",
-    "ORDERS", "STATES", "Batch", "Counts", "Slow", "JobFilter", "JobView", "NewJob", "ResultRecord", "DEFAULT_REGION", "NO_WORKER",
+    "CHANGES", "ORDERS", "STATES", "URL_STATES", "Batch", "Change", "Counts", "Slow", "JobFilter", "JobView", "NewJob", "ResultRecord", "DEFAULT_REGION", "NO_WORKER",
     "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat",
     "open_store", "utcnow",
 ]

@@ -33,7 +33,7 @@ def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> Counts:
             slow_rows = cur.fetchall()
     states, by_outcome, ok, failed = tally(rows)
     return Counts(
-        queued=states["queued"], running=states["running"], done=states["done"],
+        queued=states["queued"], running=states["running"], done=states["done"], cancelled=states["cancelled"],
         ok=ok, failed=failed, by_outcome=by_outcome,
         slowest=tuple(Slow(r[0], r[1], float(r[2]), r[3]) for r in slow_rows),
     )

@@ -72,10 +72,43 @@ class Dialect:
     def lock_schema(self, cur: Any) -> None:
         """Serialise migrations: several workers may start at once and one migrates."""
 
-    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]],
+    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]],
                     now: datetime) -> list[int]:  # pragma: no cover - interface
-        """``(url, options JSON)`` rows into jobs (state queued) in ``cur``'s transaction;
-        their ids, in order."""
+        """``(url, options JSON, url id)`` rows into jobs (state queued) in ``cur``'s
+        transaction; their ids, in order."""
+        raise NotImplementedError
+
+    def json_text(self, column: str, *path: str) -> str:  # pragma: no cover - interface
+        """SQL for the text at ``path`` inside a JSON column (our own names only)."""
+        raise NotImplementedError
+
+    def vacuum(self, tables: Sequence[str]) -> None:
+        """Make the space of deleted rows reusable now (``runner prune``), so a table that
+        loses a day and gains a day stays the same size. Writers are not blocked."""
+
+    def update_rows(self, cur: Any, table: str, columns: Sequence[tuple[str, str]],
+                    rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover - interface
+        """``UPDATE table SET column = value, ... WHERE id = row[0]`` for each row (``id``
+        first, then one value per ``(column, PostgreSQL type)``), in one round trip where
+        the driver can. A None value leaves a column whose name ends in ``?`` as it was."""
+        raise NotImplementedError
+
+    def counts_add(self, old: str, new: str) -> str:  # pragma: no cover - interface
+        """SQL for two JSON objects of counts added key by key (``{"ok": 3}`` and
+        ``{"ok": 1, "http_error": 1}``: ``{"ok": 4, "http_error": 1}``)."""
+        raise NotImplementedError
+
+    def json_pairs(self, column: str) -> str:  # pragma: no cover - interface
+        """A table function over a JSON object column's members, as ``key`` and ``value``
+        (used in FROM beside the table, correlated)."""
+        raise NotImplementedError
+
+    for_update = ""  # a SELECT's row lock (SQLite has one writer: the transaction is the lock)
+
+    def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:  # pragma: no cover - interface
+        """The ``urls`` ids of these URLs, adding those not known yet (state pending), in
+        ``cur``'s transaction. New rows go in sorted order, so two transactions adding the
+        same URLs wait for each other instead of deadlocking."""
         raise NotImplementedError
 
     def insert_returning(self, cur: Any, head: str, rows: Sequence[Sequence[Any]],
@@ -84,6 +117,12 @@ class Dialect:
         CONFLICT ... RETURNING ...``): the rows RETURNING gave, in one round trip where the
         driver can."""
         raise NotImplementedError
+
+    def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
+        """Jobs not yet done become running, each with its own ``started_at`` (when its
+        check began, which may be earlier than this write)."""
+        cur.executemany("UPDATE jobs SET state = 'running', started_at = %s WHERE id = %s AND state IN ('queued', 'running')",
+                        [(self.ts(at), job_id) for job_id, at in started])
 
     def ts(self, value: datetime | None) -> Any:
         return value
@@ -113,6 +152,12 @@ class Dialect:
         at once; when every transaction takes its row locks in one order, they wait for each
         other instead of deadlocking. Call it once per transaction, with every id it updates.
         """
+
+    def in_index_order(self, cur: Any) -> None:
+        """Make this transaction's statements read rows by index scans only, so that an
+        UPDATE over a range of one index (``state, id``; ``batch_id, id``) locks its rows in
+        id order, as :meth:`lock_jobs` does, without a separate locking pass. SQLite has one
+        writer at a time: nothing to order."""
 
     def close(self) -> None:
         pass
@@ -220,6 +265,10 @@ class Postgres(Dialect):
     def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
         cur.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(set(ids)),))
 
+    def in_index_order(self, cur: Any) -> None:
+        # A bitmap heap scan or a sequential scan visits rows in the table's physical order.
+        cur.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")
+
     def has_table(self, cur: Any, name: str) -> bool:
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
         return bool(cur.fetchone()[0])
@@ -234,17 +283,60 @@ class Postgres(Dialect):
     def insert_returning(self, cur: Any, head: str, rows: Sequence[Sequence[Any]], tail: str) -> list[Any]:
         return self.execute_values(cur, head + "%s" + tail, rows, fetch=True)
 
-    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
+    def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
+        self.execute_values(
+            cur, "UPDATE jobs AS j SET state = 'running', started_at = v.at FROM (VALUES %s) AS v (id, at) "
+            "WHERE j.id = v.id AND j.state IN ('queued', 'running')", list(started), template="(%s::bigint, %s::timestamptz)")
+
+    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
         """By COPY from ``COPY_FROM`` jobs on (several times faster than a multi-row INSERT
         ... RETURNING), by one INSERT below (one round trip)."""
         if len(jobs) >= COPY_FROM:
             return self.copy_jobs(cur, batch_id, jobs, now)
-        rows = [(batch_id, url, options, "queued", now) for url, options in jobs]
+        rows = [(batch_id, url, options, "queued", now, url_id) for url, options, url_id in jobs]
         return [r[0] for r in self.execute_values(
-            cur, "INSERT INTO jobs (batch_id, url, options, state, submitted_at) VALUES %s RETURNING id",
-            rows, fetch=True, template="(%s, %s, %s::jsonb, %s, %s)")]
+            cur, "INSERT INTO jobs (batch_id, url, options, state, submitted_at, url_id) VALUES %s RETURNING id",
+            rows, fetch=True, template="(%s, %s, %s::jsonb, %s, %s, %s)")]
 
-    def copy_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
+    for_update = " FOR UPDATE"
+
+    def vacuum(self, tables: Sequence[str]) -> None:
+        conn = self.connect(autocommit=True)  # VACUUM runs outside a transaction
+        try:
+            with conn.cursor() as cur:
+                for table in tables:
+                    cur.execute(f"VACUUM (ANALYZE) {table}")  # our own names
+        except (self._pg.OperationalError, self._pg.InterfaceError) as exc:
+            raise StoreUnavailable(_first_line(exc, self.url)) from exc
+        finally:
+            _close_quietly(conn)
+
+    def json_text(self, column: str, *path: str) -> str:
+        return f"({column} #>> '{{{','.join(path)}}}')"
+
+    def json_pairs(self, column: str) -> str:
+        return f"json_each_text({column}::json)"
+
+    def counts_add(self, old: str, new: str) -> str:
+        return f"urltester_counts_add({old}, {new})"  # migration 5
+
+    def update_rows(self, cur: Any, table: str, columns: Sequence[tuple[str, str]],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        names = [name.rstrip("?") for name, _ in columns]
+        sets = ", ".join(f"{n} = COALESCE(v.{n}, t.{n})" if name.endswith("?") else f"{n} = v.{n}"
+                         for n, (name, _) in zip(names, columns, strict=True))
+        template = "(" + ", ".join(["%s::bigint", *(f"%s::{kind}" for _, kind in columns)]) + ")"
+        self.execute_values(cur, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) AS v (id, {', '.join(names)}) "
+                                 "WHERE t.id = v.id", rows, template=template)
+
+    def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
+        distinct = sorted(set(urls))
+        cur.execute("INSERT INTO urls (url, created_at) SELECT u, %s FROM unnest(%s::text[]) AS u ORDER BY u "
+                    "ON CONFLICT (url) DO NOTHING", (now, distinct))
+        cur.execute("SELECT url, id FROM urls WHERE url = ANY(%s)", (distinct,))
+        return dict(cur.fetchall())
+
+    def copy_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
         """``(url, options JSON)`` rows into jobs by COPY, in ``cur``'s transaction; their ids.
 
         Values never reach the SQL text: the ids come from the sequence, the rows travel
@@ -256,10 +348,12 @@ class Postgres(Dialect):
         batch_text = "\\N" if batch_id is None else str(batch_id)
         buf = io.StringIO()
         write = buf.write
-        for job_id, (url, opts) in zip(ids, jobs, strict=True):
-            write(f"{job_id}\t{batch_text}\t{_copy_text(url)}\t{_copy_text(opts)}\tqueued\t{submitted}\n")
+        for job_id, (url, opts, url_id) in zip(ids, jobs, strict=True):
+            url_text = "\\N" if url_id is None else str(url_id)
+            write(f"{job_id}\t{batch_text}\t{_copy_text(url)}\t{_copy_text(opts)}\tqueued\t{submitted}\t{url_text}\n")
         buf.seek(0)
-        cur.copy_expert("COPY jobs (id, batch_id, url, options, state, submitted_at) FROM STDIN", buf, size=1 << 20)
+        cur.copy_expert("COPY jobs (id, batch_id, url, options, state, submitted_at, url_id) FROM STDIN", buf,
+                        size=1 << 20)
         return ids
 
     def close(self) -> None:
@@ -371,8 +465,11 @@ class Sqlite(Dialect):
         self.url = url
         self.path = path
         self.busy_timeout = busy_timeout
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A missing folder is a typo far more often than a wish: never created here (the
+        # default data dir is made by its settings), so a wrong path is one line, not a
+        # new empty database that answers "no jobs".
+        if path != ":memory:" and not Path(path).parent.is_dir():
+            raise StoreConfigError(f"SQLite database {path}: folder {Path(path).parent} does not exist")
         try:
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
         except sqlite3.Error as exc:
@@ -384,7 +481,10 @@ class Sqlite(Dialect):
                 self._conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.OperationalError as exc:
             self._conn.close()
-            raise self._busy(exc) from exc
+            busy = self._busy(exc)
+            if busy is exc:  # not a lock: a file that cannot be opened or created
+                raise StoreConfigError(f"cannot open SQLite database {path}: {exc}") from exc
+            raise busy from exc
         self._lock = threading.RLock()
         # Writers in this process wake listeners at once; other processes are seen by polling.
         self.changed = threading.Condition()
@@ -458,14 +558,43 @@ class Sqlite(Dialect):
         cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %s", (name,))
         return bool(cur.fetchone()[0])
 
-    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str]], now: datetime) -> list[int]:
+    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
         ids = []
         now_v = self.ts(now)
-        for url, options in jobs:
-            cur.execute("INSERT INTO jobs (batch_id, url, options, state, submitted_at) VALUES (%s, %s, %s, %s, %s)",
-                        (batch_id, url, options, "queued", now_v))
+        for url, options, url_id in jobs:
+            cur.execute("INSERT INTO jobs (batch_id, url, options, state, submitted_at, url_id) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)", (batch_id, url, options, "queued", now_v, url_id))
             ids.append(cur.lastrowid)
         return ids
+
+    def json_text(self, column: str, *path: str) -> str:
+        return f"json_extract({column}, '$.{'.'.join(path)}')"
+
+    def json_pairs(self, column: str) -> str:
+        return f"json_each({column})"
+
+    def counts_add(self, old: str, new: str) -> str:
+        return (f"(SELECT json_group_object(key, total) FROM (SELECT key, sum(value) AS total FROM "
+                f"(SELECT key, value FROM json_each({old}) UNION ALL SELECT key, value FROM json_each({new})) "
+                "GROUP BY key))")
+
+    def update_rows(self, cur: Any, table: str, columns: Sequence[tuple[str, str]],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        sets = ", ".join(f"{name[:-1]} = COALESCE(%s, {name[:-1]})" if name.endswith("?") else f"{name} = %s"
+                         for name, _ in columns)
+        cur.executemany(f"UPDATE {table} SET {sets} WHERE id = %s", [(*row[1:], row[0]) for row in rows])
+
+    def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:
+        distinct = sorted(set(urls))
+        now_v = self.ts(now)
+        cur.executemany("INSERT INTO urls (url, created_at) VALUES (%s, %s) ON CONFLICT (url) DO NOTHING",
+                        [(u, now_v) for u in distinct])
+        found: dict[str, int] = {}
+        for start in range(0, len(distinct), 500):  # SQLite's parameters per statement are bounded
+            part = distinct[start:start + 500]
+            cur.execute(f"SELECT url, id FROM urls WHERE url IN ({','.join('%s' for _ in part)})", part)  # noqa: S608
+            found.update(cur.fetchall())
+        return found
 
     def insert_returning(self, cur: Any, head: str, rows: Sequence[Sequence[Any]], tail: str) -> list[Any]:
         found = []

@@ -44,6 +44,7 @@ def quick_counts(store: Store, *, now: datetime | None = None) -> Counts:
         last_minute = int(cur.fetchone()[0])
     return Counts(
         queued=states.get("queued", 0), running=states.get("running", 0), done=states.get("done", 0),
+        cancelled=states.get("cancelled", 0),
         ok=ok, failed=failed, done_last_minute=last_minute,
     )
 

@@ -14,6 +14,10 @@ from typing import Any
 from .dialects import Dialect
 from .models import Batch, NewJob, utcnow
 
+# Hourly rollups are kept this long (or as long as the results, if longer): a window starts
+# to the hour within them, to the day beyond (daily rollups are kept a year by default).
+HOURLY_ROLLUPS = timedelta(days=35)
+
 
 class Jobs:
     """The store's methods that write jobs and batches (:class:`db.Store` is made of one
@@ -54,8 +58,11 @@ class Jobs:
         if not jobs:
             return []
         d = self.dialect
+        now = now or utcnow()
         with d.transaction(announce=True) as cur:
-            ids = d.insert_jobs(cur, batch_id, [(job.url, job.options_json()) for job in jobs], now or utcnow())
+            # Each job refers to its URL's row (issue 21), added here (state pending) if new.
+            url_ids = d.upsert_urls(cur, [job.url for job in jobs], now)
+            ids = d.insert_jobs(cur, batch_id, [(job.url, job.options_json(), url_ids[job.url]) for job in jobs], now)
             if batch_id is not None:
                 cur.execute("UPDATE batches SET size = size + %s WHERE id = %s", (len(ids), batch_id))
         return ids
@@ -76,12 +83,66 @@ class Jobs:
         """The broker did not confirm these jobs' messages: ``runner requeue`` will find them."""
         self._update_ids("UPDATE jobs SET publish_error = %s WHERE {}", [error], ids)
 
-    def mark_running(self, ids: Sequence[int], *, now: datetime | None = None) -> None:
-        self._update_ids(
-            "UPDATE jobs SET state = 'running', started_at = %s WHERE state <> 'done' AND {}",
-            [self.dialect.ts(now or utcnow())],
-            ids,
-        )
+    def mark_running(self, started: Sequence[tuple[int, datetime]]) -> None:
+        """These jobs' checks began: ``(job id, when it began)`` pairs. A job already done
+        keeps its state (its running mark arrived late)."""
+        if not started:
+            return
+        d = self.dialect
+        with d.transaction(announce=True) as cur:
+            d.lock_jobs(cur, [job_id for job_id, _ in started])
+            d.mark_running(cur, started)
+
+    def cancel_jobs(self, *, batch: str | int | None = None, ids: Sequence[int] | None = None,
+                    count_only: bool = False) -> int:
+        """Take back every queued job (of ``batch``: a name or an id as text, or exactly the
+        id as an int; or of ``ids``; neither: every queued job): its state becomes
+        ``cancelled`` and no worker checks it (see :meth:`Results.skip_ids`). Done, running
+        and cancelled jobs, and every stored result, stay as they are. Returns how many jobs
+        were (with ``count_only``: would be) cancelled.
+
+        One set-based UPDATE per batch, whatever the count (never a round trip per job).
+        Its rows are read by an index scan over ``(batch_id, id)``, ``(state, id)`` or the
+        primary key, so they are locked in id order, the order every other writer takes job
+        rows in (:meth:`Dialect.lock_jobs`): a million-row cancel and the workers' small
+        writes wait for each other instead of deadlocking. Several batches of one name go
+        one transaction each, for the same reason.
+        """
+        d = self.dialect
+        # (the jobs' test, its parameters, the crawls a cancel stops: ids never stop one)
+        scopes: list[tuple[str, list[Any], str | None]] = []
+        if isinstance(batch, int):
+            scopes.append(("batch_id = %s", [batch], "batch_id = %s"))
+        elif batch is not None:
+            with d.transaction(write=False) as cur:
+                if batch.isascii() and batch.isdigit():
+                    cur.execute("SELECT id FROM batches WHERE name = %s OR id = %s ORDER BY id", (batch, int(batch)))
+                else:
+                    cur.execute("SELECT id FROM batches WHERE name = %s ORDER BY id", (batch,))
+                scopes.extend(("batch_id = %s", [row[0]], "batch_id = %s") for row in cur.fetchall())
+        elif ids is not None:
+            test, id_params = d.any_of("id", sorted(set(ids)))
+            scopes.append((test, id_params, None))
+        else:
+            scopes.append(("TRUE", [], "TRUE"))
+        if ids is not None and batch is not None:
+            test, id_params = d.any_of("id", sorted(set(ids)))
+            scopes = [(f"{where} AND {test}", [*params, *id_params], None) for where, params, _ in scopes]
+        total = 0
+        for where, params, crawls in scopes:
+            if count_only:
+                with d.transaction(write=False) as cur:
+                    cur.execute(f"SELECT count(*) FROM jobs WHERE state = 'queued' AND {where}", params)  # noqa: S608
+                    total += int(cur.fetchone()[0])
+                continue
+            with d.transaction(announce=True) as cur:
+                d.in_index_order(cur)
+                cur.execute(f"UPDATE jobs SET state = 'cancelled' WHERE state = 'queued' AND {where}", params)  # noqa: S608
+                total += max(cur.rowcount, 0)
+                if crawls is not None:
+                    # A crawl of the batch takes no new URL: pages still in flight add nothing.
+                    cur.execute(f"UPDATE crawls SET max_urls = urls WHERE {crawls}", params)  # noqa: S608
+        return total
 
     def _update_ids(self, sql: str, params: list[Any], ids: Sequence[int]) -> None:
         if not ids:
@@ -91,16 +152,21 @@ class Jobs:
             self.dialect.lock_jobs(cur, ids)
             cur.execute(sql.format(test), [*params, *id_params])
 
-    def prune(self, older_than: timedelta, *, now: datetime | None = None, chunk: int = 5000) -> int:
-        """Delete done jobs (and their results) submitted before the cutoff, a chunk per
-        transaction so no lock is held for long. Returns how many jobs were deleted."""
+    def prune(self, older_than: timedelta, *, now: datetime | None = None, chunk: int = 5000,
+               rollups_older_than: timedelta = timedelta(days=365)) -> int:
+        """Delete done and cancelled jobs (and their results) submitted before the cutoff, a chunk per
+        transaction so no lock is held for long; then hourly rollups older than
+        ``HOURLY_ROLLUPS`` and daily ones older than ``rollups_older_than`` (URLs' states
+        and changes stay). Then the tables are vacuumed, so the space is reused by the next
+        day's rows instead of the files growing. Returns how many jobs were deleted."""
         d = self.dialect
-        cutoff = d.ts((now or utcnow()) - older_than)
+        now = now or utcnow()
+        cutoff = d.ts(now - older_than)
         total = 0
         while True:
             with d.transaction() as cur:
                 cur.execute(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' "
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'cancelled') "
                     "AND submitted_at < %s ORDER BY id LIMIT %s)",
                     (cutoff, chunk),
                 )
@@ -114,4 +180,15 @@ class Jobs:
                 "(SELECT 1 FROM jobs WHERE jobs.batch_id = batches.id)",
                 (cutoff,),
             )
+        for grain, keep in (("h", max(HOURLY_ROLLUPS, older_than)), ("d", rollups_older_than)):
+            while True:
+                with d.transaction() as cur:
+                    cur.execute(
+                        "DELETE FROM url_rollups WHERE (url_id, grain, start, region) IN (SELECT url_id, grain, start, "
+                        "region FROM url_rollups WHERE grain = %s AND start < %s LIMIT %s)",
+                        (grain, d.ts(now - keep), chunk),
+                    )
+                    if cur.rowcount < chunk:
+                        break
+        d.vacuum(["jobs", "results", "region_results", "url_rollups"])
         return total

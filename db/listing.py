@@ -39,7 +39,7 @@ assert set(_ORDER_SPECS) == set(ORDERS)
 def tally(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, int], dict[str, int], int, int]:
     """Jobs by state, results by outcome, ok and failed, from ``(state, outcome, ok, count)``
     rows of a ``GROUP BY j.state, r.outcome, r.ok`` over jobs joined to results."""
-    states = {"queued": 0, "running": 0, "done": 0}
+    states = {"queued": 0, "running": 0, "done": 0, "cancelled": 0}
     by_outcome: dict[str, int] = {}
     ok = failed = 0
     for state, outcome, ok_value, n in rows:
@@ -91,6 +91,16 @@ class Listing:
             where.append(f"({', '.join(keys)}) {op} ({', '.join('%s' for _ in keys)})")
             params.extend(self._key_params(order, cursor))
         direction = "DESC" if desc != reverse else "ASC"
+        if offset and cursor is None and keys == ("j.id",):
+            # An offset by job id (the old protocol's paging): find the id at the offset on
+            # the index alone (the joins, unused there, are dropped by the planner), then
+            # read the page from it. OFFSET over the joined rows computed every skipped
+            # row's joins: 0.6 s at 100,000 on a million jobs.
+            op = "<=" if direction == "DESC" else ">="
+            where.append(f"j.id {op} (SELECT j.id {_FROM} WHERE {' AND '.join(where) or 'TRUE'} "  # noqa: S608
+                         f"ORDER BY j.id {direction} LIMIT 1 OFFSET %s)")
+            params = [*params, *params, offset]
+            offset = 0
         order_sql = ", ".join(f"{k} {direction}" for k in keys)
         columns = _JOB_COLUMNS + (", r.detail" if detail else "")
         join = _FROM.replace("LEFT JOIN results", "JOIN results") if needs_result else _FROM
@@ -200,6 +210,9 @@ class Listing:
         if flt.since is not None:
             where.append("j.submitted_at >= %s")
             params.append(d.ts(flt.since))
+        if flt.url is not None:
+            where.append("j.url = %s")
+            params.append(flt.url)
         if flt.text:
             escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append(f"j.url {d.ilike} %s ESCAPE '\\'")
@@ -223,14 +236,15 @@ class Listing:
 
     def stale_jobs(self, older_than: timedelta, *, now: datetime | None = None, limit: int = 1000,
                    after_id: int = 0) -> list[JobView]:
-        """Jobs not done (or with a named region still to report) whose message was
+        """Jobs queued or running (or done with a named region still to report; never a
+        cancelled one) whose message was
         published (or attempted) before the cutoff."""
         d = self.dialect
         cutoff = d.ts((now or utcnow()) - older_than)
         # A job that named regions may be done (its quorum settled) with a region still to
         # report: ``no_worker_at`` is set until every region has, so it is found too.
         where = (
-            "(j.state <> 'done' OR j.no_worker_at IS NOT NULL) AND j.id > %s AND "
+            "(j.state IN ('queued', 'running') OR (j.state = 'done' AND j.no_worker_at IS NOT NULL)) AND j.id > %s AND "
             "COALESCE(j.started_at, j.published_at, j.submitted_at) < %s"
         )
         with d.transaction(write=False) as cur:
@@ -256,6 +270,7 @@ class Listing:
         states, by_outcome, ok, failed = tally(row[:4] for row in rows)
         unpublished = sum(int(row[4] or 0) for row in rows)
         return Counts(
-            queued=states["queued"], running=states["running"], done=states["done"], ok=ok, failed=failed,
+            queued=states["queued"], running=states["running"], done=states["done"], cancelled=states["cancelled"],
+            ok=ok, failed=failed,
             unpublished=unpublished, by_outcome=by_outcome, done_last_minute=last_minute,
         )

@@ -227,6 +227,117 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
         ],
     ),
+    (
+        5,
+        [
+            # Crawls (issue 26): a batch that grows. The crawl's settings, and how many URLs
+            # it has taken (the --max-urls bound is kept under this row's lock).
+            """CREATE TABLE crawls (
+                batch_id bigint PRIMARY KEY REFERENCES batches (id) ON DELETE CASCADE,
+                roots text NOT NULL,
+                scope text NOT NULL,
+                depth integer NOT NULL,
+                max_urls integer NOT NULL,
+                robots boolean NOT NULL,
+                options text NOT NULL,
+                urls integer NOT NULL DEFAULT 0,
+                robots_skipped integer NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL
+            )""",
+            # Each URL once per crawl: the primary key decides which worker enqueues it.
+            """CREATE TABLE crawl_urls (
+                batch_id bigint NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                depth integer NOT NULL,
+                PRIMARY KEY (batch_id, url)
+            )""",
+            # The pages that link to a URL of a crawl (up to 20 kept), with the link's text.
+            """CREATE TABLE crawl_referrers (
+                batch_id bigint NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                referrer text NOT NULL,
+                text text NOT NULL DEFAULT '',
+                PRIMARY KEY (batch_id, url, referrer)
+            )""",
+        ],
+    ),
+    (
+        6,
+        [
+            # Issue 21: a URL is more than a job. One row per normalised URL (its identity,
+            # credentials included) with its state, since when, and the options that define
+            # the state; jobs refer to it by id. The consecutive counters (fails, passes)
+            # move with each recorded result, under this row's lock (db/history.py).
+            """CREATE TABLE urls (
+                id bigserial PRIMARY KEY,
+                url text NOT NULL UNIQUE,
+                state text NOT NULL DEFAULT 'pending',
+                since timestamptz,
+                slow_ms double precision,
+                fail_after integer NOT NULL DEFAULT 1,
+                recover_after integer NOT NULL DEFAULT 1,
+                fails integer NOT NULL DEFAULT 0,
+                passes integer NOT NULL DEFAULT 0,
+                last_job_id bigint,
+                last_checked_at timestamptz,
+                last_outcome text,
+                last_status_code integer,
+                last_total_ms double precision,
+                last_error text,
+                created_at timestamptz NOT NULL
+            )""",
+            "CREATE INDEX urls_state ON urls (state, since, id)",
+            "CREATE INDEX urls_latency ON urls ((COALESCE(last_total_ms, -1)), id)",
+            "CREATE INDEX urls_since ON urls (since, id)",
+            # No foreign key: a job's url_id is set from the row just upserted in the same
+            # transaction, and a key check per row would slow a million-line import.
+            "ALTER TABLE jobs ADD COLUMN url_id bigint",
+            "CREATE INDEX jobs_url ON jobs (url_id, id) WHERE url_id IS NOT NULL",
+            # Every change of a URL's state, with the result that caused it; kept as long as
+            # the URL (job_id and batch_id may name pruned jobs and batches).
+            """CREATE TABLE url_changes (
+                id bigserial PRIMARY KEY,
+                url_id bigint NOT NULL REFERENCES urls (id) ON DELETE CASCADE,
+                at timestamptz NOT NULL,
+                from_state text,
+                to_state text NOT NULL,
+                change text NOT NULL,
+                job_id bigint NOT NULL,
+                batch_id bigint,
+                outcome text NOT NULL,
+                status_code integer,
+                error text,
+                region text
+            )""",
+            "CREATE INDEX url_changes_url ON url_changes (url_id, at)",
+            "CREATE INDEX url_changes_at ON url_changes (at)",
+            # A URL's checks summed per hour (grain 'h') and per day ('d'), per region (''
+            # for the job's own outcome, its quorum's when it named regions): what uptime
+            # and percentiles are read from, so they outlive pruned results. by_outcome and
+            # hist are JSON objects (outcome -> count; log bucket -> count, db/rollups.py).
+            """CREATE TABLE url_rollups (
+                url_id bigint NOT NULL REFERENCES urls (id) ON DELETE CASCADE,
+                grain text NOT NULL,
+                start timestamptz NOT NULL,
+                region text NOT NULL,
+                checks integer NOT NULL,
+                ok integer NOT NULL,
+                by_outcome text NOT NULL,
+                hist text NOT NULL,
+                PRIMARY KEY (url_id, grain, start, region)
+            )""",
+            "CREATE INDEX url_rollups_start ON url_rollups (grain, start)",
+            # Two JSON objects of counts added key by key: a rollup's by_outcome or hist
+            # merged with a result's, inside ON CONFLICT DO UPDATE (no read-modify-write).
+            """CREATE FUNCTION urltester_counts_add(a text, b text) RETURNS text
+                LANGUAGE sql IMMUTABLE AS $$
+                SELECT COALESCE((SELECT json_object_agg(key, total)::text FROM (
+                    SELECT key, sum(value::bigint) AS total FROM (
+                        SELECT * FROM json_each_text(a::json) UNION ALL SELECT * FROM json_each_text(b::json)
+                    ) pairs GROUP BY key) sums), '{}')
+            $$""",
+        ],
+    ),
 ]
 
 SQLITE: list[tuple[int, list[str]]] = [
@@ -380,6 +491,101 @@ SQLITE: list[tuple[int, list[str]]] = [
             "ALTER TABLE jobs ADD COLUMN no_worker_at text",
             "CREATE INDEX jobs_no_worker ON jobs (no_worker_at) WHERE no_worker_at IS NOT NULL",
             "ALTER TABLE workers ADD COLUMN region text NOT NULL DEFAULT 'default'",
+        ],
+    ),
+    (
+        5,
+        [
+            # Crawls (issue 26): a batch that grows. The crawl's settings, and how many URLs
+            # it has taken (the --max-urls bound is kept under this row's lock).
+            """CREATE TABLE crawls (
+                batch_id integer PRIMARY KEY REFERENCES batches (id) ON DELETE CASCADE,
+                roots text NOT NULL,
+                scope text NOT NULL,
+                depth integer NOT NULL,
+                max_urls integer NOT NULL,
+                robots integer NOT NULL,
+                options text NOT NULL,
+                urls integer NOT NULL DEFAULT 0,
+                robots_skipped integer NOT NULL DEFAULT 0,
+                created_at text NOT NULL
+            )""",
+            # Each URL once per crawl: the primary key decides which worker enqueues it.
+            """CREATE TABLE crawl_urls (
+                batch_id integer NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                depth integer NOT NULL,
+                PRIMARY KEY (batch_id, url)
+            )""",
+            # The pages that link to a URL of a crawl (up to 20 kept), with the link's text.
+            """CREATE TABLE crawl_referrers (
+                batch_id integer NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                url text NOT NULL,
+                referrer text NOT NULL,
+                text text NOT NULL DEFAULT '',
+                PRIMARY KEY (batch_id, url, referrer)
+            )""",
+        ],
+    ),
+    (
+        6,
+        [
+            # Issue 21: see the PostgreSQL list.
+            """CREATE TABLE urls (
+                id integer PRIMARY KEY AUTOINCREMENT,
+                url text NOT NULL UNIQUE,
+                state text NOT NULL DEFAULT 'pending',
+                since text,
+                slow_ms real,
+                fail_after integer NOT NULL DEFAULT 1,
+                recover_after integer NOT NULL DEFAULT 1,
+                fails integer NOT NULL DEFAULT 0,
+                passes integer NOT NULL DEFAULT 0,
+                last_job_id integer,
+                last_checked_at text,
+                last_outcome text,
+                last_status_code integer,
+                last_total_ms real,
+                last_error text,
+                created_at text NOT NULL
+            )""",
+            "CREATE INDEX urls_state ON urls (state, since, id)",
+            "CREATE INDEX urls_latency ON urls ((COALESCE(last_total_ms, -1)), id)",
+            "CREATE INDEX urls_since ON urls (since, id)",
+            "ALTER TABLE jobs ADD COLUMN url_id integer",
+            "CREATE INDEX jobs_url ON jobs (url_id, id) WHERE url_id IS NOT NULL",
+            """CREATE TABLE url_changes (
+                id integer PRIMARY KEY AUTOINCREMENT,
+                url_id integer NOT NULL REFERENCES urls (id) ON DELETE CASCADE,
+                at text NOT NULL,
+                from_state text,
+                to_state text NOT NULL,
+                change text NOT NULL,
+                job_id integer NOT NULL,
+                batch_id integer,
+                outcome text NOT NULL,
+                status_code integer,
+                error text,
+                region text
+            )""",
+            "CREATE INDEX url_changes_url ON url_changes (url_id, at)",
+            "CREATE INDEX url_changes_at ON url_changes (at)",
+            # A URL's checks summed per hour (grain 'h') and per day ('d'), per region (''
+            # for the job's own outcome, its quorum's when it named regions): what uptime
+            # and percentiles are read from, so they outlive pruned results. by_outcome and
+            # hist are JSON objects (outcome -> count; log bucket -> count, db/rollups.py).
+            """CREATE TABLE url_rollups (
+                url_id integer NOT NULL REFERENCES urls (id) ON DELETE CASCADE,
+                grain text NOT NULL,
+                start text NOT NULL,
+                region text NOT NULL,
+                checks integer NOT NULL,
+                ok integer NOT NULL,
+                by_outcome text NOT NULL,
+                hist text NOT NULL,
+                PRIMARY KEY (url_id, grain, start, region)
+            )""",
+            "CREATE INDEX url_rollups_start ON url_rollups (grain, start)",
         ],
     ),
 ]

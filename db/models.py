@@ -16,7 +16,14 @@ from runner.fields import ResultFields
 
 from .regions import DEFAULT_REGION, Placement
 
-STATES = ("queued", "running", "done")
+STATES = ("queued", "running", "done", "cancelled")
+# States a job can still leave; a cancelled job was taken back before its check (runner cancel).
+OPEN_STATES = ("queued", "running")
+URL_STATES = ("ok", "slow", "failing", "pending")  # a URL's standing (db/history.py)
+# What a recorded change is: the state moving from nothing (new), into failing, out of it
+# (or out of slow), into slow; still_failing is never recorded by the state machine (it is
+# what ``runner changes`` calls a URL failing both times) but consumers may see it there.
+CHANGES = ("new_failure", "recovered", "new", "still_failing", "slower")
 
 
 def utcnow() -> datetime:
@@ -91,6 +98,7 @@ class JobView(ResultFields):
     started_at: datetime | None
     checked_at: datetime | None
     detail: dict[str, Any] | None = None
+    referrers: list[dict[str, str]] | None = None  # a crawl's: the pages that link here (db/crawls.py)
 
     @property
     def placement(self) -> Placement:
@@ -115,6 +123,7 @@ class JobFilter:
     batch: str | None = None  # batch name or numeric id
     since: datetime | None = None  # submitted at or after
     text: str | None = None  # substring of the URL
+    url: str | None = None  # exactly this normalised URL (every job of it)
     failed: bool = False  # done and not ok
     ids: tuple[int, ...] | None = None
 
@@ -139,6 +148,7 @@ class Counts:
     queued: int = 0
     running: int = 0
     done: int = 0
+    cancelled: int = 0  # taken back before their check (runner cancel)
     ok: int = 0
     failed: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
@@ -149,7 +159,7 @@ class Counts:
 
     @property
     def total(self) -> int:
-        return self.queued + self.running + self.done
+        return self.queued + self.running + self.done + self.cancelled
 
     @property
     def pending(self) -> int:
@@ -168,3 +178,27 @@ class WorkerBeat:
     last_seen: datetime
     region: str = DEFAULT_REGION
     concurrency_max: int | None = None  # the adaptive limit's ceiling; None: fixed at concurrency
+
+
+@dataclass(frozen=True)
+class Change:
+    """A URL's state moving, with the result that moved it: a row of ``url_changes``.
+
+    Made in the transaction that records the result (db/results.py), and handed to the
+    alerts hook there (``Results._on_changes``). ``url`` is the URL as stored (credentials
+    included: mask it when shown). ``region`` is the region the deciding check ran in, None
+    for the quorum of a job that named regions.
+    """
+
+    url_id: int
+    url: str
+    change: str  # one of CHANGES
+    from_state: str | None  # None: the URL had no state (pending) before
+    to_state: str
+    at: datetime
+    job_id: int
+    batch_id: int | None
+    outcome: str
+    status_code: int | None
+    error: str | None
+    region: str | None

@@ -11,7 +11,8 @@ from typing import Any
 from runner.fields import RESULT_KEYS
 
 from .dialects import Dialect
-from .models import ResultRecord, utcnow
+from .history import JobRow, record_states
+from .models import Change, ResultRecord, utcnow
 from .regions import Placement, decide
 
 # The columns of results and region_results: the result's fields (runner.fields), each in
@@ -32,10 +33,11 @@ class Results:
     dialect: Dialect
     mark_running: Callable[..., None]  # db.jobs.Jobs', beside this part in db.Store
 
-    def store_results(self, records: Sequence[ResultRecord], *, started: Sequence[int] = (),
-                      now: datetime | None = None) -> int:
-        """Store results and mark their jobs done, in one transaction; jobs in ``started``
-        are marked running in the same transaction (one commit for both).
+    def store_results(self, records: Sequence[ResultRecord], *,
+                      started: Sequence[tuple[int, datetime]] = ()) -> int:
+        """Store results and mark their jobs done, in one transaction; ``started`` (``(job
+        id, when its check began)`` pairs) are marked running in the same transaction (one
+        commit for both).
 
         A job that named no region has one result, in ``results`` (its region: the default
         one), exactly as before regions. A job that named regions gets one row per region
@@ -44,37 +46,60 @@ class Results:
         Idempotent: a job (or a job's region) that already has a result keeps its first
         one, so a redelivered message never makes a second row. Returns how many results
         were new.
+
+        Each new row of ``results`` (a job's result, or its quorum's) moves its URL's state
+        in this same transaction (:mod:`db.history`), so a redelivery, which adds no row,
+        moves nothing; the changes it makes are handed to :meth:`_on_changes`.
         """
         d = self.dialect
         if started and not records:
-            self.mark_running(started, now=now)
+            self.mark_running(started)
             return 0
         if not records:
             return 0
         ids = sorted({r.job_id for r in records})
         test, id_params = d.any_of("id", ids)
         with d.transaction(announce=True) as cur:
-            d.lock_jobs(cur, [*ids, *started])
+            d.lock_jobs(cur, [*ids, *(job_id for job_id, _ in started)])
             if started:
-                run_test, run_params = d.any_of("id", started)
-                cur.execute(f"UPDATE jobs SET state = 'running', started_at = %s WHERE state <> 'done' AND {run_test}",
-                            [d.ts(now or utcnow()), *run_params])
-            # Only jobs that still exist (a pruned job's late result is dropped).
-            cur.execute(f"SELECT id, options FROM jobs WHERE {test}", id_params)
-            placements = {row[0]: Placement.of(d.parse_json(row[1])) for row in cur.fetchall()}
+                d.mark_running(cur, started)
+            # Only jobs that still exist (a pruned job's late result is dropped) and were not
+            # cancelled while their check ran (its result is dropped: the job stays cancelled).
+            cur.execute(f"SELECT id, options, url_id, url, batch_id, state FROM jobs WHERE state <> 'cancelled' AND {test}", id_params)
+            placements: dict[int, Placement] = {}
+            jobs: dict[int, JobRow] = {}
+            for job_id, options, url_id, url, batch_id, state in cur.fetchall():
+                parsed = d.parse_json(options) or {}
+                placements[job_id] = Placement.of(parsed)
+                jobs[job_id] = JobRow(url_id, url, batch_id, state, parsed, placements[job_id].named)
             plain = [r for r in records if r.job_id in placements and not placements[r.job_id].named]
             named = [r for r in records if r.job_id in placements and placements[r.job_id].named]
             new = 0
+            decided: list[ResultRecord] = []
+            regional: list[ResultRecord] = []
             if plain:
-                new += len(self._insert_new(cur, "results", "job_id", plain))
+                decided = self._insert_new(cur, "results", "job_id", plain)
+                new += len(decided)
                 done_test, done_params = d.any_of("id", sorted({r.job_id for r in plain}))
                 cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
             if named:
-                fresh = self._insert_new(cur, "region_results", "job_id, region", named)
+                fresh = regional = self._insert_new(cur, "region_results", "job_id, region", named)
                 new += len(fresh)
                 if fresh:
-                    self._decide(cur, fresh, placements)
+                    decided += self._decide(cur, fresh, placements)
+            if decided or regional:
+                changes = record_states(d, cur, decided, regional, jobs, utcnow())
+                if changes:
+                    self._on_changes(cur, changes)
         return new
+
+    def _on_changes(self, cur: Any, changes: Sequence[Change]) -> None:
+        """Alerts hook: the alert outbox is written here, in the same transaction.
+
+        Called once per result transaction that changed some URL's state, after the
+        changes are in ``url_changes``, with ``cur`` still inside that transaction (so an
+        outbox row commits with its result, or not at all). Does nothing yet.
+        """
 
     def _insert_new(self, cur: Any, table: str, key: str, records: Sequence[ResultRecord]) -> list[ResultRecord]:
         """Insert results into ``table`` (``results`` or ``region_results``), skipping those
@@ -90,10 +115,10 @@ class Results:
                 out.append(r)
         return out
 
-    def _decide(self, cur: Any, fresh: Sequence[ResultRecord], placements: dict[int, Placement]) -> None:
+    def _decide(self, cur: Any, fresh: Sequence[ResultRecord], placements: dict[int, Placement]) -> list[ResultRecord]:
         """For jobs that named regions and heard from one: copy the result that settled the
         quorum to ``results`` once, mark the job done, and stop the no-worker sweep once
-        every region has reported."""
+        every region has reported. Returns the results copied (the quorums decided now)."""
         d = self.dialect
         job_ids = sorted({r.job_id for r in fresh})
         test, params = d.any_of("job_id", job_ids)
@@ -120,14 +145,31 @@ class Results:
                 if decide(placement.quorum, regions, so_far) is not None:
                     deciding.append(record)
                     break
+        copied: list[ResultRecord] = []
         if deciding:
-            self._insert_new(cur, "results", "job_id", deciding)
+            copied = self._insert_new(cur, "results", "job_id", deciding)
             done_test, done_params = d.any_of("id", [r.job_id for r in deciding])
             cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
         if complete:
             full_test, full_params = d.any_of("id", complete)
             cur.execute(f"UPDATE jobs SET no_worker_at = NULL WHERE no_worker_at IS NOT NULL AND {full_test}",
                         full_params)
+        return copied
+
+    def skip_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:
+        """Which of these jobs a worker drops without checking: those cancelled, and those
+        that already have a result (with ``region``: that region's result)."""
+        if not ids:
+            return set()
+        test, params = self.dialect.any_of("j.id", ids)
+        if region is None:
+            has = "EXISTS (SELECT 1 FROM results r WHERE r.job_id = j.id)"
+        else:
+            has = "EXISTS (SELECT 1 FROM region_results r WHERE r.job_id = j.id AND r.region = %s)"
+            params = [region, *params]
+        with self.dialect.transaction(write=False) as cur:
+            cur.execute(f"SELECT j.id FROM jobs j WHERE (j.state = 'cancelled' OR {has}) AND {test}", params)  # noqa: S608
+            return {row[0] for row in cur.fetchall()}
 
     def done_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:
         """Which of these jobs already have a result (so a redelivery can skip them); with

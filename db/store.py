@@ -7,7 +7,7 @@ dialect (:mod:`db.dialects`). Methods return plain dataclasses.
 :class:`Store` is the one object callers hold; its methods live by table, one part per
 module: the schema (:mod:`db.schema`), jobs and batches written (:mod:`db.jobs`), results
 (:mod:`db.results`), jobs read with their results (:mod:`db.listing`) and heartbeats
-(:mod:`db.workers`). Reads beside them take a store: :mod:`db.batches`, :mod:`db.regional`,
+(:mod:`db.workers`). Reads beside them take a store: :mod:`db.batches`, :mod:`db.crawls`, :mod:`db.regional`,
 :mod:`db.feed`, :mod:`db.grid`, :mod:`db.tokens`; host limits have their own connections
 (:mod:`db.limits`).
 """

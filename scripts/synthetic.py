@@ -43,3 +43,22 @@ def fill_synthetic(store: Store, n: int, *, batch: str = "bench") -> int:
         cur.execute("ANALYZE jobs")
         cur.execute("ANALYZE results")
     return n
+
+
+def fill_queued(store: Store, n: int, *, batch: str = "bench queued") -> int:
+    """Add ``n`` queued jobs (no message published, no result) in one batch, set-based;
+    returns the batch's id. PostgreSQL only (benchmarks of ``runner cancel``)."""
+    if not is_postgres(store):
+        raise ValueError("fill_queued needs PostgreSQL")
+    with store.dialect.transaction() as cur:
+        cur.execute("INSERT INTO batches (name, created_at, size) VALUES (%s, now(), %s) RETURNING id", (batch, n))
+        batch_id = int(cur.fetchone()[0])
+        cur.execute(
+            "INSERT INTO jobs (batch_id, url, options, state, submitted_at, published_at) "
+            "SELECT %s, 'https://queued' || (g %% 5000) || '.example/item/' || g, '{}', 'queued', now(), now() "
+            "FROM generate_series(1, %s) AS g",
+            (batch_id, n),
+        )
+    with store.dialect.transaction() as cur:
+        cur.execute("ANALYZE jobs")
+    return batch_id

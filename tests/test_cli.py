@@ -109,3 +109,21 @@ def test_doctor_names_what_is_wrong_without_passwords(sqlite_url) -> None:
     assert out.returncode == 3
     assert "FAILED: RabbitMQ at amqp://guest:***@127.0.0.1:1// is unreachable" in out.stdout
     assert "s3cr3t" not in out.stdout + out.stderr
+
+
+def test_requeue_on_the_embedded_default_checks_before_it_exits(env, sqlite_url, target) -> None:
+    """Jobs left queued (their process died before the check) are checked by `runner requeue`."""
+    from db import open_store
+    from db.models import NewJob
+
+    store = open_store(sqlite_url)
+    try:
+        ids = store.insert_jobs(None, [NewJob(target.url(f"/ok?n={n}")) for n in range(40)])
+    finally:
+        store.close()
+    out = run_cli(["requeue", "--stale", "0s"], env)
+    assert out.returncode == 0, out.stderr
+    assert "re-published 40 jobs" in out.stdout
+    rows = [json.loads(line) for line in run_cli(["results", "--format", "json"], env).stdout.splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert {(r["state"], r["outcome"]) for r in rows} == {("done", "ok")}

@@ -109,7 +109,8 @@ def test_status_json_has_stable_keys_and_masks_passwords(env, target) -> None:
     doc = json.loads(out.stdout)
     assert set(doc) >= {"database", "broker", "in_process", "jobs", "outcomes", "checks_last_minute", "queue",
                         "broker_error", "workers"}
-    assert doc["jobs"] == {"queued": 0, "running": 0, "done": 2, "ok": 1, "failed": 1, "unpublished": 0}
+    assert doc["jobs"] == {"queued": 0, "running": 0, "done": 2, "cancelled": 0, "ok": 1, "failed": 1,
+                           "unpublished": 0}
     assert doc["outcomes"] == {"http_error": 1, "ok": 1} and doc["in_process"] is True and doc["queue"] is None
 
 

@@ -44,7 +44,7 @@ def test_submit_through_rabbitmq_to_a_worker_and_back(env, target, tmp_path) -> 
         flaky = rows[target.url("/flaky?key=a")]
         assert flaky["outcome"] == "ok" and flaky["attempts"] == 2  # 503 retried by tenacity
         status = run_cli(["status"], env).stdout
-        assert "2 alive" in status and "3 done" in status
+        assert "2 processes alive" in status and "3 done" in status
     log = (tmp_path / "worker.log").read_text()
     assert "guest:guest" not in log
 

@@ -77,7 +77,7 @@ def test_regions_see_different_results_and_each_quorum_follows_its_rule(env, pg_
     junit = run_cli(["results", "--format", "junit", "--batch", "q-all"], env).stdout
     assert "region far: blocked" in junit and "region near: ok, status 200" in junit and "<failure" in junit
     for region in ("near", "default", "far"):
-        assert f"region    {region}: 1 worker alive" in status
+        assert f"region    {region}: 1 process alive" in status
 
 
 def test_a_region_without_a_live_worker_is_no_worker_within_the_bound(env, pg_url, target, tmp_path) -> None:

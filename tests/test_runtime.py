@@ -59,20 +59,20 @@ def test_redelivered_calls_ask_whether_their_jobs_are_done_together(sqlite_url) 
         store.store_results([ResultRecord(job_id=i, outcome="ok", ok=True, status_code=200, total_ms=1.0, attempts=1,
                                           bytes=0, content_type="text/html", checked_at=utcnow()) for i in ids[:50]])
         queries: list[int] = []
-        asked = store.done_ids
+        asked = store.skip_ids
 
         def counting(job_ids, **kw):  # the real query, counted
             queries.append(len(job_ids))
             return asked(job_ids, **kw)
 
-        store.done_ids = counting  # type: ignore[method-assign]
+        store.skip_ids = counting  # type: ignore[method-assign]
         lookup = DoneLookup(store)
         answers: dict[int, bool] = {}
         go = threading.Barrier(len(ids))
 
         def ask(job_id: int) -> None:
             go.wait()
-            answers[job_id] = lookup.has_result(job_id)
+            answers[job_id] = lookup.skip(job_id)
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in ids]
         for t in threads:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from db import JobFilter, NewJob, ResultRecord, open_store
+from db import JobFilter, NewJob, ResultRecord, open_store, utcnow
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,7 +36,7 @@ def test_results_are_idempotent_per_job(store) -> None:
 def test_running_never_overwrites_done(store) -> None:
     [job] = store.insert_jobs(None, [NewJob("http://x.test/")])
     store.store_results([result(job)])
-    store.mark_running([job])
+    store.mark_running([(job, utcnow())])
     assert store.get_job(job).state == "done"
 
 

@@ -28,11 +28,12 @@ from textual.worker import get_current_worker
 
 from db import ORDERS, JobFilter, JobView, StoreUnavailable, utcnow
 from db import grid as grid_sql
-from runner.errors import BrokerError
+from runner.errors import BrokerError, ConfigError
 from runner.jobs.report import OUTCOMES
 from runner.jobs.urls import split_input
 from runner.text import mask_url, printable
 
+from . import cancel
 from .banner import Banner
 from .choice import ChoiceScreen
 from .detail import DetailScreen
@@ -61,8 +62,17 @@ class UrlTesterApp(App[None]):
 
     # The help screen (?) is made from these: the tooltip is its long description.
     BINDINGS = [
-        Binding("question_mark", "help", "Help", tooltip="every key (this screen)"),
-        Binding("slash", "filter", "Filter", tooltip="filter by text in the URL, in the database (Enter applies, Esc leaves)"),
+        # Filter and help have a key that is no URL character (^f, F1): they work from the URL
+        # input too, where / and ? are typed. The footer shows those; the help lists both.
+        # Hazard: keys typed right after ↓ or ^f are queued before the focus moves, and a
+        # key goes to whoever has the focus when the app forwards it. These two are
+        # priority bindings (the app handles them before forwarding anything), so the focus
+        # has moved by the time the next key is forwarded.
+        Binding("down", "focus_grid", "Grid", priority=True, tooltip="from the URL input to the grid"),
+        Binding("ctrl+f", "filter", "Filter", priority=True,
+                tooltip="filter by text in the URL, in the database (Enter applies, Esc leaves); from anywhere"),
+        Binding("slash", "filter", "Filter", show=False, tooltip="filter (from the grid)"),
+        Binding("f1,question_mark", "help", "Help", tooltip="every key (this screen)"),
         Binding("f", "toggle_failed", "Failed", tooltip="failed only, on / off"),
         Binding("s", "cycle_sort", "Sort", tooltip="sort: newest, oldest, slowest, status code, last checked"),
         Binding("p", "toggle_pause", "Pause", tooltip="pause / resume live refresh"),
@@ -72,11 +82,16 @@ class UrlTesterApp(App[None]):
         Binding("b", "pick_batch", "Batch", show=False, tooltip="only one batch…"),
         Binding("x", "clear_filters", "Clear filters", show=False, tooltip="clear every filter"),
         Binding("R", "retest_failed", "Re-test failed", show=False, tooltip="re-test every failed row in the current view"),
+        Binding("C", "cancel_jobs", "Cancel", show=False, tooltip="cancel queued jobs: the row's or its batch's (asks first)"),
         Binding("c", "copy_url", "Copy URL", show=False, tooltip="copy the URL to the clipboard"),
         Binding("i", "focus_input", "URL input", show=False, tooltip="go to the URL input"),
         Binding("escape", "escape", "Back", show=False, tooltip="back / close"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="quit"),
     ]
+
+    # Actions whose only keys are letters: in an input those keys type, so the footer does
+    # not offer them there (it shows the keys that work where the focus is).
+    LETTER_ACTIONS = frozenset({"toggle_failed", "cycle_sort", "toggle_pause", "retest", "export"})
 
     def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow, tz: tzinfo | None = None,
                  poll_interval: float = 1.0, status_interval: float = 2.0, export_dir: Path | None = None) -> None:
@@ -91,6 +106,13 @@ class UrlTesterApp(App[None]):
         self.view_query = Query()
         self._unsent = False  # jobs recorded while the broker was down, to send when it is back
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.LETTER_ACTIONS and isinstance(self.focused, Input):
+            return False
+        if action == "focus_grid":  # ↓ leaves the URL input; elsewhere it is the grid's own
+            return isinstance(self.focused, UrlInput)
+        return True
+
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
@@ -99,7 +121,8 @@ class UrlTesterApp(App[None]):
         self.banner = Banner(id="banner")
         self.urls = UrlInput(placeholder="Type or paste URLs and press Enter (e.g. example.com https://example.org/health)",
                              id="urls")
-        self.message = Static(styled("Enter queues the URLs · ↓ moves to the grid · ? shows every key", MUTED),
+        self.message = Static(styled("Enter queues the URLs · ↓ moves to the grid · ^f filters · F1 shows every key",
+                                     MUTED),
                               id="message")
         self.view_bar = ViewBar(id="view-bar")
         self.filter_box = Input(placeholder="Filter: text in the URL (Enter to apply, Esc to leave)", id="filter")
@@ -242,6 +265,15 @@ class UrlTesterApp(App[None]):
     def submit_urls(self, urls: list[str]) -> None:
         batch = f"tui {self.clock().astimezone(self.tz):%Y-%m-%d %H:%M:%S}"
         try:
+            warning = self.runtime.broker_warning()
+        except ConfigError as exc:  # a broker URL that can never work: nothing is recorded
+            self.call_from_thread(self._submit_failed, urls, str(exc))
+            self.call_from_thread(self._problem, "broker", str(exc))
+            return
+        if warning is not None:  # said now: sending keeps trying for the publish timeout
+            self.call_from_thread(self._problem, "broker", warning)
+            self.call_from_thread(self._say, f"Submitting… {warning}", "warning")
+        try:
             report = self.runtime.submit(urls, batch=batch)
         except StoreUnavailable as exc:
             # Nothing was recorded: every URL goes back into the input.
@@ -306,7 +338,7 @@ class UrlTesterApp(App[None]):
     def action_filter(self) -> None:
         box = self.filter_box
         box.display = True
-        box.focus()
+        self.screen.set_focus(box)  # at once: the next keys typed are the filter's
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -322,7 +354,7 @@ class UrlTesterApp(App[None]):
         box = self.filter_box
         if not box.value.strip():
             box.display = False
-        self.grid.focus()
+        self.screen.set_focus(self.grid)
 
     def action_toggle_failed(self) -> None:
         self._set_filter(failed=not self.view_query.flt.failed)
@@ -372,18 +404,20 @@ class UrlTesterApp(App[None]):
 
     # ------------------------------------------------------------------ focus
 
+    # Focus moves at once (``screen.set_focus``), not later as ``widget.focus()`` does: keys
+    # typed right after ↓ are already queued and must reach the grid, not the input.
     def action_focus_input(self) -> None:
-        self.urls.focus()
+        self.screen.set_focus(self.urls)
 
     def action_focus_grid(self) -> None:
-        self.grid.focus()
+        self.screen.set_focus(self.grid)
 
     def action_escape(self) -> None:
         focused = self.focused
         if focused is not None and focused.id == "filter":
             self._leave_filter()
         elif focused is not None and focused.id == "urls":
-            self.grid.focus()
+            self.screen.set_focus(self.grid)
 
     # ------------------------------------------------------------------ actions on rows
 
@@ -437,6 +471,40 @@ class UrlTesterApp(App[None]):
             self.call_from_thread(self._say, "No failed rows in this view.")
             return
         self.retest(ids, f"{len(ids):,} failed job(s) of this view")
+
+    # ------------------------------------------------------------------ cancel
+
+    def action_cancel_jobs(self) -> None:
+        self.offer_cancel(self._target(), self.view_query.flt.batch)
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def offer_cancel(self, job: JobView | None, batch: str | None) -> None:
+        try:
+            options = cancel.choices(self.runtime, job, batch)
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            return
+        if len(options) == 1:
+            self.call_from_thread(self._say, "Nothing queued to cancel here (the row's job and batch are not queued).")
+            return
+
+        def chosen(key: str | None) -> None:
+            if key and key != cancel.KEEP:
+                self.do_cancel(key)
+
+        self.call_from_thread(self.push_screen, ChoiceScreen(
+            "Cancel queued jobs? They will not be checked.", options,
+            note="Done and running jobs and their results stay. Esc: cancel nothing."), chosen)
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def do_cancel(self, key: str) -> None:
+        try:
+            n = cancel.apply(self.runtime, key)
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            return
+        self.call_from_thread(self._say, f"⊘ Cancelled {n:,} queued job{'s' if n != 1 else ''}.")
+        self.call_from_thread(self.grid.reload)
 
     # ------------------------------------------------------------------ export
 
@@ -497,7 +565,8 @@ class UrlTesterApp(App[None]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: keys", "Every key of the app", self.action_help)
-        yield SystemCommand("Filter by URL text", "Show only URLs containing some text (/)", self.action_filter)
+        yield SystemCommand("Filter by URL text", "Show only URLs containing some text (^f, or / in the grid)",
+                            self.action_filter)
         yield SystemCommand("Failed only", "Toggle showing only failed checks (f)", self.action_toggle_failed)
         yield SystemCommand("Filter by outcome", "Show only one outcome (o)", self.action_pick_outcome)
         yield SystemCommand("Filter by batch", "Show only one batch (b)", self.action_pick_batch)
@@ -507,6 +576,8 @@ class UrlTesterApp(App[None]):
         yield SystemCommand("Re-test row", "Check the URL under the cursor again (r)", self.action_retest)
         yield SystemCommand("Re-test failed in view", "Check every failed job of this view again (R)",
                             self.action_retest_failed)
+        yield SystemCommand("Cancel queued jobs", "Take back the row's job or its batch's queued jobs (C)",
+                            self.action_cancel_jobs)
         yield SystemCommand("Copy URL", "Copy the URL under the cursor (c)", self.action_copy_url)
         yield SystemCommand("Export view", "Write this view to CSV or JSON (e)", self.action_export)
         yield SystemCommand("Submit URLs", "Go to the URL input (i)", self.action_focus_input)

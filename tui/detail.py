@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from db import DEFAULT_REGION, JobView, ResultRecord, StoreUnavailable
+from db.crawls import referrers_of
 from db.regional import region_results
 from db.regions import summary as region_summary
 from runner.jobs.report import state_label
@@ -29,7 +30,8 @@ from .columns import human_bytes, human_ms, state_class
 from .styled import FAILED, MUTED, OK, WARNING, Styled, styled
 from .waterfall import Waterfall
 
-STATE_STYLES = {"ok": f"bold {OK}", "failed": f"bold {FAILED}", "queued": MUTED, "running": f"bold {WARNING}"}
+STATE_STYLES = {"ok": f"bold {OK}", "failed": f"bold {FAILED}", "queued": MUTED, "running": f"bold {WARNING}",
+                "cancelled": MUTED}
 
 
 def _kv(text: Styled, key: str, value: Any, style: str = "") -> None:
@@ -111,6 +113,30 @@ def redirects_text(job: JobView) -> Content | None:
     return text.content
 
 
+def _not_verified(job: JobView) -> str:
+    """Why the certificate was not verified: the check was told not to (--insecure), or
+    verification failed (the TLS error says how: "self-signed certificate", ...)."""
+    if (job.options or {}).get("insecure"):
+        return "no: insecure (checked with --insecure)"
+    error = job.error or ""
+    reason = error.removeprefix("TLS: ") if job.outcome == "tls_error" and error.startswith("TLS: ") else ""
+    return f"not verified: {reason}" if reason else "not verified"
+
+
+def referrers_text(job: JobView) -> Content | None:
+    """A crawl's: the pages that link to this URL, with the link's text (where to fix it)."""
+    if not job.referrers:
+        return None
+    text = Styled()
+    for referrer in job.referrers:
+        text.append("  ")
+        text.append(printable(mask_url(referrer.get("url") or "")))
+        if referrer.get("text"):
+            text.append(f'  "{printable(referrer["text"])}"', MUTED)
+        text.append("\n")
+    return text.content
+
+
 def tls_text(job: JobView) -> Content | None:
     tls = (job.detail or {}).get("tls")
     if not tls:
@@ -118,7 +144,7 @@ def tls_text(job: JobView) -> Content | None:
     text = Styled()
     _kv(text, "protocol", " · ".join(str(x) for x in (tls.get("protocol"), tls.get("cipher"), tls.get("alpn")) if x))
     verified = tls.get("verified")
-    _kv(text, "verified", None if verified is None else ("yes" if verified else "no (insecure)"),
+    _kv(text, "verified", None if verified is None else ("yes" if verified else _not_verified(job)),
         OK if verified else FAILED)
     _kv(text, "subject", tls.get("subject"))
     _kv(text, "issuer", tls.get("issuer"))
@@ -225,6 +251,8 @@ class DetailScreen(Screen[None]):
         try:
             job = store.get_job(self.job.id, detail=True)
             results = region_results(store, [self.job.id], detail=True).get(self.job.id, [])
+            if job is not None:
+                job.referrers = referrers_of(store, [job.id]).get(job.id) or None
         except StoreUnavailable as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
@@ -249,7 +277,9 @@ class DetailScreen(Screen[None]):
         body = self.query_one("#detail-body", VerticalScroll)
         await body.remove_children()
         widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
-        if job.state != "done":
+        if job.state == "cancelled":
+            widgets.append(Static(styled("Cancelled before its check: it will not be checked (r re-tests it).", MUTED)))
+        elif job.state != "done":
             widgets.append(Static(styled(f"Not checked yet ({job.state}); this view updates when it is.", MUTED)))
         sections: list[tuple[str, Any]] = []
         regions = regions_text(job, self.results)
@@ -257,7 +287,8 @@ class DetailScreen(Screen[None]):
             sections.append(("Regions", Static(regions)))
         if job.detail is not None and job.state == "done":
             sections.append(("Timing", Waterfall(job.detail)))
-        for title, section in (("Error", error_text(job)), ("Redirects", redirects_text(job)),
+        for title, section in (("Error", error_text(job)), ("Linked from", referrers_text(job)),
+                               ("Redirects", redirects_text(job)),
                                ("TLS certificate", tls_text(job)), ("Response headers", headers_text(job))):
             if section is not None:
                 sections.append((title, Static(section)))

@@ -27,7 +27,7 @@ from textual.strip import Strip
 
 from db import JobView, Store
 
-from .columns import Column, cell, fit, fit_middle, layout, state_class
+from .columns import Column, cell, fit, fit_middle, layout, state_class, url_cuts
 from .window import Loaded, Query, Window, load
 
 _PLAIN = Style()
@@ -55,6 +55,7 @@ class JobGrid(ScrollView, can_focus=True):
         "job-grid--failed",
         "job-grid--queued",
         "job-grid--running",
+        "job-grid--cancelled",
         "job-grid--error",
         "job-grid--pending",
     }
@@ -115,6 +116,9 @@ class JobGrid(ScrollView, can_focus=True):
         self._counted_at = 0.0  # monotonic time of the last full count
         self._now = clock()
         self._layout: list[tuple[Column, int]] = layout(80)
+        self._cuts: dict[str, str] = {}  # the URLs on screen, each cut to tell it from the others
+        self._cuts_key: tuple[object, ...] = ()
+        self._cuts_window: Window | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -220,7 +224,7 @@ class JobGrid(ScrollView, can_focus=True):
         top = self.scroll_offset.y
         self._now = self.clock()
         self.window = loaded.window
-        self._layout = layout(self.scrollable_content_region.width, regions=bool(self.window.regions))
+        self._relayout()
         self._first_id = loaded.first_id
         self._set_total(loaded.total)
         if loaded.shift:
@@ -241,6 +245,20 @@ class JobGrid(ScrollView, can_focus=True):
         else:
             self._ensure()  # the screen may have scrolled while the fetch ran
 
+    def _relayout(self) -> None:
+        """Widths for this terminal and these rows: the URL gets what its longest on screen
+        needs (within limits), the rest goes to the other columns."""
+        urls = [cell_len(cell(v, "url", self._now, self.tz)) for v in self.window.rows]
+        self._layout = layout(self.scrollable_content_region.width, regions=bool(self.window.regions),
+                              url_need=max(urls) if urls else None)
+
+    def _url_cut(self, url: str, width: int) -> str:
+        key = (self.scroll_offset.y, width, self._page)
+        if key != self._cuts_key or self._cuts_window is not self.window:  # identity: cheap per line
+            self._cuts_key, self._cuts_window = key, self.window
+            self._cuts = url_cuts([cell(v, "url", self._now, self.tz) for v in self.rows_in_view], width)
+        return self._cuts.get(url) or fit_middle(url, width)
+
     def _set_total(self, total: int) -> None:
         self.total = total
         self.virtual_size = Size(self.scrollable_content_region.width, total + 1)
@@ -248,13 +266,13 @@ class JobGrid(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ events
 
     def on_resize(self, event: events.Resize) -> None:
-        self._layout = layout(self.scrollable_content_region.width, regions=bool(self.window.regions))
+        self._relayout()
         if self.total is not None:
             self._set_total(self.total)
         self._ensure()
 
     def on_mount(self) -> None:
-        self._layout = layout(self.scrollable_content_region.width)
+        self._relayout()
         self.reload()
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
@@ -342,7 +360,7 @@ class JobGrid(ScrollView, can_focus=True):
             if n:
                 text.append(" ")
             text_ = cell(view, col.key, self._now, self.tz, self.window.regions.get(view.id))
-            value = fit_middle(text_, w) if col.key == "url" else fit(text_, w, col.right)
+            value = self._url_cut(text_, w) if col.key == "url" else fit(text_, w, col.right)
             if col.key == "state":
                 text.append(value, self._style(state_class(view)))
             elif col.key == "error":

@@ -1,4 +1,4 @@
-"""HelpScreen: every key, in one place (``?``), made from the bindings themselves.
+"""HelpScreen: every key, in one place (F1, or ``?`` in the grid), made from the bindings themselves.
 
 Each section lists one owner's ``BINDINGS`` (the input, the grid, the details, the app), with
 the keys as the footer shows them and the binding's tooltip as its description: a key added,
@@ -62,7 +62,7 @@ class HelpScreen(ModalScreen[None]):
     """One row per binding: the keys in a column of their own, the description wrapping
     beside them (styles in app.tcss, from the theme)."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
+    BINDINGS = [Binding("escape,q,question_mark,f1", "app.pop_screen", "Close")]
 
     def __init__(self, sections: list[Section]) -> None:
         super().__init__()

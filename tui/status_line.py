@@ -48,12 +48,14 @@ class StatusLine(Static):
             text.append(f"✓ {c.ok:,} ok", OK)
             text.append("  ")
             text.append(f"✗ {c.failed:,} failed", FAILED if c.failed else "")
+            if c.cancelled:
+                text.append(f"  ⊘ {c.cancelled:,} cancelled", MUTED)
             text.append(f"  │  {c.done_last_minute:,} checks/min  │  ")
             if self.immediate:
                 text.append("checks run in this app")
             else:
                 n = self.alive or 0
-                text.append(f"{n} worker{'s' if n != 1 else ''} alive", "" if n else f"bold {FAILED}")
+                text.append(f"{n} worker process{'es' if n != 1 else ''} alive", "" if n else f"bold {FAILED}")
                 if self.regions and self.regions != ("default",):
                     text.append(" in " + ", ".join(printable(r, 40) for r in self.regions))
                 if len(self.depths) > 1:  # regions: each queue's depth, the default region's first

@@ -16,10 +16,9 @@ class UrlInput(Input):
 
     BINDINGS = [
         # Input's own Enter, restated so that the help screen (made from bindings) lists it.
-        Binding("enter", "submit", "Queue", show=False,
+        Binding("enter", "submit", "Queue",
                 tooltip="queue every valid URL typed or pasted (spaces or newlines between them); "
                         "invalid ones stay in the input with their reason"),
-        Binding("down", "app.focus_grid", "Grid", show=False, tooltip="from the input to the grid"),
     ]
 
     def _on_paste(self, event: events.Paste) -> None:

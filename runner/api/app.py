@@ -26,8 +26,9 @@ from db import StoreError, StoreUnavailable
 from runner.api.config import DEFAULT_CONFIG, ApiConfig, config_from_env
 from runner.api.events import Feed
 from runner.api.guard import Guard
+from runner.api.legacy import router as legacy_router
 from runner.api.routes import STATIC, public, router
-from runner.errors import BrokerError, InvalidInput, UnsentJobs
+from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
 from runner.jobs.settings import Settings, from_env
 from runner.metrics import ApiMetrics
 
@@ -67,8 +68,10 @@ def create_app(settings: Settings, config: ApiConfig = DEFAULT_CONFIG, *, runtim
     )
     app.state.config = config
     app.state.metrics = ApiMetrics()
+    app.state.zone = settings.zone  # local times of the old /api/get_jobs
     app.include_router(public)
     app.include_router(router)
+    app.include_router(legacy_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handlers(app)
     if config.cors_origins:
@@ -119,6 +122,13 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(BrokerError)
     async def broker_away(request: Request, exc: BrokerError) -> JsonAnswer:
         return answer(503, f"broker unreachable: {exc}", {"Retry-After": "5"})
+
+    @app.exception_handler(ConfigError)
+    async def broker_refuses(request: Request, exc: ConfigError) -> JsonAnswer:
+        # Only the broker raises it here (settings are checked at start): a refused login or a
+        # host name that does not exist. The server's settings need fixing; the jobs are kept.
+        return answer(503, f"broker refuses this server's settings: {exc}; the jobs are recorded and kept "
+                      "(`runner requeue --stale 0s` sends them once the settings are fixed)")
 
     @app.exception_handler(StoreUnavailable)
     async def store_away(request: Request, exc: StoreUnavailable) -> JsonAnswer:

@@ -36,12 +36,15 @@ from starlette.concurrency import run_in_threadpool
 from db import JobFilter, JobView
 from db.batches import batch_summary
 from db.feed import get_batch
+from db.grid import quick_counts
 from runner.api import events
 from runner.api.config import MAX_PAGE
 from runner.api.schemas import (
     BATCH_COUNTS,
     NAME_PATTERN,
     BatchOut,
+    Cancelled,
+    CountsOut,
     JobsIn,
     JobsPage,
     Outcome,
@@ -94,7 +97,7 @@ def invalid(loc: list[str | int], message: str) -> HTTPException:
 
 
 def job_filter(
-    state: Annotated[State | None, Query(description="queued, running or done.")] = None,
+    state: Annotated[State | None, Query(description="queued, running, done or cancelled.")] = None,
     outcome: Annotated[Outcome | None, Query(description="A result's outcome.")] = None,
     batch: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="Batch name or id.")] = None,
     since: Annotated[str | None, Query(min_length=1, max_length=64, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
@@ -194,6 +197,9 @@ FORM_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
+NO_URL = "no URL given: send `url` (one URL, or a repeated form field) or `urls` (a list)"
+
+
 @router.post("/add_job", status_code=202, response_model=Submitted, dependencies=[Depends(writer)],
              responses={**SUBMIT_RESPONSES, 415: {"model": Problem, "description": "Neither JSON nor a form."}},
              openapi_extra=FORM_BODY, tags=["old names"])
@@ -201,6 +207,8 @@ async def add_job(request: Request) -> Submitted:
     """The old system's add_job: a form field `url` (repeatable) or the JSON of POST /api/v1/jobs."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
+    if not raw.strip():
+        raise invalid(["body", "url"], NO_URL)
     if kind == "application/x-www-form-urlencoded":
         form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         urls = form.get("url", [])
@@ -212,6 +220,9 @@ async def add_job(request: Request) -> Submitted:
             raise invalid(["body"], "not valid JSON") from None
     else:
         raise HTTPException(415, "send application/json or application/x-www-form-urlencoded")
+    if isinstance(data, dict) and not data.get("url") and not data.get("urls"):
+        # Nothing to add is a mistake (a form without its field, `{}`), not an empty success.
+        raise invalid(["body", "url"], NO_URL)
     try:
         body = JobsIn.model_validate(data)
     except ValidationError as exc:
@@ -296,7 +307,24 @@ async def get_job(request: Request, job_id: IdPath) -> Any:
     if view is None:
         raise HTTPException(404, f"no job {job_id}")
     found = await run_in_threadpool(rt.region_results, [job_id])
+    view.referrers = (await run_in_threadpool(rt.referrers, [job_id])).get(job_id)  # a crawl's: where it is linked from
     return to_row(view, found.get(job_id, []))
+
+
+@router.post("/api/v1/jobs/{job_id}/retest", status_code=202, response_model=Submitted, tags=["jobs"],
+             responses={**SUBMIT_RESPONSES, 404: {"model": Problem}}, dependencies=[Depends(writer)])
+async def retest_job(request: Request, job_id: IdPath) -> Submitted:
+    """Check a job's URL again with its options: a new job in a new batch (the TUI's `r`);
+    the old job and its result stay."""
+    rt = runtime(request)
+    report = await run_in_threadpool(rt.retest, [job_id])
+    if report.batch is None:
+        raise HTTPException(404, f"no job {job_id}")
+    views = await run_in_threadpool(rt.store.list_jobs, JobFilter(ids=tuple(report.job_ids)), limit=1)
+    request.app.state.metrics.submitted.inc(len(report.job_ids))
+    return Submitted.model_validate({
+        "batch": {"id": report.batch.id, "name": report.batch.name},
+        "jobs": [{"id": v.id, "url": mask_url(v.url)} for v in views], "rejected": [], "existed": False})
 
 
 @router.get("/api/v1/batches/{batch_id}", response_model=BatchOut, responses={**ERRORS, 404: {"model": Problem}},
@@ -317,6 +345,43 @@ async def get_batch_summary(request: Request, batch_id: IdPath) -> Any:
     if found is None:
         raise HTTPException(404, f"no batch {batch_id}")
     return found
+
+
+@router.get("/api/v1/counts", response_model=CountsOut, responses=ERRORS, tags=["jobs"])
+async def counts(request: Request, flt: Annotated[JobFilter, Depends(job_filter)]) -> CountsOut:
+    """How many jobs the filter matches (filtered like the list), and every job's totals."""
+    store = runtime(request).store
+
+    def read() -> CountsOut:
+        totals = quick_counts(store)
+        return CountsOut(matching=store.count_jobs(flt), queued=totals.queued, running=totals.running,
+                         done=totals.done, cancelled=totals.cancelled, ok=totals.ok, failed=totals.failed)
+
+    return await run_in_threadpool(read)
+CANCEL_RESPONSES = {**ERRORS, 403: {"model": Problem, "description": "The token is read-only."},
+                    404: {"model": Problem, "description": "No such batch or job."}}
+
+
+@router.post("/api/v1/batches/{batch_id}/cancel", response_model=Cancelled, responses=CANCEL_RESPONSES,
+             dependencies=[Depends(writer)], tags=["jobs"])
+async def cancel_batch(request: Request, batch_id: IdPath) -> Cancelled:
+    """Take back the batch's queued jobs (`runner cancel --batch`): each becomes `cancelled`
+    and no worker checks it. Done and running jobs and their results stay as they are."""
+    rt = runtime(request)
+    if await run_in_threadpool(get_batch, rt.store, batch_id) is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    return Cancelled(cancelled=await run_in_threadpool(lambda: rt.cancel(batch=batch_id)))
+
+
+@router.post("/api/v1/jobs/{job_id}/cancel", response_model=Cancelled, responses=CANCEL_RESPONSES,
+             dependencies=[Depends(writer)], tags=["jobs"])
+async def cancel_job(request: Request, job_id: IdPath) -> Cancelled:
+    """Take back one job if it is still queued (`runner cancel JOB`): `cancelled` is 1, or 0
+    when it was already running, done or cancelled."""
+    rt = runtime(request)
+    if await run_in_threadpool(rt.store.get_job, job_id, detail=False) is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return Cancelled(cancelled=await run_in_threadpool(lambda: rt.cancel(job_ids=[job_id])))
 
 
 @router.get("/api/v1/events", response_model=None, tags=["jobs"], responses={

@@ -43,11 +43,12 @@ class JobsIn(BaseModel):
                       "batch": "nightly", "idempotency_key": "nightly-2026-12-01"}]})
 
     # Not nullable (`null` is refused) yet optional: one of the two must be there.
-    urls: list[str] = Field(None, description="URLs to check (up to 10,000; more is 413).")  # type: ignore[arg-type]
+    urls: list[str] = Field(None, min_length=1, description="URLs to check (1 to 10,000; more is 413).")  # type: ignore[arg-type]
     url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
     options: dict[str, Any] = Field(default_factory=dict, description="Check options, as `runner submit`'s flags: "
                                     "method, expect_status, body_contains, body_excludes, max_ms, deadline, "
-                                    "max_redirects, insecure, max_bytes, header, condition, retries.")
+                                    "max_redirects, insecure, max_bytes, header, condition, retries, and the URL state's "
+                                    "slow_ms, fail_after, recover_after.")
     batch: str | None = Field(None, max_length=200, pattern=NAME_PATTERN, description="A label for the batch.")
     idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN,
                                         description="Repeating a request with the same key adds nothing and "
@@ -116,11 +117,27 @@ class JobsPage(BaseModel):
     next: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
+class CountsOut(BaseModel):
+    """How many jobs the filter matches, and the totals of every job (the page's header)."""
+
+    matching: int = Field(description="Jobs the filter matches: what the list pages through.")
+    queued: int = Field(description="Every job still queued.")
+    running: int = Field(description="Every job being checked.")
+    done: int = Field(description="Every job checked.")
+    cancelled: int = Field(description="Every job taken back before its check (runner cancel).")
+    ok: int = Field(description="Results that are ok.")
+    failed: int = Field(description="Results that failed.")
+
+
 # A batch's counts are db.Counts' fields (those without a scope: what every count has).
 BATCH_COUNTS = tuple(f.name for f in dataclasses.fields(Counts) if "scope" not in f.metadata)
 _COUNT_TYPES = typing.get_type_hints(Counts)
 BatchOut = create_model("BatchOut", id=(int, ...),  # type: ignore[call-overload]  # as Job's name=(str, ...), created_at=(str, ...), size=(int, ...),
                         **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
+
+
+class Cancelled(BaseModel):
+    cancelled: int = Field(description="How many queued jobs became `cancelled` (0: none was still queued).")
 
 
 class Problem(BaseModel):

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -121,9 +121,13 @@ class Checker:
 
     # -- the check
 
-    def check(self, url: str, options: CheckOptions = DEFAULT_OPTIONS) -> CheckResult:
+    def check(self, url: str, options: CheckOptions = DEFAULT_OPTIONS, *,
+              sink: BodySink | None = None) -> CheckResult:
+        """Check ``url``. ``sink`` (a crawl's link reader) is handed the final response's
+        body as it streams past, up to ``max_bytes``: nothing more is held for it."""
         started = time.monotonic()
         guard = Guard(started + options.deadline)
+        guard.sink = sink
         transport.WATCHDOG.arm(guard)
         try:
             result = self._check(url, options, guard, started)
@@ -335,6 +339,9 @@ class Checker:
         if keep and _needs_body(options):
             scan = hop.scan = BodyScan(charset_of(response.headers.get("content-type")),
                                        *body_texts(options))
+        sink: BodySink | None = guard.sink if keep else None
+        if sink is not None and not sink.start(hop.url, response.headers.get("content-type")):
+            sink = None
         chunks: list[bytes] = []
         stored = total = 0
         eof = False
@@ -355,6 +362,8 @@ class Checker:
                     hop.too_large = keep
                 if scan is not None:
                     scan.feed(chunk)
+                if sink is not None:
+                    sink.feed(chunk)
                 if stored < store:
                     piece = chunk[: store - stored]
                     chunks.append(piece)
@@ -374,6 +383,17 @@ class Checker:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+class BodySink(Protocol):
+    """Who reads a check's body beside it (a crawl's link reader): told of each response
+    whose body is read (``start``: its URL and Content-Type; False declines it), then
+    handed its bytes in order, decompressed, capped at ``max_bytes``. A retried check
+    starts it again for each attempt's response: the last one started is the result's."""
+
+    def start(self, url: str, content_type: str | None) -> bool: ...
+
+    def feed(self, data: bytes) -> None: ...
 
 
 class _StopAtDeadline(stop_base):

@@ -56,11 +56,18 @@ OPTION_NAMES: tuple[str, ...] = (
     "header",
     "condition",
     "retries",
+    "slow_ms",
+    "fail_after",
+    "recover_after",
 )
+# Options that define a URL's state (issue 21), not how it is checked: stored with the job
+# like the others, and read by the store when it records the job's result (db/history.py).
+STATE_OPTIONS: tuple[str, ...] = ("slow_ms", "fail_after", "recover_after")
+MAX_STREAK = 100              # --fail-after / --recover-after
 OPTION_ALIASES = {"headers": "header", "conditions": "condition"}
 # Keys that may ride along in an import row (or a job's stored options) but are not options:
 # a sitemap's <lastmod> is kept with its job (runner/jobs/documents.py).
-_IGNORED_KEYS = frozenset({"url", "lastmod"})
+_IGNORED_KEYS = frozenset({"url", "lastmod", "crawl"})  # a crawl job's marker too (runner/jobs/crawl.py)
 
 
 # ---------------------------------------------------------------- expected status codes
@@ -245,6 +252,9 @@ class CheckOptions:
     headers: tuple[tuple[str, str], ...] = ()
     conditions: tuple[str, ...] = ()         # canonical condition texts
     retries: int = 3                         # attempts in total for transient failures
+    slow_ms: float | None = None             # ok but slower than this: the URL's state is slow
+    fail_after: int = 1                      # consecutive failures before a URL is failing
+    recover_after: int = 1                   # consecutive passes before a failing URL recovers
 
     @property
     def status_set(self) -> StatusSet:
@@ -455,6 +465,16 @@ def parse_options(raw: Mapping[str, object], where: str | None = None) -> CheckO
                 if not 1 <= number <= MAX_RETRIES:
                     raise ValueError(f"must be between 1 and {MAX_RETRIES} (attempts in total)")
                 values["retries"] = int(number)
+            elif name == "slow_ms":
+                number = _number(value, integer=False)
+                if number <= 0:
+                    raise ValueError("must be more than 0")
+                values["slow_ms"] = number
+            elif name in ("fail_after", "recover_after"):
+                number = _number(value, integer=True)
+                if not 1 <= number <= MAX_STREAK:
+                    raise ValueError(f"must be between 1 and {MAX_STREAK}")
+                values[name] = int(number)
             elif name == "header":
                 entries = _list(value)
                 if len(entries) > MAX_HEADERS:

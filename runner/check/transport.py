@@ -67,12 +67,13 @@ class CheckFailure(Exception):
 class Guard:
     """The sockets of one check, and whether its deadline has fired."""
 
-    __slots__ = ("deadline", "fired", "done", "_socks")
+    __slots__ = ("deadline", "fired", "done", "_socks", "sink")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline      # time.monotonic() value
         self.fired = False
         self.done = False
+        self.sink: Any = None         # the check's BodySink, if its caller reads the body (a crawl)
         self._socks: list[socket.socket] = []
 
     def remaining(self) -> float:

@@ -104,6 +104,21 @@ class ImportFormat(StrEnum):
     markdown = "markdown"
 
 
+class FailOn(StrEnum):
+    any = "any"
+    new = "new"
+
+
+FailOnOpt = Annotated[FailOn, typer.Option("--fail-on", help="With --wait: exit 1 when any check failed (any), or only when the batch brought a new failure (new: a URL ok before, failing now).")]
+
+
+def new_failures(store: Any, batch_id: int) -> int:
+    """How many URLs of the batch failed that were ok before it (``--fail-on new``)."""
+    from runner.jobs.history import compare_batch
+
+    return compare_batch(store, batch_id).new_failures
+
+
 class LogLevel(StrEnum):
     debug = "debug"
     info = "info"
@@ -131,6 +146,9 @@ InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Don't verify TLS 
 MaxBytesOpt = Annotated[int | None, typer.Option("--max-bytes", help=f"Read at most this many body bytes (default {_D.max_bytes:,}).", rich_help_panel="Check options")]
 HeaderOpt = Annotated[list[str] | None, typer.Option("--header", help="Extra request header 'Name: value' (repeatable).", rich_help_panel="Check options")]
 RetriesOpt = Annotated[int | None, typer.Option("--retries", help=f"Attempts in total for transient failures (default {_D.retries}).", rich_help_panel="Check options")]
+SlowMsOpt = Annotated[float | None, typer.Option("--slow-ms", help="A check that passes but takes longer than this many ms makes its URL's state slow (not failing).", rich_help_panel="URL state")]
+FailAfterOpt = Annotated[int | None, typer.Option("--fail-after", metavar="N", help=f"Consecutive failed checks before the URL's state is failing (default {_D.fail_after}).", rich_help_panel="URL state")]
+RecoverAfterOpt = Annotated[int | None, typer.Option("--recover-after", metavar="N", help=f"Consecutive passed checks before a failing URL recovers (default {_D.recover_after}).", rich_help_panel="URL state")]
 ConditionOpt = Annotated[list[str] | None, typer.Option("--condition", help="Assertion such as 'total_ms < 500' (repeatable).", rich_help_panel="Check options")]
 
 RegionsOpt = Annotated[str | None, typer.Option("--regions", help="Regions that check each URL, e.g. eu-west,us-east, or 'all' (every region with a live worker). Default: the default region only.", rich_help_panel="Regions", show_default=False)]
@@ -144,6 +162,7 @@ CHECK_FLAGS: dict[str, Any] = {
     "method": MethodOpt, "expect_status": ExpectOpt, "body_contains": ContainsOpt, "body_excludes": ExcludesOpt,
     "max_ms": MaxMsOpt, "deadline": DeadlineOpt, "max_redirects": RedirectsOpt, "insecure": InsecureOpt,
     "max_bytes": MaxBytesOpt, "header": HeaderOpt, "condition": ConditionOpt, "retries": RetriesOpt,
+    "slow_ms": SlowMsOpt, "fail_after": FailAfterOpt, "recover_after": RecoverAfterOpt,
 }
 
 

@@ -17,12 +17,15 @@ from runner.cli.common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    FailOn,
+    FailOnOpt,
     ImportFormat,
     NoWorkerAfterOpt,
     QuorumOpt,
     RegionsOpt,
     fail,
     handled,
+    new_failures,
     plural,
     runtime_for,
     value,
@@ -134,6 +137,7 @@ def import_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success (rejected lines and errors are still reported).")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the checks; print ok, failed by outcome and the slowest; exit 1 if any failed.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
+    fail_on: FailOnOpt = FailOn.any,
     options: Any = None,  # the check options' flags (with_check_options): defaults for every line
     regions: RegionsOpt = None, quorum: QuorumOpt = None, no_worker_after: NoWorkerAfterOpt = None,
 ) -> None:
@@ -202,7 +206,8 @@ def import_(
                 if not complete:
                     typer.echo(f"runner: timed out after {wait_timeout:g} s: {summary.pending} checks "
                                "not done yet", err=True)
-                if summary.failed or not complete:
+                if not complete or (summary.failed and (fail_on == FailOn.any
+                                                        or new_failures(rt.store, report.batch.id))):
                     code = EXIT_FAILED
             else:
                 # The in-memory broker (the embedded default) runs the checks in this process:
@@ -265,7 +270,8 @@ def summary_lines(summary: Any) -> list[str]:
 
     by_outcome = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_outcome.items(), key=lambda kv: -kv[1]) if k != "ok")
     lines = [f"checked {summary.done:,} of {summary.total:,}: ok {summary.ok:,}, failed {summary.failed:,}"
-             + (f" ({by_outcome})" if by_outcome else "")]
+             + (f" ({by_outcome})" if by_outcome else "")
+             + (f"; {summary.cancelled:,} cancelled" if summary.cancelled else "")]
     for i, slow in enumerate(summary.slowest):
         label = "slowest" if i == 0 else ""
         lines.append(f"{label:<8} {slow.total_ms:9.0f} ms  {slow.outcome:<18} {printable(mask_url(slow.url), 100)}")

@@ -10,7 +10,20 @@ from typing import Annotated
 
 import typer
 
-from runner.cli import admin, dead, importing, limits, serve, submitting, terminal, tokens, worker
+from runner.cli import (
+    admin,
+    cancelling,
+    crawling,
+    dead,
+    history,
+    importing,
+    limits,
+    serve,
+    submitting,
+    terminal,
+    tokens,
+    worker,
+)
 from runner.cli.common import EXIT_USAGE, fail, split_networks
 from runner.errors import ConfigError
 from runner.jobs.settings import DEFAULT_QUEUE, ENV, build, worker_env
@@ -70,7 +83,12 @@ cli.command()(worker.start)
 cli.command()(submitting.submit)
 cli.command()(submitting.results)
 cli.command()(submitting.requeue)
+cli.command()(cancelling.cancel)
+cli.command()(history.urls)
+cli.command()(history.history)
+cli.command()(history.changes)
 cli.command("import", help=importing.IMPORT_HELP)(importing.import_)
+cli.command()(crawling.crawl)
 cli.command()(admin.prune)
 cli.command()(admin.status)
 cli.command()(admin.doctor)

@@ -15,9 +15,10 @@ def serve(
     host: Annotated[str, typer.Option("--host", envvar="URLTESTER_API_HOST", help="Address to bind (all interfaces: 0.0.0.0; put TLS in front).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", envvar="URLTESTER_API_PORT", min=1, max=65535, help="TCP port.")] = 8080,
     workers: Annotated[int, typer.Option("--workers", envvar="URLTESTER_API_WORKERS", min=1, max=64, help="Server processes sharing the port.")] = 1,
+    timezone: Annotated[str | None, typer.Option("--timezone", envvar="URLTESTER_TIMEZONE", show_default=False, help="Time zone of the old /api/get_jobs' times: an IANA name such as Europe/Paris (default: the machine's).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL", help="critical, error, warning, info or debug.")] = "info",
 ) -> None:
-    """Serve the HTTP API (/api/v1/..., /add_job, /get_jobs) and the page on http://HOST:PORT/.
+    """Serve the HTTP API (/api/v1/..., /add_job, /get_jobs, the old system's /api/add_job and /api/get_jobs) and the page on http://HOST:PORT/.
 
     Every path but /healthz and the page needs `Authorization: Bearer TOKEN` (runner token
     create NAME). Bounds and CORS: URLTESTER_API_MAX_BODY (bytes, default 8 MiB),
@@ -29,7 +30,7 @@ def serve(
 
     if log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
         raise fail(f"--log-level {log_level!r}: use critical, error, warning, info or debug", EXIT_USAGE)
-    settings = ctx.obj
+    settings = ctx.obj.with_(timezone=timezone)
     config = config_from_env()
     open_store(settings.database_url, max_connections=1).close()  # migrate now; fail now, clearly
     typer.echo(f"runner: serving on http://{host}:{port}/ (database {settings.database_shown}, "

@@ -11,13 +11,17 @@ from db import JobFilter
 from runner.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    FailOn,
+    FailOnOpt,
     NoWorkerAfterOpt,
     Outcome,
     QuorumOpt,
     RegionsOpt,
     ResultsFormat,
     State,
+    fail,
     handled,
+    new_failures,
     parse_age,
     parse_since,
     runtime_for,
@@ -34,6 +38,7 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the results and print them; exit 0 only if every check is ok.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
     batch: Annotated[str | None, typer.Option("--batch", help="Label for this batch (default: 'submit DATE TIME').", show_default=False)] = None,
+    fail_on: FailOnOpt = FailOn.any,
     options: Any = None,  # the check options' flags (with_check_options)
     regions: RegionsOpt = None, quorum: QuorumOpt = None, no_worker_after: NoWorkerAfterOpt = None,
 ) -> None:
@@ -46,6 +51,8 @@ def submit(
 
     ctx.obj = ctx.obj.with_(no_worker_after=no_worker_after)
     with runtime_for(ctx) as rt:
+        if (warning := rt.broker_warning()) is not None:  # said now, not after the retries
+            typer.echo(f"runner: {printable(warning)}", err=True)
         report = rt.submit(urls, options=options, batch=batch, regions=regions, quorum=quorum)
         for rejected in report.rejected:
             typer.echo(f"runner: rejected {printable(str(rejected))}", err=True)
@@ -63,7 +70,8 @@ def submit(
                 typer.echo(line)
             if not complete:
                 typer.echo(f"runner: timed out after {wait_timeout:g} s waiting for results", err=True)
-            if not complete or any(v.outcome != "ok" for v in done_views):
+            if not complete or (any(v.outcome != "ok" for v in done_views)
+                                and (fail_on == FailOn.any or new_failures(rt.store, report.batch.id))):
                 code = EXIT_FAILED
         else:
             # The in-memory broker (the embedded default) runs the checks in this process: it
@@ -82,6 +90,8 @@ def results(
     batch: Annotated[str | None, typer.Option("--batch", help="Batch name or id.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only checks that failed.")] = False,
+    url: Annotated[str | None, typer.Option("--url", help="Only jobs of this URL (as submitted: 'example.com' means https://example.com/).", show_default=False)] = None,
+    contains: Annotated[str | None, typer.Option("--contains", help="Only jobs whose URL contains this text.", show_default=False)] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs (default: 100 for table, all for json/csv).", show_default=False)] = None,
     fmt: Annotated[ResultsFormat, typer.Option("--format", "-f", help="table, json (one object per job per line, with its regions), csv (one row per job and region) or junit (JUnit XML: one test case per job, each region's result in its output).")] = ResultsFormat.table,
 ) -> None:
@@ -92,13 +102,27 @@ def results(
     from runner.jobs.report import table_lines, write_csv, write_json, write_junit
 
     fmt_name, state = fmt.value, value(state)
-    flt = JobFilter(state=state, outcome=value(outcome), batch=batch, since=parse_since(since) if since else None, failed=failed)
+    exact = None
+    if url is not None:
+        from runner.errors import InvalidURL
+        from runner.jobs.urls import Rejected, normalise
+        from runner.text import printable
+
+        try:
+            exact = normalise(url)
+        except InvalidURL as exc:  # submit's own message for it
+            raise fail(f"rejected {printable(str(Rejected(url, str(exc))))}", EXIT_FAILED) from None
+    flt = JobFilter(state=state, outcome=value(outcome), batch=batch, since=parse_since(since) if since else None,
+                    failed=failed, url=exact, text=contains)
     with runtime_for(ctx) as rt:
         lookup = rt.region_results
         if fmt_name == "table":
             views = rt.store.list_jobs(flt, limit=limit or 100)
-            for line in table_lines(views, regions=lookup):
+            for line in table_lines(views, regions=lookup, referrers=rt.referrers):
                 typer.echo(line)
+            if len(views) == (limit or 100) and (total := rt.store.count_jobs(flt)) > len(views):
+                # On stderr: a script reading the table sees only rows; a person sees the cut.
+                typer.echo(f"{len(views)} of {total} shown (--limit N, or --format json for all)", err=True)
             return
         if fmt_name == "junit":
             # The suite's counts lead the XML: count first (SQL), then stream the rows.
@@ -107,7 +131,7 @@ def results(
             total = rt.store.count_jobs(flt)
             failures = rt.store.count_jobs(replace(flt, failed=True))
             skipped = 0 if state == "done" else sum(
-                rt.store.count_jobs(replace(flt, state=s)) for s in ("queued", "running") if state in (None, s))
+                rt.store.count_jobs(replace(flt, state=s)) for s in ("queued", "running", "cancelled") if state in (None, s))
             if limit is not None:
                 total = min(total, limit)
             rows = rt.store.iter_jobs(flt, order="oldest", limit=limit)
@@ -115,7 +139,7 @@ def results(
                         tests=total, failures=min(failures, total), skipped=min(skipped, total), regions=lookup)
             return
         rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt_name == "json"), limit=limit)
-        (write_json if fmt_name == "json" else write_csv)(rows, sys.stdout, regions=lookup)
+        (write_json if fmt_name == "json" else write_csv)(rows, sys.stdout, regions=lookup, referrers=rt.referrers)
 
 
 
@@ -128,5 +152,7 @@ def requeue(
     age = parse_age(stale)
     with runtime_for(ctx) as rt:
         n = rt.intake.republish(older_than=age)
+        # The in-memory broker (the embedded default) runs the checks in this process.
+        rt.broker.flush()
         typer.echo(f"re-published {n} job{'s' if n != 1 else ''}")
 

@@ -234,7 +234,7 @@ class Intake:
             for region, calls in by_region.items():
                 handles += self.app.enqueue(calls, pack=DEFAULT_PACK if len(calls) > 1 else 1, headers=headers,
                                             queue=queue_for(self.queue, region))
-        except BrokerError as exc:
+        except (BrokerError, ConfigError) as exc:  # ConfigError: RabbitMQ refuses these settings
             self.mark_unsent(ids, str(exc))
             raise
         self._mark_published(ids, regional)

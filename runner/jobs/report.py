@@ -25,6 +25,8 @@ from runner.text import json_safe, mask_url, printable
 
 # Reads each page's region results (``Runtime.region_results``).
 RegionLookup = Callable[[Sequence[int]], dict[int, list[ResultRecord]]]
+# Reads each page's crawl referrers (``Runtime.referrers``): job id -> [{"url", "text"}].
+ReferrerLookup = Callable[[Sequence[int]], dict[int, list[dict[str, str]]]]
 
 # The JSON keys and CSV columns of a job: its own, then its result's fields (runner.fields),
 # then its times. A contract (README): keys are added, never renamed or removed.
@@ -62,13 +64,17 @@ _REGION_SHOWN = tuple((key, _SHOWN.get(key)) for key in REGION_KEYS)
 
 
 def with_regions(views: Iterable[JobView], lookup: RegionLookup | None,
-                 page: int = 500) -> Iterator[tuple[JobView, list[ResultRecord]]]:
-    """Each job with its region results, read a page of jobs at a time (flat memory)."""
+                 page: int = 500, referrers: ReferrerLookup | None = None) -> Iterator[tuple[JobView, list[ResultRecord]]]:
+    """Each job with its region results, read a page of jobs at a time (flat memory); with
+    ``referrers``, each view's ``referrers`` filled (a crawl's, else empty)."""
     batch: list[JobView] = []
 
     def flush() -> Iterator[tuple[JobView, list[ResultRecord]]]:
         found = lookup([v.id for v in batch]) if lookup is not None else {}
+        linked = referrers([v.id for v in batch]) if referrers is not None and batch else {}
         for view in batch:
+            if referrers is not None:
+                view.referrers = linked.get(view.id, [])
             yield view, found.get(view.id, [])
         batch.clear()
 
@@ -99,6 +105,8 @@ def to_row(view: JobView, regions: Sequence[ResultRecord] | None = None) -> dict
         core["publish_error"] = view.publish_error
     if "lastmod" in view.options:  # a sitemap's <lastmod>, kept with the job
         core["lastmod"] = view.options["lastmod"]
+    if view.referrers is not None:  # a crawl's: the pages that link here, with the link's text
+        core["referrers"] = view.referrers
     if regions is not None:
         core["quorum"] = view.quorum
         core["regions"] = region_rows(view, regions)
@@ -112,25 +120,32 @@ def json_line(view: JobView, regions: Sequence[ResultRecord] | None = None) -> s
     return json_safe(json.dumps(to_row(view, regions), ensure_ascii=False, default=str)) + "\n"
 
 
-def write_json(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None) -> int:
-    """One object per job per line; with ``regions``, each with its ``regions`` object."""
+def write_json(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None,
+               referrers: ReferrerLookup | None = None) -> int:
+    """One object per job per line; with ``regions``, each with its ``regions`` object; with
+    ``referrers``, each with its ``referrers`` list."""
     n = 0
-    for view, found in with_regions(views, regions):
+    for view, found in with_regions(views, regions, referrers=referrers):
         out.write(json_line(view, found if regions is not None else None))
         n += 1
     return n
 
 
-def csv_chunks(views: Iterable[JobView], *, regions: RegionLookup | None = None, rows: int = 500) -> Iterator[str]:
+def csv_chunks(views: Iterable[JobView], *, regions: RegionLookup | None = None, rows: int = 500,
+               referrers: ReferrerLookup | None = None) -> Iterator[str]:
     """CSV text (header first) a few hundred rows at a time (for streaming answers): one row
-    per job, or with ``regions`` one per job and region (the job's columns repeated)."""
+    per job, or with ``regions`` one per job and region (the job's columns repeated); with
+    ``referrers``, a ``referrers`` column after the job's (``URL "text"`` lines)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(CORE_KEYS + (CSV_REGION_KEYS if regions is not None else ()))
+    writer.writerow(CORE_KEYS + (("referrers",) if referrers is not None else ())
+                    + (CSV_REGION_KEYS if regions is not None else ()))
     n = 0
-    for n, (view, found) in enumerate(with_regions(views, regions), start=1):  # n: the jobs written, after
+    for n, (view, found) in enumerate(with_regions(views, regions, referrers=referrers), start=1):  # n: the jobs written, after
         row = to_row(view)
         cells = ["" if row[k] is None else _csv_value(row[k]) for k in CORE_KEYS]
+        if referrers is not None:
+            cells.append(_csv_value(referrer_lines(view.referrers or [])))
         if regions is None:
             writer.writerow(cells)
         else:
@@ -144,7 +159,13 @@ def csv_chunks(views: Iterable[JobView], *, regions: RegionLookup | None = None,
     yield buf.getvalue()
 
 
-def write_csv(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None) -> int:
+def referrer_lines(referrers: Sequence[dict[str, str]]) -> str:
+    """Referrers as text, one per line: the page's URL, then the link's text in quotes."""
+    return "\n".join(f'{mask_url(r["url"])} "{r["text"]}"' if r["text"] else mask_url(r["url"]) for r in referrers)
+
+
+def write_csv(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | None = None,
+              referrers: ReferrerLookup | None = None) -> int:
     """``csv_chunks`` into ``out``; returns the number of jobs."""
     n = 0
 
@@ -154,7 +175,7 @@ def write_csv(views: Iterable[JobView], out: TextIO, *, regions: RegionLookup | 
             n += 1
             yield view
 
-    for chunk in csv_chunks(counted(), regions=regions):
+    for chunk in csv_chunks(counted(), regions=regions, referrers=referrers):
         out.write(chunk)
     return n
 
@@ -253,7 +274,7 @@ def _region_lines(view: JobView, found: Sequence[ResultRecord]) -> list[str]:
     return lines
 
 
-SYMBOLS = {"ok": "✓", "queued": "·", "running": "…"}
+SYMBOLS = {"ok": "✓", "queued": "·", "running": "…", "cancelled": "⊘"}
 
 
 def state_label(view: JobView) -> str:
@@ -265,18 +286,24 @@ def state_label(view: JobView) -> str:
     return f"✗ {view.outcome or 'failed'}"
 
 
-def table_lines(views: Iterable[JobView], width: int = 120, *, regions: RegionLookup | None = None) -> Iterator[str]:
-    """The terminal table; with ``regions``, a job that named regions gets a line per region."""
+def table_lines(views: Iterable[JobView], width: int = 120, *, regions: RegionLookup | None = None,
+                referrers: ReferrerLookup | None = None) -> Iterator[str]:
+    """The terminal table; with ``regions``, a job that named regions gets a line per region;
+    with ``referrers``, a failed job of a crawl a line per page that links to it."""
     header = f"{'ID':>8}  {'STATE':<20} {'CODE':>4} {'MS':>8}  URL / ERROR"
     yield header
     url_width = max(20, width - len(header) + len("URL / ERROR"))
-    for v, found in with_regions(views, regions):
+    for v, found in with_regions(views, regions, referrers=referrers):
         ms = "" if v.total_ms is None else f"{v.total_ms:.0f}"
         code = "" if v.status_code is None else str(v.status_code)
         line = f"{v.id:>8}  {state_label(v):<20} {code:>4} {ms:>8}  {printable(mask_url(v.url), url_width)}"
         yield line
         if v.error and not v.ok:
             yield f"{'':>8}  {'':<20} {'':>4} {'':>8}    {printable(v.error, url_width)}"
+        if v.referrers and v.ok is False:
+            for r in v.referrers:
+                text = f' "{r["text"]}"' if r["text"] else ""
+                yield f"{'':>8}  {'':<20} {'':>4} {'':>8}    {printable('linked from ' + mask_url(r['url']) + text, url_width)}"
         if regions is None or v.regions == (DEFAULT_REGION,):
             continue
         for region, r in region_rows(v, found).items():

@@ -43,6 +43,7 @@ from runner.taskq.app import App, Broker, QueueDepth
 
 if TYPE_CHECKING:
     from runner.check.checker import Checker
+    from runner.jobs.crawl import Crawler
     from runner.jobs.pacing import Pacer
 
 @dataclass
@@ -85,6 +86,7 @@ class Runtime:
         self._checker: Checker | None = None
         self._writer: ResultWriter | None = None
         self._pacer: Pacer | None = None
+        self._crawler: Crawler | None = None
         self._lock = threading.Lock()
         self._sweep_after = 0  # where the next no-worker sweep goes on (see report_no_worker)
 
@@ -124,6 +126,24 @@ class Runtime:
                 defaults = Limits(self.settings.host_rate, self.settings.host_connections)
                 self._pacer = Pacer(self.store.limits, self.worker_id, defaults)
             return self._pacer
+
+    @property
+    def crawler(self) -> Crawler:
+        """A worker's side of the crawls (runner/jobs/crawl.py), built for its first crawl page."""
+        if self._crawler is not None:
+            return self._crawler
+        with self._lock:
+            if self._crawler is None:
+                from runner.jobs.crawl import Crawler
+
+                self._crawler = Crawler(self)
+            return self._crawler
+
+    def referrers(self, job_ids: Sequence[int]) -> dict[int, list[dict[str, str]]]:
+        """Each crawl job's referrers: the pages that link to it, with the link's text."""
+        from db.crawls import referrers_of
+
+        return referrers_of(self.store, job_ids)
 
     def close(self) -> None:
         self.app.close()
@@ -210,6 +230,14 @@ class Runtime:
         report.job_ids = self.intake.enqueue(created.id, jobs)
         return report
 
+    def cancel(self, *, batch: str | int | None = None, job_ids: Sequence[int] | None = None,
+               count_only: bool = False) -> int:
+        """Take back the queued jobs of ``batch`` (name or id), or ``job_ids``, or (neither)
+        every queued job: each becomes ``cancelled`` and the workers drop its message
+        unchecked (:class:`~runner.jobs.tasks.DoneLookup`). Returns how many (with
+        ``count_only``: how many it would take back)."""
+        return self.store.cancel_jobs(batch=batch, ids=job_ids, count_only=count_only)
+
     # ------------------------------------------------------------------ waiting and status
 
     def wait(self, batch_id: int, *, timeout: float | None = None, poll: float = 0.5,
@@ -256,6 +284,18 @@ class Runtime:
             except BrokerError as exc:
                 error = str(exc)
         return Status(counts, workers, depth, error, regions)
+
+    def broker_warning(self) -> str | None:
+        """None when the broker answers; otherwise what to tell the user at once, before a
+        publish goes quiet retrying: that it is unreachable, and for how long it keeps trying.
+        A broker URL that can never work (a refused login, a host name that does not
+        resolve) raises ConfigError instead: no wait would help."""
+        try:
+            self.broker.ping()
+        except BrokerError as exc:
+            return (f"{exc}; the jobs are recorded and sending keeps trying for "
+                    f"{self.settings.publish_timeout:g} s (--publish-timeout)")
+        return None
 
     def queue_depths(self, regions: Iterable[str]) -> dict[str, QueueDepth]:
         """Each region's queue depth, the default region's first and always (BrokerError

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.errors import ConfigError
 from runner.jobs.regions import DEFAULT_REGION, validate_region
@@ -31,9 +32,16 @@ DEFAULT_QUEUE = "urltester"
 
 
 def default_database_url() -> str:
+    """The embedded default: a SQLite file in the user data dir, which is made here (the
+    store creates no folder for a path someone typed)."""
     from platformdirs import user_data_dir
 
-    return "sqlite:///" + str(Path(user_data_dir("urltester")) / "urltester.db")
+    folder = Path(user_data_dir("urltester"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # opening the store says what is wrong with it, in one line
+    return "sqlite:///" + str(folder / "urltester.db")
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,12 @@ class Settings:
     no_worker_after: float = 60.0  # seconds before a named region with no live worker is no_worker
     host_rate: float | None = None  # checks/s per host, fleet-wide, unless `runner limits` says otherwise
     host_connections: int | None = None  # checks at once per host, fleet-wide
+    timezone: str = ""  # IANA name for times shown as local (the old /api/get_jobs); "": the machine's
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The time zone of ``timezone``; None: the machine's own."""
+        return ZoneInfo(self.timezone) if self.timezone else None
 
     @property
     def immediate(self) -> bool:
@@ -76,6 +90,7 @@ ENV = {
     "deny_private": "URLTESTER_DENY_PRIVATE",
     "allow_networks": "URLTESTER_ALLOW_NETWORKS",
     "publish_timeout": "URLTESTER_PUBLISH_TIMEOUT",
+    "timezone": "URLTESTER_TIMEZONE",
 }
 
 
@@ -108,12 +123,14 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
 
 def worker_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
     """The settings with no global ``runner`` option, from their variables: a worker's region,
-    the no-worker bound, the fleet-wide host limits (each command that uses one also takes
+    the no-worker bound, the fleet-wide host limits, the time zone of local times (each command that uses one also takes
     it as an option, with the same variable)."""
     env = os.environ if env is None else env
     values: dict[str, object] = {}
     if env.get("URLTESTER_REGION"):
         values["region"] = env["URLTESTER_REGION"].strip()
+    if env.get(ENV["timezone"], "").strip():
+        values["timezone"] = env[ENV["timezone"]].strip()
     if env.get("URLTESTER_NO_WORKER_AFTER"):
         try:
             values["no_worker_after"] = float(env["URLTESTER_NO_WORKER_AFTER"])
@@ -146,6 +163,12 @@ def validated(settings: Settings) -> Settings:
     if settings.host_connections is not None and not (0 < settings.host_connections <= 1e6):
         raise ConfigError(f"host connections {settings.host_connections!r} (URLTESTER_HOST_CONNECTIONS, "
                           "--host-connections): checks at once per host must be at least 1")
+    if settings.timezone:
+        try:
+            ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ConfigError(f"time zone {settings.timezone!r} (URLTESTER_TIMEZONE, --timezone) is not a known "
+                              "time zone: use an IANA name such as Europe/Paris or UTC") from None
     for net in settings.allow_networks:
         try:
             ipaddress.ip_network(net, strict=False)

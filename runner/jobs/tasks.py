@@ -1,10 +1,12 @@
 """The tasks that tie the check to the store: what a worker actually runs.
 
 ``check(job_id, url, options)`` checks one job's URL and stores its result, idempotently.
-A redelivered call whose (job, region) already has a result is skipped (exactly one result
-per job and region). The look-ups of calls redelivered together go to the database
-together (:class:`DoneLookup`): a worker that takes over a killed one's messages gets
-a thousand calls at once, and one query each took it 12 s and more through a 20 ms WAN.
+A call whose job was cancelled (``runner cancel``), or whose (job, region) already has a
+result, is dropped without checking (exactly one result per job and region; a cancelled
+job never gets one), whether delivered for the first time or again. The look-ups of calls
+delivered together go to the database together (:class:`DoneLookup`): a worker that takes
+over a killed one's messages gets a thousand calls at once, and one query each took it
+12 s and more through a 20 ms WAN.
 That look-up is only a saving: when the database cannot answer it, the check runs anyway
 and its result waits in the writer (which retries) like any other. Giving the message
 back instead would have it redelivered at once, fail again, and burn through RabbitMQ's
@@ -25,10 +27,11 @@ from runner.errors import ConfigError, OptionError
 from runner.fields import RESULT_KEYS
 from runner.jobs.gather import Gather
 from runner.jobs.regions import split_placement, validate_region
-from runner.taskq.app import App, Task, context
+from runner.taskq.app import App, Task
 
 if TYPE_CHECKING:  # the checker (requests, urllib3, ssl) is built on first use, not imported by submitters
     from runner.check.checker import Checker, CheckResult
+    from runner.jobs.crawl import Crawler
     from runner.jobs.pacing import Pacer
     from runner.jobs.writer import ResultWriter
 
@@ -50,6 +53,9 @@ class CheckParts(Protocol):
     @property
     def writer(self) -> ResultWriter: ...
 
+    @property
+    def crawler(self) -> Crawler: ...
+
 
 def register(app: App, runtime: CheckParts) -> Task:
     done = DoneLookup(runtime.store)
@@ -70,16 +76,19 @@ def register(app: App, runtime: CheckParts) -> Task:
             raise OptionError(f"the call's region {region!r} is not a region name")  # poison: dead-lettered
         opts = CheckOptions.from_json(split_placement(options)[0])  # OptionError: poison, dead-lettered
         named = Placement.of(options).named  # a job that named regions has one result per region
-        if getattr(context, "redelivered", False) and done.has_result(job_id, region if named else None):
-            return "skipped"
+        if done.skip(job_id, region if named else None):
+            return "skipped"  # cancelled, or checked already (a redelivery): acked unchecked
         ticket = runtime.pacer.admit(url, pace)  # Defer: back later, no thread held
+        sink = runtime.crawler.sink(options) if "crawl" in options else None  # a crawl's page: its links
         try:
             runtime.writer.started(job_id)
             with metrics.IN_FLIGHT.track_inprogress():
-                result = runtime.checker.check(url, opts)
+                result = runtime.checker.check(url, opts, sink=sink)
         finally:
             ticket.release()
         count(result)
+        if sink is not None:  # its new links are recorded before its result: none lost to a crash
+            runtime.crawler.follow(options, url, result.ok, sink)
         return runtime.writer.add(to_record(job_id, result, worker=runtime.worker_id, region=region))
 
     return check
@@ -109,7 +118,8 @@ def _is_region(region: object) -> bool:
 
 
 class DoneLookup:
-    """"Has this job (or this region of it) a result?", asked by many threads at once and
+    """"Is this job cancelled, or has it (or this region of it) a result?", asked by many
+    threads at once and
     answered with one query per region for all of them (:class:`~runner.jobs.gather.Gather`).
     A database that cannot answer says "no" (the check runs; storing is idempotent, and
     the writer waits for the database)."""
@@ -118,7 +128,7 @@ class DoneLookup:
         self.store = store
         self._gather: Gather[tuple[int, str | None], bool] = Gather(self._answer)
 
-    def has_result(self, job_id: int, region: str | None = None) -> bool:
+    def skip(self, job_id: int, region: str | None = None) -> bool:
         return self._gather.ask((job_id, region))
 
     def _answer(self, asked: list[tuple[int, str | None]]) -> list[bool]:
@@ -128,7 +138,7 @@ class DoneLookup:
         found: dict[str | None, set[int]] = {}
         for region, ids in by_region.items():
             try:
-                found[region] = self.store.done_ids(ids, region=region)
+                found[region] = self.store.skip_ids(ids, region=region)
             except StoreUnavailable:
                 found[region] = set()
         return [job_id in found[region] for job_id, region in asked]

@@ -18,10 +18,11 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
+from datetime import datetime
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
-from db import ResultRecord, Store, StoreUnavailable
+from db import ResultRecord, Store, StoreUnavailable, utcnow
 from runner import metrics
 from runner.backoff import backoff
 
@@ -37,16 +38,18 @@ class ResultWriter:
         self.give_up_after = give_up_after
         self._cond = threading.Condition()
         self._results: list[tuple[ResultRecord, Future[str]]] = []
-        self._started: list[int] = []
+        self._started: list[tuple[int, datetime]] = []
         self._closed = False
         self.stored = 0
         self._thread = threading.Thread(target=self._run, name="urltester-writer", daemon=True)
         self._thread.start()
 
     def started(self, job_id: int) -> None:
-        """Mark a job running (soon, batched; never blocks the check)."""
+        """Mark a job running (soon, batched; never blocks the check). Its ``started_at`` is
+        now, when the check begins, not when the batch is written."""
+        began = utcnow()
         with self._cond:
-            self._started.append(job_id)
+            self._started.append((job_id, began))
             self._cond.notify()
 
     def add(self, record: ResultRecord) -> Future[str]:
@@ -80,7 +83,7 @@ class ResultWriter:
                 started, self._started = self._started, []
             self._write(started, batch)
 
-    def _write(self, started: list[int], batch: list[tuple[ResultRecord, Future[str]]],
+    def _write(self, started: list[tuple[int, datetime]], batch: list[tuple[ResultRecord, Future[str]]],
                deadline: float | None = None) -> None:
         if deadline is None:
             deadline = time.monotonic() + self.give_up_after

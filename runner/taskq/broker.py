@@ -154,6 +154,22 @@ class Delivery:
         self._broker._actions.put(("dead", self, (reason, body)))
 
 
+# getaddrinfo's answers that a name does not exist (as opposed to EAI_AGAIN, a resolver
+# that did not answer, worth a retry).
+_NO_SUCH_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
+
+
+def _no_such_host(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):  # kombu wraps the socket's error
+        if seen is None:
+            return False
+        if isinstance(seen, socket.gaierror):
+            return seen.errno in _NO_SUCH_NAME
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class AmqpBroker:
     """Publishing and consuming on one RabbitMQ queue (and its dead-letter queue)."""
 
@@ -203,6 +219,9 @@ class AmqpBroker:
             # refused login is a setting to fix (exit 2), not an outage to wait out.
             if isinstance(exc, amqp.exceptions.AccessRefused) or "ACCESS_REFUSED" in str(exc):
                 raise ConfigError(f"RabbitMQ at {self.shown} refused the login (check user and password)") from exc
+            if _no_such_host(exc):  # a typo in the URL's host: no retry brings it back
+                raise ConfigError(f"RabbitMQ at {self.shown}: the host name does not resolve "
+                                  "(check the broker URL)") from exc
             raise BrokerError(self._describe(exc)) from exc
         return conn
 

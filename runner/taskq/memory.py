@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("urltester.runner")
 
 SCHEME = "memory"
+_THREAD_PREFIX = "urltester-check"
 MAX_PENDING = 10_000  # calls waiting to run before publish blocks: two chunks of an import
 
 
@@ -83,9 +84,10 @@ class MemoryBroker:
         futures = []
         for call in calls:
             with self._cond:
-                # Hazard: a call that publishes from a pool thread while the broker is full
-                # would wait for itself. Tasks do not publish; keep it so.
-                self._cond.wait_for(lambda: self._pending < self.max_pending)
+                # Hazard: a call that publishes from a pool thread (a crawl's page enqueuing
+                # its links) while the broker is full would wait for itself: it does not wait.
+                if not threading.current_thread().name.startswith(_THREAD_PREFIX):
+                    self._cond.wait_for(lambda: self._pending < self.max_pending)
                 self._pending += 1
             future = self._executor().submit(app.execute, call)
             future.add_done_callback(self._finished(call))
@@ -110,7 +112,7 @@ class MemoryBroker:
     def _executor(self) -> ThreadPoolExecutor:
         with self._cond:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="urltester-check")
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=_THREAD_PREFIX)
             return self._pool
 
     @staticmethod

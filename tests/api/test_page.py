@@ -35,6 +35,7 @@ def browser():
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                  f"--user-data-dir={profile}", "--window-size=1400,900"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: a 404 shows there
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -78,9 +79,42 @@ def test_two_urls_typed_reach_ok_live_and_a_detail_opens(embedded_server: Server
     phases = browser.find_element(By.ID, "phases").text
     assert "dns" in phases and "ttfb" in phases and "total" in phases
     assert hostile in browser.find_element(By.ID, "detail-core").text
-    assert "none" in browser.find_element(By.ID, "redirects").text
+    assert browser.find_element(By.ID, "no-redirects").is_displayed()  # said in words, not "1. none"
+    assert not browser.find_element(By.ID, "redirects").is_displayed()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "page.png"))
     # The token stays in this tab's session storage only.
     assert browser.execute_script("return sessionStorage.getItem('urltester.token')") == token
     assert browser.execute_script("return localStorage.length") == 0
+
+
+def test_a_crawl_results_detail_says_where_it_is_linked_from(embedded_server: Server, served_site, browser) -> None:  # noqa: ANN001
+    """The page's detail of a broken link lists the pages that link to it, the link's text
+    as text (a stranger's page wrote it)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.support.services import run_cli
+
+    hostile = "<img src=x onerror=alert(1)>"
+    (served_site.root / "hostile.html").write_text(
+        '<!doctype html><title>Hostile</title><a href="/gone-hostile.html">&lt;img src=x onerror=alert(1)&gt;</a>')
+    (served_site.root / "hostile.html").chmod(0o644)
+    out = run_cli(["crawl", served_site.url("/hostile.html"), "--depth", "1", "--batch", "hostile", "--wait"],
+                  embedded_server.env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    broken = served_site.url("/gone-hostile.html")
+    wait = WebDriverWait(browser, 30)
+    browser.get(embedded_server.base + "/")
+    wait.until(ec.visibility_of_element_located((By.ID, "token"))).send_keys(embedded_server.token())
+    browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    wait.until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#jobs tbody tr')].some(r => r.cells[4].textContent === arguments[0])",
+        broken))
+    browser.execute_script(
+        "[...document.querySelectorAll('#jobs tbody tr')].find(r => r.cells[4].textContent === arguments[0]).click()",
+        broken)
+    wait.until(ec.visibility_of_element_located((By.ID, "referrers")))
+    assert browser.find_element(By.ID, "referrers").text == f'{served_site.url("/hostile.html")} "{hostile}"'
+    assert browser.execute_script("return document.querySelectorAll('#referrers img').length") == 0

@@ -38,6 +38,18 @@ class _Handler(BaseHTTPRequestHandler):
             if n < int(query.get("fail", "1")):
                 status = 503
                 body = b"try again"
+        elif parts.path == "/switch":
+            # The status the test set for `key` (server.switch), 200 until it sets one.
+            status = server.switch.get(query.get("key", ""), 200)
+            body = f"switch {status}".encode()
+        elif parts.path == "/flip":
+            # 200 and 500 in turn for each `key`, starting with 200.
+            key = query.get("key", "")
+            with server.lock:
+                n = server.flaky.get("flip:" + key, 0)
+                server.flaky["flip:" + key] = n + 1
+            status = 200 if n % 2 == 0 else 500
+            body = f"flip {status}".encode()
         elif parts.path == "/title":
             body = f"<html><title>{query.get('t', '')}</title></html>".encode()
         self.send_response(status)
@@ -49,7 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class TargetServer(ThreadingHTTPServer):
-    """A threaded HTTP server: /ok, /status/NNN, /flaky?key=K&fail=N, /title?t=..., any
+    """A threaded HTTP server: /ok, /status/NNN, /flaky?key=K&fail=N, /switch?key=K (the
+    status set in ``switch[K]``), /flip?key=K (200, 500, 200, ...), /title?t=..., any
     path with ?ms=N waits N ms. ``hits`` counts requests by path."""
 
     daemon_threads = True
@@ -60,6 +73,8 @@ class TargetServer(ThreadingHTTPServer):
         self.default_delay_ms = default_delay_ms
         self.hits: dict[str, int] = {}
         self.flaky: dict[str, int] = {}
+        self.switch: dict[str, int] = {}
+        self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
 
     @property

@@ -9,7 +9,7 @@ from datetime import UTC
 
 import pytest
 
-from db import JobFilter, NewJob, StoreUnavailable
+from db import JobFilter, NewJob, StoreUnavailable, utcnow
 from db import grid as grid_sql
 from tui.app import UrlTesterApp
 from tui.detail import DetailScreen
@@ -50,7 +50,7 @@ async def test_submit_valid_and_invalid(runtime, target) -> None:
         outcomes = sorted(v.outcome for v in grid.window.rows)
         assert outcomes == ["http_error", "ok"]
         text = screen_text(app)
-        assert "✓ ok" in text and "✗ http_error" in text
+        assert "✓ ok" in text and "✗ http " in text
 
 
 async def test_multiline_paste_keeps_every_url(runtime) -> None:
@@ -99,7 +99,7 @@ async def test_state_changes_in_place(runtime) -> None:
         grid = app.query_one(JobGrid)
         await wait_for(pilot, lambda: grid.loaded, what="rows")
         assert [v.state for v in grid.window.rows] == ["queued", "queued"]
-        runtime.store.mark_running([ids[0]])
+        runtime.store.mark_running([(ids[0], utcnow())])
         await wait_for(pilot, lambda: "… running" in screen_text(app), what="the running row on screen")
         assert grid.window.get(1).state == "running" and "· queued" in screen_text(app)
 
@@ -393,7 +393,7 @@ async def test_the_status_line_names_the_regions_with_live_workers() -> None:
     async with app.run_test(size=(200, 4)) as pilot:  # the line is cut (…) where it does not fit
         line.set_status(Counts(), 3, 52, ("default", "eu-west", "us-east"), {"default": 12, "eu-west": 0, "us-east": 40})
         await pilot.pause()
-        assert "3 workers alive in default, eu-west, us-east  │  in queue default 12 · eu-west 0 · us-east 40" in screen_text(app)
+        assert "3 worker processes alive in default, eu-west, us-east  │  in queue default 12 · eu-west 0 · us-east 40" in screen_text(app)
         line.set_status(Counts(), 1, 7, ("default",), {"default": 7})  # a fleet without regions: as before
         await pilot.pause()
-        assert "1 worker alive  │  7 in queue" in screen_text(app) and " in default" not in screen_text(app)
+        assert "1 worker process alive  │  7 in queue" in screen_text(app) and " in default" not in screen_text(app)

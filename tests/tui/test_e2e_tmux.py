@@ -54,7 +54,7 @@ def test_tui_shows_result_checked_by_a_worker(pg_url, amqp_url, queue_name, targ
         tmux = Tmux(env, [sys.executable, "-m", "runner", "tui"])
         try:
             wait_until(lambda: "Type or paste URLs" in tmux.screen(), 60, message="the TUI to start")
-            wait_until(lambda: "worker alive" in tmux.screen() or "workers alive" in tmux.screen(), 60,
+            wait_until(lambda: "worker process alive" in tmux.screen(), 60,
                        message="the worker's heartbeat in the status line")
             tmux.type(url)
             tmux.key("Enter")

@@ -31,6 +31,7 @@ function askToken(why) {
   if (stream) stream.abort();
   sessionStorage.removeItem(TOKEN_KEY);
   $("main").hidden = true;
+  $("forget").hidden = true; // nothing to forget until a token is given
   $("login").hidden = false;
   $("login-error").textContent = why || "";
   $("token").focus();
@@ -59,6 +60,15 @@ function cell(tr, text, cls) {
   tr.appendChild(td);
 }
 
+function when(iso) {
+  // ISO 8601 UTC from the API, shown in the browser's zone: "2026-12-05 15:04:05".
+  if (!iso) return "";
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return String(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+}
+
 function fill(tr, job) {
   tr.replaceChildren();
   const state = stateOf(job);
@@ -69,6 +79,8 @@ function fill(tr, job) {
   cell(tr, job.url);
   cell(tr, job.title);
   cell(tr, job.error, "error");
+  cell(tr, when(job.checked_at));
+  cell(tr, job.batch);
   tr.dataset.state = state.text;
 }
 
@@ -122,6 +134,7 @@ async function loadPage(cursor) {
   for (const job of body.jobs) show(job, { append: true });
   nextCursor = body.next;
   $("more").hidden = !nextCursor;
+  if ($("matching").dataset.matching) showMatching(Number($("matching").dataset.matching));
 }
 
 async function reload() {
@@ -129,6 +142,34 @@ async function reload() {
   $("jobs").tBodies[0].replaceChildren();
   listen(); // first, so nothing committed while the page loads is missed
   await loadPage(null);
+  await loadCounts();
+}
+
+// ---------------------------------------------------------------- totals and matching rows
+
+const number = (n) => Number(n).toLocaleString("en");
+let countsTimer = null;
+
+async function loadCounts() {
+  const answer = await api(`/api/v1/counts?${query()}`);
+  if (!answer.ok) return;
+  const c = await answer.json();
+  $("totals").textContent = `${number(c.queued + c.running + c.done)} jobs: ${number(c.queued)} queued, ` +
+    `${number(c.running)} running, ${number(c.done)} done (${number(c.ok)} ok, ${number(c.failed)} failed)`;
+  showMatching(c.matching);
+}
+
+function showMatching(matching) {
+  $("matching").dataset.matching = String(matching);
+  const shown = $("jobs").tBodies[0].rows.length;
+  $("matching").textContent = shown < matching ? `${number(shown)} of ${number(matching)} matching shown`
+    : `${number(matching)} matching`;
+}
+
+function countsSoon() {
+  // Results arrive by the hundred: count again at most every 2 s.
+  if (countsTimer) return;
+  countsTimer = setTimeout(() => { countsTimer = null; loadCounts().catch(() => {}); }, 2000);
 }
 
 $("more").addEventListener("click", () => loadPage(nextCursor));
@@ -156,13 +197,46 @@ $("add-form").addEventListener("submit", async (event) => {
       li.textContent = `${r.input}: ${r.reason}`;
       $("rejected").appendChild(li);
     }
+    if (body.batch) $("cancel-batch").value = body.batch.id; // the batch to take back, if it was the wrong one
     for (const job of body.jobs) {
-      if (!rows.has(job.id)) show({ id: job.id, url: job.url, state: "queued" });
+      if (!rows.has(job.id)) show({ id: job.id, url: job.url, state: "queued", batch: body.batch && body.batch.name });
     }
     $("urls").value = "";
+    countsSoon();
   } finally {
     $("add").disabled = false;
   }
+});
+
+// ---------------------------------------------------------------- cancelling a batch (asks first, with the count)
+
+let cancelling = null; // the batch id the question is about
+
+$("cancel-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const id = $("cancel-batch").value.trim();
+  $("cancel-result").textContent = "";
+  const answer = await api(`/api/v1/batches/${encodeURIComponent(id)}`);
+  const batch = await answer.json();
+  if (!answer.ok) { $("cancel-result").textContent = message(batch); return; }
+  if (!batch.queued) { $("cancel-result").textContent = `batch ${batch.id} "${batch.name}" has no queued jobs`; return; }
+  cancelling = batch.id;
+  $("cancel-question").textContent = `Cancel ${batch.queued} queued job(s) of batch ${batch.id} "${batch.name}"? They will not be checked.`;
+  $("cancel-confirm").hidden = false;
+  $("cancel-yes").focus();
+});
+
+$("cancel-no").addEventListener("click", () => { $("cancel-confirm").hidden = true; cancelling = null; });
+
+$("cancel-yes").addEventListener("click", async () => {
+  const id = cancelling;
+  $("cancel-confirm").hidden = true;
+  cancelling = null;
+  if (id === null) return;
+  const answer = await api(`/api/v1/batches/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+  const body = await answer.json();
+  $("cancel-result").textContent = answer.ok ? `cancelled ${body.cancelled} queued job(s) of batch ${id}` : message(body);
+  if (answer.ok) reload();
 });
 
 // ---------------------------------------------------------------- live results (SSE over fetch, so the token rides in a header)
@@ -209,7 +283,7 @@ async function readEvents(reader) {
         else if (line.startsWith("data:")) data += line.slice(5).trimStart();
       }
       if (id) lastEventId = id;
-      if (kind === "result" && data) show(JSON.parse(data));
+      if (kind === "result" && data) { show(JSON.parse(data)); countsSoon(); }
     }
   }
 }
@@ -218,7 +292,7 @@ async function readEvents(reader) {
 
 const PHASES = ["dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "transfer_ms", "total_ms"];
 const CORE = ["url", "state", "outcome", "status_code", "total_ms", "attempts", "error", "final_url", "title",
-  "content_type", "bytes", "batch", "submitted_at", "checked_at"];
+  "content_type", "bytes", "batch", "submitted_at", "started_at", "checked_at"];
 
 async function openDetail(id) {
   const answer = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
@@ -250,16 +324,59 @@ async function openDetail(id) {
     li.textContent = `${hop.status} → ${hop.url}`;
     list.appendChild(li);
   }
-  if (!(job.redirects || []).length) {
+  list.hidden = !(job.redirects || []).length;
+  $("no-redirects").hidden = !list.hidden;
+  // A crawl's: the pages that link to this URL, with the link's text (strangers' text: textContent).
+  const referrers = $("referrers");
+  referrers.replaceChildren();
+  for (const r of job.referrers || []) {
     const li = document.createElement("li");
-    li.textContent = "none";
-    list.appendChild(li);
+    li.textContent = r.text ? `${r.url} "${r.text}"` : r.url;
+    referrers.appendChild(li);
   }
+  $("referrers-section").hidden = !(job.referrers || []).length;
   $("detail-json").textContent = JSON.stringify(job, null, 2);
+  $("retest").dataset.id = String(job.id);
+  $("retest-result").textContent = "";
   $("detail").hidden = false;
+  document.body.classList.add("detail-open");
 }
 
-$("close").addEventListener("click", () => { $("detail").hidden = true; });
+$("close").addEventListener("click", () => {
+  $("detail").hidden = true;
+  document.body.classList.remove("detail-open");
+});
+
+$("retest").addEventListener("click", async () => {
+  const id = $("retest").dataset.id;
+  $("retest").disabled = true;
+  try {
+    const answer = await api(`/api/v1/jobs/${encodeURIComponent(id)}/retest`, { method: "POST" });
+    const body = await answer.json();
+    if (!answer.ok) { $("retest-result").textContent = message(body); return; }
+    for (const job of body.jobs) {
+      if (!rows.has(job.id)) show({ id: job.id, url: job.url, state: "queued", batch: body.batch && body.batch.name });
+    }
+    $("retest-result").textContent = `re-testing as job ${body.jobs.map((j) => j.id).join(", ")}`;
+    countsSoon();
+  } finally {
+    $("retest").disabled = false;
+  }
+});
+
+// ---------------------------------------------------------------- export: every matching job, as the list's CSV
+
+$("export").addEventListener("click", async () => {
+  const answer = await api(`/api/v1/jobs?${query()}`, { headers: { Accept: "text/csv" } });
+  if (!answer.ok) { $("add-result").textContent = message(await answer.json()); return; }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await answer.blob());
+  link.download = `urltester-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}.csv`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+});
 
 // ---------------------------------------------------------------- start
 
@@ -267,6 +384,7 @@ function start() {
   if (!token()) { askToken(""); return; }
   $("login").hidden = true;
   $("main").hidden = false;
+  $("forget").hidden = false;
   reload();
 }
 

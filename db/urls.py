@@ -1,0 +1,323 @@
+"""Reading URLs back (``urls``, ``url_changes``, ``url_rollups``, and results through
+``jobs.url_id``): one row per URL, one URL's story, and what changed between two runs.
+
+Window figures (checks, ok, percentiles) come from the rollups (db/rollups.py), so they
+outlive pruned results; ``recent`` checks come from the results still stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from .models import Change
+from .rollups import OVERALL, Rollup, percentile, window
+from .store import Store
+
+SORTS = ("state", "url", "latency", "since")
+# Each order is an index's (db/migrations.py), so the first page costs the same at 100 and
+# at 1,000,000 URLs; "state" is one such query per state, failing first.
+STATE_ORDER = ("failing", "slow", "ok", "pending")
+_ORDER = {
+    "state": "u.since DESC, u.id DESC",
+    "url": "u.url",
+    "latency": "COALESCE(u.last_total_ms, -1) DESC, u.id DESC",
+    "since": "u.since DESC, u.id DESC",
+}
+
+
+@dataclass(frozen=True)
+class UrlFilter:
+    state: str | None = None
+    changed_since: datetime | None = None
+    batch_ids: tuple[int, ...] | None = None  # URLs with a job in one of these batches
+    text: str | None = None  # substring of the URL
+    url: str | None = None  # exactly this (normalised) URL
+
+
+@dataclass(frozen=True)
+class UrlView:
+    """A URL with its state, its latest check, and its figures in a window."""
+
+    id: int
+    url: str
+    state: str
+    since: datetime | None
+    last_checked_at: datetime | None
+    last_job_id: int | None
+    last_outcome: str | None
+    last_status_code: int | None
+    last_total_ms: float | None
+    last_error: str | None
+    window: Rollup = field(default_factory=Rollup)
+
+    @property
+    def uptime(self) -> float | None:
+        return None if not self.window.checks else self.window.ok / self.window.checks
+
+    def latency(self, q: float) -> float | None:
+        return percentile(self.window.hist, q)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One check in a URL's history: a job's result, or one region's of a job that named
+    regions (``region`` None: the job's quorum)."""
+
+    job_id: int
+    batch: str | None
+    checked_at: datetime
+    outcome: str
+    ok: bool
+    status_code: int | None
+    total_ms: float | None
+    error: str | None
+    region: str | None
+
+
+@dataclass(frozen=True)
+class Check:
+    """A URL's check on one side of a comparison."""
+
+    job_id: int
+    outcome: str
+    ok: bool
+    status_code: int | None
+    total_ms: float | None
+    final_url: str | None
+    checked_at: datetime
+    cert: str | None  # the leaf certificate's not_after: a new certificate changes it
+
+
+@dataclass(frozen=True)
+class Diff:
+    url: str
+    change: str  # new_failure, recovered, still_failing, new, gone, slower, changed
+    before: Check | None
+    after: Check | None
+
+
+_URL_COLUMNS = ("u.id, u.url, u.state, u.since, u.last_checked_at, u.last_job_id, u.last_outcome, "
+                "u.last_status_code, u.last_total_ms, u.last_error")
+
+
+def list_urls(store: Store, flt: UrlFilter = UrlFilter(), *, since: datetime, sort: str = "state",
+              limit: int | None = 100, region: str | None = None) -> list[UrlView]:
+    """One row per URL, its figures summed since ``since`` (the window)."""
+    d = store.dialect
+    if sort == "state" and flt.state is None:
+        rows: list[Any] = []
+        for state in STATE_ORDER:
+            if limit is not None and len(rows) >= limit:
+                break
+            rows += _rows(store, replace(flt, state=state), sort, None if limit is None else limit - len(rows))
+    else:
+        rows = _rows(store, flt, sort, limit)
+    with d.transaction(write=False) as cur:
+        sums = window(d, cur, [r[0] for r in rows], since, region or OVERALL)
+    return [_view(d, row, sums[row[0]]) for row in rows]
+
+
+def _rows(store: Store, flt: UrlFilter, sort: str, limit: int | None) -> list[Any]:
+    where, params = _where(store, flt)
+    sql = (f"SELECT {_URL_COLUMNS} FROM urls u WHERE {' AND '.join(where) or '1 = 1'} "  # noqa: S608 - our fragments
+           f"ORDER BY {_ORDER[sort]}")
+    if limit is not None:
+        sql += " LIMIT %s"
+        params.append(limit)
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
+    d = store.dialect
+    where: list[str] = []
+    params: list[Any] = []
+    if flt.state:
+        where.append("u.state = %s")
+        params.append(flt.state)
+    if flt.changed_since is not None:
+        where.append("u.since >= %s")
+        params.append(d.ts(flt.changed_since))
+    if flt.url is not None:
+        where.append("u.url = %s")
+        params.append(flt.url)
+    if flt.text:
+        escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(f"u.url {d.ilike} %s ESCAPE '\\'")
+        params.append(f"%{escaped}%")
+    if flt.batch_ids is not None:
+        test, p = d.any_of("j.batch_id", flt.batch_ids)
+        where.append(f"EXISTS (SELECT 1 FROM jobs j WHERE j.url_id = u.id AND {test})")
+        params.extend(p)
+    return where, params
+
+
+def _view(d: Any, row: Sequence[Any], sums: Rollup) -> UrlView:
+    return UrlView(id=row[0], url=row[1], state=row[2], since=d.parse_ts(row[3]), last_checked_at=d.parse_ts(row[4]),
+                   last_job_id=row[5], last_outcome=row[6], last_status_code=row[7],
+                   last_total_ms=None if row[8] is None else float(row[8]), last_error=row[9], window=sums)
+
+
+def get_url(store: Store, url: str, *, since: datetime, region: str | None = None) -> UrlView | None:
+    found = list_urls(store, UrlFilter(url=url), since=since, sort="url", limit=1, region=region)
+    return found[0] if found else None
+
+
+def url_changes(store: Store, view: UrlView, *, since: datetime | None = None, limit: int = 100) -> list[Change]:
+    """A URL's changes, newest first."""
+    d = store.dialect
+    sql = ("SELECT at, from_state, to_state, change, job_id, batch_id, outcome, status_code, error, region "
+           "FROM url_changes WHERE url_id = %s")
+    params: list[Any] = [view.id]
+    if since is not None:
+        sql += " AND at >= %s"
+        params.append(d.ts(since))
+    with d.transaction(write=False) as cur:
+        cur.execute(sql + " ORDER BY at DESC, id DESC LIMIT %s", [*params, limit])
+        rows = cur.fetchall()
+    return [Change(url_id=view.id, url=view.url, at=d.parse_ts(r[0]), from_state=r[1], to_state=r[2], change=r[3],
+                   job_id=r[4], batch_id=r[5], outcome=r[6], status_code=r[7], error=r[8], region=r[9])
+            for r in rows]
+
+
+def recent_checks(store: Store, url_id: int, *, since: datetime | None = None, limit: int = 50,
+                  region: str | None = None) -> list[Point]:
+    """A URL's latest checks still stored, newest first: each job's result (region None
+    for a job that named regions: its quorum) and each region's result of such a job."""
+    d = store.dialect
+    named = d.json_text("j.options", "regions")
+    cols = "r.outcome, r.ok, r.status_code, r.total_ms, r.error, r.checked_at"
+    quorum = (f"SELECT j.id, b.name, {cols}, CASE WHEN {named} IS NULL THEN r.region END AS region, r.checked_at AS at "
+              "FROM jobs j JOIN results r ON r.job_id = j.id LEFT JOIN batches b ON b.id = j.batch_id "
+              "WHERE j.url_id = %s AND j.state <> 'cancelled'")
+    regional = (f"SELECT j.id, b.name, {cols}, r.region, r.checked_at FROM jobs j JOIN region_results r ON r.job_id = j.id "
+                "LEFT JOIN batches b ON b.id = j.batch_id WHERE j.url_id = %s AND j.state <> 'cancelled'")
+    params: list[Any] = [url_id]
+    if since is not None:
+        quorum += " AND r.checked_at >= %s"
+        regional += " AND r.checked_at >= %s"
+        params.append(d.ts(since))
+    sql = f"SELECT * FROM ({quorum} UNION ALL {regional}) h"
+    params = params * 2
+    if region is not None:
+        sql += " WHERE h.region = %s"
+        params.append(region)
+    with d.transaction(write=False) as cur:
+        # Newest first; a job's quorum (region NULL) before its regions.
+        cur.execute(f"{sql} ORDER BY h.at DESC, 1 DESC, h.region IS NOT NULL, h.region LIMIT %s",  # noqa: S608
+                    [*params, limit])
+        rows = cur.fetchall()
+    points = [Point(job_id=r[0], batch=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4],
+                    total_ms=None if r[5] is None else float(r[5]), error=r[6], checked_at=d.parse_ts(r[7]),
+                    region=r[8]) for r in rows]
+    return points
+
+
+# ---------------------------------------------------------------------------- comparing runs
+
+
+def find_batch(store: Store, name: str, *, before: int | None = None) -> int | None:
+    """The batch a user names: a numeric id, else the latest batch of that name (with
+    ``before``, the latest of that name older than batch ``before``)."""
+    d = store.dialect
+    with d.transaction(write=False) as cur:
+        if before is None and name.isdigit():
+            cur.execute("SELECT id FROM batches WHERE id = %s", (int(name),))
+            row = cur.fetchone()
+            if row:
+                return int(row[0])
+        sql, params = "SELECT max(id) FROM batches WHERE name = %s", [name]
+        if before is not None:
+            sql += " AND id < %s"
+            params.append(before)
+        cur.execute(sql, params)
+        row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+
+def _check_columns(d: Any) -> str:
+    return ("j.url_id, j.id, r.outcome, r.ok, r.status_code, r.total_ms, r.final_url, r.checked_at, "
+            + d.json_text("r.detail", "tls", "not_after"))
+
+
+def _checks(d: Any, rows: Sequence[Sequence[Any]]) -> dict[int, Check]:
+    """The last check per URL of rows in id order."""
+    out: dict[int, Check] = {}
+    for r in rows:
+        out[r[0]] = Check(job_id=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4],
+                          total_ms=None if r[5] is None else float(r[5]), final_url=r[6],
+                          checked_at=d.parse_ts(r[7]), cert=r[8])
+    return out
+
+
+def batch_checks(store: Store, batch_id: int) -> dict[int, Check]:
+    """Each URL's latest check in a batch (cancelled jobs never count)."""
+    d = store.dialect
+    with d.transaction(write=False) as cur:
+        cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "  # noqa: S608
+                    "WHERE j.batch_id = %s AND j.url_id IS NOT NULL AND j.state <> 'cancelled' ORDER BY j.id",
+                    (batch_id,))
+        return _checks(d, cur.fetchall())
+
+
+def checks_before(store: Store, url_ids: Sequence[int], *, below_job: int | None = None,
+                  before: datetime | None = None, chunk: int = 1000) -> dict[int, Check]:
+    """Each URL's latest check from a job older than ``below_job`` (or checked before
+    ``before``)."""
+    d = store.dialect
+    out: dict[int, Check] = {}
+    ids = sorted(set(url_ids))
+    if below_job is not None:
+        bound, value = "j.id < %s", below_job
+    else:
+        bound, value = "r.checked_at < %s", d.ts(before)
+    with d.transaction(write=False) as cur:
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            test, params = d.any_of("u.id", part)
+            # Per URL, its newest job below the bound that has a result: a backward walk of
+            # jobs_url (url_id, id) that stops at the first, not a GROUP BY over its history.
+            cur.execute(f"SELECT (SELECT j.id FROM jobs j JOIN results r ON r.job_id = j.id WHERE j.url_id = u.id "  # noqa: S608
+                        f"AND {bound} AND j.state <> 'cancelled' ORDER BY j.id DESC LIMIT 1) FROM urls u WHERE {test}",
+                        [value, *params])
+            job_ids = sorted(row[0] for row in cur.fetchall() if row[0] is not None)
+            if not job_ids:
+                continue
+            job_test, job_params = d.any_of("j.id", job_ids)
+            cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "  # noqa: S608
+                        f"WHERE {job_test} ORDER BY j.id", job_params)
+            out.update(_checks(d, cur.fetchall()))
+    return out
+
+
+def checks_since(store: Store, since: datetime) -> dict[int, Check]:
+    """Each URL's latest check since ``since``."""
+    d = store.dialect
+    with d.transaction(write=False) as cur:
+        cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "  # noqa: S608
+                    "WHERE r.checked_at >= %s AND j.url_id IS NOT NULL AND j.state <> 'cancelled' ORDER BY j.id",
+                    (d.ts(since),))
+        return _checks(d, cur.fetchall())
+
+
+def first_job(store: Store, batch_id: int) -> int | None:
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT min(id) FROM jobs WHERE batch_id = %s", (batch_id,))
+        row = cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+
+def url_texts(store: Store, url_ids: Sequence[int]) -> dict[int, str]:
+    d = store.dialect
+    out: dict[int, str] = {}
+    ids = sorted(set(url_ids))
+    with d.transaction(write=False) as cur:
+        for start in range(0, len(ids), 1000):
+            test, params = d.any_of("id", ids[start:start + 1000])
+            cur.execute(f"SELECT id, url FROM urls WHERE {test}", params)  # noqa: S608
+            out.update(cur.fetchall())
+    return out

@@ -1,0 +1,214 @@
+"""Taking back queued jobs (``runner cancel``): the store on both databases, the command on
+a terminal and in a script, and workers on real RabbitMQ and PostgreSQL dropping the
+messages of cancelled jobs, first deliveries and redelivered ones alike."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from db import JobFilter, NewJob, ResultRecord, open_store, utcnow
+from db.batches import batch_summary
+from runner.taskq.broker import AmqpBroker
+from tests.support.services import ROOT, run_cli, runner_env, wait_until, worker
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, sqlite_url: str):
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def result(job_id: int) -> ResultRecord:
+    return ResultRecord(job_id=job_id, outcome="ok", ok=True, status_code=200, total_ms=12.0, attempts=1,
+                        bytes=5, content_type="text/html", checked_at=datetime.now(UTC), detail={"hops": []})
+
+
+def states(store, ids) -> list[str]:  # noqa: ANN001
+    return [store.get_job(i, detail=False).state for i in ids]
+
+
+def test_only_queued_jobs_are_taken_back_and_nothing_stored_changes(store) -> None:  # noqa: ANN001
+    a = store.create_batch("wrong file")
+    b = store.create_batch("7")  # a batch named like another's id
+    a_ids = store.insert_jobs(a.id, [NewJob(f"http://a.test/{i}") for i in range(5)])
+    b_ids = store.insert_jobs(b.id, [NewJob(f"http://b.test/{i}") for i in range(3)])
+    store.store_results([result(a_ids[0])])
+    store.mark_running([(a_ids[1], utcnow())])
+    before = store.get_job(a_ids[0])
+
+    assert store.cancel_jobs(batch="wrong file", count_only=True) == 3
+    assert states(store, a_ids) == ["done", "running", "queued", "queued", "queued"]  # counting changes nothing
+    assert store.cancel_jobs(batch="wrong file") == 3
+    assert states(store, a_ids) == ["done", "running", "cancelled", "cancelled", "cancelled"]
+    assert store.get_job(a_ids[0]) == before  # the stored result, untouched
+    assert states(store, b_ids) == ["queued"] * 3
+    assert store.cancel_jobs(batch="wrong file") == 0  # again: nothing left to take back
+
+    assert store.cancel_jobs(ids=[b_ids[0], a_ids[0], a_ids[1]]) == 1  # only the queued one of these
+    assert store.cancel_jobs(batch=a.id) == 0  # by exact id (an int): not the batch named "7"
+    assert store.cancel_jobs(count_only=True) == 2
+    assert store.cancel_jobs() == 2  # every queued job
+    assert store.counts().cancelled == 6 and store.counts().queued == 0
+    assert store.counts().total == 8
+    assert batch_summary(store, a.id).cancelled == 3
+    assert [v.id for v in store.list_jobs(JobFilter(state="cancelled"), order="oldest")] == [*a_ids[2:], *b_ids]
+    assert store.count_jobs(JobFilter(state="cancelled", batch="7")) == 3
+
+
+def test_a_cancelled_job_is_never_run_checked_stored_or_requeued(store) -> None:  # noqa: ANN001
+    ids = store.insert_jobs(None, [NewJob(f"http://c.test/{i}") for i in range(3)])
+    store.store_results([result(ids[2])])
+    assert store.cancel_jobs(ids=ids[:2]) == 2
+    store.mark_running([(ids[0], utcnow())])  # a worker's late "running" mark does not bring it back
+    assert store.store_results([result(ids[0])], started=[(ids[1], utcnow())]) == 0  # a check that was in flight: dropped
+    assert states(store, ids) == ["cancelled", "cancelled", "done"]
+    assert store.get_job(ids[0]).outcome is None
+    assert store.skip_ids(ids) == set(ids)  # cancelled, or already checked: a worker drops them
+    assert store.stale_jobs(timedelta(0), now=datetime.now(UTC) + timedelta(hours=1)) == []
+    assert store.prune(timedelta(0), now=datetime.now(UTC) + timedelta(hours=1)) == 3
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def test_cancel_needs_one_selector_and_yes_without_a_terminal(sqlite_url: str) -> None:
+    env = runner_env(sqlite_url, None)
+    s = open_store(sqlite_url)
+    batch = s.create_batch("nightly")
+    s.insert_jobs(batch.id, [NewJob(f"http://d.test/{i}") for i in range(4)])
+    s.close()
+    for args in ([], ["--batch", "nightly", "--all-queued"], ["1", "--batch", "nightly"]):
+        out = run_cli(["cancel", *args], env)
+        assert out.returncode == 2 and "exactly one of" in out.stderr, args
+    out = run_cli(["cancel", "--batch", "nightly"], env)  # a script that forgot --yes
+    assert out.returncode == 2
+    assert "cancel 4 queued jobs of batch 'nightly'? Not asked: no terminal; add --yes" in out.stderr
+    out = run_cli(["cancel", "--batch", "nightly", "--yes"], env)
+    assert (out.returncode, out.stdout) == (0, "cancelled 4 queued jobs of batch 'nightly'\n")
+    out = run_cli(["cancel", "--all-queued"], env)
+    assert (out.returncode, out.stdout) == (0, "no queued jobs in all: nothing to cancel\n")
+    out = run_cli(["results", "--state", "cancelled", "--format", "csv"], env)
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 5
+    out = run_cli(["status", "--json"], env)
+    assert '"cancelled": 4' in out.stdout
+
+
+def on_a_terminal(args: list[str], env: dict[str, str], answer: str) -> tuple[int, str]:
+    """``runner ARGS`` with a pseudo-terminal for stdin/stdout; ``answer`` typed once the
+    prompt is shown. Returns the exit code and everything shown."""
+    leader, follower = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *args], env=env, cwd=ROOT,
+                            stdin=follower, stdout=follower, stderr=follower, start_new_session=True)
+    os.close(follower)
+    shown = b""
+    deadline = time.monotonic() + 60
+    answered = False
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if not answered and b"[y/N]" in shown:
+                os.write(leader, answer.encode() + b"\n")
+                answered = True
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(30), shown.decode(errors="replace").replace("\r\n", "\n")
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_on_a_terminal_it_shows_the_count_and_asks_first(sqlite_url: str) -> None:
+    env = runner_env(sqlite_url, None)
+    s = open_store(sqlite_url)
+    batch = s.create_batch("import of the wrong file")
+    ids = s.insert_jobs(batch.id, [NewJob(f"http://e.test/{i}") for i in range(3)])
+    code, shown = on_a_terminal(["cancel", "--batch", "import of the wrong file"], env, "n")
+    assert code == 1, shown
+    assert "cancel 3 queued jobs of batch 'import of the wrong file'? [y/N]" in shown
+    assert "nothing cancelled" in shown
+    assert states(s, ids) == ["queued"] * 3
+    code, shown = on_a_terminal(["cancel", str(ids[0]), str(ids[1])], env, "y")
+    assert code == 0, shown
+    assert "cancel 2 queued jobs among jobs" in shown and "cancelled 2 queued jobs" in shown
+    assert states(s, ids) == ["cancelled", "cancelled", "queued"]
+    s.close()
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+@pytest.mark.e2e
+def test_workers_drop_cancelled_jobs_first_delivered_or_redelivered(pg_url, amqp_url, queue_name, target,  # noqa: ANN001
+                                                                     tmp_path) -> None:
+    env = runner_env(pg_url, amqp_url, queue_name)
+    store = open_store(pg_url)
+    broker = AmqpBroker(amqp_url, queue_name)
+    slow = 5000  # ms: the first worker is killed while it holds these messages unacked
+
+    def submit(batch: str, n: int, ms: int) -> list[int]:
+        urls = [target.url(f"/{batch}/{i}?ms={ms}") for i in range(n)]
+        out = run_cli(["submit", "--batch", batch, *urls], env)
+        assert out.returncode == 0, out.stderr
+        return [int(line.split()[0]) for line in out.stdout.splitlines()]
+
+    def hits(batch: str) -> int:
+        return sum(n for path, n in dict(target.hits).items() if path.startswith(f"/{batch}/"))
+
+    def settled(ids: list[int]) -> bool:
+        return all(s in ("done", "cancelled") for s in states(store, ids))
+
+    # 1. Redelivered: a worker takes messages, dies holding them; the batch is cancelled;
+    #    the next worker gets them again (redelivered) and checks none of the cancelled ones.
+    held = submit("held", 20, slow)
+    # prefetch 20: it holds every message of the batch unacked, two of them being checked.
+    with worker(env, "--processes", "1", "--concurrency", "2", "--prefetch", "20", log_path=tmp_path / "w1.log") as first:
+        wait_until(lambda: hits("held") >= 1, 30, message="the first worker to start a check")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+    out = run_cli(["cancel", "--batch", "held", "--yes"], env)
+    assert out.returncode == 0, out.stderr
+    cancelled = int(out.stdout.split()[1])
+    assert cancelled >= 18  # the two it was checking may have been marked running
+    seen = hits("held")
+
+    # 2. First deliveries, with the workers running: a batch cancelled while it is checked.
+    wrong = submit("wrong", 600, 50)
+    with worker(env, "--processes", "1", "--concurrency", "2", log_path=tmp_path / "w2.log"):
+        wait_until(lambda: hits("wrong") >= 5, 60, message="some of the wrong batch checked")
+        out = run_cli(["cancel", "--batch", "wrong", "--yes"], env)
+        assert out.returncode == 0, out.stderr
+        taken = int(out.stdout.split()[1])
+        wait_until(lambda: settled(held) and settled(wrong), 120, 0.5, "every job done or cancelled")
+        wait_until(lambda: broker.ping().ready == 0, 60, 0.5, "the queue to drain")
+    # The second worker checked only the held jobs that were running (not cancelled) when it was cancelled.
+    assert hits("held") - seen == states(store, held).count("done") <= 2
+    assert states(store, held).count("cancelled") == cancelled
+    assert states(store, wrong).count("cancelled") == taken > 0
+    with store.dialect.transaction() as cur:
+        cur.execute("SELECT count(*) FROM results r JOIN jobs j ON j.id = r.job_id WHERE j.state = 'cancelled'")
+        assert cur.fetchone()[0] == 0  # no cancelled job has a result
+    done_wrong = states(store, wrong).count("done")
+    # Every done job was checked once; a cancelled one at most while in flight (2 threads).
+    assert done_wrong <= hits("wrong") <= done_wrong + 2
+    store.close()
