@@ -141,7 +141,7 @@ class Dialect:
     def parse_json(self, value: Any) -> Any:
         return value
 
-    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """An SQL test that ``column`` is one of ``values``, and its parameters."""
         raise NotImplementedError
 
@@ -259,7 +259,7 @@ class Postgres(Dialect):
     def json(self, value: Any) -> Any:
         return self._extras.Json(value)
 
-    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]
 
     def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
@@ -546,7 +546,7 @@ class Sqlite(Dialect):
     def parse_json(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
-    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         if not values:
             return "1 = 0", []
         return f"{column} IN ({','.join('%s' for _ in values)})", list(values)
@@ -592,7 +592,7 @@ class Sqlite(Dialect):
         found: dict[str, int] = {}
         for start in range(0, len(distinct), 500):  # SQLite's parameters per statement are bounded
             part = distinct[start:start + 500]
-            cur.execute(f"SELECT url, id FROM urls WHERE url IN ({','.join('%s' for _ in part)})", part)  # noqa: S608
+            cur.execute(f"SELECT url, id FROM urls WHERE url IN ({','.join('%s' for _ in part)})", part)
             found.update(cur.fetchall())
         return found
 

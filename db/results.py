@@ -168,7 +168,7 @@ class Results:
             has = "EXISTS (SELECT 1 FROM region_results r WHERE r.job_id = j.id AND r.region = %s)"
             params = [region, *params]
         with self.dialect.transaction(write=False) as cur:
-            cur.execute(f"SELECT j.id FROM jobs j WHERE (j.state = 'cancelled' OR {has}) AND {test}", params)  # noqa: S608
+            cur.execute(f"SELECT j.id FROM jobs j WHERE (j.state = 'cancelled' OR {has}) AND {test}", params)
             return {row[0] for row in cur.fetchall()}
 
     def done_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:

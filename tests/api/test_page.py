@@ -88,7 +88,7 @@ def test_two_urls_typed_reach_ok_live_and_a_detail_opens(embedded_server: Server
     assert browser.execute_script("return localStorage.length") == 0
 
 
-def test_a_crawl_results_detail_says_where_it_is_linked_from(embedded_server: Server, served_site, browser) -> None:  # noqa: ANN001
+def test_a_crawl_results_detail_says_where_it_is_linked_from(embedded_server: Server, served_site, browser) -> None:
     """The page's detail of a broken link lists the pages that link to it, the link's text
     as text (a stranger's page wrote it)."""
     from selenium.webdriver.common.by import By

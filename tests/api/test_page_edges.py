@@ -19,12 +19,12 @@ from tests.api.test_page import browser  # noqa: F401 - the fixture
 pytestmark = pytest.mark.e2e
 
 
-def table(driver) -> list[list[str]]:  # noqa: ANN001 - read in one go: rows re-render live
+def table(driver) -> list[list[str]]:  # read in one go: rows re-render live
     return driver.execute_script(
         "return [...document.querySelectorAll('#jobs tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
 
 
-def test_totals_columns_retest_export_and_a_drawer_beside_the_table(embedded_server: Server, target,  # noqa: ANN001
+def test_totals_columns_retest_export_and_a_drawer_beside_the_table(embedded_server: Server, target,
                                                                     browser) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
