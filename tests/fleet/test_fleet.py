@@ -87,6 +87,6 @@ def test_separate_hosts_do_every_job_once_through_a_kill_and_keep_a_hosts_limit(
     # may or may not have stored one by then (a race the design does not decide).
     assert {"fleet-0", "fleet-2", "fleet-3"} <= names <= {"fleet-0", "fleet-1", "fleet-2", "fleet-3"}, names
     assert total == distinct == len(ids)  # exactly one result per job
-    assert "3 alive" in status or "4 alive" in status  # the killed host's row ages out
+    assert "3 processes alive" in status or "4 processes alive" in status  # the killed host's row ages out
     assert most_in_any_second(limited.arrivals) <= 10  # four hosts together, not 40/s
     assert len(limited.arrivals) >= 60
