@@ -51,9 +51,10 @@ from runner.api.schemas import (
     Submitted,
 )
 from runner.errors import BrokerError, OptionError
+from runner.jobs import tokens
 from runner.jobs.report import csv_chunks, iso, json_line, to_row, with_regions
 from runner.jobs.when import parse_since
-from runner.text import mask_url
+from runner.text import ascii_digits, mask_url
 
 STATIC = FilePath(__file__).parent / "static"
 MAX_ID = (1 << 63) - 1
@@ -210,10 +211,14 @@ async def add_job(request: Request) -> Submitted:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise invalid(["body"], "not valid JSON") from None
+        except RecursionError:  # hundreds of nested arrays: no body of ours is like that
+            raise invalid(["body"], "JSON nested too deep") from None
     else:
         raise HTTPException(415, "send application/json or application/x-www-form-urlencoded")
     try:
         body = JobsIn.model_validate(data)
+    except RecursionError:
+        raise invalid(["body"], "JSON nested too deep") from None
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     return await submit(request, body)
@@ -263,7 +268,8 @@ LIST_RESPONSES = {**ERRORS, 200: {"model": JobsPage, "content": {
     "description": "A page of jobs; with Accept: application/x-ndjson or text/csv, every matching job, streamed."}}
 LimitQ = Annotated[int | None, Query(ge=1, le=MAX_PAGE, description="Jobs per page (default 100); "
                                      "for NDJSON/CSV the most to stream (default all).")]
-CursorQ = Annotated[str | None, Query(min_length=1, max_length=100, description="`next` of the previous page.")]
+CursorQ = Annotated[str | None, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$",
+                                      description="`next` of the previous page.")]
 
 
 @router.get("/api/v1/jobs", response_model=None, responses=LIST_RESPONSES, tags=["jobs"])
@@ -324,11 +330,13 @@ async def get_batch_summary(request: Request, batch_id: IdPath) -> Any:
                     "description": "One `result` event per stored result; `id` is for Last-Event-ID."},
     503: {"model": Problem, "description": "Too many open event streams, or the database is unreachable."}})
 async def event_stream(request: Request, flt: Annotated[JobFilter, Depends(job_filter)],
-                       last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> Response:
+                       last_event_id: Annotated[str | None, Header(
+                           max_length=19, pattern=r"^[0-9]+$",
+                           description="The `id` of the last event received: the stream resumes after it.")] = None) -> Response:
     """Server-Sent Events: each result as it is committed, filtered like the list."""
     last: int | None = None
     if last_event_id:
-        if not last_event_id.isdigit() or int(last_event_id) > MAX_ID:
+        if not ascii_digits(last_event_id) or int(last_event_id) > MAX_ID:
             raise invalid(["header", "last-event-id"], "not an event id from this stream")
         last = int(last_event_id)
     feed: events.Feed = request.app.state.feed
@@ -336,12 +344,18 @@ async def event_stream(request: Request, flt: Annotated[JobFilter, Depends(job_f
     if feed.open_streams >= config.max_event_streams:
         raise HTTPException(503, f"too many open event streams (limit {config.max_event_streams}); retry later")
     metrics = request.app.state.metrics
+    credentials = request.headers.get("authorization", "").partition(" ")[2].strip()
+
+    def token_valid() -> bool:  # the token is the stream's lifetime: revoked, the stream ends
+        return tokens.verify(feed.store, credentials) is not None
+
     feed.open_streams += 1
     metrics.event_streams.inc()
 
     async def body() -> Any:
         try:
-            async for chunk in events.stream(feed, flt, last, request.is_disconnected, metrics.events.inc):
+            async for chunk in events.stream(feed, flt, last, request.is_disconnected, metrics.events.inc,
+                                             token_valid):
                 yield chunk
         finally:
             feed.open_streams -= 1

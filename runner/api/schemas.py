@@ -10,7 +10,15 @@ import typing
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from db import STATES, Counts, JobView
 from runner.jobs.report import CORE_KEYS, OUTCOMES
@@ -20,18 +28,29 @@ Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]  # a job's outcomes: the
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # no control characters in names, filters, keys
 
 
-def _no_nul(value: Any, where: str) -> None:
-    """PostgreSQL refuses NUL in text and JSON: name the field instead of failing later."""
+MAX_DEPTH = 8  # nesting of `options` (a header map is two deep; more is not an option of ours)
+
+
+def _plain_text(value: Any, where: str, depth: int = 0) -> None:
+    """PostgreSQL refuses NUL in text and JSON, and a lone surrogate (``"\\ud800"`` in JSON)
+    cannot be written as UTF-8 at all: name the field before anything is recorded or
+    queued, rather than fail while answering."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_DEPTH} deep")
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError(f"{where} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} is not valid Unicode (a lone surrogate)") from None
     elif isinstance(value, dict):
         for k, v in value.items():
-            _no_nul(k, where)
-            _no_nul(v, f"{where}.{k}")
+            _plain_text(k, where, depth + 1)
+            _plain_text(v, f"{where}.{k}", depth + 1)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _no_nul(v, f"{where}[{i}]")
+            _plain_text(v, f"{where}[{i}]", depth + 1)
 
 
 class JobsIn(BaseModel):
@@ -53,10 +72,10 @@ class JobsIn(BaseModel):
                                         description="Repeating a request with the same key adds nothing and "
                                         "answers with the first request's jobs.")
 
-    @field_validator("options")
+    @field_validator("options", "urls", "url", "batch", "idempotency_key")
     @classmethod
-    def _options_text(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _no_nul(value, "options")
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        _plain_text(value, info.field_name or "body")
         return value
 
     @model_validator(mode="after")

@@ -341,7 +341,11 @@ class Checker:
             while True:
                 if guard.fired or guard.remaining() <= 0:
                     raise CheckFailure("deadline_exceeded", "")
-                chunk = raw.read(min(READ_SIZE, cap + 1 - total), decode_content=True)
+                try:
+                    chunk = raw.read(min(READ_SIZE, cap + 1 - total), decode_content=True)
+                except ValueError as exc:  # http.client on a chunk size of "-5": the server's fault
+                    raise CheckFailure("invalid_response", "malformed chunked body (a chunk size that is "
+                                       "not a size)") from exc
                 if not chunk:
                     if guard.fired:      # the watchdog's shutdown, not the server's end
                         raise CheckFailure("deadline_exceeded", "")
