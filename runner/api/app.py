@@ -41,7 +41,10 @@ class JsonAnswer(JSONResponse):
     """JSON with UTF-8 as is and anything unusual in a check's details as text."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+        # backslashreplace: a lone surrogate quoted back (a key named in a 422, say) stays
+        # a JSON escape instead of failing the answer.
+        return json.dumps(content, ensure_ascii=False, default=str, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace")
 
 
 class PathOnly(logging.Filter):
