@@ -120,9 +120,10 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected, 
                 page = await run_in_threadpool(_page, store, new, flt) if new else []
             except StoreUnavailable:
                 behind, new, page = False, [], []  # the database is away: say nothing, look again shortly
-            for text in page:
-                on_event()
-                yield text
+            if page:  # one write a page: the loop serves other requests between pages, not between events
+                for _ in page:
+                    on_event()
+                yield "".join(page)
                 quiet_since = time.monotonic()
             seen.update(new)
             now = time.monotonic()
