@@ -36,6 +36,7 @@ from runner.jobs.report import to_row
 
 HOLD = 2.0  # seconds a stream keeps looking below the newest seq it saw
 PAGE = 100  # results read (and sent) per look: a stream's memory is one page
+READERS = 2  # pages read and rendered at the same time, per process
 TOKEN_CHECK = 2.0  # seconds between looks at whether the stream's token is still valid
 KEEPALIVE = 15.0  # seconds between comments on an idle stream (proxies close silent ones)
 
@@ -51,6 +52,9 @@ class Feed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Pages read and rendered at once, over all streams: a hundred threads doing it
+        # together would queue the event loop behind them for the GIL (/healthz waits).
+        self.readers = asyncio.Semaphore(READERS)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -117,7 +121,11 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected, 
                 if not behind:  # caught up: look below the newest seen too, for late commits
                     got = await run_in_threadpool(seqs_after, store, floor, limit=len(seen) + PAGE)
                     new = [s for s in got if s not in seen][:PAGE]
-                page = await run_in_threadpool(_page, store, new, flt) if new else []
+                if new:
+                    async with feed.readers:
+                        page = await run_in_threadpool(_page, store, new, flt)
+                else:
+                    page = []
             except StoreUnavailable:
                 behind, new, page = False, [], []  # the database is away: say nothing, look again shortly
             if page:  # one write a page: the loop serves other requests between pages, not between events
