@@ -341,3 +341,48 @@ def test_a_taken_port_is_one_line_and_exit_3(siege: Server) -> None:
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], lines
     assert "serving on" not in out.stderr
     assert f"serving on http://127.0.0.1:{port}/" in siege.log_text()  # the one that did bind says so
+
+
+def test_a_low_descriptor_limit_lowers_the_connection_limit_instead_of_failing_accepts(siege: Server, tmp_path) -> None:  # noqa: ANN001
+    """20,000 silent connections used to reach the file limit and write a traceback per
+    failed accept; with LimitNOFILE=300 the server takes 44 connections and refuses the rest."""
+    import resource
+
+    from tests.api.conftest import free_port
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**siege.env, "URLTESTER_API_MAX_CONNECTIONS": "10000"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "runner", "serve", "--port", str(port)], env=env, cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300)))
+        try:
+            wait_until(lambda: _answers(port), 30, 0.1, "runner serve with 300 descriptors")
+            socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]
+            try:
+                refused = 0
+                for s in socks:
+                    s.settimeout(0.05)
+                    try:
+                        refused += s.recv(4096).startswith(b"HTTP/1.1 503")
+                    except TimeoutError:
+                        pass
+                assert refused >= 100
+            finally:
+                for s in socks:
+                    s.close()
+            wait_until(lambda: _answers(port), 10, 0.1, "/healthz again")
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    text = log.read_text()
+    assert "at most 44 connections per process: the descriptor limit is 300" in text
+    assert "Traceback" not in text and "Too many open files" not in text
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
