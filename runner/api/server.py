@@ -35,8 +35,7 @@ def serve(settings: Settings, config: ApiConfig, *, host: str, port: int, worker
     config = within_descriptors(config)
     common: dict = {"host": host, "port": port, "log_level": log_level, "server_header": False,
                     "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1", "timeout_graceful_shutdown": 10,
-                    "http": "runner.api.protocol:BoundedH11Protocol", "timeout_keep_alive": config.idle_timeout,
-                    "h11_max_incomplete_event_size": 64 * 1024}
+                    "http": "runner.api.protocol:BoundedH11Protocol", "timeout_keep_alive": config.idle_timeout}
     try:
         sock = listening_socket(host, port)
     except OSError as exc:
@@ -95,6 +94,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(2048)  # from now on connections wait in the backlog for the app to start
     except OSError:
         sock.close()
         raise
