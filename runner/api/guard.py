@@ -135,7 +135,7 @@ class Guard:
 def _route(scope: Scope) -> str:
     """The matched route's template (bounded label values), never the raw path."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)  # {job_id}, not {job_id:int}
     return path if isinstance(path, str) else "unmatched"
 
 

@@ -300,10 +300,11 @@ async def get_jobs(request: Request, flt: Annotated[JobFilter, Depends(job_filte
     return await list_page(request, flt, limit, cursor)
 
 
+# `:int` in the paths: the digits 0-9 and nothing else (pydantic alone would read "6\t" as 6).
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.get("/api/v1/jobs/{job_id}", responses={**ERRORS, 404: {"model": Problem}}, tags=["jobs"],
+@router.get("/api/v1/jobs/{job_id:int}", responses={**ERRORS, 404: {"model": Problem}}, tags=["jobs"],
             response_model=None)
 async def get_job(request: Request, job_id: IdPath) -> Any:
     """One job with everything its check recorded (timing phases, redirects, TLS)."""
@@ -315,7 +316,7 @@ async def get_job(request: Request, job_id: IdPath) -> Any:
     return to_row(view, found.get(job_id, []))
 
 
-@router.get("/api/v1/batches/{batch_id}", response_model=BatchOut, responses={**ERRORS, 404: {"model": Problem}},
+@router.get("/api/v1/batches/{batch_id:int}", response_model=BatchOut, responses={**ERRORS, 404: {"model": Problem}},
             tags=["jobs"])
 async def get_batch_summary(request: Request, batch_id: IdPath) -> Any:
     """A batch's jobs by state and its results by outcome."""

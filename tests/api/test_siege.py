@@ -289,6 +289,16 @@ def test_a_last_event_id_that_is_not_ascii_digits_is_422(siege: Server, token: s
             assert r.headers["content-security-policy"].startswith("default-src 'none'")
 
 
+def test_an_id_in_the_path_is_ascii_digits_only(siege: Server, token: str) -> None:
+    """Schemathesis found /api/v1/batches/6%09 answered as batch 6."""
+    with siege.client(token) as c:
+        batch = c.post("/api/v1/jobs", json={"url": "http://127.0.0.1:9/id"}).json()["batch"]["id"]
+        assert c.get(f"/api/v1/batches/{batch}").status_code == 200
+        for tail in ("%09", "%20", "٣", "¹"):
+            assert c.get(f"/api/v1/batches/{batch}{tail}").status_code == 404
+            assert c.get(f"/api/v1/jobs/1{tail}").status_code == 404
+
+
 def test_json_nested_990_deep_is_422_everywhere(siege: Server, token: str) -> None:
     deep = "[" * 990 + "]" * 990
     deeper = "[" * 100_000 + "]" * 100_000
