@@ -38,11 +38,20 @@ class Jobs:
                 row = cur.fetchone()
                 if row:
                     return Batch(row[0], row[1], d.parse_ts(row[2]), row[3], idempotency_key, existed=True)
+            # Two requests with one key at once: the second waits for the first's commit and
+            # inserts nothing (not a unique violation); it then answers with the first's batch.
             cur.execute(
-                "INSERT INTO batches (name, idempotency_key, created_at) VALUES (%s, %s, %s) RETURNING id",
+                "INSERT INTO batches (name, idempotency_key, created_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
                 (name, idempotency_key, d.ts(now)),
             )
-            batch_id = cur.fetchone()[0]
+            row = cur.fetchone()
+            if row is None:
+                cur.execute("SELECT id, name, created_at, size FROM batches WHERE idempotency_key = %s",
+                            (idempotency_key,))
+                row = cur.fetchone()
+                return Batch(row[0], row[1], d.parse_ts(row[2]), row[3], idempotency_key, existed=True)
+            batch_id = row[0]
         return Batch(batch_id, name, now, 0, idempotency_key)
 
     def insert_jobs(self, batch_id: int | None, jobs: Sequence[NewJob], *, now: datetime | None = None) -> list[int]:

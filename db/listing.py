@@ -201,7 +201,8 @@ class Listing:
             where.append("r.ok = %s")
             params.append(d.boolean(False))
         if flt.batch:
-            if flt.batch.isdigit():
+            # ASCII digits that fit a bigint: isdigit() alone says yes to ① (int() fails) and ٣ (batch 3).
+            if flt.batch.isascii() and flt.batch.isdigit() and len(flt.batch) <= 18:
                 where.append("(b.name = %s OR j.batch_id = %s)")
                 params.extend([flt.batch, int(flt.batch)])
             else:

@@ -14,6 +14,12 @@ from urllib.parse import urlsplit
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+def ascii_digits(text: str) -> bool:
+    """Only the digits 0-9: ``str.isdigit`` also says yes to ``①`` and ``¹`` (which ``int``
+    refuses) and to ``٣`` (which ``int`` reads as 3)."""
+    return text.isascii() and text.isdigit()
+
+
 def printable(value: object, limit: int | None = None) -> str:
     """``value`` as one line of text that is safe to write to a terminal."""
     if value is None:
@@ -73,6 +79,11 @@ def json_safe(encoded: str) -> str:
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", encoded)
 
 
+_INNER_PASSWORD = re.compile(
+    r"(?i)(=[A-Za-z][A-Za-z0-9+.-]*(?::|%3A)(?://|%2F%2F)(?:(?!%3A|%40)[^:@/?#&=\s])*(?::|%3A))"
+    r"((?:(?!%40)[^@/?#&\s])+)(@|%40)")
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``; safe for output, logs and the UI.
 
@@ -85,6 +96,8 @@ def mask_url(url: str) -> str:
         url = f"{url[:span[0]]}***{url[span[1]:]}"
     if "=" in url:
         url = _QUERY_PASSWORD.sub(lambda m: m.group(1) + ("***" if m.group(2) else ""), url)
+        # A URL in the query (``?to=http://u:pw@host/``, or percent-encoded) has its password too.
+        url = _INNER_PASSWORD.sub(lambda m: m.group(1) + "***" + m.group(3), url)
     return url
 
 

@@ -2,11 +2,13 @@
 
 Every known error becomes a status and a one-line ``detail`` (never a traceback, never a
 secret): bad input 422 naming the field, a body or a request too large 413, the
-database or broker away 503. Anything else is logged and answered 500 ``internal error``.
+database or broker away 503 with ``Retry-After``. Anything else is logged in one line and
+answered 500 ``internal error`` by the Guard (with the security headers every answer has).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -27,6 +29,7 @@ from runner.api.config import DEFAULT_CONFIG, ApiConfig, config_from_env
 from runner.api.events import Feed
 from runner.api.guard import Guard
 from runner.api.legacy import router as legacy_router
+from runner.api.protocol import quiet_accept_errors
 from runner.api.routes import STATIC, public, router
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
 from runner.jobs.settings import Settings, from_env
@@ -39,7 +42,21 @@ class JsonAnswer(JSONResponse):
     """JSON with UTF-8 as is and anything unusual in a check's details as text."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+        # backslashreplace: a lone surrogate quoted back (a key named in a 422, say) stays
+        # a JSON escape instead of failing the answer.
+        return json.dumps(content, ensure_ascii=False, default=str, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace")
+
+
+class PathOnly(logging.Filter):
+    """The access log names the path, never the query string: one may carry a secret
+    (``?to=http://user:password@...``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].partition("?")[0], *args[3:])
+        return True
 
 
 def create_app(settings: Settings, config: ApiConfig = DEFAULT_CONFIG, *, runtime: Any = None) -> FastAPI:
@@ -49,6 +66,10 @@ def create_app(settings: Settings, config: ApiConfig = DEFAULT_CONFIG, *, runtim
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        quiet_accept_errors(asyncio.get_running_loop())
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, PathOnly) for f in access.filters):
+            access.addFilter(PathOnly())
         rt = runtime or await run_in_threadpool(lambda: Runtime(settings, db_connections=16))
         app.state.runtime = rt
         app.state.feed = Feed(rt.store, poll=config.event_poll)
@@ -137,12 +158,8 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JsonAnswer:
         log.error("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return answer(503, "database error")
+        return answer(503, "database error", {"Retry-After": "5"})
 
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JsonAnswer:
-        log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return answer(500, "internal error")
 
 
 def from_environment() -> FastAPI:

@@ -10,6 +10,12 @@ Hazard: PostgreSQL hands out ``seq`` at insert, and two writers may commit cross
 (seq 11 visible before seq 10). A stream therefore keeps looking below the highest seq it
 has seen for ``HOLD`` seconds, so a late commit is still sent (ids may then arrive out of
 order; delivery is at least once, by job id).
+
+Bounds: a stream reads the backlog ``PAGE`` results at a time and sends each page before it
+reads the next (the send waits while the client is slow), so its memory does not grow with
+what it replays; the rows are turned into text off the event loop. The token is the
+stream's lifetime: every ``TOKEN_CHECK`` seconds it is looked up again, and a revoked one
+ends the stream.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from db.regional import region_results
 from runner.jobs.report import to_row
 
 HOLD = 2.0  # seconds a stream keeps looking below the newest seq it saw
-BATCH = 2000  # seqs read per look
+PAGE = 100  # results read (and sent) per look: a stream's memory is one page
+READERS = 2  # pages read and rendered at the same time, per process
+TOKEN_CHECK = 2.0  # seconds between looks at whether the stream's token is still valid
 KEEPALIVE = 15.0  # seconds between comments on an idle stream (proxies close silent ones)
 
 
@@ -44,6 +52,9 @@ class Feed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Pages read and rendered at once, over all streams: a hundred threads doing it
+        # together would queue the event loop behind them for the GIL (/healthz waits).
+        self.readers = asyncio.Semaphore(READERS)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -75,9 +86,18 @@ class Feed:
             event.set()
 
 
+def _page(store: Store, seqs: list[int], flt: JobFilter) -> list[str]:
+    """One page of events as SSE text (in a thread: the loop only sends)."""
+    rows = results_by_seq(store, seqs, flt) if seqs else []
+    found = region_results(store, [view.id for _, view in rows]) if rows else {}
+    return [f"id: {seq}\nevent: result\ndata: {json.dumps(to_row(view, found.get(view.id, [])), ensure_ascii=False, default=str)}\n\n"
+            for seq, view in rows]
+
+
 async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: Callable[[], Awaitable[bool]],
-                 on_event: Callable[[], None]) -> AsyncIterator[str]:
-    """The SSE text of one stream, until the client goes away."""
+                 on_event: Callable[[], None],
+                 token_valid: Callable[[], bool] = lambda: True) -> AsyncIterator[str]:
+    """The SSE text of one stream, until the client goes away or its token is revoked."""
     store = feed.store
     woken = asyncio.Event()
     feed.waiters.add(woken)
@@ -85,20 +105,34 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
         floor = last_id if last_id is not None else await run_in_threadpool(latest_seq, store)
         seen: set[int] = set()
         history: deque[tuple[float, int]] = deque()
-        quiet_since = time.monotonic()
+        quiet_since = checked = time.monotonic()
         yield "retry: 2000\n\n"
         while not await disconnected():
+            if time.monotonic() - checked >= TOKEN_CHECK:
+                try:
+                    if not await run_in_threadpool(token_valid):
+                        return  # revoked: the client's reconnection gets 401
+                except StoreUnavailable:
+                    pass  # cannot tell now; the next look will
+                checked = time.monotonic()
             woken.clear()
             try:
-                new = [s for s in await run_in_threadpool(seqs_after, store, floor, limit=BATCH) if s not in seen]
-                rows = await run_in_threadpool(results_by_seq, store, new, flt) if new else []
+                new = await run_in_threadpool(seqs_after, store, max(seen, default=floor), limit=PAGE)
+                behind = len(new) >= PAGE  # replaying a backlog: page on from the newest seen
+                if not behind:  # caught up: look below the newest seen too, for late commits
+                    got = await run_in_threadpool(seqs_after, store, floor, limit=len(seen) + PAGE)
+                    new = [s for s in got if s not in seen][:PAGE]
+                if new:
+                    async with feed.readers:
+                        page = await run_in_threadpool(_page, store, new, flt)
+                else:
+                    page = []
             except StoreUnavailable:
-                new, rows = [], []  # the database is away: say nothing, look again shortly
-            found = await run_in_threadpool(region_results, store, [view.id for _, view in rows]) if rows else {}
-            for seq, view in rows:
-                on_event()
-                row = to_row(view, found.get(view.id, []))
-                yield f"id: {seq}\nevent: result\ndata: {json.dumps(row, ensure_ascii=False, default=str)}\n\n"
+                behind, new, page = False, [], []  # the database is away: say nothing, look again shortly
+            if page:  # one write a page: the loop serves other requests between pages, not between events
+                for _ in page:
+                    on_event()
+                yield "".join(page)
                 quiet_since = time.monotonic()
             seen.update(new)
             now = time.monotonic()
@@ -106,8 +140,8 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
             while history and history[0][0] <= now - HOLD:
                 floor = max(floor, history.popleft()[1])
             seen = {s for s in seen if s > floor}
-            if len(new) >= BATCH:
-                continue
+            if behind or len(new) >= PAGE:
+                continue  # more to send: the next page at once
             if now - quiet_since >= KEEPALIVE:
                 yield ": keepalive\n\n"
                 quiet_since = now

@@ -1,11 +1,17 @@
 """The ASGI middleware every request passes first: body bound, bearer token, security
 headers, metrics. Auth lives here rather than in a dependency so that a request without
 a valid token gets 401 before anything else looks at it (a malformed body included): no
-answer hints whether a route, a job or a body would have been acceptable."""
+answer hints whether a route, a job or a body would have been acceptable.
+
+It is also the last word on errors: the token lookup runs before FastAPI's handlers, so
+a database that is away here is answered 503 here; and an error that escaped every
+handler is answered 500 here, with the security headers and one log line (Starlette's
+outermost handler would answer without them and log a traceback)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -13,8 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from db import StoreError, StoreUnavailable
 from runner.api.config import ApiConfig
 from runner.metrics import ApiMetrics
+from runner.text import ascii_digits
+
+log = logging.getLogger("urltester.api")
 
 # No token needed: the page and its files (no data in them), the contract, liveness.
 PUBLIC = ("/", "/healthz", "/openapi.json", "/favicon.ico")
@@ -30,6 +40,15 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
+
+
+# A metric's label takes a method from this set and "other" for anything else: a client
+# choosing methods at random must not choose how many series there are.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
 
 
 class BodyTooLarge(HTTPException):
@@ -52,14 +71,15 @@ class Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": 500, "started": False}
         limit = self.config.max_body
 
         async def send_wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], status["started"] = message["status"], True
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
-                self.metrics.duration.labels(scope["method"], _route(scope)).observe(time.perf_counter() - started)
+                self.metrics.duration.labels(method_label(scope["method"]), _route(scope)).observe(
+                    time.perf_counter() - started)
             await send(message)
 
         received = 0
@@ -75,19 +95,34 @@ class Guard:
 
         try:
             length = _header(scope, b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > limit):
+            if length is not None and (not ascii_digits(length) or int(length) > limit):
                 await _answer(send_wrapped, 413, f"request body over the limit of {limit} bytes")
                 return
             path = scope["path"]
             if path not in PUBLIC and not path.startswith(PUBLIC_PREFIXES):
-                token = await self._token(scope)
+                try:
+                    token = await self._token(scope)
+                except StoreError as exc:
+                    if not isinstance(exc, StoreUnavailable):
+                        log.error("database error looking up a token: %s", type(exc).__name__)
+                    await _answer(send_wrapped, 503, "database unreachable", [(b"retry-after", b"5")])
+                    return
                 if token is None:
                     await _answer(send_wrapped, 401, "unauthorized", [(b"www-authenticate", b"Bearer")])
                     return
                 scope.setdefault("state", {})["token"] = token
-            await self.app(scope, receive_bounded, send_wrapped)
+            try:
+                await self.app(scope, receive_bounded, send_wrapped)
+            except Exception as exc:  # noqa: BLE001 - the last word: one line, never a traceback
+                if isinstance(exc, BodyTooLarge) and not status["started"]:
+                    await _answer(send_wrapped, 413, exc.detail)
+                    return
+                log.error("internal error on %s %s: %s", method_label(scope["method"]), _route(scope),
+                          type(exc).__name__)
+                if not status["started"]:
+                    await _answer(send_wrapped, 500, "internal error")
         finally:
-            self.metrics.requests.labels(scope["method"], _route(scope), str(status["code"])).inc()
+            self.metrics.requests.labels(method_label(scope["method"]), _route(scope), str(status["code"])).inc()
 
     async def _token(self, scope: Scope) -> Any:
         value = _header(scope, b"authorization") or ""
@@ -100,7 +135,7 @@ class Guard:
 def _route(scope: Scope) -> str:
     """The matched route's template (bounded label values), never the raw path."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)  # {job_id}, not {job_id:int}
     return path if isinstance(path, str) else "unmatched"
 
 

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -52,11 +50,13 @@ from runner.api.schemas import (
     Ready,
     State,
     Submitted,
+    option_problem,
 )
 from runner.errors import BrokerError, OptionError
+from runner.jobs import tokens
 from runner.jobs.report import csv_chunks, iso, json_line, to_row, with_regions
 from runner.jobs.when import parse_since
-from runner.text import mask_url
+from runner.text import ascii_digits, mask_url
 
 STATIC = FilePath(__file__).parent / "static"
 MAX_ID = (1 << 63) - 1
@@ -96,14 +96,22 @@ def invalid(loc: list[str | int], message: str) -> HTTPException:
     return HTTPException(422, detail=[{"loc": loc, "msg": message, "type": "value_error"}])
 
 
+# For the document: an age under 100 years (seconds by default; m, h, d, w), or a date (and time) that exists in every
+# month. Not enforced: parse_since reads more (offsets, fractions) and names what it refuses.
+SINCE_PATTERN = (r"^(([0-9]{1,9}s?|[0-9]{1,6}m|[0-9]{1,5}h|[0-9]{1,4}d|[0-9]{1,3}w)|(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+                 r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z?)?)$")
+
+
 def job_filter(
     state: Annotated[State | None, Query(description="queued, running, done or cancelled.")] = None,
     outcome: Annotated[Outcome | None, Query(description="A result's outcome.")] = None,
     batch: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="Batch name or id.")] = None,
-    since: Annotated[str | None, Query(min_length=1, max_length=64, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
+    since: Annotated[str | None, Query(min_length=1, max_length=64, json_schema_extra={"pattern": SINCE_PATTERN}, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
     failed: Annotated[bool, Query(description="Only checks that failed.")] = False,
     text: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="The URL contains this.")] = None,
 ) -> JobFilter:
+    if batch is not None and batch.isdigit() and not ascii_digits(batch):
+        raise invalid(["query", "batch"], "a batch id is written with the digits 0-9")
     when: datetime | None = None
     if since is not None:
         try:
@@ -113,20 +121,19 @@ def job_filter(
     return JobFilter(state=state, outcome=outcome, batch=batch, since=when, failed=failed, text=text or None)
 
 
+CURSOR_PATTERN = r"^v1\.[1-9][0-9]{0,17}$"  # what encode_cursor makes, and all decode_cursor takes
+
+
 def encode_cursor(job_id: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{job_id}".encode()).decode().rstrip("=")
+    return f"v1.{job_id}"
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, value = text.partition(":")
-        job_id = int(value)
-        if version != "v1" or not 0 < job_id <= MAX_ID:
-            raise ValueError
-        return job_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise invalid(["query", "cursor"], "not a cursor from an earlier page's `next`") from None
+    """The job id a page ends at. (FastAPI checks the pattern first; the schema says it.)"""
+    version, _, value = cursor.partition(".")
+    if version != "v1" or not ascii_digits(value) or not 0 < int(value) <= MAX_ID:
+        raise invalid(["query", "cursor"], "not a cursor from an earlier page's `next`")
+    return int(value)
 
 
 def runtime(request: Request) -> Any:
@@ -150,6 +157,10 @@ async def submit(request: Request, body: JobsIn) -> Submitted:
     limit = request.app.state.config.max_urls
     if len(urls) > limit:
         raise HTTPException(413, f"at most {limit} URLs per request; this one has {len(urls)}")
+    for name, value in body.options.items():
+        problem = option_problem(name, value)
+        if problem is not None:
+            raise invalid(["body", "options", name], problem)
     try:
         options = parse_options(body.options)
     except OptionError as exc:
@@ -218,6 +229,8 @@ async def add_job(request: Request) -> Submitted:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise invalid(["body"], "not valid JSON") from None
+        except RecursionError:  # hundreds of nested arrays: no body of ours is like that
+            raise invalid(["body"], "JSON nested too deep") from None
     else:
         raise HTTPException(415, "send application/json or application/x-www-form-urlencoded")
     if isinstance(data, dict) and not data.get("url") and not data.get("urls"):
@@ -225,6 +238,8 @@ async def add_job(request: Request) -> Submitted:
         raise invalid(["body", "url"], NO_URL)
     try:
         body = JobsIn.model_validate(data)
+    except RecursionError:
+        raise invalid(["body"], "JSON nested too deep") from None
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     return await submit(request, body)
@@ -279,7 +294,8 @@ LIST_RESPONSES = {**ERRORS, 200: {"model": JobsPage, "content": {
     "description": "A page of jobs; with Accept: application/x-ndjson or text/csv, every matching job, streamed."}}
 LimitQ = Annotated[int | None, Query(ge=1, le=MAX_PAGE, description="Jobs per page (default 100); "
                                      "for NDJSON/CSV the most to stream (default all).")]
-CursorQ = Annotated[str | None, Query(min_length=1, max_length=100, description="`next` of the previous page.")]
+CursorQ = Annotated[str | None, Query(min_length=1, max_length=100, pattern=CURSOR_PATTERN,
+                                      description="`next` of the previous page.")]
 
 
 @router.get("/api/v1/jobs", response_model=None, responses=LIST_RESPONSES, tags=["jobs"])
@@ -300,10 +316,11 @@ async def get_jobs(request: Request, flt: Annotated[JobFilter, Depends(job_filte
     return await list_page(request, flt, limit, cursor)
 
 
+# `:int` in the paths: the digits 0-9 and nothing else (pydantic alone would read "6\t" as 6).
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.get("/api/v1/jobs/{job_id}", responses={**ERRORS, 404: {"model": Problem}}, tags=["jobs"],
+@router.get("/api/v1/jobs/{job_id:int}", responses={**ERRORS, 404: {"model": Problem}}, tags=["jobs"],
             response_model=None)
 async def get_job(request: Request, job_id: IdPath) -> Any:
     """One job with everything its check recorded (timing phases, redirects, TLS)."""
@@ -316,7 +333,7 @@ async def get_job(request: Request, job_id: IdPath) -> Any:
     return to_row(view, found.get(job_id, []))
 
 
-@router.post("/api/v1/jobs/{job_id}/retest", status_code=202, response_model=Submitted, tags=["jobs"],
+@router.post("/api/v1/jobs/{job_id:int}/retest", status_code=202, response_model=Submitted, tags=["jobs"],
              responses={**SUBMIT_RESPONSES, 404: {"model": Problem}}, dependencies=[Depends(writer)])
 async def retest_job(request: Request, job_id: IdPath) -> Submitted:
     """Check a job's URL again with its options: a new job in a new batch (the TUI's `r`);
@@ -332,7 +349,7 @@ async def retest_job(request: Request, job_id: IdPath) -> Submitted:
         "jobs": [{"id": v.id, "url": mask_url(v.url)} for v in views], "rejected": [], "existed": False})
 
 
-@router.get("/api/v1/batches/{batch_id}", response_model=BatchOut, responses={**ERRORS, 404: {"model": Problem}},
+@router.get("/api/v1/batches/{batch_id:int}", response_model=BatchOut, responses={**ERRORS, 404: {"model": Problem}},
             tags=["jobs"])
 async def get_batch_summary(request: Request, batch_id: IdPath) -> Any:
     """A batch's jobs by state and its results by outcome."""
@@ -367,7 +384,7 @@ CANCEL_RESPONSES = {**ERRORS, 403: {"model": Problem, "description": "The token 
                     404: {"model": Problem, "description": "No such batch or job."}}
 
 
-@router.post("/api/v1/batches/{batch_id}/cancel", response_model=Cancelled, responses=CANCEL_RESPONSES,
+@router.post("/api/v1/batches/{batch_id:int}/cancel", response_model=Cancelled, responses=CANCEL_RESPONSES,
              dependencies=[Depends(writer)], tags=["jobs"])
 async def cancel_batch(request: Request, batch_id: IdPath) -> Cancelled:
     """Take back the batch's queued jobs (`runner cancel --batch`): each becomes `cancelled`
@@ -378,7 +395,7 @@ async def cancel_batch(request: Request, batch_id: IdPath) -> Cancelled:
     return Cancelled(cancelled=await run_in_threadpool(lambda: rt.cancel(batch=batch_id)))
 
 
-@router.post("/api/v1/jobs/{job_id}/cancel", response_model=Cancelled, responses=CANCEL_RESPONSES,
+@router.post("/api/v1/jobs/{job_id:int}/cancel", response_model=Cancelled, responses=CANCEL_RESPONSES,
              dependencies=[Depends(writer)], tags=["jobs"])
 async def cancel_job(request: Request, job_id: IdPath) -> Cancelled:
     """Take back one job if it is still queued (`runner cancel JOB`): `cancelled` is 1, or 0
@@ -394,11 +411,13 @@ async def cancel_job(request: Request, job_id: IdPath) -> Cancelled:
                     "description": "One `result` event per stored result; `id` is for Last-Event-ID."},
     503: {"model": Problem, "description": "Too many open event streams, or the database is unreachable."}})
 async def event_stream(request: Request, flt: Annotated[JobFilter, Depends(job_filter)],
-                       last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> Response:
+                       last_event_id: Annotated[str | None, Header(
+                           max_length=19, pattern=r"^[0-9]+$",
+                           description="The `id` of the last event received: the stream resumes after it.")] = None) -> Response:
     """Server-Sent Events: each result as it is committed, filtered like the list."""
     last: int | None = None
     if last_event_id:
-        if not last_event_id.isdigit() or int(last_event_id) > MAX_ID:
+        if not ascii_digits(last_event_id) or int(last_event_id) > MAX_ID:
             raise invalid(["header", "last-event-id"], "not an event id from this stream")
         last = int(last_event_id)
     feed: events.Feed = request.app.state.feed
@@ -406,12 +425,18 @@ async def event_stream(request: Request, flt: Annotated[JobFilter, Depends(job_f
     if feed.open_streams >= config.max_event_streams:
         raise HTTPException(503, f"too many open event streams (limit {config.max_event_streams}); retry later")
     metrics = request.app.state.metrics
+    credentials = request.headers.get("authorization", "").partition(" ")[2].strip()
+
+    def token_valid() -> bool:  # the token is the stream's lifetime: revoked, the stream ends
+        return tokens.verify(feed.store, credentials) is not None
+
     feed.open_streams += 1
     metrics.event_streams.inc()
 
     async def body() -> Any:
         try:
-            async for chunk in events.stream(feed, flt, last, request.is_disconnected, metrics.events.inc):
+            async for chunk in events.stream(feed, flt, last, request.is_disconnected, metrics.events.inc,
+                                             token_valid):
                 yield chunk
         finally:
             feed.open_streams -= 1

@@ -10,9 +10,27 @@ import typing
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from db import STATES, Counts, JobView
+from runner.check.options import (
+    MAX_BYTES_LIMIT,
+    MAX_CONDITIONS,
+    MAX_DEADLINE,
+    MAX_HEADERS,
+    MAX_REDIRECTS,
+    MAX_RETRIES,
+    MAX_STREAK,
+    MAX_TEXT,
+)
 from runner.jobs.report import CORE_KEYS, OUTCOMES
 
 State = Literal[STATES]  # type: ignore[valid-type]  # the one list of states, at import
@@ -20,18 +38,121 @@ Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]  # a job's outcomes: the
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # no control characters in names, filters, keys
 
 
-def _no_nul(value: Any, where: str) -> None:
-    """PostgreSQL refuses NUL in text and JSON: name the field instead of failing later."""
+MAX_DEPTH = 8  # nesting of `options` (a header map is two deep; more is not an option of ours)
+
+
+def _plain_text(value: Any, where: str, depth: int = 0, *, nul: bool = True) -> None:
+    """PostgreSQL refuses NUL in text and JSON, and a lone surrogate (``"\\ud800"`` in JSON)
+    cannot be written as UTF-8 at all: name the field before anything is recorded or
+    queued, rather than fail while answering."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_DEPTH} deep")
     if isinstance(value, str):
-        if "\x00" in value:
+        if nul and "\x00" in value:
             raise ValueError(f"{where} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} is not valid Unicode (a lone surrogate)") from None
     elif isinstance(value, dict):
         for k, v in value.items():
-            _no_nul(k, where)
-            _no_nul(v, f"{where}.{k}")
+            _plain_text(k, where, depth + 1)
+            _plain_text(v, f"{where}.{k}", depth + 1)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _no_nul(v, f"{where}[{i}]")
+            _plain_text(v, f"{where}[{i}]", depth + 1, nul=nul)
+
+
+_STATUS = "[1-5][0-9][0-9]"
+_NUMBER_FIELD = "(status|total_ms|ttfb_ms|bytes|redirects|attempts)"
+_TEXT = {"type": "string", "maxLength": MAX_TEXT, "pattern": "^[^\\x00]*$"}
+
+
+def _unset_or(schema: dict[str, Any]) -> dict[str, Any]:
+    """``null`` (and, for text, ``""``) leaves an option unset."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# What the server takes, as far as JSON Schema can say it: the names, the JSON types and the
+# bounds, which the server enforces (``_typed``); the patterns are the simple forms of each
+# text (runner.check.options.parse_options reads more, and refuses the rest with a 422
+# naming the option). One declaration: the types are checked from it.
+_HEADERS = {"type": "array", "maxItems": MAX_HEADERS, "description": "`Name: value` sent with each attempt.",
+            "items": {"type": "string", "pattern": "^X-[A-Za-z0-9-]{1,40}: [!-~]{1,200}$"}}
+_CONDITIONS = {"type": "array", "maxItems": MAX_CONDITIONS,
+               "description": 'FIELD OP VALUE: "total_ms < 500", "status in 200-299", \'body contains "OK"\'.',
+               "items": {"type": "string", "pattern": f"^{_NUMBER_FIELD} (<|>|<=|>=|==|!=) [0-9]{{1,6}}$"}}
+_OPTION_TYPES: dict[str, dict[str, Any]] = {
+    "method": {"type": "string", "enum": ["GET", "HEAD", ""]},
+    "expect_status": {"type": "string", "pattern": f"^({_STATUS}(,{_STATUS})*)?$",
+                      "description": "Status codes, ranges or classes: 200, 200-299,304, 2xx."},
+    "body_contains": _TEXT,
+    "body_excludes": _TEXT,
+    "max_ms": {"type": "number", "exclusiveMinimum": 0},
+    "deadline": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DEADLINE, "description": "Seconds."},
+    "max_redirects": {"type": "integer", "minimum": 0, "maximum": MAX_REDIRECTS},
+    "insecure": {"type": "boolean"},
+    "max_bytes": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_BYTES_LIMIT},
+                            {"type": "string", "pattern": "^([0-9]{1,2}(k|KiB|M|MiB)?)?$"}],
+                  "description": "Bytes, or a size such as 256k or 10MiB."},
+    "retries": {"type": "integer", "minimum": 1, "maximum": MAX_RETRIES, "description": "Attempts in total."},
+    "header": _HEADERS, "headers": _HEADERS,
+    "condition": _CONDITIONS, "conditions": _CONDITIONS,
+    "slow_ms": {"type": "number", "exclusiveMinimum": 0, "description": "Ok but slower: the URL's state is slow."},
+    "fail_after": {"type": "integer", "minimum": 1, "maximum": MAX_STREAK,
+                   "description": "Consecutive failures before the URL's state is failing."},
+    "recover_after": {"type": "integer", "minimum": 1, "maximum": MAX_STREAK,
+                      "description": "Consecutive passes before a failing URL is ok again."},
+}
+OPTIONS_SCHEMA: dict[str, Any] = {"additionalProperties": False,
+                                  "properties": {name: _unset_or(schema) for name, schema in _OPTION_TYPES.items()}}
+
+
+def _json_types(schema: dict[str, Any]) -> set[str]:
+    if "anyOf" in schema:
+        return set().union(*(_json_types(s) for s in schema["anyOf"]))
+    return {schema["type"]}
+
+
+def _fits(value: Any, schema: dict[str, Any]) -> bool:
+    """The JSON type, enum, bounds and item count of ``schema`` (patterns are parse_options')."""
+    if "anyOf" in schema:
+        return any(_fits(value, s) for s in schema["anyOf"])
+    kind = schema["type"]
+    if kind == "null":
+        return value is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str) and ("enum" not in schema or value in schema["enum"])
+    if kind == "array":
+        return (isinstance(value, list) and all(isinstance(v, str) for v in value)
+                and len(value) <= schema.get("maxItems", len(value)))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if kind == "integer" and not float(value).is_integer():
+        return False
+    return bool(schema.get("minimum", value) <= value <= schema.get("maximum", value)
+                and value > schema.get("exclusiveMinimum", value - 1))
+
+
+def option_problem(name: str, value: Any) -> str | None:
+    """What is wrong with a known option's value by the document (None: nothing it can tell;
+    the names, and the texts' meaning, are parse_options' to judge)."""
+    schema = OPTIONS_SCHEMA["properties"].get(name)
+    if schema is None or _fits(value, schema):
+        return None
+    enum = [v for s in schema["anyOf"] for v in s.get("enum", ())]
+    if enum:
+        return f"{value!r} is not one of {', '.join(v for v in enum if v)}"
+    kinds = sorted(_json_types(schema) - {"null"})
+    bounds = [f"from {s['minimum']:g} to {s['maximum']:g}" if "minimum" in s and "maximum" in s
+              else f"more than {s['exclusiveMinimum']:g}" if "exclusiveMinimum" in s and "maximum" not in s
+              else f"more than {s['exclusiveMinimum']:g} and at most {s['maximum']:g}" if "exclusiveMinimum" in s
+              else f"at most {s['maxItems']} entries" if "maxItems" in s else ""
+              for s in schema["anyOf"] if s.get("type") in ("integer", "number", "array")]
+    return f"expected {' or '.join(kinds)}{' of text' if kinds == ['array'] else ''}" + (
+        f" ({bounds[0]})" if bounds and bounds[0] else "")
 
 
 class JobsIn(BaseModel):
@@ -45,19 +166,19 @@ class JobsIn(BaseModel):
     # Not nullable (`null` is refused) yet optional: one of the two must be there.
     urls: list[str] = Field(None, min_length=1, description="URLs to check (1 to 10,000; more is 413).")  # type: ignore[arg-type]
     url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
-    options: dict[str, Any] = Field(default_factory=dict, description="Check options, as `runner submit`'s flags: "
-                                    "method, expect_status, body_contains, body_excludes, max_ms, deadline, "
-                                    "max_redirects, insecure, max_bytes, header, condition, retries, and the URL state's "
-                                    "slow_ms, fail_after, recover_after.")
+    options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=OPTIONS_SCHEMA,
+                                    description="Check options, as `runner submit`'s flags (see docs/check.md); "
+                                    "any other name is refused.")
     batch: str | None = Field(None, max_length=200, pattern=NAME_PATTERN, description="A label for the batch.")
     idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN,
                                         description="Repeating a request with the same key adds nothing and "
                                         "answers with the first request's jobs.")
 
-    @field_validator("options")
+    @field_validator("options", "urls", "url", "batch", "idempotency_key")
     @classmethod
-    def _options_text(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _no_nul(value, "options")
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        # A URL with a NUL is one rejected URL among the others (runner.jobs.urls says why).
+        _plain_text(value, info.field_name or "body", nul=info.field_name not in ("urls", "url"))
         return value
 
     @model_validator(mode="after")

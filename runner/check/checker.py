@@ -349,7 +349,15 @@ class Checker:
             while True:
                 if guard.fired or guard.remaining() <= 0:
                     raise CheckFailure("deadline_exceeded", "")
-                chunk = raw.read(min(READ_SIZE, cap + 1 - total), decode_content=True)
+                try:
+                    # read1 for a body with a length: what has arrived, at once (read waits for
+                    # the whole amount, so a body trickled until the deadline showed 0 bytes).
+                    # Not for chunked bodies: http.client's read1 waits on a chunk size of -5.
+                    chunk = (raw.read if raw.chunked else raw.read1)(min(READ_SIZE, cap + 1 - total),
+                                                                     decode_content=True)
+                except ValueError as exc:  # http.client on a chunk size of "-5": the server's fault
+                    raise CheckFailure("invalid_response", "malformed chunked body (a chunk size that is "
+                                       "not a size)") from exc
                 if not chunk:
                     if guard.fired:      # the watchdog's shutdown, not the server's end
                         raise CheckFailure("deadline_exceeded", "")

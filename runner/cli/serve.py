@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.common import EXIT_USAGE, fail, handled
+from runner.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, fail, handled
 
 
 @handled
@@ -22,10 +22,13 @@ def serve(
 
     Every path but /healthz and the page needs `Authorization: Bearer TOKEN` (runner token
     create NAME). Bounds and CORS: URLTESTER_API_MAX_BODY (bytes, default 8 MiB),
-    URLTESTER_API_MAX_EVENT_STREAMS (default 100), URLTESTER_API_CORS_ORIGINS (default: none).
+    URLTESTER_API_MAX_EVENT_STREAMS (default 100), URLTESTER_API_MAX_CONNECTIONS (per process,
+    default 10000), URLTESTER_API_HEADER_TIMEOUT (seconds, default 10), URLTESTER_API_IDLE_TIMEOUT
+    (seconds, default 5), URLTESTER_API_CORS_ORIGINS (default: none). A taken port exits 3.
     """
     from db import open_store
     from runner.api.config import config_from_env
+    from runner.api.server import PortUnavailable
     from runner.api.server import serve as run
 
     if log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
@@ -33,18 +36,22 @@ def serve(
     settings = ctx.obj.with_(timezone=timezone)
     config = config_from_env()
     open_store(settings.database_url, max_connections=1).close()  # migrate now; fail now, clearly
-    typer.echo(f"runner: serving on http://{host}:{port}/ (database {settings.database_shown}, "
-               f"broker {settings.broker_shown})", err=True)
     import os
     import socket
 
     from runner.jobs.alerts import start_sender
 
+    def announce(bound: int) -> None:  # once the socket listens: never before a bind that fails
+        typer.echo(f"runner: serving on http://{host}:{bound}/ (database {settings.database_shown}, "
+                   f"broker {settings.broker_shown})", err=True)
+
     # Alerts' outbox is delivered by this process too (one sender, whatever --workers says).
     alert_store = open_store(settings.database_url, max_connections=2, migrate=False)
     sender = start_sender(alert_store, settings, worker=f"serve@{socket.gethostname()}:{os.getpid()}")
     try:
-        run(settings, config, host=host, port=port, workers=workers, log_level=log_level.lower())
+        run(settings, config, host=host, port=port, workers=workers, log_level=log_level.lower(), announce=announce)
+    except PortUnavailable as exc:  # taken, or not ours: one line, before anything said "serving"
+        raise fail(str(exc), EXIT_UNAVAILABLE) from None
     finally:
         sender.stop(timeout=5)
         alert_store.close()

@@ -49,8 +49,8 @@ _CANONICAL = re.compile(
 
 def _canonical(text: str) -> bool:
     m = _CANONICAL.fullmatch(text)
-    if m is None or len(text) > MAX_URL_LENGTH or len(m.group(2)) > 253:
-        return False
+    if m is None or len(text) > MAX_URL_LENGTH or len(m.group(2)) > 253 or "xn--" in m.group(2):
+        return False  # (an A-label is checked the long way)
     port = m.group(3)
     if port is None:
         return True
@@ -96,6 +96,11 @@ def _parse(text: str) -> str:
         if url_password(raw) is not None:  # the "port" urlsplit quotes is part of the password
             raise InvalidURL("malformed URL (a password with '#', '?' or '/' must be percent-encoded)") from None
         raise InvalidURL(f"malformed URL ({exc})") from exc
+    if "\\" in parts.netloc:
+        # http://a:1\@b/: curl and browsers end the host at the backslash (a), urlsplit and
+        # urllib3 read "a:1\" as a user and password (b). Which host is checked would depend
+        # on the reader: refuse rather than store one host and show another.
+        raise InvalidURL("backslash in the host part (readers disagree on the host: write / or %5C)")
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
         raise InvalidURL(f"unsupported scheme {scheme!r} (use http or https)")
@@ -147,6 +152,15 @@ def _encode_host(host: str) -> str:
     for label in encoded.split("."):
         if not label or len(label) > 63 or not re.fullmatch(r"[a-z0-9_\-]+", label):
             raise InvalidURL(f"host {host!r} is not a valid name")
+        if label.startswith("xn--"):
+            try:
+                decoded = label[4:].encode("ascii").decode("punycode")
+            except UnicodeError:
+                decoded = ""
+            # An A-label stands for printable non-ASCII text and is what that text encodes to.
+            if (not decoded or decoded.isascii() or not decoded.isprintable()
+                    or decoded.encode("punycode").decode("ascii") != label[4:]):
+                raise InvalidURL(f"host {host!r}: {label!r} is not valid punycode")
     return encoded
 
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import checks
 
 from tests.api.conftest import Server, serve
 from tests.support import services
@@ -53,4 +52,4 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/ev
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_answer_matches_the_document(case, queued_server: Server, api_token: str) -> None:
     case.call_and_validate(base_url=queued_server.base, headers={"Authorization": f"Bearer {api_token}"},
-                           timeout=30, excluded_checks=[checks.positive_data_acceptance])
+                           timeout=30)

@@ -175,6 +175,8 @@ ROUTES: dict[str, Handler] = {
     "/bad-gzip": lambda conn, path: _send(conn, "200 OK", [("Content-Encoding", "gzip"),
                                                          ("Content-Length", "20")], b"\x1f\x8b" + b"\xff" * 18),
     "/slow": slow_headers,
+    "/negative-chunk": lambda conn, path: conn.sendall(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n-5\r\nxxxxx\r\n0\r\n\r\n"),
     "/goto": lambda conn, path: redirect_to(unquote(path.partition("?to=")[2]))(conn, path),
 }
 
