@@ -48,7 +48,12 @@ OLD_ITEM = {"type": "object", "required": ["time", "url", "result"], "properties
     "result": {"oneOf": [{"type": "integer"}, {"type": "string"}],
                "description": "The status code, or the error's text when there was no response."}}}
 OLD_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}}}}}}
+    "type": "object", "required": ["url"], "properties": {"url": {
+        "type": "string", "minLength": 1, "description": "A URL, its scheme optional (http:// assumed). The "
+        "pattern is its simple form: the server reads every URL `runner submit` takes, and answers 422 naming "
+        "`url` for one it cannot check.",
+        "pattern": "^(https?://)?[a-z][a-z0-9]{0,30}([.][a-z][a-z0-9]{0,30}){0,3}(:[1-9][0-9]{0,3})?"
+                   "(/[A-Za-z0-9._~-]{0,40}){0,4}$"}}}}}}}
 
 
 def with_scheme(text: str) -> str:

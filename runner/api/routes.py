@@ -96,17 +96,19 @@ def invalid(loc: list[str | int], message: str) -> HTTPException:
     return HTTPException(422, detail=[{"loc": loc, "msg": message, "type": "value_error"}])
 
 
-# For the document: an age under 100 years (seconds by default; m, h, d, w), or a date (and time) that exists in every
-# month. Not enforced: parse_since reads more (offsets, fractions) and names what it refuses.
-SINCE_PATTERN = (r"^(([0-9]{1,9}s?|[0-9]{1,6}m|[0-9]{1,5}h|[0-9]{1,4}d|[0-9]{1,3}w)|(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
-                 r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z?)?)$")
+# An age under 100 years (seconds by default; m, h, d, w; a fraction allowed), or a date (and
+# time, with seconds' fractions and an offset) that exists in every month: enforced, so what
+# the document allows parse_since reads, and what it forbids is refused (422) before it.
+_AGE = r"[0-9]{1,9}(\.[0-9]{1,3})?s?|[0-9]{1,6}(\.[0-9]{1,3})?m|[0-9]{1,5}(\.[0-9]{1,3})?h|[0-9]{1,4}(\.[0-9]{1,3})?d|[0-9]{1,3}(\.[0-9]{1,3})?w"
+_TIME = r"T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?"
+SINCE_PATTERN = rf"^({_AGE}|(19|20)[0-9]{{2}}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])({_TIME})?)$"
 
 
 def job_filter(
     state: Annotated[State | None, Query(description="queued, running, done or cancelled.")] = None,
     outcome: Annotated[Outcome | None, Query(description="A result's outcome.")] = None,
     batch: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="Batch name or id.")] = None,
-    since: Annotated[str | None, Query(min_length=1, max_length=64, json_schema_extra={"pattern": SINCE_PATTERN}, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
+    since: Annotated[str | None, Query(min_length=1, max_length=64, pattern=SINCE_PATTERN, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
     failed: Annotated[bool, Query(description="Only checks that failed.")] = False,
     text: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="The URL contains this.")] = None,
 ) -> JobFilter:
@@ -204,7 +206,7 @@ async def add_jobs(request: Request, body: JobsIn) -> Submitted:
 FORM_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/JobsIn"}},
     "application/x-www-form-urlencoded": {"schema": {
-        "type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}},
+        "type": "object", "properties": {"url": {"type": "string", "minLength": 1}}, "required": ["url"]}},
 }}}
 
 

@@ -165,7 +165,7 @@ class JobsIn(BaseModel):
 
     # Not nullable (`null` is refused) yet optional: one of the two must be there.
     urls: list[str] = Field(None, min_length=1, description="URLs to check (1 to 10,000; more is 413).")  # type: ignore[arg-type]
-    url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
+    url: str = Field(None, min_length=1, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
     options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=OPTIONS_SCHEMA,
                                     description="Check options, as `runner submit`'s flags (see docs/check.md); "
                                     "any other name is refused.")

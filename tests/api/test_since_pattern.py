@@ -1,0 +1,14 @@
+"""The API's `since` is enforced by its documented pattern: whatever the pattern allows,
+the server reads (Schemathesis' positive and negative data checks rely on it)."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runner.api.routes import SINCE_PATTERN
+from runner.jobs.when import parse_since
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(SINCE_PATTERN, fullmatch=True))
+def test_every_since_the_document_allows_is_read(text: str) -> None:
+    parse_since(text)
