@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .models import Change
-from .rollups import OVERALL, Rollup, percentile, window
+from .rollups import OVERALL, Rollup, floor_to, percentile, window
 from .store import Store
 
 SORTS = ("state", "url", "latency", "since")
@@ -242,6 +242,18 @@ def url_changes(store: Store, view: UrlView, *, since: datetime | None = None, l
     return [Change(url_id=view.id, url=view.url, at=d.parse_ts(r[0]), from_state=r[1], to_state=r[2], change=r[3],
                    job_id=r[4], batch_id=r[5], outcome=r[6], status_code=r[7], error=r[8], region=r[9])
             for r in rows]
+
+
+def rollup_series(store: Store, url_id: int, *, since: datetime, grain: str = "h",
+                  region: str | None = None) -> list[tuple[datetime, Rollup]]:
+    """A URL's rollups since ``since``, oldest first, one per hour (or day): its latency and
+    outcomes over a window, pruned results included."""
+    d = store.dialect
+    with d.transaction(write=False) as cur:
+        cur.execute("SELECT start, checks, ok, by_outcome, hist FROM url_rollups WHERE url_id = %s AND grain = %s "
+                    "AND region = %s AND start >= %s ORDER BY start",
+                    (url_id, grain, region or OVERALL, d.ts(floor_to(since, grain))))
+        return [(d.parse_ts(r[0]), Rollup.of_row(r[1], r[2], r[3], r[4])) for r in cur.fetchall()]
 
 
 def recent_checks(store: Store, url_id: int, *, since: datetime | None = None, limit: int = 50,
