@@ -291,17 +291,20 @@ class DetailScreen(Screen):
         elif job.state != "done":
             widgets.append(Static(styled(f"Not checked yet ({job.state}); this view updates when it is.", MUTED)))
         sections: list[tuple[str, Any]] = []
-        if history is not None:
-            sections.append(("URL history (30 days)", Static(history_text(history, self.tz), id="detail-history")))
-            if len(history.latency) > 1:
-                sections.append(("Latency over 30 days (median per hour)",
-                                 Sparkline(list(history.latency), id="detail-trend")))
         regions = regions_text(job, self.results)
         if regions is not None:
             sections.append(("Regions", Static(regions)))
         if job.detail is not None and job.state == "done":
             sections.append(("Timing", Waterfall(job.detail)))
-        for title, section in (("Error", error_text(job)), ("Linked from", referrers_text(job)),
+        error = error_text(job)
+        if error is not None:
+            sections.append(("Error", Static(error)))
+        if history is not None:  # the URL over time, before this check's own particulars
+            sections.append(("URL history (30 days)", Static(history_text(history, self.tz), id="detail-history")))
+            if len(history.latency) > 1:
+                sections.append(("Latency over 30 days (median per hour)",
+                                 Sparkline(list(history.latency), id="detail-trend")))
+        for title, section in (("Linked from", referrers_text(job)),
                                ("Redirects", redirects_text(job)),
                                ("TLS certificate", tls_text(job)), ("Response headers", headers_text(job))):
             if section is not None:

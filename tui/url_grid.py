@@ -93,7 +93,7 @@ class UrlGrid(DataTable, inherit_bindings=False):
     # ------------------------------------------------------------------ fetching
 
     @property
-    def _size(self) -> int:
+    def _page_size(self) -> int:
         return max(1, self.size.height - 1)  # less the header
 
     def on_resize(self) -> None:
@@ -109,7 +109,7 @@ class UrlGrid(DataTable, inherit_bindings=False):
             self._again = (offset, cursor)
             return
         self._inflight = True
-        query, generation, size = self.view_query, self._generation, self._size
+        query, generation, size = self.view_query, self._generation, self._page_size
         self.run_worker(lambda: self._load(query, offset, size, generation, cursor), thread=True,
                         group="url-grid", exit_on_error=False, name="url page")
 
@@ -180,7 +180,7 @@ class UrlGrid(DataTable, inherit_bindings=False):
         super().action_cursor_up()
 
     def action_page(self, direction: int) -> None:
-        offset = max(0, self.page.offset + direction * self._size)
+        offset = max(0, self.page.offset + direction * self._page_size)
         if offset >= self.page.total:
             return
         self.fetch(offset, 0 if direction > 0 else self.cursor_row)
@@ -189,8 +189,8 @@ class UrlGrid(DataTable, inherit_bindings=False):
         self.fetch(0, 0)
 
     def action_last(self) -> None:
-        offset = max(0, self.page.total - self._size)
-        self.fetch(offset, self._size - 1)
+        offset = max(0, self.page.total - self._page_size)
+        self.fetch(offset, self._page_size - 1)
 
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:
