@@ -21,10 +21,11 @@ from db.urls import UrlFilter, UrlView, count_urls, latest_batch, list_urls, rec
 from runner.jobs.history import sparkline
 from runner.text import mask_url, printable
 
-from .columns import SHORT_OUTCOMES, URL_LEAST, URL_MOST, fit, url_cuts, when
+from .columns import SHORT_OUTCOMES, URL_LEAST, URL_MOST, URL_WANT, fit, url_cuts, when
 
 WINDOW = timedelta(days=30)  # uptime and percentiles over this (runner urls' default --window)
 TREND = 12  # checks in a row's sparkline
+TITLE_LEAST = 12  # cells a TITLE column gets at least, or it is not shown
 SORTS = ("state", "since", "latency", "url")
 SORT_LABELS = {"state": "failing first", "since": "latest change first", "latency": "slowest first",
                "url": "by URL"}
@@ -120,11 +121,10 @@ def url_layout(width: int) -> list[UrlColumn]:
         fixed = [c for c in fixed if c.key != "since"]
     used = sum(c.width + 1 for c in fixed) + 2  # gaps, the scrollbar
     spare = max(URL_LEAST, width - used)
-    url = min(URL_MOST, spare) if spare < 64 else min(URL_MOST, max(40, spare * 3 // 5))
-    cols = [*fixed, UrlColumn("url", "URL", url)]
-    if spare - url - 1 >= 10:
-        cols.append(UrlColumn("title", "TITLE", spare - url - 1))
-    return cols
+    if spare < URL_WANT + 1 + TITLE_LEAST:  # no room for a title: the URL has it all
+        return [*fixed, UrlColumn("url", "URL", spare)]
+    url = min(URL_MOST, max(URL_WANT, (spare - 1) * 3 // 5))
+    return [*fixed, UrlColumn("url", "URL", url), UrlColumn("title", "TITLE", spare - url - 1)]
 
 
 def _last(v: UrlView, now: datetime, tz: tzinfo | None) -> str:
