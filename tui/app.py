@@ -76,10 +76,10 @@ class UrlTesterApp(App[None]):
                 tooltip="filter by text in the URL, in the database (Enter applies, Esc leaves); from anywhere"),
         Binding("slash", "filter", "Filter", show=False, tooltip="filter (from the grid)"),
         Binding("f1,question_mark", "help", "Help", tooltip="every key (this screen)"),
+        Binding("u", "toggle_urls", "By URL", tooltip="by URL (one row per URL: state, uptime, trend) / by job"),
         Binding("f", "toggle_failed", "Failed", tooltip="failed only, on / off"),
         Binding("s", "cycle_sort", "Sort", tooltip="sort: newest, oldest, slowest, status code, last checked"),
         Binding("p", "toggle_pause", "Pause", tooltip="pause / resume live refresh"),
-        Binding("u", "toggle_urls", "By URL", tooltip="by URL (one row per URL: state, uptime, trend) / by job"),
         Binding("r", "retest", "Re-test", tooltip="re-test the row's URL (once)"),
         Binding("e", "export", "Export", tooltip="export the current view to CSV or JSON"),
         Binding("o", "pick_outcome", "Outcome", show=False, tooltip="only one outcome…"),
@@ -294,7 +294,7 @@ class UrlTesterApp(App[None]):
         box.display = bool(box.value)
         if self.by_url:
             self.view_bar.show_urls(self.url_query, None)
-            self.url_grid.reload()
+            self.call_after_refresh(self.url_grid.reload)  # once it has its size: a page is a screenful
         else:
             self.view_bar.show(self.view_query, total=None)
             self.grid.reload()

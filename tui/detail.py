@@ -246,7 +246,9 @@ class DetailScreen(Screen):
     def on_mount(self) -> None:
         self.reload()
 
-    @work(thread=True, exclusive=True, group="detail")
+    # Not exit_on_error: it runs on every change while the screen is open, and one that was
+    # under way when the app quit must not fail the app (it has no app to report to).
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def reload(self) -> None:
         store = self.app.runtime.store  # type: ignore[attr-defined]
         try:

@@ -98,9 +98,11 @@ def history_text(h: History, tz: tzinfo | None) -> Content:
         detail = " ".join(printable(x) for x in (c.outcome, c.status_code) if x is not None)
         if detail:
             text.append(f"  {detail}")
-        if c.error:
-            text.append(f"  {printable(c.error, 80)}", FAILED)
         text.append("\n")
+        if c.error:  # a line of its own: at 80 columns it would wrap without its indent
+            text.append(" " * 18)
+            text.append(printable(c.error, 200), FAILED)
+            text.append("\n")
     return text.content
 
 

@@ -4,16 +4,20 @@ of each URL once, and a title or URL holding markup shown as text."""
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+import sys
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from textual.widgets import Sparkline
 
-from db import JobFilter, NewJob, ResultRecord, Store
+from db import JobFilter, NewJob, ResultRecord, Store, open_store, utcnow
+from tests.support.services import runner_env, wait_until
 from tui.app import UrlTesterApp
 from tui.detail import DetailScreen
 from tui.url_grid import UrlGrid
 
 from .conftest import FIXED_NOW, fixed_clock, screen_text, wait_for
+from .test_e2e_tmux import Tmux
 
 MARKUP_URL = "https://x.test/[/b]"
 MARKUP_TITLE = "[link=https://evil.example]click[/link] [bold]me"
@@ -28,11 +32,11 @@ NIGHTS = {
 }
 
 
-def nights(store: Store, n: int = 5) -> dict[str, list[int]]:
+def nights(store: Store, n: int = 5, *, base: datetime = FIXED_NOW) -> dict[str, list[int]]:
     """Five nightly batches, one check of each URL a night; returns each URL's job ids."""
     ids: dict[str, list[int]] = {u: [] for u in NIGHTS}
     for night in range(n):
-        at = FIXED_NOW - timedelta(days=n - 1 - night, hours=2)
+        at = base - timedelta(days=n - 1 - night, hours=2)
         batch = store.create_batch("nightly", now=at)
         urls = list(NIGHTS)
         job_ids = store.insert_jobs(batch.id, [NewJob(u, {}) for u in urls], now=at)
@@ -148,6 +152,59 @@ async def test_url_detail_shows_its_history(runtime) -> None:  # noqa: ANN001
         assert "p50 " in text and "p95 " in text
         assert "✗✗✓✗✓  (oldest → newest)" in text
         assert "failing → ok  recovered" in text
-        assert "ok → failing  new_failure  http_error 503  HTTP 503 [red]down[/red]" in text
+        assert "ok → failing  new_failure  http_error 503" in text
+        assert " " * 18 + "HTTP 503 [red]down[/red]" in text.splitlines()[text.splitlines().index(
+            next(line for line in text.splitlines() if "new_failure  http_error 503" in line)) + 1]
         assert len(app.screen.query(Sparkline)) == 1
         assert app.screen.query_one(Sparkline).data and len(app.screen.query_one(Sparkline).data) == 5
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("size", [(80, 45), (120, 45)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path}/t.db"
+    store = open_store(url)
+    nights(store, base=utcnow())
+    store.close()
+    tmux = Tmux(runner_env(url, None), [sys.executable, "-m", "runner", "tui"], size=size)
+    try:
+        wait_until(lambda: "25 rows" in tmux.screen() and "Quit" in tmux.screen(), 30, message="the job grid")
+        tmux.key("Down")
+        wait_until(lambda: "u By URL" in tmux.screen(), 10, message="u in the grid's footer")
+        tmux.key("u")
+        wait_until(lambda: "By URL: all URLs · failing first · 5 URLs" in tmux.screen()
+                   and "stable.example" in tmux.screen(), 10, message="the by-URL view")
+        screen = tmux.screen()
+        lines = screen.splitlines()
+        assert all(len(line) <= size[0] for line in lines)
+        for u in NIGHTS:  # one row per URL, however many jobs
+            assert sum(u in line for line in lines) == 1, (u, screen)
+        down = next(line for line in lines if "down.example" in line)
+        assert "✗ failing" in down and "0.0%" in down
+        assert any(ch in down for ch in "▁▂▃▄▅▆▇█")
+        assert "5 URLs: ✗ 2 failing" in screen
+        tmux.key("n")  # new failures since the last batch
+        wait_until(lambda: "new failure since the last batch" in tmux.screen() and "· 1 URL" in tmux.screen()
+                   and "down.example" not in tmux.screen(), 10, message="the change filter")
+        assert "broke.example" in tmux.screen() and "down.example" not in tmux.screen()
+        tmux.key("Enter")
+        wait_until(lambda: "URL history" in tmux.screen() and "changes" in tmux.screen(), 10,
+                   message="the history detail")
+        screen = tmux.screen()
+        assert "✗ failing since" in screen
+        assert "80.00% of 5 checks in 30 days" in screen
+        assert "✓✓✓✓✗  (oldest → newest)" in screen
+        assert "ok → failing  new_failure  http_error 503" in screen
+        assert "HTTP 503 [red]down[/red]" in screen
+        assert "Latency over 30 days" in screen
+        tmux.key("Escape")  # back (alone: Escape then a letter at once reads as alt+letter)
+        wait_until(lambda: "By URL: new failure" in tmux.screen(), 10, message="back to the by-URL view")
+        tmux.key("n", "n", "n")  # the filter round to all URLs
+        wait_until(lambda: "By URL: all URLs" in tmux.screen(), 10, message="all URLs again")
+        assert MARKUP_URL in tmux.screen()  # markup in a URL is text
+        tmux.key("C-q")
+    except BaseException:
+        print(tmux.screen())
+        raise
+    finally:
+        tmux.close()
