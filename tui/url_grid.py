@@ -10,14 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
+from rich.cells import cell_len
 from textual import on
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
 from db import Store, StoreUnavailable
+from runner.text import mask_url, printable
 
-from .url_rows import UrlPage, UrlQuery, UrlRow, cuts_for, header, load_page, row_text, url_layout
+from .url_rows import (
+    UrlPage,
+    UrlQuery,
+    UrlRow,
+    cuts_for,
+    header,
+    load_page,
+    row_text,
+    state_styles,
+    url_layout,
+)
 
 
 class UrlGrid(DataTable, inherit_bindings=False):
@@ -152,14 +164,16 @@ class UrlGrid(DataTable, inherit_bindings=False):
 
     def _draw(self, page: UrlPage, cursor: int) -> None:
         self.page = page
-        cols = url_layout(self.size.width or 80)
+        need = max((cell_len(printable(mask_url(r.view.url))) for r in page.rows), default=None)
+        cols = url_layout(self.size.width or 80, need)
         cuts = cuts_for(page.rows, cols)
         now = self.clock()
+        styles = state_styles(self.app.theme_variables)  # the theme's colours, as the job grid's
         self.clear(columns=True)
         for col, title in zip(cols, header(cols), strict=True):
             self.add_column(title, width=col.width + 1, key=col.key)  # a cell's gap after it
         for row in page.rows:
-            self.add_row(*row_text(row, cols, cuts, now, self.tz), key=str(row.view.id))
+            self.add_row(*row_text(row, cols, cuts, now, self.tz, styles), key=str(row.view.id))
         if page.rows:
             self.move_cursor(row=max(0, min(cursor, len(page.rows) - 1)), animate=False)
 

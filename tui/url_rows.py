@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
-from rich.cells import cell_len
 from rich.text import Text
 
 from db import JobFilter, JobView, Store
@@ -31,7 +30,17 @@ SORT_LABELS = {"state": "failing first", "since": "latest change first", "latenc
                "url": "by URL"}
 CHANGES = ("new_failure", "recovered", "still_failing")
 STATE_MARKS = {"ok": "✓ ok", "slow": "~ slow", "failing": "✗ failing", "pending": "· pending"}
-STATE_STYLES = {"ok": "green", "slow": "yellow", "failing": "bold red", "pending": "dim"}
+# The theme variable each state's word is drawn in (resolved by the grid: cells are rich Text).
+STATE_COLOURS = {"ok": "success", "slow": "warning", "failing": "error"}
+
+
+def state_styles(theme: dict[str, str]) -> dict[str, str]:
+    """Each state's style in the current theme (``App.theme_variables``)."""
+    styles = {"pending": "dim"}
+    for state, var in STATE_COLOURS.items():
+        colour = theme.get(var, "")
+        styles[state] = f"{'bold ' if state == 'failing' else ''}{colour}".strip() if colour.startswith("#") else ""
+    return styles
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,9 @@ class UrlColumn:
     width: int
 
 
-def url_layout(width: int) -> list[UrlColumn]:
-    """Columns for a terminal ``width`` wide: the URL gets its cells first, TITLE the rest."""
+def url_layout(width: int, url_need: int | None = None) -> list[UrlColumn]:
+    """Columns for a terminal ``width`` wide: the URL gets its cells first (no more than the
+    longest on screen, ``url_need``, needs), TITLE the rest."""
     fixed = [UrlColumn("state", "STATE", 9), UrlColumn("since", "SINCE", 11), UrlColumn("last", "LAST", 18),
              UrlColumn("uptime", "UPTIME", 7), UrlColumn("trend", "TREND", TREND)]
     if width < 90:  # 80 columns: SINCE goes first (the detail says it)
@@ -124,6 +134,8 @@ def url_layout(width: int) -> list[UrlColumn]:
     if spare < URL_WANT + 1 + TITLE_LEAST:  # no room for a title: the URL has it all
         return [*fixed, UrlColumn("url", "URL", spare)]
     url = min(URL_MOST, max(URL_WANT, (spare - 1) * 3 // 5))
+    if url_need is not None:
+        url = min(url, max(URL_LEAST, url_need))
     return [*fixed, UrlColumn("url", "URL", url), UrlColumn("title", "TITLE", spare - url - 1)]
 
 
@@ -135,14 +147,16 @@ def _last(v: UrlView, now: datetime, tz: tzinfo | None) -> str:
     return f"{printable(what, 9)} {when(v.last_checked_at, now, tz)}"
 
 
-def row_text(row: UrlRow, cols: list[UrlColumn], cuts: dict[str, str], now: datetime, tz: tzinfo | None) -> list[Text]:
-    """One row's cells, each plain text in a ``Text`` (never markup)."""
+def row_text(row: UrlRow, cols: list[UrlColumn], cuts: dict[str, str], now: datetime, tz: tzinfo | None,
+             styles: dict[str, str] | None = None) -> list[Text]:
+    """One row's cells, each plain text in a ``Text`` (never markup); ``styles``: each
+    state's (:func:`state_styles`)."""
     v = row.view
     cells = []
     for col in cols:
         style = ""
         if col.key == "state":
-            value, style = STATE_MARKS.get(v.state, v.state), STATE_STYLES.get(v.state, "")
+            value, style = STATE_MARKS.get(v.state, v.state), (styles or {}).get(v.state, "")
         elif col.key == "since":
             value = when(v.since, now, tz)
         elif col.key == "last":
@@ -174,4 +188,4 @@ def cells_width(cols: list[UrlColumn]) -> int:
     return sum(c.width + 1 for c in cols)
 
 
-__all__ = ["CHANGES", "SORTS", "SORT_LABELS", "UrlPage", "UrlQuery", "UrlRow", "cell_len", "load_page", "url_layout"]
+__all__ = ["CHANGES", "SORTS", "SORT_LABELS", "UrlPage", "UrlQuery", "UrlRow", "load_page", "url_layout"]
