@@ -219,10 +219,11 @@ class DetailScreen(Screen):
 
     BINDINGS = [
         Binding("escape,q,backspace", "app.pop_screen", "Back", tooltip="back to the grid"),
-        Binding("r", "app.retest", "Re-test", tooltip="re-test this job"),
+        Binding("r", "app.retest", "Re-test", tooltip="re-test this job's URL"),
         Binding("c", "app.copy_url", "Copy URL", tooltip="copy the URL to the clipboard"),
         Binding("e", "app.export", "Export view", tooltip="export the grid's current view to CSV or JSON"),
-        Binding("R", "app.retest_failed", "Re-test failed", show=False, tooltip="re-test every failed row in the grid's view"),
+        Binding("R", "app.retest_failed", "Re-test failing", show=False,
+                tooltip="re-test every URL of the grid's view whose state is failing, each once"),
     ]
 
     def __init__(self, job: JobView, tz: tzinfo | None = None) -> None:

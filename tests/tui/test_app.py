@@ -334,12 +334,12 @@ async def test_pause_stops_refresh(runtime) -> None:  # noqa: ANN001
 
 async def test_help_and_palette(runtime) -> None:  # noqa: ANN001
     app = make_app(runtime)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 80)) as pilot:  # the help's sections down to the details'
         app.query_one(JobGrid).focus()
         await pilot.press("question_mark")
         await pilot.pause()
         text = screen_text(app)
-        assert "re-test every failed row" in text and "export the current view" in text
+        assert "whose state is failing, each once" in text and "export the grid's current view" in text
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Re-test row", "Export view", "Filter by URL text", "Pause / resume refresh"} <= set(titles)
