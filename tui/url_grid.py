@@ -7,6 +7,7 @@ the same page. The cursor follows its URL across refreshes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
@@ -30,6 +31,8 @@ from .url_rows import (
     state_styles,
     url_layout,
 )
+
+RECOUNT_SECONDS = 5.0  # a refresh counts the view's URLs at most this often (as the job grid)
 
 
 class UrlGrid(DataTable, inherit_bindings=False):
@@ -79,6 +82,7 @@ class UrlGrid(DataTable, inherit_bindings=False):
         self._inflight = False
         self._again: tuple[int, int | None] | None = None
         self._width = 0
+        self._counted_at = 0.0  # monotonic time of the last count
 
     # ------------------------------------------------------------------ public
 
@@ -96,6 +100,7 @@ class UrlGrid(DataTable, inherit_bindings=False):
             return
         self.view_query = query
         self._generation += 1
+        self._counted_at = 0.0
         self.fetch(0, 0)
 
     def reload(self) -> None:
@@ -122,12 +127,18 @@ class UrlGrid(DataTable, inherit_bindings=False):
             return
         self._inflight = True
         query, generation, size = self.view_query, self._generation, self._page_size
-        self.run_worker(lambda: self._load(query, offset, size, generation, cursor), thread=True,
+        total: int | None = None
+        if time.monotonic() - self._counted_at < RECOUNT_SECONDS and self.page.query == query and self.loaded:
+            total = self.page.total  # a count over a million URLs costs: not at every refresh
+        else:
+            self._counted_at = time.monotonic()
+        self.run_worker(lambda: self._load(query, offset, size, generation, cursor, total), thread=True,
                         group="url-grid", exit_on_error=False, name="url page")
 
-    def _load(self, query: UrlQuery, offset: int, size: int, generation: int, cursor: int | None) -> None:
+    def _load(self, query: UrlQuery, offset: int, size: int, generation: int, cursor: int | None,
+              total: int | None) -> None:
         try:
-            page = load_page(self.store, query, offset, size, now=self.clock())
+            page = load_page(self.store, query, offset, size, now=self.clock(), total=total)
         except StoreUnavailable as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return

@@ -91,12 +91,15 @@ def url_filter(store: Store, query: UrlQuery) -> tuple[UrlFilter | None, int | N
     return replace(flt, change=query.change, change_batch=batch), batch
 
 
-def load_page(store: Store, query: UrlQuery, offset: int, limit: int, *, now: datetime) -> UrlPage:
-    """Rows ``offset .. offset+limit`` of the view and its size (blocking: a worker thread)."""
+def load_page(store: Store, query: UrlQuery, offset: int, limit: int, *, now: datetime,
+              total: int | None = None) -> UrlPage:
+    """Rows ``offset .. offset+limit`` of the view and its size (blocking: a worker thread);
+    ``total``: the size counted a moment ago (a refresh need not count again)."""
     flt, batch = url_filter(store, query)
     if flt is None:
         return UrlPage(query, 0)
-    total = count_urls(store, flt)
+    if total is None:
+        total = count_urls(store, flt)
     offset = max(0, min(offset, max(0, total - 1)))
     views = list_urls(store, flt, since=now - WINDOW, sort=query.sort, limit=limit, offset=offset)
     jobs = {v.id: v for v in store.list_jobs(JobFilter(ids=tuple(v.last_job_id for v in views if v.last_job_id)),
@@ -109,6 +112,8 @@ def load_page(store: Store, query: UrlQuery, offset: int, limit: int, *, now: da
                 seen.add(p.job_id)
                 points.append(p.total_ms)
         rows.append(UrlRow(v, tuple(reversed(points[:TREND])), jobs.get(v.last_job_id or -1)))
+    if offset + len(rows) > total or (len(rows) < limit and offset + len(rows) != total):
+        total = count_urls(store, flt)  # URLs came or went since the count
     return UrlPage(query, offset, tuple(rows), total, batch)
 
 

@@ -208,3 +208,33 @@ def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:  # noqa:
         raise
     finally:
         tmux.close()
+
+
+async def test_only_the_rows_on_screen_are_read_and_paging_reads_the_next(runtime) -> None:  # noqa: ANN001
+    from .conftest import fill
+
+    fill(runtime.store, 100)  # 100 URLs, one check each
+    app = make_app(runtime)
+    async with app.run_test(size=(120, 30)) as pilot:
+        grid = await by_url(pilot, app)
+        await wait_for(pilot, lambda: grid.page.total == 100 and grid.size.height > 1
+                       and len(grid.page.rows) == grid.size.height - 1, what="a screenful")
+        page = len(grid.page.rows)
+        assert page < 30  # a screenful, not the view
+        first = [r.view.url for r in grid.page.rows]
+        await pilot.press("pagedown")
+        await wait_for(pilot, lambda: grid.page.offset == page, what="the next page")
+        assert not {r.view.url for r in grid.page.rows} & set(first)
+        assert f"{page + 1}–{2 * page} of 100 URLs" in screen_text(app)
+        await pilot.press("end")
+        await wait_for(pilot, lambda: grid.page.offset == 100 - page, what="the last page")
+        assert grid.cursor_row == page - 1
+        await pilot.press("down")  # at the end: stays
+        await pilot.pause()
+        assert grid.page.offset == 100 - page
+        await pilot.press("home")
+        await wait_for(pilot, lambda: grid.page.offset == 0 and grid.cursor_row == 0, what="the first page")
+        grid.move_cursor(row=page - 1)
+        await pilot.press("down")  # past the last row on screen: one row on
+        await wait_for(pilot, lambda: grid.page.offset == 1, what="scrolled by one")
+        assert grid.current is not None and grid.current.view.url == grid.page.rows[-1].view.url
