@@ -449,7 +449,15 @@ class UrlTesterApp(App[None]):
             return
         self._set_query(Query(JobFilter(), self.view_query.order))
 
+    def _job_view_only(self, what: str) -> bool:
+        """True (and says so) when a key of the job view is pressed in the by-URL view."""
+        if self.by_url:
+            self._say(f"{what} works in the job view (u switches); by URL: f failing, n changes, ^f text, s sort.")
+        return self.by_url
+
     def action_pick_outcome(self) -> None:
+        if self._job_view_only("o (one outcome)"):
+            return
         options = [("", "any outcome"), *[(o, o) for o in OUTCOMES]]
 
         def chosen(value: str | None) -> None:
@@ -458,8 +466,12 @@ class UrlTesterApp(App[None]):
 
         self.push_screen(ChoiceScreen("Show only one outcome", options), chosen)
 
-    @work(thread=True, group="batches", exit_on_error=False)
     def action_pick_batch(self) -> None:
+        if not self._job_view_only("b (one batch)"):
+            self.pick_batch()
+
+    @work(thread=True, group="batches", exit_on_error=False)
+    def pick_batch(self) -> None:
         try:
             batches = grid_sql.recent_batches(self.runtime.store)
         except StoreUnavailable as exc:
@@ -626,6 +638,9 @@ class UrlTesterApp(App[None]):
     # ------------------------------------------------------------------ export
 
     def action_export(self) -> None:
+        if self._job_view_only("e (export; runner urls --format csv exports URLs)"):
+            return
+
         def chosen(fmt: str | None) -> None:
             if fmt:
                 self.export(self.view_query, fmt)

@@ -113,6 +113,9 @@ async def test_change_filter_since_the_last_batch(runtime) -> None:  # noqa: ANN
         ]
         await pilot.press("n")
         await wait_for(pilot, lambda: "new failure since the last batch" in screen_text(app), what="the view bar")
+        await pilot.press("o")  # a job view's filter: said, not applied behind the scenes
+        await wait_for(pilot, lambda: "o (one outcome) works in the job view" in screen_text(app), what="the message")
+        assert app.view_query.flt.outcome is None
 
 
 async def test_retest_from_the_url_view_checks_each_url_once(runtime) -> None:  # noqa: ANN001
