@@ -72,7 +72,8 @@ def summary(job: JobView, tz: tzinfo | None) -> Content:
 def _when(value: Any, tz: tzinfo | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    shown: str = value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return shown
 
 
 def error_text(job: JobView) -> Content | None:
@@ -214,7 +215,7 @@ def summary_of(regions: tuple[str, ...], heard: dict[str, ResultRecord]) -> str:
     return region_summary(regions, {k: v.ok for k, v in heard.items()})
 
 
-class DetailScreen(Screen):
+class DetailScreen(Screen[None]):
     """One job in full. ``escape`` goes back to the grid."""
 
     BINDINGS = [
@@ -251,7 +252,7 @@ class DetailScreen(Screen):
     # under way when the app quit must not fail the app (it has no app to report to).
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def reload(self) -> None:
-        store = self.app.runtime.store  # type: ignore[attr-defined]
+        store = self.app.runtime.store  # type: ignore[attr-defined]  # UrlTesterApp's (self.app is typed App)
         try:
             job = store.get_job(self.job.id, detail=True)
             results = region_results(store, [self.job.id], detail=True).get(self.job.id, [])
@@ -259,7 +260,7 @@ class DetailScreen(Screen):
             if job is not None:
                 job.referrers = referrers_of(store, [job.id]).get(job.id) or None
                 slow = (job.options or {}).get("slow_ms")
-                history = load_history(store, job.url, now=self.app.clock(),  # type: ignore[attr-defined]
+                history = load_history(store, job.url, now=self.app.clock(),  # type: ignore[attr-defined]  # UrlTesterApp's
                                        slow_ms=float(slow) if slow is not None else None)
         except StoreUnavailable as exc:
             self.app.call_from_thread(self._failed, str(exc))
@@ -269,7 +270,7 @@ class DetailScreen(Screen):
             # Only what changed is drawn again: every commit anywhere asks a detail view that
             # is still waiting to look, and rebuilding every section each time kept the
             # screen busy (and lost its scroll position) under a stream of results.
-            self.app.call_from_thread(self.show, job, results, history)
+            self.app.call_from_thread(self.show, job, results, history)  # type: ignore[arg-type]  # async: textual awaits it
 
     def _failed(self, error: str) -> None:
         self.query_one("#detail-loading", Static).update(styled(f"database unreachable: {printable(error)}", FAILED))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 
 from rich.cells import cell_len
+from rich.text import Text
 from textual import on
 from textual.binding import Binding
 from textual.message import Message
@@ -35,7 +36,7 @@ from .url_rows import (
 RECOUNT_SECONDS = 5.0  # a refresh counts the view's URLs at most this often (as the job grid)
 
 
-class UrlGrid(DataTable, inherit_bindings=False):
+class UrlGrid(DataTable[Text], inherit_bindings=False):
     """URLs with their state, latest check, uptime and trend."""
 
     BINDINGS = [

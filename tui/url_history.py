@@ -41,8 +41,8 @@ def load_history(store: Store, url: str, *, now: datetime, slow_ms: float | None
     view = get_url(store, url, since=now - WINDOW)
     if view is None:
         return None
-    latency = tuple(p for _, r in rollup_series(store, view.id, since=now - WINDOW)
-                    if (p := percentile(r.hist, 0.5)) is not None)
+    latency = tuple(ms for _, r in rollup_series(store, view.id, since=now - WINDOW)
+                    if (ms := percentile(r.hist, 0.5)) is not None)
     points: list[Point] = []
     seen: set[int] = set()
     for p in recent_checks(store, view.id, limit=STRIP * 2):

@@ -78,7 +78,7 @@ class ViewBar(Static):
         if paused is not None:
             self.paused = paused
         if query is None and total is None and getattr(self.app, "by_url", False):
-            self.show_urls(self.app.url_query, None)  # type: ignore[attr-defined]
+            self.show_urls(self.app.url_query, None)  # type: ignore[attr-defined]  # UrlTesterApp's (self.app is typed App)
             return
         text = Text(no_wrap=True, overflow="ellipsis")
         if self.paused:

@@ -54,13 +54,13 @@ def nights(store: Store, n: int = 5, *, base: datetime = FIXED_NOW) -> dict[str,
     return ids
 
 
-def make_app(runtime, **kwargs) -> UrlTesterApp:  # noqa: ANN001
+def make_app(runtime, **kwargs) -> UrlTesterApp:
     kwargs.setdefault("poll_interval", 0.2)
     kwargs.setdefault("status_interval", 0.2)
     return UrlTesterApp(runtime, tz=UTC, clock=fixed_clock, **kwargs)
 
 
-async def by_url(pilot, app: UrlTesterApp) -> UrlGrid:  # noqa: ANN001
+async def by_url(pilot, app: UrlTesterApp) -> UrlGrid:
     grid = app.query_one(UrlGrid)
     app.screen.set_focus(app.grid)
     await pilot.press("u")
@@ -68,7 +68,7 @@ async def by_url(pilot, app: UrlTesterApp) -> UrlGrid:  # noqa: ANN001
     return grid
 
 
-async def test_one_row_per_url_with_state_uptime_and_trend(runtime) -> None:  # noqa: ANN001
+async def test_one_row_per_url_with_state_uptime_and_trend(runtime) -> None:
     nights(runtime.store)
     app = make_app(runtime)
     async with app.run_test(size=(160, 30)) as pilot:  # wide: TITLE shows the whole markup title
@@ -95,7 +95,7 @@ async def test_one_row_per_url_with_state_uptime_and_trend(runtime) -> None:  # 
         await wait_for(pilot, lambda: app.grid.display and "25 rows" in screen_text(app), what="the job view")
 
 
-async def test_change_filter_since_the_last_batch(runtime) -> None:  # noqa: ANN001
+async def test_change_filter_since_the_last_batch(runtime) -> None:
     nights(runtime.store)
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
@@ -118,7 +118,7 @@ async def test_change_filter_since_the_last_batch(runtime) -> None:  # noqa: ANN
         assert app.view_query.flt.outcome is None
 
 
-async def test_retest_from_the_url_view_checks_each_url_once(runtime) -> None:  # noqa: ANN001
+async def test_retest_from_the_url_view_checks_each_url_once(runtime) -> None:
     nights(runtime.store)
     store = runtime.store
     app = make_app(runtime)
@@ -139,7 +139,7 @@ async def test_retest_from_the_url_view_checks_each_url_once(runtime) -> None:  
         assert store.list_jobs(JobFilter(), limit=1)[0].url == row.view.url
 
 
-async def test_url_detail_shows_its_history(runtime) -> None:  # noqa: ANN001
+async def test_url_detail_shows_its_history(runtime) -> None:
     nights(runtime.store)
     app = make_app(runtime)
     async with app.run_test(size=(120, 50)) as pilot:
@@ -164,7 +164,7 @@ async def test_url_detail_shows_its_history(runtime) -> None:  # noqa: ANN001
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("size", [(80, 45), (120, 45)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:  # noqa: ANN001
+def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:
     url = f"sqlite:///{tmp_path}/t.db"
     store = open_store(url)
     nights(store, base=utcnow())
@@ -213,7 +213,7 @@ def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:  # noqa:
         tmux.close()
 
 
-async def test_only_the_rows_on_screen_are_read_and_paging_reads_the_next(runtime) -> None:  # noqa: ANN001
+async def test_only_the_rows_on_screen_are_read_and_paging_reads_the_next(runtime) -> None:
     from .conftest import fill
 
     fill(runtime.store, 100)  # 100 URLs, one check each
