@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .models import Change
-from .rollups import OVERALL, Rollup, percentile, window
+from .rollups import OVERALL, Rollup, floor_to, percentile, window
 from .store import Store
 
 SORTS = ("state", "url", "latency", "since")
@@ -35,6 +35,10 @@ class UrlFilter:
     batch_ids: tuple[int, ...] | None = None  # URLs with a job in one of these batches
     text: str | None = None  # substring of the URL
     url: str | None = None  # exactly this (normalised) URL
+    # What the URL's last check in batch ``change_batch`` did to it: new_failure, recovered
+    # or still_failing (failing before and after: a check in the batch, no change in it).
+    change: str | None = None
+    change_batch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,29 +108,74 @@ _URL_COLUMNS = ("u.id, u.url, u.state, u.since, u.last_checked_at, u.last_job_id
 
 
 def list_urls(store: Store, flt: UrlFilter = UrlFilter(), *, since: datetime, sort: str = "state",
-              limit: int | None = 100, region: str | None = None) -> list[UrlView]:
-    """One row per URL, its figures summed since ``since`` (the window)."""
+              limit: int | None = 100, region: str | None = None, offset: int = 0) -> list[UrlView]:
+    """One row per URL, its figures summed since ``since`` (the window); ``offset`` skips
+    that many rows first (the TUI's pages: only the rows on screen are read)."""
     d = store.dialect
     if sort == "state" and flt.state is None:
         rows: list[Any] = []
         for state in STATE_ORDER:
             if limit is not None and len(rows) >= limit:
                 break
-            rows += _rows(store, replace(flt, state=state), sort, None if limit is None else limit - len(rows))
+            part = replace(flt, state=state)
+            if offset:
+                n = count_urls(store, part)
+                if offset >= n:
+                    offset -= n
+                    continue
+            rows += _rows(store, part, sort, None if limit is None else limit - len(rows), offset)
+            offset = 0
     else:
-        rows = _rows(store, flt, sort, limit)
+        rows = _rows(store, flt, sort, limit, offset)
     with d.transaction(write=False) as cur:
         sums = window(d, cur, [r[0] for r in rows], since, region or OVERALL)
     return [_view(d, row, sums[row[0]]) for row in rows]
 
 
-def _rows(store: Store, flt: UrlFilter, sort: str, limit: int | None) -> list[Any]:
+def count_urls(store: Store, flt: UrlFilter = UrlFilter()) -> int:
+    """How many URLs :func:`list_urls` would list without a limit."""
+    where, params = _where(store, flt)
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute(f"SELECT count(*) FROM urls u WHERE {' AND '.join(where) or '1 = 1'}", params)
+        return int(cur.fetchone()[0])
+
+
+def state_counts(store: Store) -> dict[str, int]:
+    """URLs per state (every state named, 0 when none)."""
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT state, count(*) FROM urls GROUP BY state")
+        found = {str(s): int(n) for s, n in cur.fetchall()}
+    return {s: found.get(s, 0) for s in STATE_ORDER}
+
+
+def url_states(store: Store, texts: Sequence[str]) -> dict[str, str]:
+    """The state of each of these (normalised) URLs that has a row."""
+    d = store.dialect
+    out: dict[str, str] = {}
+    texts = sorted(set(texts))
+    with d.transaction(write=False) as cur:
+        for start in range(0, len(texts), 1000):
+            test, params = d.any_of("url", texts[start:start + 1000])
+            cur.execute(f"SELECT url, state FROM urls WHERE {test}", params)
+            out.update((str(u), str(s)) for u, s in cur.fetchall())
+    return out
+
+
+def latest_batch(store: Store) -> int | None:
+    """The newest batch's id (what "since the last batch" compares with)."""
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT max(id) FROM batches")
+        row = cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+
+def _rows(store: Store, flt: UrlFilter, sort: str, limit: int | None, offset: int = 0) -> list[Any]:
     where, params = _where(store, flt)
     sql = (f"SELECT {_URL_COLUMNS} FROM urls u WHERE {' AND '.join(where) or '1 = 1'} "  # our fragments
            f"ORDER BY {_ORDER[sort]}")
-    if limit is not None:
-        sql += " LIMIT %s"
-        params.append(limit)
+    if limit is not None:  # an offset only with a limit (SQLite has no OFFSET alone)
+        sql += " LIMIT %s OFFSET %s"
+        params.extend([limit, offset])
     with store.dialect.transaction(write=False) as cur:
         cur.execute(sql, params)
         rows: list[Any] = cur.fetchall()
@@ -154,6 +203,17 @@ def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
         test, p = d.any_of("j.batch_id", flt.batch_ids)
         where.append(f"EXISTS (SELECT 1 FROM jobs j WHERE j.url_id = u.id AND {test})")
         params.extend(p)
+    if flt.change is not None:
+        if flt.change not in ("new_failure", "recovered", "still_failing") or flt.change_batch is None:
+            raise ValueError(f"change filter {flt.change!r} needs one of new_failure, recovered, still_failing and a batch")
+        changed = "EXISTS (SELECT 1 FROM url_changes c WHERE c.url_id = u.id AND c.batch_id = %s AND c.change = %s)"
+        if flt.change == "still_failing":
+            where.append("u.state = 'failing' AND EXISTS (SELECT 1 FROM jobs j WHERE j.url_id = u.id "
+                         f"AND j.batch_id = %s AND j.state = 'done') AND NOT {changed}")
+            params.extend([flt.change_batch, flt.change_batch, "new_failure"])
+        else:
+            where.append(changed + (" AND u.state = 'failing'" if flt.change == "new_failure" else ""))
+            params.extend([flt.change_batch, flt.change])
     return where, params
 
 
@@ -183,6 +243,18 @@ def url_changes(store: Store, view: UrlView, *, since: datetime | None = None, l
     return [Change(url_id=view.id, url=view.url, at=d.parse_ts(r[0]), from_state=r[1], to_state=r[2], change=r[3],
                    job_id=r[4], batch_id=r[5], outcome=r[6], status_code=r[7], error=r[8], region=r[9])
             for r in rows]
+
+
+def rollup_series(store: Store, url_id: int, *, since: datetime, grain: str = "h",
+                  region: str | None = None) -> list[tuple[datetime, Rollup]]:
+    """A URL's rollups since ``since``, oldest first, one per hour (or day): its latency and
+    outcomes over a window, pruned results included."""
+    d = store.dialect
+    with d.transaction(write=False) as cur:
+        cur.execute("SELECT start, checks, ok, by_outcome, hist FROM url_rollups WHERE url_id = %s AND grain = %s "
+                    "AND region = %s AND start >= %s ORDER BY start",
+                    (url_id, grain, region or OVERALL, d.ts(floor_to(since, grain))))
+        return [(d.parse_ts(r[0]), Rollup.of_row(r[1], r[2], r[3], r[4])) for r in cur.fetchall()]
 
 
 def recent_checks(store: Store, url_id: int, *, since: datetime | None = None, limit: int = 50,

@@ -28,6 +28,7 @@ from textual.worker import get_current_worker
 
 from db import ORDERS, JobFilter, JobView, StoreUnavailable, utcnow
 from db import grid as grid_sql
+from db import urls as urls_sql
 from runner.errors import BrokerError, ConfigError
 from runner.jobs.report import OUTCOMES
 from runner.jobs.urls import split_input
@@ -41,7 +42,9 @@ from .grid import JobGrid
 from .help import HelpScreen, help_sections
 from .status_line import StatusLine
 from .styled import FAILED, MUTED, OK, WARNING, Styled, styled
+from .url_grid import UrlGrid
 from .url_input import UrlInput
+from .url_rows import CHANGES, SORT_LABELS, SORTS, UrlQuery
 from .view_bar import ViewBar
 from .window import Query
 
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
 
 SHOWN_REJECTIONS = 3
 UNPUBLISHED_PAGE = 5000  # jobs sent per round when the broker is back
-RETEST_LIMIT = 100_000  # re-test at most this many failed jobs at once
+RETEST_LIMIT = 100_000  # re-test at most this many URLs (or read this many failed jobs) at once
 
 
 class UrlTesterApp(App[None]):
@@ -73,15 +76,19 @@ class UrlTesterApp(App[None]):
                 tooltip="filter by text in the URL, in the database (Enter applies, Esc leaves); from anywhere"),
         Binding("slash", "filter", "Filter", show=False, tooltip="filter (from the grid)"),
         Binding("f1,question_mark", "help", "Help", tooltip="every key (this screen)"),
+        Binding("u", "toggle_urls", "By URL", tooltip="by URL (one row per URL: state, uptime, trend) / by job"),
         Binding("f", "toggle_failed", "Failed", tooltip="failed only, on / off"),
         Binding("s", "cycle_sort", "Sort", tooltip="sort: newest, oldest, slowest, status code, last checked"),
         Binding("p", "toggle_pause", "Pause", tooltip="pause / resume live refresh"),
-        Binding("r", "retest", "Re-test", tooltip="re-test the row"),
+        Binding("r", "retest", "Re-test", tooltip="re-test the row's URL (once)"),
         Binding("e", "export", "Export", tooltip="export the current view to CSV or JSON"),
         Binding("o", "pick_outcome", "Outcome", show=False, tooltip="only one outcome…"),
         Binding("b", "pick_batch", "Batch", show=False, tooltip="only one batch…"),
+        Binding("n", "cycle_change", "Changes", show=False,
+                tooltip="by URL: new failures, recovered, still failing since the last batch, or all"),
         Binding("x", "clear_filters", "Clear filters", show=False, tooltip="clear every filter"),
-        Binding("R", "retest_failed", "Re-test failed", show=False, tooltip="re-test every failed row in the current view"),
+        Binding("R", "retest_failed", "Re-test failing", show=False,
+                tooltip="re-test every URL of the current view whose state is failing, each once"),
         Binding("C", "cancel_jobs", "Cancel", show=False, tooltip="cancel queued jobs: the row's or its batch's (asks first)"),
         Binding("c", "copy_url", "Copy URL", show=False, tooltip="copy the URL to the clipboard"),
         Binding("i", "focus_input", "URL input", show=False, tooltip="go to the URL input"),
@@ -91,7 +98,7 @@ class UrlTesterApp(App[None]):
 
     # Actions whose only keys are letters: in an input those keys type, so the footer does
     # not offer them there (it shows the keys that work where the focus is).
-    LETTER_ACTIONS = frozenset({"toggle_failed", "cycle_sort", "toggle_pause", "retest", "export"})
+    LETTER_ACTIONS = frozenset({"toggle_failed", "cycle_sort", "toggle_pause", "retest", "export", "toggle_urls"})
 
     def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow, tz: tzinfo | None = None,
                  poll_interval: float = 1.0, status_interval: float = 2.0, export_dir: Path | None = None) -> None:
@@ -104,6 +111,8 @@ class UrlTesterApp(App[None]):
         self.export_dir = export_dir
         self.paused = False
         self.view_query = Query()
+        self.url_query = UrlQuery()
+        self.by_url = False  # the by-URL view is shown (u toggles)
         self._unsent = False  # jobs recorded while the broker was down, to send when it is back
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -127,6 +136,7 @@ class UrlTesterApp(App[None]):
         self.view_bar = ViewBar(id="view-bar")
         self.filter_box = Input(placeholder="Filter: text in the URL (Enter to apply, Esc to leave)", id="filter")
         self.grid = JobGrid(self.runtime.store, clock=self.clock, tz=self.tz, id="grid")
+        self.url_grid = UrlGrid(self.runtime.store, clock=self.clock, tz=self.tz, id="url-grid")
         self.status_line = StatusLine(settings.database_shown, settings.broker_shown, settings.immediate, id="status")
         yield self.banner
         yield self.urls
@@ -134,11 +144,13 @@ class UrlTesterApp(App[None]):
         yield self.view_bar
         yield self.filter_box
         yield self.grid
+        yield self.url_grid
         yield self.status_line
         yield Footer()
 
     def on_mount(self) -> None:
         self.filter_box.display = False
+        self.url_grid.display = False
         self.view_bar.show(self.view_query, paused=False)
         self.urls.focus()
         self.watch_changes()
@@ -182,7 +194,7 @@ class UrlTesterApp(App[None]):
     def _data_changed(self) -> None:
         if self.paused:
             return
-        self.grid.reload()
+        self._shown_grid().reload()
         if isinstance(self.screen, DetailScreen):
             self.screen.changed()
 
@@ -198,6 +210,7 @@ class UrlTesterApp(App[None]):
             try:
                 now = self.clock()
                 counts = grid_sql.quick_counts(rt.store, now=now)
+                url_states = urls_sql.state_counts(rt.store)
                 beats = rt.store.workers(now=now)
                 workers = len(beats)
                 regions = tuple(sorted(rt.live_regions(beats), key=lambda r: (r != "default", r)))
@@ -218,12 +231,12 @@ class UrlTesterApp(App[None]):
                     except BrokerError as exc:
                         depth, depths = None, {}
                         self.call_from_thread(self._problem, "broker", str(exc))
-                self.call_from_thread(self._show_status, counts, workers, depth, regions, depths)
+                self.call_from_thread(self._show_status, counts, workers, depth, regions, depths, url_states)
             worker.cancelled_event.wait(self.status_interval)
 
     def _show_status(self, counts: object, workers: int, depth: int | None, regions: tuple[str, ...] = (),
-                     depths: dict[str, int] | None = None) -> None:
-        self.status_line.set_status(counts, workers, depth, regions, depths)  # type: ignore[arg-type]  # db.Counts, typed loosely for the thread worker
+                     depths: dict[str, int] | None = None, url_states: dict[str, int] | None = None) -> None:
+        self.status_line.set_status(counts, workers, depth, regions, depths, url_states)  # type: ignore[arg-type]  # db.Counts, typed loosely for the thread worker
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""
@@ -239,7 +252,8 @@ class UrlTesterApp(App[None]):
 
     @on(JobGrid.Fetched)
     def _fetched(self, event: JobGrid.Fetched) -> None:
-        self.view_bar.show(total=event.total)
+        if not self.by_url:
+            self.view_bar.show(total=event.total)
         self._problem("database", None)
 
     @on(JobGrid.FetchFailed)
@@ -249,6 +263,43 @@ class UrlTesterApp(App[None]):
     @on(JobGrid.Activated)
     def _activated(self, event: JobGrid.Activated) -> None:
         self.push_screen(DetailScreen(event.job, self.tz))
+
+    @on(UrlGrid.Fetched)
+    def _urls_fetched(self, event: UrlGrid.Fetched) -> None:
+        page = event.page
+        self.view_bar.show_urls(self.url_query, page.total, page.offset, len(page.rows), page.batch)
+        self._problem("database", None)
+
+    @on(UrlGrid.FetchFailed)
+    def _urls_fetch_failed(self, event: UrlGrid.FetchFailed) -> None:
+        self._problem("database", event.error)
+
+    @on(UrlGrid.Activated)
+    def _url_activated(self, event: UrlGrid.Activated) -> None:
+        if event.row.job is None:
+            self._say("This URL has no check yet: its history starts with its first.")
+            return
+        self.push_screen(DetailScreen(event.row.job, self.tz))
+
+    def _shown_grid(self) -> JobGrid | UrlGrid:
+        return self.url_grid if self.by_url else self.grid
+
+    def action_toggle_urls(self) -> None:
+        """Switch between the job view and the by-URL view (each keeps its filters)."""
+        self.by_url = not self.by_url
+        self.grid.display = not self.by_url
+        self.url_grid.display = self.by_url
+        box = self.filter_box
+        box.value = (self.url_query.text if self.by_url else self.view_query.flt.text) or ""
+        box.display = bool(box.value)
+        if self.by_url:
+            self.view_bar.show_urls(self.url_query, None)
+            self.call_after_refresh(self.url_grid.reload)  # once it has its size: a page is a screenful
+        else:
+            self.view_bar.show(self.view_query, total=None)
+            self.grid.reload()
+        if self.focused is not self.urls and self.focused is not box:
+            self.screen.set_focus(self._shown_grid())
 
     # ------------------------------------------------------------------ submitting
 
@@ -319,7 +370,7 @@ class UrlTesterApp(App[None]):
             if n > SHOWN_REJECTIONS:
                 text.append(f"; and {n - SHOWN_REJECTIONS} more")
         self.message.update(text.content)
-        self.grid.reload()
+        self._shown_grid().reload()
 
     def _say(self, message: str, severity: str = "information") -> None:
         style = {"warning": WARNING, "error": f"bold {FAILED}"}.get(severity, "")
@@ -335,6 +386,11 @@ class UrlTesterApp(App[None]):
     def _set_filter(self, **changes: Any) -> None:
         self._set_query(replace(self.view_query, flt=replace(self.view_query.flt, **changes)))
 
+    def _set_url_query(self, query: UrlQuery) -> None:
+        self.url_query = query
+        self.url_grid.set_query(query)
+        self.view_bar.show_urls(query, None)
+
     def action_filter(self) -> None:
         box = self.filter_box
         box.display = True
@@ -343,7 +399,10 @@ class UrlTesterApp(App[None]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         text = event.value.strip() or None
-        if text != self.view_query.flt.text:
+        if self.by_url:
+            if text != self.url_query.text:
+                self._set_url_query(replace(self.url_query, text=text))
+        elif text != self.view_query.flt.text:
             self._set_filter(text=text)
 
     @on(Input.Submitted, "#filter")
@@ -354,12 +413,29 @@ class UrlTesterApp(App[None]):
         box = self.filter_box
         if not box.value.strip():
             box.display = False
-        self.screen.set_focus(self.grid)
+        self.screen.set_focus(self._shown_grid())
 
     def action_toggle_failed(self) -> None:
+        if self.by_url:
+            self._set_url_query(replace(self.url_query, state=None if self.url_query.state else "failing"))
+            return
         self._set_filter(failed=not self.view_query.flt.failed)
 
+    def action_cycle_change(self) -> None:
+        """By URL: new failures → recovered → still failing (since the last batch) → all."""
+        if not self.by_url:
+            self._say("n filters the by-URL view (u shows it): new failures, recovered, still failing.")
+            return
+        kinds = (None, *CHANGES)
+        change = kinds[(kinds.index(self.url_query.change) + 1) % len(kinds)]
+        self._set_url_query(replace(self.url_query, change=change))
+
     def action_cycle_sort(self) -> None:
+        if self.by_url:
+            sort = SORTS[(SORTS.index(self.url_query.sort) + 1) % len(SORTS)]
+            self._set_url_query(replace(self.url_query, sort=sort))
+            self.notify(f"Sorted: {SORT_LABELS[sort]}", timeout=1.5)
+            return
         order = ORDERS[(ORDERS.index(self.view_query.order) + 1) % len(ORDERS)]
         self._set_query(replace(self.view_query, order=order))
         self.notify(f"Sorted: {order}", timeout=1.5)
@@ -368,9 +444,20 @@ class UrlTesterApp(App[None]):
         box = self.filter_box
         box.value = ""
         box.display = False
+        if self.by_url:
+            self._set_url_query(UrlQuery(sort=self.url_query.sort))
+            return
         self._set_query(Query(JobFilter(), self.view_query.order))
 
+    def _job_view_only(self, what: str) -> bool:
+        """True (and says so) when a key of the job view is pressed in the by-URL view."""
+        if self.by_url:
+            self._say(f"{what} works in the job view (u switches); by URL: f failing, n changes, ^f text, s sort.")
+        return self.by_url
+
     def action_pick_outcome(self) -> None:
+        if self._job_view_only("o (one outcome)"):
+            return
         options = [("", "any outcome"), *[(o, o) for o in OUTCOMES]]
 
         def chosen(value: str | None) -> None:
@@ -379,8 +466,12 @@ class UrlTesterApp(App[None]):
 
         self.push_screen(ChoiceScreen("Show only one outcome", options), chosen)
 
-    @work(thread=True, group="batches", exit_on_error=False)
     def action_pick_batch(self) -> None:
+        if not self._job_view_only("b (one batch)"):
+            self.pick_batch()
+
+    @work(thread=True, group="batches", exit_on_error=False)
+    def pick_batch(self) -> None:
         try:
             batches = grid_sql.recent_batches(self.runtime.store)
         except StoreUnavailable as exc:
@@ -400,7 +491,7 @@ class UrlTesterApp(App[None]):
         self.paused = not self.paused
         self.view_bar.show(paused=self.paused)
         if not self.paused:
-            self.grid.reload()
+            self._shown_grid().reload()
 
     # ------------------------------------------------------------------ focus
 
@@ -410,20 +501,23 @@ class UrlTesterApp(App[None]):
         self.screen.set_focus(self.urls)
 
     def action_focus_grid(self) -> None:
-        self.screen.set_focus(self.grid)
+        self.screen.set_focus(self._shown_grid())
 
     def action_escape(self) -> None:
         focused = self.focused
         if focused is not None and focused.id == "filter":
             self._leave_filter()
         elif focused is not None and focused.id == "urls":
-            self.screen.set_focus(self.grid)
+            self.screen.set_focus(self._shown_grid())
 
     # ------------------------------------------------------------------ actions on rows
 
     def _target(self) -> JobView | None:
         if isinstance(self.screen, DetailScreen):
             return self.screen.job
+        if self.by_url:
+            row = self.url_grid.current
+            return None if row is None else row.job
         return self.grid.current
 
     def action_copy_url(self) -> None:
@@ -436,8 +530,8 @@ class UrlTesterApp(App[None]):
 
     def action_retest(self) -> None:
         job = self._target()
-        if job is not None:
-            self.retest([job.id], "1 job")
+        if job is not None:  # the row's job, or the URL's latest: one new job for its URL
+            self.retest([job.id], "1 URL")
 
     @work(thread=True, group="retest", exit_on_error=False)
     def retest(self, ids: list[int], what: str) -> None:
@@ -453,24 +547,59 @@ class UrlTesterApp(App[None]):
             self.call_from_thread(self._say, "Re-test recorded; the broker is unreachable, it is sent when it is back.",
                                   "warning")
             return
-        self.call_from_thread(self._say, f"↻ Re-testing {what} ({len(report.job_ids):,} new job(s)).")
-        self.call_from_thread(self.grid.reload)
+        n = len(report.job_ids)
+        self.call_from_thread(self._say, f"↻ Re-testing {what} ({n:,} new job{'s' if n != 1 else ''}).")
+        self.call_from_thread(self._shown_grid().reload)
 
     def action_retest_failed(self) -> None:
-        self.retest_failed_in_view(self.view_query)
+        if self.by_url and not isinstance(self.screen, DetailScreen):
+            self.retest_failing_urls(self.url_query)
+        else:
+            self.retest_failed_in_view(self.view_query)
 
     @work(thread=True, group="retest", exit_on_error=False)
     def retest_failed_in_view(self, query: Query) -> None:
+        """Every URL of the job view whose state is failing, once: the newest failed job of
+        each (its options), however many jobs the URL has in the view."""
         flt = replace(query.flt, failed=True)
+        store = self.runtime.store
         try:
-            ids = [v.id for v in self.runtime.store.iter_jobs(flt, order="oldest", limit=RETEST_LIMIT)]
+            newest: dict[str, int] = {}
+            for v in store.iter_jobs(flt, order="newest", limit=RETEST_LIMIT):
+                newest.setdefault(v.url, v.id)
+            states = urls_sql.url_states(store, list(newest))
         except StoreUnavailable as exc:
             self.call_from_thread(self._problem, "database", str(exc))
             return
-        if not ids:
-            self.call_from_thread(self._say, "No failed rows in this view.")
+        # A URL with no state row yet (checked before URL history) counts by its failed job.
+        ids = [i for url, i in newest.items() if states.get(url, "failing") == "failing"]
+        self._retest_urls(ids)
+
+    @work(thread=True, group="retest", exit_on_error=False)
+    def retest_failing_urls(self, query: UrlQuery) -> None:
+        """Every failing URL of the by-URL view, once (a new job like its latest)."""
+        from .url_rows import url_filter
+
+        store = self.runtime.store
+        if query.state not in (None, "failing"):
+            self._retest_urls([])
             return
-        self.retest(ids, f"{len(ids):,} failed job(s) of this view")
+        try:
+            flt, _ = url_filter(store, replace(query, state="failing"))
+            views = [] if flt is None else urls_sql.list_urls(store, flt, since=self.clock(), sort="url",
+                                                              limit=RETEST_LIMIT)
+        except StoreUnavailable as exc:
+            self.call_from_thread(self._problem, "database", str(exc))
+            return
+        self._retest_urls([v.last_job_id for v in views if v.last_job_id is not None])
+
+    def _retest_urls(self, ids: list[int]) -> None:
+        """Worker thread: one new job per URL (``ids``: one job of each)."""
+        if not ids:
+            self.call_from_thread(self._say, "No failing URL in this view.")
+            return
+        n = len(ids)
+        self.retest(sorted(ids), f"{n:,} failing URL{'s' if n != 1 else ''} of this view, each once")
 
     # ------------------------------------------------------------------ cancel
 
@@ -504,11 +633,14 @@ class UrlTesterApp(App[None]):
             self.call_from_thread(self._problem, "database", str(exc))
             return
         self.call_from_thread(self._say, f"⊘ Cancelled {n:,} queued job{'s' if n != 1 else ''}.")
-        self.call_from_thread(self.grid.reload)
+        self.call_from_thread(self._shown_grid().reload)
 
     # ------------------------------------------------------------------ export
 
     def action_export(self) -> None:
+        if self._job_view_only("e (export; runner urls --format csv exports URLs)"):
+            return
+
         def chosen(fmt: str | None) -> None:
             if fmt:
                 self.export(self.view_query, fmt)
@@ -574,8 +706,11 @@ class UrlTesterApp(App[None]):
         yield SystemCommand("Sort", "Next order: newest, oldest, slowest, status, checked (s)", self.action_cycle_sort)
         yield SystemCommand("Pause / resume refresh", "Stop or restart live updates (p)", self.action_toggle_pause)
         yield SystemCommand("Re-test row", "Check the URL under the cursor again (r)", self.action_retest)
-        yield SystemCommand("Re-test failed in view", "Check every failed job of this view again (R)",
+        yield SystemCommand("Re-test failing in view", "Check every failing URL of this view again, each once (R)",
                             self.action_retest_failed)
+        yield SystemCommand("By URL / by job", "One row per URL, or one per job (u)", self.action_toggle_urls)
+        yield SystemCommand("Changes since the last batch", "By URL: new failures, recovered, still failing (n)",
+                            self.action_cycle_change)
         yield SystemCommand("Cancel queued jobs", "Take back the row's job or its batch's queued jobs (C)",
                             self.action_cancel_jobs)
         yield SystemCommand("Copy URL", "Copy the URL under the cursor (c)", self.action_copy_url)

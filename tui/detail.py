@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Sparkline, Static
 
 from db import DEFAULT_REGION, JobView, ResultRecord, StoreUnavailable
 from db.crawls import referrers_of
@@ -28,6 +28,7 @@ from runner.text import mask_url, printable
 
 from .columns import human_bytes, human_ms, state_class
 from .styled import FAILED, MUTED, OK, WARNING, Styled, styled
+from .url_history import History, history_text, load_history
 from .waterfall import Waterfall
 
 STATE_STYLES = {"ok": f"bold {OK}", "failed": f"bold {FAILED}", "queued": MUTED, "running": f"bold {WARNING}",
@@ -219,10 +220,11 @@ class DetailScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape,q,backspace", "app.pop_screen", "Back", tooltip="back to the grid"),
-        Binding("r", "app.retest", "Re-test", tooltip="re-test this job"),
+        Binding("r", "app.retest", "Re-test", tooltip="re-test this job's URL"),
         Binding("c", "app.copy_url", "Copy URL", tooltip="copy the URL to the clipboard"),
         Binding("e", "app.export", "Export view", tooltip="export the grid's current view to CSV or JSON"),
-        Binding("R", "app.retest_failed", "Re-test failed", show=False, tooltip="re-test every failed row in the grid's view"),
+        Binding("R", "app.retest_failed", "Re-test failing", show=False,
+                tooltip="re-test every URL of the grid's view whose state is failing, each once"),
     ]
 
     def __init__(self, job: JobView, tz: tzinfo | None = None) -> None:
@@ -230,6 +232,7 @@ class DetailScreen(Screen[None]):
         self.job = job
         self.tz = tz
         self.results: list[ResultRecord] = []
+        self.history: History | None = None
         self._shown = False  # the full result has been drawn once
         # Two reloads can finish close together: their redraws must not interleave (the
         # second removed the children before the first had mounted its own, and the
@@ -245,38 +248,48 @@ class DetailScreen(Screen[None]):
     def on_mount(self) -> None:
         self.reload()
 
-    @work(thread=True, exclusive=True, group="detail")
+    # Not exit_on_error: it runs on every change while the screen is open, and one that was
+    # under way when the app quit must not fail the app (it has no app to report to).
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def reload(self) -> None:
         store = self.app.runtime.store  # type: ignore[attr-defined]  # UrlTesterApp's (self.app is typed App)
         try:
             job = store.get_job(self.job.id, detail=True)
             results = region_results(store, [self.job.id], detail=True).get(self.job.id, [])
+            history = None
             if job is not None:
                 job.referrers = referrers_of(store, [job.id]).get(job.id) or None
+                slow = (job.options or {}).get("slow_ms")
+                history = load_history(store, job.url, now=self.app.clock(),  # type: ignore[attr-defined]  # UrlTesterApp's
+                                       slow_ms=float(slow) if slow is not None else None)
         except StoreUnavailable as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
-        if job is not None and (job != self.job or results != self.results or not self._shown):
+        if job is not None and (job != self.job or results != self.results or history != self.history
+                                or not self._shown):
             # Only what changed is drawn again: every commit anywhere asks a detail view that
             # is still waiting to look, and rebuilding every section each time kept the
             # screen busy (and lost its scroll position) under a stream of results.
-            self.app.call_from_thread(self.show, job, results)  # type: ignore[arg-type]  # async: textual awaits it
+            self.app.call_from_thread(self.show, job, results, history)  # type: ignore[arg-type]  # async: textual awaits it
 
     def _failed(self, error: str) -> None:
         self.query_one("#detail-loading", Static).update(styled(f"database unreachable: {printable(error)}", FAILED))
 
-    async def show(self, job: JobView, results: list[ResultRecord] | None = None) -> None:
-        """Draw (or redraw) every section for this job (``results``: its regions')."""
+    async def show(self, job: JobView, results: list[ResultRecord] | None = None,
+                   history: History | None = None) -> None:
+        """Draw (or redraw) every section for this job (``results``: its regions';
+        ``history``: its URL's)."""
         async with self._drawing:
-            await self._draw(job, results)
+            await self._draw(job, results, history)
 
-    async def _draw(self, job: JobView, results: list[ResultRecord] | None) -> None:
+    async def _draw(self, job: JobView, results: list[ResultRecord] | None, history: History | None = None) -> None:
         self.job = job
         self.results = results or []
+        self.history = history
         self._shown = True
         body = self.query_one("#detail-body", VerticalScroll)
         await body.remove_children()
-        widgets: list[Static | Waterfall] = [Static(summary(job, self.tz), id="detail-summary")]
+        widgets: list[Static | Waterfall | Sparkline] = [Static(summary(job, self.tz), id="detail-summary")]
         if job.state == "cancelled":
             widgets.append(Static(styled("Cancelled before its check: it will not be checked (r re-tests it).", MUTED)))
         elif job.state != "done":
@@ -287,7 +300,15 @@ class DetailScreen(Screen[None]):
             sections.append(("Regions", Static(regions)))
         if job.detail is not None and job.state == "done":
             sections.append(("Timing", Waterfall(job.detail)))
-        for title, section in (("Error", error_text(job)), ("Linked from", referrers_text(job)),
+        error = error_text(job)
+        if error is not None:
+            sections.append(("Error", Static(error)))
+        if history is not None:  # the URL over time, before this check's own particulars
+            sections.append(("URL history (30 days)", Static(history_text(history, self.tz), id="detail-history")))
+            if len(history.latency) > 1:
+                sections.append(("Latency over 30 days (median per hour)",
+                                 Sparkline(list(history.latency), id="detail-trend")))
+        for title, section in (("Linked from", referrers_text(job)),
                                ("Redirects", redirects_text(job)),
                                ("TLS certificate", tls_text(job)), ("Response headers", headers_text(job))):
             if section is not None:
@@ -299,8 +320,10 @@ class DetailScreen(Screen[None]):
 
     def changed(self) -> None:
         """Data changed somewhere: re-read this job while it is not done yet (or while one
-        of its regions has not reported)."""
-        if self.job.state != "done" or len({r.region for r in self.results} & set(self.job.regions)) < len(self.job.regions):
+        of its regions has not reported), and while its URL has a check it has not shown
+        (a re-test from here)."""
+        waiting = len({r.region for r in self.results} & set(self.job.regions)) < len(self.job.regions)
+        if self.job.state != "done" or waiting or self.history is not None:
             self.reload()
 
 

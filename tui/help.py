@@ -36,6 +36,7 @@ def binding_rows(app: App[Any], bindings: list[BindingType]) -> list[tuple[str, 
 def help_sections(app: App[Any]) -> list[Section]:
     from .detail import DetailScreen
     from .grid import JobGrid
+    from .url_grid import UrlGrid
     from .url_input import UrlInput
 
     palette = Binding(app.COMMAND_PALETTE_BINDING, "command_palette", "Palette",
@@ -43,6 +44,8 @@ def help_sections(app: App[Any]) -> list[Section]:
     return [
         ("URL input", binding_rows(app, UrlInput.BINDINGS)),
         ("Grid", binding_rows(app, JobGrid.BINDINGS)),
+        ("By URL (u): one row per URL; f failing only, n changes since the last batch, s sort, r / R re-test "
+         "each URL once", binding_rows(app, UrlGrid.BINDINGS)),
         ("Details (Enter on a row)", binding_rows(app, DetailScreen.BINDINGS)),
         ("Everywhere (filters and sorts run in the database)",
          binding_rows(app, [*type(app).BINDINGS, palette])),

@@ -24,15 +24,19 @@ class StatusLine(Static):
         self.queue_depth: int | None = None
         self.regions: tuple[str, ...] = ()  # regions with a live worker, when any is named
         self.depths: dict[str, int] = {}  # region -> messages ready in its queue
+        self.url_states: dict[str, int] = {}  # URLs per state
 
     def on_mount(self) -> None:
         self._draw()
 
     def set_status(self, counts: Counts, workers: int, queue_depth: int | None = None,
-                   regions: tuple[str, ...] = (), depths: dict[str, int] | None = None) -> None:
-        """``regions``: those with a live worker; ``depths``: messages ready per region's queue."""
+                   regions: tuple[str, ...] = (), depths: dict[str, int] | None = None,
+                   url_states: dict[str, int] | None = None) -> None:
+        """``regions``: those with a live worker; ``depths``: messages ready per region's queue;
+        ``url_states``: URLs per state."""
         self.counts, self.alive, self.queue_depth, self.regions = counts, workers, queue_depth, regions
         self.depths = depths or {}
+        self.url_states = url_states or {}
         self._draw()
 
     def _draw(self) -> None:
@@ -50,6 +54,11 @@ class StatusLine(Static):
             text.append(f"✗ {c.failed:,} failed", FAILED if c.failed else "")
             if c.cancelled:
                 text.append(f"  ⊘ {c.cancelled:,} cancelled", MUTED)
+            if self.url_states:  # checks count every re-test; URLs count each once
+                failing = self.url_states.get("failing", 0)
+                total = sum(self.url_states.values())
+                text.append(f"  │  {total:,} URL{'s' if total != 1 else ''}: ")
+                text.append(f"✗ {failing:,} failing", FAILED if failing else "")
             text.append(f"  │  {c.done_last_minute:,} checks/min  │  ")
             if self.immediate:
                 text.append("checks run in this app")

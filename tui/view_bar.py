@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
 from runner.text import printable
 
 from .window import Query
+
+if TYPE_CHECKING:
+    from .url_rows import UrlQuery
 
 ORDER_LABELS = {
     "newest": "newest first",
@@ -41,6 +46,29 @@ class ViewBar(Static):
         self.query_shown = Query()
         self.total: int | None = None
         self.paused = False
+        self.url_text: Text | None = None  # the by-URL view's line while it is shown
+
+    def show_urls(self, query: UrlQuery, total: int | None, offset: int = 0, shown: int = 0,
+                  batch: int | None = None) -> None:
+        """The by-URL view's line: its filters, order, and which rows of how many."""
+        from .url_rows import SORT_LABELS
+
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if self.paused:
+            text.append(" ⏸ PAUSED ", "reverse bold")
+            text.append(" ")
+        text.append("By URL: ", "bold")
+        text.append(printable(query.describe(), 120), "bold")
+        if query.change is not None and batch is not None:
+            text.append(f" (batch #{batch})")
+        text.append(f" · {SORT_LABELS.get(query.sort, query.sort)}")
+        if total is not None:
+            if shown and shown < total:
+                text.append(f" · {offset + 1:,}–{offset + shown:,} of {total:,} URLs")
+            else:
+                text.append(f" · {total:,} URL{'s' if total != 1 else ''}")
+        self.url_text = text
+        self.update(text)
 
     def show(self, query: Query | None = None, total: int | None = None, paused: bool | None = None) -> None:
         if query is not None:
@@ -49,6 +77,9 @@ class ViewBar(Static):
             self.total = total
         if paused is not None:
             self.paused = paused
+        if query is None and total is None and getattr(self.app, "by_url", False):
+            self.show_urls(self.app.url_query, None)  # type: ignore[attr-defined]  # UrlTesterApp's (self.app is typed App)
+            return
         text = Text(no_wrap=True, overflow="ellipsis")
         if self.paused:
             text.append(" ⏸ PAUSED ", "reverse bold")

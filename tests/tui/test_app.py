@@ -191,7 +191,7 @@ async def test_two_redraws_of_the_detail_at_once_do_not_collide(runtime) -> None
 async def test_detail_screen(runtime) -> None:
     ids = seed(runtime.store, queued=0)
     app = make_app(runtime, clock=fixed_clock)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(120, 70)) as pilot:  # every section on screen
         grid = app.query_one(JobGrid)
         await wait_for(pilot, lambda: grid.loaded, what="rows")
         grid.focus()
@@ -237,10 +237,15 @@ async def test_retest_row_and_failed_in_view(runtime, target) -> None:
         await wait_for(pilot, lambda: grid.total == 3, what="re-test row")
         await wait_for(pilot, lambda: all(v.state == "done" for v in grid.window.rows), what="re-test done")
         assert grid.window.rows[0].url == target.url("/status/503")
-        await pilot.press("R")  # both failed /status/503 jobs
-        await wait_for(pilot, lambda: grid.total == 5, what="re-test failed")
-        assert "Re-testing 2 failed job(s)" in str(app.query_one("#message").render())
-        assert target.hits["/status/503"] >= 2
+        await pilot.press("R")  # two failed jobs of one failing URL: it is re-tested once
+        await wait_for(pilot, lambda: grid.total == 4, what="re-test failing")
+        assert "Re-testing 1 failing URL of this view, each once (1 new job)" in str(app.query_one("#message").render())
+        await wait_for(pilot, lambda: all(v.state == "done" for v in grid.window.rows), what="re-test done")
+        assert target.hits["/status/503"] >= 3
+        await pilot.press("R")  # three failed jobs now, still one URL
+        await wait_for(pilot, lambda: grid.total == 5, what="re-test failing again")
+        await wait_for(pilot, lambda: "1 URL: ✗ 1 failing" not in screen_text(app)
+                       and "2 URLs: ✗ 1 failing" in screen_text(app), what="URL counts in the status line")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -329,12 +334,12 @@ async def test_pause_stops_refresh(runtime) -> None:
 
 async def test_help_and_palette(runtime) -> None:
     app = make_app(runtime)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 80)) as pilot:  # the help's sections down to the details'
         app.query_one(JobGrid).focus()
         await pilot.press("question_mark")
         await pilot.pause()
         text = screen_text(app)
-        assert "re-test every failed row" in text and "export the current view" in text
+        assert "whose state is failing, each once" in text and "export the grid's current view" in text
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Re-test row", "Export view", "Filter by URL text", "Pause / resume refresh"} <= set(titles)

@@ -12,6 +12,7 @@ from tui.app import UrlTesterApp
 from tui.detail import DetailScreen
 from tui.grid import JobGrid
 from tui.help import HelpScreen, help_sections, help_text
+from tui.url_grid import UrlGrid
 from tui.url_input import UrlInput
 
 from .conftest import screen_text, wait_for
@@ -25,7 +26,7 @@ async def test_every_binding_is_in_the_help(runtime) -> None:
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help screen")
         plain = help_text(app.screen.sections).plain
-        for owner in (UrlTesterApp, JobGrid, UrlInput, DetailScreen):
+        for owner in (UrlTesterApp, JobGrid, UrlGrid, UrlInput, DetailScreen):
             for binding in owner.BINDINGS:
                 assert binding.tooltip, f"{owner.__name__} {binding.key}: give it a tooltip (the help's text)"
                 assert binding.tooltip in plain, binding

@@ -96,3 +96,39 @@ def test_help(snap_compare, shown_runtime) -> None:
         await pilot.pause()
 
     assert snap_compare(make(shown_runtime), terminal_size=(80, 24), run_before=run_before)
+
+
+def make_nights(runtime) -> UrlTesterApp:
+    from .test_by_url import nights
+
+    nights(runtime.store)
+    return UrlTesterApp(runtime, clock=fixed_clock, tz=UTC, poll_interval=60, status_interval=60)
+
+
+async def by_url(pilot) -> None:
+    from tui.url_grid import UrlGrid
+
+    app = pilot.app
+    await wait_for(pilot, lambda: app.grid.loaded and app.status_line.counts is not None, what="first screen")
+    app.grid.focus()
+    await pilot.press("u")
+    grid = app.query_one(UrlGrid)
+    await wait_for(pilot, lambda: grid.display and grid.loaded and grid.page.rows, what="the by-URL view")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_by_url_view(snap_compare, shown_runtime, size) -> None:
+    assert snap_compare(make_nights(shown_runtime), terminal_size=size, run_before=by_url)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_url_history_detail(snap_compare, shown_runtime, size) -> None:
+    async def run_before(pilot) -> None:
+        await by_url(pilot)
+        await pilot.press("enter")  # the first row: a URL that broke last night
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen)
+                       and pilot.app.screen.query("#detail-history"), what="the history")
+        await pilot.pause()
+
+    assert snap_compare(make_nights(shown_runtime), terminal_size=size, run_before=run_before)
