@@ -104,32 +104,60 @@ _URL_COLUMNS = ("u.id, u.url, u.state, u.since, u.last_checked_at, u.last_job_id
 
 
 def list_urls(store: Store, flt: UrlFilter = UrlFilter(), *, since: datetime, sort: str = "state",
-              limit: int | None = 100, region: str | None = None) -> list[UrlView]:
-    """One row per URL, its figures summed since ``since`` (the window)."""
+              limit: int | None = 100, region: str | None = None, offset: int = 0) -> list[UrlView]:
+    """One row per URL, its figures summed since ``since`` (the window); ``offset`` rows
+    of that order skipped (the API's pages)."""
     d = store.dialect
     if sort == "state" and flt.state is None:
         rows: list[Any] = []
         for state in STATE_ORDER:
             if limit is not None and len(rows) >= limit:
                 break
-            rows += _rows(store, replace(flt, state=state), sort, None if limit is None else limit - len(rows))
+            one = replace(flt, state=state)
+            if offset:  # skip whole states by their count, then the rest inside one
+                n = count_urls(store, one)
+                if n <= offset:
+                    offset -= n
+                    continue
+            rows += _rows(store, one, sort, None if limit is None else limit - len(rows), offset)
+            offset = 0
     else:
-        rows = _rows(store, flt, sort, limit)
+        rows = _rows(store, flt, sort, limit, offset)
     with d.transaction(write=False) as cur:
         sums = window(d, cur, [r[0] for r in rows], since, region or OVERALL)
     return [_view(d, row, sums[row[0]]) for row in rows]
 
 
-def _rows(store: Store, flt: UrlFilter, sort: str, limit: int | None) -> list[Any]:
+def _rows(store: Store, flt: UrlFilter, sort: str, limit: int | None, offset: int = 0) -> list[Any]:
     where, params = _where(store, flt)
     sql = (f"SELECT {_URL_COLUMNS} FROM urls u WHERE {' AND '.join(where) or '1 = 1'} "  # noqa: S608 - our fragments
            f"ORDER BY {_ORDER[sort]}")
     if limit is not None:
         sql += " LIMIT %s"
         params.append(limit)
+    elif offset:
+        sql += " LIMIT -1" if store.kind == "sqlite" else " LIMIT ALL"
+    if offset:
+        sql += " OFFSET %s"
+        params.append(offset)
     with store.dialect.transaction(write=False) as cur:
         cur.execute(sql, params)
         return cur.fetchall()
+
+
+def count_urls(store: Store, flt: UrlFilter = UrlFilter()) -> int:
+    where, params = _where(store, flt)
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute(f"SELECT count(*) FROM urls u WHERE {' AND '.join(where) or '1 = 1'}", params)  # noqa: S608
+        return int(cur.fetchone()[0])
+
+
+def state_counts(store: Store) -> dict[str, int]:
+    """How many URLs are in each state (every state named, 0 when none): the page's header."""
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT state, count(*) FROM urls GROUP BY state")
+        found = {str(r[0]): int(r[1]) for r in cur.fetchall()}
+    return {state: found.get(state, 0) for state in STATE_ORDER}
 
 
 def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
@@ -146,14 +174,22 @@ def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
         where.append("u.url = %s")
         params.append(flt.url)
     if flt.text:
-        escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append(f"u.url {d.ilike} %s ESCAPE '\\'")
-        params.append(f"%{escaped}%")
+        where.append(_contains(d))
+        params.append(_pattern(flt.text))
     if flt.batch_ids is not None:
         test, p = d.any_of("j.batch_id", flt.batch_ids)
         where.append(f"EXISTS (SELECT 1 FROM jobs j WHERE j.url_id = u.id AND {test})")
         params.extend(p)
     return where, params
+
+
+def _contains(d: Any) -> str:
+    return f"u.url {d.ilike} %s ESCAPE '\\'"
+
+
+def _pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _view(d: Any, row: Sequence[Any], sums: Rollup) -> UrlView:
@@ -182,6 +218,42 @@ def url_changes(store: Store, view: UrlView, *, since: datetime | None = None, l
     return [Change(url_id=view.id, url=view.url, at=d.parse_ts(r[0]), from_state=r[1], to_state=r[2], change=r[3],
                    job_id=r[4], batch_id=r[5], outcome=r[6], status_code=r[7], error=r[8], region=r[9])
             for r in rows]
+
+
+def latest_change_id(store: Store) -> int:
+    """The highest ``url_changes`` id so far (0 when none): where a new event stream starts."""
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT COALESCE(max(id), 0) FROM url_changes")
+        return int(cur.fetchone()[0])
+
+
+def changes_after(store: Store, after_id: int, *, limit: int = 2000, text: str | None = None,
+                  batch: str | None = None) -> tuple[list[int], list[tuple[int, Change]]]:
+    """The ids of every change stored after ``after_id`` (unfiltered, so a reader can tell a
+    gap from a filtered-out row), and the changes among them whose URL contains ``text``
+    and whose job is in ``batch`` (a name, or an id, as the job list's filter takes it):
+    ``(id, change)`` in id order."""
+    d = store.dialect
+    with d.transaction(write=False) as cur:
+        cur.execute("SELECT id FROM url_changes WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
+        ids = [int(r[0]) for r in cur.fetchall()]
+        if not ids:
+            return [], []
+        test, params = d.any_of("c.id", ids)
+        where = [test]
+        if text:
+            where.append(_contains(d))
+            params.append(_pattern(text))
+        if batch:
+            where.append("c.batch_id IN (SELECT id FROM batches WHERE name = %s OR id = %s)")
+            params.extend([batch, int(batch) if batch.isdigit() and len(batch) < 19 else -1])
+        cur.execute("SELECT c.id, c.url_id, u.url, c.at, c.from_state, c.to_state, c.change, c.job_id, c.batch_id, "  # noqa: S608
+                    "c.outcome, c.status_code, c.error, c.region FROM url_changes c JOIN urls u ON u.id = c.url_id "
+                    f"WHERE {' AND '.join(where)} ORDER BY c.id", params)
+        rows = cur.fetchall()
+    return ids, [(int(r[0]), Change(url_id=r[1], url=r[2], at=d.parse_ts(r[3]), from_state=r[4], to_state=r[5],
+                                    change=r[6], job_id=r[7], batch_id=r[8], outcome=r[9], status_code=r[10],
+                                    error=r[11], region=r[12])) for r in rows]
 
 
 def recent_checks(store: Store, url_id: int, *, since: datetime | None = None, limit: int = 50,

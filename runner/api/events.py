@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from db import JobFilter, Store, StoreUnavailable
 from db.feed import latest_seq, results_by_seq, seqs_after
 from db.regional import region_results
+from runner.api.change_events import ChangeTail
 from runner.jobs.report import to_row
 
 HOLD = 2.0  # seconds a stream keeps looking below the newest seq it saw
@@ -82,6 +83,8 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected, 
     feed.waiters.add(woken)
     try:
         floor = last_id if last_id is not None else await run_in_threadpool(latest_seq, store)
+        changes = ChangeTail(store, flt)  # event: change (runner/api/change_events.py)
+        await changes.start()
         seen: set[int] = set()
         history: deque[tuple[float, int]] = deque()
         quiet_since = time.monotonic()
@@ -98,6 +101,10 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected, 
                 on_event()
                 row = to_row(view, found.get(view.id, []))
                 yield f"id: {seq}\nevent: result\ndata: {json.dumps(row, ensure_ascii=False, default=str)}\n\n"
+                quiet_since = time.monotonic()
+            for chunk in await changes.events():
+                on_event()
+                yield chunk
                 quiet_since = time.monotonic()
             seen.update(new)
             now = time.monotonic()
