@@ -40,21 +40,21 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
 
     # By URL: failing first, one row per URL however many jobs, the markup as text.
     browser.find_element(By.CSS_SELECTOR, "#tabs [data-view=urls-view]").click()
-    wait.until(lambda d: len(d.execute_script(ROWS, "#urls")) == 3)
-    rows = browser.execute_script(ROWS, "#urls")
+    wait.until(lambda d: len(d.execute_script(ROWS, "#url-list")) == 3)
+    rows = browser.execute_script(ROWS, "#url-list")
     assert rows[0][0] == "failing" and rows[0][8] == flaky and rows[0][2] != "ok"
     assert {r[8] for r in rows} == {steady, flaky, hostile}
     assert next(r for r in rows if r[8] == flaky)[5] == "66.7%"  # uptime: 2 of 3
-    assert browser.execute_script("return document.querySelectorAll('#urls b, #urls img').length") == 0
+    assert browser.execute_script("return document.querySelectorAll('#url-list b, #url-list img').length") == 0
     Select(browser.find_element(By.ID, "url-state")).select_by_visible_text("failing")
-    wait.until(lambda d: [r[8] for r in d.execute_script(ROWS, "#urls")] == [flaky])
+    wait.until(lambda d: [r[8] for r in d.execute_script(ROWS, "#url-list")] == [flaky])
     Select(browser.find_element(By.ID, "url-state")).select_by_visible_text("all URLs")
-    wait.until(lambda d: len(d.execute_script(ROWS, "#urls")) == 3)
+    wait.until(lambda d: len(d.execute_script(ROWS, "#url-list")) == 3)
     browser.save_screenshot(str(ARTIFACTS / "page-urls.png"))
 
     # A URL's detail: the chart drawn by the page (SVG), oldest check left.
     browser.execute_script(
-        "[...document.querySelectorAll('#urls tbody tr')].find(r => r.dataset.url === arguments[0]).click()", flaky)
+        "[...document.querySelectorAll('#url-list tbody tr')].find(r => r.dataset.url === arguments[0]).click()", flaky)
     wait.until(ec.visibility_of_element_located((By.ID, "latency-chart")))
     marks = browser.execute_script(
         "return [...document.querySelectorAll('#latency-chart rect')].map(r => r.getAttribute('class'))")
@@ -67,7 +67,7 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
 
     # The hostile URL's detail: its text, no element made of it.
     browser.execute_script(
-        "[...document.querySelectorAll('#urls tbody tr')].find(r => r.dataset.url === arguments[0]).click()", hostile)
+        "[...document.querySelectorAll('#url-list tbody tr')].find(r => r.dataset.url === arguments[0]).click()", hostile)
     wait.until(ec.text_to_be_present_in_element((By.ID, "url-title"), "onerror"))
     assert browser.find_element(By.ID, "url-title").text == hostile
     assert browser.execute_script("return document.querySelectorAll('#url-detail b, #url-detail img').length") == 0
@@ -75,8 +75,8 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
 
     # Changes since the last batch: the new failure.
     browser.find_element(By.CSS_SELECTOR, "#tabs [data-view=changes-view]").click()
-    wait.until(lambda d: d.execute_script(ROWS, "#changes") and d.execute_script(ROWS, "#changes")[0][3] == flaky)
-    assert [r[0] for r in browser.execute_script(ROWS, "#changes")] == ["new_failure"]
+    wait.until(lambda d: d.execute_script(ROWS, "#change-list") and d.execute_script(ROWS, "#change-list")[0][3] == flaky)
+    assert [r[0] for r in browser.execute_script(ROWS, "#change-list")] == ["new_failure"]
     assert "1 new_failure" in browser.find_element(By.ID, "changes-counts").text
     assert "round3" in browser.find_element(By.ID, "changes-about").text
 
@@ -86,7 +86,7 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
     wait.until(lambda d: "recovered" in d.find_element(By.ID, "live-changes").text)
     assert flaky in browser.find_element(By.ID, "live-changes").text
     wait.until(ec.text_to_be_present_in_element((By.ID, "url-totals"), "3 ok, 0 slow, 0 failing"))
-    wait.until(lambda d: [r[0] for r in d.execute_script(ROWS, "#changes")] == ["recovered"])
+    wait.until(lambda d: [r[0] for r in d.execute_script(ROWS, "#change-list")] == ["recovered"])
     assert "fixed" in browser.find_element(By.ID, "changes-about").text
     browser.save_screenshot(str(ARTIFACTS / "page-changes.png"))
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

@@ -73,7 +73,7 @@ async function loadUrls(cursor) {
   if (cursor) params.set("cursor", cursor);
   const answer = await api(`/api/v1/urls?${params}`);
   const body = await answer.json();
-  const tbody = $("urls").tBodies[0];
+  const tbody = $("url-list").tBodies[0];
   if (!cursor) tbody.replaceChildren();
   if (!answer.ok) { $("url-totals").textContent = message(body); return; }
   for (const u of body.urls) {
@@ -106,12 +106,12 @@ async function loadChanges() {
   } else {
     await loadSummary();
     const batch = $("url-totals").dataset.lastBatch;
-    if (!batch) { $("changes-about").textContent = "no batch yet"; $("changes").tBodies[0].replaceChildren(); return; }
+    if (!batch) { $("changes-about").textContent = "no batch yet"; $("change-list").tBodies[0].replaceChildren(); return; }
     params.set("batch", batch);
   }
   const answer = await api(`/api/v1/changes?${params}`);
   const body = await answer.json();
-  const tbody = $("changes").tBodies[0];
+  const tbody = $("change-list").tBodies[0];
   tbody.replaceChildren();
   if (!answer.ok) { $("changes-about").textContent = message(body); return; }
   $("changes-about").textContent = body.batch ? `batch ${body.batch.id} "${body.batch.name}" against each URL's check before it`
@@ -146,7 +146,7 @@ document.addEventListener("urltester:change", (event) => {
   const list = $("live-changes");
   list.insertBefore(li, list.firstChild);
   while (list.children.length > 200) list.lastChild.remove();
-  for (const tr of $("urls").tBodies[0].rows) {
+  for (const tr of $("url-list").tBodies[0].rows) {
     if (tr.dataset.url === c.url) { tr.cells[0].textContent = c.to; tr.dataset.state = c.to; tr.cells[1].textContent = when(c.at); }
   }
   // The open view catches up (at most every 2 s: changes arrive by the hundred in a batch).
