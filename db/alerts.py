@@ -30,11 +30,11 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from .dialects import Dialect
 from .errors import StoreError
-from .models import utcnow
+from .models import Change, utcnow
 
 KINDS = ("new_failure", "recovered", "new", "still_failing", "slower")
 DEFAULT_KINDS = ("new_failure", "recovered")
@@ -46,28 +46,6 @@ RECHECK = 2.0  # seconds between looks at a batch still running
 
 class AlertNameTaken(StoreError):
     """An alert already has this name."""
-
-
-class ChangeLike(Protocol):
-    """What :func:`queue_alerts` reads of a recorded change (db.models.Change, issue 21).
-
-    Changes are made by a job's outcome only: ``region`` is the region its check ran in for
-    a job that named none, and None for the quorum of a job that named regions (whose
-    regions' results are in ``region_results``, counted for ``--min-regions``).
-    """
-
-    url_id: int
-    url: str
-    change: str
-    from_state: str | None
-    to_state: str
-    at: datetime
-    job_id: int
-    batch_id: int | None
-    outcome: str
-    status_code: int | None
-    error: str | None
-    region: str | None
 
 
 @dataclass(frozen=True)
@@ -191,7 +169,7 @@ def _active(cur: Any, d: Dialect, clock: float) -> list[Alert]:
 # ---------------------------------------------------------------------------- queueing
 
 
-def queue_alerts(cur: Any, d: Dialect, changes: Sequence[ChangeLike], *, now: datetime | None = None) -> int:
+def queue_alerts(cur: Any, d: Dialect, changes: Sequence[Change], *, now: datetime | None = None) -> int:
     """Outbox rows for the alerts these changes match, in the caller's transaction.
 
     Cheap when no alert is configured (one cached read every few seconds per process).
@@ -242,7 +220,7 @@ def _batch_name(cur: Any, batch_id: int | None, seen: dict[int, str | None]) -> 
     return seen[batch_id]
 
 
-def _agreeing(cur: Any, d: Dialect, ch: ChangeLike) -> list[str]:
+def _agreeing(cur: Any, d: Dialect, ch: Change) -> list[str]:
     """The regions whose result for this job agrees with the change (failed for a change to
     failing, passed for any other), among those in when its quorum decided."""
     cur.execute("SELECT region FROM region_results WHERE job_id = %s AND ok = %s ORDER BY region",
@@ -259,13 +237,13 @@ def _reminder_due(cur: Any, d: Dialect, alert: Alert, url: str, now: datetime) -
     return last is None or now - last >= timedelta(seconds=alert.reminder_s or 86400)
 
 
-def _group(ch: ChangeLike, now: datetime) -> str:
+def _group(ch: Change, now: datetime) -> str:
     return f"b:{ch.batch_id}" if ch.batch_id is not None else f"w:{int(now.timestamp()) // WINDOW}"
 
 
-def _insert(cur: Any, d: Dialect, alert: Alert, ch: ChangeLike, batch: str | None, now: datetime, *,
+def _insert(cur: Any, d: Dialect, alert: Alert, ch: Change, batch: str | None, now: datetime, *,
             regions: Sequence[str] = ()) -> None:
-    payload = {"url": ch.url, "change": ch.change, "from": ch.from_state, "to": ch.to_state,
+    payload: dict[str, Any] = {"url": ch.url, "change": ch.change, "from": ch.from_state, "to": ch.to_state,
                "at": ch.at.isoformat(), "job_id": ch.job_id, "batch_id": ch.batch_id, "batch": batch,
                "outcome": ch.outcome, "status_code": ch.status_code, "error": ch.error, "region": ch.region}
     if regions:
@@ -383,7 +361,7 @@ def forget_delivered(d: Dialect, before: datetime, *, limit: int = 10000) -> int
         cur.execute("DELETE FROM alert_outbox WHERE id IN (SELECT id FROM alert_outbox "
                     "WHERE state IN ('sent', 'failed') AND created_at < %s ORDER BY id LIMIT %s)",
                     (d.ts(before), limit))
-        return cur.rowcount
+        return int(cur.rowcount)
 
 
 def outbox_depth(d: Dialect) -> int:

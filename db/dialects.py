@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote, urlsplit
 
 from . import migrations
@@ -127,8 +127,13 @@ class Dialect:
     def ts(self, value: datetime | None) -> Any:
         return value
 
+    @overload
+    def parse_ts(self, value: datetime | str) -> datetime: ...
+    @overload
+    def parse_ts(self, value: None) -> None: ...
     def parse_ts(self, value: Any) -> datetime | None:
-        return value
+        parsed: datetime | None = value  # the driver's own
+        return parsed
 
     def json(self, value: Any) -> Any:
         raise NotImplementedError
@@ -136,7 +141,7 @@ class Dialect:
     def parse_json(self, value: Any) -> Any:
         return value
 
-    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """An SQL test that ``column`` is one of ``values``, and its parameters."""
         raise NotImplementedError
 
@@ -263,7 +268,7 @@ class Postgres(Dialect):
     def json(self, value: Any) -> Any:
         return self._extras.Json(value)
 
-    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]
 
     def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
@@ -537,11 +542,16 @@ class Sqlite(Dialect):
 
     def data_version(self) -> int:
         with self._lock:
-            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return version
 
     def ts(self, value: datetime | None) -> Any:
         return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
+    @overload
+    def parse_ts(self, value: datetime | str) -> datetime: ...
+    @overload
+    def parse_ts(self, value: None) -> None: ...
     def parse_ts(self, value: Any) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
 
@@ -551,7 +561,7 @@ class Sqlite(Dialect):
     def parse_json(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
-    def any_of(self, column: str, values: Sequence[int]) -> tuple[str, list[Any]]:
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         if not values:
             return "1 = 0", []
         return f"{column} IN ({','.join('%s' for _ in values)})", list(values)
@@ -597,7 +607,7 @@ class Sqlite(Dialect):
         found: dict[str, int] = {}
         for start in range(0, len(distinct), 500):  # SQLite's parameters per statement are bounded
             part = distinct[start:start + 500]
-            cur.execute(f"SELECT url, id FROM urls WHERE url IN ({','.join('%s' for _ in part)})", part)  # noqa: S608
+            cur.execute(f"SELECT url, id FROM urls WHERE url IN ({','.join('%s' for _ in part)})", part)
             found.update(cur.fetchall())
         return found
 

@@ -35,7 +35,7 @@ def results_by_seq(store: Store, seqs: Sequence[int], flt: JobFilter = JobFilter
     test, seq_params = store.dialect.any_of("r.seq", seqs)
     where.append(test)
     params.extend(seq_params)
-    sql = f"SELECT {_JOB_COLUMNS}, r.detail, r.seq {_FROM} WHERE {' AND '.join(where)} ORDER BY r.seq"  # noqa: S608
+    sql = f"SELECT {_JOB_COLUMNS}, r.detail, r.seq {_FROM} WHERE {' AND '.join(where)} ORDER BY r.seq"
     with store.dialect.transaction() as cur:
         cur.execute(sql, params)
         rows: list[Any] = cur.fetchall()

@@ -111,7 +111,7 @@ def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], regiona
 
     url_ids = sorted({url_of(r) for r in (*counted, *points)})
     test, params = d.any_of("id", url_ids)
-    cur.execute(f"SELECT id, url, state, fails, passes FROM urls WHERE {test} ORDER BY id{d.for_update}",  # noqa: S608
+    cur.execute(f"SELECT id, url, state, fails, passes FROM urls WHERE {test} ORDER BY id{d.for_update}",
                 params)
     rows = {row[0]: _UrlRow(row[1], row[2], int(row[3]), int(row[4])) for row in cur.fetchall()}
     changes: list[Change] = []
@@ -218,7 +218,7 @@ def backfill(store: Any, *, chunk: int = 10000, on_chunk: Any = None, now: Any =
 
 
 def _records(d: Dialect, cur: Any, table: str, test: str, params: list[Any]) -> list[ResultRecord]:
-    cur.execute(f"SELECT job_id, region, outcome, ok, status_code, total_ms, error, attempts, checked_at "  # noqa: S608
+    cur.execute(f"SELECT job_id, region, outcome, ok, status_code, total_ms, error, attempts, checked_at "
                 f"FROM {table} WHERE {test} ORDER BY job_id, checked_at", params)
     return [ResultRecord(job_id=r[0], region=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4],
                          total_ms=None if r[5] is None else float(r[5]), error=r[6], attempts=r[7],

@@ -132,16 +132,16 @@ class Jobs:
         for where, params, crawls in scopes:
             if count_only:
                 with d.transaction(write=False) as cur:
-                    cur.execute(f"SELECT count(*) FROM jobs WHERE state = 'queued' AND {where}", params)  # noqa: S608
+                    cur.execute(f"SELECT count(*) FROM jobs WHERE state = 'queued' AND {where}", params)
                     total += int(cur.fetchone()[0])
                 continue
             with d.transaction(announce=True) as cur:
                 d.in_index_order(cur)
-                cur.execute(f"UPDATE jobs SET state = 'cancelled' WHERE state = 'queued' AND {where}", params)  # noqa: S608
+                cur.execute(f"UPDATE jobs SET state = 'cancelled' WHERE state = 'queued' AND {where}", params)
                 total += max(cur.rowcount, 0)
                 if crawls is not None:
                     # A crawl of the batch takes no new URL: pages still in flight add nothing.
-                    cur.execute(f"UPDATE crawls SET max_urls = urls WHERE {crawls}", params)  # noqa: S608
+                    cur.execute(f"UPDATE crawls SET max_urls = urls WHERE {crawls}", params)
         return total
 
     def _update_ids(self, sql: str, params: list[Any], ids: Sequence[int]) -> None:
@@ -170,7 +170,7 @@ class Jobs:
                     "AND submitted_at < %s ORDER BY id LIMIT %s)",
                     (cutoff, chunk),
                 )
-                deleted = cur.rowcount
+                deleted: int = cur.rowcount
             total += deleted
             if deleted < chunk:
                 break

@@ -99,12 +99,12 @@ class LimitStore:
 
     def _autocommit(self, sql: str, params: tuple[Any, ...]) -> Any:
         """One statement in autocommit on a pooled connection; its first row (or None)."""
-        pg = self.dialect._pg  # type: ignore[attr-defined]
+        pg = self.dialect._pg  # type: ignore[attr-defined]  # PostgreSQL only: SQLite takes no limits path here
         with self._slots:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None or conn.closed:
-                conn = self.dialect.connect(autocommit=True)  # type: ignore[attr-defined]
+                conn = self.dialect.connect(autocommit=True)  # type: ignore[attr-defined]  # PostgreSQL only, as above
             try:
                 with conn.cursor() as cur:
                     cur.execute(sql, params)
@@ -140,7 +140,7 @@ class LimitStore:
     def clear_limit(self, pattern: str) -> bool:
         with self.dialect.transaction() as cur:
             cur.execute("DELETE FROM host_limits WHERE pattern = %s", (pattern,))
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)
 
     def limits(self) -> list[HostLimit]:
         d = self.dialect

@@ -97,14 +97,14 @@ class Listing:
             # read the page from it. OFFSET over the joined rows computed every skipped
             # row's joins: 0.6 s at 100,000 on a million jobs.
             op = "<=" if direction == "DESC" else ">="
-            where.append(f"j.id {op} (SELECT j.id {_FROM} WHERE {' AND '.join(where) or 'TRUE'} "  # noqa: S608
+            where.append(f"j.id {op} (SELECT j.id {_FROM} WHERE {' AND '.join(where) or 'TRUE'} "
                          f"ORDER BY j.id {direction} LIMIT 1 OFFSET %s)")
             params = [*params, *params, offset]
             offset = 0
         order_sql = ", ".join(f"{k} {direction}" for k in keys)
         columns = _JOB_COLUMNS + (", r.detail" if detail else "")
         join = _FROM.replace("LEFT JOIN results", "JOIN results") if needs_result else _FROM
-        sql = f"SELECT {columns} {join} WHERE {' AND '.join(where) or 'TRUE'} ORDER BY {order_sql} LIMIT %s OFFSET %s"  # noqa: S608 - only our own fragments
+        sql = f"SELECT {columns} {join} WHERE {' AND '.join(where) or 'TRUE'} ORDER BY {order_sql} LIMIT %s OFFSET %s"  # only our own fragments
         with self.dialect.transaction(write=False) as cur:
             cur.execute(sql, [*params, limit, offset])
             rows = cur.fetchall()
@@ -145,7 +145,7 @@ class Listing:
             if above_id is not None:
                 where.append("j.id > %s")
                 params.append(above_id)
-            cur.execute(f"SELECT count(*) {_FROM} WHERE {' AND '.join(where) or 'TRUE'}", params)  # noqa: S608
+            cur.execute(f"SELECT count(*) {_FROM} WHERE {' AND '.join(where) or 'TRUE'}", params)
             return int(cur.fetchone()[0])
 
     def unsent_jobs(self, *, batch_id: int | None = None, after_id: int = 0, limit: int = 5000) -> list[JobView]:
@@ -160,7 +160,7 @@ class Listing:
         params: list[Any] = [batch_id] if batch_id is not None else []
         with self.dialect.transaction(write=False) as cur:
             cur.execute(
-                f"SELECT {_JOB_COLUMNS} {_FROM} WHERE j.state = 'queued' AND j.published_at IS NULL "  # noqa: S608
+                f"SELECT {_JOB_COLUMNS} {_FROM} WHERE j.state = 'queued' AND j.published_at IS NULL "
                 f"AND {where} AND j.id > %s ORDER BY j.id LIMIT %s",
                 (*params, after_id, limit),
             )
@@ -249,7 +249,7 @@ class Listing:
         )
         with d.transaction(write=False) as cur:
             cur.execute(
-                f"SELECT {_JOB_COLUMNS} {_FROM} WHERE {where} ORDER BY j.id LIMIT %s",  # noqa: S608
+                f"SELECT {_JOB_COLUMNS} {_FROM} WHERE {where} ORDER BY j.id LIMIT %s",
                 (after_id, cutoff, limit),
             )
             rows = cur.fetchall()

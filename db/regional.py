@@ -39,7 +39,7 @@ def _read(store: Store, table: str, job_ids: list[int], detail: bool) -> dict[in
     d = store.dialect
     test, params = d.any_of("job_id", job_ids)
     with d.transaction(write=False) as cur:
-        cur.execute(f"SELECT {_COLUMNS}{', detail' if detail else ''} FROM {table} "  # noqa: S608 - our own names
+        cur.execute(f"SELECT {_COLUMNS}{', detail' if detail else ''} FROM {table} "  # our own names
                     f"WHERE {test} ORDER BY job_id, region", params)
         rows = cur.fetchall()
     out: dict[int, list[ResultRecord]] = {}

@@ -107,7 +107,7 @@ class Results:
         """Insert results into ``table`` (``results`` or ``region_results``), skipping those
         whose ``key`` is already stored; returns the records that were new."""
         d = self.dialect
-        head = f"INSERT INTO {table} ({_RESULT_COLUMNS}) VALUES "  # noqa: S608 - our own names
+        head = f"INSERT INTO {table} ({_RESULT_COLUMNS}) VALUES "  # our own names
         tail = f" ON CONFLICT ({key}) DO NOTHING RETURNING job_id, region"
         keys = {(row[0], row[1]) for row in d.insert_returning(cur, head, [_result_row(d, r) for r in records], tail)}
         out: list[ResultRecord] = []
@@ -170,7 +170,7 @@ class Results:
             has = "EXISTS (SELECT 1 FROM region_results r WHERE r.job_id = j.id AND r.region = %s)"
             params = [region, *params]
         with self.dialect.transaction(write=False) as cur:
-            cur.execute(f"SELECT j.id FROM jobs j WHERE (j.state = 'cancelled' OR {has}) AND {test}", params)  # noqa: S608
+            cur.execute(f"SELECT j.id FROM jobs j WHERE (j.state = 'cancelled' OR {has}) AND {test}", params)
             return {row[0] for row in cur.fetchall()}
 
     def done_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:
@@ -184,5 +184,5 @@ class Results:
             table = "region_results"
             test, params = f"region = %s AND {test}", [region, *params]
         with self.dialect.transaction(write=False) as cur:
-            cur.execute(f"SELECT job_id FROM {table} WHERE {test}", params)  # noqa: S608 - our own names
+            cur.execute(f"SELECT job_id FROM {table} WHERE {test}", params)  # our own names
             return {row[0] for row in cur.fetchall()}

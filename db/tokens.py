@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .errors import StoreError
 from .store import Store, utcnow
@@ -29,7 +30,7 @@ class Token:
 _COLUMNS = "id, name, read_only, created_at, revoked_at"
 
 
-def _token(store: Store, row: tuple) -> Token:
+def _token(store: Store, row: tuple[Any, ...]) -> Token:
     d = store.dialect
     return Token(row[0], row[1], bool(row[2]), d.parse_ts(row[3]), d.parse_ts(row[4]))
 
@@ -60,7 +61,7 @@ def find_token(store: Store, digest: str) -> tuple[Token, str] | None:
 def list_tokens(store: Store, *, include_revoked: bool = False) -> list[Token]:
     where = "" if include_revoked else " WHERE revoked_at IS NULL"
     with store.dialect.transaction() as cur:
-        cur.execute(f"SELECT {_COLUMNS} FROM tokens{where} ORDER BY id")  # noqa: S608 - our own fragment
+        cur.execute(f"SELECT {_COLUMNS} FROM tokens{where} ORDER BY id")  # our own fragment
         return [_token(store, row) for row in cur.fetchall()]
 
 
@@ -70,4 +71,4 @@ def revoke_token(store: Store, name: str, *, now: datetime | None = None) -> boo
     with d.transaction() as cur:
         cur.execute("UPDATE tokens SET revoked_at = %s WHERE name = %s AND revoked_at IS NULL",
                     (d.ts(now or utcnow()), name))
-        return cur.rowcount > 0
+        return bool(cur.rowcount > 0)

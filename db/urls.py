@@ -130,7 +130,7 @@ def list_urls(store: Store, flt: UrlFilter = UrlFilter(), *, since: datetime, so
 
 def _rows(store: Store, flt: UrlFilter, sort: str, limit: int | None, offset: int = 0) -> list[Any]:
     where, params = _where(store, flt)
-    sql = (f"SELECT {_URL_COLUMNS} FROM urls u WHERE {' AND '.join(where) or '1 = 1'} "  # noqa: S608 - our fragments
+    sql = (f"SELECT {_URL_COLUMNS} FROM urls u WHERE {' AND '.join(where) or '1 = 1'} "  # our fragments
            f"ORDER BY {_ORDER[sort]}")
     if limit is not None:
         sql += " LIMIT %s"
@@ -142,7 +142,8 @@ def _rows(store: Store, flt: UrlFilter, sort: str, limit: int | None, offset: in
         params.append(offset)
     with store.dialect.transaction(write=False) as cur:
         cur.execute(sql, params)
-        return cur.fetchall()
+        rows: list[Any] = cur.fetchall()
+        return rows
 
 
 def count_urls(store: Store, flt: UrlFilter = UrlFilter()) -> int:
@@ -280,7 +281,7 @@ def recent_checks(store: Store, url_id: int, *, since: datetime | None = None, l
         params.append(region)
     with d.transaction(write=False) as cur:
         # Newest first; a job's quorum (region NULL) before its regions.
-        cur.execute(f"{sql} ORDER BY h.at DESC, 1 DESC, h.region IS NOT NULL, h.region LIMIT %s",  # noqa: S608
+        cur.execute(f"{sql} ORDER BY h.at DESC, 1 DESC, h.region IS NOT NULL, h.region LIMIT %s",
                     [*params, limit])
         rows = cur.fetchall()
     points = [Point(job_id=r[0], batch=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4],
@@ -302,7 +303,7 @@ def find_batch(store: Store, name: str, *, before: int | None = None) -> int | N
             row = cur.fetchone()
             if row:
                 return int(row[0])
-        sql, params = "SELECT max(id) FROM batches WHERE name = %s", [name]
+        sql, params = "SELECT max(id) FROM batches WHERE name = %s", list[Any]([name])
         if before is not None:
             sql += " AND id < %s"
             params.append(before)
@@ -312,8 +313,9 @@ def find_batch(store: Store, name: str, *, before: int | None = None) -> int | N
 
 
 def _check_columns(d: Any) -> str:
-    return ("j.url_id, j.id, r.outcome, r.ok, r.status_code, r.total_ms, r.final_url, r.checked_at, "
-            + d.json_text("r.detail", "tls", "not_after"))
+    columns: str = ("j.url_id, j.id, r.outcome, r.ok, r.status_code, r.total_ms, r.final_url, r.checked_at, "
+                    + d.json_text("r.detail", "tls", "not_after"))
+    return columns
 
 
 def _checks(d: Any, rows: Sequence[Sequence[Any]]) -> dict[int, Check]:
@@ -330,7 +332,7 @@ def batch_checks(store: Store, batch_id: int) -> dict[int, Check]:
     """Each URL's latest check in a batch (cancelled jobs never count)."""
     d = store.dialect
     with d.transaction(write=False) as cur:
-        cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "  # noqa: S608
+        cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "
                     "WHERE j.batch_id = %s AND j.url_id IS NOT NULL AND j.state <> 'cancelled' ORDER BY j.id",
                     (batch_id,))
         return _checks(d, cur.fetchall())
@@ -353,14 +355,14 @@ def checks_before(store: Store, url_ids: Sequence[int], *, below_job: int | None
             test, params = d.any_of("u.id", part)
             # Per URL, its newest job below the bound that has a result: a backward walk of
             # jobs_url (url_id, id) that stops at the first, not a GROUP BY over its history.
-            cur.execute(f"SELECT (SELECT j.id FROM jobs j JOIN results r ON r.job_id = j.id WHERE j.url_id = u.id "  # noqa: S608
+            cur.execute(f"SELECT (SELECT j.id FROM jobs j JOIN results r ON r.job_id = j.id WHERE j.url_id = u.id "
                         f"AND {bound} AND j.state <> 'cancelled' ORDER BY j.id DESC LIMIT 1) FROM urls u WHERE {test}",
                         [value, *params])
             job_ids = sorted(row[0] for row in cur.fetchall() if row[0] is not None)
             if not job_ids:
                 continue
             job_test, job_params = d.any_of("j.id", job_ids)
-            cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "  # noqa: S608
+            cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "
                         f"WHERE {job_test} ORDER BY j.id", job_params)
             out.update(_checks(d, cur.fetchall()))
     return out
@@ -370,7 +372,7 @@ def checks_since(store: Store, since: datetime) -> dict[int, Check]:
     """Each URL's latest check since ``since``."""
     d = store.dialect
     with d.transaction(write=False) as cur:
-        cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "  # noqa: S608
+        cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "
                     "WHERE r.checked_at >= %s AND j.url_id IS NOT NULL AND j.state <> 'cancelled' ORDER BY j.id",
                     (d.ts(since),))
         return _checks(d, cur.fetchall())
@@ -390,6 +392,6 @@ def url_texts(store: Store, url_ids: Sequence[int]) -> dict[int, str]:
     with d.transaction(write=False) as cur:
         for start in range(0, len(ids), 1000):
             test, params = d.any_of("id", ids[start:start + 1000])
-            cur.execute(f"SELECT id, url FROM urls WHERE {test}", params)  # noqa: S608
+            cur.execute(f"SELECT id, url FROM urls WHERE {test}", params)
             out.update(cur.fetchall())
     return out

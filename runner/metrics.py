@@ -146,7 +146,7 @@ def process_gone(path: str, pid: int) -> None:
     multiprocess.mark_process_dead(pid, path)
 
 
-def serve(port: int, address: str = "0.0.0.0", *, path: str | None = None) -> None:
+def serve(port: int, address: str = "0.0.0.0", *, path: str | None = None) -> None:  # noqa: S104 - scraped from outside
     """Serve ``/metrics`` on ``address:port`` from a daemon thread."""
     try:
         start_http_server(port, addr=address, registry=registry_for(path))

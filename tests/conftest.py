@@ -29,7 +29,7 @@ def target() -> Iterator[TargetServer]:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:  # noqa: ANN001
+def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/urltester.db"
 
 

@@ -54,7 +54,7 @@ def test_a_refused_login_fails_fast_in_one_line_with_exit_2(sqlite_url, amqp_url
 
 def test_a_host_name_that_does_not_resolve_is_a_setting_to_fix(sqlite_url, monkeypatch) -> None:
     # No DNS query leaves the machine: the resolver's answer for a missing name is given here.
-    def no_such_name(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def no_such_name(*args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_name)

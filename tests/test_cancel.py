@@ -33,11 +33,11 @@ def result(job_id: int) -> ResultRecord:
                         bytes=5, content_type="text/html", checked_at=datetime.now(UTC), detail={"hops": []})
 
 
-def states(store, ids) -> list[str]:  # noqa: ANN001
+def states(store, ids) -> list[str]:
     return [store.get_job(i, detail=False).state for i in ids]
 
 
-def test_only_queued_jobs_are_taken_back_and_nothing_stored_changes(store) -> None:  # noqa: ANN001
+def test_only_queued_jobs_are_taken_back_and_nothing_stored_changes(store) -> None:
     a = store.create_batch("wrong file")
     b = store.create_batch("7")  # a batch named like another's id
     a_ids = store.insert_jobs(a.id, [NewJob(f"http://a.test/{i}") for i in range(5)])
@@ -65,7 +65,7 @@ def test_only_queued_jobs_are_taken_back_and_nothing_stored_changes(store) -> No
     assert store.count_jobs(JobFilter(state="cancelled", batch="7")) == 3
 
 
-def test_a_cancelled_job_is_never_run_checked_stored_or_requeued(store) -> None:  # noqa: ANN001
+def test_a_cancelled_job_is_never_run_checked_stored_or_requeued(store) -> None:
     ids = store.insert_jobs(None, [NewJob(f"http://c.test/{i}") for i in range(3)])
     store.store_results([result(ids[2])])
     assert store.cancel_jobs(ids=ids[:2]) == 2
@@ -159,7 +159,7 @@ def test_on_a_terminal_it_shows_the_count_and_asks_first(sqlite_url: str) -> Non
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
 @pytest.mark.e2e
-def test_workers_drop_cancelled_jobs_first_delivered_or_redelivered(pg_url, amqp_url, queue_name, target,  # noqa: ANN001
+def test_workers_drop_cancelled_jobs_first_delivered_or_redelivered(pg_url, amqp_url, queue_name, target,
                                                                      tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     store = open_store(pg_url)

@@ -61,7 +61,7 @@ def test_redelivered_calls_ask_whether_their_jobs_are_done_together(sqlite_url) 
         queries: list[int] = []
         asked = store.skip_ids
 
-        def counting(job_ids, **kw):  # noqa: ANN001, ANN003, ANN202 - the real query, counted
+        def counting(job_ids, **kw):  # the real query, counted
             queries.append(len(job_ids))
             return asked(job_ids, **kw)
 

@@ -10,6 +10,7 @@ import pytest
 
 from db import NewJob, ResultRecord, Store, StoreUnavailable, open_store, utcnow
 from runner.jobs.writer import ResultWriter
+from tests.support.services import wait_until
 
 
 class FlakyStore:
@@ -22,7 +23,7 @@ class FlakyStore:
         self.failed = threading.Event()
         self.refuse = refuse  # a job whose result the database will not take
 
-    def store_results(self, records, *, started=()) -> int:  # noqa: ANN001
+    def store_results(self, records, *, started=()) -> int:
         self.calls.append([r.job_id for r in records])
         if self.down.is_set():
             self.failed.set()
@@ -53,7 +54,7 @@ def test_results_handed_in_during_an_outage_join_the_retried_batch(store: Store)
     first = writer.add(record(ids[0]))
     assert flaky.failed.wait(5)
     later = [writer.add(record(i)) for i in ids[1:]]  # while the first batch is retried
-    time.sleep(0.3)
+    wait_until(lambda: flaky.calls[-1] == ids, 10, message="a retry that carries all three")
     assert not first.done() and not any(f.done() for f in later)
     flaky.down.clear()
     assert [f.result(timeout=10) for f in (first, *later)] == ["ok", "ok", "ok"]
@@ -94,7 +95,7 @@ def test_a_result_the_database_refuses_fails_alone_not_its_whole_batch(store: St
 class DownAfterRefusal(FlakyStore):
     """Refuses one result, and the database goes away just after that (mid fallback)."""
 
-    def store_results(self, records, *, started=()) -> int:  # noqa: ANN001
+    def store_results(self, records, *, started=()) -> int:
         if len(records) == 1 and records[0].job_id == self.refuse:
             self.calls.append([self.refuse])
             self.down.set()

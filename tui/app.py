@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -223,7 +223,7 @@ class UrlTesterApp(App[None]):
 
     def _show_status(self, counts: object, workers: int, depth: int | None, regions: tuple[str, ...] = (),
                      depths: dict[str, int] | None = None) -> None:
-        self.status_line.set_status(counts, workers, depth, regions, depths)  # type: ignore[arg-type]
+        self.status_line.set_status(counts, workers, depth, regions, depths)  # type: ignore[arg-type]  # db.Counts, typed loosely for the thread worker
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""
@@ -332,7 +332,7 @@ class UrlTesterApp(App[None]):
         self.grid.set_query(query)
         self.view_bar.show(query, total=None)
 
-    def _set_filter(self, **changes: object) -> None:
+    def _set_filter(self, **changes: Any) -> None:
         self._set_query(replace(self.view_query, flt=replace(self.view_query.flt, **changes)))
 
     def action_filter(self) -> None:
@@ -562,7 +562,7 @@ class UrlTesterApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(help_sections(self)))
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: keys", "Every key of the app", self.action_help)
         yield SystemCommand("Filter by URL text", "Show only URLs containing some text (^f, or / in the grid)",

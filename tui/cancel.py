@@ -37,7 +37,9 @@ def apply(runtime: Any, key: str) -> int:
     """Cancel what ``key`` (from :func:`choices`) names; how many jobs were cancelled."""
     kind, _, value = key.partition(":")
     if kind == "job":
-        return runtime.cancel(job_ids=[int(value)])
+        cancelled: int = runtime.cancel(job_ids=[int(value)])
+        return cancelled
     if kind == "batch":
-        return runtime.cancel(batch=int(value) if value.isdigit() else value)
+        cancelled = runtime.cancel(batch=int(value) if value.isdigit() else value)
+        return cancelled
     return 0

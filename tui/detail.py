@@ -71,7 +71,8 @@ def summary(job: JobView, tz: tzinfo | None) -> Content:
 def _when(value: Any, tz: tzinfo | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    shown: str = value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return shown
 
 
 def error_text(job: JobView) -> Content | None:
@@ -213,7 +214,7 @@ def summary_of(regions: tuple[str, ...], heard: dict[str, ResultRecord]) -> str:
     return region_summary(regions, {k: v.ok for k, v in heard.items()})
 
 
-class DetailScreen(Screen):
+class DetailScreen(Screen[None]):
     """One job in full. ``escape`` goes back to the grid."""
 
     BINDINGS = [
@@ -246,7 +247,7 @@ class DetailScreen(Screen):
 
     @work(thread=True, exclusive=True, group="detail")
     def reload(self) -> None:
-        store = self.app.runtime.store  # type: ignore[attr-defined]
+        store = self.app.runtime.store  # type: ignore[attr-defined]  # UrlTesterApp's (self.app is typed App)
         try:
             job = store.get_job(self.job.id, detail=True)
             results = region_results(store, [self.job.id], detail=True).get(self.job.id, [])
@@ -259,7 +260,7 @@ class DetailScreen(Screen):
             # Only what changed is drawn again: every commit anywhere asks a detail view that
             # is still waiting to look, and rebuilding every section each time kept the
             # screen busy (and lost its scroll position) under a stream of results.
-            self.app.call_from_thread(self.show, job, results)
+            self.app.call_from_thread(self.show, job, results)  # type: ignore[arg-type]  # async: textual awaits it
 
     def _failed(self, error: str) -> None:
         self.query_one("#detail-loading", Static).update(styled(f"database unreachable: {printable(error)}", FAILED))

@@ -8,10 +8,10 @@ moved or renamed in a ``BINDINGS`` list is in the help at once, and no list here
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -23,16 +23,17 @@ if TYPE_CHECKING:
 Section = tuple[str, list[tuple[str, str]]]  # title, (keys, what they do)
 
 
-def binding_rows(app: App, bindings: list[Binding]) -> list[tuple[str, str]]:
+def binding_rows(app: App[Any], bindings: list[BindingType]) -> list[tuple[str, str]]:
     """(keys, description) per binding: ``up,k`` shows as ``↑ k``, in the app's key display."""
     rows = []
-    for binding in bindings:
+    for item in bindings:
+        binding = item if isinstance(item, Binding) else Binding(*item)  # BINDINGS may hold tuples
         keys = " ".join(app.get_key_display(replace(binding, key=key.strip())) for key in binding.key.split(","))
         rows.append((keys, binding.tooltip or binding.description))
     return rows
 
 
-def help_sections(app: App) -> list[Section]:
+def help_sections(app: App[Any]) -> list[Section]:
     from .detail import DetailScreen
     from .grid import JobGrid
     from .url_input import UrlInput

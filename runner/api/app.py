@@ -100,7 +100,7 @@ def _handlers(app: FastAPI) -> None:
             # Starlette's Allow names only the first route on the path: name every one's.
             path = request.url.path
             allowed = {m for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(path)
-                       for m in route.methods if m != "HEAD"}
+                       for m in route.methods or () if m != "HEAD"}
             headers["Allow"] = ", ".join(sorted(allowed))
         return answer(exc.status_code, exc.detail, headers)
 

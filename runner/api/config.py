@@ -33,7 +33,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ApiConfig:
                 values[key] = int(env[name])
             except ValueError:
                 raise ConfigError(f"{name}={env[name]!r} is not a whole number") from None
-            if values[key] < 1:  # type: ignore[operator]
+            if values[key] < 1:  # type: ignore[operator]  # an int by now (parsed above)
                 raise ConfigError(f"{name}={env[name]!r} must be at least 1")
     if env.get("URLTESTER_API_CORS_ORIGINS"):
         origins = tuple(o.strip() for o in env["URLTESTER_API_CORS_ORIGINS"].split(",") if o.strip())
@@ -41,4 +41,4 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ApiConfig:
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ConfigError(f"URLTESTER_API_CORS_ORIGINS: {origin!r} is not an origin like https://host")
         values["cors_origins"] = origins
-    return ApiConfig(**values)  # type: ignore[arg-type]
+    return ApiConfig(**values)  # type: ignore[arg-type]  # values of several types, parsed above

@@ -19,7 +19,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -76,7 +76,8 @@ class Feed:
             event.set()
 
 
-async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected, on_event) -> AsyncIterator[str]:  # noqa: ANN001
+async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: Callable[[], Awaitable[bool]],
+                 on_event: Callable[[], None]) -> AsyncIterator[str]:
     """The SSE text of one stream, until the client goes away."""
     store = feed.store
     woken = asyncio.Event()

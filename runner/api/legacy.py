@@ -96,7 +96,7 @@ async def old_get_jobs(request: Request) -> Response:
     `limit` or `offset` not a whole number: an empty list (as the old system answered)."""
     limit = _whole(request.query_params.get("limit"), DEFAULT_LIMIT)
     offset = _whole(request.query_params.get("offset"), 0)
-    answer = request.app.router.default_response_class
+    answer: type[Response] = request.app.router.default_response_class
     if limit is None or offset is None or limit == 0:
         return answer([])
     rt = runtime(request)

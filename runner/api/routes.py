@@ -253,10 +253,12 @@ async def list_page(request: Request, flt: JobFilter, limit: int | None, cursor:
     accept = request.headers.get("accept", "")
     if "application/x-ndjson" in accept:
         return StreamingResponse((json_line(v, found) for v, found in
-                                  with_regions(_pages(rt, flt, after, limit), rt.region_results)),
+                                  with_regions(_pages(rt, flt, after, limit), rt.region_results,
+                                               referrers=rt.referrers)),
                                  media_type="application/x-ndjson")
     if "text/csv" in accept:
-        return StreamingResponse(csv_chunks(_pages(rt, flt, after, limit), regions=rt.region_results),
+        return StreamingResponse(csv_chunks(_pages(rt, flt, after, limit), regions=rt.region_results,
+                                            referrers=rt.referrers),
                                  media_type="text/csv; charset=utf-8")
     size = limit or 100
     rows = await run_in_threadpool(rt.store.list_jobs, flt, limit=size + 1,
@@ -264,7 +266,10 @@ async def list_page(request: Request, flt: JobFilter, limit: int | None, cursor:
     more = len(rows) > size
     rows = rows[:size]
     found = await run_in_threadpool(rt.region_results, [v.id for v in rows])
-    return request.app.router.default_response_class(
+    linked = await run_in_threadpool(rt.referrers, [v.id for v in rows])  # a crawl's; else []
+    for v in rows:
+        v.referrers = linked.get(v.id, [])
+    return request.app.router.default_response_class(  # type: ignore[no-any-return]  # the app's JSON response
         {"jobs": [to_row(v, found.get(v.id, [])) for v in rows],
          "next": encode_cursor(rows[-1].id) if more and rows else None})
 
@@ -307,7 +312,7 @@ async def get_job(request: Request, job_id: IdPath) -> Any:
     if view is None:
         raise HTTPException(404, f"no job {job_id}")
     found = await run_in_threadpool(rt.region_results, [job_id])
-    view.referrers = (await run_in_threadpool(rt.referrers, [job_id])).get(job_id)  # a crawl's: where it is linked from
+    view.referrers = (await run_in_threadpool(rt.referrers, [job_id])).get(job_id, [])  # a crawl's: where it is linked from
     return to_row(view, found.get(job_id, []))
 
 
@@ -444,7 +449,7 @@ async def readyz(request: Request) -> Response:
 
     found = await run_in_threadpool(look)
     ready = all(v == "ok" for v in found.values())
-    return request.app.router.default_response_class(found, status_code=200 if ready else 503)
+    return request.app.router.default_response_class(found, status_code=200 if ready else 503)  # type: ignore[no-any-return]  # the app's JSON response
 
 
 @router.get("/metrics", response_model=None, tags=["health"], responses={

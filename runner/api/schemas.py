@@ -16,7 +16,7 @@ from db import CHANGES, STATES, URL_STATES, Counts, JobView
 from runner.jobs.history import CHANGE_KINDS
 from runner.jobs.report import CORE_KEYS, OUTCOMES
 
-State = Literal[STATES]  # type: ignore[valid-type]
+State = Literal[STATES]  # type: ignore[valid-type]  # the one list of states, at import
 Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]  # a job's outcomes: the check's, and no_worker
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # no control characters in names, filters, keys
 
@@ -44,7 +44,7 @@ class JobsIn(BaseModel):
                       "batch": "nightly", "idempotency_key": "nightly-2026-12-01"}]})
 
     # Not nullable (`null` is refused) yet optional: one of the two must be there.
-    urls: list[str] = Field(None, min_length=1, description="URLs to check (1 to 10,000; more is 413).")  # type: ignore[assignment]
+    urls: list[str] = Field(None, min_length=1, description="URLs to check (1 to 10,000; more is 413).")  # type: ignore[arg-type]
     url: str = Field(None, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
     options: dict[str, Any] = Field(default_factory=dict, description="Check options, as `runner submit`'s flags: "
                                     "method, expect_status, body_contains, body_excludes, max_ms, deadline, "
@@ -105,7 +105,7 @@ def _shown_type(hint: Any) -> Any:
 _JOB_TYPES = typing.get_type_hints(JobView)  # the job's own fields, and the result's (runner.fields)
 # Exactly the object of ``runner results --format json`` (runner.jobs.report.CORE_KEYS, built
 # from the result's one declaration): these keys, then the check's details.
-Job = create_model(
+Job = create_model(  # type: ignore[call-overload]  # fields from a dict: the overloads want them written out
     "Job", __config__=ConfigDict(extra="allow"),
     __doc__="Exactly the object of ``runner results --format json``: these keys, then the\n"
             "check's details (timings, redirects, TLS ...).",
@@ -133,7 +133,7 @@ class CountsOut(BaseModel):
 # A batch's counts are db.Counts' fields (those without a scope: what every count has).
 BATCH_COUNTS = tuple(f.name for f in dataclasses.fields(Counts) if "scope" not in f.metadata)
 _COUNT_TYPES = typing.get_type_hints(Counts)
-BatchOut = create_model("BatchOut", id=(int, ...), name=(str, ...), created_at=(str, ...), size=(int, ...),
+BatchOut = create_model("BatchOut", id=(int, ...),  # type: ignore[call-overload]  # as Job's name=(str, ...), created_at=(str, ...), size=(int, ...),
                         **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+from typing import Any
 
 import uvicorn
 from uvicorn.main import STARTUP_FAILURE
@@ -17,7 +18,7 @@ from runner.jobs.settings import Settings
 
 def serve(settings: Settings, config: ApiConfig, *, host: str, port: int, workers: int = 1,
           log_level: str = "info") -> None:
-    common: dict = {"host": host, "port": port, "log_level": log_level, "server_header": False,
+    common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "server_header": False,
                     "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1", "timeout_graceful_shutdown": 10}
     if workers <= 1:
         from runner.api.app import create_app
@@ -29,13 +30,13 @@ def serve(settings: Settings, config: ApiConfig, *, host: str, port: int, worker
                        "URLTESTER_QUEUE": settings.queue, "URLTESTER_DENY_PRIVATE": "1" if settings.deny_private else "",
                        "URLTESTER_ALLOW_NETWORKS": ",".join(settings.allow_networks),
                        "URLTESTER_PUBLISH_TIMEOUT": str(settings.publish_timeout)})
-    config = uvicorn.Config("runner.api.app:from_environment", factory=True, workers=workers, **common)
+    factory = uvicorn.Config("runner.api.app:from_environment", factory=True, workers=workers, **common)
     try:
         sock = listening_socket(host, port)
     except OSError as exc:
         logging.getLogger("uvicorn.error").error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         sys.exit(STARTUP_FAILURE)  # what uvicorn exits with when one process cannot bind
-    Multiprocess(config, sockets=[sock]).run()
+    Multiprocess(factory, sockets=[sock]).run()
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

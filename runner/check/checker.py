@@ -28,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_result, stop_after_attempt
+from tenacity.stop import stop_base
 
 from runner.check import transport
 from runner.check.body import BodyScan, body_texts
@@ -104,7 +105,7 @@ class Checker:
                                           pool_maxsize=4)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            session.headers = {"User-Agent": self.user_agent, "Accept": "*/*",   # type: ignore[assignment]
+            session.headers = {"User-Agent": self.user_agent, "Accept": "*/*",   # type: ignore[assignment]  # requests accepts a plain dict
                                "Accept-Encoding": "gzip, deflate"}
             self._local.session = session
             with self._lock:
@@ -160,7 +161,7 @@ class Checker:
             # failed transiently, and its first "call" hands back that attempt's result.
             def attempt() -> Attempt:
                 if len(history) == 1 and not getattr(attempt, "started", False):
-                    attempt.started = True  # type: ignore[attr-defined]
+                    attempt.started = True  # type: ignore[attr-defined]  # a flag on the function itself
                     return history[0]
                 result = self._attempt(session, url, options, guard)
                 history.append(result)
@@ -170,7 +171,7 @@ class Checker:
                 stop=stop_after_attempt(options.retries) | _StopAtDeadline(guard),
                 wait=_Backoff(),
                 retry=retry_if_result(lambda a: a.transient),
-                retry_error_callback=lambda state: state.outcome.result(),
+                retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]  # set before it is called
                 reraise=True,
             )
             final = retryer(attempt)
@@ -278,8 +279,8 @@ class Checker:
 
     def _throttled(self, url: str, seconds: float) -> None:
         try:
-            self.on_retry_after(urlsplit(url).hostname or "", seconds)  # type: ignore[misc]
-        except Exception:  # noqa: BLE001 - pacing is advice; the check goes on
+            self.on_retry_after(urlsplit(url).hostname or "", seconds)  # type: ignore[misc]  # a callable attribute, not a method
+        except Exception:  # pacing is advice; the check goes on
             log.exception("Retry-After of %s not recorded", masked(url))
 
     def _send(self, session: requests.Session, hop: Hop, method: str,
@@ -395,7 +396,7 @@ class BodySink(Protocol):
     def feed(self, data: bytes) -> None: ...
 
 
-class _StopAtDeadline:
+class _StopAtDeadline(stop_base):
     """Stop retrying when the next backoff would leave too little time for an attempt."""
 
     def __init__(self, guard: Guard) -> None:
@@ -413,7 +414,7 @@ class _Backoff:
         import random
 
         base = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state.attempt_number - 1))
-        wait = base / 2 + random.uniform(0, base / 2)   # noqa: S311 - jitter, not crypto
+        wait: float = base / 2 + random.uniform(0, base / 2)   # noqa: S311 - jitter, not crypto
         outcome = state.outcome
         if outcome is not None and not outcome.failed:
             retry_after = outcome.result().retry_after

@@ -104,7 +104,7 @@ class Fetched(io.RawIOBase):
         if guard.fired or guard.remaining() <= 0:
             raise FetchFailed(f"{_shown(self.url)}: not read within {FETCH_DEADLINE:g} s")
         try:
-            data = self._raw.read(size, decode_content=True)
+            data: bytes = self._raw.read(size, decode_content=True)
         except (u3.HTTPError, requests.RequestException, OSError) as exc:
             if guard.fired:
                 raise FetchFailed(f"{_shown(self.url)}: not read within {FETCH_DEADLINE:g} s") from None
@@ -141,7 +141,7 @@ class Fetcher:
         adapter = transport.CheckAdapter(transport.TLSContexts(ca_bundle), pool_connections=4, pool_maxsize=2)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        session.headers = {"User-Agent": user_agent, "Accept": "*/*",  # type: ignore[assignment]
+        session.headers = {"User-Agent": user_agent, "Accept": "*/*",  # type: ignore[assignment]  # requests accepts a plain dict
                            "Accept-Encoding": "gzip, deflate"}
         self._session = session
 

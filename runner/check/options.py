@@ -266,7 +266,7 @@ class CheckOptions:
             return ()
         return tuple(_condition_cached(c) for c in self.conditions)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """JSON-safe dict of the non-default options only (a default job stores ``{}``)."""
         out: dict[str, Any] = {}
         for f in fields(self):
@@ -282,7 +282,7 @@ class CheckOptions:
         return out
 
     @classmethod
-    def from_json(cls, data: dict) -> CheckOptions:
+    def from_json(cls, data: dict[str, Any]) -> CheckOptions:
         """Inverse of ``to_json``; raises OptionError on bad data."""
         if not isinstance(data, Mapping):
             raise OptionError(f"options must be a JSON object, not {type(data).__name__}")

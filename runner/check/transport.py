@@ -20,6 +20,7 @@ plain urllib3 connections with no policy (never used that way here).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -40,6 +41,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.ssl_ import create_urllib3_context
 
 from runner.check.policy import AddressPolicy, parse_address
+
+_AddrInfo = tuple[Any, ...]  # one entry of getaddrinfo()'s answer
 
 _now = time.monotonic
 _perf = time.perf_counter
@@ -230,7 +233,7 @@ class Resolver:
         self._getaddrinfo = getaddrinfo
         self._pool = ThreadPoolExecutor(max_workers=max_pending, thread_name_prefix="check-dns")
         self._lock = threading.Lock()
-        self._pending: dict[tuple[str, int], Future[list[tuple]]] = {}
+        self._pending: dict[tuple[str, int], Future[list[_AddrInfo]]] = {}
 
     def _reset_after_fork(self) -> None:
         # A forked worker has the parent's pending futures but none of its threads.
@@ -241,11 +244,11 @@ class Resolver:
     def pending(self) -> int:
         return len(self._pending)
 
-    def _lookup(self, host: str, port: int) -> list[tuple]:
+    def _lookup(self, host: str, port: int) -> list[_AddrInfo]:
         getaddrinfo = self._getaddrinfo or socket.getaddrinfo
         return getaddrinfo(host, port, 0, socket.SOCK_STREAM)
 
-    def resolve(self, host: str, port: int, timeout: float) -> list[tuple]:
+    def resolve(self, host: str, port: int, timeout: float) -> list[_AddrInfo]:
         """The addresses of ``host``, or TimeoutError after ``timeout`` seconds.
 
         Raises socket.gaierror (also for too many pending lookups: EAI_AGAIN) and
@@ -266,13 +269,13 @@ class Resolver:
         if fresh:
             # Outside the lock: a lookup already done runs the callback here, at once, and
             # the callback takes the lock.
-            future.add_done_callback(lambda done, key=key: self._forget(key, done))
+            future.add_done_callback(functools.partial(self._forget, key))
         try:
             return future.result(timeout=max(timeout, 0.0))
         except FutureTimeout:
             raise TimeoutError("name resolution timed out") from None
 
-    def _forget(self, key: tuple[str, int], done: Future[list[tuple]]) -> None:
+    def _forget(self, key: tuple[str, int], done: Future[list[_AddrInfo]]) -> None:
         with self._lock:
             if self._pending.get(key) is done:
                 del self._pending[key]
@@ -282,7 +285,7 @@ RESOLVER = Resolver()
 os.register_at_fork(after_in_child=RESOLVER._reset_after_fork)
 
 
-def resolve(host: str, port: int, timeout: float) -> list[tuple]:
+def resolve(host: str, port: int, timeout: float) -> list[_AddrInfo]:
     """getaddrinfo bounded by ``timeout`` (see Resolver)."""
     return RESOLVER.resolve(host, port, timeout)
 
@@ -302,13 +305,14 @@ class _TimedConnectionMixin:
     _ut_ip: str | None = None
     _ut_tls: dict[str, Any] | None = None
 
-    def _new_conn(self) -> socket.socket:  # type: ignore[override]
+    def _new_conn(self) -> socket.socket:
         hop = current()
-        host: str = self._dns_host.strip("[]")  # type: ignore[attr-defined]
+        host: str = self._dns_host.strip("[]")  # type: ignore[attr-defined]  # the urllib3 connection class mixed in
         shown = host if len(host) <= 80 else host[:79] + "…"     # for messages
-        port: int = self.port  # type: ignore[attr-defined]
+        port: int = self.port  # type: ignore[attr-defined]  # as above
         if hop is None:   # not inside a check: behave like urllib3
-            return super()._new_conn()  # type: ignore[misc]
+            conn: socket.socket = super()._new_conn()  # type: ignore[misc]  # the urllib3 connection class mixed in
+            return conn
         guard = hop.guard
         hop.new_conn = True
         hop.phase = "resolving the name"
@@ -317,7 +321,7 @@ class _TimedConnectionMixin:
             infos = resolve(host, port, min(guard.remaining(), hop.op_timeout))
         except socket.gaierror as exc:
             words = (exc.strerror if isinstance(exc, TooManyLookups)
-                     else _GAI_WORDS.get(exc.errno, exc.strerror or str(exc)))
+                     else _GAI_WORDS.get(exc.errno or 0, exc.strerror or str(exc)))
             transient = exc.errno == socket.EAI_AGAIN
             raise CheckFailure("dns_error", f"DNS: {words} ({shown})", transient=transient) from None
         except TimeoutError:
@@ -331,7 +335,7 @@ class _TimedConnectionMixin:
         hop.dns_ms = (t1 - t0) * 1000.0
 
         refused: list[str] = []
-        allowed: list[tuple] = []
+        allowed: list[_AddrInfo] = []
         for info in infos:
             addr = info[4][0]
             why = hop.policy.refusal(parse_address(addr))
@@ -350,7 +354,7 @@ class _TimedConnectionMixin:
                 break
             sock = TimedSocket(af, socktype, proto)
             try:
-                for opt in self.socket_options or ():  # type: ignore[attr-defined]
+                for opt in self.socket_options or ():  # type: ignore[attr-defined]  # as above
                     sock.setsockopt(*opt)
                 sock.settimeout(timeout)
                 guard.register(sock)
@@ -380,25 +384,25 @@ class _TimedConnectionMixin:
     def request(self, *args: Any, **kwargs: Any) -> None:
         hop = current()
         if hop is not None:
-            sock = self.sock  # type: ignore[attr-defined]
+            sock = self.sock  # type: ignore[attr-defined]  # as above
             if sock is not None and not hop.new_conn:
                 hop.guard.register(sock)
                 hop.ip = self._ut_ip
                 hop.tls = self._ut_tls
-        super().request(*args, **kwargs)  # type: ignore[misc]
+        super().request(*args, **kwargs)  # type: ignore[misc]  # as above
         if hop is not None:
             hop.sent_at = _perf()
             hop.phase = "waiting for the response headers"
 
     def getresponse(self) -> Any:
         hop = current()
-        sock = self.sock  # type: ignore[attr-defined]
+        sock = self.sock  # type: ignore[attr-defined]  # as above
         if not isinstance(sock, _FirstByteMixin):   # made outside a check
             sock = None
         if hop is not None and sock is not None:
             sock._ut_hop = hop       # the socket notes when the first byte arrives
         try:
-            response = super().getresponse()  # type: ignore[misc]
+            response = super().getresponse()  # type: ignore[misc]  # as above
         finally:
             if sock is not None:
                 sock._ut_hop = None
@@ -420,7 +424,7 @@ class _FirstByteMixin:
     _ut_hop: HopTimes | None = None
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        count = super().recv_into(buffer, nbytes, flags)  # type: ignore[misc]
+        count: int = super().recv_into(buffer, nbytes, flags)  # type: ignore[misc]  # the socket class mixed in
         hop = self._ut_hop
         if hop is not None and count:    # 0 is the end of the stream, not a byte
             hop.first_byte_at = _perf()
@@ -444,7 +448,7 @@ class TimedHTTPSConnection(_TimedConnectionMixin, HTTPSConnection):
             self._ut_tls = hop.tls
 
 
-class TimedSSLSocket(_FirstByteMixin, ssl.SSLSocket):
+class TimedSSLSocket(_FirstByteMixin, ssl.SSLSocket):  # type: ignore[misc]  # recv_into: an int nbytes, as socket's
     """Times the handshake and keeps the certificate chain, also when verification fails."""
 
     def do_handshake(self, block: bool = False) -> None:
@@ -472,7 +476,7 @@ class TimedSSLSocket(_FirstByteMixin, ssl.SSLSocket):
 
 def _chain_info(sock: ssl.SSLSocket) -> list[dict[str, Any]]:
     try:
-        chain = sock._sslobj.get_unverified_chain() or []  # type: ignore[union-attr]
+        chain = sock._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]  # private: the chain before verification
     except (AttributeError, ValueError, ssl.SSLError):
         return []
     out = []
@@ -489,7 +493,7 @@ def _name(rdns: Any) -> str:
     parts = [(k, v) for rdn in rdns or () for k, v in rdn]
     for key, value in parts:
         if key == "commonName":
-            return value
+            return str(value)
     return ", ".join(f"{k}={v}" for k, v in parts)
 
 
@@ -584,7 +588,7 @@ class CheckAdapter(HTTPAdapter):
         }
 
     def build_connection_pool_key_attributes(self, request: Any, verify: Any,
-                                             cert: Any = None) -> tuple[dict, dict]:
+                                             cert: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         if host_params.get("scheme") == "https":
             pool_kwargs["ssl_context"] = self._ctx_insecure if verify is False else self._ctx_verify

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,9 @@ from db import Store, open_store
 from runner.cli.common import EXIT_FAILED, EXIT_USAGE, fail, handled
 from runner.jobs.report import iso
 from runner.text import printable
+
+if TYPE_CHECKING:
+    from runner.check.policy import AddressPolicy
 
 alerts_app = typer.Typer(help="Alerts: changes told through Apprise (Slack, Teams, Discord, ntfy, email, webhooks, …).",
                          no_args_is_help=True)
@@ -31,7 +34,7 @@ def _store(ctx: typer.Context) -> Iterator[Store]:
         store.close()
 
 
-def _policy(ctx: typer.Context):  # noqa: ANN202 - AddressPolicy, imported late
+def _policy(ctx: typer.Context) -> AddressPolicy:
     from runner.check.policy import AddressPolicy
 
     return AddressPolicy(deny_private=ctx.obj.deny_private, allow=ctx.obj.allow_networks)

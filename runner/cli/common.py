@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 import typer
 
@@ -82,10 +82,10 @@ class Method(StrEnum):
     HEAD = "HEAD"
 
 
-State = StrEnum("State", {s: s for s in STATES})
+State = StrEnum("State", {s: s for s in STATES})  # type: ignore[misc]  # members from the one list
 
 
-Outcome = StrEnum("Outcome", {o: o for o in OUTCOMES})  # a job's outcomes
+Outcome = StrEnum("Outcome", {o: o for o in OUTCOMES})  # type: ignore[misc]  # a job's outcomes, from the one list
 
 
 class ResultsFormat(StrEnum):
@@ -196,7 +196,7 @@ def with_check_options(command: Callable[..., Any]) -> Callable[..., Any]:
         flags = {name: kwargs.pop(name) for name in CHECK_FLAGS if name in kwargs}
         return command(*args, options=check_options(**flags), **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # typer reads a function's __signature__
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper
 
@@ -211,6 +211,10 @@ def parse_since(text: str) -> datetime:
         raise typer.BadParameter(str(exc)) from None
 
 
+@overload
+def parse_age(text: str) -> timedelta: ...
+@overload
+def parse_age(text: str, *, strict: bool) -> timedelta | None: ...
 def parse_age(text: str, *, strict: bool = True) -> timedelta | None:
     from runner.jobs.when import parse_age as parse
 

@@ -13,7 +13,7 @@ import typer
 from db import URL_STATES
 from runner.cli.common import EXIT_FAILED, EXIT_USAGE, fail, handled, runtime_for, value
 
-UrlState = StrEnum("UrlState", {s: s for s in URL_STATES})
+UrlState = StrEnum("UrlState", {s: s for s in URL_STATES})  # type: ignore[misc]  # members from the one list
 DEFAULT_WINDOW = "30d"
 
 

@@ -5,12 +5,15 @@ Stored in the database, so every worker reads them (within a few seconds) withou
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runner.cli.common import EXIT_FAILED, EXIT_USAGE, fail, handled
 from runner.text import printable
+
+if TYPE_CHECKING:
+    from db import Store
 
 limits_app = typer.Typer(
     help="Per-host limits kept by the whole fleet: checks per second and at once for a host "
@@ -20,7 +23,7 @@ limits_app = typer.Typer(
 )
 
 
-def _store(ctx: typer.Context):  # noqa: ANN202 - db.LimitStore, imported late
+def _store(ctx: typer.Context) -> Store:  # db imported late
     from db import open_store
 
     return open_store(ctx.obj.database_url, max_connections=1)

@@ -101,7 +101,7 @@ def results(
     """
     from runner.jobs.report import table_lines, write_csv, write_json, write_junit
 
-    fmt, state = fmt.value, value(state)
+    fmt_name, state = fmt.value, value(state)
     exact = None
     if url is not None:
         from runner.errors import InvalidURL
@@ -116,7 +116,7 @@ def results(
                     failed=failed, url=exact, text=contains)
     with runtime_for(ctx) as rt:
         lookup = rt.region_results
-        if fmt == "table":
+        if fmt_name == "table":
             views = rt.store.list_jobs(flt, limit=limit or 100)
             for line in table_lines(views, regions=lookup, referrers=rt.referrers):
                 typer.echo(line)
@@ -124,7 +124,7 @@ def results(
                 # On stderr: a script reading the table sees only rows; a person sees the cut.
                 typer.echo(f"{len(views)} of {total} shown (--limit N, or --format json for all)", err=True)
             return
-        if fmt == "junit":
+        if fmt_name == "junit":
             # The suite's counts lead the XML: count first (SQL), then stream the rows.
             from dataclasses import replace
 
@@ -138,8 +138,8 @@ def results(
             write_junit(rows, sys.stdout, name=f"urltester {batch}" if batch else "urltester",
                         tests=total, failures=min(failures, total), skipped=min(skipped, total), regions=lookup)
             return
-        rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt == "json"), limit=limit)
-        (write_json if fmt == "json" else write_csv)(rows, sys.stdout, regions=lookup, referrers=rt.referrers)
+        rows = rt.store.iter_jobs(flt, order="newest", detail=(fmt_name == "json"), limit=limit)
+        (write_json if fmt_name == "json" else write_csv)(rows, sys.stdout, regions=lookup, referrers=rt.referrers)
 
 
 

@@ -76,7 +76,7 @@ def start(
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", metavar="PORT", envvar="URLTESTER_METRICS_PORT", min=1, max=65535, rich_help_panel=WORKER,
                                                      help="Serve Prometheus metrics of every worker process at http://HOST:PORT/metrics (default: off).", show_default=False)] = None,
     metrics_address: Annotated[str, typer.Option("--metrics-address", metavar="ADDRESS", envvar="URLTESTER_METRICS_ADDRESS", rich_help_panel=WORKER,
-                                                 help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 interface; :: for IPv6 too).")] = "0.0.0.0",
+                                                 help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 interface; :: for IPv6 too).")] = "0.0.0.0",  # noqa: S104 - scraped from outside
     queue: Annotated[str | None, typer.Option("--queue", "-Q", metavar="NAME", envvar=ENV["queue"], show_default=False, rich_help_panel="Settings",
                                               help="Base queue (the same as `runner --queue`; default urltester); a region's workers consume BASE@REGION.")] = None,
     region: Annotated[str | None, typer.Option("--region", "-r", metavar="REGION", envvar="URLTESTER_REGION", show_default=False, rich_help_panel="Settings",

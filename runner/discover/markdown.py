@@ -40,12 +40,12 @@ def _parser() -> MarkdownIt:
     global _md
     if _md is None:
         md = MarkdownIt("gfm-like", {"linkify": True, "html": True})
-        md.validateLink = lambda url: True  # every link reaches us; we skip and count
-        md.linkify.set({"fuzzy_email": False})  # a raw e-mail address would be a skipped mailto:
+        md.validateLink = lambda url: True  # type: ignore[method-assign]  # every link reaches us; we skip and count
+        md.linkify.set({"fuzzy_email": False})  # type: ignore[union-attr]  # there: linkify is on. A raw e-mail address would be a skipped mailto:
         # Links as written: resolving and normalising them is the caller's (as for HTML's);
         # markdown-it's own percent-encoding and punycode took a third of the parse.
-        md.normalizeLink = _as_written  # type: ignore[method-assign]
-        md.normalizeLinkText = _as_written  # type: ignore[method-assign]
+        md.normalizeLink = _as_written  # type: ignore[method-assign]  # the link as written
+        md.normalizeLinkText = _as_written  # type: ignore[method-assign,assignment]  # the link text as written
         _md = md
     return _md
 

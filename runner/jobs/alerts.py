@@ -88,7 +88,7 @@ def masked_target(target: str) -> str:
         plugin = plugin_for(target)
     except InvalidInput:
         return mask_url(target.split("?", 1)[0])
-    return plugin.url(privacy=True).split("?", 1)[0]
+    return str(plugin.url(privacy=True)).split("?", 1)[0]
 
 
 def policy_refusal(plugin: Any, policy: AddressPolicy) -> str | None:
@@ -208,7 +208,7 @@ def retry_wait(attempt: int, initial: float, maximum: float) -> float:
     """Seconds before delivery attempt ``attempt + 1``: the project's backoff (tenacity)."""
     from tenacity import RetryCallState
 
-    state = RetryCallState(None, None, (), {})
+    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # backoff reads only attempt_number
     state.attempt_number = attempt
     return float(backoff(initial, maximum)(state))
 

@@ -270,7 +270,7 @@ class Crawler:
             fetched = remote.open(origin + "/robots.txt")
         except FetchFailed as exc:
             if exc.status in (401, 403):
-                parser.disallow_all = True
+                parser.disallow_all = True  # type: ignore[attr-defined]  # what read() sets on a 401/403
                 return parser
             return None
         pieces: list[bytes] = []

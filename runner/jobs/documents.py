@@ -150,7 +150,8 @@ class Remote:
         give_up = time.monotonic() + ADMIT_WAIT
         while True:
             try:
-                return pacer.admit(url, pace).release
+                release: Callable[[], None] = pacer.admit(url, pace).release
+                return release
             except Defer as defer:
                 if time.monotonic() + defer.delay > give_up:
                     raise FetchFailed(f"{url}: its host's limits gave no turn within {ADMIT_WAIT:g} s") from None
@@ -241,7 +242,7 @@ class Reading:
         raise ImportUsageError(f"--format {fmt!r}: use one of {', '.join(IMPORT_FORMATS)}")
 
     def _stream(self) -> IO[bytes]:
-        return self._fetched if self._fetched is not None else self.source.stream  # type: ignore[union-attr,return-value]
+        return self._fetched if self._fetched is not None else self.source.stream  # type: ignore[union-attr,return-value]  # a Fetched (a RawIOBase) or the file: read alike
 
     def _count_bytes(self, n: int) -> None:
         if self._fetched is None and isinstance(self.source, Source):
@@ -363,7 +364,7 @@ class Reading:
             return
         with fetched:
             seen.add(fetched.url)
-            yield from self._one_sitemap(url, fetched, level + 1, seen)
+            yield from self._one_sitemap(url, fetched, level + 1, seen)  # type: ignore[arg-type]  # a RawIOBase, read like a file
 
     @staticmethod
     def _lastmod(entry: Entry) -> dict[str, Any] | None:

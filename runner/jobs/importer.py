@@ -143,7 +143,7 @@ class Importer:
             else:
                 self._queue(source, jobs, report)
         except (StoreError, BrokerError) as exc:
-            exc.report = report  # type: ignore[attr-defined]
+            exc.report = report  # type: ignore[union-attr]  # rides with the error to the CLI's summary
             raise
         finally:
             report.finished = time.monotonic()
@@ -174,7 +174,7 @@ class Importer:
                 raw = dict(raw)
                 kept = raw.pop(KEPT)
             try:
-                job = validator.job(item[1], raw or None)  # type: ignore[arg-type]
+                job = validator.job(item[1], raw or None)
             except InvalidInput as exc:
                 self._reject(Rejected(item[1], str(exc), where), report)
                 continue
@@ -199,7 +199,7 @@ class Importer:
         report.rejected += 1
         self.on_reject(rejected)
 
-    def _queue(self, source: Source, jobs: Iterable[NewJob], report: ImportReport) -> None:
+    def _queue(self, source: Source | UrlSource, jobs: Iterable[NewJob], report: ImportReport) -> None:
         feed: Feed | None = None
         skip = 0
 
@@ -224,7 +224,7 @@ class Importer:
                 feed.close()
             self._progress(report, force=True)
 
-    def _start(self, source: Source, report: ImportReport) -> tuple[Feed, int]:
+    def _start(self, source: Source | UrlSource, report: ImportReport) -> tuple[Feed, int]:
         """Create (or find, by idempotency key) the batch and start its feed; an earlier run
         of this import left jobs unpublished: publish them now."""
         from runner.jobs.runtime import default_batch_name

@@ -299,7 +299,8 @@ class Intake:
         """Publish a recorded chunk (a feed's; BrokerError after marking them unsent)."""
         raws = self._raws
         jobs = []
-        for i, (url, opts) in zip(ids, chunk, strict=True):
+        for i, job in zip(ids, chunk, strict=True):
+            url, opts = job.url, job.options_json()  # text already: the intake validated it
             raw = raws.get(opts)  # a batch has few distinct option sets: one Raw each
             if raw is None:
                 if len(raws) >= 4096:

@@ -148,7 +148,8 @@ class Reservations:
             gather = self._hosts.get((host, rate))
             if gather is None:
                 gather = self._hosts[(host, rate)] = Gather(lambda asked: self._answer(host, rate, asked))
-        return gather.ask((next(self._asks), alone))
+        answer: Admission | tuple[float, float] = gather.ask((next(self._asks), alone))
+        return answer
 
     def _answer(self, host: str, rate: float,
                 asked: list[tuple[int, Callable[[], Admission]]]) -> list[Admission | tuple[float, float]]:

@@ -109,10 +109,11 @@ def detect_format(name: str, first: str | None) -> str:
 
 # ---------------------------------------------------------------------------- records
 
-# One parsed record: (line number, URL text, the line's own options or None).
-Record = tuple[int, str, dict[str, Any] | None]
-# Parsers yield either a Record or a refusal: (line number, reason, the text to show).
-Refusal = tuple[int, str, str]
+# One parsed record: (line number, URL text, the line's own options or None); a document's
+# records name their place instead of a line number (``sitemap.xml:12``).
+Record = tuple[int | str, str, dict[str, Any] | None]
+# Parsers yield either a Record or a refusal: (line number or place, reason, the text to show).
+Refusal = tuple[int | str, str, str]
 
 
 def _text_records(lines: Iterable[tuple[int, str | None, str | None]]) -> Iterator[Record | Refusal]:

@@ -54,9 +54,10 @@ def _url(value: str | None) -> str | None:
 
 
 # How a key's value is shown (a result field's by its ``shown`` metadata): key -> converter.
+_BY_METADATA: dict[str, Callable[[Any], Any]] = {"ms": _ms, "url": _url}
 _SHOWN: dict[str, Callable[[Any], Any]] = {
     "url": mask_url, "submitted_at": iso, "started_at": iso, "checked_at": iso,
-    **{f.name: {"ms": _ms, "url": _url}[f.metadata["shown"]] for f in RESULT_FIELDS if "shown" in f.metadata},
+    **{f.name: _BY_METADATA[f.metadata["shown"]] for f in RESULT_FIELDS if "shown" in f.metadata},
 }
 _CORE_SHOWN = tuple((key, _SHOWN.get(key)) for key in CORE_KEYS)
 _REGION_SHOWN = tuple((key, _SHOWN.get(key)) for key in REGION_KEYS)
@@ -104,7 +105,7 @@ def to_row(view: JobView, regions: Sequence[ResultRecord] | None = None) -> dict
         core["publish_error"] = view.publish_error
     if "lastmod" in view.options:  # a sitemap's <lastmod>, kept with the job
         core["lastmod"] = view.options["lastmod"]
-    if view.referrers is not None:  # a crawl's: the pages that link here, with the link's text
+    if view.referrers:  # a crawl's: the pages that link here, with the link's text
         core["referrers"] = view.referrers
     if regions is not None:
         core["quorum"] = view.quorum
@@ -140,12 +141,11 @@ def csv_chunks(views: Iterable[JobView], *, regions: RegionLookup | None = None,
     writer.writerow(CORE_KEYS + (("referrers",) if referrers is not None else ())
                     + (CSV_REGION_KEYS if regions is not None else ()))
     n = 0
-    for view, found in with_regions(views, regions, referrers=referrers):
+    for n, (view, found) in enumerate(with_regions(views, regions, referrers=referrers), start=1):  # n: the jobs written, after
         row = to_row(view)
         cells = ["" if row[k] is None else _csv_value(row[k]) for k in CORE_KEYS]
         if referrers is not None:
             cells.append(_csv_value(referrer_lines(view.referrers or [])))
-        n += 1
         if regions is None:
             writer.writerow(cells)
         else:

@@ -228,9 +228,10 @@ class Runtime:
         views = self.store.list_jobs(JobFilter(ids=tuple(job_ids)), limit=len(job_ids))
         if not views:
             return SubmitReport(None)
-        report = SubmitReport(self.store.create_batch(batch or default_batch_name("retest")))
+        created = self.store.create_batch(batch or default_batch_name("retest"))
+        report = SubmitReport(created)
         jobs = [NewJob(v.url, NewJob(v.url, v.options).options_json()) for v in sorted(views, key=lambda v: v.id)]
-        report.job_ids = self.intake.enqueue(report.batch.id, jobs)
+        report.job_ids = self.intake.enqueue(created.id, jobs)
         return report
 
     def cancel(self, *, batch: str | int | None = None, job_ids: Sequence[int] | None = None,

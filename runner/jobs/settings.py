@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -77,7 +78,7 @@ class Settings:
     def broker_shown(self) -> str:
         return mask_password(self.broker_url)
 
-    def with_(self, **changes: object) -> Settings:
+    def with_(self, **changes: Any) -> Settings:
         return validated(replace(self, **{k: v for k, v in changes.items() if v is not None}))
 
 
@@ -96,7 +97,7 @@ ENV = {
 def build(**values: object) -> Settings:
     """Settings from explicit values (None: the default), validated; strings stripped."""
     values = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items() if v is not None}
-    return validated(Settings(**values))  # type: ignore[arg-type]
+    return validated(Settings(**values))  # type: ignore[arg-type]  # values of several types; validated() checks them
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -92,7 +92,8 @@ class ResultWriter:
             wait=backoff(0.2, 5),
             retry=retry_if_exception_type(StoreUnavailable),
             reraise=True,
-            before_sleep=lambda rs: log.warning("database unavailable (%s); retrying", rs.outcome.exception()),
+            before_sleep=lambda rs: log.warning("database unavailable (%s); retrying",
+                                                rs.outcome.exception()),  # type: ignore[union-attr]  # set by then
         )
         try:
             for attempt in retrying:

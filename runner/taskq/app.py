@@ -83,7 +83,7 @@ class PoisonMessage(Exception):
     """A message that can never succeed (bad JSON, unknown task, too large): dead-letter it."""
 
 
-class Defer(Exception):  # noqa: N818 - an instruction to the runner, not an error
+class Defer(Exception):  # an instruction to the runner, not an error
     """Raised by a task: run this call again in ``delay`` seconds, with ``kwargs`` merged in.
 
     The consumer does not hold a worker thread meanwhile: a short delay waits in the
@@ -141,13 +141,14 @@ class Call:
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: dumps() with options builds one per call
-_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # C: what dumps does for a str
+_quote = json.encoder.encode_basestring_ascii  # C: what dumps does for a str
 
 
 def _arg(value: Any) -> str:
     kind = type(value)
     if kind is Raw:
-        return value.text
+        text: str = value.text
+        return text
     if kind is str:
         return _quote(value)
     if kind is int:
@@ -228,7 +229,7 @@ def inflate(body: bytes, compression: object) -> bytes:
         raise PoisonMessage(f"message compression {shown} is not supported (use {', '.join(sorted(set(_INFLATERS)))})")
     inflater = make()
     try:
-        out = inflater.decompress(body, MAX_MESSAGE_BYTES + 1)
+        out: bytes = inflater.decompress(body, MAX_MESSAGE_BYTES + 1)
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
         raise PoisonMessage(f"message body is not valid {name} data: {exc}") from None
     if len(out) > MAX_MESSAGE_BYTES:

@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import amqp
@@ -60,6 +60,13 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError, socket.timeout, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
     amqp.exceptions.RecoverableConnectionError, ConnectionError,
 )
+_LOST: tuple[type[BaseException], ...] = (BrokerError, ConfigError, *CONNECTION_ERRORS)  # a consumer reconnects
+
+
+class Stop(Protocol):
+    """What a consumer asks of its stop request (a threading.Event, the pool's StopSignal)."""
+
+    def is_set(self) -> bool: ...
 
 
 def dead_queue_name(queue: str) -> str:
@@ -179,7 +186,7 @@ class AmqpBroker:
         """For ``amqp://`` URLs (see :func:`runner.taskq.open_broker`); connections are made lazily."""
         try:
             Connection(url).transport_cls  # noqa: B018 - validates the transport name
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ConfigError(f"broker URL {mask_password(url)} is not usable: {exc}") from exc
         return cls(url, queue, publish_retry_seconds=publish_timeout)
 
@@ -331,7 +338,7 @@ class AmqpBroker:
 
     # ------------------------------------------------------------------ consuming
 
-    def consume(self, *, prefetch: int | Callable[[], int], on_delivery: Callable[[Delivery], None], stop: threading.Event,
+    def consume(self, *, prefetch: int | Callable[[], int], on_delivery: Callable[[Delivery], None], stop: Stop,
                 drained: Callable[[], bool], on_connection_lost: Callable[[], None] | None = None,
                 on_connected: Callable[[], None] | None = None, tick: Callable[[], None] | None = None) -> None:
         """Run the connection loop in this thread until ``stop`` is set and ``drained()``.
@@ -360,7 +367,7 @@ class AmqpBroker:
                     tick()
                 try:
                     self._consume_once(prefetch, on_delivery, stop, drained, on_connected, tick)
-                except (BrokerError, ConfigError, *CONNECTION_ERRORS) as exc:
+                except _LOST as exc:
                     self._generation += 1
                     log.warning("connection to RabbitMQ lost (%s); reconnecting", self._describe(exc))
                     if on_connection_lost is not None:
@@ -370,7 +377,7 @@ class AmqpBroker:
                     raise
 
     def _consume_once(self, prefetch: int | Callable[[], int], on_delivery: Callable[[Delivery], None],
-                      stop: threading.Event, drained: Callable[[], bool], on_connected: Callable[[], None] | None,
+                      stop: Stop, drained: Callable[[], bool], on_connected: Callable[[], None] | None,
                       tick: Callable[[], None] | None) -> None:
         conn = self._connect()
         try:
@@ -415,7 +422,7 @@ class AmqpBroker:
                         self._read_depth(channel)
                     except CONNECTION_ERRORS:
                         raise
-                    except Exception as exc:  # noqa: BLE001 - as for drain_events below
+                    except Exception as exc:  # as for drain_events below
                         raise self._unreadable(exc) from exc
                 self._run_actions(generation, dead_channel)
                 now_wanted = wanted()
@@ -441,7 +448,7 @@ class AmqpBroker:
                     pass
                 except CONNECTION_ERRORS:
                     raise
-                except Exception as exc:  # noqa: BLE001 - py-amqp could not parse a frame
+                except Exception as exc:  # py-amqp could not parse a frame
                     raise self._unreadable(exc) from exc
                 conn.heartbeat_check()
         finally:

@@ -81,7 +81,7 @@ def under_journal(stream: object = None) -> bool:
     if not (device.isdigit() and inode.isdigit()):
         return False
     try:
-        st = os.fstat((stream or sys.stderr).fileno())  # type: ignore[attr-defined]
+        st = os.fstat((stream or sys.stderr).fileno())  # type: ignore[union-attr]  # any stream: AttributeError below
     except (OSError, ValueError, AttributeError):
         return False
     return (st.st_dev, st.st_ino) == (int(device), int(inode))

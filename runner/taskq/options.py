@@ -22,7 +22,7 @@ class PoolOptions:
     crash_limit: int = 5  # child deaths within crash_window seconds that end the supervisor
     crash_window: float = 60.0
     metrics_port: int | None = None  # serve /metrics (every process summed) on this port
-    metrics_address: str = "0.0.0.0"  # every IPv4 interface
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - every IPv4 interface: scraped from outside
 
     def concurrency_options(self) -> ConcurrencyOptions:
         if self.concurrency:

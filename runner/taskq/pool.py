@@ -61,7 +61,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from runner import metrics
 from runner.taskq.app import (
@@ -475,7 +475,7 @@ def run_process(make_service: ServiceFactory, options: PoolOptions) -> int:
 
 
 def _child(make_service: ServiceFactory, options: PoolOptions, log_level: str, log_format: str,
-           reports: multiprocessing.queues.Queue) -> None:  # type: ignore[type-arg]
+           reports: multiprocessing.queues.Queue[Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
     configure_logging(log_level, log_format)
     install_stack_dumps()
@@ -511,7 +511,7 @@ def run_pool(make_service: ServiceFactory, options: PoolOptions, log_level: str 
     install_stack_dumps()
     serving = options.metrics_port is not None
     with metrics.multiprocess_dir() if serving else contextlib.nullcontext() as path:
-        if serving:
+        if options.metrics_port is not None:
             metrics.serve(options.metrics_port, options.metrics_address, path=path)
         return _supervise(make_service, options, log_level, log_format, path)
 

@@ -27,7 +27,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("urltester.worker")
 
@@ -223,7 +223,7 @@ class LocalMonitor:
 class QueueMonitor:
     """A child's reports, through a multiprocessing queue, to the supervisor's Watch."""
 
-    def __init__(self, reports: multiprocessing.queues.Queue) -> None:  # type: ignore[type-arg]
+    def __init__(self, reports: multiprocessing.queues.Queue[Any]) -> None:
         self.reports = reports
         self.pid = os.getpid()
 
@@ -237,7 +237,7 @@ class QueueMonitor:
         pass  # the supervisor stops first and says so itself
 
 
-def read_reports(reports: multiprocessing.queues.Queue, watch: Watch) -> None:  # type: ignore[type-arg]
+def read_reports(reports: multiprocessing.queues.Queue[Any], watch: Watch) -> None:
     """Hand the children's reports (:class:`QueueMonitor`) to the supervisor's Watch."""
     while True:
         try:

@@ -59,7 +59,7 @@ def test_bad_options_exit_2_naming_the_option(sqlite_url: str, args: list[str], 
     assert "Traceback" not in done.stderr
 
 
-def test_bad_target_and_policy_exit_2_naming_apprise_url(sqlite_url: str, tmp_path) -> None:  # noqa: ANN001
+def test_bad_target_and_policy_exit_2_naming_apprise_url(sqlite_url: str, tmp_path) -> None:
     env = runner_env(sqlite_url, None)
     done = run_cli(["alerts", "add", "a", "nosuch://x:secretpw@host/"], env)
     assert done.returncode == 2 and "APPRISE_URL:" in done.stderr and "secretpw" not in done.stderr
@@ -74,7 +74,7 @@ def test_bad_target_and_policy_exit_2_naming_apprise_url(sqlite_url: str, tmp_pa
     assert run_cli(["alerts", "list"], env).stdout == ""
 
 
-def test_state_of_and_reminder_are_stored(sqlite_url: str, tmp_path) -> None:  # noqa: ANN001
+def test_state_of_and_reminder_are_stored(sqlite_url: str, tmp_path) -> None:
     env = runner_env(sqlite_url, None)
     urls = tmp_path / "urls.txt"
     urls.write_text("# watched\nHTTP://Shop.Example.com/cart\n")

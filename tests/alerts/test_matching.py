@@ -20,24 +20,24 @@ def store(sqlite_url: str):
     s.close()
 
 
-def queued(store) -> list[tuple[str, str]]:  # noqa: ANN001
+def queued(store) -> list[tuple[str, str]]:
     return [(r[1], r[2]) for r in outbox.outbox_rows(store.dialect) if r[3] == "pending"]
 
 
-def test_default_kinds_are_new_failure_and_recovered(store) -> None:  # noqa: ANN001
+def test_default_kinds_are_new_failure_and_recovered(store) -> None:
     outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/")
     kinds = ["new_failure", "recovered", "new", "still_failing", "slower"]
     record(store, [change(i, k, None) for i, k in enumerate(kinds)])
     assert [c for _, c in queued(store)] == ["new_failure", "recovered"]
 
 
-def test_on_names_new_and_slower(store) -> None:  # noqa: ANN001
+def test_on_names_new_and_slower(store) -> None:
     outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/", kinds=("new", "slower"))
     record(store, [change(i, k, None) for i, k in enumerate(["new_failure", "new", "slower"])])
     assert [c for _, c in queued(store)] == ["new", "slower"]
 
 
-def test_batch_contains_and_state_of_narrow_what_is_told(store) -> None:  # noqa: ANN001
+def test_batch_contains_and_state_of_narrow_what_is_told(store) -> None:
     d = store.dialect
     nightly, other = store.create_batch("nightly"), store.create_batch("other")
     outbox.add_alert(d, "nightly", "json://127.0.0.1:9/", batch="nightly")
@@ -54,7 +54,7 @@ def test_batch_contains_and_state_of_narrow_what_is_told(store) -> None:  # noqa
                     (by_alert["listed"], "http://listed.test/")]
 
 
-def test_still_failing_is_a_reminder_every_interval(store) -> None:  # noqa: ANN001
+def test_still_failing_is_a_reminder_every_interval(store) -> None:
     d = store.dialect
     outbox.add_alert(d, "a", "json://127.0.0.1:9/", kinds=("new_failure", "still_failing"), reminder_s=3600)
     t0 = datetime.now(UTC)
@@ -73,7 +73,7 @@ def test_still_failing_is_a_reminder_every_interval(store) -> None:  # noqa: ANN
     assert [c for _, c in queued(store)] == ["new_failure", "still_failing", "still_failing"]
 
 
-def region_job(store, results: dict[str, bool]) -> int:  # noqa: ANN001
+def region_job(store, results: dict[str, bool]) -> int:
     """A job that named regions, with these regions' results in."""
     from db import NewJob
 
@@ -87,20 +87,20 @@ def region_job(store, results: dict[str, bool]) -> int:  # noqa: ANN001
     return job_id
 
 
-def test_by_default_the_jobs_quorum_decides(store) -> None:  # noqa: ANN001
+def test_by_default_the_jobs_quorum_decides(store) -> None:
     outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/")
     job = region_job(store, {"eu": False, "us": True})
     record(store, [change(job, "new_failure", None, url="http://edge.test/", region=None)])
     assert len(queued(store)) == 1
 
 
-def test_a_job_without_regions_checked_in_a_named_region_is_told(store) -> None:  # noqa: ANN001
+def test_a_job_without_regions_checked_in_a_named_region_is_told(store) -> None:
     outbox.add_alert(store.dialect, "a", "json://127.0.0.1:9/", min_regions=2)
     record(store, [change(1, "new_failure", None, region="eu-west")])  # its worker's region: no quorum
     assert len(queued(store)) == 1
 
 
-def test_min_regions_tells_only_when_enough_regions_agree(store) -> None:  # noqa: ANN001
+def test_min_regions_tells_only_when_enough_regions_agree(store) -> None:
     d = store.dialect
     outbox.add_alert(d, "a", "json://127.0.0.1:9/", min_regions=2)
     one = region_job(store, {"eu": False, "us": True, "ap": True})
@@ -116,7 +116,7 @@ def test_min_regions_tells_only_when_enough_regions_agree(store) -> None:  # noq
     assert [c for _, c in queued(store)] == ["recovered"]
 
 
-def test_changes_without_a_batch_more_than_10_in_a_minute_end_in_a_summary(store) -> None:  # noqa: ANN001
+def test_changes_without_a_batch_more_than_10_in_a_minute_end_in_a_summary(store) -> None:
     d = store.dialect
     outbox.add_alert(d, "a", "json://127.0.0.1:9/")
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -131,7 +131,7 @@ def test_changes_without_a_batch_more_than_10_in_a_minute_end_in_a_summary(store
     assert summary.summary and len(summary.ids) == 12 and summary.group_total == 15
 
 
-def test_no_alert_costs_one_cached_read(store) -> None:  # noqa: ANN001
+def test_no_alert_costs_one_cached_read(store) -> None:
     d = store.dialect
     assert record(store, [change(1, "new_failure", None)]) == 0
     outbox.add_alert(d, "a", "json://127.0.0.1:9/")  # invalidates this process's cache
@@ -140,7 +140,7 @@ def test_no_alert_costs_one_cached_read(store) -> None:  # noqa: ANN001
     assert outbox.outbox_rows(d) == []
 
 
-def test_delivered_rows_are_forgotten_after_a_month(store) -> None:  # noqa: ANN001
+def test_delivered_rows_are_forgotten_after_a_month(store) -> None:
     d = store.dialect
     outbox.add_alert(d, "a", "json://127.0.0.1:9/")
     old = datetime.now(UTC) - timedelta(days=40)
@@ -154,7 +154,7 @@ def test_delivered_rows_are_forgotten_after_a_month(store) -> None:  # noqa: ANN
     assert [r[1] for r in outbox.outbox_rows(d)] == ["http://site.test/page/2", "http://site.test/page/3"]
 
 
-def test_an_alert_removed_by_another_process_never_fails_a_writer(store) -> None:  # noqa: ANN001
+def test_an_alert_removed_by_another_process_never_fails_a_writer(store) -> None:
     d = store.dialect
     outbox.add_alert(d, "a", "json://127.0.0.1:9/")
     assert record(store, [change(1, "new_failure", None)]) == 1  # the alert is now cached
@@ -165,7 +165,7 @@ def test_an_alert_removed_by_another_process_never_fails_a_writer(store) -> None
     assert outbox.outbox_rows(d) == []
 
 
-def test_a_batch_still_running_does_not_hold_up_the_others(store) -> None:  # noqa: ANN001
+def test_a_batch_still_running_does_not_hold_up_the_others(store) -> None:
     from db import NewJob
 
     d = store.dialect

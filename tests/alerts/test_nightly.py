@@ -19,7 +19,7 @@ PLAN = {"steady1": (200, 200), "steady2": (200, 200), "broke1": (200, 500), "bro
         "healed1": (500, 200), "healed2": (500, 200), "dead1": (500, 500), "dead2": (500, 500)}
 
 
-def night(target, tmp_path, n: int) -> str:  # noqa: ANN001
+def night(target, tmp_path, n: int) -> str:
     for name, statuses in PLAN.items():
         target.switch[name] = statuses[n - 1]
     f = tmp_path / f"urls{n}.txt"
@@ -32,7 +32,7 @@ def pending(env: dict[str, str]) -> bool:
     return "waiting: 0;" not in listed
 
 
-def test_a_nightly_batch_tells_exactly_its_new_failures_and_recoveries(pg_url, amqp_url, queue_name, target,  # noqa: ANN001
+def test_a_nightly_batch_tells_exactly_its_new_failures_and_recoveries(pg_url, amqp_url, queue_name, target,
                                                                       tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     with Receiver() as receiver:

@@ -58,14 +58,14 @@ def store(request: pytest.FixtureRequest, sqlite_url: str):
     s.close()
 
 
-def record(store, changes) -> int:  # noqa: ANN001
+def record(store, changes) -> int:
     """What the history's _on_changes hook does: queue in the transaction that records them."""
     d = store.dialect
     with d.transaction() as cur:
         return outbox.queue_alerts(cur, d, changes)
 
 
-def sender(store, **kw) -> AlertSender:  # noqa: ANN001
+def sender(store, **kw) -> AlertSender:
     kw = {"timeout": 2.0, "retry_initial": 0.01, "retry_max": 0.05, **kw}
     return AlertSender(store, AddressPolicy(), worker="test-sender", **kw)
 
@@ -75,7 +75,7 @@ def drain(s: AlertSender, receiver: Receiver, want: int, timeout: float = 30) ->
                message=f"{want} messages at the receiver")
 
 
-def test_two_new_failures_and_two_recoveries_send_exactly_those(store) -> None:  # noqa: ANN001
+def test_two_new_failures_and_two_recoveries_send_exactly_those(store) -> None:
     with Receiver() as receiver:
         outbox.add_alert(store.dialect, "ops", receiver.url)
         night = store.create_batch("night2")
@@ -99,7 +99,7 @@ def test_two_new_failures_and_two_recoveries_send_exactly_those(store) -> None: 
         assert outbox.list_alerts(store.dialect)[0].last_sent_at is not None
 
 
-def test_500_changes_in_one_batch_send_one_summary(store) -> None:  # noqa: ANN001
+def test_500_changes_in_one_batch_send_one_summary(store) -> None:
     with Receiver() as receiver:
         outbox.add_alert(store.dialect, "ops", receiver.url)
         night = store.create_batch("nightly")
@@ -118,7 +118,7 @@ def test_500_changes_in_one_batch_send_one_summary(store) -> None:  # noqa: ANN0
         assert "runner changes --batch nightly" in body
 
 
-def test_a_batch_still_running_is_told_once_it_ends(store) -> None:  # noqa: ANN001
+def test_a_batch_still_running_is_told_once_it_ends(store) -> None:
     from db import NewJob
 
     with Receiver() as receiver:
@@ -133,7 +133,7 @@ def test_a_batch_still_running_is_told_once_it_ends(store) -> None:  # noqa: ANN
         drain(s, receiver, 1)
 
 
-def test_a_receiver_that_fails_three_times_then_answers_gets_it_once(store) -> None:  # noqa: ANN001
+def test_a_receiver_that_fails_three_times_then_answers_gets_it_once(store) -> None:
     with Receiver(fail_first=3) as receiver:
         outbox.add_alert(store.dialect, "ops", receiver.url)
         record(store, [change(1, "new_failure", store.create_batch("b").id)])
@@ -149,7 +149,7 @@ def test_a_receiver_that_fails_three_times_then_answers_gets_it_once(store) -> N
         assert alert.last_error and "503" in alert.last_error  # the last error stays on view
 
 
-def test_after_24_hours_a_row_is_given_up_with_the_reason(store) -> None:  # noqa: ANN001
+def test_after_24_hours_a_row_is_given_up_with_the_reason(store) -> None:
     clock = [datetime.now(UTC)]
     outbox.add_alert(store.dialect, "ops", "json://127.0.0.1:9/refused")  # nothing listens on port 9
     record(store, [change(1, "new_failure", store.create_batch("b").id)])
@@ -163,7 +163,7 @@ def test_after_24_hours_a_row_is_given_up_with_the_reason(store) -> None:  # noq
     assert alert.failed == 1 and "127.0.0.1" in alert.last_error
 
 
-def test_deny_private_refuses_the_target_at_delivery(store) -> None:  # noqa: ANN001
+def test_deny_private_refuses_the_target_at_delivery(store) -> None:
     with Receiver() as receiver:
         outbox.add_alert(store.dialect, "ops", receiver.url)
         record(store, [change(1, "new_failure", store.create_batch("b").id)])
@@ -249,7 +249,7 @@ def test_a_killed_senders_claimed_row_is_delivered_by_another(pg_url: str) -> No
         store.close()
 
 
-def test_a_service_that_hangs_costs_the_sender_its_timeout(store) -> None:  # noqa: ANN001
+def test_a_service_that_hangs_costs_the_sender_its_timeout(store) -> None:
     import time
 
     with Receiver(hold=True) as receiver:

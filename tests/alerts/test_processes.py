@@ -26,7 +26,7 @@ def queue_one(pg_url: str, receiver: Receiver, n: int) -> None:
 
 
 @pytest.mark.rabbitmq
-def test_runner_start_delivers_the_outbox(pg_url: str, amqp_url: str, queue_name: str, tmp_path) -> None:  # noqa: ANN001
+def test_runner_start_delivers_the_outbox(pg_url: str, amqp_url: str, queue_name: str, tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     with Receiver() as receiver:
         queue_one(pg_url, receiver, 1)
@@ -36,7 +36,7 @@ def test_runner_start_delivers_the_outbox(pg_url: str, amqp_url: str, queue_name
 
 
 @pytest.mark.rabbitmq
-def test_runner_start_deny_private_refuses_a_loopback_target(pg_url: str, amqp_url: str, queue_name: str,  # noqa: ANN001
+def test_runner_start_deny_private_refuses_a_loopback_target(pg_url: str, amqp_url: str, queue_name: str,
                                                              tmp_path) -> None:
     from tests.support.services import run_cli
 
@@ -51,7 +51,7 @@ def test_runner_start_deny_private_refuses_a_loopback_target(pg_url: str, amqp_u
     assert "refused by the address policy" in listed and "loopback" in listed
 
 
-def test_runner_serve_delivers_the_outbox(pg_url: str, tmp_path) -> None:  # noqa: ANN001
+def test_runner_serve_delivers_the_outbox(pg_url: str, tmp_path) -> None:
     from tests.api.conftest import serve
 
     env = runner_env(pg_url, None)
@@ -62,7 +62,7 @@ def test_runner_serve_delivers_the_outbox(pg_url: str, tmp_path) -> None:  # noq
         assert receiver.titles() == ["urltester: new_failure: http://site.test/page/2"]
 
 
-def test_runner_serve_metrics_show_the_alerts(pg_url: str, tmp_path) -> None:  # noqa: ANN001
+def test_runner_serve_metrics_show_the_alerts(pg_url: str, tmp_path) -> None:
     from tests.api.conftest import serve
 
     env = runner_env(pg_url, None)

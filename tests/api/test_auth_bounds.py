@@ -46,7 +46,7 @@ def test_tokens_are_stored_hashed_and_listed_without_the_secret(embedded_server:
     assert bad.returncode == 2 and "token name" in bad.stderr
 
 
-def test_a_read_only_token_reads_but_cannot_add(embedded_server: Server, target) -> None:  # noqa: ANN001
+def test_a_read_only_token_reads_but_cannot_add(embedded_server: Server, target) -> None:
     with embedded_server.client(embedded_server.token("viewer", "--read-only")) as c:
         r = c.post("/api/v1/jobs", json={"url": target.url("/ok")})
         assert r.status_code == 403 and "read-only" in r.json()["detail"]
@@ -55,7 +55,7 @@ def test_a_read_only_token_reads_but_cannot_add(embedded_server: Server, target)
         assert c.get("/api/v1/jobs").status_code == 200
 
 
-def test_bounds_say_the_limit(embedded_server: Server, target) -> None:  # noqa: ANN001
+def test_bounds_say_the_limit(embedded_server: Server, target) -> None:
     with embedded_server.client(embedded_server.token()) as c:
         r = c.post("/api/v1/jobs", json={"urls": ["a.example"] * 10_001})
         assert r.status_code == 413 and "at most 10000 URLs" in r.json()["detail"]
@@ -64,7 +64,7 @@ def test_bounds_say_the_limit(embedded_server: Server, target) -> None:  # noqa:
         r = c.post("/api/v1/jobs", content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 and "2000000 bytes" in r.json()["detail"]
 
-        def chunks():  # noqa: ANN202 - no Content-Length: the bound is counted as it arrives
+        def chunks():  # no Content-Length: the bound is counted as it arrives
             for _ in range(30):
                 yield b" " * 100_000
 
@@ -90,7 +90,7 @@ def test_bounds_say_the_limit(embedded_server: Server, target) -> None:  # noqa:
     ({"urls": ["a.example"], "surprise": 1}, ["body", "surprise"]),
     ({"urls": ["a.example"], "options": {"body_contains": "a\x00b"}}, ["body", "options"]),
 ])
-def test_a_malformed_body_is_422_naming_the_field(embedded_server: Server, body, loc) -> None:  # noqa: ANN001
+def test_a_malformed_body_is_422_naming_the_field(embedded_server: Server, body, loc) -> None:
     with embedded_server.client(embedded_server.token()) as c:
         r = c.post("/api/v1/jobs", json=body)
         assert r.status_code == 422, r.text
@@ -115,7 +115,7 @@ def test_bad_queries_are_422_and_unknown_ids_404(embedded_server: Server) -> Non
         assert r.status_code == 415
 
 
-def test_rejected_urls_are_reported_and_passwords_never_answered_or_logged(embedded_server: Server, target) -> None:  # noqa: ANN001
+def test_rejected_urls_are_reported_and_passwords_never_answered_or_logged(embedded_server: Server, target) -> None:
     token = embedded_server.token()
     secret_url = target.url("/ok").replace("http://", "http://user:s3cret@")
     with embedded_server.client(token) as c:
@@ -134,7 +134,7 @@ def test_rejected_urls_are_reported_and_passwords_never_answered_or_logged(embed
     assert "s3cret" not in log and token not in log and "Traceback" not in log
 
 
-def test_idempotency_key_answers_the_first_requests_jobs(embedded_server: Server, target) -> None:  # noqa: ANN001
+def test_idempotency_key_answers_the_first_requests_jobs(embedded_server: Server, target) -> None:
     with embedded_server.client(embedded_server.token()) as c:
         body = {"urls": [target.url("/ok?a=1"), target.url("/ok?a=2")], "idempotency_key": "nightly-1"}
         first = c.post("/api/v1/jobs", json=body).json()
@@ -143,7 +143,7 @@ def test_idempotency_key_answers_the_first_requests_jobs(embedded_server: Server
         assert again["jobs"] == first["jobs"] and again["batch"] == first["batch"]
 
 
-def test_old_names_add_job_form_and_get_jobs(embedded_server: Server, target) -> None:  # noqa: ANN001
+def test_old_names_add_job_form_and_get_jobs(embedded_server: Server, target) -> None:
     with embedded_server.client(embedded_server.token()) as c:
         r = c.post("/add_job", data={"url": target.url("/ok?old=1")})
         assert r.status_code == 202
@@ -187,7 +187,7 @@ def test_metrics_count_requests_by_route(embedded_server: Server) -> None:
     assert "urltester_http_request_duration_seconds_bucket" in text
 
 
-def test_several_server_processes_share_the_port(tmp_path) -> None:  # noqa: ANN001
+def test_several_server_processes_share_the_port(tmp_path) -> None:
     from tests.api.conftest import serve
     from tests.support.services import runner_env
 

@@ -61,7 +61,7 @@ def test_cancel_a_job_and_a_batch_with_a_write_token(server: Server) -> None:
     assert "cancelled" in str(state["schema"])
 
 
-def test_the_page_cancels_a_batch_after_asking(server: Server, browser) -> None:  # noqa: ANN001, F811
+def test_the_page_cancels_a_batch_after_asking(server: Server, browser) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -88,7 +88,7 @@ def test_the_page_cancels_a_batch_after_asking(server: Server, browser) -> None:
     wait.until(ec.element_to_be_clickable((By.ID, "cancel-yes"))).click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "cancel-result"), f"cancelled 3 queued job(s) of batch {batch}"))
 
-    def states(driver) -> list[str]:  # noqa: ANN001
+    def states(driver) -> list[str]:
         return driver.execute_script("return [...document.querySelectorAll('#jobs tbody tr')].map(r => r.cells[1].textContent)")
 
     wait.until(lambda d: states(d) == ["cancelled"] * 3)

@@ -11,7 +11,7 @@ from tests.api.conftest import Server, serve
 from tests.support.services import run_cli, runner_env, wait_until
 
 
-def test_counts_match_the_filter_and_retest_makes_a_new_job(embedded_server: Server, target) -> None:  # noqa: ANN001
+def test_counts_match_the_filter_and_retest_makes_a_new_job(embedded_server: Server, target) -> None:
     with embedded_server.client(embedded_server.token()) as c:
         base = c.get("/api/v1/counts").json()
         added = c.post("/api/v1/jobs", json={"urls": [target.url("/ok?counts=1"), target.url("/status/503?counts=2")],
@@ -39,7 +39,7 @@ def test_counts_match_the_filter_and_retest_makes_a_new_job(embedded_server: Ser
 
 
 @pytest.mark.rabbitmq
-def test_a_broker_that_refuses_the_login_is_a_503_in_one_line(tmp_path, amqp_url) -> None:  # noqa: ANN001
+def test_a_broker_that_refuses_the_login_is_a_503_in_one_line(tmp_path, amqp_url) -> None:
     parts = urlsplit(amqp_url)
     bad = parts._replace(netloc=f"guest:wrong-pw@{parts.hostname}:{parts.port or 5672}").geturl()
     env = runner_env(f"sqlite:///{tmp_path}/api.db", bad, "urltester-refused")

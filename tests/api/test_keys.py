@@ -15,7 +15,7 @@ from tests.support.services import run_cli, runner_env
 pytestmark = pytest.mark.e2e
 
 
-def test_runner_results_json_and_the_api_list_the_same_keys(target, tmp_path: Path) -> None:  # noqa: ANN001
+def test_runner_results_json_and_the_api_list_the_same_keys(target, tmp_path: Path) -> None:
     env = runner_env(f"sqlite:///{tmp_path}/keys.db", None)
     out = run_cli(["submit", target.url("/ok"), target.url("/status/500")], env)  # embedded: checked before exit
     assert out.returncode == 0, out.stderr

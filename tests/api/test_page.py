@@ -19,7 +19,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture
-def browser():  # noqa: ANN201
+def browser():
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         message = "chromium and chromium-driver are not installed (scripts/test installs them as root on Debian)"
         if os.environ.get("CI") == "true":
@@ -44,7 +44,7 @@ def browser():  # noqa: ANN201
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_two_urls_typed_reach_ok_live_and_a_detail_opens(embedded_server: Server, target, browser) -> None:  # noqa: ANN001
+def test_two_urls_typed_reach_ok_live_and_a_detail_opens(embedded_server: Server, target, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -63,7 +63,7 @@ def test_two_urls_typed_reach_ok_live_and_a_detail_opens(embedded_server: Server
     browser.find_element(By.ID, "add").click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "add-result"), "2 added"))
 
-    def table(driver) -> list[list[str]]:  # noqa: ANN001 - read in one go: rows re-render live
+    def table(driver) -> list[list[str]]:  # read in one go: rows re-render live
         return driver.execute_script(
             "return [...document.querySelectorAll('#jobs tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
 
@@ -88,7 +88,7 @@ def test_two_urls_typed_reach_ok_live_and_a_detail_opens(embedded_server: Server
     assert browser.execute_script("return localStorage.length") == 0
 
 
-def test_a_crawl_results_detail_says_where_it_is_linked_from(embedded_server: Server, served_site, browser) -> None:  # noqa: ANN001
+def test_a_crawl_results_detail_says_where_it_is_linked_from(embedded_server: Server, served_site, browser) -> None:
     """The page's detail of a broken link lists the pages that link to it, the link's text
     as text (a stranger's page wrote it)."""
     from selenium.webdriver.common.by import By

@@ -8,23 +8,23 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.api.conftest import ARTIFACTS, Server
 from tests.api.test_page import browser  # noqa: F401 - the fixture
+from tests.support.services import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-def table(driver) -> list[list[str]]:  # noqa: ANN001 - read in one go: rows re-render live
+def table(driver) -> list[list[str]]:  # read in one go: rows re-render live
     return driver.execute_script(
         "return [...document.querySelectorAll('#jobs tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
 
 
-def test_totals_columns_retest_export_and_a_drawer_beside_the_table(embedded_server: Server, target,  # noqa: ANN001
+def test_totals_columns_retest_export_and_a_drawer_beside_the_table(embedded_server: Server, target,
                                                                     browser) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -85,9 +85,7 @@ def test_totals_columns_retest_export_and_a_drawer_beside_the_table(embedded_ser
     downloads = Path(tempfile.mkdtemp(prefix="urltester-downloads-"))
     browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     browser.find_element(By.ID, "export").click()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not [p for p in downloads.glob("*.csv")]:
-        time.sleep(0.1)
+    wait_until(lambda: any(downloads.glob("*.csv")), 30, message="the CSV download")
     [exported] = list(downloads.glob("*.csv"))
     rows = list(csv.DictReader(io.StringIO(exported.read_text())))
     assert len(rows) == len(table(browser)) and {urls[0], urls[1], urls[2]} <= {r["url"] for r in rows}

@@ -41,7 +41,7 @@ def api_token(queued_server: Server) -> str:
 
 
 @pytest.fixture(scope="module")
-def api_schema(queued_server: Server, api_token: str):  # noqa: ANN201
+def api_schema(queued_server: Server, api_token: str):
     return schemathesis.openapi.from_url(queued_server.base + "/openapi.json")
 
 
@@ -51,6 +51,6 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/ev
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_answer_matches_the_document(case, queued_server: Server, api_token: str) -> None:  # noqa: ANN001
+def test_every_answer_matches_the_document(case, queued_server: Server, api_token: str) -> None:
     case.call_and_validate(base_url=queued_server.base, headers={"Authorization": f"Bearer {api_token}"},
                            timeout=30, excluded_checks=[checks.positive_data_acceptance])

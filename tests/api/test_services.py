@@ -26,14 +26,16 @@ def env(pg_url: str, amqp_url: str, queue_name: str) -> dict[str, str]:
 def read_events(client: httpx.Client, headers: dict[str, str], want: int, into: list[dict], ready: threading.Event,
                 timeout: float = 90) -> None:
     """Collect ``want`` result events (id and job) from /api/v1/events (its ``change`` events
-    are another test's: tests/api/test_urls_api.py)."""
+    are another test's: tests/api/test_urls_api.py); ``ready`` is set once the stream has
+    read its starting point (its first line, ``retry:``, comes after it)."""
     deadline = time.monotonic() + timeout
     with client.stream("GET", "/api/v1/events", headers=headers, timeout=timeout) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        ready.set()
         event: dict = {}
         for line in r.iter_lines():
-            if line.startswith("id: "):
+            if line.startswith("retry: "):
+                ready.set()
+            elif line.startswith("id: "):
                 event["id"] = int(line[4:])
             elif line.startswith("event: "):
                 event["kind"] = line[7:]
@@ -46,7 +48,7 @@ def read_events(client: httpx.Client, headers: dict[str, str], want: int, into: 
                     return
 
 
-def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them(env, target, tmp_path) -> None:  # noqa: ANN001
+def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them(env, target, tmp_path) -> None:
     urls = [target.url(f"/ok?n={i}") for i in range(990)] + [target.url(f"/status/500?n={i}") for i in range(10)]
     with serve(env, tmp_path / "serve.log") as server, \
             worker(env, "--processes", "1", "--concurrency", "32", log_path=tmp_path / "worker.log"):
@@ -56,7 +58,7 @@ def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them
             ready = threading.Event()
             reader = threading.Thread(target=read_events, args=(server.client(token), {}, 1000, events, ready))
             reader.start()
-            assert ready.wait(10)
+            assert ready.wait(30)
             r = c.post("/api/v1/jobs", json={"urls": urls, "batch": "api-1000", "options": {"expect_status": "200"}})
             assert r.status_code == 202, r.text
             answer = r.json()
@@ -94,7 +96,7 @@ def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them
     assert len(by_id) == 1000 and by_id == {j["id"]: j for j in cli}
 
 
-def test_events_resume_from_last_event_id_and_filter(env, target, tmp_path) -> None:  # noqa: ANN001
+def test_events_resume_from_last_event_id_and_filter(env, target, tmp_path) -> None:
     with serve(env, tmp_path / "serve.log") as server, worker(env, "--processes", "1", "--concurrency", "8"):
         token = server.token("ci")
         with server.client(token) as c:
@@ -128,7 +130,7 @@ def test_events_resume_from_last_event_id_and_filter(env, target, tmp_path) -> N
             assert {j["ok"] for j in only_failed} == {False} and len(only_failed) == 4
 
 
-def test_readyz_says_which_service_is_away(pg_url, queue_name, tmp_path) -> None:  # noqa: ANN001
+def test_readyz_says_which_service_is_away(pg_url, queue_name, tmp_path) -> None:
     env = runner_env(pg_url, "amqp://guest:guest@127.0.0.1:1//", queue_name)
     with serve(env, tmp_path / "serve.log") as server, server.client(server.token("ci")) as c:
         r = c.get("/readyz")
@@ -136,7 +138,7 @@ def test_readyz_says_which_service_is_away(pg_url, queue_name, tmp_path) -> None
         assert "guest:guest" not in r.text
 
 
-def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, pg_url, tmp_path) -> None:  # noqa: ANN001
+def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, pg_url, tmp_path) -> None:
     """Two writers commit crosswise: seq N+1 is visible before seq N. A stream that moved
     past N+1 at once would never send N; the hold-back (runner.api.events.HOLD) does."""
     import psycopg2
@@ -149,8 +151,7 @@ def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, 
         ready = threading.Event()
         reader = threading.Thread(target=read_events, args=(server.client(token), {}, 2, events, ready, 30))
         reader.start()
-        assert ready.wait(10)
-        time.sleep(1.0)  # the stream has read its starting point
+        assert ready.wait(30)  # the stream has read its starting point
         insert = ("INSERT INTO results (job_id, outcome, ok, attempts, checked_at) VALUES (%s, 'ok', true, 1, now()); "
                   "UPDATE jobs SET state = 'done' WHERE id = %s; NOTIFY urltester")
         late, early = psycopg2.connect(pg_url), psycopg2.connect(pg_url)
@@ -160,7 +161,7 @@ def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, 
             with early.cursor() as cur:
                 cur.execute(insert, (ids[1], ids[1]))  # takes seq N+1
             early.commit()
-            time.sleep(0.6)  # the stream has sent N+1 by now
+            wait_until(lambda: len(events) == 1, 10, message="the stream to send N+1")
             late.commit()
         finally:
             late.close()

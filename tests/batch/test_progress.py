@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 
 import pytest
 
@@ -16,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 PROGRESS = re.compile(r"\d+(\.\d)?[kM]? lines \d+(\.\d)?[kM]? bad \d+(\.\d)?[kM]?/s \d+:\d\d:\d\d$")
 
 
-def url_file(tmp_path, n: int):  # noqa: ANN001, ANN201
+def url_file(tmp_path, n: int):
     path = tmp_path / "nightly-urls.txt"
     # No worker runs: the jobs only need to be recorded and published.
     path.write_text("".join("ftp://bad.example/\n" if i % 20_000 == 7 else f"http://127.0.0.1:9/p/{i}\n"
@@ -38,9 +37,8 @@ def test_progress_is_one_line_within_80_columns_and_is_cleared(pg_url, amqp_url,
             return lines
 
         wait_until(lambda: progress_lines(), 60, message="the progress line")
-        while "exit=" not in tmux.screen():
-            progress_lines()
-            time.sleep(0.2)
+        wait_until(lambda: (progress_lines(), "exit=" in tmux.screen())[1], 120, interval=0.2,
+                   message="the import to end (every progress line seen on the way)")
         for lines in seen:
             assert len(lines) == 1, lines  # redrawn in place: never a second copy
             assert len(lines[0]) <= 80 and PROGRESS.search(lines[0].rstrip()), lines[0]  # whole: not wrapped

@@ -57,7 +57,7 @@ def test_a_huge_line_is_refused_without_reading_it_whole_and_the_next_line_count
 def test_undecodable_bytes_spoil_one_line_only() -> None:
     _, items = parse(b"\xef\xbb\xbfhttps://a.test/\nhttps://b.test/\xff\xfe\nhttps://c.test/\n")
     assert items[0] == (1, "https://a.test/", None)  # a UTF-8 BOM is not part of the URL
-    assert items[1][0] == 2 and "undecodable bytes (not UTF-8) at byte 16" == items[1][1]
+    assert items[1][0] == 2 and items[1][1] == "undecodable bytes (not UTF-8) at byte 16"
     assert items[2] == (3, "https://c.test/", None)
 
 

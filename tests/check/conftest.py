@@ -59,7 +59,7 @@ def trickle_body(conn: socket.socket, path: str) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
     for _ in range(120):
         conn.sendall(b"x")
-        time.sleep(0.5)
+        time.sleep(0.5)             # the server under test: a byte every half second
 
 
 def endless_body(conn: socket.socket, path: str) -> None:
@@ -91,7 +91,7 @@ def huge_header_line(conn: socket.socket, path: str) -> None:
 
 def reset_mid_body(conn: socket.socket, path: str) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"z" * 1000)
-    time.sleep(0.05)
+    time.sleep(0.05)                # the server under test: part of the body, a pause, then RST
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()                    # RST, not FIN
 
@@ -266,7 +266,7 @@ def garbage_port() -> Iterator[Server]:
             conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\xfe garbage \x1b[2J\r\n\r\n")
             conn.settimeout(1)
             _read_head(conn)
-            time.sleep(0.2)
+            time.sleep(0.2)         # the server under test: it holds the connection a while
         except OSError:
             pass
         finally:

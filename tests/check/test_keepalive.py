@@ -47,7 +47,7 @@ def _reset_at_once(conn: socket.socket) -> None:
         conn.close()
 
 
-def _server(handler) -> Iterator[Server]:  # noqa: ANN001
+def _server(handler) -> Iterator[Server]:
     listener = _listen()
     threading.Thread(target=_serve, args=(listener, handler), daemon=True).start()
     yield Server(port=listener.getsockname()[1])
@@ -64,7 +64,7 @@ def resets_first() -> Iterator[Server]:
     yield from _server(_reset_at_once)
 
 
-def _tls_one_request_then_close(context: ssl.SSLContext):  # noqa: ANN202
+def _tls_one_request_then_close(context: ssl.SSLContext):
     def handle(raw: socket.socket) -> None:
         try:
             conn = context.wrap_socket(raw, server_side=True)

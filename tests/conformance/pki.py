@@ -28,7 +28,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _cert(subject: str, key, issuer: str, issuer_key, not_before: dt.datetime,  # noqa: ANN001
+def _cert(subject: str, key, issuer: str, issuer_key, not_before: dt.datetime,
           not_after: dt.datetime, ca: bool, names: list[str] | None = None) -> x509.Certificate:
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -58,7 +58,7 @@ def _pem(*certs: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def _key_pem(key) -> bytes:  # noqa: ANN001
+def _key_pem(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 

@@ -129,7 +129,7 @@ def test_depth_scope_max_urls_and_no_robots(served_site: Site, sqlite_url: str) 
 
 def test_a_crawl_across_runner_start_workers_on_postgresql_and_rabbitmq(served_site: Site, pg_url: str,
                                                                          amqp_url: str, queue_name: str,
-                                                                         tmp_path) -> None:  # noqa: ANN001
+                                                                         tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     since = len(served_site.requests())
     # With RabbitMQ the command returns at once: the crawl is the workers' (none yet).
@@ -162,7 +162,7 @@ def test_a_crawl_across_runner_start_workers_on_postgresql_and_rabbitmq(served_s
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_one_url_is_claimed_once_however_many_workers_find_it(kind: str, sqlite_url: str, request) -> None:  # noqa: ANN001
+def test_one_url_is_claimed_once_however_many_workers_find_it(kind: str, sqlite_url: str, request) -> None:
     """The database decides: threads claiming the same links at once each get a share, and
     together every link exactly once; referrers stop at 20."""
     import threading
@@ -201,15 +201,14 @@ def test_one_url_is_claimed_once_however_many_workers_find_it(kind: str, sqlite_
 
 
 def test_the_api_and_the_tui_detail_show_where_a_broken_link_is(served_site: Site, sqlite_url: str,
-                                                                 tmp_path) -> None:  # noqa: ANN001
+                                                                 tmp_path) -> None:
     from tests.api.conftest import serve
 
     env = runner_env(sqlite_url, None)
     run_cli(["crawl", served_site.url("/about.html"), "--depth", "1", "--batch", "api", "--wait"], env)
     broken = next(j for j in jobs(sqlite_url, "api") if j.url == served_site.url("/img/missing.png"))
-    with serve(env, tmp_path / "serve.log") as server:
-        with server.client(server.token("crawl")) as c:
-            answer = c.get(f"/api/v1/jobs/{broken.id}")
+    with serve(env, tmp_path / "serve.log") as server, server.client(server.token("crawl")) as c:
+        answer = c.get(f"/api/v1/jobs/{broken.id}")
     assert answer.status_code == 200, answer.text
     assert answer.json()["referrers"] == [{"url": served_site.url("/about.html"), "text": "Our team"}]
 
@@ -226,7 +225,7 @@ def test_referrers_are_shown_as_text_never_as_markup() -> None:
     assert referrers_text(replace(view, referrers=None)) is None
 
 
-def _a_view():  # noqa: ANN202
+def _a_view():
     from datetime import UTC, datetime
 
     from db import JobView
@@ -237,7 +236,7 @@ def _a_view():  # noqa: ANN202
 
 
 def test_a_crawl_keeps_its_hosts_limits_across_the_fleet(served_site: Site, pg_url: str, amqp_url: str,
-                                                         queue_name: str, tmp_path) -> None:  # noqa: ANN001
+                                                         queue_name: str, tmp_path) -> None:
     """Every request of a crawl (robots.txt included) waits for its host's fleet-wide turn:
     two `runner start` processes, 8 checks at once each, never more than 5 requests to
     nginx in any second."""

@@ -38,7 +38,7 @@ def test_500_checks_on_closing_keepalive_connections(site: Site, checker: Checke
 @pytest.mark.e2e
 @pytest.mark.parametrize("server", ["nginx", "apache"])
 def test_500_checks_through_runner_start(site: Site, server: str, pg_url: str, amqp_url: str,
-                                         queue_name: str, tmp_path) -> None:  # noqa: ANN001
+                                         queue_name: str, tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     running = site.nginx if server == "nginx" else site.apache
     urls = [running.url(f"/static/p{i % 20}.txt?n={i}") for i in range(N)]

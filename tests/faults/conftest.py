@@ -31,7 +31,7 @@ def fault_target() -> Iterator[Target]:
 
 
 @pytest.fixture
-def harness(pg_url: str, amqp_url: str, queue_name: str, fault_target: Target, tmp_path,  # noqa: ANN001
+def harness(pg_url: str, amqp_url: str, queue_name: str, fault_target: Target, tmp_path,
             request: pytest.FixtureRequest) -> Iterator[Harness]:
     h = Harness(pg_url, amqp_url, queue_name, fault_target, tmp_path, case=request.node.name)
     try:
@@ -40,7 +40,7 @@ def harness(pg_url: str, amqp_url: str, queue_name: str, fault_target: Target, t
         h.close()
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter) -> None:
     if ROWS:
         terminalreporter.write_sep("=", "fault suite figures")
         for line in table(ROWS):

@@ -24,7 +24,7 @@ import psycopg2
 from runner.jobs.runtime import Runtime
 from runner.jobs.settings import Settings
 from tests.faults.figures import Row, record
-from tests.support.services import ROOT, runner_env
+from tests.support.services import ROOT, runner_env, wait_until
 
 N = 2000  # URLs per case
 
@@ -100,6 +100,13 @@ class Harness:
     def log(self, proc: subprocess.Popen[str]) -> str:
         return self.logs[self.workers.index(proc)].read_text()
 
+    def wait_consuming(self, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+        """Wait until the worker consumes from the queue (its log says so)."""
+        def consuming() -> bool:
+            assert proc.poll() is None, f"worker exited with {proc.returncode}:\n{self.log(proc)[-3000:]}"
+            return "consuming from" in self.log(proc)
+        wait_until(consuming, timeout, message="the worker to consume")
+
     def close(self) -> None:
         for proc in self.workers:
             if proc.poll() is None:
@@ -172,7 +179,4 @@ class Harness:
         # Duplicates (a publish retried after a cut, a requeue) may still be on their way
         # to be skipped; they must drain, and nothing may be dead-lettered.
         broker = self.runtime().broker
-        deadline = time.monotonic() + 15
-        while (depth := broker.ping()).ready and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert depth.ready == 0, f"{depth.ready} messages left in the queue"
+        wait_until(lambda: broker.ping().ready == 0, 15, interval=0.2, message="the queue to drain")

@@ -57,7 +57,7 @@ class Proxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
-    def _call(self, coro):  # noqa: ANN001, ANN202 - run a coroutine on the proxy's loop
+    def _call(self, coro):  # run a coroutine on the proxy's loop
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     def url(self, scheme_and_creds: str, path: str) -> str:
@@ -89,7 +89,7 @@ class Proxy:
         until = time.monotonic() + seconds
         try:
             yield
-            time.sleep(max(0.0, until - time.monotonic()))
+            time.sleep(max(0.0, until - time.monotonic()))  # the outage lasts its length: under test
         finally:
             self.down = False
 

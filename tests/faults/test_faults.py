@@ -97,10 +97,12 @@ def test_sigterm_finishes_in_flight_exits_0_and_the_rest_is_redelivered(harness:
     timeout = 8.0
     first = harness.start_worker("--shutdown-timeout", str(timeout))
     slow_paths = [urls[i].removeprefix(harness.target.base) for i in slow]
-    deadline = time.monotonic() + 60
-    while sum(harness.target.hits().get(p, 0) for p in slow_paths) < 16:
-        assert time.monotonic() < deadline and first.poll() is None, "the slow checks never started"
-        time.sleep(0.05)
+
+    def slow_checks_started() -> bool:
+        assert first.poll() is None, harness.log(first)[-3000:]
+        return sum(harness.target.hits().get(p, 0) for p in slow_paths) >= 16
+
+    wait_until(slow_checks_started, 60, interval=0.05, message="the slow checks to start")
     first.send_signal(signal.SIGTERM)
     stopped_at = time.monotonic()
     assert first.wait(timeout + 5) == 0, harness.log(first)[-3000:]
@@ -208,24 +210,31 @@ def test_postgres_unavailable_10s_mid_batch_nothing_acked_unstored(harness: Harn
         broker = harness.runtime().broker
         assert broker.ping().ready == 0, "the busy worker did not take the whole batch"
         idle = harness.start_worker(env=env)
-        time.sleep(2)  # consuming, with nothing to do
-        with proxy.outage(10):
-            time.sleep(1)  # the writes of checks finished before the outage may still land
+        harness.wait_consuming(idle)  # with nothing to do
+        # It meets the outage: in the writer's retries, or (issue 15) before checking at all,
+        # when it cannot read the host limits and defers the calls for 5 s.
+        def met_outage() -> bool:
+            log = harness.log(idle)
+            return ("database unavailable" in log and "retrying" in log) or "host limits not re-read" in log
+
+        through_proxy = proxy.upstream_ports()
+        with proxy.outage(10):  # lasts 10 s, or as long as the body takes
+            # Every connection the proxy cut has ended on the server: nothing more can land.
+            wait_until(lambda: not harness.sql("SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY(%s)",
+                                               (list(through_proxy),))[0][0],
+                       30, message="the cut connections to end on the server")
             stored_early = harness.done()
             busy.send_signal(signal.SIGKILL)
             busy.wait(10)
-            time.sleep(7.5)
+            wait_until(met_outage, 60, message="the idle worker to take the redelivered messages and meet the outage")
             stored_late = harness.done()
-            dead_during = broker.ping().dead
         back_at = time.monotonic()
+        dead_during = broker.ping().dead  # none is dead-lettered once the database is back
         assert stored_early < N, "the batch finished before the outage: no damage done"
         assert stored_late == stored_early, "results were stored while the database was unreachable"
         assert dead_during == 0, f"{dead_during} messages dead-lettered during the outage (requeued until the delivery limit)"
         finished = harness.wait_done(N, 120, alive=[idle])
-        log = harness.log(idle)
-        # It met the outage: in the writer's retries, or (issue 15) before checking at all,
-        # when it could not read the host limits and deferred the calls for 5 s.
-        assert ("database unavailable" in log and "retrying" in log) or "host limits not re-read" in log, log[-2000:]
+        assert met_outage(), harness.log(idle)[-2000:]
         assert broker.ping().dead == 0
         row = harness.figures(finished - back_at, f"busy worker killed in the outage; {proxy.refused} connects refused")
         harness.assert_clean(row)
@@ -245,7 +254,7 @@ def test_postgres_backends_terminated_for_10s_nothing_lost(harness: Harness) -> 
         killed += sum(ok for (ok,) in harness.sql(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
             "AND application_name = 'urltester' AND pid <> pg_backend_pid()"))
-        time.sleep(0.02)
+        time.sleep(0.02)  # the outage itself: terminating for 10 s is what is under test
     back_at = time.monotonic()
     assert killed > 0 and done_at_start < N, "no connection terminated before the batch finished: no damage done"
     dead = harness.runtime().broker.ping().dead
@@ -273,9 +282,7 @@ def test_poison_is_dead_lettered_with_its_reason_and_the_worker_keeps_going(harn
     assert harness.done() < N, "the batch finished before the poison arrived"
     poisoned_at = time.monotonic()
     finished = harness.wait_done(N, 90, alive=[worker])
-    deadline = time.monotonic() + 30
-    while broker.ping().dead < len(poison) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: broker.ping().dead >= len(poison), 30, interval=0.2, message="every poison dead-lettered")
     dead = broker.get_dead(limit=20)
     reasons = [h.get("x-urltester-reason", "") for h, _ in dead]
     assert len(dead) == len(poison), reasons
@@ -310,7 +317,8 @@ def test_two_workers_on_one_queue_check_each_job_once(harness: Harness) -> None:
     harness.case = "7 two workers"
     urls = harness.target.urls(tag="two")
     workers = [harness.start_worker(), harness.start_worker()]
-    time.sleep(1)  # both consuming before the batch arrives (a late starter still shares)
+    for proc in workers:  # both consuming before the batch arrives (a late starter still shares)
+        harness.wait_consuming(proc)
     started = time.monotonic()
     harness.submit(urls)
     finished = harness.wait_done(N, 90, alive=workers)

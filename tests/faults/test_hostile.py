@@ -16,6 +16,7 @@ from runner.taskq.app import Call, encode
 from runner.taskq.broker import AmqpBroker
 from tests.faults.harness import Harness, N
 from tests.faults.test_faults import _children
+from tests.support.services import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -60,9 +61,7 @@ def test_hostile_messages_between_real_jobs_leave_the_pool_whole(harness: Harnes
     assert harness.done() < N // 2, "the first half finished before the hostile messages arrived"
     harness.submit(urls[N // 2:])  # the rest of the batch queues behind the hostile messages
     finished = harness.wait_done(N, 120, alive=[pool])
-    deadline = time.monotonic() + 30
-    while broker.ping().dead < len(HOSTILE) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: broker.ping().dead >= len(HOSTILE), 30, interval=0.2, message="every hostile message dead-lettered")
     after = _children(pool.pid)
     peak_kb = sum(_rss_kb(pid, "VmHWM") for pid in after)
     dead = broker.get_dead(limit=50)

@@ -16,6 +16,7 @@ import pytest
 from db import JobFilter, open_store
 from runner.jobs.runtime import Runtime
 from runner.jobs.settings import Settings
+from runner.taskq.broker import AmqpBroker
 from tests.fleet.harness import Fleet, why_unavailable
 from tests.support.counting import CountingTarget, most_in_any_second
 from tests.support.services import run_cli, runner_env, wait_until
@@ -49,6 +50,12 @@ def test_separate_hosts_do_every_job_once_through_a_kill_and_keep_a_hosts_limit(
         for i in range(4):
             fleet.start(i, "--processes", "1", "--max-concurrency", "64", "--shutdown-timeout", "5")
         wait_until(lambda: "4 processes alive" in run_cli(["status"], env).stdout, 60, interval=1, message="4 worker hosts")
+        # All four consume before the batch arrives: RabbitMQ then shares it among them.
+        broker = AmqpBroker(amqp_url, queue_name)
+        try:
+            wait_until(lambda: broker.ping().consumers >= 4, 60, interval=0.5, message="4 consumers on the queue")
+        finally:
+            broker.close()
         rt = Runtime(Settings(database_url=pg_url, broker_url=amqp_url, queue=queue_name))
         try:
             ids = rt.submit([f"{free.base}/j?n={i}" for i in range(600)]).job_ids
@@ -60,7 +67,7 @@ def test_separate_hosts_do_every_job_once_through_a_kill_and_keep_a_hosts_limit(
             wait_until(lambda: len(store.done_ids(ids)) >= 150, 60, interval=0.2, message="a quarter done")
             killed = fleet.kill_host(1)
             assert killed >= 1
-            wait_until(lambda: len(store.done_ids(ids)) == len(ids), 90, interval=0.5, message="every job")
+            wait_until(lambda: len(store.done_ids(ids)) == len(ids), 180, interval=0.5, message="every job")
             views = store.list_jobs(JobFilter(ids=tuple(ids)), limit=len(ids))
             status = run_cli(["status"], env).stdout
         finally:
@@ -76,8 +83,10 @@ def test_separate_hosts_do_every_job_once_through_a_kill_and_keep_a_hosts_limit(
             total, distinct = cur.fetchone()
     finally:
         store.close()
-    assert names == {"fleet-0", "fleet-1", "fleet-2", "fleet-3"}, names
+    # Every host that stayed alive stored results; the one killed after a quarter of the jobs
+    # may or may not have stored one by then (a race the design does not decide).
+    assert {"fleet-0", "fleet-2", "fleet-3"} <= names <= {"fleet-0", "fleet-1", "fleet-2", "fleet-3"}, names
     assert total == distinct == len(ids)  # exactly one result per job
-    assert "3 alive" in status or "4 alive" in status  # the killed host's row ages out
+    assert "3 processes alive" in status or "4 processes alive" in status  # the killed host's row ages out
     assert most_in_any_second(limited.arrivals) <= 10  # four hosts together, not 40/s
     assert len(limited.arrivals) >= 60

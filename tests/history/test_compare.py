@@ -33,7 +33,7 @@ def check(ok: bool = True, ms: float = 100.0, code: int = 200, final: str = "htt
     (check(cert="2027-01-01"), check(cert="2027-06-01"), "changed"),  # a new certificate
     (check(), check(), None),
 ])
-def test_classify(before, after, expected) -> None:  # noqa: ANN001
+def test_classify(before, after, expected) -> None:
     assert classify(before, after) == expected
 
 

@@ -24,7 +24,7 @@ PLAN = [
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def setup(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[dict[str, str], object]]:  # noqa: ANN001
+def setup(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[dict[str, str], object]]:
     if request.param == "sqlite":
         yield runner_env(f"sqlite:///{tmp_path}/urltester.db", None), nullcontext
     else:
@@ -39,7 +39,7 @@ def setup(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[dict[str, 
         yield env, one_worker
 
 
-def night(target, tmp_path, n: int) -> str:  # noqa: ANN001
+def night(target, tmp_path, n: int) -> str:
     names = [name for name, *statuses in PLAN if statuses[n - 1] is not None]
     for name, *statuses in PLAN:
         if statuses[n - 1] is not None:
@@ -53,7 +53,7 @@ def lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def test_two_nightly_batches(setup, target, tmp_path) -> None:  # noqa: ANN001
+def test_two_nightly_batches(setup, target, tmp_path) -> None:
     env, workers = setup
     url = {name: target.url(f"/switch?key={name}") for name, *_ in PLAN}
     with workers():
@@ -134,7 +134,7 @@ def test_two_nightly_batches(setup, target, tmp_path) -> None:  # noqa: ANN001
 
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
-def test_two_workers_one_url_a_hundred_times(pg_url, amqp_url, queue_name, target, tmp_path) -> None:  # noqa: ANN001
+def test_two_workers_one_url_a_hundred_times(pg_url, amqp_url, queue_name, target, tmp_path) -> None:
     """One URL submitted 100 times at once, checked by two worker processes: every check
     is counted once in its rollup, and every change follows the one before it."""
     from db import open_store

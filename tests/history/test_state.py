@@ -158,7 +158,7 @@ def test_the_backfill_builds_what_recording_built_and_resumes(store) -> None:
     class Stop(Exception):
         pass
 
-    def stop_after_first(done, at, top) -> None:  # noqa: ANN001
+    def stop_after_first(done, at, top) -> None:
         raise Stop
 
     with pytest.raises(Stop):

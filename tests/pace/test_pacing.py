@@ -125,8 +125,8 @@ def test_checks_of_one_host_asking_together_take_their_slots_in_few_statements(s
     statements: list[str] = []
     reserve, admit = store.limits.reserve, store.limits.admit
 
-    def counted(name, fn):  # noqa: ANN001, ANN202 - the real call, counted, 20 ms away (a WAN)
-        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def counted(name, fn):  # the real call, counted, 20 ms away (a WAN)
+        def call(*args, **kwargs):
             statements.append(name)
             time.sleep(0.02)
             return fn(*args, **kwargs)
@@ -186,10 +186,10 @@ def test_a_publisher_holds_a_limited_hosts_calls_back_with_their_slots() -> None
         def __init__(self) -> None:
             self.sent: list[tuple[str | None, float]] = []
 
-        def attach(self, app) -> None:  # noqa: ANN001
+        def attach(self, app) -> None:
             pass
 
-        def publish(self, messages, *, headers=None, routing_key=None, delay=0.0):  # noqa: ANN001, ANN202
+        def publish(self, messages, *, headers=None, routing_key=None, delay=0.0):
             self.sent += [(routing_key, delay)] * len(messages)
 
     broker = Broker()

@@ -150,7 +150,7 @@ def worker(env: dict[str, str], *args: str, log_path: Path | None = None) -> Ite
             log.close()
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "condition") -> None:  # noqa: ANN001
+def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -149,10 +149,4 @@ def screen_text(app: Any) -> str:
     return "\n".join("".join(seg.text for seg in strip) for strip in lines)
 
 
-def sync_wait(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.02)
-
-
 __all__ = ["FIXED_NOW", "SAMPLE", "asyncio", "detail", "fill", "fixed_clock", "screen_text", "seed", "wait_for"]

@@ -21,18 +21,18 @@ from .conftest import fill, fixed_clock, screen_text, seed, seed_result, wait_fo
 SIZE = (120, 40)
 
 
-def make_app(runtime, **kwargs) -> UrlTesterApp:  # noqa: ANN001
+def make_app(runtime, **kwargs) -> UrlTesterApp:
     kwargs.setdefault("poll_interval", 0.2)
     kwargs.setdefault("status_interval", 0.2)
     return UrlTesterApp(runtime, tz=UTC, **kwargs)
 
 
-async def type_text(pilot, text: str) -> None:  # noqa: ANN001
+async def type_text(pilot, text: str) -> None:
     pilot.app.query_one("#urls", UrlInput).insert_text_at_cursor(text)
     await pilot.pause()
 
 
-async def test_submit_valid_and_invalid(runtime, target) -> None:  # noqa: ANN001
+async def test_submit_valid_and_invalid(runtime, target) -> None:
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
         grid = app.query_one(JobGrid)
@@ -53,7 +53,7 @@ async def test_submit_valid_and_invalid(runtime, target) -> None:  # noqa: ANN00
         assert "✓ ok" in text and "✗ http " in text
 
 
-async def test_multiline_paste_keeps_every_url(runtime) -> None:  # noqa: ANN001
+async def test_multiline_paste_keeps_every_url(runtime) -> None:
     from textual.events import Paste
 
     app = make_app(runtime)
@@ -64,7 +64,7 @@ async def test_multiline_paste_keeps_every_url(runtime) -> None:  # noqa: ANN001
         assert box.value == "a.example b.example c.example"
 
 
-async def test_refresh_in_place_keeps_cursor_and_scroll(runtime) -> None:  # noqa: ANN001
+async def test_refresh_in_place_keeps_cursor_and_scroll(runtime) -> None:
     fill(runtime.store, 300)
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
@@ -92,7 +92,7 @@ async def test_refresh_in_place_keeps_cursor_and_scroll(runtime) -> None:  # noq
         assert grid.current.id == under_cursor
 
 
-async def test_state_changes_in_place(runtime) -> None:  # noqa: ANN001
+async def test_state_changes_in_place(runtime) -> None:
     ids = runtime.store.insert_jobs(None, [NewJob("https://a.example/", {}), NewJob("https://b.example/", {})])
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
@@ -104,7 +104,7 @@ async def test_state_changes_in_place(runtime) -> None:  # noqa: ANN001
         assert grid.window.get(1).state == "running" and "· queued" in screen_text(app)
 
 
-async def test_paging_reads_only_a_window(runtime) -> None:  # noqa: ANN001
+async def test_paging_reads_only_a_window(runtime) -> None:
     ids = fill(runtime.store, 2000)
     app = make_app(runtime)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -125,7 +125,7 @@ async def test_paging_reads_only_a_window(runtime) -> None:  # noqa: ANN001
         assert len(grid.window.rows) < 100
 
 
-async def test_filter_failed_outcome_and_sort(runtime) -> None:  # noqa: ANN001
+async def test_filter_failed_outcome_and_sort(runtime) -> None:
     seed(runtime.store)
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
@@ -156,7 +156,7 @@ async def test_filter_failed_outcome_and_sort(runtime) -> None:  # noqa: ANN001
         assert grid.window.rows[0].outcome == "dns_error"
 
 
-async def test_markup_and_escapes_show_literally(runtime) -> None:  # noqa: ANN001
+async def test_markup_and_escapes_show_literally(runtime) -> None:
     seed(runtime.store)
     app = make_app(runtime, clock=fixed_clock)
     async with app.run_test(size=(160, 40)) as pilot:
@@ -166,7 +166,7 @@ async def test_markup_and_escapes_show_literally(runtime) -> None:  # noqa: ANN0
         assert "https://slow.example/report?q=[red]x[/red]" in text
 
 
-async def test_two_redraws_of_the_detail_at_once_do_not_collide(runtime) -> None:  # noqa: ANN001
+async def test_two_redraws_of_the_detail_at_once_do_not_collide(runtime) -> None:
     """Two reloads finishing together (results arriving while it is open): the second
     redraw used to remove the children before the first had mounted its own, and the
     first's mount then met the second's (DuplicateIds: detail-summary; seen once in CI)."""
@@ -188,7 +188,7 @@ async def test_two_redraws_of_the_detail_at_once_do_not_collide(runtime) -> None
         assert screen_text(app).count("Timing") == 1
 
 
-async def test_detail_screen(runtime) -> None:  # noqa: ANN001
+async def test_detail_screen(runtime) -> None:
     ids = seed(runtime.store, queued=0)
     app = make_app(runtime, clock=fixed_clock)
     async with app.run_test(size=SIZE) as pilot:
@@ -210,7 +210,7 @@ async def test_detail_screen(runtime) -> None:  # noqa: ANN001
         await wait_for(pilot, lambda: grid.total == 9, what="refresh after the detail view")
 
 
-async def test_detail_of_a_queued_job_updates_when_done(runtime) -> None:  # noqa: ANN001
+async def test_detail_of_a_queued_job_updates_when_done(runtime) -> None:
     ids = runtime.store.insert_jobs(None, [NewJob("https://pending.example/", {})])
     app = make_app(runtime, clock=fixed_clock)
     async with app.run_test(size=SIZE) as pilot:
@@ -224,7 +224,7 @@ async def test_detail_of_a_queued_job_updates_when_done(runtime) -> None:  # noq
         assert "✓ ok" in screen_text(app)
 
 
-async def test_retest_row_and_failed_in_view(runtime, target) -> None:  # noqa: ANN001
+async def test_retest_row_and_failed_in_view(runtime, target) -> None:
     store = runtime.store
     ids = store.insert_jobs(None, [NewJob(target.url("/ok"), {}), NewJob(target.url("/status/503"), {})])
     runtime.intake.publish([(i, v.url, v.options) for i, v in zip(ids, store.list_jobs(JobFilter(ids=tuple(ids)), order="oldest"), strict=True)])
@@ -244,7 +244,7 @@ async def test_retest_row_and_failed_in_view(runtime, target) -> None:  # noqa: 
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
-async def test_export_view(runtime, tmp_path, fmt) -> None:  # noqa: ANN001
+async def test_export_view(runtime, tmp_path, fmt) -> None:
     seed(runtime.store)
     out = tmp_path / "exports"
     out.mkdir()
@@ -275,7 +275,7 @@ async def test_export_view(runtime, tmp_path, fmt) -> None:  # noqa: ANN001
             assert all(list(r["regions"]) == ["default"] and r["quorum"] == "majority" for r in rows)
 
 
-async def test_copy_url(runtime) -> None:  # noqa: ANN001
+async def test_copy_url(runtime) -> None:
     seed(runtime.store, queued=0)
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
@@ -286,7 +286,7 @@ async def test_copy_url(runtime) -> None:  # noqa: ANN001
         assert app.clipboard == "https://docs.example/guide/intro"
 
 
-async def test_database_outage_banner_and_recovery(runtime, monkeypatch) -> None:  # noqa: ANN001
+async def test_database_outage_banner_and_recovery(runtime, monkeypatch) -> None:
     seed(runtime.store)
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
@@ -294,7 +294,7 @@ async def test_database_outage_banner_and_recovery(runtime, monkeypatch) -> None
         await wait_for(pilot, lambda: grid.loaded, what="rows")
         real_count, real_quick = runtime.store.count_jobs, grid_sql.quick_counts
 
-        def down(*args, **kwargs):  # noqa: ANN002, ANN003
+        def down(*args, **kwargs):
             raise StoreUnavailable("connection refused (test)")
 
         monkeypatch.setattr(runtime.store, "count_jobs", down)
@@ -311,7 +311,7 @@ async def test_database_outage_banner_and_recovery(runtime, monkeypatch) -> None
         await wait_for(pilot, lambda: grid.total == 11, what="refresh after recovery")
 
 
-async def test_pause_stops_refresh(runtime) -> None:  # noqa: ANN001
+async def test_pause_stops_refresh(runtime) -> None:
     seed(runtime.store)
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
@@ -327,7 +327,7 @@ async def test_pause_stops_refresh(runtime) -> None:  # noqa: ANN001
         await wait_for(pilot, lambda: grid.total == 11, what="resumed")
 
 
-async def test_help_and_palette(runtime) -> None:  # noqa: ANN001
+async def test_help_and_palette(runtime) -> None:
     app = make_app(runtime)
     async with app.run_test(size=(120, 40)) as pilot:
         app.query_one(JobGrid).focus()
@@ -340,7 +340,7 @@ async def test_help_and_palette(runtime) -> None:  # noqa: ANN001
         assert {"Re-test row", "Export view", "Filter by URL text", "Pause / resume refresh"} <= set(titles)
 
 
-async def test_a_job_with_regions_shows_them_in_the_grid_and_side_by_side_in_the_detail(runtime) -> None:  # noqa: ANN001
+async def test_a_job_with_regions_shows_them_in_the_grid_and_side_by_side_in_the_detail(runtime) -> None:
     from db import ResultRecord
 
     from .conftest import FIXED_NOW, detail
@@ -386,7 +386,7 @@ async def test_the_status_line_names_the_regions_with_live_workers() -> None:
     line = StatusLine("postgresql://db/urltester", "amqp://mq//", immediate=False)
 
     class One(App):
-        def compose(self):  # noqa: ANN202
+        def compose(self):
             yield line
 
     app = One()

@@ -21,7 +21,7 @@ def labels(app: UrlTesterApp) -> list[str]:
     return [label for _, label in screen.options]
 
 
-async def test_cancel_the_rows_batch_after_choosing_it_in_a_modal(runtime) -> None:  # noqa: ANN001
+async def test_cancel_the_rows_batch_after_choosing_it_in_a_modal(runtime) -> None:
     store = runtime.store
     keep = store.create_batch("keep")
     store.insert_jobs(keep.id, [NewJob(f"https://keep.example/{i}", {}) for i in range(2)])
@@ -61,7 +61,7 @@ async def test_cancel_the_rows_batch_after_choosing_it_in_a_modal(runtime) -> No
         assert not isinstance(app.screen, ChoiceScreen)
 
 
-async def test_cancel_one_job_from_the_modal(runtime) -> None:  # noqa: ANN001
+async def test_cancel_one_job_from_the_modal(runtime) -> None:
     ids = runtime.store.insert_jobs(None, [NewJob(f"https://solo.example/{i}", {}) for i in range(3)])
     app = UrlTesterApp(runtime, tz=UTC, poll_interval=0.2, status_interval=0.2)
     async with app.run_test(size=SIZE) as pilot:

@@ -56,7 +56,7 @@ def test_middle_cut_is_exact_in_cells_for_wide_and_combined_characters(text: str
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
-async def test_typed_urls_of_one_host_show_what_tells_them_apart(runtime, target, size) -> None:  # noqa: ANN001
+async def test_typed_urls_of_one_host_show_what_tells_them_apart(runtime, target, size) -> None:
     """Typed into the input and checked in-process: every row's end (the query) is on screen."""
     urls = [target.url(f"/ok?report=monthly-sales&region={region}") for region in ("north", "south", "east-and-west")]
     app: UrlTesterApp = make_app(runtime)

@@ -11,7 +11,7 @@ from .conftest import fixed_clock, screen_text, seed_result, wait_for
 from .test_app import SIZE, make_app
 
 
-async def test_a_crawl_results_detail_says_where_it_is_linked_from(runtime) -> None:  # noqa: ANN001
+async def test_a_crawl_results_detail_says_where_it_is_linked_from(runtime) -> None:
     store = runtime.store
     batch = store.create_batch("crawl")
     create_crawl(store, Crawl(batch_id=batch.id, roots=("https://site.example/",), scope="host", depth=3,

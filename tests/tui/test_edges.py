@@ -32,7 +32,7 @@ def footer_of(screen: str) -> str:
     return next(line for line in reversed(screen.splitlines()) if "Quit" in line)
 
 
-def seed_alike(store) -> None:  # noqa: ANN001
+def seed_alike(store) -> None:
     b = store.create_batch("alike", now=FIXED_NOW - timedelta(minutes=5))
     ids = store.insert_jobs(b.id, [NewJob(u, {}) for u in ALIKE], now=FIXED_NOW - timedelta(minutes=4))
     store.store_results([
@@ -64,7 +64,7 @@ def test_widths_follow_the_terminal(width: int) -> None:
         assert cols["title"] > 12 and cols["error"] > 14
 
 
-async def test_filter_from_the_url_input_and_the_footer_shows_what_works_there(runtime) -> None:  # noqa: ANN001
+async def test_filter_from_the_url_input_and_the_footer_shows_what_works_there(runtime) -> None:
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for(pilot, lambda: "Quit" in screen_text(app), what="the footer")
@@ -79,7 +79,7 @@ async def test_filter_from_the_url_input_and_the_footer_shows_what_works_there(r
         await wait_for(pilot, lambda: "Failed" in footer_of(screen_text(app)), what="the grid's footer")
 
 
-async def test_keys_typed_fast_after_down_reach_the_grid(runtime) -> None:  # noqa: ANN001
+async def test_keys_typed_fast_after_down_reach_the_grid(runtime) -> None:
     seed_alike(runtime.store)
     app = make_app(runtime)
     async with app.run_test(size=(120, 30)) as pilot:
@@ -97,7 +97,7 @@ async def test_keys_typed_fast_after_down_reach_the_grid(runtime) -> None:  # no
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("size", [(80, 24), (120, 30)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_in_a_real_terminal(tmp_path, size) -> None:  # noqa: ANN001
+def test_in_a_real_terminal(tmp_path, size) -> None:
     url = f"sqlite:///{tmp_path}/t.db"
     store = open_store(url)
     seed_alike(store)
@@ -128,7 +128,7 @@ def test_in_a_real_terminal(tmp_path, size) -> None:  # noqa: ANN001
         tmux.close()
 
 
-async def test_the_tui_says_at_once_that_the_broker_is_unreachable(tmp_path) -> None:  # noqa: ANN001
+async def test_the_tui_says_at_once_that_the_broker_is_unreachable(tmp_path) -> None:
     import socket
 
     from runner.jobs.runtime import Runtime

@@ -18,7 +18,7 @@ from .conftest import screen_text, wait_for
 from .test_app import make_app
 
 
-async def test_every_binding_is_in_the_help(runtime) -> None:  # noqa: ANN001
+async def test_every_binding_is_in_the_help(runtime) -> None:
     app = make_app(runtime)
     async with app.run_test(size=(120, 40)) as pilot:
         app.query_one(JobGrid).focus()
@@ -36,7 +36,7 @@ async def test_every_binding_is_in_the_help(runtime) -> None:  # noqa: ANN001
         assert "queue every valid URL typed or pasted" in screen_text(app)
 
 
-async def test_a_new_binding_shows_in_the_help_without_editing_it(runtime) -> None:  # noqa: ANN001
+async def test_a_new_binding_shows_in_the_help_without_editing_it(runtime) -> None:
     class WithExtra(UrlTesterApp):
         CSS_PATH = str(Path(tui.app.__file__).with_name("app.tcss"))
         BINDINGS = [*UrlTesterApp.BINDINGS, Binding("z", "noop", "Zoom", tooltip="zoom the grid (a key added later)")]

@@ -21,13 +21,13 @@ from .conftest import fixed_clock, seed, wait_for
 SIZES = [(80, 24), (120, 40)]
 
 
-def make(runtime) -> UrlTesterApp:  # noqa: ANN001
+def make(runtime) -> UrlTesterApp:
     seed(runtime.store)
     # Long intervals: nothing refreshes while the picture is taken.
     return UrlTesterApp(runtime, clock=fixed_clock, tz=UTC, poll_interval=60, status_interval=60)
 
 
-async def ready(pilot) -> None:  # noqa: ANN001
+async def ready(pilot) -> None:
     app = pilot.app
     grid = app.query_one(JobGrid)
     await wait_for(pilot, lambda: grid.loaded and app.status_line.counts is not None, what="first screen")
@@ -36,8 +36,8 @@ async def ready(pilot) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_main_screen(snap_compare, shown_runtime, size) -> None:  # noqa: ANN001
-    async def run_before(pilot) -> None:  # noqa: ANN001
+def test_main_screen(snap_compare, shown_runtime, size) -> None:
+    async def run_before(pilot) -> None:
         await ready(pilot)
         await pilot.press("down", "down")
 
@@ -45,8 +45,8 @@ def test_main_screen(snap_compare, shown_runtime, size) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_detail_screen(snap_compare, shown_runtime, size) -> None:  # noqa: ANN001
-    async def run_before(pilot) -> None:  # noqa: ANN001
+def test_detail_screen(snap_compare, shown_runtime, size) -> None:
+    async def run_before(pilot) -> None:
         await ready(pilot)
         await pilot.press("end", "enter")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen)
@@ -68,18 +68,18 @@ ONE_HOST = [  # URLs of one host that differ only at the end: the middle is what
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_urls_of_one_host_show_their_ends(snap_compare, shown_runtime, size) -> None:  # noqa: ANN001
+def test_urls_of_one_host_show_their_ends(snap_compare, shown_runtime, size) -> None:
     seed(shown_runtime.store, queued=0, sample=ONE_HOST)
     app = UrlTesterApp(shown_runtime, clock=fixed_clock, tz=UTC, poll_interval=60, status_interval=60)
 
-    async def run_before(pilot) -> None:  # noqa: ANN001
+    async def run_before(pilot) -> None:
         await ready(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_failed_only_sorted_by_latency(snap_compare, shown_runtime) -> None:  # noqa: ANN001
-    async def run_before(pilot) -> None:  # noqa: ANN001
+def test_failed_only_sorted_by_latency(snap_compare, shown_runtime) -> None:
+    async def run_before(pilot) -> None:
         await ready(pilot)
         await pilot.press("f", "s", "s")
         grid = pilot.app.query_one(JobGrid)
@@ -89,8 +89,8 @@ def test_failed_only_sorted_by_latency(snap_compare, shown_runtime) -> None:  # 
     assert snap_compare(make(shown_runtime), terminal_size=(80, 24), run_before=run_before)
 
 
-def test_help(snap_compare, shown_runtime) -> None:  # noqa: ANN001
-    async def run_before(pilot) -> None:  # noqa: ANN001
+def test_help(snap_compare, shown_runtime) -> None:
+    async def run_before(pilot) -> None:
         await ready(pilot)
         await pilot.press("question_mark")
         await pilot.pause()

@@ -42,7 +42,7 @@ def test_no_colour_names_in_the_tuis_python() -> None:
     assert not offenders, f"use a theme variable ($success, $error, $warning, ...) in tui/styled.py: {offenders}"
 
 
-async def test_a_theme_switch_recolours_the_status_line(runtime) -> None:  # noqa: ANN001
+async def test_a_theme_switch_recolours_the_status_line(runtime) -> None:
     seed(runtime.store)
     app = make_app(runtime)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -70,7 +70,7 @@ def grey(params: list[int]) -> bool:
 
 
 @pytest.mark.e2e
-def test_no_color_shows_no_colour_in_a_real_terminal(tmp_path) -> None:  # noqa: ANN001
+def test_no_color_shows_no_colour_in_a_real_terminal(tmp_path) -> None:
     url = f"sqlite:///{tmp_path}/t.db"
     store = open_store(url)
     seed(store)
