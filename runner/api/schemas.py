@@ -133,8 +133,9 @@ class CountsOut(BaseModel):
 # A batch's counts are db.Counts' fields (those without a scope: what every count has).
 BATCH_COUNTS = tuple(f.name for f in dataclasses.fields(Counts) if "scope" not in f.metadata)
 _COUNT_TYPES = typing.get_type_hints(Counts)
-BatchOut = create_model("BatchOut", id=(int, ...),  # type: ignore[call-overload]  # as Job's name=(str, ...), created_at=(str, ...), size=(int, ...),
-                        **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
+BatchOut = create_model(  # type: ignore[call-overload]  # as Job's
+    "BatchOut", id=(int, ...), name=(str, ...), created_at=(str, ...), size=(int, ...),
+    **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
 
 
 class Cancelled(BaseModel):
@@ -238,7 +239,7 @@ class DiffOut(BaseModel):
     after: CheckSide | None = Field(description="null: the URL is gone.")
 
 
-ChangeCounts = create_model("ChangeCounts", **{kind: (int, ...) for kind in CHANGE_KINDS})
+ChangeCounts = create_model("ChangeCounts", **{kind: (int, ...) for kind in CHANGE_KINDS})  # type: ignore[call-overload]  # as Job's
 
 
 class ChangesOut(BaseModel):

@@ -29,8 +29,16 @@ from db.urls import (
     url_changes,
 )
 from runner.api.config import MAX_PAGE
-from runner.api.routes import ERRORS, NAME_PATTERN, bearer, invalid, known_query, runtime
-from runner.api.schemas import ChangesOut, HistoryOut, Problem, UrlsPage, UrlState, UrlSummary
+from runner.api.routes import ERRORS, bearer, invalid, known_query, runtime
+from runner.api.schemas import (
+    NAME_PATTERN,
+    ChangesOut,
+    HistoryOut,
+    Problem,
+    UrlsPage,
+    UrlState,
+    UrlSummary,
+)
 from runner.errors import InvalidURL
 from runner.jobs.history import (
     change_counts,

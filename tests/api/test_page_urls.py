@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 ROWS = "return [...document.querySelectorAll(arguments[0] + ' tbody tr')].map(r => [...r.cells].map(c => c.textContent))"
 
 
-def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> None:  # noqa: ANN001, F811
+def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait

@@ -15,7 +15,7 @@ from tests.support.services import run_cli, runner_env
 pytestmark = pytest.mark.e2e
 
 
-def test_cli_json_and_the_api_list_the_same_url_keys(target, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cli_json_and_the_api_list_the_same_url_keys(target, tmp_path: Path) -> None:
     env = runner_env(f"sqlite:///{tmp_path}/keys.db", None)
     urls = [target.url("/ok"), target.url("/status/500")]
     assert run_cli(["submit", *urls, "--batch", "keys"], env).returncode == 0  # embedded: checked before exit

@@ -26,7 +26,7 @@ def lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def night(target, tmp_path: Path, n: int, env: dict[str, str], batch: str = "nightly") -> None:  # noqa: ANN001
+def night(target, tmp_path: Path, n: int, env: dict[str, str], batch: str = "nightly") -> None:
     names = [name for name, *statuses in PLAN if statuses[n - 1] is not None]
     for name in names:
         target.switch[name] = dict((p[0], p[n]) for p in PLAN)[name]
@@ -36,7 +36,7 @@ def night(target, tmp_path: Path, n: int, env: dict[str, str], batch: str = "nig
     assert out.returncode in (0, 1), out.stdout + out.stderr
 
 
-def test_urls_history_changes_and_change_events(pg_url, amqp_url, queue_name, target, tmp_path) -> None:  # noqa: ANN001
+def test_urls_history_changes_and_change_events(pg_url, amqp_url, queue_name, target, tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     url = {name: target.url(f"/switch?key={name}") for name, *_ in PLAN}
     with worker(env, "--processes", "1", "--concurrency", "4"), serve(env, tmp_path / "serve.log") as server:
