@@ -117,31 +117,34 @@ def test_urls_history_changes_and_change_events(pg_url, amqp_url, queue_name, ta
                 assert r.status_code == status and named in detail(r), (path, params, r.status_code, r.text)
                 assert "Traceback" not in r.text
 
-            # --- event: change, live
-            events: list[tuple[str, dict]] = []
-            opened = threading.Event()
+            # --- event: change, live; a stream's `text` filters them
+            streams: dict[str, list[dict]] = {"all": [], "dead": []}
+            opened = {name: threading.Event() for name in streams}
 
-            def listen() -> None:
+            def listen(name: str, params: dict[str, str], until: str) -> None:
                 with httpx.Client(base_url=server.base, timeout=60) as s, s.stream(
-                        "GET", "/api/v1/events", headers={"Authorization": f"Bearer {token}"}) as r:
+                        "GET", "/api/v1/events", params=params, headers={"Authorization": f"Bearer {token}"}) as r:
                     kind = None
                     for line in r.iter_lines():
                         if line.startswith("retry:"):
-                            opened.set()
+                            opened[name].set()
                         elif line.startswith("event:"):
                             kind = line[6:].strip()
                         elif line.startswith("data:") and kind == "change":
-                            events.append((kind, json.loads(line[5:])))
-                            if any(e["url"] == url["broke"] for _, e in events):
+                            streams[name].append(json.loads(line[5:]))
+                            if streams[name][-1]["url"] == until:
                                 return
 
-            thread = threading.Thread(target=listen, daemon=True)
-            thread.start()
-            assert opened.wait(30)
-            target.switch["broke"] = 200
-            out = run_cli(["submit", url["broke"], "--wait", "--batch", "third"], env)
-            assert out.returncode == 0, out.stdout + out.stderr
-            wait_until(lambda: any(e["url"] == url["broke"] for _, e in events), 30, 0.1, "event: change")
-            change = next(e for _, e in events if e["url"] == url["broke"])
+            for name, params, until in (("all", {}, url["broke"]), ("dead", {"text": "key=dead"}, url["dead"])):
+                threading.Thread(target=listen, args=(name, params, until), daemon=True).start()
+            assert all(e.wait(30) for e in opened.values())
+            for name in ("broke", "dead"):  # one after the other: the changes commit in this order
+                target.switch[name] = 200
+                out = run_cli(["submit", url[name], "--wait", "--batch", "third"], env)
+                assert out.returncode == 0, out.stdout + out.stderr
+            wait_until(lambda: any(e["url"] == url["broke"] for e in streams["all"]), 30, 0.1, "event: change")
+            change = next(e for e in streams["all"] if e["url"] == url["broke"])
             assert change["change"] == "recovered" and change["from"] == "failing" and change["to"] == "ok"
             assert list(change) == ["url", "change", "at", "from", "to", "outcome", "status_code", "error", "job_id"]
+            wait_until(lambda: any(e["url"] == url["dead"] for e in streams["dead"]), 30, 0.1, "the filtered change")
+            assert [(e["url"], e["change"]) for e in streams["dead"]] == [(url["dead"], "recovered")]  # broke's passed by
