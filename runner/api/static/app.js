@@ -255,6 +255,7 @@ async function listen() {
       if (!answer.ok || !answer.body) throw new Error(`events: ${answer.status}`);
       $("live").textContent = "live";
       $("live").className = "live on";
+      document.dispatchEvent(new Event("urltester:connected")); // urls.js catches up on changes missed
       await readEvents(answer.body.getReader());
     } catch (err) {
       if (controller.signal.aborted) return;

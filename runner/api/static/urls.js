@@ -249,4 +249,6 @@ $("url-close").addEventListener("click", () => {
 
 function startUrls() { loadSummary().catch(() => {}); if (shownView !== "jobs-view") showView(shownView); }
 document.addEventListener("urltester:start", startUrls);
+// Change events carry no id: after a reconnect the open view reads again what it may have missed.
+document.addEventListener("urltester:connected", () => { if (shownView !== "jobs-view") startUrls(); else summarySoon(); });
 if (token()) startUrls();
