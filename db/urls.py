@@ -109,8 +109,8 @@ _URL_COLUMNS = ("u.id, u.url, u.state, u.since, u.last_checked_at, u.last_job_id
 
 def list_urls(store: Store, flt: UrlFilter = UrlFilter(), *, since: datetime, sort: str = "state",
               limit: int | None = 100, region: str | None = None, offset: int = 0) -> list[UrlView]:
-    """One row per URL, its figures summed since ``since`` (the window); ``offset`` skips
-    that many rows first (the TUI's pages: only the rows on screen are read)."""
+    """One row per URL, its figures summed since ``since`` (the window); ``offset`` rows of
+    that order skipped first (the TUI's and the API's pages: only the rows shown are read)."""
     d = store.dialect
     if sort == "state" and flt.state is None:
         rows: list[Any] = []
@@ -141,7 +141,8 @@ def count_urls(store: Store, flt: UrlFilter = UrlFilter()) -> int:
 
 
 def state_counts(store: Store) -> dict[str, int]:
-    """URLs per state (every state named, 0 when none)."""
+    """How many URLs are in each state (every state named, 0 when none): the TUI's status
+    line and the page's header."""
     with store.dialect.transaction(write=False) as cur:
         cur.execute("SELECT state, count(*) FROM urls GROUP BY state")
         found = {str(s): int(n) for s, n in cur.fetchall()}
@@ -173,9 +174,14 @@ def _rows(store: Store, flt: UrlFilter, sort: str, limit: int | None, offset: in
     where, params = _where(store, flt)
     sql = (f"SELECT {_URL_COLUMNS} FROM urls u WHERE {' AND '.join(where) or '1 = 1'} "  # our fragments
            f"ORDER BY {_ORDER[sort]}")
-    if limit is not None:  # an offset only with a limit (SQLite has no OFFSET alone)
-        sql += " LIMIT %s OFFSET %s"
-        params.extend([limit, offset])
+    if limit is not None:
+        sql += " LIMIT %s"
+        params.append(limit)
+    elif offset:
+        sql += " LIMIT -1" if store.kind == "sqlite" else " LIMIT ALL"
+    if offset:
+        sql += " OFFSET %s"
+        params.append(offset)
     with store.dialect.transaction(write=False) as cur:
         cur.execute(sql, params)
         rows: list[Any] = cur.fetchall()
@@ -196,9 +202,8 @@ def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
         where.append("u.url = %s")
         params.append(flt.url)
     if flt.text:
-        escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append(f"u.url {d.ilike} %s ESCAPE '\\'")
-        params.append(f"%{escaped}%")
+        where.append(_contains(d))
+        params.append(_pattern(flt.text))
     if flt.batch_ids is not None:
         test, p = d.any_of("j.batch_id", flt.batch_ids)
         where.append(f"EXISTS (SELECT 1 FROM jobs j WHERE j.url_id = u.id AND {test})")
@@ -215,6 +220,15 @@ def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
             where.append(changed + (" AND u.state = 'failing'" if flt.change == "new_failure" else ""))
             params.extend([flt.change_batch, flt.change])
     return where, params
+
+
+def _contains(d: Any) -> str:
+    return f"u.url {d.ilike} %s ESCAPE '\\'"
+
+
+def _pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _view(d: Any, row: Sequence[Any], sums: Rollup) -> UrlView:
@@ -255,6 +269,42 @@ def rollup_series(store: Store, url_id: int, *, since: datetime, grain: str = "h
                     "AND region = %s AND start >= %s ORDER BY start",
                     (url_id, grain, region or OVERALL, d.ts(floor_to(since, grain))))
         return [(d.parse_ts(r[0]), Rollup.of_row(r[1], r[2], r[3], r[4])) for r in cur.fetchall()]
+
+
+def latest_change_id(store: Store) -> int:
+    """The highest ``url_changes`` id so far (0 when none): where a new event stream starts."""
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT COALESCE(max(id), 0) FROM url_changes")
+        return int(cur.fetchone()[0])
+
+
+def changes_after(store: Store, after_id: int, *, limit: int = 2000, text: str | None = None,
+                  batch: str | None = None) -> tuple[list[int], list[tuple[int, Change]]]:
+    """The ids of every change stored after ``after_id`` (unfiltered, so a reader can tell a
+    gap from a filtered-out row), and the changes among them whose URL contains ``text``
+    and whose job is in ``batch`` (a name, or an id, as the job list's filter takes it):
+    ``(id, change)`` in id order."""
+    d = store.dialect
+    with d.transaction(write=False) as cur:
+        cur.execute("SELECT id FROM url_changes WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
+        ids = [int(r[0]) for r in cur.fetchall()]
+        if not ids:
+            return [], []
+        test, params = d.any_of("c.id", ids)
+        where = [test]
+        if text:
+            where.append(_contains(d))
+            params.append(_pattern(text))
+        if batch:
+            where.append("c.batch_id IN (SELECT id FROM batches WHERE name = %s OR id = %s)")
+            params.extend([batch, int(batch) if batch.isdigit() and len(batch) < 19 else -1])
+        cur.execute("SELECT c.id, c.url_id, u.url, c.at, c.from_state, c.to_state, c.change, c.job_id, c.batch_id, "
+                    "c.outcome, c.status_code, c.error, c.region FROM url_changes c JOIN urls u ON u.id = c.url_id "
+                    f"WHERE {' AND '.join(where)} ORDER BY c.id", params)
+        rows = cur.fetchall()
+    return ids, [(int(r[0]), Change(url_id=r[1], url=r[2], at=d.parse_ts(r[3]), from_state=r[4], to_state=r[5],
+                                    change=r[6], job_id=r[7], batch_id=r[8], outcome=r[9], status_code=r[10],
+                                    error=r[11], region=r[12])) for r in rows]
 
 
 def recent_checks(store: Store, url_id: int, *, since: datetime | None = None, limit: int = 50,

@@ -31,6 +31,7 @@ from runner.api.guard import Guard
 from runner.api.legacy import router as legacy_router
 from runner.api.protocol import quiet_accept_errors
 from runner.api.routes import STATIC, public, router
+from runner.api.urls import router as urls_router
 from runner.errors import BrokerError, ConfigError, InvalidInput, UnsentJobs
 from runner.jobs.settings import Settings, from_env
 from runner.metrics import ApiMetrics
@@ -92,6 +93,7 @@ def create_app(settings: Settings, config: ApiConfig = DEFAULT_CONFIG, *, runtim
     app.state.zone = settings.zone  # local times of the old /api/get_jobs
     app.include_router(public)
     app.include_router(router)
+    app.include_router(urls_router)
     app.include_router(legacy_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handlers(app)

@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from db import JobFilter, Store, StoreUnavailable
 from db.feed import latest_seq, results_by_seq, seqs_after
 from db.regional import region_results
+from runner.api.change_events import ChangeTail
 from runner.jobs.report import to_row
 
 HOLD = 2.0  # seconds a stream keeps looking below the newest seq it saw
@@ -103,6 +104,8 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
     feed.waiters.add(woken)
     try:
         floor = last_id if last_id is not None else await run_in_threadpool(latest_seq, store)
+        changes = ChangeTail(store, flt)  # event: change (runner/api/change_events.py)
+        await changes.start()
         seen: set[int] = set()
         history: deque[tuple[float, int]] = deque()
         quiet_since = checked = time.monotonic()
@@ -133,6 +136,10 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
                 for _ in page:
                     on_event()
                 yield "".join(page)
+                quiet_since = time.monotonic()
+            for chunk in await changes.events():
+                on_event()
+                yield chunk
                 quiet_since = time.monotonic()
             seen.update(new)
             now = time.monotonic()

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from db import STATES, Counts, JobView
+from db import CHANGES, STATES, URL_STATES, Counts, JobView
 from runner.check.options import (
     MAX_BYTES_LIMIT,
     MAX_CONDITIONS,
@@ -31,6 +31,7 @@ from runner.check.options import (
     MAX_STREAK,
     MAX_TEXT,
 )
+from runner.jobs.history import CHANGE_KINDS
 from runner.jobs.report import CORE_KEYS, OUTCOMES
 
 State = Literal[STATES]  # type: ignore[valid-type]  # the one list of states, at import
@@ -253,8 +254,9 @@ class CountsOut(BaseModel):
 # A batch's counts are db.Counts' fields (those without a scope: what every count has).
 BATCH_COUNTS = tuple(f.name for f in dataclasses.fields(Counts) if "scope" not in f.metadata)
 _COUNT_TYPES = typing.get_type_hints(Counts)
-BatchOut = create_model("BatchOut", id=(int, ...),  # type: ignore[call-overload]  # as Job's name=(str, ...), created_at=(str, ...), size=(int, ...),
-                        **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
+BatchOut = create_model(  # type: ignore[call-overload]  # as Job's
+    "BatchOut", id=(int, ...), name=(str, ...), created_at=(str, ...), size=(int, ...),
+    **{name: (_COUNT_TYPES[name], ...) for name in BATCH_COUNTS})
 
 
 class Cancelled(BaseModel):
@@ -268,3 +270,117 @@ class Problem(BaseModel):
 class Ready(BaseModel):
     database: str
     broker: str
+
+
+# ---------------------------------------------------------------------------- URLs over time
+# The objects of `runner urls`, `runner history` and `runner changes --format json`
+# (runner.jobs.history builds them for both; tests/api/test_url_keys.py holds them equal).
+
+UrlState = Literal[URL_STATES]  # type: ignore[valid-type]
+ChangeKind = Literal[CHANGE_KINDS]  # type: ignore[valid-type]  # a comparison's kinds
+StateChange = Literal[CHANGES]  # type: ignore[valid-type]  # what moves a URL's state
+
+
+class LastCheck(BaseModel):
+    job_id: int
+    outcome: str | None
+    status_code: int | None
+    total_ms: float | None
+    error: str | None
+
+
+class Latency(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class UrlOut(BaseModel):
+    """One URL: its state, since when, its latest check, and its figures in the window."""
+
+    url: str = Field(description="The normalised URL (password masked).")
+    state: UrlState
+    since: str | None = Field(description="When the state last changed (ISO 8601).")
+    last_checked_at: str | None
+    last: LastCheck | None = Field(description="The latest check; null when never checked.")
+    checks: int = Field(description="Checks in the window.")
+    ok: int = Field(description="Checks in the window that passed.")
+    uptime: float | None = Field(description="ok / checks (0 to 1); null without checks.")
+    latency_ms: Latency = Field(description="Percentiles of the window's check times.")
+
+
+class UrlsPage(BaseModel):
+    urls: list[UrlOut]
+    next: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class UrlChangeOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    at: str
+    from_: UrlState | None = Field(alias="from", description="null: the URL's first check.")
+    to: UrlState
+    outcome: str
+    status_code: int | None
+    error: str | None
+    job_id: int
+
+
+class PointOut(BaseModel):
+    job_id: int
+    batch: str | None
+    checked_at: str
+    outcome: str
+    status_code: int | None
+    total_ms: float | None
+    error: str | None
+    region: str | None = Field(description="A region's check of a job that named regions; null: the job's own.")
+
+
+class HistoryOut(UrlOut):
+    """A URL's story: the URL's object, its changes and its recent checks, newest first."""
+
+    changes: list[UrlChangeOut]
+    recent: list[PointOut]
+
+
+class CheckSide(BaseModel):
+    job_id: int
+    outcome: str
+    status_code: int | None
+    total_ms: float | None
+    final_url: str | None
+    checked_at: str | None
+
+
+class DiffOut(BaseModel):
+    url: str
+    change: ChangeKind
+    before: CheckSide | None = Field(description="null: the URL is new.")
+    after: CheckSide | None = Field(description="null: the URL is gone.")
+
+
+ChangeCounts = create_model("ChangeCounts", **{kind: (int, ...) for kind in CHANGE_KINDS})  # type: ignore[call-overload]  # as Job's
+
+
+class ChangesOut(BaseModel):
+    changes: list[DiffOut] = Field(description="Each URL that changed, at most `limit` (failures first).")
+    counts: ChangeCounts = Field(description="How many of each kind, over every change (not only those listed).")  # type: ignore[valid-type]
+    batch: BatchRef | None = Field(description="The batch compared (with `batch`); null with `since`.")
+
+
+class BatchSeen(BaseModel):
+    id: int
+    name: str
+    created_at: str
+
+
+class UrlSummary(BaseModel):
+    """How many URLs are in each state, and the latest batch (the page's header)."""
+
+    ok: int
+    slow: int
+    failing: int
+    pending: int
+    total: int
+    last_batch: BatchSeen | None = Field(description="The newest batch: what \"changes since the last batch\" compares.")

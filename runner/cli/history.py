@@ -4,7 +4,7 @@ docs/history.md)."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -58,28 +58,21 @@ def _since(option: str, text: str | None) -> datetime | None:
 
 
 def _window(text: str) -> datetime:
-    from datetime import UTC
-
-    from runner.jobs.when import parse_age
+    from runner.jobs.history import parse_window
 
     try:
-        age = parse_age(text)
+        return parse_window(text)
     except ValueError as exc:
         raise fail(f"--window: {exc}", EXIT_USAGE) from None
-    if age is None or age <= timedelta(0):
-        raise fail(f"--window: {text!r} is not an age such as 24h, 7d or 30d", EXIT_USAGE)
-    return datetime.now(UTC) - age
 
 
 def _slower(text: str) -> float:
-    raw = text.strip().lower().removesuffix("x")
+    from runner.jobs.history import parse_slower
+
     try:
-        factor = float(raw)
-    except ValueError:
-        factor = 0.0
-    if not factor >= 1.0 or factor != factor or factor == float("inf"):
-        raise fail(f"--slower: {text!r} is not a factor such as 2x or 1.5x (at least 1)", EXIT_USAGE)
-    return factor
+        return parse_slower(text)
+    except ValueError as exc:
+        raise fail(f"--slower: {exc}", EXIT_USAGE) from None
 
 
 @handled

@@ -41,6 +41,30 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def parse_window(text: str, *, now: datetime | None = None) -> datetime:
+    """The start of a window given as an age (``24h``, ``7d``, ``30d``); ValueError naming the text."""
+    from datetime import UTC, timedelta
+
+    from runner.jobs.when import parse_age
+
+    age = parse_age(text)
+    if age is None or age <= timedelta(0):
+        raise ValueError(f"{text!r} is not an age such as 24h, 7d or 30d")
+    return (now or datetime.now(UTC)) - age
+
+
+def parse_slower(text: str) -> float:
+    """``--slower``'s factor (``2x``, ``1.5``, at least 1); ValueError naming the text."""
+    raw = text.strip().lower().removesuffix("x")
+    try:
+        factor = float(raw)
+    except ValueError:
+        factor = 0.0
+    if not factor >= 1.0 or factor != factor or factor == float("inf"):
+        raise ValueError(f"{text!r} is not a factor such as 2x or 1.5x (at least 1)")
+    return factor
+
+
 # ---------------------------------------------------------------------------- comparing
 
 
@@ -164,6 +188,17 @@ def change_object(change: Change) -> dict[str, Any]:
             "status_code": change.status_code, "error": change.error, "job_id": change.job_id}
 
 
+def change_event_object(change: Change) -> dict[str, Any]:
+    """A change as ``/api/v1/events`` sends it (``event: change``): the URL and the kind of
+    change, then :func:`change_object`'s keys."""
+    return {"url": mask_url(change.url), "change": change.change, **change_object(change)}
+
+
+def change_counts(diffs: Sequence[Diff]) -> dict[str, int]:
+    """How many of each change kind (every kind named)."""
+    return {k: sum(1 for d in diffs if d.change == k) for k in CHANGE_KINDS}
+
+
 def point_object(point: Point) -> dict[str, Any]:
     return {"job_id": point.job_id, "batch": point.batch, "checked_at": iso(point.checked_at),
             "outcome": point.outcome, "status_code": point.status_code, "total_ms": _ms(point.total_ms),
@@ -251,7 +286,7 @@ def changes_table(diffs: Sequence[Diff]) -> Iterator[str]:
     yield f"{'CHANGE':<14} {'BEFORE':<22} {'AFTER':<22}  URL"
     for d in diffs:
         yield f"{d.change:<14} {_side(d.before):<22} {_side(d.after):<22}  {printable(mask_url(d.url))}"
-    counts = {k: sum(1 for d in diffs if d.change == k) for k in CHANGE_KINDS}
+    counts = change_counts(diffs)
     yield ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no changes"
 
 

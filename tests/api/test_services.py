@@ -25,8 +25,9 @@ def env(pg_url: str, amqp_url: str, queue_name: str) -> dict[str, str]:
 
 def read_events(client: httpx.Client, headers: dict[str, str], want: int, into: list[dict], ready: threading.Event,
                 timeout: float = 90) -> None:
-    """Collect ``want`` result events (id and job) from /api/v1/events; ``ready`` is set once
-    the stream has read its starting point (its first line, ``retry:``, comes after it)."""
+    """Collect ``want`` result events (id and job) from /api/v1/events (its ``change`` events
+    are another test's: tests/api/test_urls_api.py); ``ready`` is set once the stream has
+    read its starting point (its first line, ``retry:``, comes after it)."""
     deadline = time.monotonic() + timeout
     with client.stream("GET", "/api/v1/events", headers=headers, timeout=timeout) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -36,10 +37,12 @@ def read_events(client: httpx.Client, headers: dict[str, str], want: int, into: 
                 ready.set()
             elif line.startswith("id: "):
                 event["id"] = int(line[4:])
-            elif line.startswith("data: "):
+            elif line.startswith("event: "):
+                event["kind"] = line[7:]
+            elif line.startswith("data: ") and event.get("kind") == "result":
                 event["job"] = json.loads(line[6:])
             elif line == "" and "job" in event:
-                into.append(event)
+                into.append({k: v for k, v in event.items() if k != "kind"})
                 event = {}
                 if len(into) >= want or time.monotonic() > deadline:
                     return

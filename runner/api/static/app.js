@@ -255,6 +255,7 @@ async function listen() {
       if (!answer.ok || !answer.body) throw new Error(`events: ${answer.status}`);
       $("live").textContent = "live";
       $("live").className = "live on";
+      document.dispatchEvent(new Event("urltester:connected")); // urls.js catches up on changes missed
       await readEvents(answer.body.getReader());
     } catch (err) {
       if (controller.signal.aborted) return;
@@ -284,6 +285,8 @@ async function readEvents(reader) {
       }
       if (id) lastEventId = id;
       if (kind === "result" && data) { show(JSON.parse(data)); countsSoon(); }
+      // A URL's state moved: the by-URL and changes views (urls.js) listen for it.
+      else if (kind === "change" && data) document.dispatchEvent(new CustomEvent("urltester:change", { detail: JSON.parse(data) }));
     }
   }
 }
@@ -338,6 +341,7 @@ async function openDetail(id) {
   $("detail-json").textContent = JSON.stringify(job, null, 2);
   $("retest").dataset.id = String(job.id);
   $("retest-result").textContent = "";
+  $("url-detail").hidden = true; // one drawer at a time
   $("detail").hidden = false;
   document.body.classList.add("detail-open");
 }
@@ -386,6 +390,7 @@ function start() {
   $("main").hidden = false;
   $("forget").hidden = false;
   reload();
+  document.dispatchEvent(new Event("urltester:start"));
 }
 
 start();
