@@ -2,7 +2,8 @@
 bounded in number. Every check runs: no 5xx, documented status codes, content types,
 headers and bodies valid against the schema, what the document allows accepted and what it
 forbids refused, auth not ignored, Allow headers. The old system's four paths leave out the
-two data checks: they read their input as the old app did (test_legacy)."""
+two data checks: they read their input as the old app did (test_legacy); the URL views
+leave out the positive one (a URL, exclusive parameters: more than JSON Schema says)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def api_schema(queued_server: Server, api_token: str):
 
 # The event stream never ends: its answers are checked in test_services, not fuzzed here.
 OLD_PATHS = {"/add_job", "/get_jobs", "/api/add_job", "/api/get_jobs"}
+URL_PATHS = {"/api/v1/urls", "/api/v1/urls/history", "/api/v1/changes"}
 schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/events")
 
 
@@ -55,5 +57,10 @@ def test_every_answer_matches_the_document(case, queued_server: Server, api_toke
     # The old system's paths answer as it did (a non-numeric limit is 200 [], a URL is read
     # leniently): what they accept is their contract (test_legacy), not a JSON Schema's.
     lenient = [checks.positive_data_acceptance, checks.negative_data_rejection] if case.operation.path in OLD_PATHS else []
+    if case.operation.path in URL_PATHS:
+        # What JSON Schema cannot say: a URL `submit` takes, `since` and `batch` exclusive,
+        # a cursor from an earlier page. Those refusals are 422 naming the parameter
+        # (test_urls_api); the document still forbids what the server refuses.
+        lenient = [checks.positive_data_acceptance]
     case.call_and_validate(base_url=queued_server.base, headers={"Authorization": f"Bearer {api_token}"},
                            timeout=30, excluded_checks=lenient)
