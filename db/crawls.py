@@ -1,7 +1,8 @@
 """A crawl's state, kept with its batch: its settings, the URLs it has taken, their referrers.
 
 A crawl is a batch that grows (``runner crawl``): a worker that checked a page in scope
-hands its links here, and :func:`claim_urls` says which of them are new to the crawl. The
+hands its links here, and :func:`claim_and_record` says which of them are new to the crawl,
+recording their jobs in the same transaction. The
 database decides, not the workers: ``crawl_urls``' primary key is (batch, URL), so two
 workers that find one link at once never both enqueue it (the second's insert waits for
 the first's commit, then does nothing), and the count on the crawl's row, taken last in
@@ -14,11 +15,12 @@ text) are kept up to :data:`MAX_REFERRERS`, whatever the order workers find them
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import utcnow
+from .jobs import record_jobs
+from .models import NewJob, utcnow
 from .store import Store
 
 MAX_REFERRERS = 20
@@ -72,25 +74,45 @@ def claim_urls(store: Store, batch_id: int, found: Sequence[tuple[str, int]],
     """Take the URLs (with their depth) that are new to the crawl, while it has room; keep
     each ``(url, referrer, text)`` (up to :data:`MAX_REFERRERS` per URL). Returns the
     ``(url, depth)`` this call took: only its caller enqueues them."""
+    with store.dialect.transaction() as cur:
+        _keep_referrers(cur, batch_id, referrers)
+        return _claim(cur, store.dialect, batch_id, found, robots_skipped)
+
+
+def claim_and_record(store: Store, batch_id: int, found: Sequence[tuple[str, int]],
+                     referrers: Sequence[tuple[str, str, str]], options_of: Callable[[str, int], str], *,
+                     robots_skipped: int = 0) -> list[tuple[int, str, str]]:
+    """:func:`claim_urls`, and the claimed URLs' jobs recorded (state queued, options from
+    ``options_of(url, depth)``) in the same transaction: a worker killed at any point
+    leaves both or neither, never a claimed URL without its job. Returns ``(job id, URL,
+    options)`` for the caller to publish (a job whose message is then lost is queued, as
+    `runner requeue --stale` finds it)."""
     d = store.dialect
-    with d.transaction() as cur:
-        rows: dict[tuple[str, str], str] = {}
-        for url, referrer, text in referrers:
-            rows.setdefault((url, referrer), text)  # a page's first link to a URL names it
-        items = [(url, referrer, text) for (url, referrer), text in rows.items()]
-        for start in range(0, len(items), CHUNK):
-            part = items[start:start + CHUNK]
-            # One statement per chunk (a round trip, not one per link); VALUES' columns are
-            # column1.. in both dialects. A URL with its 20 referrers takes no more.
-            cur.execute(
-                "INSERT INTO crawl_referrers (batch_id, url, referrer, text) "
-                "SELECT %s, v.column1, v.column2, v.column3 FROM (VALUES "
-                + ", ".join("(%s, %s, %s)" for _ in part)
-                + ") AS v WHERE (SELECT count(*) FROM crawl_referrers r WHERE r.batch_id = %s "
-                "AND r.url = v.column1) < %s ON CONFLICT DO NOTHING",
-                (batch_id, *(value for row in part for value in row), batch_id, MAX_REFERRERS),
-            )
-        return _claim(cur, d, batch_id, found, robots_skipped)
+    with d.transaction(announce=True) as cur:
+        _keep_referrers(cur, batch_id, referrers)
+        claimed = _claim(cur, d, batch_id, found, robots_skipped)
+        jobs = [NewJob(url, options_of(url, depth)) for url, depth in claimed]
+        ids = record_jobs(cur, d, batch_id, jobs, utcnow()) if jobs else []
+    return [(job_id, job.url, str(job.options)) for job_id, job in zip(ids, jobs, strict=True)]
+
+
+def _keep_referrers(cur: Any, batch_id: int, referrers: Sequence[tuple[str, str, str]]) -> None:
+    rows: dict[tuple[str, str], str] = {}
+    for url, referrer, text in referrers:
+        rows.setdefault((url, referrer), text)  # a page's first link to a URL names it
+    items = [(url, referrer, text) for (url, referrer), text in rows.items()]
+    for start in range(0, len(items), CHUNK):
+        part = items[start:start + CHUNK]
+        # One statement per chunk (a round trip, not one per link); VALUES' columns are
+        # column1.. in both dialects. A URL with its 20 referrers takes no more.
+        cur.execute(
+            "INSERT INTO crawl_referrers (batch_id, url, referrer, text) "
+            "SELECT %s, v.column1, v.column2, v.column3 FROM (VALUES "
+            + ", ".join("(%s, %s, %s)" for _ in part)
+            + ") AS v WHERE (SELECT count(*) FROM crawl_referrers r WHERE r.batch_id = %s "
+            "AND r.url = v.column1) < %s ON CONFLICT DO NOTHING",
+            (batch_id, *(value for row in part for value in row), batch_id, MAX_REFERRERS),
+        )
 
 
 @dataclass(frozen=True)
@@ -123,17 +145,6 @@ def crawls_going(store: Store, *, recent: int = 20) -> list[CrawlProgress]:
         )
         rows = cur.fetchall()
     return [CrawlProgress(int(r[0]), r[1], int(r[5]), int(r[6]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
-
-
-def release_urls(store: Store, batch_id: int, urls: Sequence[str]) -> None:
-    """Give claimed URLs back (their jobs could not be recorded): a redelivered page takes them again."""
-    if not urls:
-        return
-    d = store.dialect
-    with d.transaction() as cur:
-        where, params = d.any_of("url", list(urls))
-        cur.execute(f"DELETE FROM crawl_urls WHERE batch_id = %s AND {where}", (batch_id, *params))
-        cur.execute("UPDATE crawls SET urls = urls - %s WHERE batch_id = %s", (cur.rowcount, batch_id))
 
 
 def referrers_of(store: Store, job_ids: Sequence[int]) -> dict[int, list[dict[str, str]]]:

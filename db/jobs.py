@@ -66,15 +66,8 @@ class Jobs:
         """
         if not jobs:
             return []
-        d = self.dialect
-        now = now or utcnow()
-        with d.transaction(announce=True) as cur:
-            # Each job refers to its URL's row (issue 21), added here (state pending) if new.
-            url_ids = d.upsert_urls(cur, [job.url for job in jobs], now)
-            ids = d.insert_jobs(cur, batch_id, [(job.url, job.options_json(), url_ids[job.url]) for job in jobs], now)
-            if batch_id is not None:
-                cur.execute("UPDATE batches SET size = size + %s WHERE id = %s", (len(ids), batch_id))
-        return ids
+        with self.dialect.transaction(announce=True) as cur:
+            return record_jobs(cur, self.dialect, batch_id, jobs, now or utcnow())
 
     def mark_published(self, ids: Sequence[int], *, now: datetime | None = None,
                        no_worker_at: datetime | None = None) -> None:
@@ -201,3 +194,14 @@ class Jobs:
                         break
         d.vacuum(["jobs", "results", "region_results", "url_rollups"])
         return total
+
+
+def record_jobs(cur: Any, d: Dialect, batch_id: int | None, jobs: Sequence[NewJob], now: datetime) -> list[int]:
+    """:meth:`Jobs.insert_jobs` within the caller's transaction (a crawl records the jobs of
+    the links it claims in the claim's own transaction: both, or neither)."""
+    # Each job refers to its URL's row (issue 21), added here (state pending) if new.
+    url_ids = d.upsert_urls(cur, [job.url for job in jobs], now)
+    ids = d.insert_jobs(cur, batch_id, [(job.url, job.options_json(), url_ids[job.url]) for job in jobs], now)
+    if batch_id is not None:
+        cur.execute("UPDATE batches SET size = size + %s WHERE id = %s", (len(ids), batch_id))
+    return ids

@@ -7,11 +7,11 @@ depth limit. The check task asks :meth:`Crawler.sink` for a reader of such a pag
 the checker hands it the final response's bytes as they stream past (up to
 ``--max-bytes``), and :class:`PageLinks` reads an HTML body's links with
 :class:`runner.discover.html.HtmlLinks` as they go. Before the page's result is stored,
-:meth:`Crawler.follow` claims the links that are new to the crawl (the database decides:
-:func:`db.crawls.claim_urls`) and records their jobs through the one way jobs enter
-(:class:`~runner.jobs.intake.Intake`), so a worker killed between the two redoes it on
-redelivery and nothing is lost: a claimed URL whose jobs could not be recorded is given
-back. Links out of scope are checked, never followed; pages in scope that robots.txt
+:meth:`Crawler.follow` claims the links that are new to the crawl and records their jobs in
+one transaction (the database decides: :func:`db.crawls.claim_and_record`), then publishes
+them (:meth:`~runner.jobs.intake.Intake.publish`): a worker killed at any point loses
+nothing (claimed and recorded, or neither; a recorded job whose message never went is
+queued, and `runner requeue --stale` sends it). Links out of scope are checked, never followed; pages in scope that robots.txt
 disallows are neither fetched nor checked (counted as skipped).
 
 Scope: ``host`` (the same host name and port as a root: normalised URLs name no default
@@ -31,12 +31,13 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from db import NewJob, Store, StoreUnavailable
-from db.crawls import Crawl, claim_urls, create_crawl, get_crawl, release_urls
+from db.crawls import Crawl, claim_and_record, create_crawl, get_crawl
 from runner.check.options import CheckOptions
 from runner.discover.html import HtmlLinks
 from runner.discover.links import Link
-from runner.errors import InvalidInput, UnsentJobs
+from runner.errors import BrokerError, ConfigError, InvalidInput
 from runner.jobs.urls import normalise
+from runner.taskq.app import Raw
 from runner.text import mask_url
 
 log = logging.getLogger("urltester.crawl")
@@ -203,18 +204,16 @@ class Crawler:
                 follow[url] = scoped and depth + 1 < crawl.depth
                 wanted.append((url, depth + 1))
             referrers.append((url, page, link.text))
-        claimed = claim_urls(self.runtime.store, batch_id, wanted, referrers, robots_skipped=skipped)
-        if not claimed:
+        recorded = claim_and_record(self.runtime.store, batch_id, wanted, referrers,
+                                    lambda url, d: job_options(crawl.options, batch_id, d, follow[url]),
+                                    robots_skipped=skipped)
+        if not recorded:
             return 0
-        jobs = [NewJob(url, job_options(crawl.options, batch_id, d, follow[url])) for url, d in claimed]
         try:
-            self.runtime.intake.enqueue(batch_id, jobs)
-        except UnsentJobs:
+            self.runtime.intake.publish([(job_id, url, Raw(options)) for job_id, url, options in recorded])
+        except (BrokerError, ConfigError):
             pass  # recorded, marked unsent: `runner requeue --stale` sends them
-        except BaseException:
-            release_urls(self.runtime.store, batch_id, [url for url, _ in claimed])
-            raise
-        return len(claimed)
+        return len(recorded)
 
     # -- the crawl's settings and robots.txt, kept by this worker
 

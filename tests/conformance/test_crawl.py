@@ -253,3 +253,34 @@ def test_a_crawl_keeps_its_hosts_limits_across_the_fleet(served_site: Site, pg_u
     assert len(times) >= 10
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert busiest <= 5, f"{busiest} requests in one second"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_claimed_link_has_its_job_or_is_not_claimed(kind: str, sqlite_url: str, request) -> None:
+    """A worker that dies while recording a page's links leaves nothing half done: the claim
+    and the jobs are one transaction, so the redelivered page claims (and records) them again."""
+    from db.crawls import Crawl, claim_and_record, create_crawl, get_crawl
+
+    url = sqlite_url if kind == "sqlite" else request.getfixturevalue("pg_url")
+    store = open_store(url)
+    try:
+        batch = store.create_batch("atomic")
+        create_crawl(store, Crawl(batch_id=batch.id, roots=("http://127.0.0.1:1/",), scope="host", depth=3,
+                                  max_urls=1000, robots=True))
+        links = [(f"http://127.0.0.1:1/p{i}", 1) for i in range(5)]
+        referrers = [(u, "http://127.0.0.1:1/", "") for u, _ in links]
+
+        def dies(link: str, depth: int) -> str:  # the worker, killed between the claim and its jobs
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            claim_and_record(store, batch.id, links, referrers, dies)
+        assert get_crawl(store, batch.id).urls == 1  # the root only: nothing was claimed
+        assert store.count_jobs(JobFilter(batch=str(batch.id))) == 0
+        recorded = claim_and_record(store, batch.id, links, referrers, lambda link, depth: "{}")
+        assert sorted(u for _, u, _ in recorded) == sorted(u for u, _ in links)
+        assert sorted(v.url for v in store.list_jobs(JobFilter(batch=str(batch.id)), limit=10)) == \
+            sorted(u for u, _ in links)
+        assert claim_and_record(store, batch.id, links, referrers, lambda link, depth: "{}") == []
+    finally:
+        store.close()
