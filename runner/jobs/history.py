@@ -128,14 +128,15 @@ def _checks_before_batch(store: Store, after: dict[int, Check], earlier: dict[in
 
 def _diffs(store: Store, before: dict[int, Check], after: dict[int, Check], gone: dict[int, Check],
            slower: float) -> Comparison:
-    texts = url_texts(store, [*after, *gone])
-    diffs: list[Diff] = []
+    found: list[tuple[int, str, Check | None, Check | None]] = []
     for url_id, check in after.items():
         earlier = before.get(url_id)
         change = classify(earlier, check, slower=slower)
         if change is not None:
-            diffs.append(Diff(texts[url_id], change, earlier, check))
-    diffs.extend(Diff(texts[u], "gone", c, None) for u, c in gone.items())
+            found.append((url_id, change, earlier, check))
+    found.extend((u, "gone", c, None) for u, c in gone.items())
+    texts = url_texts(store, [f[0] for f in found])  # of the URLs listed only: most are unchanged
+    diffs = [Diff(texts[url_id], change, b, a) for url_id, change, b, a in found]
     diffs.sort(key=lambda d: (CHANGE_KINDS.index(d.change), d.url))
     return Comparison(diffs)
 
