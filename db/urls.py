@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .models import Change
 from .rollups import OVERALL, Rollup, floor_to, percentile, window
@@ -81,9 +81,9 @@ class Point:
     region: str | None
 
 
-@dataclass(frozen=True)
-class Check:
-    """A URL's check on one side of a comparison."""
+class Check(NamedTuple):
+    """A URL's check on one side of a comparison (a tuple: `runner changes` makes two per
+    URL of a batch, 200,000 at 100,000 URLs, three times faster than a frozen dataclass)."""
 
     job_id: int
     outcome: str
@@ -372,9 +372,9 @@ def _checks(d: Any, rows: Sequence[Sequence[Any]]) -> dict[int, Check]:
     """The last check per URL of rows in id order."""
     out: dict[int, Check] = {}
     for r in rows:
-        out[r[0]] = Check(job_id=r[1], outcome=r[2], ok=bool(r[3]), status_code=r[4],
-                          total_ms=None if r[5] is None else float(r[5]), final_url=r[6],
-                          checked_at=d.parse_ts(r[7]), cert=r[8])
+        # Positional: job_id, outcome, ok, status_code, total_ms, final_url, checked_at, cert.
+        out[r[0]] = Check(r[1], r[2], bool(r[3]), r[4], None if r[5] is None else float(r[5]), r[6],
+                          d.parse_ts(r[7]), r[8])
     return out
 
 
@@ -382,9 +382,14 @@ def batch_checks(store: Store, batch_id: int) -> dict[int, Check]:
     """Each URL's latest check in a batch (cancelled jobs never count)."""
     d = store.dialect
     with d.transaction(write=False) as cur:
+        # The bounds on r.job_id (the batch's first and last job, two jobs_batch descents)
+        # let the planner walk results_pkey over the batch's range beside jobs_batch; without
+        # them PostgreSQL hashes the batch's jobs and scans every result (0.6 s at 2M results).
         cur.execute(f"SELECT {_check_columns(d)} FROM jobs j JOIN results r ON r.job_id = j.id "
-                    "WHERE j.batch_id = %s AND j.url_id IS NOT NULL AND j.state <> 'cancelled' ORDER BY j.id",
-                    (batch_id,))
+                    "WHERE j.batch_id = %s AND j.url_id IS NOT NULL AND j.state <> 'cancelled' "
+                    "AND r.job_id >= (SELECT min(id) FROM jobs WHERE batch_id = %s) "
+                    "AND r.job_id <= (SELECT max(id) FROM jobs WHERE batch_id = %s) ORDER BY j.id",
+                    (batch_id, batch_id, batch_id))
         return _checks(d, cur.fetchall())
 
 
@@ -416,6 +421,16 @@ def checks_before(store: Store, url_ids: Sequence[int], *, below_job: int | None
                         f"WHERE {job_test} ORDER BY j.id", job_params)
             out.update(_checks(d, cur.fetchall()))
     return out
+
+
+def urls_with_jobs_between(store: Store, low_job: int, high_job: int, *, except_batch: int | None = None) -> set[int]:
+    """The URLs with a job (any state, with or without a result) whose id lies strictly
+    between ``low_job`` and ``high_job``, jobs of ``except_batch`` aside: one range walk
+    of jobs_pkey (a night's jobs are contiguous ids)."""
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT DISTINCT url_id FROM jobs WHERE id > %s AND id < %s AND url_id IS NOT NULL "
+                    "AND (batch_id IS NULL OR batch_id <> %s)", (low_job, high_job, -1 if except_batch is None else except_batch))
+        return {int(row[0]) for row in cur.fetchall()}
 
 
 def checks_since(store: Store, since: datetime) -> dict[int, Check]:

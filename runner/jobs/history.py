@@ -28,6 +28,7 @@ from db.urls import (
     find_batch,
     first_job,
     url_texts,
+    urls_with_jobs_between,
 )
 from runner.errors import InvalidInput
 from runner.jobs.report import iso
@@ -127,22 +128,39 @@ def compare_batch(store: Store, batch_id: int, against_id: int | None = None, *,
         gone = {u: c for u, c in before.items() if u not in after}
     else:
         first = first_job(store, batch_id)
-        before = checks_before(store, list(after), below_job=first) if first is not None else {}
         previous = find_batch(store, _name(store, batch_id), before=batch_id)
-        gone = {u: c for u, c in batch_checks(store, previous).items() if u not in after} if previous else {}
+        earlier = batch_checks(store, previous) if previous else {}
+        gone = {u: c for u, c in earlier.items() if u not in after}
+        before = _checks_before_batch(store, after, earlier, first, previous) if first is not None else {}
     return _diffs(store, before, after, gone, slower)
+
+
+def _checks_before_batch(store: Store, after: dict[int, Check], earlier: dict[int, Check], first: int,
+                         previous: int | None) -> dict[int, Check]:
+    """Each URL's check just before the batch whose first job is ``first``. For a nightly
+    batch that is, for most URLs, their check in the previous batch of its name
+    (``earlier``): taken from there unless some other job of the URL lies between it and
+    the batch; the other URLs walk back through their jobs (checks_before), one index
+    walk per URL, the cost this saves."""
+    known = {u: c for u, c in earlier.items() if u in after and c.job_id < first}
+    if known:
+        between = urls_with_jobs_between(store, min(c.job_id for c in known.values()), first, except_batch=previous)
+        known = {u: c for u, c in known.items() if u not in between}
+    rest = [u for u in after if u not in known]
+    return {**known, **(checks_before(store, rest, below_job=first) if rest else {})}
 
 
 def _diffs(store: Store, before: dict[int, Check], after: dict[int, Check], gone: dict[int, Check],
            slower: float) -> Comparison:
-    texts = url_texts(store, [*after, *gone])
-    diffs: list[Diff] = []
+    found: list[tuple[int, str, Check | None, Check | None]] = []
     for url_id, check in after.items():
         earlier = before.get(url_id)
         change = classify(earlier, check, slower=slower)
         if change is not None:
-            diffs.append(Diff(texts[url_id], change, earlier, check))
-    diffs.extend(Diff(texts[u], "gone", c, None) for u, c in gone.items())
+            found.append((url_id, change, earlier, check))
+    found.extend((u, "gone", c, None) for u, c in gone.items())
+    texts = url_texts(store, [f[0] for f in found])  # of the URLs listed only: most are unchanged
+    diffs = [Diff(texts[url_id], change, b, a) for url_id, change, b, a in found]
     diffs.sort(key=lambda d: (CHANGE_KINDS.index(d.change), d.url))
     return Comparison(diffs)
 

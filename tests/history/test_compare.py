@@ -56,3 +56,62 @@ def test_junit_fails_new_and_continued_failures_only() -> None:
 def test_sparkline_scales_between_the_fastest_and_the_slowest() -> None:
     assert sparkline([10, None, 20]) == "▁ █"
     assert sparkline([]) == ""
+
+
+# ---------------------------------------------------------------------------- against the store
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, sqlite_url: str):
+    from db import open_store
+
+    s = open_store(sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url"))
+    yield s
+    s.close()
+
+
+def test_a_batch_is_compared_with_each_urls_check_just_before_it(store) -> None:
+    """The previous batch stands for the check before, except where a re-test (with a
+    result) came between; a cancelled re-test never counts; URLs missing from either side
+    are gone or new."""
+    from datetime import timedelta
+
+    from db import NewJob, ResultRecord
+    from db.urls import checks_before, first_job
+    from runner.jobs.history import compare_batch
+
+    k = iter(range(1000))
+
+    def check_all(ids: list[int], oks: list[bool]) -> None:
+        store.store_results([ResultRecord(job_id=j, outcome="ok" if ok else "http_error", ok=ok, attempts=1,
+                                          status_code=200 if ok else 500, total_ms=10.0, error=None,
+                                          checked_at=T0 + timedelta(minutes=next(k)))
+                             for j, ok in zip(ids, oks, strict=True)])
+
+    def night(urls: str) -> tuple[int, list[int]]:
+        batch = store.create_batch("nightly")
+        return batch.id, store.insert_jobs(batch.id, [NewJob(f"http://{u}.test/") for u in urls])
+
+    _, one = night("abcde")
+    check_all(one, [True, True, False, True, True])
+    [retest_b, retest_c] = store.insert_jobs(None, [NewJob("http://b.test/"), NewJob("http://c.test/")])
+    check_all([retest_b], [False])  # b failed in between: the check before night two
+    store.cancel_jobs(ids=[retest_c])  # c's re-test never ran: night one's check stands
+    two_id, two = night("abcdf")
+    check_all(two, [True, True, False, False, True])
+    diffs = {d.url[7]: (d.change, d.before and d.before.job_id) for d in compare_batch(store, two_id).diffs}
+    assert diffs == {"b": ("recovered", retest_b), "c": ("still_failing", one[2]), "d": ("new_failure", one[3]),
+                     "e": ("gone", one[4]), "f": ("new", None)}
+    # The same as each URL's own walk back through its jobs.
+    first = first_job(store, two_id)
+    assert first is not None
+    walked = checks_before(store, [store_url_id(store, j) for j in two], below_job=first)
+    assert {c.job_id for c in walked.values()} == {one[0], retest_b, one[2], one[3]}
+
+
+def store_url_id(store, job_id: int) -> int:
+    with store.dialect.transaction(write=False) as cur:
+        cur.execute("SELECT url_id FROM jobs WHERE id = %s", (job_id,))
+        return int(cur.fetchone()[0])
