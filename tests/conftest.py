@@ -11,6 +11,7 @@ from tests.support import services
 from tests.support.targets import TargetServer
 
 if TYPE_CHECKING:
+    from db import Store
     from tests.support.site import Site
 
 
@@ -31,6 +32,16 @@ def target() -> Iterator[TargetServer]:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/urltester.db"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Store]:
+    """A store on each database: the embedded SQLite and a real PostgreSQL (empty schema)."""
+    from db import open_store
+
+    s = open_store(sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url"))
+    yield s
+    s.close()
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,6 @@ from runner.taskq.broker import AmqpBroker
 from tests.support.services import ROOT, run_cli, runner_env, wait_until, worker
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, sqlite_url: str):
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = open_store(url)
-    yield s
-    s.close()
-
-
 def result(job_id: int) -> ResultRecord:
     return ResultRecord(job_id=job_id, outcome="ok", ok=True, status_code=200, total_ms=12.0, attempts=1,
                         bytes=5, content_type="text/html", checked_at=datetime.now(UTC), detail={"hops": []})

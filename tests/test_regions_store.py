@@ -17,14 +17,6 @@ from runner.jobs.regions import parse_placement, queue_for, report_no_worker, re
 from tests.support.services import delete_queues, run_cli, runner_env
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, sqlite_url: str):
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = open_store(url)
-    yield s
-    s.close()
-
-
 def result(job_id: int, region: str, ok: bool = True) -> ResultRecord:
     return ResultRecord(job_id=job_id, outcome="ok" if ok else "connect_refused", ok=ok, status_code=200 if ok else None,
                         total_ms=12.0, attempts=1, error=None if ok else "refused", bytes=10, checked_at=datetime.now(UTC),

@@ -7,14 +7,6 @@ import pytest
 from db import JobFilter, NewJob, ResultRecord, open_store, utcnow
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, sqlite_url: str):
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = open_store(url)
-    yield s
-    s.close()
-
-
 def result(job_id: int, ms: float = 10.0, ok: bool = True, code: int | None = 200, outcome: str = "ok") -> ResultRecord:
     return ResultRecord(job_id=job_id, outcome=outcome, ok=ok, status_code=code, total_ms=ms, attempts=1,
                         error=None if ok else "boom", final_url="http://x.test/", bytes=5, content_type="text/html",

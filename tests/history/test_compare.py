@@ -63,15 +63,6 @@ def test_sparkline_scales_between_the_fastest_and_the_slowest() -> None:
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, sqlite_url: str):
-    from db import open_store
-
-    s = open_store(sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url"))
-    yield s
-    s.close()
-
-
 def test_a_batch_is_compared_with_each_urls_check_just_before_it(store) -> None:
     """The previous batch stands for the check before, except where a re-test (with a
     result) came between; a cancelled re-test never counts; URLs missing from either side

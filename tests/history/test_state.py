@@ -70,14 +70,6 @@ def test_recorded_changes_equal_a_plain_replay(checks, slow_ms, fail_after, reco
         store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, sqlite_url: str):
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = open_store(url)
-    yield s
-    s.close()
-
-
 def test_a_cancelled_job_never_counts(store) -> None:
     [first, cancelled] = store.insert_jobs(None, [NewJob("http://x.test/"), NewJob("http://x.test/")])
     store.store_results([result(first, True)])
