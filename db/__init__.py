@@ -26,7 +26,8 @@ from .store import Store, open_store, utcnow
 
 __all__ = [
     "LEASE_TTL", "Admission", "HostLimit", "LimitStore",
-    "CHANGES", "ORDERS", "STATES", "URL_STATES", "Batch", "Change", "Counts", "Slow", "JobFilter", "JobView", "NewJob", "ResultRecord", "DEFAULT_REGION", "NO_WORKER",
+    "CHANGES", "ORDERS", "STATES", "URL_STATES", "Batch", "Change", "Counts", "Slow", "JobFilter", "JobView", "NewJob",
+    "ResultRecord", "DEFAULT_REGION", "NO_WORKER",
     "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "WorkerBeat",
     "open_store", "utcnow",
 ]

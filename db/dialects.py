@@ -49,7 +49,8 @@ class Dialect:
     ilike = "LIKE"  # case-insensitive LIKE (SQLite's LIKE is, for ASCII)
 
     @contextmanager
-    def transaction(self, *, write: bool = True, announce: bool = False) -> Iterator[Any]:  # pragma: no cover - interface
+    def transaction(self, *, write: bool = True,
+                    announce: bool = False) -> Iterator[Any]:  # pragma: no cover - interface
         """A cursor in a transaction, committed at the end. ``write=False`` promises only
         reads, so SQLite need not take its one write lock (PostgreSQL ignores it).
         ``announce``: jobs or results changed, and every :meth:`listen` er hears of it once
@@ -105,7 +106,8 @@ class Dialect:
 
     for_update = ""  # a SELECT's row lock (SQLite has one writer: the transaction is the lock)
 
-    def upsert_urls(self, cur: Any, urls: Sequence[str], now: datetime) -> dict[str, int]:  # pragma: no cover - interface
+    def upsert_urls(self, cur: Any, urls: Sequence[str],
+                    now: datetime) -> dict[str, int]:  # pragma: no cover - interface
         """The ``urls`` ids of these URLs, adding those not known yet (state pending), in
         ``cur``'s transaction. New rows go in sorted order, so two transactions adding the
         same URLs wait for each other instead of deadlocking."""
@@ -121,7 +123,8 @@ class Dialect:
     def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
         """Jobs not yet done become running, each with its own ``started_at`` (when its
         check began, which may be earlier than this write)."""
-        cur.executemany("UPDATE jobs SET state = 'running', started_at = %s WHERE id = %s AND state IN ('queued', 'running')",
+        cur.executemany("UPDATE jobs SET state = 'running', started_at = %s "
+                        "WHERE id = %s AND state IN ('queued', 'running')",
                         [(self.ts(at), job_id) for job_id, at in started])
 
     def ts(self, value: datetime | None) -> Any:
@@ -301,9 +304,11 @@ class Postgres(Dialect):
     def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
         self.execute_values(
             cur, "UPDATE jobs AS j SET state = 'running', started_at = v.at FROM (VALUES %s) AS v (id, at) "
-            "WHERE j.id = v.id AND j.state IN ('queued', 'running')", list(started), template="(%s::bigint, %s::timestamptz)")
+            "WHERE j.id = v.id AND j.state IN ('queued', 'running')", list(started),
+            template="(%s::bigint, %s::timestamptz)")
 
-    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
+    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]],
+                    now: datetime) -> list[int]:
         """By COPY from ``COPY_FROM`` jobs on (several times faster than a multi-row INSERT
         ... RETURNING), by one INSERT below (one round trip)."""
         if len(jobs) >= COPY_FROM:
@@ -351,7 +356,8 @@ class Postgres(Dialect):
         cur.execute("SELECT url, id FROM urls WHERE url = ANY(%s)", (distinct,))
         return dict(cur.fetchall())
 
-    def copy_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
+    def copy_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]],
+                  now: datetime) -> list[int]:
         """``(url, options JSON)`` rows into jobs by COPY, in ``cur``'s transaction; their ids.
 
         Values never reach the SQL text: the ids come from the sequence, the rows travel
@@ -573,7 +579,8 @@ class Sqlite(Dialect):
         cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %s", (name,))
         return bool(cur.fetchone()[0])
 
-    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]], now: datetime) -> list[int]:
+    def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]],
+                    now: datetime) -> list[int]:
         ids = []
         now_v = self.ts(now)
         for url, options, url_id in jobs:

@@ -266,7 +266,8 @@ class LimitStore:
         """A Retry-After from ``host``: no check of it starts, fleet-wide, for ``seconds``."""
         if self._pg:  # at once, not behind the writer's transactions on the shared pool
             self._autocommit(
-                "INSERT INTO host_pace AS h (host, paused_until) VALUES (%s, extract(epoch from clock_timestamp()) + %s) "
+                "INSERT INTO host_pace AS h (host, paused_until) "
+                "VALUES (%s, extract(epoch from clock_timestamp()) + %s) "
                 "ON CONFLICT (host) DO UPDATE SET paused_until = greatest(h.paused_until, excluded.paused_until)",
                 (host, seconds))
             return

@@ -104,7 +104,8 @@ class Listing:
         order_sql = ", ".join(f"{k} {direction}" for k in keys)
         columns = _JOB_COLUMNS + (", r.detail" if detail else "")
         join = _FROM.replace("LEFT JOIN results", "JOIN results") if needs_result else _FROM
-        sql = f"SELECT {columns} {join} WHERE {' AND '.join(where) or 'TRUE'} ORDER BY {order_sql} LIMIT %s OFFSET %s"  # only our own fragments
+        # only our own fragments
+        sql = f"SELECT {columns} {join} WHERE {' AND '.join(where) or 'TRUE'} ORDER BY {order_sql} LIMIT %s OFFSET %s"
         with self.dialect.transaction(write=False) as cur:
             cur.execute(sql, [*params, limit, offset])
             rows = cur.fetchall()

@@ -55,7 +55,8 @@ class Placement(NamedTuple):
         options = options or {}
         regions = options.get("regions")
         rule = options.get("quorum")
-        return cls(tuple(str(r) for r in regions) if isinstance(regions, list | tuple) and regions else (DEFAULT_REGION,),
+        return cls(tuple(str(r) for r in regions) if isinstance(regions, list | tuple) and regions
+                   else (DEFAULT_REGION,),
                    str(rule) if rule else DEFAULT_QUORUM, "regions" in options)
 
 

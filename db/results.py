@@ -66,7 +66,8 @@ class Results:
                 d.mark_running(cur, started)
             # Only jobs that still exist (a pruned job's late result is dropped) and were not
             # cancelled while their check ran (its result is dropped: the job stays cancelled).
-            cur.execute(f"SELECT id, options, url_id, url, batch_id, state FROM jobs WHERE state <> 'cancelled' AND {test}", id_params)
+            cur.execute("SELECT id, options, url_id, url, batch_id, state FROM jobs WHERE state <> 'cancelled' AND "
+                        f"{test}", id_params)
             placements: dict[int, Placement] = {}
             jobs: dict[int, JobRow] = {}
             for job_id, options, url_id, url, batch_id, state in cur.fetchall():

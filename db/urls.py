@@ -210,7 +210,8 @@ def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
         params.extend(p)
     if flt.change is not None:
         if flt.change not in ("new_failure", "recovered", "still_failing") or flt.change_batch is None:
-            raise ValueError(f"change filter {flt.change!r} needs one of new_failure, recovered, still_failing and a batch")
+            raise ValueError(f"change filter {flt.change!r} needs one of new_failure, recovered, "
+                             "still_failing and a batch")
         changed = "EXISTS (SELECT 1 FROM url_changes c WHERE c.url_id = u.id AND c.batch_id = %s AND c.change = %s)"
         if flt.change == "still_failing":
             where.append("u.state = 'failing' AND EXISTS (SELECT 1 FROM jobs j WHERE j.url_id = u.id "
@@ -317,7 +318,8 @@ def recent_checks(store: Store, url_id: int, *, since: datetime | None = None, l
     quorum = (f"SELECT j.id, b.name, {cols}, CASE WHEN {named} IS NULL THEN r.region END AS region, r.checked_at AS at "
               "FROM jobs j JOIN results r ON r.job_id = j.id LEFT JOIN batches b ON b.id = j.batch_id "
               "WHERE j.url_id = %s AND j.state <> 'cancelled'")
-    regional = (f"SELECT j.id, b.name, {cols}, r.region, r.checked_at FROM jobs j JOIN region_results r ON r.job_id = j.id "
+    regional = (f"SELECT j.id, b.name, {cols}, r.region, r.checked_at "
+                "FROM jobs j JOIN region_results r ON r.job_id = j.id "
                 "LEFT JOIN batches b ON b.id = j.batch_id WHERE j.url_id = %s AND j.state <> 'cancelled'")
     params: list[Any] = [url_id]
     if since is not None:
@@ -429,7 +431,8 @@ def urls_with_jobs_between(store: Store, low_job: int, high_job: int, *, except_
     of jobs_pkey (a night's jobs are contiguous ids)."""
     with store.dialect.transaction(write=False) as cur:
         cur.execute("SELECT DISTINCT url_id FROM jobs WHERE id > %s AND id < %s AND url_id IS NOT NULL "
-                    "AND (batch_id IS NULL OR batch_id <> %s)", (low_job, high_job, -1 if except_batch is None else except_batch))
+                    "AND (batch_id IS NULL OR batch_id <> %s)",
+                    (low_job, high_job, -1 if except_batch is None else except_batch))
         return {int(row[0]) for row in cur.fetchall()}
 
 

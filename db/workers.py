@@ -26,19 +26,22 @@ class Workers:
             )
             # Rows of workers gone for a day are removed here, by a writer, so that reading
             # the list (status, the TUI) never needs SQLite's write lock.
-            cur.execute("DELETE FROM workers WHERE last_seen < %s", (d.ts(beat.last_seen - timedelta(days=1, seconds=30)),))
+            cur.execute("DELETE FROM workers WHERE last_seen < %s",
+                        (d.ts(beat.last_seen - timedelta(days=1, seconds=30)),))
 
     def forget_worker(self, worker_id: str) -> None:
         with self.dialect.transaction() as cur:
             cur.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
 
-    def workers(self, *, alive_within: timedelta = timedelta(seconds=30), now: datetime | None = None) -> list[WorkerBeat]:
+    def workers(self, *, alive_within: timedelta = timedelta(seconds=30),
+                now: datetime | None = None) -> list[WorkerBeat]:
         """Workers whose last heartbeat is recent (heartbeats remove day-old rows)."""
         d = self.dialect
         cutoff = (now or utcnow()) - alive_within
         with d.transaction(write=False) as cur:
             cur.execute(
-                "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen, region, concurrency_max FROM workers "
+                "SELECT id, host, pid, queue, concurrency, processed, started_at, last_seen, region, concurrency_max "
+                "FROM workers "
                 "WHERE last_seen >= %s ORDER BY host, pid",
                 (d.ts(cutoff),),
             )

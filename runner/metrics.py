@@ -171,7 +171,8 @@ class ApiMetrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("urltester_http_requests_total", "HTTP requests answered, by route and status.",
                                 ["method", "route", "status"], registry=self.registry)
-        self.duration = Histogram("urltester_http_request_duration_seconds", "Time to answer (to the first byte of a stream).",
+        self.duration = Histogram("urltester_http_request_duration_seconds",
+                                  "Time to answer (to the first byte of a stream).",
                                   ["method", "route"], registry=self.registry,
                                   buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.submitted = Counter("urltester_api_jobs_submitted_total", "Jobs recorded through the API.",

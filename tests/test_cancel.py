@@ -62,7 +62,8 @@ def test_a_cancelled_job_is_never_run_checked_stored_or_requeued(store) -> None:
     store.store_results([result(ids[2])])
     assert store.cancel_jobs(ids=ids[:2]) == 2
     store.mark_running([(ids[0], utcnow())])  # a worker's late "running" mark does not bring it back
-    assert store.store_results([result(ids[0])], started=[(ids[1], utcnow())]) == 0  # a check that was in flight: dropped
+    # a check that was in flight: dropped
+    assert store.store_results([result(ids[0])], started=[(ids[1], utcnow())]) == 0
     assert states(store, ids) == ["cancelled", "cancelled", "done"]
     assert store.get_job(ids[0]).outcome is None
     assert store.skip_ids(ids) == set(ids)  # cancelled, or already checked: a worker drops them
@@ -174,7 +175,8 @@ def test_workers_drop_cancelled_jobs_first_delivered_or_redelivered(pg_url, amqp
     #    the next worker gets them again (redelivered) and checks none of the cancelled ones.
     held = submit("held", 20, slow)
     # prefetch 20: it holds every message of the batch unacked, two of them being checked.
-    with worker(env, "--processes", "1", "--concurrency", "2", "--prefetch", "20", log_path=tmp_path / "w1.log") as first:
+    with worker(env, "--processes", "1", "--concurrency", "2", "--prefetch", "20",
+                log_path=tmp_path / "w1.log") as first:
         wait_until(lambda: hits("held") >= 1, 30, message="the first worker to start a check")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)

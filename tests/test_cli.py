@@ -74,7 +74,8 @@ def test_a_database_that_refuses_the_settings_is_a_usage_error_not_an_outage(pg_
     parts = urlsplit(pg_url)
     no_role = parts._replace(netloc=f"no_such_role_x:topsecret@{parts.hostname}:{parts.port or 5432}").geturl()
     no_db = parts._replace(path="/no_such_database_x").geturl()
-    for url, says in ((no_role, 'role "no_such_role_x" does not exist'), (no_db, 'database "no_such_database_x" does not exist')):
+    for url, says in ((no_role, 'role "no_such_role_x" does not exist'),
+                      (no_db, 'database "no_such_database_x" does not exist')):
         for command in (["status"], ["start"]):
             out = run_cli(command, runner_env(url, "amqp://guest:guest@127.0.0.1:1//"), timeout=30)
             assert out.returncode == 2, (command, out.stderr)

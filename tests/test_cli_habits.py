@@ -31,7 +31,8 @@ def test_version_is_the_installed_one(env) -> None:
 
 
 @pytest.mark.parametrize(("args", "variables"), [(["--help"], SETTINGS_VARIABLES),
-                                                 (["start", "--help"], WORKER_VARIABLES + SETTINGS_VARIABLES[2:3] + SETTINGS_VARIABLES[4:])])
+                                                 (["start", "--help"],
+                                                  WORKER_VARIABLES + SETTINGS_VARIABLES[2:3] + SETTINGS_VARIABLES[4:])])
 def test_help_names_every_variable_whole_at_80_columns_and_never_its_value(env, args, variables) -> None:
     env = {**env, "COLUMNS": "80", "URLTESTER_DATABASE_URL": "postgresql://u:topsecret@db.invalid/x"}
     out = run_cli(args, env)
@@ -50,11 +51,13 @@ def test_start_up_and_completion_import_no_broker_database_or_http_library(env) 
         out = run_cli(args, {**env, **extra, "PYTHONPROFILEIMPORTTIME": "1"})
         loaded = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
         assert "typer" in loaded, out.stderr[:300]  # the import log is read
-        assert not loaded & {"kombu", "psycopg2", "requests", "urllib3"}, sorted(loaded & {"kombu", "psycopg2", "requests"})
+        assert not loaded & {"kombu", "psycopg2", "requests", "urllib3"}, sorted(
+            loaded & {"kombu", "psycopg2", "requests"})
 
 
 @pytest.mark.parametrize("command", ["", "start", "submit", "results", "requeue", "import", "prune", "status", "doctor",
-                                     "tui", "db upgrade", "dead", "dead list", "dead show", "dead requeue", "dead purge"])
+                                     "tui", "db upgrade", "dead", "dead list", "dead show", "dead requeue",
+                                     "dead purge"])
 def test_every_help_fits_80_columns(env, command) -> None:
     out = run_cli([*command.split(), "--help"], {**env, "COLUMNS": "80"})
     assert out.returncode == 0, out.stderr
@@ -83,7 +86,8 @@ def test_choices_are_enums_typer_checks_and_completes(env) -> None:
     assert method.returncode == 2 and "--method" in method.stderr
     fmt = run_cli(["import", "-", "--format", "xml"], env, input="")
     assert fmt.returncode == 2 and "'xml' is not one of 'text', 'csv', 'jsonl'" in fmt.stderr
-    completion = {**env, "_RUNNER_COMPLETE": "complete_bash", "COMP_WORDS": "runner results --format ", "COMP_CWORD": "3"}
+    completion = {**env, "_RUNNER_COMPLETE": "complete_bash", "COMP_WORDS": "runner results --format ",
+                  "COMP_CWORD": "3"}
     out = run_cli([], completion)
     assert out.stdout.split() == ["table", "json", "csv", "junit"]
     commands = run_cli([], {**completion, "COMP_WORDS": "runner d", "COMP_CWORD": "1"})
@@ -117,7 +121,8 @@ def test_status_json_has_stable_keys_and_masks_passwords(env, target) -> None:
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
 @pytest.mark.e2e
-def test_worker_options_come_from_their_variables_and_status_json_shows_the_worker(pg_url, amqp_url, queue_name) -> None:
+def test_worker_options_come_from_their_variables_and_status_json_shows_the_worker(
+        pg_url, amqp_url, queue_name) -> None:
     # The variable names another queue: the options given on the command line win over it.
     env = runner_env(pg_url, amqp_url, "not-this-queue", URLTESTER_CONCURRENCY="3", URLTESTER_PROCESSES="1",
                      URLTESTER_LOG_LEVEL="warning")

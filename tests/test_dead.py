@@ -80,7 +80,8 @@ def test_dead_letters_listed_with_reasons_shown_masked_replayed_and_purged(env, 
     assert replay.returncode == 0 and f"re-published 1 message to {queue_name}" in replay.stdout
     assert depth(env)["dead"] == 1 and depth(env)["ready"] == 1
     with worker(env, "--processes", "1", "--concurrency", "2"):
-        wait_until(lambda: json.loads(run_cli(["results", "--format", "json"], env).stdout.splitlines()[0])["state"] == "done",
+        wait_until(lambda: json.loads(run_cli(["results", "--format", "json"],
+                                              env).stdout.splitlines()[0])["state"] == "done",
                    30, message="the replayed job checked")
     [row] = [json.loads(line) for line in run_cli(["results", "--format", "json"], env).stdout.splitlines()]
     assert row["id"] == int(job) and row["outcome"] == "ok"

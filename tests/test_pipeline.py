@@ -105,7 +105,8 @@ def test_redelivered_message_leaves_exactly_one_result(env, pg_url, amqp_url, qu
     store.close()
 
 
-def test_poison_is_dead_lettered_with_its_reason_and_the_worker_carries_on(env, pg_url, amqp_url, queue_name, target) -> None:
+def test_poison_is_dead_lettered_with_its_reason_and_the_worker_carries_on(env, pg_url, amqp_url, queue_name,
+                                                                           target) -> None:
     broker = AmqpBroker(amqp_url, queue_name)
     broker.publish([b"{not json", encode([Call("no_such_task", ())]),
                     encode([Call("check", ("not-an-id", target.url("/ok"), {"method": "BREW"}))])])

@@ -18,8 +18,9 @@ from tests.support.services import delete_queues, run_cli, runner_env
 
 
 def result(job_id: int, region: str, ok: bool = True) -> ResultRecord:
-    return ResultRecord(job_id=job_id, outcome="ok" if ok else "connect_refused", ok=ok, status_code=200 if ok else None,
-                        total_ms=12.0, attempts=1, error=None if ok else "refused", bytes=10, checked_at=datetime.now(UTC),
+    return ResultRecord(job_id=job_id, outcome="ok" if ok else "connect_refused", ok=ok,
+                        status_code=200 if ok else None, total_ms=12.0, attempts=1,
+                        error=None if ok else "refused", bytes=10, checked_at=datetime.now(UTC),
                         worker=f"w-{region}", region=region)
 
 
@@ -62,7 +63,8 @@ def test_placement_input_is_validated_with_the_key_named() -> None:
 def test_one_result_per_job_and_region_and_the_deciding_one_is_the_jobs(store: Store) -> None:
     b = store.create_batch("b")
     plain, three = store.insert_jobs(b.id, [NewJob("http://x.test/"),
-                                            NewJob("http://y.test/", {"regions": ["a", "b", "c"], "quorum": "majority"})])
+                                            NewJob("http://y.test/",
+                                                   {"regions": ["a", "b", "c"], "quorum": "majority"})])
     assert store.store_results([result(plain, "default"), result(three, "a")]) == 2
     assert store.store_results([result(three, "a", ok=False)]) == 0  # a redelivery never makes a second row
     views = {v.id: v for v in store.list_jobs()}
@@ -113,7 +115,8 @@ def _at_version_1(url: str) -> Store:
     return s
 
 
-def test_migration_4_moves_todays_results_to_the_default_region(request: pytest.FixtureRequest, sqlite_url: str) -> None:
+def test_migration_4_moves_todays_results_to_the_default_region(request: pytest.FixtureRequest,
+                                                                sqlite_url: str) -> None:
     for url in (sqlite_url, request.getfixturevalue("pg_url")):
         s = _at_version_1(url)
         try:
@@ -123,7 +126,8 @@ def test_migration_4_moves_todays_results_to_the_default_region(request: pytest.
                                 (f"http://x{i}.test/", s.dialect.ts(datetime.now(UTC))))
                     cur.execute("INSERT INTO results (job_id, outcome, ok, status_code, attempts, checked_at, worker) "
                                 "VALUES (%s, %s, %s, 200, 1, %s, 'old')",
-                                (i, "ok" if i % 4 else "http_error", bool(i % 4) if s.kind == "postgresql" else i % 4 > 0,
+                                (i, "ok" if i % 4 else "http_error",
+                                 bool(i % 4) if s.kind == "postgresql" else i % 4 > 0,
                                  s.dialect.ts(datetime.now(UTC))))
             assert 4 in s.migrate()
             found = region_results(s, list(range(1, 201)))

@@ -58,7 +58,8 @@ def test_results_table_says_when_it_shows_only_part(sqlite_url) -> None:
     assert table.returncode == 0, table.stderr
     assert table.stderr.strip() == "100 of 120 shown (--limit N, or --format json for all)"
     assert sum("127.0.0.1:9/p" in line for line in table.stdout.splitlines()) == 100
-    assert run_cli(["results", "--limit", "5"], env).stderr.strip() == "5 of 120 shown (--limit N, or --format json for all)"
+    assert run_cli(["results", "--limit", "5"],
+                   env).stderr.strip() == "5 of 120 shown (--limit N, or --format json for all)"
     assert run_cli(["results", "--limit", "500"], env).stderr == ""  # all of them: nothing to say
     listed = run_cli(["results", "--format", "json"], env)
     assert listed.stderr == "" and len([json.loads(line) for line in listed.stdout.splitlines()]) == 120

@@ -45,7 +45,8 @@ def test_keyset_pages_cover_everything_once_in_every_order(store) -> None:
             seen.extend(v.id for v in page)
             after = store.keyset(page[-1], order)
         assert len(seen) == expected and len(set(seen)) == expected, order
-        back = store.list_jobs(order=order, limit=10, before=store.keyset(store.list_jobs(order=order, limit=21)[-1], order))
+        back = store.list_jobs(order=order, limit=10,
+                               before=store.keyset(store.list_jobs(order=order, limit=21)[-1], order))
         assert [v.id for v in back] == seen[10:20], order
 
 

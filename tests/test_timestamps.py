@@ -16,7 +16,8 @@ def test_submitted_then_started_then_checked_for_every_job_of_two_workers(pg_url
     urls = [target.url(f"/ok?n={i}") for i in range(400)]
     with worker(env, "--processes", "1", "--concurrency", "16", log_path=tmp_path / "a.log"), \
             worker(env, "--processes", "1", "--concurrency", "16", log_path=tmp_path / "b.log"):
-        wait_until(lambda: "2 processes alive" in run_cli(["status"], env).stdout, 60, interval=0.5, message="two workers")
+        wait_until(lambda: "2 processes alive" in run_cli(["status"], env).stdout, 60, interval=0.5,
+                   message="two workers")
         out = run_cli(["submit", *urls, "--wait", "--wait-timeout", "120"], env)
         assert out.returncode == 0, out.stdout + out.stderr
     listed = run_cli(["results", "--format", "json", "--limit", "1000"], env)

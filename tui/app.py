@@ -89,7 +89,8 @@ class UrlTesterApp(App[None]):
         Binding("x", "clear_filters", "Clear filters", show=False, tooltip="clear every filter"),
         Binding("R", "retest_failed", "Re-test failing", show=False,
                 tooltip="re-test every URL of the current view whose state is failing, each once"),
-        Binding("C", "cancel_jobs", "Cancel", show=False, tooltip="cancel queued jobs: the row's or its batch's (asks first)"),
+        Binding("C", "cancel_jobs", "Cancel", show=False,
+                tooltip="cancel queued jobs: the row's or its batch's (asks first)"),
         Binding("c", "copy_url", "Copy URL", show=False, tooltip="copy the URL to the clipboard"),
         Binding("i", "focus_input", "URL input", show=False, tooltip="go to the URL input"),
         Binding("escape", "escape", "Back", show=False, tooltip="back / close"),
@@ -128,7 +129,8 @@ class UrlTesterApp(App[None]):
         # Kept as attributes: ``query_one`` searches the screen on top, which may be a detail view.
         settings = self.runtime.settings
         self.banner = Banner(id="banner")
-        self.urls = UrlInput(placeholder="Type or paste URLs and press Enter (e.g. example.com https://example.org/health)",
+        self.urls = UrlInput(placeholder="Type or paste URLs and press Enter (e.g. example.com "
+                                         "https://example.org/health)",
                              id="urls")
         self.message = Static(styled("Enter queues the URLs · ↓ moves to the grid · ^f filters · F1 shows every key",
                                      MUTED),
@@ -236,7 +238,8 @@ class UrlTesterApp(App[None]):
 
     def _show_status(self, counts: object, workers: int, depth: int | None, regions: tuple[str, ...] = (),
                      depths: dict[str, int] | None = None, url_states: dict[str, int] | None = None) -> None:
-        self.status_line.set_status(counts, workers, depth, regions, depths, url_states)  # type: ignore[arg-type]  # db.Counts, typed loosely for the thread worker
+        # counts: db.Counts, typed loosely for the thread worker
+        self.status_line.set_status(counts, workers, depth, regions, depths, url_states)  # type: ignore[arg-type]
 
     def _send_unsent(self) -> None:
         """Worker thread: publish the jobs recorded while the broker was down."""

@@ -270,7 +270,8 @@ class DetailScreen(Screen[None]):
             # Only what changed is drawn again: every commit anywhere asks a detail view that
             # is still waiting to look, and rebuilding every section each time kept the
             # screen busy (and lost its scroll position) under a stream of results.
-            self.app.call_from_thread(self.show, job, results, history)  # type: ignore[arg-type]  # async: textual awaits it
+            # show is async: textual awaits it
+            self.app.call_from_thread(self.show, job, results, history)  # type: ignore[arg-type]
 
     def _failed(self, error: str) -> None:
         self.query_one("#detail-loading", Static).update(styled(f"database unreachable: {printable(error)}", FAILED))

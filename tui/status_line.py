@@ -68,7 +68,8 @@ class StatusLine(Static):
                 if self.regions and self.regions != ("default",):
                     text.append(" in " + ", ".join(printable(r, 40) for r in self.regions))
                 if len(self.depths) > 1:  # regions: each queue's depth, the default region's first
-                    text.append("  │  in queue " + " · ".join(f"{printable(r, 40)} {n:,}" for r, n in self.depths.items()))
+                    text.append("  │  in queue "
+                                + " · ".join(f"{printable(r, 40)} {n:,}" for r, n in self.depths.items()))
                 elif self.queue_depth is not None:
                     text.append(f"  │  {self.queue_depth:,} in queue")
         text.append("\n")

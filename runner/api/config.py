@@ -39,7 +39,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ApiConfig:
                 raise ConfigError(f"{name}={env[name]!r} is not a whole number") from None
             if values[key] < 1:  # type: ignore[operator]  # an int by now (parsed above)
                 raise ConfigError(f"{name}={env[name]!r} must be at least 1")
-    for name, key in (("URLTESTER_API_HEADER_TIMEOUT", "header_timeout"), ("URLTESTER_API_IDLE_TIMEOUT", "idle_timeout")):
+    for name, key in (("URLTESTER_API_HEADER_TIMEOUT", "header_timeout"),
+                      ("URLTESTER_API_IDLE_TIMEOUT", "idle_timeout")):
         if env.get(name):
             try:
                 seconds = float(env[name])

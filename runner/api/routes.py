@@ -107,10 +107,13 @@ SINCE_PATTERN = rf"^({_AGE}|(19|20)[0-9]{{2}}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0
 def job_filter(
     state: Annotated[State | None, Query(description="queued, running, done or cancelled.")] = None,
     outcome: Annotated[Outcome | None, Query(description="A result's outcome.")] = None,
-    batch: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="Batch name or id.")] = None,
-    since: Annotated[str | None, Query(min_length=1, max_length=64, pattern=SINCE_PATTERN, description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
+    batch: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN,
+                                       description="Batch name or id.")] = None,
+    since: Annotated[str | None, Query(min_length=1, max_length=64, pattern=SINCE_PATTERN,
+                                       description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
     failed: Annotated[bool, Query(description="Only checks that failed.")] = False,
-    text: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN, description="The URL contains this.")] = None,
+    text: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN,
+                                      description="The URL contains this.")] = None,
 ) -> JobFilter:
     if batch is not None and batch.isdigit() and not ascii_digits(batch):
         raise invalid(["query", "batch"], "a batch id is written with the digits 0-9")
@@ -331,7 +334,8 @@ async def get_job(request: Request, job_id: IdPath) -> Any:
     if view is None:
         raise HTTPException(404, f"no job {job_id}")
     found = await run_in_threadpool(rt.region_results, [job_id])
-    view.referrers = (await run_in_threadpool(rt.referrers, [job_id])).get(job_id, [])  # a crawl's: where it is linked from
+    # a crawl's: where it is linked from
+    view.referrers = (await run_in_threadpool(rt.referrers, [job_id])).get(job_id, [])
     return to_row(view, found.get(job_id, []))
 
 
@@ -476,7 +480,9 @@ async def readyz(request: Request) -> Response:
 
     found = await run_in_threadpool(look)
     ready = all(v == "ok" for v in found.values())
-    return request.app.router.default_response_class(found, status_code=200 if ready else 503)  # type: ignore[no-any-return]  # the app's JSON response
+    # the app's JSON response class
+    return request.app.router.default_response_class(  # type: ignore[no-any-return]
+        found, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", response_model=None, tags=["health"], responses={

@@ -165,8 +165,10 @@ class JobsIn(BaseModel):
                       "batch": "nightly", "idempotency_key": "nightly-2026-12-01"}]})
 
     # Not nullable (`null` is refused) yet optional: one of the two must be there.
-    urls: list[str] = Field(None, min_length=1, description="URLs to check (1 to 10,000; more is 413).")  # type: ignore[arg-type]
-    url: str = Field(None, min_length=1, description="One URL (the old add_job's field); with `urls`, added to them.")  # type: ignore[assignment]
+    urls: list[str] = Field(None, min_length=1,  # type: ignore[arg-type]
+                            description="URLs to check (1 to 10,000; more is 413).")
+    url: str = Field(None, min_length=1,  # type: ignore[assignment]
+                     description="One URL (the old add_job's field); with `urls`, added to them.")
     options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=OPTIONS_SCHEMA,
                                     description="Check options, as `runner submit`'s flags (see docs/check.md); "
                                     "any other name is refused.")
@@ -360,7 +362,8 @@ class DiffOut(BaseModel):
     after: CheckSide | None = Field(description="null: the URL is gone.")
 
 
-ChangeCounts = create_model("ChangeCounts", **{kind: (int, ...) for kind in CHANGE_KINDS})  # type: ignore[call-overload]  # as Job's
+# as Job's
+ChangeCounts = create_model("ChangeCounts", **{kind: (int, ...) for kind in CHANGE_KINDS})  # type: ignore[call-overload]
 
 
 class ChangesOut(BaseModel):

@@ -55,7 +55,8 @@ def serve(settings: Settings, config: ApiConfig, *, host: str, port: int, worker
         return
     # Worker processes are started afresh: they read the settings back from the environment.
     os.environ.update({"URLTESTER_DATABASE_URL": settings.database_url, "URLTESTER_BROKER_URL": settings.broker_url,
-                       "URLTESTER_QUEUE": settings.queue, "URLTESTER_DENY_PRIVATE": "1" if settings.deny_private else "",
+                       "URLTESTER_QUEUE": settings.queue,
+                       "URLTESTER_DENY_PRIVATE": "1" if settings.deny_private else "",
                        "URLTESTER_ALLOW_NETWORKS": ",".join(settings.allow_networks),
                        "URLTESTER_PUBLISH_TIMEOUT": str(settings.publish_timeout)})
     several = uvicorn.Config("runner.api.app:from_environment", factory=True, workers=workers, **common)

@@ -60,9 +60,11 @@ router = APIRouter(dependencies=[Security(bearer), Depends(known_query)])
 NOT_FOUND = {**ERRORS, 404: {"model": Problem, "description": "No such batch (or the URL was never checked)."}}
 
 TextQ = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN)]
-AgeQ = Annotated[str | None, Query(min_length=1, max_length=64, description="An age (30m, 2h, 7d) or an ISO 8601 time.")]
+AgeQ = Annotated[str | None, Query(min_length=1, max_length=64,
+                                   description="An age (30m, 2h, 7d) or an ISO 8601 time.")]
 RegionQ = Annotated[str | None, Query(min_length=1, max_length=64, pattern=NAME_PATTERN,
-                                      description="Only this region's checks (a job that named regions has one per region).")]
+                                      description="Only this region's checks (a job that named regions has one per "
+                                                  "region).")]
 
 
 def _when(name: str, text: str | None) -> datetime | None:
@@ -108,13 +110,18 @@ def decode_offset(cursor: str) -> int:
 async def list_url_page(
     request: Request,
     state: Annotated[UrlState | None, Query(description="ok, slow, failing or pending.")] = None,
-    changed_since: Annotated[AgeQ, Query(description="Only URLs whose state changed since: an age or an ISO 8601 time.")] = None,
+    changed_since: Annotated[AgeQ,
+                             Query(description="Only URLs whose state changed since: an age or an ISO 8601 time.")] = None,
     batch: Annotated[TextQ, Query(description="Only URLs with a job in this batch (name: its latest; or id).")] = None,
     contains: Annotated[TextQ, Query(description="Only URLs containing this text.")] = None,
-    window: Annotated[str, Query(min_length=1, max_length=64, description="Checks, uptime and percentiles over this age.")] = DEFAULT_WINDOW,
-    sort: Annotated[Sort, Query(description="state (failing first), url, latency (slowest last check first) or since (latest change first).")] = "state",
+    window: Annotated[str, Query(min_length=1, max_length=64,
+                                 description="Checks, uptime and percentiles over this age.")] = DEFAULT_WINDOW,
+    sort: Annotated[Sort,
+                    Query(description="state (failing first), url, latency (slowest last check first) or since (latest "
+                                      "change first).")] = "state",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="URLs per page.")] = 100,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=100, description="`next` of the previous page.")] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=100,
+                                        description="`next` of the previous page.")] = None,
     region: RegionQ = None,
 ) -> Any:
     """One object per URL, as `runner urls --format json`, a page at a time."""
@@ -142,7 +149,8 @@ async def url_summary(request: Request) -> Any:
     def read() -> dict[str, Any]:
         counts = state_counts(store)
         latest = recent_batches(store, 1)
-        last = {"id": latest[0].id, "name": latest[0].name, "created_at": iso(latest[0].created_at) or ""} if latest else None
+        last = {"id": latest[0].id, "name": latest[0].name,
+                "created_at": iso(latest[0].created_at) or ""} if latest else None
         return {**counts, "total": sum(counts.values()), "last_batch": last}
 
     return await run_in_threadpool(read)
@@ -151,8 +159,10 @@ async def url_summary(request: Request) -> Any:
 @router.get("/api/v1/urls/history", response_model=HistoryOut, responses=NOT_FOUND, tags=["urls"])
 async def url_history(
     request: Request,
-    url: Annotated[str, Query(min_length=1, max_length=8000, description="The URL, as submitted ('example.com' means https://example.com/).")],
-    since: Annotated[AgeQ, Query(description="Changes and checks since (also the window of the figures; default 30d).")] = None,
+    url: Annotated[str, Query(min_length=1, max_length=8000,
+                              description="The URL, as submitted ('example.com' means https://example.com/).")],
+    since: Annotated[AgeQ,
+                     Query(description="Changes and checks since (also the window of the figures; default 30d).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="At most this many recent checks and changes.")] = 20,
     region: RegionQ = None,
 ) -> Any:
@@ -185,10 +195,16 @@ async def url_history(
 async def list_changes(
     request: Request,
     since: Annotated[AgeQ, Query(description="URLs checked since then, against their check before.")] = None,
-    batch: Annotated[TextQ, Query(description="Each URL of this batch (name: its latest; or id) against its check just before it.")] = None,
-    against: Annotated[TextQ, Query(description="With `batch`: against each URL's check in this batch instead.")] = None,
-    slower: Annotated[str, Query(min_length=1, max_length=20, description="slower: ok both times and at least this factor of the earlier time (and 100 ms more).")] = "2x",
-    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many changes listed (counts cover all).")] = 1000,
+    batch: Annotated[TextQ,
+                     Query(description="Each URL of this batch (name: its latest; or id) against its check just before "
+                                       "it.")] = None,
+    against: Annotated[TextQ,
+                       Query(description="With `batch`: against each URL's check in this batch instead.")] = None,
+    slower: Annotated[str, Query(min_length=1, max_length=20,
+                                 description="slower: ok both times and at least this factor of the earlier time (and "
+                                             "100 ms more).")] = "2x",
+    limit: Annotated[int, Query(ge=1, le=10_000,
+                                description="At most this many changes listed (counts cover all).")] = 1000,
 ) -> Any:
     """What changed, as `runner changes --format json`: new failures, recoveries, still
     failing, new, gone, slower, changed. Give `since` or `batch`."""

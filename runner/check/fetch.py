@@ -249,7 +249,8 @@ def _words(exc: BaseException) -> str:
     """A library exception as a short line (its innermost cause)."""
     seen = 0
     while seen < 8:
-        inner = exc.__cause__ or exc.__context__ or (exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None)
+        inner = exc.__cause__ or exc.__context__ or (
+            exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None)
         if inner is None:
             break
         exc = inner

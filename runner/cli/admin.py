@@ -57,7 +57,9 @@ def status_document(settings: Settings, st: Any, crawls: Any = ()) -> dict[str, 
 @handled
 def status(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (stable keys) instead of lines, for scripts and monitoring.")] = False,
+    as_json: Annotated[bool, typer.Option("--json",
+                                          help="One JSON object (stable keys) instead of lines, for scripts and "
+                                               "monitoring.")] = False,
 ) -> None:
     """Queue depth, jobs by state, workers alive and throughput."""
     with runtime_for(ctx) as rt:
@@ -74,9 +76,11 @@ def status(
         typer.echo(f"jobs      {c.queued} queued, {c.running} running, {c.done} done ({c.ok} ok, {c.failed} failed)"
                    + (f", {c.cancelled} cancelled" if c.cancelled else ""))
         if c.unpublished:
-            typer.echo(f"          {c.unpublished} queued jobs were never confirmed by the broker: run `runner requeue --stale 0s`")
+            typer.echo(f"          {c.unpublished} queued jobs were never confirmed by the broker: run `runner requeue "
+                       "--stale 0s`")
         if c.by_outcome:
-            typer.echo("outcomes  " + ", ".join(f"{k} {v}" for k, v in sorted(c.by_outcome.items(), key=lambda kv: -kv[1])))
+            typer.echo("outcomes  " + ", ".join(f"{k} {v}" for k, v in sorted(c.by_outcome.items(),
+                                                                              key=lambda kv: -kv[1])))
         typer.echo(f"rate      {c.done_last_minute} checks in the last minute")
         for crawl in crawls:  # a crawl's batch grows: how far it is
             typer.echo(f"crawl     batch {crawl.batch_id} ({printable(crawl.name)}): {crawl.done:,} checked, "
@@ -154,7 +158,8 @@ def doctor(ctx: typer.Context) -> None:
     else:
         try:
             depth = open_broker(settings.broker_url, settings.queue).ping()
-            typer.echo(f"  ok: queue {settings.queue}: {depth.ready} ready, {depth.consumers} consumers, {depth.dead} dead-lettered")
+            typer.echo(f"  ok: queue {settings.queue}: {depth.ready} ready, {depth.consumers} consumers, {depth.dead} "
+                       "dead-lettered")
         except ConfigError as exc:  # the login refused: waiting would not fix it
             problem(str(exc), EXIT_USAGE)
         except BrokerError as exc:
@@ -176,8 +181,8 @@ def db_upgrade(ctx: typer.Context) -> None:
         version = store.schema_version()
         typer.echo(f"applied migrations {', '.join(map(str, applied))}; schema version {version}" if applied
                    else f"schema is up to date (version {version})")
-        n = backfill(store, on_chunk=lambda done, at, top: typer.echo(f"url history: {done:,} jobs (id {at:,} of {top:,})",
-                                                                       err=True))
+        n = backfill(store, on_chunk=lambda done, at, top: typer.echo(
+            f"url history: {done:,} jobs (id {at:,} of {top:,})", err=True))
         if n:
             typer.echo(f"url history built for {n:,} earlier job{plural(n)}")
     finally:
@@ -188,9 +193,13 @@ def db_upgrade(ctx: typer.Context) -> None:
 @handled
 def prune(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", help="Delete done jobs submitted longer ago than this (30d, 12h, 2w).", show_default=False)],
+    older_than: Annotated[str, typer.Option("--older-than",
+                                            help="Delete done jobs submitted longer ago than this (30d, 12h, 2w).",
+                                            show_default=False)],
     chunk: Annotated[int, typer.Option("--chunk", min=1, help="Jobs deleted per transaction (short locks).")] = 5000,
-    rollups_older_than: Annotated[str, typer.Option("--rollups-older-than", help="Delete URLs' daily rollups (uptime and percentiles that outlive results) older than this.")] = "365d",
+    rollups_older_than: Annotated[str, typer.Option("--rollups-older-than",
+                                                    help="Delete URLs' daily rollups (uptime and percentiles that "
+                                                         "outlive results) older than this.")] = "365d",
 ) -> None:
     """Retention: delete done jobs and their results older than an age, a chunk at a time.
 

@@ -67,16 +67,24 @@ def _read_urls(path: Path) -> list[str]:
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="The alert's name (unique).")],
-    apprise_url: Annotated[str, typer.Argument(metavar="APPRISE_URL", help="Where to tell: slack://…, discord://…, ntfy://…, mailto://…, json://… (docs/alerts.md).")],
+    apprise_url: Annotated[str, typer.Argument(metavar="APPRISE_URL",
+                                               help="Where to tell: slack://…, discord://…, ntfy://…, mailto://…, "
+                                                    "json://… (docs/alerts.md).")],
     on: Annotated[str | None, typer.Option("--on", metavar="KINDS", show_default=False,
-                                           help="Changes to tell, comma-separated: new_failure, recovered, new, still_failing, slower (default new_failure,recovered).")] = None,
-    batch: Annotated[str | None, typer.Option("--batch", metavar="B", help="Only changes of URLs checked in batch B.")] = None,
-    contains: Annotated[str | None, typer.Option("--contains", metavar="TEXT", help="Only URLs containing TEXT (case-insensitive).")] = None,
-    state_of: Annotated[Path | None, typer.Option("--state-of", metavar="URLS-FILE", help="Only the URLs listed in this file (one a line).")] = None,
+                                           help="Changes to tell, comma-separated: new_failure, recovered, new, "
+                                                "still_failing, slower (default new_failure,recovered).")] = None,
+    batch: Annotated[str | None, typer.Option("--batch", metavar="B",
+                                              help="Only changes of URLs checked in batch B.")] = None,
+    contains: Annotated[str | None, typer.Option("--contains", metavar="TEXT",
+                                                 help="Only URLs containing TEXT (case-insensitive).")] = None,
+    state_of: Annotated[Path | None, typer.Option("--state-of", metavar="URLS-FILE",
+                                                  help="Only the URLs listed in this file (one a line).")] = None,
     reminder: Annotated[str | None, typer.Option("--reminder", metavar="AGE", show_default=False,
-                                                 help="still_failing: remind at most this often per URL, e.g. 24h (default 24h; implies --on …,still_failing).")] = None,
+                                                 help="still_failing: remind at most this often per URL, e.g. 24h "
+                                                      "(default 24h; implies --on …,still_failing).")] = None,
     min_regions: Annotated[int | None, typer.Option("--min-regions", metavar="N", show_default=False,
-                                                    help="Jobs with regions: tell a change once N regions agree (default: the job's quorum).")] = None,
+                                                    help="Jobs with regions: tell a change once N regions agree "
+                                                         "(default: the job's quorum).")] = None,
 ) -> None:
     """Tell APPRISE_URL of changes: by default new failures and recoveries, one message each
     (one summary when a batch brings more than 10)."""

@@ -14,10 +14,15 @@ from runner.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, handled, r
 @handled
 def cancel(
     ctx: typer.Context,
-    jobs: Annotated[list[int] | None, typer.Argument(metavar="[JOB]...", help="Job ids to cancel.", show_default=False)] = None,
-    batch: Annotated[str | None, typer.Option("--batch", metavar="B", help="Cancel the queued jobs of this batch (name or id).", show_default=False)] = None,
+    jobs: Annotated[list[int] | None, typer.Argument(metavar="[JOB]...", help="Job ids to cancel.",
+                                                     show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch", metavar="B",
+                                              help="Cancel the queued jobs of this batch (name or id).",
+                                              show_default=False)] = None,
     all_queued: Annotated[bool, typer.Option("--all-queued", help="Cancel every queued job.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask: for scripts (without a terminal and without --yes nothing is cancelled, exit 2).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y",
+                                      help="Do not ask: for scripts (without a terminal and without --yes nothing is "
+                                           "cancelled, exit 2).")] = False,
 ) -> None:
     """Take back queued jobs: each becomes 'cancelled' and the workers drop its message
     without checking it. Done and running jobs, and every stored result, stay as they are.

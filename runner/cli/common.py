@@ -109,7 +109,9 @@ class FailOn(StrEnum):
     new = "new"
 
 
-FailOnOpt = Annotated[FailOn, typer.Option("--fail-on", help="With --wait: exit 1 when any check failed (any), or only when the batch brought a new failure (new: a URL ok before, failing now).")]
+FailOnOpt = Annotated[FailOn, typer.Option("--fail-on",
+                                           help="With --wait: exit 1 when any check failed (any), or only when the "
+                                                "batch brought a new failure (new: a URL ok before, failing now).")]
 
 
 def new_failures(store: Any, batch_id: int) -> int:
@@ -135,25 +137,62 @@ def value(choice: Enum | None) -> Any:
 
 _D = DEFAULT_OPTIONS  # the defaults live in CheckOptions; the help reads them there
 
-MethodOpt = Annotated[Method | None, typer.Option("--method", case_sensitive=False, help=f"HTTP method (default {_D.method}).", rich_help_panel="Check options")]
-ExpectOpt = Annotated[str | None, typer.Option("--expect-status", help=f"Accepted status codes, e.g. 200-299,304 (default {_D.expect_status}).", rich_help_panel="Check options")]
-ContainsOpt = Annotated[str | None, typer.Option("--body-contains", help="The body must contain this text.", rich_help_panel="Check options")]
-ExcludesOpt = Annotated[str | None, typer.Option("--body-excludes", help="The body must not contain this text.", rich_help_panel="Check options")]
-MaxMsOpt = Annotated[float | None, typer.Option("--max-ms", help="Fail when the total time exceeds this many ms.", rich_help_panel="Check options")]
-DeadlineOpt = Annotated[float | None, typer.Option("--deadline", help=f"Total seconds a check may take, retries included (default {_D.deadline:g}).", rich_help_panel="Check options")]
-RedirectsOpt = Annotated[int | None, typer.Option("--max-redirects", help=f"Redirects to follow (default {_D.max_redirects}; 0 = don't follow).", rich_help_panel="Check options")]
-InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Don't verify TLS certificates.", rich_help_panel="Check options")]
-MaxBytesOpt = Annotated[int | None, typer.Option("--max-bytes", help=f"Read at most this many body bytes (default {_D.max_bytes:,}).", rich_help_panel="Check options")]
-HeaderOpt = Annotated[list[str] | None, typer.Option("--header", help="Extra request header 'Name: value' (repeatable).", rich_help_panel="Check options")]
-RetriesOpt = Annotated[int | None, typer.Option("--retries", help=f"Attempts in total for transient failures (default {_D.retries}).", rich_help_panel="Check options")]
-SlowMsOpt = Annotated[float | None, typer.Option("--slow-ms", help="A check that passes but takes longer than this many ms makes its URL's state slow (not failing).", rich_help_panel="URL state")]
-FailAfterOpt = Annotated[int | None, typer.Option("--fail-after", metavar="N", help=f"Consecutive failed checks before the URL's state is failing (default {_D.fail_after}).", rich_help_panel="URL state")]
-RecoverAfterOpt = Annotated[int | None, typer.Option("--recover-after", metavar="N", help=f"Consecutive passed checks before a failing URL recovers (default {_D.recover_after}).", rich_help_panel="URL state")]
-ConditionOpt = Annotated[list[str] | None, typer.Option("--condition", help="Assertion such as 'total_ms < 500' (repeatable).", rich_help_panel="Check options")]
+MethodOpt = Annotated[Method | None, typer.Option("--method", case_sensitive=False,
+                                                  help=f"HTTP method (default {_D.method}).",
+                                                  rich_help_panel="Check options")]
+ExpectOpt = Annotated[str | None, typer.Option("--expect-status",
+                                               help="Accepted status codes, e.g. 200-299,304 (default "
+                                                    f"{_D.expect_status}).", rich_help_panel="Check options")]
+ContainsOpt = Annotated[str | None, typer.Option("--body-contains", help="The body must contain this text.",
+                                                 rich_help_panel="Check options")]
+ExcludesOpt = Annotated[str | None, typer.Option("--body-excludes", help="The body must not contain this text.",
+                                                 rich_help_panel="Check options")]
+MaxMsOpt = Annotated[float | None, typer.Option("--max-ms", help="Fail when the total time exceeds this many ms.",
+                                                rich_help_panel="Check options")]
+DeadlineOpt = Annotated[float | None, typer.Option("--deadline",
+                                                   help="Total seconds a check may take, retries included (default "
+                                                        f"{_D.deadline:g}).", rich_help_panel="Check options")]
+RedirectsOpt = Annotated[int | None, typer.Option("--max-redirects",
+                                                  help=f"Redirects to follow (default {_D.max_redirects}; 0 = don't "
+                                                       "follow).", rich_help_panel="Check options")]
+InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Don't verify TLS certificates.",
+                                           rich_help_panel="Check options")]
+MaxBytesOpt = Annotated[int | None, typer.Option("--max-bytes",
+                                                 help=f"Read at most this many body bytes (default {_D.max_bytes:,}).",
+                                                 rich_help_panel="Check options")]
+HeaderOpt = Annotated[list[str] | None, typer.Option("--header",
+                                                     help="Extra request header 'Name: value' (repeatable).",
+                                                     rich_help_panel="Check options")]
+RetriesOpt = Annotated[int | None, typer.Option("--retries",
+                                                help=f"Attempts in total for transient failures (default {_D.retries}).", rich_help_panel="Check options")]
+SlowMsOpt = Annotated[float | None, typer.Option("--slow-ms",
+                                                 help="A check that passes but takes longer than this many ms makes "
+                                                      "its URL's state slow (not failing).",
+                                                      rich_help_panel="URL state")]
+FailAfterOpt = Annotated[int | None, typer.Option("--fail-after", metavar="N",
+                                                  help="Consecutive failed checks before the URL's state is failing "
+                                                       f"(default {_D.fail_after}).", rich_help_panel="URL state")]
+RecoverAfterOpt = Annotated[int | None, typer.Option("--recover-after", metavar="N",
+                                                     help="Consecutive passed checks before a failing URL recovers "
+                                                          f"(default {_D.recover_after}).",
+                                                          rich_help_panel="URL state")]
+ConditionOpt = Annotated[list[str] | None, typer.Option("--condition",
+                                                        help="Assertion such as 'total_ms < 500' (repeatable).",
+                                                        rich_help_panel="Check options")]
 
-RegionsOpt = Annotated[str | None, typer.Option("--regions", help="Regions that check each URL, e.g. eu-west,us-east, or 'all' (every region with a live worker). Default: the default region only.", rich_help_panel="Regions", show_default=False)]
-QuorumOpt = Annotated[str | None, typer.Option("--quorum", help="Regions that must be ok for the job to be ok: any, all, majority or a number (default majority).", rich_help_panel="Regions", show_default=False)]
-NoWorkerAfterOpt = Annotated[float | None, typer.Option("--no-worker-after", envvar="URLTESTER_NO_WORKER_AFTER", min=0.1, help="Seconds after which a named region with no live worker is reported no_worker (default 60).", rich_help_panel="Regions", show_default=False)]
+RegionsOpt = Annotated[str | None, typer.Option("--regions",
+                                                help="Regions that check each URL, e.g. eu-west,us-east, or 'all' "
+                                                     "(every region with a live worker). Default: the default region "
+                                                     "only.", rich_help_panel="Regions", show_default=False)]
+QuorumOpt = Annotated[str | None, typer.Option("--quorum",
+                                               help="Regions that must be ok for the job to be ok: any, all, majority "
+                                                    "or a number (default majority).", rich_help_panel="Regions",
+                                                    show_default=False)]
+NoWorkerAfterOpt = Annotated[float | None, typer.Option("--no-worker-after", envvar="URLTESTER_NO_WORKER_AFTER",
+                                                        min=0.1,
+                                                        help="Seconds after which a named region with no live worker "
+                                                             "is reported no_worker (default 60).",
+                                                                 rich_help_panel="Regions", show_default=False)]
 
 
 # The check options' flags, defined once: ``submit`` and ``import`` both take them through
@@ -173,7 +212,8 @@ def check_options(**flags: Any) -> Any:
 
     raw = {name: value(flag) if isinstance(flag, Enum) else flag for name, flag in flags.items()}
     # Not `flag not in (None, False, [])`: 0 == False, and --max-redirects 0 means "don't follow".
-    return parse_options({name: flag for name, flag in raw.items() if not (flag is None or flag is False or flag == [])})
+    return parse_options({name: flag for name,
+                          flag in raw.items() if not (flag is None or flag is False or flag == [])})
 
 
 def with_check_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -30,13 +30,25 @@ class Scope(StrEnum):
 def crawl(
     ctx: typer.Context,
     urls: Annotated[list[str], typer.Argument(help="Where the crawl starts (http or https pages).")],
-    depth: Annotated[int, typer.Option("--depth", min=0, help="Follow links this many pages deep from a start URL (0: check the start URLs only).")] = 3,
-    scope: Annotated[Scope, typer.Option("--scope", help="Pages followed: host (a start URL's host), domain (its domain and subdomains) or prefix (under a start URL's folder). Links elsewhere are checked, never followed.")] = Scope.host,
+    depth: Annotated[int, typer.Option("--depth", min=0,
+                                       help="Follow links this many pages deep from a start URL (0: check the start "
+                                            "URLs only).")] = 3,
+    scope: Annotated[Scope, typer.Option("--scope",
+                                         help="Pages followed: host (a start URL's host), domain (its domain and "
+                                              "subdomains) or prefix (under a start URL's folder). Links elsewhere are "
+                                              "checked, never followed.")] = Scope.host,
     max_urls: Annotated[int, typer.Option("--max-urls", min=1, help="Check at most this many URLs in all.")] = 100_000,
-    no_robots: Annotated[bool, typer.Option("--no-robots", help="Ignore robots.txt (obeyed by default for the pages the crawl follows).")] = False,
-    batch: Annotated[str | None, typer.Option("--batch", help="Name of the crawl's batch (default: 'crawl DATE TIME').", show_default=False)] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the crawl to end and print its summary; exit 1 if a link is broken.")] = False,
-    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
+    no_robots: Annotated[bool, typer.Option("--no-robots",
+                                            help="Ignore robots.txt (obeyed by default for the pages the crawl "
+                                                 "follows).")] = False,
+    batch: Annotated[str | None, typer.Option("--batch", help="Name of the crawl's batch (default: 'crawl DATE TIME').",
+                                              show_default=False)] = None,
+    wait: Annotated[bool, typer.Option("--wait",
+                                       help="Wait for the crawl to end and print its summary; exit 1 if a link is "
+                                            "broken.")] = False,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0,
+                                                       help="Give up waiting after this many seconds (exit 1).",
+                                                       show_default=False)] = None,
     options: Any = None,  # the check options' flags (with_check_options)
 ) -> None:
     """Crawl a site: check its pages and every link they hold, each URL once.

@@ -109,7 +109,8 @@ def _ids_or_all(ids: list[str] | None, everything: bool, verb: str) -> list[str]
 @handled
 def list_(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="Show at most this many, oldest first.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000,
+                                       help="Show at most this many, oldest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per message per line.")] = False,
 ) -> None:
     """List dead-lettered messages with the reason for each (they stay in the queue)."""

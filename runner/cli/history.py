@@ -42,7 +42,9 @@ class ChangesFormat(StrEnum):
     junit = "junit"
 
 
-RegionOpt = Annotated[str | None, typer.Option("--region", help="Only this region's checks (a job that named regions has one per region).", show_default=False)]
+RegionOpt = Annotated[str | None, typer.Option("--region",
+                                               help="Only this region's checks (a job that named regions has one per "
+                                                    "region).", show_default=False)]
 
 
 def _since(option: str, text: str | None) -> datetime | None:
@@ -78,15 +80,27 @@ def _slower(text: str) -> float:
 @handled
 def urls(
     ctx: typer.Context,
-    state: Annotated[UrlState | None, typer.Option("--state", help="Only URLs in this state: ok, slow, failing or pending.", show_default=False)] = None,
-    changed_since: Annotated[str | None, typer.Option("--changed-since", help="Only URLs whose state changed since: an age (30m, 2h, 7d) or an ISO time.", show_default=False)] = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="Only URLs with a job in this batch (name or id).", show_default=False)] = None,
-    contains: Annotated[str | None, typer.Option("--contains", help="Only URLs containing this text.", show_default=False)] = None,
-    window: Annotated[str, typer.Option("--window", help="Checks, uptime and percentiles over this age.")] = DEFAULT_WINDOW,
-    sort: Annotated[UrlSort, typer.Option("--sort", help="state (failing first), url, latency (slowest last check first) or since (latest change first).")] = UrlSort.state,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many URLs (default: 100 for table, all for json/csv).", show_default=False)] = None,
+    state: Annotated[UrlState | None, typer.Option("--state",
+                                                   help="Only URLs in this state: ok, slow, failing or pending.",
+                                                   show_default=False)] = None,
+    changed_since: Annotated[str | None, typer.Option("--changed-since",
+                                                      help="Only URLs whose state changed since: an age (30m, 2h, 7d) "
+                                                           "or an ISO time.", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Only URLs with a job in this batch (name or id).",
+                                              show_default=False)] = None,
+    contains: Annotated[str | None, typer.Option("--contains", help="Only URLs containing this text.",
+                                                 show_default=False)] = None,
+    window: Annotated[str, typer.Option("--window",
+                                        help="Checks, uptime and percentiles over this age.")] = DEFAULT_WINDOW,
+    sort: Annotated[UrlSort, typer.Option("--sort",
+                                          help="state (failing first), url, latency (slowest last check first) or "
+                                               "since (latest change first).")] = UrlSort.state,
+    limit: Annotated[int | None, typer.Option("--limit", min=1,
+                                              help="At most this many URLs (default: 100 for table, all for json/csv).",
+                                              show_default=False)] = None,
     region: RegionOpt = None,
-    fmt: Annotated[UrlsFormat, typer.Option("--format", "-f", help="table, json (one object per URL per line) or csv.")] = UrlsFormat.table,
+    fmt: Annotated[UrlsFormat, typer.Option("--format", "-f",
+                                            help="table, json (one object per URL per line) or csv.")] = UrlsFormat.table,
 ) -> None:
     """One row per URL with its state and latest result, however many jobs checked it."""
     from db.urls import UrlFilter, find_batch, list_urls
@@ -118,10 +132,14 @@ def urls(
 def history(
     ctx: typer.Context,
     url: Annotated[str, typer.Argument(help="The URL, as submitted ('example.com' means https://example.com/).")],
-    since: Annotated[str | None, typer.Option("--since", help="Changes and checks since: an age (30m, 2h, 7d) or an ISO time; also the window of the figures (default 30d).", show_default=False)] = None,
+    since: Annotated[str | None, typer.Option("--since",
+                                              help="Changes and checks since: an age (30m, 2h, 7d) or an ISO time; "
+                                                   "also the window of the figures (default 30d).",
+                                                   show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many recent checks and changes.")] = 20,
     region: RegionOpt = None,
-    fmt: Annotated[HistoryFormat, typer.Option("--format", "-f", help="table or json (one object).")] = HistoryFormat.table,
+    fmt: Annotated[HistoryFormat, typer.Option("--format", "-f",
+                                               help="table or json (one object).")] = HistoryFormat.table,
 ) -> None:
     """One URL's story: its state and since when, its changes, its recent checks."""
     from db.urls import get_url, recent_checks, url_changes
@@ -151,11 +169,20 @@ def history(
 @handled
 def changes(
     ctx: typer.Context,
-    since: Annotated[str | None, typer.Option("--since", help="URLs checked since (an age or an ISO time), against their check before.", show_default=False)] = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="Each URL of this batch (name: its latest; or id) against its check just before it.", show_default=False)] = None,
-    against: Annotated[str | None, typer.Option("--against", help="With --batch: against each URL's check in this batch instead.", show_default=False)] = None,
-    slower: Annotated[str, typer.Option("--slower", help="slower: ok both times and at least this factor of the earlier time (and 100 ms more).")] = "2x",
-    fmt: Annotated[ChangesFormat, typer.Option("--format", "-f", help="table, json (one object per URL per line), csv or junit.")] = ChangesFormat.table,
+    since: Annotated[str | None, typer.Option("--since",
+                                              help="URLs checked since (an age or an ISO time), against their check "
+                                                   "before.", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch",
+                                              help="Each URL of this batch (name: its latest; or id) against its check "
+                                                   "just before it.", show_default=False)] = None,
+    against: Annotated[str | None, typer.Option("--against",
+                                                help="With --batch: against each URL's check in this batch instead.",
+                                                show_default=False)] = None,
+    slower: Annotated[str, typer.Option("--slower",
+                                        help="slower: ok both times and at least this factor of the earlier time (and "
+                                             "100 ms more).")] = "2x",
+    fmt: Annotated[ChangesFormat, typer.Option("--format", "-f",
+                                               help="table, json (one object per URL per line), csv or junit.")] = ChangesFormat.table,
 ) -> None:
     """What changed: new failures, recoveries, still failing, new, gone, slower, changed.
 

@@ -127,16 +127,31 @@ def rejected_line(rejected: Any) -> str:
 @with_check_options
 def import_(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(metavar="SOURCE", help="File of URLs (text, CSV or JSON Lines), a sitemap, HTML or Markdown document, an http(s) URL of one, or - for stdin.", show_default=False)],
-    fmt: Annotated[ImportFormat | None, typer.Option("--format", "-f", help="Format (default: from the extension, else a URL's Content-Type, else the content).", show_default=False)] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="Resolve a document's relative links against this URL (default: the document's own URL).", show_default=False)] = None,
+    file: Annotated[str, typer.Argument(metavar="SOURCE",
+                                        help="File of URLs (text, CSV or JSON Lines), a sitemap, HTML or Markdown "
+                                             "document, an http(s) URL of one, or - for stdin.", show_default=False)],
+    fmt: Annotated[ImportFormat | None, typer.Option("--format", "-f",
+                                                     help="Format (default: from the extension, else a URL's "
+                                                          "Content-Type, else the content).",
+                                                          show_default=False)] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url",
+                                                 help="Resolve a document's relative links against this URL (default: "
+                                                      "the document's own URL).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Queue nothing if any line is invalid.")] = False,
     keep_duplicates: Annotated[bool, typer.Option("--keep-duplicates", help="Queue repeated lines each time.")] = False,
-    batch: Annotated[str | None, typer.Option("--batch", help="Label for the batch (default: 'FILE DATE TIME').", show_default=False)] = None,
-    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Re-running with the same key never queues a line twice (safe cron retries).", show_default=False)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success (rejected lines and errors are still reported).")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the checks; print ok, failed by outcome and the slowest; exit 1 if any failed.")] = False,
-    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Label for the batch (default: 'FILE DATE TIME').",
+                                              show_default=False)] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key",
+                                                        help="Re-running with the same key never queues a line twice "
+                                                             "(safe cron retries).", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q",
+                                        help="Print nothing on success (rejected lines and errors are still reported).")] = False,
+    wait: Annotated[bool, typer.Option("--wait",
+                                       help="Wait for the checks; print ok, failed by outcome and the slowest; exit 1 "
+                                            "if any failed.")] = False,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0,
+                                                       help="Give up waiting after this many seconds (exit 1).",
+                                                       show_default=False)] = None,
     fail_on: FailOnOpt = FailOn.any,
     options: Any = None,  # the check options' flags (with_check_options): defaults for every line
     regions: RegionsOpt = None, quorum: QuorumOpt = None, no_worker_after: NoWorkerAfterOpt = None,
@@ -268,7 +283,8 @@ def summary_line(report: Any) -> str:
 def summary_lines(summary: Any) -> list[str]:
     from runner.text import mask_url
 
-    by_outcome = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_outcome.items(), key=lambda kv: -kv[1]) if k != "ok")
+    by_outcome = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_outcome.items(),
+                                                           key=lambda kv: -kv[1]) if k != "ok")
     lines = [f"checked {summary.done:,} of {summary.total:,}: ok {summary.ok:,}, failed {summary.failed:,}"
              + (f" ({by_outcome})" if by_outcome else "")
              + (f"; {summary.cancelled:,} cancelled" if summary.cancelled else "")]

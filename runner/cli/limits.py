@@ -40,8 +40,12 @@ def _shown(value: float | int | None, unit: str) -> str:
 def set_(
     ctx: typer.Context,
     host: Annotated[str, typer.Argument(help="Host name, or *.example.com for it and every name under it.")],
-    rate: Annotated[float | None, typer.Option("--rate", min=0, help="Checks per second for this host, fleet-wide (0: unlimited).", show_default=False)] = None,
-    connections: Annotated[int | None, typer.Option("--connections", min=0, help="Checks at once for this host, fleet-wide (0: unlimited).", show_default=False)] = None,
+    rate: Annotated[float | None, typer.Option("--rate", min=0,
+                                               help="Checks per second for this host, fleet-wide (0: unlimited).",
+                                               show_default=False)] = None,
+    connections: Annotated[int | None, typer.Option("--connections", min=0,
+                                                    help="Checks at once for this host, fleet-wide (0: unlimited).",
+                                                    show_default=False)] = None,
 ) -> None:
     """Set a host's limits; an option left out keeps the default."""
     from db import HostLimit

@@ -60,18 +60,30 @@ SETTINGS = "Settings"
 @cli.callback()
 def main_options(
     ctx: typer.Context,
-    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", envvar=ENV["database_url"], rich_help_panel=SETTINGS, show_default=False,
-                                                     help="Database: postgresql://USER:PASSWORD@HOST/DB or sqlite:///PATH (default: a SQLite file in your data dir).")] = None,
-    broker_url: Annotated[str | None, typer.Option("--broker-url", metavar="URL", envvar=ENV["broker_url"], rich_help_panel=SETTINGS, show_default=False,
-                                                   help="Broker: amqp://USER:PASSWORD@HOST:5672/VHOST (default memory://: checks run in this process).")] = None,
-    queue: Annotated[str, typer.Option("--queue", metavar="NAME", envvar=ENV["queue"], rich_help_panel=SETTINGS, help="Queue name: one per fleet of workers.")] = DEFAULT_QUEUE,
-    publish_timeout: Annotated[float, typer.Option("--publish-timeout", metavar="SECONDS", envvar=ENV["publish_timeout"], min=0, rich_help_panel=SETTINGS,
+    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", envvar=ENV["database_url"],
+                                                     rich_help_panel=SETTINGS, show_default=False,
+                                                     help="Database: postgresql://USER:PASSWORD@HOST/DB or "
+                                                          "sqlite:///PATH (default: a SQLite file in your data dir).")] = None,
+    broker_url: Annotated[str | None, typer.Option("--broker-url", metavar="URL", envvar=ENV["broker_url"],
+                                                   rich_help_panel=SETTINGS, show_default=False,
+                                                   help="Broker: amqp://USER:PASSWORD@HOST:5672/VHOST (default "
+                                                        "memory://: checks run in this process).")] = None,
+    queue: Annotated[str, typer.Option("--queue", metavar="NAME", envvar=ENV["queue"], rich_help_panel=SETTINGS,
+                                       help="Queue name: one per fleet of workers.")] = DEFAULT_QUEUE,
+    publish_timeout: Annotated[float, typer.Option("--publish-timeout", metavar="SECONDS",
+                                                   envvar=ENV["publish_timeout"], min=0, rich_help_panel=SETTINGS,
                                                    help="Seconds a publish keeps retrying a lost broker before failing.")] = 30.0,
     deny_private: Annotated[bool, typer.Option("--deny-private", envvar=ENV["deny_private"], rich_help_panel=SETTINGS,
-                                               help="Checks also refuse loopback, RFC 1918, CGNAT and unique-local addresses.")] = False,
-    allow_network: Annotated[list[str] | None, typer.Option("--allow-network", metavar="CIDR", envvar=ENV["allow_networks"], callback=split_networks, rich_help_panel=SETTINGS, show_default=False,
-                                                            help="Network (CIDR) always allowed, overriding the address policy (repeatable; the variable takes a comma-separated list).")] = None,
-    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")] = False,
+                                               help="Checks also refuse loopback, RFC 1918, CGNAT and unique-local "
+                                                    "addresses.")] = False,
+    allow_network: Annotated[list[str] | None, typer.Option("--allow-network", metavar="CIDR",
+                                                            envvar=ENV["allow_networks"], callback=split_networks,
+                                                            rich_help_panel=SETTINGS, show_default=False,
+                                                            help="Network (CIDR) always allowed, overriding the "
+                                                                 "address policy (repeatable; the variable takes a "
+                                                                 "comma-separated list).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     try:
         ctx.obj = build(database_url=database_url, broker_url=broker_url, queue=queue, publish_timeout=publish_timeout,

@@ -12,11 +12,17 @@ from runner.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, fail, handled
 @handled
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", envvar="URLTESTER_API_HOST", help="Address to bind (all interfaces: 0.0.0.0; put TLS in front).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", envvar="URLTESTER_API_PORT", min=1, max=65535, help="TCP port.")] = 8080,
-    workers: Annotated[int, typer.Option("--workers", envvar="URLTESTER_API_WORKERS", min=1, max=64, help="Server processes sharing the port.")] = 1,
-    timezone: Annotated[str | None, typer.Option("--timezone", envvar="URLTESTER_TIMEZONE", show_default=False, help="Time zone of the old /api/get_jobs' times: an IANA name such as Europe/Paris (default: the machine's).")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL", help="critical, error, warning, info or debug.")] = "info",
+    host: Annotated[str, typer.Option("--host", envvar="URLTESTER_API_HOST",
+                                      help="Address to bind (all interfaces: 0.0.0.0; put TLS in front).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="URLTESTER_API_PORT", min=1, max=65535,
+                                      help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", envvar="URLTESTER_API_WORKERS", min=1, max=64,
+                                         help="Server processes sharing the port.")] = 1,
+    timezone: Annotated[str | None, typer.Option("--timezone", envvar="URLTESTER_TIMEZONE", show_default=False,
+                                                 help="Time zone of the old /api/get_jobs' times: an IANA name such as "
+                                                      "Europe/Paris (default: the machine's).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL",
+                                           help="critical, error, warning, info or debug.")] = "info",
 ) -> None:
     """Serve the HTTP API (/api/v1/..., /add_job, /get_jobs, the old system's /api/add_job and /api/get_jobs) and the page on http://HOST:PORT/.
 

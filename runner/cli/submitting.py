@@ -34,10 +34,15 @@ from runner.cli.common import (
 @with_check_options
 def submit(
     ctx: typer.Context,
-    urls: Annotated[list[str], typer.Argument(help="URLs to check (http or https; 'example.com' means https://example.com/).")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the results and print them; exit 0 only if every check is ok.")] = False,
-    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 1).", show_default=False)] = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="Label for this batch (default: 'submit DATE TIME').", show_default=False)] = None,
+    urls: Annotated[list[str],
+                    typer.Argument(help="URLs to check (http or https; 'example.com' means https://example.com/).")],
+    wait: Annotated[bool, typer.Option("--wait",
+                                       help="Wait for the results and print them; exit 0 only if every check is ok.")] = False,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0,
+                                                       help="Give up waiting after this many seconds (exit 1).",
+                                                       show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Label for this batch (default: 'submit DATE TIME').",
+                                              show_default=False)] = None,
     fail_on: FailOnOpt = FailOn.any,
     options: Any = None,  # the check options' flags (with_check_options)
     regions: RegionsOpt = None, quorum: QuorumOpt = None, no_worker_after: NoWorkerAfterOpt = None,
@@ -56,7 +61,8 @@ def submit(
         report = rt.submit(urls, options=options, batch=batch, regions=regions, quorum=quorum)
         for rejected in report.rejected:
             typer.echo(f"runner: rejected {printable(str(rejected))}", err=True)
-        views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest", limit=len(report.job_ids)) if report.job_ids else []
+        views = rt.store.list_jobs(JobFilter(ids=tuple(report.job_ids)), order="oldest",
+                                   limit=len(report.job_ids)) if report.job_ids else []
         for view in views:
             typer.echo(f"{view.id}\t{printable(mask_url(view.url))}")
         code = EXIT_FAILED if report.rejected else EXIT_OK
@@ -86,14 +92,27 @@ def results(
     ctx: typer.Context,
     state: Annotated[State | None, typer.Option("--state", help="Only jobs in this state.", show_default=False)] = None,
     outcome: Annotated[Outcome | None, typer.Option("--outcome", metavar="OUTCOME", show_default=False,
-                                                              help="Only results with this outcome: ok, http_error, assertion_failed, dns_error, connect_refused, connect_timeout, read_timeout, deadline_exceeded, tls_error, too_many_redirects, too_large, invalid_response or blocked.")] = None,
+                                                              help="Only results with this outcome: ok, http_error, "
+                                                                   "assertion_failed, dns_error, connect_refused, "
+                                                                   "connect_timeout, read_timeout, deadline_exceeded, "
+                                                                   "tls_error, too_many_redirects, too_large, "
+                                                                   "invalid_response or blocked.")] = None,
     batch: Annotated[str | None, typer.Option("--batch", help="Batch name or id.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
+    since: Annotated[str | None, typer.Option("--since",
+                                              help="Submitted since: an age (30m, 2h, 7d) or an ISO time.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only checks that failed.")] = False,
-    url: Annotated[str | None, typer.Option("--url", help="Only jobs of this URL (as submitted: 'example.com' means https://example.com/).", show_default=False)] = None,
-    contains: Annotated[str | None, typer.Option("--contains", help="Only jobs whose URL contains this text.", show_default=False)] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs (default: 100 for table, all for json/csv).", show_default=False)] = None,
-    fmt: Annotated[ResultsFormat, typer.Option("--format", "-f", help="table, json (one object per job per line, with its regions), csv (one row per job and region) or junit (JUnit XML: one test case per job, each region's result in its output).")] = ResultsFormat.table,
+    url: Annotated[str | None, typer.Option("--url",
+                                            help="Only jobs of this URL (as submitted: 'example.com' means "
+                                                 "https://example.com/).", show_default=False)] = None,
+    contains: Annotated[str | None, typer.Option("--contains", help="Only jobs whose URL contains this text.",
+                                                 show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1,
+                                              help="At most this many jobs (default: 100 for table, all for json/csv).",
+                                              show_default=False)] = None,
+    fmt: Annotated[ResultsFormat, typer.Option("--format", "-f",
+                                               help="table, json (one object per job per line, with its regions), csv "
+                                                    "(one row per job and region) or junit (JUnit XML: one test case "
+                                                    "per job, each region's result in its output).")] = ResultsFormat.table,
 ) -> None:
     """List jobs and their results, newest first (what the old get_jobs returned).
 
@@ -131,7 +150,8 @@ def results(
             total = rt.store.count_jobs(flt)
             failures = rt.store.count_jobs(replace(flt, failed=True))
             skipped = 0 if state == "done" else sum(
-                rt.store.count_jobs(replace(flt, state=s)) for s in ("queued", "running", "cancelled") if state in (None, s))
+                rt.store.count_jobs(replace(flt, state=s)) for s in ("queued", "running",
+                    "cancelled") if state in (None, s))
             if limit is not None:
                 total = min(total, limit)
             rows = rt.store.iter_jobs(flt, order="oldest", limit=limit)
@@ -146,7 +166,9 @@ def results(
 @handled
 def requeue(
     ctx: typer.Context,
-    stale: Annotated[str, typer.Option("--stale", help="Re-publish jobs not done whose message is older than this age (90s, 30m, 2h).")],
+    stale: Annotated[str, typer.Option("--stale",
+                                       help="Re-publish jobs not done whose message is older than this age (90s, 30m, "
+                                            "2h).")],
 ) -> None:
     """Re-publish jobs whose message was lost (a purged queue, a failed publish)."""
     age = parse_age(stale)

@@ -57,38 +57,77 @@ WORKER = "Worker"
 @handled
 def start(
     ctx: typer.Context,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", metavar="N", min=1, max=1024, envvar="URLTESTER_CONCURRENCY", rich_help_panel=WORKER,
-                                                    help="Fix the checks each process runs at once (default: adaptive, found as it goes up to --max-concurrency; see docs/performance.md).", show_default=False)] = None,
-    max_concurrency: Annotated[int, typer.Option("--max-concurrency", metavar="N", min=1, max=4096, envvar="URLTESTER_MAX_CONCURRENCY", rich_help_panel=WORKER,
-                                                 help="Ceiling of the adaptive concurrency per process (the process runs one thread per check it lets run at once).")] = _POOL.max_concurrency,
-    processes: Annotated[int | None, typer.Option("--processes", "-p", metavar="N", min=1, max=256, envvar="URLTESTER_PROCESSES", rich_help_panel=WORKER,
-                                                  help="Worker processes (default: number of cores).", show_default=False)] = None,
-    prefetch: Annotated[int | None, typer.Option("--prefetch", metavar="N", min=1, max=65535, envvar="URLTESTER_PREFETCH", rich_help_panel=WORKER,
-                                                 help="Unacked messages per process (default: the current concurrency, following it).", show_default=False)] = None,
-    shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", metavar="SECONDS", min=0, envvar="URLTESTER_SHUTDOWN_TIMEOUT", rich_help_panel=WORKER,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", metavar="N", min=1, max=1024,
+                                                    envvar="URLTESTER_CONCURRENCY", rich_help_panel=WORKER,
+                                                    help="Fix the checks each process runs at once (default: adaptive, "
+                                                         "found as it goes up to --max-concurrency; see "
+                                                         "docs/performance.md).", show_default=False)] = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", metavar="N", min=1, max=4096,
+                                                 envvar="URLTESTER_MAX_CONCURRENCY", rich_help_panel=WORKER,
+                                                 help="Ceiling of the adaptive concurrency per process (the process "
+                                                      "runs one thread per check it lets run at once).")] = _POOL.max_concurrency,
+    processes: Annotated[int | None, typer.Option("--processes", "-p", metavar="N", min=1, max=256,
+                                                  envvar="URLTESTER_PROCESSES", rich_help_panel=WORKER,
+                                                  help="Worker processes (default: number of cores).",
+                                                  show_default=False)] = None,
+    prefetch: Annotated[int | None, typer.Option("--prefetch", metavar="N", min=1, max=65535,
+                                                 envvar="URLTESTER_PREFETCH", rich_help_panel=WORKER,
+                                                 help="Unacked messages per process (default: the current concurrency, "
+                                                      "following it).", show_default=False)] = None,
+    shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", metavar="SECONDS", min=0,
+                                                    envvar="URLTESTER_SHUTDOWN_TIMEOUT", rich_help_panel=WORKER,
                                                     help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
-    hold_budget: Annotated[float, typer.Option("--hold-budget", metavar="SECONDS", min=1, envvar="URLTESTER_HOLD_BUDGET", rich_help_panel=WORKER,
-                                               help="Seconds a message may be held before its calls not yet started are handed on in a new message; keep it well under RabbitMQ's consumer_timeout (30 min by default).")] = _POOL.hold_budget,
-    log_level: Annotated[LogLevel, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL", case_sensitive=False, rich_help_panel=WORKER,
+    hold_budget: Annotated[float, typer.Option("--hold-budget", metavar="SECONDS", min=1,
+                                               envvar="URLTESTER_HOLD_BUDGET", rich_help_panel=WORKER,
+                                               help="Seconds a message may be held before its calls not yet started "
+                                                    "are handed on in a new message; keep it well under RabbitMQ's "
+                                                    "consumer_timeout (30 min by default).")] = _POOL.hold_budget,
+    log_level: Annotated[LogLevel, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL", case_sensitive=False,
+                                                rich_help_panel=WORKER,
                                                 help="Least severe log records written.")] = LogLevel.info,
     log_format: Annotated[LogFormat, typer.Option("--log-format", envvar="URLTESTER_LOG_FORMAT", rich_help_panel=WORKER,
-                                                  help="text (with a timestamp), journal (a <N> syslog-level prefix, no timestamp: journald adds its own), json (one object a line) or auto: journal when stderr is systemd's journal stream, text otherwise.")] = LogFormat.auto,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", metavar="PORT", envvar="URLTESTER_METRICS_PORT", min=1, max=65535, rich_help_panel=WORKER,
-                                                     help="Serve Prometheus metrics of every worker process at http://HOST:PORT/metrics (default: off).", show_default=False)] = None,
-    metrics_address: Annotated[str, typer.Option("--metrics-address", metavar="ADDRESS", envvar="URLTESTER_METRICS_ADDRESS", rich_help_panel=WORKER,
-                                                 help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 interface; :: for IPv6 too).")] = "0.0.0.0",  # noqa: S104 - scraped from outside
-    queue: Annotated[str | None, typer.Option("--queue", "-Q", metavar="NAME", envvar=ENV["queue"], show_default=False, rich_help_panel="Settings",
-                                              help="Base queue (the same as `runner --queue`; default urltester); a region's workers consume BASE@REGION.")] = None,
-    region: Annotated[str | None, typer.Option("--region", "-r", metavar="REGION", envvar="URLTESTER_REGION", show_default=False, rich_help_panel="Settings",
-                                               help="Region this worker checks from (default: the default region, which consumes the base queue itself).")] = None,
+                                                  help="text (with a timestamp), journal (a <N> syslog-level prefix, "
+                                                       "no timestamp: journald adds its own), json (one object a line) "
+                                                       "or auto: journal when stderr is systemd's journal stream, text "
+                                                       "otherwise.")] = LogFormat.auto,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", metavar="PORT", envvar="URLTESTER_METRICS_PORT",
+                                                     min=1, max=65535, rich_help_panel=WORKER,
+                                                     help="Serve Prometheus metrics of every worker process at "
+                                                          "http://HOST:PORT/metrics (default: off).",
+                                                          show_default=False)] = None,
+    metrics_address: Annotated[str, typer.Option("--metrics-address", metavar="ADDRESS",
+                                                 envvar="URLTESTER_METRICS_ADDRESS", rich_help_panel=WORKER,
+                                                 help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 "
+                                                      "interface; :: for IPv6 too).")] = "0.0.0.0",  # noqa: S104 - scraped from outside
+    queue: Annotated[str | None, typer.Option("--queue", "-Q", metavar="NAME", envvar=ENV["queue"], show_default=False,
+                                              rich_help_panel="Settings",
+                                              help="Base queue (the same as `runner --queue`; default urltester); a "
+                                                   "region's workers consume BASE@REGION.")] = None,
+    region: Annotated[str | None, typer.Option("--region", "-r", metavar="REGION", envvar="URLTESTER_REGION",
+                                               show_default=False, rich_help_panel="Settings",
+                                               help="Region this worker checks from (default: the default region, "
+                                                    "which consumes the base queue itself).")] = None,
     deny_private: Annotated[bool, typer.Option("--deny-private", envvar=ENV["deny_private"], rich_help_panel="Settings",
-                                               help="Also refuse every address that is not globally routable: loopback, RFC 1918, CGNAT, unique-local, TEST-NETs ... (the same as `runner --deny-private`).")] = False,
-    allow_network: Annotated[list[str] | None, typer.Option("--allow-network", metavar="CIDR", envvar=ENV["allow_networks"], callback=split_networks, show_default=False, rich_help_panel="Settings",
-                                                            help="Network (CIDR) always allowed, overriding the address policy (repeatable; the same as `runner --allow-network`).")] = None,
-    host_rate: Annotated[float | None, typer.Option("--host-rate", metavar="PER_SECOND", min=0.001, envvar="URLTESTER_HOST_RATE", show_default=False, rich_help_panel="Settings",
-                                                    help="Checks per second per target host, kept by the whole fleet together (default unlimited; `runner limits set` overrides per host).")] = None,
-    host_connections: Annotated[int | None, typer.Option("--host-connections", metavar="N", min=1, envvar="URLTESTER_HOST_CONNECTIONS", show_default=False, rich_help_panel="Settings",
-                                                         help="Checks at once per target host, fleet-wide (default unlimited).")] = None,
+                                               help="Also refuse every address that is not globally routable: "
+                                                    "loopback, RFC 1918, CGNAT, unique-local, TEST-NETs ... (the same "
+                                                    "as `runner --deny-private`).")] = False,
+    allow_network: Annotated[list[str] | None, typer.Option("--allow-network", metavar="CIDR",
+                                                            envvar=ENV["allow_networks"], callback=split_networks,
+                                                            show_default=False, rich_help_panel="Settings",
+                                                            help="Network (CIDR) always allowed, overriding the "
+                                                                 "address policy (repeatable; the same as `runner "
+                                                                 "--allow-network`).")] = None,
+    host_rate: Annotated[float | None, typer.Option("--host-rate", metavar="PER_SECOND", min=0.001,
+                                                    envvar="URLTESTER_HOST_RATE", show_default=False,
+                                                    rich_help_panel="Settings",
+                                                    help="Checks per second per target host, kept by the whole fleet "
+                                                         "together (default unlimited; `runner limits set` overrides "
+                                                         "per host).")] = None,
+    host_connections: Annotated[int | None, typer.Option("--host-connections", metavar="N", min=1,
+                                                         envvar="URLTESTER_HOST_CONNECTIONS", show_default=False,
+                                                         rich_help_panel="Settings",
+                                                         help="Checks at once per target host, fleet-wide (default "
+                                                              "unlimited).")] = None,
 ) -> None:
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
 
@@ -116,7 +155,8 @@ def start(
     fmt = resolve(log_format.value)
     configure_logging(level, fmt)
     install_stack_dumps()  # from now on, waiting for the services included
-    options = PoolOptions(concurrency=concurrency, max_concurrency=max_concurrency, prefetch=prefetch, shutdown_timeout=shutdown_timeout,
+    options = PoolOptions(concurrency=concurrency, max_concurrency=max_concurrency, prefetch=prefetch,
+                          shutdown_timeout=shutdown_timeout,
                           hold_budget=hold_budget, metrics_port=metrics_port, metrics_address=metrics_address,
                           **({"processes": processes} if processes else {}))
     _wait_for_services(settings)

@@ -283,7 +283,8 @@ def history_table(view: UrlView, changes: Sequence[Change], recent: Sequence[Poi
                f"{_cell(c.status_code)}  job {c.job_id}  {_cell(c.error)}")
     yield "  recent"
     for p in recent:
-        yield (f"    {iso(p.checked_at)}  {_cell(p.outcome, 17)} {_cell(p.status_code):>4} {_cell(_ms(p.total_ms)):>8} ms"
+        yield (f"    {iso(p.checked_at)}  {_cell(p.outcome, 17)} {_cell(p.status_code):>4} "
+               f"{_cell(_ms(p.total_ms)):>8} ms"
                f"  job {p.job_id}  {_cell(p.batch)}  {_cell(p.region)}  {_cell(p.error)}")
 
 

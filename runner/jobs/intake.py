@@ -216,7 +216,8 @@ class Intake:
         """A batch's way in for chunks put one after another (see :class:`Feed`)."""
         return Feed(self, batch_id, counts, publishers=publishers, keep_ids=keep_ids, inline=inline)
 
-    def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any] | Raw]], *, requeued: bool = False) -> list[TaskHandle]:
+    def publish(self, jobs: Sequence[tuple[int, str, dict[str, Any] | Raw]], *,
+                requeued: bool = False) -> list[TaskHandle]:
         """Publish check calls for recorded jobs, the one way calls are sent: one per job and
         region, to each region's queue, then mark the jobs published; on failure mark them
         unsent and raise BrokerError."""

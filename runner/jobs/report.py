@@ -64,7 +64,8 @@ _REGION_SHOWN = tuple((key, _SHOWN.get(key)) for key in REGION_KEYS)
 
 
 def with_regions(views: Iterable[JobView], lookup: RegionLookup | None,
-                 page: int = 500, referrers: ReferrerLookup | None = None) -> Iterator[tuple[JobView, list[ResultRecord]]]:
+                 page: int = 500, referrers: ReferrerLookup | None = None,
+                 ) -> Iterator[tuple[JobView, list[ResultRecord]]]:
     """Each job with its region results, read a page of jobs at a time (flat memory); with
     ``referrers``, each view's ``referrers`` filled (a crawl's, else empty)."""
     batch: list[JobView] = []
@@ -141,7 +142,8 @@ def csv_chunks(views: Iterable[JobView], *, regions: RegionLookup | None = None,
     writer.writerow(CORE_KEYS + (("referrers",) if referrers is not None else ())
                     + (CSV_REGION_KEYS if regions is not None else ()))
     n = 0
-    for n, (view, found) in enumerate(with_regions(views, regions, referrers=referrers), start=1):  # n: the jobs written, after
+    # n: the jobs written, after
+    for n, (view, found) in enumerate(with_regions(views, regions, referrers=referrers), start=1):
         row = to_row(view)
         cells = ["" if row[k] is None else _csv_value(row[k]) for k in CORE_KEYS]
         if referrers is not None:

@@ -115,7 +115,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         try:
             values["publish_timeout"] = float(env["URLTESTER_PUBLISH_TIMEOUT"])
         except ValueError:
-            raise ConfigError(f"URLTESTER_PUBLISH_TIMEOUT={env['URLTESTER_PUBLISH_TIMEOUT']!r} is not a number of seconds") from None
+            raise ConfigError(f"URLTESTER_PUBLISH_TIMEOUT={env['URLTESTER_PUBLISH_TIMEOUT']!r} is not a number of "
+                              "seconds") from None
     values.update(worker_env(env))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return build(**values)
@@ -135,7 +136,8 @@ def worker_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
         try:
             values["no_worker_after"] = float(env["URLTESTER_NO_WORKER_AFTER"])
         except ValueError:
-            raise ConfigError(f"URLTESTER_NO_WORKER_AFTER={env['URLTESTER_NO_WORKER_AFTER']!r} is not a number of seconds") from None
+            raise ConfigError(f"URLTESTER_NO_WORKER_AFTER={env['URLTESTER_NO_WORKER_AFTER']!r} is not a number of "
+                              "seconds") from None
     for name, key, kind in (("URLTESTER_HOST_RATE", "host_rate", float),
                             ("URLTESTER_HOST_CONNECTIONS", "host_connections", int)):
         if env.get(name, "").strip():
@@ -173,7 +175,8 @@ def validated(settings: Settings) -> Settings:
         try:
             ipaddress.ip_network(net, strict=False)
         except ValueError as exc:
-            raise ConfigError(f"allowed network {net!r} (--allow-network, URLTESTER_ALLOW_NETWORKS) is not a network: {exc}") from exc
+            raise ConfigError(f"allowed network {net!r} (--allow-network, URLTESTER_ALLOW_NETWORKS) is not a network: "
+                              f"{exc}") from exc
     return settings
 
 

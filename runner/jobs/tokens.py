@@ -28,7 +28,8 @@ def digest(token: str) -> str:
 def create(store: Store, name: str, *, read_only: bool = False) -> tuple[Token, str]:
     """A new token named ``name``: its record and the token itself (shown once, never stored)."""
     if not _NAME.match(name):
-        raise InvalidInput("1-64 letters, digits or _ . @ -, starting with a letter or digit", where=f"token name {name!r}")
+        raise InvalidInput("1-64 letters, digits or _ . @ -, starting with a letter or digit",
+                           where=f"token name {name!r}")
     token = PREFIX + secrets.token_urlsafe(32)
     return create_token(store, name, digest(token), read_only=read_only), token
 

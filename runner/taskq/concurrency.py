@@ -185,7 +185,8 @@ class ConcurrencyController:
                 self._set(grow)
             return self._current
         median = statistics.median(samples)
-        log.debug("concurrency %d: %d calls, median %.3f s (base %s), full %s, CPU %.2f cores, machine %s", self._current,
+        log.debug("concurrency %d: %d calls, median %.3f s (base %s), full %s, CPU %.2f cores, machine %s",
+                  self._current,
                   len(samples), median, f"{self._base:.3f}" if self._base else "-", full, own,
                   "-" if machine is None else f"{machine:.0%}")
         cut_at, self._cut_at = self._cut_at, None

@@ -28,4 +28,5 @@ class PoolOptions:
         if self.concurrency:
             return ConcurrencyOptions.fixed_at(self.concurrency)
         top = max(1, self.max_concurrency)
-        return ConcurrencyOptions(start=min(top, ConcurrencyOptions.start), minimum=min(top, ConcurrencyOptions.minimum), maximum=top)
+        return ConcurrencyOptions(start=min(top, ConcurrencyOptions.start),
+                                  minimum=min(top, ConcurrencyOptions.minimum), maximum=top)

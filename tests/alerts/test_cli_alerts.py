@@ -145,10 +145,12 @@ def test_metrics_count_deliveries_by_alert_and_result(sqlite_url: str) -> None:
         with Receiver() as receiver:
             outbox.add_alert(store.dialect, "metered", receiver.url)
             record(store, [change(1, "new_failure", store.create_batch("b").id)])
-            before = REGISTRY.get_sample_value("urltester_alerts_sent_total", {"alert": "metered", "result": "sent"}) or 0
+            before = REGISTRY.get_sample_value("urltester_alerts_sent_total",
+                                               {"alert": "metered", "result": "sent"}) or 0
             AlertSender(store, AddressPolicy(), worker="w", timeout=2).run_once()
             assert receiver.count() == 1
-        assert REGISTRY.get_sample_value("urltester_alerts_sent_total", {"alert": "metered", "result": "sent"}) == before + 1
+        assert REGISTRY.get_sample_value("urltester_alerts_sent_total",
+                                         {"alert": "metered", "result": "sent"}) == before + 1
         assert REGISTRY.get_sample_value("urltester_alerts_outbox") == 0
     finally:
         store.close()

@@ -125,7 +125,8 @@ def test_changes_without_a_batch_more_than_10_in_a_minute_end_in_a_summary(store
     singles = outbox.claim(d, "w", now=minute + timedelta(seconds=1))
     assert [c.summary for c in singles] == [False, False, False]
     with d.transaction() as cur:
-        outbox.queue_alerts(cur, d, [change(i, "new_failure", None) for i in range(3, 15)], now=minute + timedelta(seconds=2))
+        outbox.queue_alerts(cur, d, [change(i, "new_failure", None) for i in range(3, 15)],
+                            now=minute + timedelta(seconds=2))
     assert outbox.claim(d, "w", now=minute + timedelta(seconds=3)) == []  # held to the minute's end
     [summary] = outbox.claim(d, "w", now=minute + timedelta(seconds=61))
     assert summary.summary and len(summary.ids) == 12 and summary.group_total == 15

@@ -43,7 +43,8 @@ class Change:
 
 def change(n: int, kind: str, batch_id: int | None, *, url: str | None = None, region: str | None = None) -> Change:
     failing = kind in ("new_failure", "still_failing")
-    before = {"new_failure": "ok", "recovered": "failing", "still_failing": "failing", "new": None, "slower": "ok"}[kind]
+    before = {"new_failure": "ok", "recovered": "failing", "still_failing": "failing", "new": None,
+              "slower": "ok"}[kind]
     return Change(n, url or f"http://site.test/page/{n}", kind, before, "failing" if failing else "ok",
                   datetime.now(UTC), n, batch_id, "http_error" if failing else "ok", 503 if failing else 200,
                   "503 Service Unavailable" if failing else None, region)

@@ -86,10 +86,12 @@ def test_the_page_cancels_a_batch_after_asking(server: Server, browser) -> None:
 
     browser.find_element(By.ID, "cancel").click()
     wait.until(ec.element_to_be_clickable((By.ID, "cancel-yes"))).click()
-    wait.until(ec.text_to_be_present_in_element((By.ID, "cancel-result"), f"cancelled 3 queued job(s) of batch {batch}"))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "cancel-result"),
+                                                f"cancelled 3 queued job(s) of batch {batch}"))
 
     def states(driver) -> list[str]:
-        return driver.execute_script("return [...document.querySelectorAll('#jobs tbody tr')].map(r => r.cells[1].textContent)")
+        return driver.execute_script("return [...document.querySelectorAll('#jobs tbody tr')].map(r => "
+                                     "r.cells[1].textContent)")
 
     wait.until(lambda d: states(d) == ["cancelled"] * 3)
     assert browser.execute_script("return document.querySelectorAll('#jobs b').length") == 0  # text, never HTML

@@ -67,7 +67,8 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
 
     # The hostile URL's detail: its text, no element made of it.
     browser.execute_script(
-        "[...document.querySelectorAll('#url-list tbody tr')].find(r => r.dataset.url === arguments[0]).click()", hostile)
+        "[...document.querySelectorAll('#url-list tbody tr')].find(r => r.dataset.url === arguments[0]).click()",
+        hostile)
     wait.until(ec.text_to_be_present_in_element((By.ID, "url-title"), "onerror"))
     assert browser.find_element(By.ID, "url-title").text == hostile
     assert browser.execute_script("return document.querySelectorAll('#url-detail b, #url-detail img').length") == 0
@@ -75,7 +76,8 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
 
     # Changes since the last batch: the new failure.
     browser.find_element(By.CSS_SELECTOR, "#tabs [data-view=changes-view]").click()
-    wait.until(lambda d: d.execute_script(ROWS, "#change-list") and d.execute_script(ROWS, "#change-list")[0][3] == flaky)
+    wait.until(lambda d: d.execute_script(ROWS, "#change-list")
+               and d.execute_script(ROWS, "#change-list")[0][3] == flaky)
     assert [r[0] for r in browser.execute_script(ROWS, "#change-list")] == ["new_failure"]
     assert "1 new_failure" in browser.find_element(By.ID, "changes-counts").text
     assert "round3" in browser.find_element(By.ID, "changes-about").text

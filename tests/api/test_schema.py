@@ -56,7 +56,8 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/ev
 def test_every_answer_matches_the_document(case, queued_server: Server, api_token: str) -> None:
     # The old system's paths answer as it did (a non-numeric limit is 200 [], a URL is read
     # leniently): what they accept is their contract (test_legacy), not a JSON Schema's.
-    lenient = [checks.positive_data_acceptance, checks.negative_data_rejection] if case.operation.path in OLD_PATHS else []
+    lenient = ([checks.positive_data_acceptance, checks.negative_data_rejection]
+               if case.operation.path in OLD_PATHS else [])
     if case.operation.path in URL_PATHS:
         # What JSON Schema cannot say: a URL `submit` takes, `since` and `batch` exclusive,
         # a cursor from an earlier page. Those refusals are 422 naming the parameter

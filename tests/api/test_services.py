@@ -76,7 +76,8 @@ def test_a_thousand_urls_in_through_the_api_and_back_as_runner_results_sees_them
                 cursor = page["next"]
                 if cursor is None:
                     break
-            ndjson = [json.loads(line) for line in c.get("/api/v1/jobs", headers={"Accept": "application/x-ndjson"}).text.splitlines()]
+            ndjson = [json.loads(line) for line in c.get("/api/v1/jobs",
+                                                         headers={"Accept": "application/x-ndjson"}).text.splitlines()]
             api_csv = c.get("/api/v1/jobs", headers={"Accept": "text/csv"}).text
             failed = c.get("/api/v1/jobs", params={"failed": "true", "limit": 1000}).json()["jobs"]
             one = c.get(f"/api/v1/jobs/{answer['jobs'][0]['id']}").json()
@@ -105,7 +106,8 @@ def test_events_resume_from_last_event_id_and_filter(env, target, tmp_path) -> N
             # From the start (Last-Event-ID: 0) a stream replays what is stored, then goes on live.
             events: list[dict] = []
             ready = threading.Event()
-            reader = threading.Thread(target=read_events, args=(server.client(token), {"Last-Event-ID": "0"}, 5, events, ready))
+            reader = threading.Thread(target=read_events,
+                                      args=(server.client(token), {"Last-Event-ID": "0"}, 5, events, ready))
             reader.start()
             reader.join(30)
             assert len(events) == 5
@@ -146,7 +148,8 @@ def test_a_result_committed_late_with_a_lower_seq_still_reaches_the_stream(env, 
     with serve(env, tmp_path / "serve.log") as server:  # no worker: the jobs stay queued
         token = server.token("ci")
         with server.client(token) as c:
-            ids = [j["id"] for j in c.post("/api/v1/jobs", json={"urls": ["https://a.example/", "https://b.example/"]}).json()["jobs"]]
+            ids = [j["id"] for j in c.post("/api/v1/jobs",
+                                           json={"urls": ["https://a.example/", "https://b.example/"]}).json()["jobs"]]
         events: list[dict] = []
         ready = threading.Event()
         reader = threading.Thread(target=read_events, args=(server.client(token), {}, 2, events, ready, 30))

@@ -56,14 +56,16 @@ def test_urls_history_changes_and_change_events(pg_url, amqp_url, queue_name, ta
 
             failing = c.get("/api/v1/urls", params={"state": "failing", "sort": "url"}).json()["urls"]
             assert [u["url"] for u in failing] == sorted([url["broke"], url["dead"]])
-            assert [u["url"] for u in c.get("/api/v1/urls", params={"contains": "key=hea"}).json()["urls"]] == [url["healed"]]
+            assert [u["url"] for u in c.get("/api/v1/urls",
+                                            params={"contains": "key=hea"}).json()["urls"]] == [url["healed"]]
 
             # --- pages: every URL once, in the order of one long page
             for sort in ("state", "url", "latency", "since"):
                 whole = [u["url"] for u in c.get("/api/v1/urls", params={"sort": sort}).json()["urls"]]
                 paged, cursor = [], None
                 while True:
-                    page = c.get("/api/v1/urls", params={"sort": sort, "limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+                    page = c.get("/api/v1/urls",
+                                 params={"sort": sort, "limit": 2, **({"cursor": cursor} if cursor else {})}).json()
                     paged += [u["url"] for u in page["urls"]]
                     cursor = page["next"]
                     if cursor is None:
@@ -87,7 +89,8 @@ def test_urls_history_changes_and_change_events(pg_url, amqp_url, queue_name, ta
             body = changes.json()
             assert body["changes"] == cli_changes and [list(d) for d in body["changes"]] == [list(d) for d in cli_changes]
             assert {d["url"]: d["change"] for d in body["changes"]} == {
-                url["broke"]: "new_failure", url["healed"]: "recovered", url["dead"]: "still_failing", url["old"]: "gone"}
+                url["broke"]: "new_failure", url["healed"]: "recovered", url["dead"]: "still_failing",
+                url["old"]: "gone"}
             assert body["counts"]["new_failure"] == 1 and body["counts"]["gone"] == 1 and body["batch"]["name"] == "nightly"
             since = c.get("/api/v1/changes", params={"since": "1h"}).json()  # all checked within: all new
             assert since["changes"] == lines(run_cli(["changes", "--since", "1h", "--format", "json"], env).stdout)
@@ -147,4 +150,5 @@ def test_urls_history_changes_and_change_events(pg_url, amqp_url, queue_name, ta
             assert change["change"] == "recovered" and change["from"] == "failing" and change["to"] == "ok"
             assert list(change) == ["url", "change", "at", "from", "to", "outcome", "status_code", "error", "job_id"]
             wait_until(lambda: any(e["url"] == url["dead"] for e in streams["dead"]), 30, 0.1, "the filtered change")
-            assert [(e["url"], e["change"]) for e in streams["dead"]] == [(url["dead"], "recovered")]  # broke's passed by
+            # broke's passed by
+            assert [(e["url"], e["change"]) for e in streams["dead"]] == [(url["dead"], "recovered")]

@@ -29,7 +29,8 @@ def jobs(sqlite_url: str, batch: str) -> list:
         store.close()
 
 
-def test_html_links_are_imported_each_bad_one_named_by_its_line(env, sqlite_url, target: TargetServer, tmp_path) -> None:
+def test_html_links_are_imported_each_bad_one_named_by_its_line(env, sqlite_url, target: TargetServer,
+                                                                tmp_path) -> None:
     page = tmp_path / "page.html"
     page.write_text(f"""<!doctype html>
 <html><head><link rel="stylesheet" href="/ok?css"></head>

@@ -26,7 +26,8 @@ def jobs(sqlite_url: str, batch: str | None = None) -> list:
         store.close()
 
 
-def test_text_import_reports_each_bad_line_with_its_number_and_queues_the_rest(env, sqlite_url, target, tmp_path) -> None:
+def test_text_import_reports_each_bad_line_with_its_number_and_queues_the_rest(env, sqlite_url, target,
+                                                                               tmp_path) -> None:
     f = tmp_path / "nightly.txt"
     f.write_bytes(
         b"# nightly list\n"

@@ -114,7 +114,8 @@ def test_rabbitmq_lost_mid_import_records_everything_and_marks_the_rest(
     assert report.recorded == 12_000 and report.published == FIRST_CHUNK
     assert report.unpublished == 12_000 - FIRST_CHUNK
     assert "connection reset" in report.broker_error
-    assert count(store, "SELECT count(*) FROM jobs WHERE publish_error LIKE 'not published: %%'") == 12_000 - FIRST_CHUNK
+    assert count(store,
+                 "SELECT count(*) FROM jobs WHERE publish_error LIKE 'not published: %%'") == 12_000 - FIRST_CHUNK
 
     # The cron retry (same key) records nothing new and publishes what was left.
     env = runner_env(pg_url, amqp_url, queue_name)
@@ -177,7 +178,8 @@ def test_prune_on_postgres_deletes_old_done_jobs_in_chunks(env, store) -> None:
 
 @pytest.mark.parametrize("filler", [0, COPY_FROM], ids=["insert", "copy"])
 def test_recording_keeps_backslashes_tabs_and_unicode_intact(store, filler) -> None:
-    jobs = [NewJob("https://a.test/a\\b\\\\c", '{"body_contains":"tab\\there \\\\ é"}'), NewJob("https://b.test/é", "{}")]
+    jobs = [NewJob("https://a.test/a\\b\\\\c", '{"body_contains":"tab\\there \\\\ é"}'),
+            NewJob("https://b.test/é", "{}")]
     ids = store.insert_jobs(None, jobs + [NewJob(f"https://c.test/{i}", {}) for i in range(filler)])
     views = [store.get_job(i) for i in ids[:2]]
     assert [v.url for v in views] == ["https://a.test/a\\b\\\\c", "https://b.test/é"]

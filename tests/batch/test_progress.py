@@ -61,5 +61,6 @@ def test_no_progress_when_stderr_is_not_a_terminal(pg_url, amqp_url, queue_name,
     out = run_cli(["import", str(url_file(tmp_path, 40_001))], env)
     assert out.returncode == 1, out.stderr
     assert "\r" not in out.stderr and "\x1b" not in out.stderr and " bad " not in out.stderr
-    assert out.stderr.splitlines() == [f"{tmp_path}/nightly-urls.txt:{n}: unsupported scheme 'ftp' (use http or https): "
+    assert out.stderr.splitlines() == [f"{tmp_path}/nightly-urls.txt:{n}: unsupported scheme 'ftp' "
+                                       "(use http or https): "
                                        "'ftp://bad.example/'" for n in (8, 20008)]

@@ -171,7 +171,8 @@ def test_options_kept_as_json_text_reach_the_task_as_the_same_dict() -> None:
     chunk = [v.job(u, None) for u in ('https://a.test/"q"', "https://b.test/a\\b", "https://c.test/é")]
     chunk += [v.job(f"https://d.test/{i}", {"method": "HEAD"}) for i in range(20)]
     raw = [Call("check", (100 + i, url, Raw(opts))) for i, (url, opts) in enumerate(chunk)]
-    plain = [Call("check", (100 + i, url, json.loads(opts)), id=c.id) for i, ((url, opts), c) in enumerate(zip(chunk, raw, strict=True))]
+    plain = [Call("check", (100 + i, url, json.loads(opts)), id=c.id)
+             for i, ((url, opts), c) in enumerate(zip(chunk, raw, strict=True))]
     assert encode(raw) == encode(plain)
     calls = decode(encode(raw))
     assert [c.args for c in calls] == [c.args for c in plain]

@@ -135,7 +135,8 @@ def test_a_crawl_across_runner_start_workers_on_postgresql_and_rabbitmq(served_s
     # With RabbitMQ the command returns at once: the crawl is the workers' (none yet).
     out = run_cli(["crawl", served_site.url("/index.html"), "--depth", DEEP, "--batch", "fleet"], env)
     assert out.returncode == 0, out.stderr
-    assert "crawl     batch 1 (fleet): 0 checked, 1 to go, 1 URLs found (at most 100,000)" in run_cli(["status"], env).stdout
+    assert ("crawl     batch 1 (fleet): 0 checked, 1 to go, 1 URLs found (at most 100,000)"
+            in run_cli(["status"], env).stdout)
 
     def crawls() -> list[dict]:
         return json.loads(run_cli(["status", "--json"], env).stdout)["crawls"]

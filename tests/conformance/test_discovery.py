@@ -98,7 +98,8 @@ def test_indexes_are_followed_three_levels_deep_and_no_further(served_site: Site
 
 
 @pytest.mark.parametrize("path", ["/sitemaps/bomb.xml.gz", "/sitemaps/huge.xml"])
-def test_a_gzip_bomb_or_a_5_gib_sitemap_is_cut_at_50_mb_with_flat_memory(served_site: Site, env, sqlite_url, path) -> None:
+def test_a_gzip_bomb_or_a_5_gib_sitemap_is_cut_at_50_mb_with_flat_memory(served_site: Site, env, sqlite_url,
+                                                                         path) -> None:
     since = len(served_site.requests())
     url = served_site.url(path)
     out, peak = run_cli_peak(["import", url, "--batch", "bomb", "--deadline", "5"], env)

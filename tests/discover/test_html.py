@@ -91,7 +91,8 @@ def test_encodings_the_caller_the_document_or_utf8() -> None:
     assert html_links(latin, "https://s.test/")[0].url == "https://s.test/caf\xe9"
     undeclared = '<a href="/caf\xe9">caf\xe9</a>'.encode()
     assert html_links(undeclared, "https://s.test/")[0].url == "https://s.test/caf\xe9"
-    assert html_links(undeclared.decode().encode("cp1252"), "https://s.test/", encoding="windows-1252")[0].text == "caf\xe9"
+    assert html_links(undeclared.decode().encode("cp1252"), "https://s.test/",
+                      encoding="windows-1252")[0].text == "caf\xe9"
     bom = '\ufeff<a href="/\xfc">x</a>'.encode("utf-16-le")
     assert html_links(bom, "https://s.test/")[0].url == "https://s.test/\xfc"
     assert html_links(latin, "https://s.test/", encoding="no-such-charset")[0].url  # falls back, never raises
@@ -125,7 +126,8 @@ def test_a_long_document_streams_in_flat_memory() -> None:
         "from runner.discover.html import read_html\n"
         "page = b'<p>Text <a href=\"/x\">x</a> <script>var a = \"<a href=no>\";\\n</script> more.</p>\\n' * 300\n"
         "unit = b'<!doctype html><html><body>' + page + b'</body></html>\\n'\n"
-        "n = sum(1 for link in read_html(itertools.repeat(unit, 32_000_000 // len(unit)), 'https://a.test/') if link.url)\n"
+        "n = sum(1 for link in read_html(itertools.repeat(unit, 32_000_000 // len(unit)), 'https://a.test/') if "
+        "link.url)\n"
         "hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]\n"
         "print(n, 32_000_000 // len(unit) * 300, int(hwm.split()[1]) // 1024)\n"
     )

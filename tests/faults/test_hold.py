@@ -43,7 +43,8 @@ def test_calls_that_waited_past_the_hold_budget_are_handed_on_and_checked_once(
     monkeypatch.setattr(Delivery, "__init__", stamp)
     monkeypatch.setattr(Delivery, "ack", ack)
     settings = Settings(database_url=harness.pg_url, broker_url=harness.amqp_url, queue=harness.queue)
-    worker = WorkerProcess(check_service(settings), PoolOptions(concurrency=2, processes=1, prefetch=5, hold_budget=1.0))
+    worker = WorkerProcess(check_service(settings),
+                           PoolOptions(concurrency=2, processes=1, prefetch=5, hold_budget=1.0))
     thread = threading.Thread(target=worker.run, daemon=True)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="urltester.worker"):

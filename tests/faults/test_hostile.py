@@ -61,7 +61,8 @@ def test_hostile_messages_between_real_jobs_leave_the_pool_whole(harness: Harnes
     assert harness.done() < N // 2, "the first half finished before the hostile messages arrived"
     harness.submit(urls[N // 2:])  # the rest of the batch queues behind the hostile messages
     finished = harness.wait_done(N, 120, alive=[pool])
-    wait_until(lambda: broker.ping().dead >= len(HOSTILE), 30, interval=0.2, message="every hostile message dead-lettered")
+    wait_until(lambda: broker.ping().dead >= len(HOSTILE), 30, interval=0.2,
+               message="every hostile message dead-lettered")
     after = _children(pool.pid)
     peak_kb = sum(_rss_kb(pid, "VmHWM") for pid in after)
     dead = broker.get_dead(limit=50)

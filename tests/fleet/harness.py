@@ -131,7 +131,8 @@ class Fleet:
             _ip("link", "set", outside, "master", self.bridge)
             _ip("link", "set", outside, "up")
         db, broker = urlsplit(self.database_url), urlsplit(self.broker_url)
-        for upstream in ((db.hostname or "127.0.0.1", db.port or 5432), (broker.hostname or "127.0.0.1", broker.port or 5672)):
+        for upstream in ((db.hostname or "127.0.0.1", db.port or 5432),
+                         (broker.hostname or "127.0.0.1", broker.port or 5672)):
             proxy = Proxy(*upstream, listen_host=self.gateway, delay=self.delay)
             proxy.__enter__()
             self.proxies.append(proxy)

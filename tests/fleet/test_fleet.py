@@ -49,7 +49,8 @@ def test_separate_hosts_do_every_job_once_through_a_kill_and_keep_a_hosts_limit(
             CountingTarget(fleet.target_address(1), default_delay_ms=300) as free:
         for i in range(4):
             fleet.start(i, "--processes", "1", "--max-concurrency", "64", "--shutdown-timeout", "5")
-        wait_until(lambda: "4 processes alive" in run_cli(["status"], env).stdout, 60, interval=1, message="4 worker hosts")
+        wait_until(lambda: "4 processes alive" in run_cli(["status"], env).stdout, 60, interval=1,
+                   message="4 worker hosts")
         # All four consume before the batch arrives: RabbitMQ then shares it among them.
         broker = AmqpBroker(amqp_url, queue_name)
         try:

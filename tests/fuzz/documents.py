@@ -57,7 +57,8 @@ _tag = st.builds(
 )
 _html_piece = st.one_of(_tag, st.text(max_size=40), st.sampled_from([
     "<!doctype html>", "<html>", "<head>", "</head>", "<body>", "<!--", "-->", "<![CDATA[", "]]>",
-    "<script>", "</script>", "<meta charset=\"latin-1\">", "<meta http-equiv=Content-Type content='text/html; charset=x'>",
+    "<script>", "</script>", "<meta charset=\"latin-1\">",
+    "<meta http-equiv=Content-Type content='text/html; charset=x'>",
     "\n", "\r\n", "&amp;", "&#0;", "&#xD800;", "<", ">", "</a>", "<a href=x"]))
 
 
@@ -166,7 +167,8 @@ _xml_piece = st.one_of(
 
 @st.composite
 def _sitemap(draw: st.DrawFn) -> tuple[bytes, int, bool, int]:
-    head = draw(st.sampled_from(["", '<?xml version="1.0" encoding="UTF-8"?>', '<?xml version="1.0" encoding="latin-1"?>',
+    head = draw(st.sampled_from(["", '<?xml version="1.0" encoding="UTF-8"?>',
+                                 '<?xml version="1.0" encoding="latin-1"?>',
                                  '<?xml version="1.0" encoding="x-none"?>']))
     root = draw(st.sampled_from(["urlset", "sitemapindex", "rss"]))
     pieces = draw(st.lists(_xml_piece, max_size=20))

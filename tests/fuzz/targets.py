@@ -49,7 +49,8 @@ _json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=Fal
 _json = st.recursive(_json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.text(max_size=8), inner, max_size=4), max_leaves=30)
 _compression = st.sampled_from(["application/x-gzip", "gzip", "zlib", "application/x-bz2", "bzip2",
-                                "application/x-lzma", "xz", "lzma", "application/zstd", "brotli", ""]) | st.text(max_size=10)
+                                "application/x-lzma", "xz", "lzma", "application/zstd", "brotli",
+                                ""]) | st.text(max_size=10)
 
 
 @st.composite

@@ -14,7 +14,8 @@ from runner.jobs.history import classify, sparkline, write_changes_junit
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def check(ok: bool = True, ms: float = 100.0, code: int = 200, final: str = "https://x.test/", cert: str | None = None) -> Check:
+def check(ok: bool = True, ms: float = 100.0, code: int = 200, final: str = "https://x.test/",
+          cert: str | None = None) -> Check:
     return Check(job_id=1, outcome="ok" if ok else "http_error", ok=ok, status_code=code, total_ms=ms,
                  final_url=final, checked_at=AT, cert=cert)
 
@@ -50,7 +51,8 @@ def test_junit_fails_new_and_continued_failures_only() -> None:
                         out, name="nightly")
     suite = ET.fromstring(out.getvalue())
     assert (suite.get("tests"), suite.get("failures")) == ("3", "2")
-    assert [c.get("name") for c in suite if c.find("failure") is not None] == ["https://a.test/", "https://u:***@c.test/"]
+    assert [c.get("name") for c in suite if c.find("failure") is not None] == ["https://a.test/",
+                                                                               "https://u:***@c.test/"]
 
 
 def test_sparkline_scales_between_the_fastest_and_the_slowest() -> None:

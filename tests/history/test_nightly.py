@@ -76,7 +76,8 @@ def test_two_nightly_batches(setup, target, tmp_path) -> None:
         url["fresh"]: "new", url["old"]: "gone"}
     assert got[url["fresh"]]["before"] is None and got[url["old"]]["after"] is None
     assert got[url["broke"]]["before"]["status_code"] == 200 and got[url["broke"]]["after"]["status_code"] == 500
-    assert set(got[url["broke"]]["after"]) == {"job_id", "outcome", "status_code", "total_ms", "final_url", "checked_at"}
+    assert set(got[url["broke"]]["after"]) == {"job_id", "outcome", "status_code", "total_ms", "final_url",
+                                               "checked_at"}
 
     table = run_cli(["changes", "--batch", "nightly"], env)
     assert table.returncode == 1 and "1 new_failure, 1 recovered, 1 still_failing, 1 new, 1 gone" in table.stdout

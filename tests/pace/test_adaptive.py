@@ -51,7 +51,8 @@ def test_the_default_grows_on_slow_targets_and_status_shows_it(pg_url, amqp_url,
             shown = concurrency_in_status(env)
             return bool(shown and shown[0][0] > 128) or windows_held_by_a_busy_cpu(log_path.read_text()) >= 10
 
-        wait_until(grew_or_held, 90, interval=1, message="the adaptive concurrency to pass 128 (or a busy CPU to hold it)")
+        wait_until(grew_or_held, 90, interval=1,
+                   message="the adaptive concurrency to pass 128 (or a busy CPU to hold it)")
         value, how = concurrency_in_status(env)[0]
         assert how == "adaptive, up to 300" and value <= 300
         assert value > 128 or windows_held_by_a_busy_cpu(log_path.read_text()) >= 10

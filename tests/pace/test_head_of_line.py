@@ -45,7 +45,8 @@ def test_checks_of_another_host_are_stored_before_a_limited_hosts_backlog_is_hal
         args = ["--processes", "1"]  # A limited fleet-wide, B not
     with CountingTarget("127.0.0.2", default_delay_ms=50) as a, CountingTarget("127.0.0.3", default_delay_ms=50) as b, \
             worker(env, *args, log_path=tmp_path / "first.log"), worker(env, *args, log_path=tmp_path / "second.log"):
-        wait_until(lambda: "2 processes alive" in run_cli(["status"], env).stdout, 60, interval=0.5, message="2 workers")
+        wait_until(lambda: "2 processes alive" in run_cli(["status"], env).stdout, 60, interval=0.5,
+                   message="2 workers")
         rt = Runtime(Settings(database_url=pg_url, broker_url=amqp_url, queue=queue_name))
         try:
             a_ids = rt.submit([f"{a.base}/a?n={i}" for i in range(A_URLS)]).job_ids

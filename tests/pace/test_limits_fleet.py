@@ -73,7 +73,8 @@ def test_two_workers_keep_one_hosts_rate_and_connections_and_leave_others_alone(
 def test_retry_after_pauses_the_host_for_every_worker(pg_url, amqp_url, queue_name, host_a, tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name, URLTESTER_HOST_RATE="20")
     with worker(env, "--processes", "2", log_path=tmp_path / "worker.log"):
-        wait_until(lambda: "2 processes alive" in run_cli(["status"], env).stdout, 30, interval=0.5, message="2 workers")
+        wait_until(lambda: "2 processes alive" in run_cli(["status"], env).stdout, 30, interval=0.5,
+                   message="2 workers")
         host_a.throttle(3)
         ids = submit(pg_url, amqp_url, queue_name, [f"{host_a.base}/p?n={i}" for i in range(80)])
         wait_until(lambda: done(pg_url, ids) == 80, 40, interval=0.5, message="the checks")

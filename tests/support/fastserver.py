@@ -56,7 +56,8 @@ async def serve(delay_ms: float, address: str = "127.0.0.1") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--delay-ms", type=float, default=0)
-    parser.add_argument("--address", default="127.0.0.1", help="Address to listen on (the fleet harness gives its own).")
+    parser.add_argument("--address", default="127.0.0.1",
+                        help="Address to listen on (the fleet harness gives its own).")
     args = parser.parse_args()
     asyncio.run(serve(args.delay_ms, args.address))
 

@@ -125,7 +125,8 @@ def runner_env(database_url: str, broker_url: str | None, queue: str | None = No
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 120,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
     return subprocess.run([sys.executable, "-m", "runner", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, input=input, cwd=ROOT)
 

@@ -140,7 +140,8 @@ A broken one: [old](nothere.html). Not checked: [mail](mailto:team@example.test)
 <p>Post {i} of {pages}.</p>"""))
         site.pages.append(u(f"/blog/post-{i}.html"))
 
-    write("/private/secret.html", _page("Secret", '<p><a href="hidden.html">Hidden</a> <a href="gone.html">Gone</a></p>'))
+    write("/private/secret.html",
+          _page("Secret", '<p><a href="hidden.html">Hidden</a> <a href="gone.html">Gone</a></p>'))
     write("/private/hidden.html", _page("Hidden", '<p><a href="/index.html">Home</a></p>'))
     site.private += [u("/private/secret.html"), u("/private/hidden.html")]
     write("/robots.txt", "User-agent: *\nDisallow: /private/\n")
@@ -188,7 +189,8 @@ def _urlset(urls: list[str], lastmod: dict[str, str]) -> str:
 
 def _index(urls: list[str]) -> str:
     entries = "".join(f"  <sitemap><loc>{url}</loc></sitemap>\n" for url in urls)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex '
+            'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
             + entries + "</sitemapindex>\n")
 
 

@@ -60,8 +60,10 @@ def detail(total: float, *, tls: bool = True, redirects: int = 0, error: str | N
     hops = []
     for n in range(redirects + 1):
         hops.append({"url": f"https://shop.example/{'old' * (redirects - n)}", "status": 301 if n < redirects else 200,
-                     "ip": "192.0.2.10", "reused": n > 0, "dns_ms": 12.5 if n == 0 else 0, "connect_ms": 20.25 if n == 0 else 0,
-                     "tls_ms": 41.0 if (tls and n == 0) else 0, "ttfb_ms": 60.0, "transfer_ms": 4.0, "total_ms": total / (redirects + 1)})
+                     "ip": "192.0.2.10", "reused": n > 0, "dns_ms": 12.5 if n == 0 else 0,
+                     "connect_ms": 20.25 if n == 0 else 0,
+                     "tls_ms": 41.0 if (tls and n == 0) else 0, "ttfb_ms": 60.0, "transfer_ms": 4.0,
+                     "total_ms": total / (redirects + 1)})
     return {
         "url": "https://shop.example/old" if redirects else "https://shop.example/",
         "method": "GET", "reason": "OK" if not error else "Service Unavailable", "http_version": "HTTP/1.1",
@@ -71,7 +73,8 @@ def detail(total: float, *, tls: bool = True, redirects: int = 0, error: str | N
         "tls": {"protocol": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384", "alpn": "http/1.1", "verified": True,
                 "subject": "CN=shop.example", "issuer": "CN=Example CA", "san": ["shop.example", "www.shop.example"],
                 "not_before": "2026-01-01T00:00:00Z", "not_after": "2026-06-01T00:00:00Z", "days_left": 79,
-                "chain": [{"subject": "CN=shop.example", "issuer": "CN=Example CA", "not_after": "2026-06-01T00:00:00Z"}]}
+                "chain": [{"subject": "CN=shop.example", "issuer": "CN=Example CA",
+                           "not_after": "2026-06-01T00:00:00Z"}]}
         if tls else None,
         "error": error, "retried": [], "failed_conditions": [],
     }
@@ -81,11 +84,16 @@ def detail(total: float, *, tls: bool = True, redirects: int = 0, error: str | N
 SAMPLE = [
     ("https://shop.example/", "ok", True, 200, 137.75, 51234, "Shop — home", None, 1),
     ("https://api.example/health", "ok", True, 204, 42.0, 0, None, None, 1),
-    ("https://old.example/", "http_error", False, 503, 880.0, 120, None, "HTTP 503 Service Unavailable (expected 200-399)", 3),
-    ("https://nowhere.invalid/", "dns_error", False, None, None, None, None, "DNS: name not found (nowhere.invalid)", 1),
-    ("http://10.0.0.9:8080/x", "connect_refused", False, None, None, None, None, "connection refused by 10.0.0.9:8080", 1),
-    ("https://x.test/[/b]", "ok", True, 200, 95.5, 2048, "[link=https://evil.example]click[/link] \x1b[31mred", None, 1),
-    ("https://slow.example/report?q=[red]x[/red]", "read_timeout", False, None, 10003.0, None, None, "no response within 10 s", 2),
+    ("https://old.example/", "http_error", False, 503, 880.0, 120, None,
+     "HTTP 503 Service Unavailable (expected 200-399)", 3),
+    ("https://nowhere.invalid/", "dns_error", False, None, None, None, None, "DNS: name not found (nowhere.invalid)",
+     1),
+    ("http://10.0.0.9:8080/x", "connect_refused", False, None, None, None, None, "connection refused by 10.0.0.9:8080",
+     1),
+    ("https://x.test/[/b]", "ok", True, 200, 95.5, 2048, "[link=https://evil.example]click[/link] \x1b[31mred", None,
+     1),
+    ("https://slow.example/report?q=[red]x[/red]", "read_timeout", False, None, 10003.0, None, None,
+     "no response within 10 s", 2),
     ("https://docs.example/guide/intro", "ok", True, 200, 210.0, 734003, "Guide: introduction", None, 1),
 ]
 

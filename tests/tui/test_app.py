@@ -142,7 +142,8 @@ async def test_filter_failed_outcome_and_sort(runtime) -> None:
         await wait_for(pilot, lambda: grid.total == 4 and len(grid.window.rows) == 4, what="failed only")
         assert all(v.ok is False for v in grid.window.rows)
         await pilot.press("f", "s", "s")  # newest -> oldest -> latency
-        await wait_for(pilot, lambda: grid.view_query.order == "latency" and grid.total == 8 and len(grid.window.rows) == 8,
+        await wait_for(pilot,
+                       lambda: grid.view_query.order == "latency" and grid.total == 8 and len(grid.window.rows) == 8,
                        what="slowest first")
         times = [v.total_ms or 0 for v in grid.window.rows]
         assert times == sorted(times, reverse=True)
@@ -227,7 +228,9 @@ async def test_detail_of_a_queued_job_updates_when_done(runtime) -> None:
 async def test_retest_row_and_failed_in_view(runtime, target) -> None:
     store = runtime.store
     ids = store.insert_jobs(None, [NewJob(target.url("/ok"), {}), NewJob(target.url("/status/503"), {})])
-    runtime.intake.publish([(i, v.url, v.options) for i, v in zip(ids, store.list_jobs(JobFilter(ids=tuple(ids)), order="oldest"), strict=True)])
+    runtime.intake.publish([(i, v.url, v.options)
+                            for i, v in zip(ids, store.list_jobs(JobFilter(ids=tuple(ids)), order="oldest"),
+                                            strict=True)])
     app = make_app(runtime)
     async with app.run_test(size=SIZE) as pilot:
         grid = app.query_one(JobGrid)
@@ -272,7 +275,8 @@ async def test_export_view(runtime, tmp_path, fmt) -> None:
         else:
             rows = [json.loads(line) for line in path.open()]
             assert "hops" in rows[0]
-        assert len(rows) == 4 and {r["outcome"] for r in rows} == {"http_error", "dns_error", "connect_refused", "read_timeout"}
+        assert len(rows) == 4 and {r["outcome"] for r in rows} == {"http_error", "dns_error", "connect_refused",
+                                                                   "read_timeout"}
         # The same schema as `runner results`: each job's region (here the default one, alone).
         if fmt == "csv":
             assert {r["region"] for r in rows} == {"default"}
@@ -359,7 +363,8 @@ async def test_a_job_with_regions_shows_them_in_the_grid_and_side_by_side_in_the
                                                                               "quorum": "majority"})])
 
     def record(region: str, ok: bool, total: float) -> ResultRecord:
-        return ResultRecord(job_id=job, outcome="ok" if ok else "connect_timeout", ok=ok, status_code=200 if ok else None,
+        return ResultRecord(job_id=job, outcome="ok" if ok else "connect_timeout", ok=ok,
+                            status_code=200 if ok else None,
                             total_ms=total, attempts=1, error=None if ok else "no connection within 5 s", bytes=10,
                             checked_at=FIXED_NOW, detail=detail(total), worker=f"{region}-host:1", region=region)
 
@@ -396,7 +401,8 @@ async def test_the_status_line_names_the_regions_with_live_workers() -> None:
 
     app = One()
     async with app.run_test(size=(200, 4)) as pilot:  # the line is cut (…) where it does not fit
-        line.set_status(Counts(), 3, 52, ("default", "eu-west", "us-east"), {"default": 12, "eu-west": 0, "us-east": 40})
+        line.set_status(Counts(), 3, 52, ("default", "eu-west", "us-east"),
+                        {"default": 12, "eu-west": 0, "us-east": 40})
         await pilot.pause()
         assert "3 worker processes alive in default, eu-west, us-east  │  in queue default 12 · eu-west 0 · us-east 40" in screen_text(app)
         line.set_status(Counts(), 1, 7, ("default",), {"default": 7})  # a fleet without regions: as before
