@@ -230,7 +230,8 @@ class LimitStore:
         span = count / rate
         if self._pg:
             take = ("UPDATE host_pace SET next_slot = greatest(next_slot, extract(epoch from clock_timestamp()), "
-                    "paused_until) + %s WHERE host = %s RETURNING next_slot - %s, extract(epoch from clock_timestamp())")
+                    "paused_until) + %s WHERE host = %s "
+                    "RETURNING next_slot - %s, extract(epoch from clock_timestamp())")
             row = self._autocommit(take, (span, host, span))
             if row is None:  # the host's first check: its row
                 self._autocommit("INSERT INTO host_pace (host) VALUES (%s) ON CONFLICT (host) DO NOTHING", (host,))

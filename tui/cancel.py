@@ -26,7 +26,8 @@ def choices(runtime: Any, job: JobView | None, batch_filter: str | None) -> list
     if batch is not None:
         n = runtime.cancel(batch=batch, count_only=True)
         if n:
-            name = job.batch if job is not None and job.batch_id is not None and str(job.batch_id) == str(batch) else None
+            name = (job.batch if job is not None and job.batch_id is not None and str(job.batch_id) == str(batch)
+                    else None)
             shown = f"batch {printable(name, 60)!r}" if name else f"batch {batch}"
             out.append((f"batch:{batch}", f"cancel {n:,} queued job{'s' if n != 1 else ''} of {shown}"))
     out.append((KEEP, "keep them (cancel nothing)"))

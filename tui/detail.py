@@ -1,7 +1,7 @@
 """DetailScreen: everything one job's result holds, read once in a worker thread.
 
-Each region's result (a job that named regions), timing waterfall, redirect chain, TLS certificate, response headers and the error in full.
-Every value is server- or user-supplied text, so each goes through ``printable`` and is
+Each region's result (a job that named regions), timing waterfall, redirect chain, TLS certificate, response headers and
+the error in full. Every value is server- or user-supplied text, so each goes through ``printable`` and is
 appended to :class:`~tui.styled.Styled` as plain text (never markup), in the theme's colours.
 """
 

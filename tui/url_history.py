@@ -79,7 +79,8 @@ def history_text(h: History, tz: tzinfo | None) -> Content:
     else:
         text.append(f"{v.uptime * 100:.2f}%", OK if v.uptime >= 0.99 else (WARNING if v.uptime >= 0.9 else FAILED))
         text.append(f" of {v.window.checks:,} check{'s' if v.window.checks != 1 else ''} in {days} days"
-                    f" · p50 {human_ms(v.latency(0.5)).strip() or '-'} · p95 {human_ms(v.latency(0.95)).strip() or '-'}\n")
+                    f" · p50 {human_ms(v.latency(0.5)).strip() or '-'}"
+                    f" · p95 {human_ms(v.latency(0.95)).strip() or '-'}\n")
     text.append(f"  {'last ' + str(len(h.recent)):<14}", "dim")
     for p in reversed(h.recent):  # oldest first, the newest at the right
         symbol, style = mark(p, h.slow_ms)

@@ -91,7 +91,8 @@ def _page(store: Store, seqs: list[int], flt: JobFilter) -> list[str]:
     """One page of events as SSE text (in a thread: the loop only sends)."""
     rows = results_by_seq(store, seqs, flt) if seqs else []
     found = region_results(store, [view.id for _, view in rows]) if rows else {}
-    return [f"id: {seq}\nevent: result\ndata: {json.dumps(to_row(view, found.get(view.id, [])), ensure_ascii=False, default=str)}\n\n"
+    return [f"id: {seq}\nevent: result\n"
+            f"data: {json.dumps(to_row(view, found.get(view.id, [])), ensure_ascii=False, default=str)}\n\n"
             for seq, view in rows]
 
 

@@ -99,7 +99,8 @@ def invalid(loc: list[str | int], message: str) -> HTTPException:
 # An age under 100 years (seconds by default; m, h, d, w; a fraction allowed), or a date (and
 # time, with seconds' fractions and an offset) that exists in every month: enforced, so what
 # the document allows parse_since reads, and what it forbids is refused (422) before it.
-_AGE = r"[0-9]{1,9}(\.[0-9]{1,3})?s?|[0-9]{1,6}(\.[0-9]{1,3})?m|[0-9]{1,5}(\.[0-9]{1,3})?h|[0-9]{1,4}(\.[0-9]{1,3})?d|[0-9]{1,3}(\.[0-9]{1,3})?w"
+_AGE = (r"[0-9]{1,9}(\.[0-9]{1,3})?s?|[0-9]{1,6}(\.[0-9]{1,3})?m|[0-9]{1,5}(\.[0-9]{1,3})?h|"
+        r"[0-9]{1,4}(\.[0-9]{1,3})?d|[0-9]{1,3}(\.[0-9]{1,3})?w")
 _TIME = r"T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?"
 SINCE_PATTERN = rf"^({_AGE}|(19|20)[0-9]{{2}}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])({_TIME})?)$"
 
@@ -109,8 +110,9 @@ def job_filter(
     outcome: Annotated[Outcome | None, Query(description="A result's outcome.")] = None,
     batch: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN,
                                        description="Batch name or id.")] = None,
-    since: Annotated[str | None, Query(min_length=1, max_length=64, pattern=SINCE_PATTERN,
-                                       description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
+    since: Annotated[str | None, Query(
+        min_length=1, max_length=64, pattern=SINCE_PATTERN,
+        description="Submitted since: an age (30m, 2h, 7d) or an ISO 8601 time.")] = None,
     failed: Annotated[bool, Query(description="Only checks that failed.")] = False,
     text: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN,
                                       description="The URL contains this.")] = None,
@@ -419,7 +421,8 @@ async def cancel_job(request: Request, job_id: IdPath) -> Cancelled:
 async def event_stream(request: Request, flt: Annotated[JobFilter, Depends(job_filter)],
                        last_event_id: Annotated[str | None, Header(
                            max_length=19, pattern=r"^[0-9]+$",
-                           description="The `id` of the last event received: the stream resumes after it.")] = None) -> Response:
+                           description="The `id` of the last event received: the stream resumes after it.")] = None,
+                       ) -> Response:
     """Server-Sent Events: each result as it is committed, filtered like the list."""
     last: int | None = None
     if last_event_id:

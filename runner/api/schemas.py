@@ -386,4 +386,5 @@ class UrlSummary(BaseModel):
     failing: int
     pending: int
     total: int
-    last_batch: BatchSeen | None = Field(description="The newest batch: what \"changes since the last batch\" compares.")
+    last_batch: BatchSeen | None = Field(
+        description="The newest batch: what \"changes since the last batch\" compares.")

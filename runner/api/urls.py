@@ -110,8 +110,8 @@ def decode_offset(cursor: str) -> int:
 async def list_url_page(
     request: Request,
     state: Annotated[UrlState | None, Query(description="ok, slow, failing or pending.")] = None,
-    changed_since: Annotated[AgeQ,
-                             Query(description="Only URLs whose state changed since: an age or an ISO 8601 time.")] = None,
+    changed_since: Annotated[AgeQ, Query(
+        description="Only URLs whose state changed since: an age or an ISO 8601 time.")] = None,
     batch: Annotated[TextQ, Query(description="Only URLs with a job in this batch (name: its latest; or id).")] = None,
     contains: Annotated[TextQ, Query(description="Only URLs containing this text.")] = None,
     window: Annotated[str, Query(min_length=1, max_length=64,
@@ -161,8 +161,8 @@ async def url_history(
     request: Request,
     url: Annotated[str, Query(min_length=1, max_length=8000,
                               description="The URL, as submitted ('example.com' means https://example.com/).")],
-    since: Annotated[AgeQ,
-                     Query(description="Changes and checks since (also the window of the figures; default 30d).")] = None,
+    since: Annotated[AgeQ, Query(
+        description="Changes and checks since (also the window of the figures; default 30d).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="At most this many recent checks and changes.")] = 20,
     region: RegionQ = None,
 ) -> Any:

@@ -72,7 +72,8 @@ def status(
             return
         c = st.counts
         typer.echo(f"database  {rt.settings.database_shown}")
-        typer.echo(f"broker    {rt.settings.broker_shown}" + ("  (checks run in-process)" if rt.settings.immediate else ""))
+        typer.echo(f"broker    {rt.settings.broker_shown}"
+                   + ("  (checks run in-process)" if rt.settings.immediate else ""))
         typer.echo(f"jobs      {c.queued} queued, {c.running} running, {c.done} done ({c.ok} ok, {c.failed} failed)"
                    + (f", {c.cancelled} cancelled" if c.cancelled else ""))
         if c.unpublished:

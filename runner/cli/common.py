@@ -164,7 +164,8 @@ HeaderOpt = Annotated[list[str] | None, typer.Option("--header",
                                                      help="Extra request header 'Name: value' (repeatable).",
                                                      rich_help_panel="Check options")]
 RetriesOpt = Annotated[int | None, typer.Option("--retries",
-                                                help=f"Attempts in total for transient failures (default {_D.retries}).", rich_help_panel="Check options")]
+                                                help=f"Attempts in total for transient failures (default "
+                                                     f"{_D.retries}).", rich_help_panel="Check options")]
 SlowMsOpt = Annotated[float | None, typer.Option("--slow-ms",
                                                  help="A check that passes but takes longer than this many ms makes "
                                                       "its URL's state slow (not failing).",

@@ -99,8 +99,8 @@ def urls(
                                               help="At most this many URLs (default: 100 for table, all for json/csv).",
                                               show_default=False)] = None,
     region: RegionOpt = None,
-    fmt: Annotated[UrlsFormat, typer.Option("--format", "-f",
-                                            help="table, json (one object per URL per line) or csv.")] = UrlsFormat.table,
+    fmt: Annotated[UrlsFormat, typer.Option(
+        "--format", "-f", help="table, json (one object per URL per line) or csv.")] = UrlsFormat.table,
 ) -> None:
     """One row per URL with its state and latest result, however many jobs checked it."""
     from db.urls import UrlFilter, find_batch, list_urls
@@ -181,8 +181,8 @@ def changes(
     slower: Annotated[str, typer.Option("--slower",
                                         help="slower: ok both times and at least this factor of the earlier time (and "
                                              "100 ms more).")] = "2x",
-    fmt: Annotated[ChangesFormat, typer.Option("--format", "-f",
-                                               help="table, json (one object per URL per line), csv or junit.")] = ChangesFormat.table,
+    fmt: Annotated[ChangesFormat, typer.Option(
+        "--format", "-f", help="table, json (one object per URL per line), csv or junit.")] = ChangesFormat.table,
 ) -> None:
     """What changed: new failures, recoveries, still failing, new, gone, slower, changed.
 

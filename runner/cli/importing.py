@@ -35,17 +35,36 @@ from runner.text import printable
 
 IMPORT_HELP = """Validate a file of URLs, or the links of a document, and queue each valid one as a job of one batch.
 
-SOURCE is a path, - for standard input, or an http(s) URL (fetched through the check's transport: the address policy, --deny-private, the check options' headers and the per-host limits apply). Formats: text (one URL per line; # comments and blank lines ignored), CSV (a header with a url column and optional option columns: method, expect_status, body_contains, body_excludes, max_ms, deadline, max_redirects, insecure, max_bytes, header, condition, retries) or JSON Lines (one object per line with a "url" key and the same option keys). The columns/keys regions and quorum say where each line is checked (like --regions, --quorum). Documents: sitemap (a sitemap or sitemap index, .xml or .xml.gz; the sitemaps it names are fetched, 3 levels at most; 50,000 URLs and 50 MB per file; <lastmod> kept with the job), html (a href, img src/srcset, link href, script src, iframe src, source src/srcset; <base href> honoured) and markdown (links, images, reference links, autolinks, raw URLs). mailto:, tel:, javascript:, data: and #fragment links are skipped and counted; relative links are resolved against the document's URL or --base-url. The format comes from the extension (.txt .csv .jsonl .xml .xml.gz .html .htm .md), else for a URL from its Content-Type, else from the content; --format overrides. The check option flags are defaults for the whole file; a line's own columns or keys override them.
+SOURCE is a path, - for standard input, or an http(s) URL (fetched through the check's transport: the address policy,
+--deny-private, the check options' headers and the per-host limits apply). Formats: text (one URL per line; # comments
+and blank lines ignored), CSV (a header with a url column and optional option columns: method, expect_status,
+body_contains, body_excludes, max_ms, deadline, max_redirects, insecure, max_bytes, header, condition, retries) or JSON
+Lines (one object per line with a "url" key and the same option keys). The columns/keys regions and quorum say where
+each line is checked (like --regions, --quorum). Documents: sitemap (a sitemap or sitemap index, .xml or .xml.gz; the
+sitemaps it names are fetched, 3 levels at most; 50,000 URLs and 50 MB per file; <lastmod> kept with the job), html (a
+href, img src/srcset, link href, script src, iframe src, source src/srcset; <base href> honoured) and markdown (links,
+images, reference links, autolinks, raw URLs). mailto:, tel:, javascript:, data: and #fragment links are skipped and
+counted; relative links are resolved against the document's URL or --base-url. The format comes from the extension (.txt
+.csv .jsonl .xml .xml.gz .html .htm .md), else for a URL from its Content-Type, else from the content; --format
+overrides. The check option flags are defaults for the whole file; a line's own columns or keys override them.
 
-Each invalid line or link is reported on stderr as FILE:LINE: reason (a sitemap's entry as SITEMAP:LINE (entry N): reason), and the valid ones are queued (with --strict nothing is queued if any line is invalid). Duplicate lines (same URL and options) are queued once. With --idempotency-key a re-run (a cron retry) never queues a line twice: it records only what an earlier run did not, and publishes what that run recorded but could not publish.
+Each invalid line or link is reported on stderr as FILE:LINE: reason (a sitemap's entry as SITEMAP:LINE (entry N):
+reason), and the valid ones are queued (with --strict nothing is queued if any line is invalid). Duplicate lines (same
+URL and options) are queued once. With --idempotency-key a re-run (a cron retry) never queues a line twice: it records
+only what an earlier run did not, and publishes what that run recorded but could not publish.
 
 Exit codes: 0 every valid line queued (with --wait: and every check ok).
 
-1 some lines rejected and the rest queued; or --strict refused the file; or with --wait a check failed or the wait timed out.
+1 some lines rejected and the rest queued; or --strict refused the file; or with --wait a check failed or the wait timed
+out.
 
-2 usage error: bad flag, unreadable file or URL, a SOURCE that is not a sitemap, CSV header without url or with an unknown column (nothing queued).
+2 usage error: bad flag, unreadable file or URL, a SOURCE that is not a sitemap, CSV header without url or with an
+unknown column (nothing queued).
 
-3 database or RabbitMQ unreachable. Nothing is half-queued: if RabbitMQ fails mid-import, every job is still recorded and the ones not published are marked; `runner requeue --stale 0s` (or the same import re-run with its --idempotency-key) publishes them. If the database fails, what was recorded stays; re-run with the same --idempotency-key to record the rest.
+3 database or RabbitMQ unreachable. Nothing is half-queued: if RabbitMQ fails mid-import, every job is still recorded
+and the ones not published are marked; `runner requeue --stale 0s` (or the same import re-run with its
+--idempotency-key) publishes them. If the database fails, what was recorded stays; re-run with the same
+--idempotency-key to record the rest.
 """
 
 
@@ -144,8 +163,8 @@ def import_(
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key",
                                                         help="Re-running with the same key never queues a line twice "
                                                              "(safe cron retries).", show_default=False)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q",
-                                        help="Print nothing on success (rejected lines and errors are still reported).")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print nothing on success (rejected lines and errors are still reported).")] = False,
     wait: Annotated[bool, typer.Option("--wait",
                                        help="Wait for the checks; print ok, failed by outcome and the slowest; exit 1 "
                                             "if any failed.")] = False,
@@ -248,7 +267,8 @@ def _store_failed(exc: Any, key: str | None) -> str:
     text = f"database unreachable during the import: {exc}"
     if report is None or report.batch is None:
         return text
-    text += f". {report.recorded} job{plural(report.recorded)} of batch {report.batch.name!r} (id {report.batch.id}) were recorded before it"
+    text += (f". {report.recorded} job{plural(report.recorded)} of batch {report.batch.name!r} "
+             f"(id {report.batch.id}) were recorded before it")
     if key:
         return text + "; re-run with the same --idempotency-key to record the rest"
     return text + ("; re-running without an --idempotency-key records every line again "

@@ -76,7 +76,8 @@ def list_(ctx: typer.Context) -> None:
     typer.echo(f"default   rate {_shown(settings.host_rate or 0, 'checks/s')}, "
                f"connections {_shown(settings.host_connections or 0, 'at once')} (this shell's settings)")
     for o in overrides:
-        typer.echo(f"{printable(o.pattern)}  rate {_shown(o.rate, 'checks/s')}, connections {_shown(o.connections, 'at once')}")
+        typer.echo(f"{printable(o.pattern)}  rate {_shown(o.rate, 'checks/s')}, "
+                   f"connections {_shown(o.connections, 'at once')}")
     for host, left in sorted(pauses.items()):
         typer.echo(f"paused    {printable(host)} for {left:.0f} s more (Retry-After)")
 

@@ -63,7 +63,8 @@ def main_options(
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", envvar=ENV["database_url"],
                                                      rich_help_panel=SETTINGS, show_default=False,
                                                      help="Database: postgresql://USER:PASSWORD@HOST/DB or "
-                                                          "sqlite:///PATH (default: a SQLite file in your data dir).")] = None,
+                                                          "sqlite:///PATH (default: a SQLite file in your data "
+                                                          "dir).")] = None,
     broker_url: Annotated[str | None, typer.Option("--broker-url", metavar="URL", envvar=ENV["broker_url"],
                                                    rich_help_panel=SETTINGS, show_default=False,
                                                    help="Broker: amqp://USER:PASSWORD@HOST:5672/VHOST (default "
@@ -72,7 +73,8 @@ def main_options(
                                        help="Queue name: one per fleet of workers.")] = DEFAULT_QUEUE,
     publish_timeout: Annotated[float, typer.Option("--publish-timeout", metavar="SECONDS",
                                                    envvar=ENV["publish_timeout"], min=0, rich_help_panel=SETTINGS,
-                                                   help="Seconds a publish keeps retrying a lost broker before failing.")] = 30.0,
+                                                   help="Seconds a publish keeps retrying a lost broker before "
+                                                        "failing.")] = 30.0,
     deny_private: Annotated[bool, typer.Option("--deny-private", envvar=ENV["deny_private"], rich_help_panel=SETTINGS,
                                                help="Checks also refuse loopback, RFC 1918, CGNAT and unique-local "
                                                     "addresses.")] = False,

@@ -13,7 +13,8 @@ from runner.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, fail, handled
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", envvar="URLTESTER_API_HOST",
-                                      help="Address to bind (all interfaces: 0.0.0.0; put TLS in front).")] = "127.0.0.1",
+                                      help="Address to bind (all interfaces: 0.0.0.0; put TLS in "
+                                           "front).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", envvar="URLTESTER_API_PORT", min=1, max=65535,
                                       help="TCP port.")] = 8080,
     workers: Annotated[int, typer.Option("--workers", envvar="URLTESTER_API_WORKERS", min=1, max=64,
@@ -24,7 +25,8 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", envvar="URLTESTER_LOG_LEVEL",
                                            help="critical, error, warning, info or debug.")] = "info",
 ) -> None:
-    """Serve the HTTP API (/api/v1/..., /add_job, /get_jobs, the old system's /api/add_job and /api/get_jobs) and the page on http://HOST:PORT/.
+    """Serve the HTTP API (/api/v1/..., /add_job, /get_jobs, the old system's /api/add_job and /api/get_jobs) and the
+    page on http://HOST:PORT/.
 
     Every path but /healthz and the page needs `Authorization: Bearer TOKEN` (runner token
     create NAME). Bounds and CORS: URLTESTER_API_MAX_BODY (bytes, default 8 MiB),

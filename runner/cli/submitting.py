@@ -37,7 +37,8 @@ def submit(
     urls: Annotated[list[str],
                     typer.Argument(help="URLs to check (http or https; 'example.com' means https://example.com/).")],
     wait: Annotated[bool, typer.Option("--wait",
-                                       help="Wait for the results and print them; exit 0 only if every check is ok.")] = False,
+                                       help="Wait for the results and print them; exit 0 only if every check is "
+                                            "ok.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=0,
                                                        help="Give up waiting after this many seconds (exit 1).",
                                                        show_default=False)] = None,
@@ -112,7 +113,8 @@ def results(
     fmt: Annotated[ResultsFormat, typer.Option("--format", "-f",
                                                help="table, json (one object per job per line, with its regions), csv "
                                                     "(one row per job and region) or junit (JUnit XML: one test case "
-                                                    "per job, each region's result in its output).")] = ResultsFormat.table,
+                                                    "per job, each region's result in its "
+                                                    "output).")] = ResultsFormat.table,
 ) -> None:
     """List jobs and their results, newest first (what the old get_jobs returned).
 

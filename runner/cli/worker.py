@@ -65,7 +65,8 @@ def start(
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", metavar="N", min=1, max=4096,
                                                  envvar="URLTESTER_MAX_CONCURRENCY", rich_help_panel=WORKER,
                                                  help="Ceiling of the adaptive concurrency per process (the process "
-                                                      "runs one thread per check it lets run at once).")] = _POOL.max_concurrency,
+                                                      "runs one thread per check it lets run at "
+                                                      "once).")] = _POOL.max_concurrency,
     processes: Annotated[int | None, typer.Option("--processes", "-p", metavar="N", min=1, max=256,
                                                   envvar="URLTESTER_PROCESSES", rich_help_panel=WORKER,
                                                   help="Worker processes (default: number of cores).",
@@ -76,7 +77,8 @@ def start(
                                                       "following it).", show_default=False)] = None,
     shutdown_timeout: Annotated[float, typer.Option("--shutdown-timeout", metavar="SECONDS", min=0,
                                                     envvar="URLTESTER_SHUTDOWN_TIMEOUT", rich_help_panel=WORKER,
-                                                    help="Seconds in-flight checks get to finish on SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
+                                                    help="Seconds in-flight checks get to finish on "
+                                                         "SIGTERM/SIGINT.")] = _POOL.shutdown_timeout,
     hold_budget: Annotated[float, typer.Option("--hold-budget", metavar="SECONDS", min=1,
                                                envvar="URLTESTER_HOLD_BUDGET", rich_help_panel=WORKER,
                                                help="Seconds a message may be held before its calls not yet started "
@@ -131,9 +133,11 @@ def start(
 ) -> None:
     """Start a worker: a pool of threads (and processes) that check URLs from RabbitMQ.
 
-    Waits for PostgreSQL and RabbitMQ if they are not up yet. Stops on SIGTERM or Ctrl-C, after the checks in flight (--shutdown-timeout).
+    Waits for PostgreSQL and RabbitMQ if they are not up yet. Stops on SIGTERM or Ctrl-C, after the checks in flight
+    (--shutdown-timeout).
 
-    Under systemd (Type=notify) it reports READY, WATCHDOG and STATUS (checks/s, in flight); worker processes that keep dying (5 in 60 s) end it with exit 1. SIGUSR1 prints every thread's stack. See docs/operations.md.
+    Under systemd (Type=notify) it reports READY, WATCHDOG and STATUS (checks/s, in flight); worker processes that keep
+    dying (5 in 60 s) end it with exit 1. SIGUSR1 prints every thread's stack. See docs/operations.md.
     """
     from runner.metrics import MetricsError
     from runner.taskq.logs import configure_logging, install_stack_dumps, resolve

@@ -11,8 +11,8 @@ the checker hands it the final response's bytes as they stream past (up to
 one transaction (the database decides: :func:`db.crawls.claim_and_record`), then publishes
 them (:meth:`~runner.jobs.intake.Intake.publish`): a worker killed at any point loses
 nothing (claimed and recorded, or neither; a recorded job whose message never went is
-queued, and `runner requeue --stale` sends it). Links out of scope are checked, never followed; pages in scope that robots.txt
-disallows are neither fetched nor checked (counted as skipped).
+queued, and `runner requeue --stale` sends it). Links out of scope are checked, never followed; pages in scope that
+robots.txt disallows are neither fetched nor checked (counted as skipped).
 
 Scope: ``host`` (the same host name and port as a root: normalised URLs name no default
 port, so ``http`` and ``https`` of one site are one host), ``domain`` (a root's domain, ``www.``

@@ -3,8 +3,8 @@
 A file of any size with flat memory: :mod:`runner.jobs.readers` yields its records (every
 bad line named ``FILE:LINE: reason``), the :class:`~runner.jobs.intake.Validator` makes jobs
 of them, and the runtime's :class:`~runner.jobs.intake.Intake` records and publishes them
-(a :class:`~runner.jobs.intake.Feed` for the batch), the same way in as ``runner submit``. With ``strict`` the jobs are first spooled to a
-temporary file and queued only when no line was refused.
+(a :class:`~runner.jobs.intake.Feed` for the batch), the same way in as ``runner submit``. With ``strict`` the jobs are
+first spooled to a temporary file and queued only when no line was refused.
 
 Documents (a sitemap, HTML, Markdown) and SOURCEs given as a URL are read by
 :class:`runner.jobs.documents.Reading` into the same records, each named by its place.

@@ -4,8 +4,8 @@ the queue each region's workers consume, and reporting regions that have no live
 A job's regions and quorum travel in its options JSON (``regions``, ``quorum``), so every
 path that records, copies or re-publishes a job (submit, import, retest, requeue, the API)
 carries them without knowing about them; :class:`db.regions.Placement` is the one reading
-of them back, :func:`db.regions.split_placement` the one split of raw input. A job that names no region stores neither key
-and is checked once, in the default region, from today's queue: a fleet that never names
+of them back, :func:`db.regions.split_placement` the one split of raw input. A job that names no region stores neither
+key and is checked once, in the default region, from today's queue: a fleet that never names
 a region sees no change. The quorum itself is decided by the store (:mod:`db.regions`).
 """
 

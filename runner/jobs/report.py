@@ -305,7 +305,8 @@ def table_lines(views: Iterable[JobView], width: int = 120, *, regions: RegionLo
         if v.referrers and v.ok is False:
             for r in v.referrers:
                 text = f' "{r["text"]}"' if r["text"] else ""
-                yield f"{'':>8}  {'':<20} {'':>4} {'':>8}    {printable('linked from ' + mask_url(r['url']) + text, url_width)}"
+                yield (f"{'':>8}  {'':<20} {'':>4} {'':>8}    "
+                       f"{printable('linked from ' + mask_url(r['url']) + text, url_width)}")
         if regions is None or v.regions == (DEFAULT_REGION,):
             continue
         for region, r in region_rows(v, found).items():

@@ -144,7 +144,8 @@ def worker_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
             try:
                 values[key] = kind(env[name].strip())
             except ValueError:
-                raise ConfigError(f"{name}={env[name]!r} is not a {'number' if kind is float else 'whole number'}") from None
+                raise ConfigError(
+                    f"{name}={env[name]!r} is not a {'number' if kind is float else 'whole number'}") from None
     return values
 
 

@@ -1,7 +1,7 @@
 """Case 9, hostile input: a `runner start --processes 2` pool on the real RabbitMQ receives a
 bz2 bomb, deeply nested JSON, bad compressed bodies, garbage and a call whose error quotes
-a terminal escape between the two halves of a real batch. Every hostile message is dead-lettered with its reason; the pool keeps its two
-processes (the same ones) and its memory; every real job is done, each URL requested once.
+a terminal escape between the two halves of a real batch. Every hostile message is dead-lettered with its reason; the
+pool keeps its two processes (the same ones) and its memory; every real job is done, each URL requested once.
 """
 
 from __future__ import annotations
