@@ -156,7 +156,8 @@ def test_doctor_exits_2_when_the_settings_need_fixing_and_3_when_a_service_is_do
 
 @pytest.mark.rabbitmq
 def test_doctor_exits_2_for_a_broker_login_refused(sqlite_url, amqp_url) -> None:
-    bad = urlsplit(amqp_url)._replace(netloc=f"guest:wrong-pw@{urlsplit(amqp_url).hostname}:{urlsplit(amqp_url).port or 5672}").geturl()
+    bad = urlsplit(amqp_url)._replace(
+        netloc=f"guest:wrong-pw@{urlsplit(amqp_url).hostname}:{urlsplit(amqp_url).port or 5672}").geturl()
     out = run_cli(["doctor"], runner_env(sqlite_url, bad))
     assert out.returncode == 2, out.stdout
     assert "refused the login" in out.stdout and "wrong-pw" not in out.stdout

@@ -41,7 +41,8 @@ def test_page_links_reads_html_as_it_streams_and_declines_the_rest() -> None:
     sink = PageLinks()
     assert sink.start("https://example.com/a/", "image/png") is False
     assert sink.start("https://example.com/a/", "text/html; charset=ISO-8859-1") is True
-    body = '<p><a href="b.html">B\xe9</a> <a href="mailto:x@example.com">m</a> <img src="/i.png" alt="I"></p>'.encode("latin-1")
+    body = ('<p><a href="b.html">B\xe9</a> <a href="mailto:x@example.com">m</a> '
+            '<img src="/i.png" alt="I"></p>').encode("latin-1")
     for i in range(0, len(body), 7):
         sink.feed(body[i:i + 7])
     links = [(link.url, link.text) for link in sink.finish() if link.url]

@@ -191,7 +191,8 @@ def test_the_check_and_the_link_reader_import_alone(forbidden: str) -> None:
     drags in the broker, the database or the CLI; the check does not load lxml, nor the
     reader requests (a page body is handed over, never fetched by it)."""
     check = f"import sys, runner.check.checker, runner.check.fetch; sys.exit({forbidden!r} in sys.modules)"
-    links = f"import sys, runner.discover.html, runner.discover.markdown, runner.discover.sitemap; sys.exit({forbidden!r} in sys.modules)"
+    links = ("import sys, runner.discover.html, runner.discover.markdown, runner.discover.sitemap; "
+             f"sys.exit({forbidden!r} in sys.modules)")
     if forbidden != "requests":
         assert subprocess.run([sys.executable, "-c", check], cwd=ROOT).returncode == 0, \
             f"import runner.check pulls in {forbidden}"

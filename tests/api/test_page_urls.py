@@ -13,7 +13,8 @@ from tests.support.services import run_cli
 
 pytestmark = pytest.mark.e2e
 
-ROWS = "return [...document.querySelectorAll(arguments[0] + ' tbody tr')].map(r => [...r.cells].map(c => c.textContent))"
+ROWS = ("return [...document.querySelectorAll(arguments[0] + ' tbody tr')]"
+        ".map(r => [...r.cells].map(c => c.textContent))")
 
 
 def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> None:  # noqa: F811
@@ -59,7 +60,8 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
     marks = browser.execute_script(
         "return [...document.querySelectorAll('#latency-chart rect')].map(r => r.getAttribute('class'))")
     assert marks == ["mark-ok", "mark-ok", "mark-bad"]
-    assert browser.execute_script("return document.querySelector('#latency-chart path.latency').getAttribute('d')").startswith("M")
+    assert browser.execute_script(
+        "return document.querySelector('#latency-chart path.latency').getAttribute('d')").startswith("M")
     figures = browser.find_element(By.ID, "url-figures").text
     assert "uptime\n66.7%" in figures and "p50" in figures and "p95" in figures
     assert browser.find_element(By.ID, "url-state-line").text.startswith("failing since")

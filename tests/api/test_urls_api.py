@@ -87,11 +87,13 @@ def test_urls_history_changes_and_change_events(pg_url, amqp_url, queue_name, ta
             changes = c.get("/api/v1/changes", params={"batch": "nightly"})
             assert changes.status_code == 200, changes.text
             body = changes.json()
-            assert body["changes"] == cli_changes and [list(d) for d in body["changes"]] == [list(d) for d in cli_changes]
+            assert (body["changes"] == cli_changes
+                    and [list(d) for d in body["changes"]] == [list(d) for d in cli_changes])
             assert {d["url"]: d["change"] for d in body["changes"]} == {
                 url["broke"]: "new_failure", url["healed"]: "recovered", url["dead"]: "still_failing",
                 url["old"]: "gone"}
-            assert body["counts"]["new_failure"] == 1 and body["counts"]["gone"] == 1 and body["batch"]["name"] == "nightly"
+            assert (body["counts"]["new_failure"] == 1 and body["counts"]["gone"] == 1
+                    and body["batch"]["name"] == "nightly")
             since = c.get("/api/v1/changes", params={"since": "1h"}).json()  # all checked within: all new
             assert since["changes"] == lines(run_cli(["changes", "--since", "1h", "--format", "json"], env).stdout)
             assert since["counts"]["new"] == 5 and since["batch"] is None

@@ -85,7 +85,8 @@ def test_bad_entries_are_named_by_sitemap_line_and_entry(served_site: Site, env,
         f"{url}:6 (entry 4): lastmod is not a W3C date such as 2026-11-27 (the URL is imported without it): "
         "'last tuesday'",
     ]
-    assert "1 sitemap, 4 entries, 2 jobs queued" in out.stdout and "2 rejected, 1 duplicate, 1 with a remark" in out.stdout
+    assert ("1 sitemap, 4 entries, 2 jobs queued" in out.stdout
+            and "2 rejected, 1 duplicate, 1 with a remark" in out.stdout)
     assert {j.url: j.options.get("lastmod") for j in jobs(sqlite_url, "errors")} == {
         served_site.url("/index.html"): "2026-11-27", served_site.url("/about.html"): None}
 

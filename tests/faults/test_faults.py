@@ -232,7 +232,8 @@ def test_postgres_unavailable_10s_mid_batch_nothing_acked_unstored(harness: Harn
         dead_during = broker.ping().dead  # none is dead-lettered once the database is back
         assert stored_early < N, "the batch finished before the outage: no damage done"
         assert stored_late == stored_early, "results were stored while the database was unreachable"
-        assert dead_during == 0, f"{dead_during} messages dead-lettered during the outage (requeued until the delivery limit)"
+        assert dead_during == 0, (f"{dead_during} messages dead-lettered during the outage "
+                                  "(requeued until the delivery limit)")
         finished = harness.wait_done(N, 120, alive=[idle])
         assert met_outage(), harness.log(idle)[-2000:]
         assert broker.ping().dead == 0

@@ -404,7 +404,8 @@ async def test_the_status_line_names_the_regions_with_live_workers() -> None:
         line.set_status(Counts(), 3, 52, ("default", "eu-west", "us-east"),
                         {"default": 12, "eu-west": 0, "us-east": 40})
         await pilot.pause()
-        assert "3 worker processes alive in default, eu-west, us-east  │  in queue default 12 · eu-west 0 · us-east 40" in screen_text(app)
+        assert ("3 worker processes alive in default, eu-west, us-east  │  in queue default 12 · eu-west 0 · us-east 40"
+                in screen_text(app))
         line.set_status(Counts(), 1, 7, ("default",), {"default": 7})  # a fleet without regions: as before
         await pilot.pause()
         assert "1 worker process alive  │  7 in queue" in screen_text(app) and " in default" not in screen_text(app)

@@ -49,7 +49,8 @@ def test_a_long_url_is_cut_in_the_middle_keeping_host_and_end() -> None:
     assert fit_middle(LONG, 24).endswith("colour=blue") and fit_middle(LONG, 24).startswith("https://sho")
 
 
-@pytest.mark.parametrize("text", ["https://例え.example/パス/とても長いパス/終わり?q=値", "http://x/" + "é" * 80 + "?end=1"])
+@pytest.mark.parametrize("text", ["https://例え.example/パス/とても長いパス/終わり?q=値",
+                                  "http://x/" + "é" * 80 + "?end=1"])
 @pytest.mark.parametrize("width", [3, 9, 20, 33])
 def test_middle_cut_is_exact_in_cells_for_wide_and_combined_characters(text: str, width: int) -> None:
     assert cell_len(fit_middle(text, width)) == width
