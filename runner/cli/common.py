@@ -169,14 +169,14 @@ RetriesOpt = Annotated[int | None, typer.Option("--retries",
 SlowMsOpt = Annotated[float | None, typer.Option("--slow-ms",
                                                  help="A check that passes but takes longer than this many ms makes "
                                                       "its URL's state slow (not failing).",
-                                                      rich_help_panel="URL state")]
+                                                 rich_help_panel="URL state")]
 FailAfterOpt = Annotated[int | None, typer.Option("--fail-after", metavar="N",
                                                   help="Consecutive failed checks before the URL's state is failing "
                                                        f"(default {_D.fail_after}).", rich_help_panel="URL state")]
 RecoverAfterOpt = Annotated[int | None, typer.Option("--recover-after", metavar="N",
                                                      help="Consecutive passed checks before a failing URL recovers "
                                                           f"(default {_D.recover_after}).",
-                                                          rich_help_panel="URL state")]
+                                                     rich_help_panel="URL state")]
 ConditionOpt = Annotated[list[str] | None, typer.Option("--condition",
                                                         help="Assertion such as 'total_ms < 500' (repeatable).",
                                                         rich_help_panel="Check options")]
@@ -188,7 +188,7 @@ RegionsOpt = Annotated[str | None, typer.Option("--regions",
 QuorumOpt = Annotated[str | None, typer.Option("--quorum",
                                                help="Regions that must be ok for the job to be ok: any, all, majority "
                                                     "or a number (default majority).", rich_help_panel="Regions",
-                                                    show_default=False)]
+                                               show_default=False)]
 NoWorkerAfterOpt = Annotated[float | None, typer.Option("--no-worker-after", envvar="URLTESTER_NO_WORKER_AFTER",
                                                         min=0.1,
                                                         help="Seconds after which a named region with no live worker "

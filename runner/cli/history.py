@@ -135,7 +135,7 @@ def history(
     since: Annotated[str | None, typer.Option("--since",
                                               help="Changes and checks since: an age (30m, 2h, 7d) or an ISO time; "
                                                    "also the window of the figures (default 30d).",
-                                                   show_default=False)] = None,
+                                              show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many recent checks and changes.")] = 20,
     region: RegionOpt = None,
     fmt: Annotated[HistoryFormat, typer.Option("--format", "-f",

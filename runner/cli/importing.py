@@ -152,7 +152,7 @@ def import_(
     fmt: Annotated[ImportFormat | None, typer.Option("--format", "-f",
                                                      help="Format (default: from the extension, else a URL's "
                                                           "Content-Type, else the content).",
-                                                          show_default=False)] = None,
+                                                     show_default=False)] = None,
     base_url: Annotated[str | None, typer.Option("--base-url",
                                                  help="Resolve a document's relative links against this URL (default: "
                                                       "the document's own URL).", show_default=False)] = None,

@@ -96,7 +96,7 @@ def start(
                                                      min=1, max=65535, rich_help_panel=WORKER,
                                                      help="Serve Prometheus metrics of every worker process at "
                                                           "http://HOST:PORT/metrics (default: off).",
-                                                          show_default=False)] = None,
+                                                     show_default=False)] = None,
     metrics_address: Annotated[str, typer.Option("--metrics-address", metavar="ADDRESS",
                                                  envvar="URLTESTER_METRICS_ADDRESS", rich_help_panel=WORKER,
                                                  help="Address the metrics endpoint listens on (0.0.0.0: every IPv4 "
