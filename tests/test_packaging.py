@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 RUNTIME = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
 TEST = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["test"]]
-OURS = {"runner", "db", "tui", "tests"}
+# Our packages, and the modules of scripts/ (the benchmarks' helpers some tests reuse).
+OURS = {"runner", "db", "tui", "tests", *(p.stem for p in (ROOT / "scripts").glob("*.py"))}
 
 
 def imported_top_levels(*packages: str) -> set[str]:
