@@ -77,6 +77,7 @@ class BoundedH11Protocol(H11Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._last_data = 0.0
 
+    # uvicorn's protocol declares BaseTransport; asyncio hands a stream protocol a Transport
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.bounds.max_connections:

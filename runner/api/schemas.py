@@ -278,7 +278,7 @@ class Ready(BaseModel):
 # The objects of `runner urls`, `runner history` and `runner changes --format json`
 # (runner.jobs.history builds them for both; tests/api/test_url_keys.py holds them equal).
 
-UrlState = Literal[URL_STATES]  # type: ignore[valid-type]
+UrlState = Literal[URL_STATES]  # type: ignore[valid-type]  # the states' one tuple (db.URL_STATES)
 ChangeKind = Literal[CHANGE_KINDS]  # type: ignore[valid-type]  # a comparison's kinds
 StateChange = Literal[CHANGES]  # type: ignore[valid-type]  # what moves a URL's state
 

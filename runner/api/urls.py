@@ -55,7 +55,7 @@ from runner.text import mask_url
 
 DEFAULT_WINDOW = "30d"  # the CLI's
 MAX_OFFSET = 10**9
-Sort = Literal[SORTS]  # type: ignore[valid-type]
+Sort = Literal[SORTS]  # type: ignore[valid-type]  # the CLI's one tuple of sorts
 router = APIRouter(dependencies=[Security(bearer), Depends(known_query)])
 NOT_FOUND = {**ERRORS, 404: {"model": Problem, "description": "No such batch (or the URL was never checked)."}}
 
