@@ -55,6 +55,7 @@ class UrlView:
     last_status_code: int | None
     last_total_ms: float | None
     last_error: str | None
+    last_title: str | None = None  # the latest result's <title> (None once that result is pruned)
     window: Rollup = field(default_factory=Rollup)
 
     @property
@@ -104,7 +105,9 @@ class Diff:
 
 
 _URL_COLUMNS = ("u.id, u.url, u.state, u.since, u.last_checked_at, u.last_job_id, u.last_outcome, "
-                "u.last_status_code, u.last_total_ms, u.last_error")
+                "u.last_status_code, u.last_total_ms, u.last_error, "
+                # the latest check's page title: one primary-key look-up per row listed (null once pruned)
+                "(SELECT r.title FROM results r WHERE r.job_id = u.last_job_id)")
 
 
 def list_urls(store: Store, flt: UrlFilter = UrlFilter(), *, since: datetime, sort: str = "state",
@@ -235,7 +238,8 @@ def _pattern(text: str) -> str:
 def _view(d: Any, row: Sequence[Any], sums: Rollup) -> UrlView:
     return UrlView(id=row[0], url=row[1], state=row[2], since=d.parse_ts(row[3]), last_checked_at=d.parse_ts(row[4]),
                    last_job_id=row[5], last_outcome=row[6], last_status_code=row[7],
-                   last_total_ms=None if row[8] is None else float(row[8]), last_error=row[9], window=sums)
+                   last_total_ms=None if row[8] is None else float(row[8]), last_error=row[9],
+                   last_title=row[10], window=sums)
 
 
 def get_url(store: Store, url: str, *, since: datetime, region: str | None = None) -> UrlView | None:

@@ -289,6 +289,7 @@ class LastCheck(BaseModel):
     status_code: int | None
     total_ms: float | None
     error: str | None
+    title: str | None = Field(description="The page's <title>, as text (null when none, or once pruned).")
 
 
 class Latency(BaseModel):

@@ -191,7 +191,7 @@ def url_object(view: UrlView) -> dict[str, Any]:
     last = None
     if view.last_job_id is not None:
         last = {"job_id": view.last_job_id, "outcome": view.last_outcome, "status_code": view.last_status_code,
-                "total_ms": _ms(view.last_total_ms), "error": view.last_error}
+                "total_ms": _ms(view.last_total_ms), "error": view.last_error, "title": view.last_title}
     return {
         "url": mask_url(view.url), "state": view.state, "since": iso(view.since),
         "last_checked_at": iso(view.last_checked_at), "last": last,

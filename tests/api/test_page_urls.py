@@ -24,7 +24,7 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
 
     env = embedded_server.env
     steady, flaky = target.url("/switch?key=steady&ms=20"), target.url("/switch?key=flaky")
-    hostile = target.url("/switch?key=<b>bold</b><img/src=x/onerror=alert(1)>")
+    hostile = target.url("/switch?key=<b>bold</b><img/src=x/onerror=alert(1)>&t=<i>it</i><img/src=y/onerror=alert(2)>")
     target.switch["flaky"] = 200
     for n in (1, 2):  # embedded: checked before the command exits
         assert run_cli(["submit", steady, flaky, hostile, "--batch", f"round{n}"], env).returncode == 0
@@ -46,7 +46,10 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
     assert rows[0][0] == "failing" and rows[0][8] == flaky and rows[0][2] != "ok"
     assert {r[8] for r in rows} == {steady, flaky, hostile}
     assert next(r for r in rows if r[8] == flaky)[5] == "66.7%"  # uptime: 2 of 3
-    assert browser.execute_script("return document.querySelectorAll('#url-list b, #url-list img').length") == 0
+    # the hostile page's title, as text: no element made of its markup
+    assert next(r for r in rows if r[8] == hostile)[9] == "<i>it</i><img/src=y/onerror=alert(2)>"
+    made = "return document.querySelectorAll('#url-list b, #url-list i, #url-list img').length"
+    assert browser.execute_script(made) == 0
     Select(browser.find_element(By.ID, "url-state")).select_by_visible_text("failing")
     wait.until(lambda d: [r[8] for r in d.execute_script(ROWS, "#url-list")] == [flaky])
     Select(browser.find_element(By.ID, "url-state")).select_by_visible_text("all URLs")

@@ -42,6 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
             # The status the test set for `key` (server.switch), 200 until it sets one.
             status = server.switch.get(query.get("key", ""), 200)
             body = f"switch {status}".encode()
+            if "t" in query:  # a page title (``t``), as written: markup in it stays text
+                body = f"<html><head><title>{query['t']}</title></head><body>switch {status}</body></html>".encode()
         elif parts.path == "/flip":
             # 200 and 500 in turn for each `key`, starting with 200.
             key = query.get("key", "")

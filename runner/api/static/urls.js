@@ -64,6 +64,7 @@ function fillUrl(tr, u) {
   cell(tr, ms(u.latency_ms.p50));
   cell(tr, ms(u.latency_ms.p95));
   cell(tr, u.url);
+  cell(tr, last.title);
   tr.dataset.url = u.url;
   tr.dataset.state = u.state;
 }
