@@ -106,6 +106,8 @@ class UrlGrid(DataTable[Text], inherit_bindings=False):
 
     def reload(self) -> None:
         """Re-read the page on screen (data changed)."""
+        if self._again is not None:
+            return  # a move (a key) waits for the read in flight: it reads the new data, and is not lost
         self.fetch(self.page.offset, None)
 
     # ------------------------------------------------------------------ fetching
