@@ -48,6 +48,12 @@ class Dialect:
     migrations: list[tuple[int, list[str]]]  # db/migrations.py: this dialect's list
     ilike = "LIKE"  # case-insensitive LIKE (SQLite's LIKE is, for ASCII)
 
+    def contains(self, column: str, text: str) -> tuple[str, str]:
+        """``column`` holds ``text`` (any case), taken literally: ``%``, ``_`` and ``\\`` in it
+        match themselves. The SQL test and its one parameter."""
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"{column} {self.ilike} %s ESCAPE '\\'", f"%{escaped}%"
+
     @contextmanager
     def transaction(self, *, write: bool = True,
                     announce: bool = False) -> Iterator[Any]:  # pragma: no cover - interface

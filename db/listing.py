@@ -216,9 +216,9 @@ class Listing:
             where.append("j.url = %s")
             params.append(flt.url)
         if flt.text:
-            escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append(f"j.url {d.ilike} %s ESCAPE '\\'")
-            params.append(f"%{escaped}%")
+            test, pattern = d.contains("j.url", flt.text)
+            where.append(test)
+            params.append(pattern)
         if needs_result:
             where.append("r.job_id IS NOT NULL")
         return where, params

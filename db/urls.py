@@ -205,8 +205,9 @@ def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
         where.append("u.url = %s")
         params.append(flt.url)
     if flt.text:
-        where.append(_contains(d))
-        params.append(_pattern(flt.text))
+        test, pattern = d.contains("u.url", flt.text)
+        where.append(test)
+        params.append(pattern)
     if flt.batch_ids is not None:
         test, p = d.any_of("j.batch_id", flt.batch_ids)
         where.append(f"EXISTS (SELECT 1 FROM jobs j WHERE j.url_id = u.id AND {test})")
@@ -224,15 +225,6 @@ def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
             where.append(changed + (" AND u.state = 'failing'" if flt.change == "new_failure" else ""))
             params.extend([flt.change_batch, flt.change])
     return where, params
-
-
-def _contains(d: Any) -> str:
-    return f"u.url {d.ilike} %s ESCAPE '\\'"
-
-
-def _pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _view(d: Any, row: Sequence[Any], sums: Rollup) -> UrlView:
@@ -298,11 +290,12 @@ def changes_after(store: Store, after_id: int, *, limit: int = 2000, text: str |
         test, params = d.any_of("c.id", ids)
         where = [test]
         if text:
-            where.append(_contains(d))
-            params.append(_pattern(text))
+            test, pattern = d.contains("u.url", text)
+            where.append(test)
+            params.append(pattern)
         if batch:
             where.append("c.batch_id IN (SELECT id FROM batches WHERE name = %s OR id = %s)")
-            params.extend([batch, int(batch) if batch.isdigit() and len(batch) < 19 else -1])
+            params.extend([batch, int(batch) if batch.isascii() and batch.isdigit() and len(batch) < 19 else -1])
         cur.execute("SELECT c.id, c.url_id, u.url, c.at, c.from_state, c.to_state, c.change, c.job_id, c.batch_id, "
                     "c.outcome, c.status_code, c.error, c.region FROM url_changes c JOIN urls u ON u.id = c.url_id "
                     f"WHERE {' AND '.join(where)} ORDER BY c.id", params)
