@@ -81,7 +81,9 @@ class UrlGrid(DataTable[Text], inherit_bindings=False):
         self.loaded = False  # True once a page has arrived (tests wait on it)
         self._generation = 0
         self._inflight = False
-        self._again: tuple[int, int | None] | None = None
+        # The read waiting for the one in flight: (offset, cursor); offset None: the page on
+        # screen when its turn comes (a refresh), so it never undoes a move that lands first.
+        self._again: tuple[int | None, int | None] | None = None
         self._width = 0
         self._counted_at = 0.0  # monotonic time of the last count
 
@@ -106,8 +108,10 @@ class UrlGrid(DataTable[Text], inherit_bindings=False):
 
     def reload(self) -> None:
         """Re-read the page on screen (data changed)."""
-        if self._again is not None:
-            return  # a move (a key) waits for the read in flight: it reads the new data, and is not lost
+        if self._inflight:
+            if self._again is None:
+                self._again = (None, None)
+            return  # a move already waiting reads the new data too, and is not replaced
         self.fetch(self.page.offset, None)
 
     # ------------------------------------------------------------------ fetching
@@ -174,6 +178,8 @@ class UrlGrid(DataTable[Text], inherit_bindings=False):
         if self._again is not None:
             offset, cursor = self._again
             self._again = None
+            if offset is None:
+                offset = self.page.offset
             self.fetch(offset, cursor)
 
     def _draw(self, page: UrlPage, cursor: int) -> None:

@@ -191,8 +191,9 @@ def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:
                    and "down.example" not in tmux.screen(), 10, message="the change filter")
         assert "broke.example" in tmux.screen() and "down.example" not in tmux.screen()
         tmux.key("Enter")
-        wait_until(lambda: "URL history" in tmux.screen() and "changes" in tmux.screen(), 10,
-                   message="the history detail")
+        # The detail draws the history's figures first and its Sparkline a moment later.
+        wait_until(lambda: "URL history" in tmux.screen() and "changes" in tmux.screen()
+                   and "Latency over 30 days" in tmux.screen(), 10, message="the history detail")
         screen = tmux.screen()
         assert "✗ failing since" in screen
         assert "80.00% of 5 checks in 30 days" in screen
