@@ -173,10 +173,10 @@ def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:
     try:
         wait_until(lambda: "25 rows" in tmux.screen() and "Quit" in tmux.screen(), 30, message="the job grid")
         tmux.key("Down")
-        wait_until(lambda: "u By URL" in tmux.screen(), 10, message="u in the grid's footer")
+        wait_until(lambda: "u By URL" in tmux.screen(), 60, message="u in the grid's footer")
         tmux.key("u")
         wait_until(lambda: "By URL: all URLs · failing first · 5 URLs" in tmux.screen()
-                   and "stable.example" in tmux.screen(), 10, message="the by-URL view")
+                   and "stable.example" in tmux.screen(), 60, message="the by-URL view")
         screen = tmux.screen()
         lines = screen.splitlines()
         assert all(len(line) <= size[0] for line in lines)
@@ -188,12 +188,12 @@ def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:
         assert "5 URLs: ✗ 2 failing" in screen
         tmux.key("n")  # new failures since the last batch
         wait_until(lambda: "new failure since the last batch" in tmux.screen() and "· 1 URL" in tmux.screen()
-                   and "down.example" not in tmux.screen(), 10, message="the change filter")
+                   and "down.example" not in tmux.screen(), 60, message="the change filter")
         assert "broke.example" in tmux.screen() and "down.example" not in tmux.screen()
         tmux.key("Enter")
         # The detail draws the history's figures first and its Sparkline a moment later.
         wait_until(lambda: "URL history" in tmux.screen() and "changes" in tmux.screen()
-                   and "Latency over 30 days" in tmux.screen(), 10, message="the history detail")
+                   and "Latency over 30 days" in tmux.screen(), 60, message="the history detail")
         screen = tmux.screen()
         assert "✗ failing since" in screen
         assert "80.00% of 5 checks in 30 days" in screen
@@ -202,9 +202,9 @@ def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:
         assert "HTTP 503 [red]down[/red]" in screen
         assert "Latency over 30 days" in screen
         tmux.key("Escape")  # back (alone: Escape then a letter at once reads as alt+letter)
-        wait_until(lambda: "By URL: new failure" in tmux.screen(), 10, message="back to the by-URL view")
+        wait_until(lambda: "By URL: new failure" in tmux.screen(), 60, message="back to the by-URL view")
         tmux.key("n", "n", "n")  # the filter round to all URLs
-        wait_until(lambda: "By URL: all URLs" in tmux.screen(), 10, message="all URLs again")
+        wait_until(lambda: "By URL: all URLs" in tmux.screen(), 60, message="all URLs again")
         assert MARKUP_URL in tmux.screen()  # markup in a URL is text
         tmux.key("C-q")
     except BaseException:

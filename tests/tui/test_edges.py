@@ -113,12 +113,12 @@ def test_in_a_real_terminal(tmp_path, size) -> None:
         assert any("✗ redirects" in row for row in rows)
         assert "^f Filter" in footer_of(screen)
         tmux.key("Down", "f")  # typed at once: f reaches the grid (failed only), not the input
-        wait_until(lambda: "failed only" in tmux.screen(), 10, message="failed only")
+        wait_until(lambda: "failed only" in tmux.screen(), 60, message="failed only")
         assert "Type or paste URLs" in tmux.screen()  # the input is still empty
         tmux.key("i", "C-f")  # back to the input; ^f opens the filter from there
         tmux.type("page2")
         tmux.key("Enter")
-        wait_until(lambda: "page2" in tmux.screen() and "v1/orders" not in tmux.screen(), 10,
+        wait_until(lambda: "page2" in tmux.screen() and "v1/orders" not in tmux.screen(), 60,
                    message="the filter applied")
         tmux.key("C-q")
     except BaseException:
