@@ -274,7 +274,8 @@ def history_table(view: UrlView, changes: Sequence[Change], recent: Sequence[Poi
     yield f"  state     {view.state} since {iso(view.since) or '-'}"
     yield (f"  last      {_cell(view.last_outcome)} {_cell(view.last_status_code)} {_cell(_ms(view.last_total_ms))} ms "
            f"at {iso(view.last_checked_at) or '-'}")
-    yield (f"  window    {view.window.checks} checks, {view.window.ok} ok, uptime {uptime}, "
+    checks = f"{view.window.checks} check{'' if view.window.checks == 1 else 's'}"
+    yield (f"  window    {checks}, {view.window.ok} ok, uptime {uptime}, "
            f"p50 {_cell(lat['p50'])} p95 {_cell(lat['p95'])} p99 {_cell(lat['p99'])} ms")
     oldest_first = list(reversed(recent))
     yield f"  latency   {sparkline([p.total_ms for p in oldest_first])}"
