@@ -122,7 +122,7 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
         await changes.start()
         seen: set[int] = set()
         history: deque[tuple[float, int]] = deque()
-        quiet_since = checked = time.monotonic()
+        quiet_since = checked = changes_looked = time.monotonic()
         yield "retry: 2000\n\n"
         while not await disconnected():
             if time.monotonic() - checked >= TOKEN_CHECK:
@@ -143,10 +143,14 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
                     on_event()
                 yield "".join(page)
                 quiet_since = time.monotonic()
-            for chunk in await changes.events():
-                on_event()
-                yield chunk
-                quiet_since = time.monotonic()
+            # Changes are looked at once a second while a backlog is replayed, not once a page:
+            # a hundred replaying streams made a database read each per page besides their own.
+            if not behind or time.monotonic() - changes_looked >= 1.0:
+                changes_looked = time.monotonic()
+                for chunk in await changes.events():
+                    on_event()
+                    yield chunk
+                    quiet_since = time.monotonic()
             seen.update(new)
             now = time.monotonic()
             history.append((now, max(seen, default=floor)))
