@@ -39,13 +39,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(env: dict[str, str], log_path: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``runner serve`` on a free port until /healthz answers: its base URL and process."""
+def served(env: dict[str, str], log_path: Path, *args: str,
+           root: Path = ROOT) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``runner serve`` on a free port until /healthz answers: its base URL and process.
+    ``root``: the checkout whose code serves (another one's, to compare before and after)."""
     import httpx
 
     port = free_port()
     log = open(log_path, "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "runner", "serve", "--port", str(port), *args], env=env, cwd=ROOT,
+    argv = [sys.executable, "-m", "runner", "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(argv, env=env, cwd=root,  # noqa: S603 - our own CLI, an argv list (no shell)
                             stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -70,5 +73,6 @@ def served(env: dict[str, str], log_path: Path, *args: str) -> Iterator[tuple[st
 
 
 def token(env: dict[str, str], name: str, *extra: str) -> str:
-    return subprocess.run([sys.executable, "-m", "runner", "token", "create", name, *extra], env=env, cwd=ROOT,
+    argv = [sys.executable, "-m", "runner", "token", "create", name, *extra]
+    return subprocess.run(argv, env=env, cwd=ROOT,  # noqa: S603 - our own CLI, an argv list (no shell)
                           capture_output=True, text=True, check=True).stdout.strip()

@@ -51,6 +51,23 @@ def test_submit_through_rabbitmq_to_a_worker_and_back(env, target, tmp_path) -> 
     assert "guest:guest" not in log
 
 
+def test_a_chunked_body_trickled_past_the_deadline_is_stored_with_the_bytes_that_came(env, target) -> None:
+    # 4 bytes a chunk every 0.2 s from a real HTTP server, never ending: the stored result
+    # names the deadline and counts what came before it (it said bytes=0).
+    url = target.url("/trickle-chunked?key=stored")
+    with worker(env, "--processes", "1", "--concurrency", "2"):
+        out = run_cli(["submit", url, "--deadline", "2", "--retries", "1", "--wait", "--wait-timeout", "60"], env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    [row] = results(env)
+    assert row["outcome"] == "deadline_exceeded"
+    assert row["error"] == "deadline of 2 s exceeded while reading the body"
+    log = target.sent["stored"]
+    assert row["bytes"] > 0 and row["bytes"] % 4 == 0
+    # within one chunk of what the server had sent by 2 s after its first chunk
+    assert row["bytes"] <= log[-1][1] and row["bytes"] >= max(
+        (sent for at, sent in log if at <= log[0][0] + 1.9), default=0) - 4, (row["bytes"], log)
+
+
 def test_submit_without_a_broker_marks_the_jobs_and_exits_3(pg_url, queue_name, target) -> None:
     env = runner_env(pg_url, "amqp://guest:guest@127.0.0.1:1//", queue_name, URLTESTER_PUBLISH_TIMEOUT="1")
     out = run_cli(["submit", target.url("/ok")], env, timeout=120)

@@ -37,7 +37,7 @@ from runner.jobs.report import to_row
 
 HOLD = 2.0  # seconds a stream keeps looking below the newest seq it saw
 PAGE = 100  # results read (and sent) per look: a stream's memory is one page
-READERS = 2  # pages read and rendered at the same time, per process
+READERS = 2  # looks (a page read and rendered) at the same time, per process
 TOKEN_CHECK = 2.0  # seconds between looks at whether the stream's token is still valid
 KEEPALIVE = 15.0  # seconds between comments on an idle stream (proxies close silent ones)
 
@@ -53,8 +53,8 @@ class Feed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Pages read and rendered at once, over all streams: a hundred threads doing it
-        # together would queue the event loop behind them for the GIL (/healthz waits).
+        # Looks (pages read and rendered) at once, over all streams: a hundred threads doing
+        # it together would queue the event loop behind them for the GIL (/healthz waits).
         self.readers = asyncio.Semaphore(READERS)
 
     def start(self) -> None:
@@ -87,6 +87,19 @@ class Feed:
             event.set()
 
 
+def _look(store: Store, floor: int, seen: set[int], flt: JobFilter) -> tuple[list[int], bool, list[str]]:
+    """One look, in a thread: the seqs to send next, whether more are waiting behind them
+    (a backlog: page on at once), and their events as SSE text. One hop off the loop per
+    page, under ``Feed.readers``: the database reads of a hundred streams are not a hundred
+    threads holding the GIL at once while the loop waits for it (/healthz p99)."""
+    new = seqs_after(store, max(seen, default=floor), limit=PAGE)
+    behind = len(new) >= PAGE  # replaying a backlog: page on from the newest seen
+    if not behind:  # caught up: look below the newest seen too, for late commits
+        got = seqs_after(store, floor, limit=len(seen) + PAGE)
+        new = [s for s in got if s not in seen][:PAGE]
+    return new, behind, _page(store, new, flt) if new else []
+
+
 def _page(store: Store, seqs: list[int], flt: JobFilter) -> list[str]:
     """One page of events as SSE text (in a thread: the loop only sends)."""
     rows = results_by_seq(store, seqs, flt) if seqs else []
@@ -109,7 +122,7 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
         await changes.start()
         seen: set[int] = set()
         history: deque[tuple[float, int]] = deque()
-        quiet_since = checked = time.monotonic()
+        quiet_since = checked = changes_looked = time.monotonic()
         yield "retry: 2000\n\n"
         while not await disconnected():
             if time.monotonic() - checked >= TOKEN_CHECK:
@@ -121,16 +134,8 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
                 checked = time.monotonic()
             woken.clear()
             try:
-                new = await run_in_threadpool(seqs_after, store, max(seen, default=floor), limit=PAGE)
-                behind = len(new) >= PAGE  # replaying a backlog: page on from the newest seen
-                if not behind:  # caught up: look below the newest seen too, for late commits
-                    got = await run_in_threadpool(seqs_after, store, floor, limit=len(seen) + PAGE)
-                    new = [s for s in got if s not in seen][:PAGE]
-                if new:
-                    async with feed.readers:
-                        page = await run_in_threadpool(_page, store, new, flt)
-                else:
-                    page = []
+                async with feed.readers:
+                    new, behind, page = await run_in_threadpool(_look, store, floor, seen, flt)
             except StoreUnavailable:
                 behind, new, page = False, [], []  # the database is away: say nothing, look again shortly
             if page:  # one write a page: the loop serves other requests between pages, not between events
@@ -138,10 +143,14 @@ async def stream(feed: Feed, flt: JobFilter, last_id: int | None, disconnected: 
                     on_event()
                 yield "".join(page)
                 quiet_since = time.monotonic()
-            for chunk in await changes.events():
-                on_event()
-                yield chunk
-                quiet_since = time.monotonic()
+            # Changes are looked at once a second while a backlog is replayed, not once a page:
+            # a hundred replaying streams made a database read each per page besides their own.
+            if not behind or time.monotonic() - changes_looked >= 1.0:
+                changes_looked = time.monotonic()
+                for chunk in await changes.events():
+                    on_event()
+                    yield chunk
+                    quiet_since = time.monotonic()
             seen.update(new)
             now = time.monotonic()
             history.append((now, max(seen, default=floor)))

@@ -50,6 +50,7 @@ from runner.jobs.history import (
     url_object,
 )
 from runner.jobs.report import iso
+from runner.jobs.urls import MAX_URL_LENGTH
 from runner.jobs.when import parse_since
 from runner.text import mask_url
 
@@ -159,7 +160,7 @@ async def url_summary(request: Request) -> Any:
 @router.get("/api/v1/urls/history", response_model=HistoryOut, responses=NOT_FOUND, tags=["urls"])
 async def url_history(
     request: Request,
-    url: Annotated[str, Query(min_length=1, max_length=8000,
+    url: Annotated[str, Query(min_length=1, max_length=MAX_URL_LENGTH,
                               description="The URL, as submitted ('example.com' means https://example.com/).")],
     since: Annotated[AgeQ, Query(
         description="Changes and checks since (also the window of the figures; default 30d).")] = None,

@@ -345,17 +345,19 @@ class Checker:
         chunks: list[bytes] = []
         stored = total = 0
         eof = False
+        # Each read hands back what has arrived, so a body trickled until the deadline counts
+        # the bytes that came (read(n) waits for n bytes: such a body showed 0 bytes). A body
+        # with a length: read1. A chunked one: chunk by chunk (urllib3's read_chunked), not
+        # read1, which waits on a chunk size of -5 where read_chunked raises ValueError.
+        pieces = raw.read_chunked(READ_SIZE, decode_content=True) if raw.chunked else None
         try:
             while True:
                 if guard.fired or guard.remaining() <= 0:
                     raise CheckFailure("deadline_exceeded", "")
                 try:
-                    # read1 for a body with a length: what has arrived, at once (read waits for
-                    # the whole amount, so a body trickled until the deadline showed 0 bytes).
-                    # Not for chunked bodies: http.client's read1 waits on a chunk size of -5.
-                    chunk = (raw.read if raw.chunked else raw.read1)(min(READ_SIZE, cap + 1 - total),
-                                                                     decode_content=True)
-                except ValueError as exc:  # http.client on a chunk size of "-5": the server's fault
+                    chunk = (next(pieces, b"") if pieces is not None
+                             else raw.read1(min(READ_SIZE, cap + 1 - total), decode_content=True))
+                except ValueError as exc:  # a chunk size of "-5": the server's fault
                     raise CheckFailure("invalid_response", "malformed chunked body (a chunk size that is "
                                        "not a size)") from exc
                 if not chunk:
@@ -387,6 +389,8 @@ class Checker:
             if eof:
                 raw.release_conn()
             else:
+                if pieces is not None:
+                    pieces.close()
                 response.close()
 
 

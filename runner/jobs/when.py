@@ -31,4 +31,10 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{text!r} is neither an age like 30m, 2h, 7d nor an ISO 8601 time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    # In UTC: Python takes offsets to ±23:59, PostgreSQL only to ±15:59 (a -23:11 answered 500).
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range") from None

@@ -282,6 +282,21 @@ def test_non_ascii_digits_are_refused_not_read(siege: Server, token: str, batch:
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "batch"]
 
 
+def test_a_time_offset_postgresql_does_not_take_is_read_not_500(siege: Server, token: str) -> None:
+    """Schemathesis found since=...T12:40-23:11 answered 500 (Python takes offsets to ±23:59,
+    PostgreSQL to ±15:59): the time is read in UTC."""
+    with siege.client(token) as c:
+        job = c.post("/api/v1/jobs", json={"url": "http://127.0.0.1:9/offset"}).json()["jobs"][0]["id"]
+        for since in ("2020-01-01T12:40-23:11", "2020-01-01T12:40+23:59"):
+            r = c.get("/api/v1/jobs", params={"since": since})
+            assert r.status_code == 200, (since, r.text)
+            assert job in [j["id"] for j in r.json()["jobs"]]
+            assert c.get("/api/v1/urls", params={"changed_since": since}).status_code == 200
+            assert c.get("/api/v1/changes", params={"since": since}).status_code == 200
+        r = c.get("/api/v1/urls", params={"changed_since": "0001-01-01T00:00+05:00"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "changed_since"]
+
+
 def test_a_last_event_id_that_is_not_ascii_digits_is_422(siege: Server, token: str) -> None:
     with siege.client(token) as c:
         for value in (b"\xb9", "٣".encode(), b"-1", b"1e3"):

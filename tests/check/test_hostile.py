@@ -72,6 +72,22 @@ def test_one_byte_a_second_with_one_attempt(checker: Checker, hostile: Server, t
     assert took <= 2 + SLACK
 
 
+def sent_by(log: list[tuple[float, int]], moment: float) -> int:
+    """Bytes a trickling target had sent by ``moment`` (its send log: (time, bytes so far))."""
+    return max((sent for at, sent in log if at <= moment), default=0)
+
+
+def test_a_chunked_body_trickled_past_the_deadline_counts_the_bytes_that_came(checker: Checker, target) -> None:
+    # A real HTTP server (stdlib) sends 4 bytes a chunk every 0.2 s and never ends the body.
+    started = time.monotonic()
+    result = checker.check(target.url("/trickle-chunked?key=check"), parse_options({"deadline": 2, "retries": 1}))
+    assert result.outcome == "deadline_exceeded"
+    assert result.error == "deadline of 2 s exceeded while reading the body"
+    before = sent_by(target.sent["check"], started + 2)
+    assert result.bytes is not None and result.bytes > 0
+    assert before - 4 <= result.bytes <= before + 4, (result.bytes, target.sent["check"])
+
+
 def test_a_negative_chunk_size_is_the_servers_fault_not_ours(checker: Checker, hostile: Server, caplog) -> None:
     with caplog.at_level("ERROR"):
         result = checker.check(hostile.url("/negative-chunk"), parse_options({"retries": 1}))

@@ -22,6 +22,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         server: TargetServer = self.server  # type: ignore[assignment]
         server.hits[parts.path] = server.hits.get(parts.path, 0) + 1
+        if parts.path == "/trickle-chunked" and self.command == "GET":
+            self._trickle_chunked(server, query)
+            return
         delay = float(query.get("ms", server.default_delay_ms)) / 1000
         if delay:
             time.sleep(delay)
@@ -61,11 +64,34 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _trickle_chunked(self, server: TargetServer, query: dict[str, str]) -> None:
+        """A chunked body of ``n`` bytes (default 4) every ``every`` ms (default 200), at most
+        300 chunks, until the client goes; ``server.sent[key]`` has (monotonic time after
+        the send, bytes sent so far) for each chunk."""
+        size, every = int(query.get("n", "4")), float(query.get("every", "200")) / 1000
+        log = server.sent.setdefault(query.get("key", ""), [])
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+        sent = 0
+        try:
+            for _ in range(300):
+                self.wfile.write(b"%x\r\n%s\r\n" % (size, b"x" * size))
+                self.wfile.flush()
+                sent += size
+                log.append((time.monotonic(), sent))
+                time.sleep(every)
+        except OSError:
+            pass
+
 
 class TargetServer(ThreadingHTTPServer):
     """A threaded HTTP server: /ok, /status/NNN, /flaky?key=K&fail=N, /switch?key=K (the
     status set in ``switch[K]``), /flip?key=K (200, 500, 200, ...), /title?t=..., any
-    path with ?ms=N waits N ms. ``hits`` counts requests by path."""
+    path with ?ms=N waits N ms, /trickle-chunked?key=K&n=N&every=MS (N bytes a chunk every MS
+    ms until the client goes; ``sent[K]`` logs them). ``hits`` counts requests by path."""
 
     daemon_threads = True
     request_queue_size = 1024
@@ -76,6 +102,7 @@ class TargetServer(ThreadingHTTPServer):
         self.hits: dict[str, int] = {}
         self.flaky: dict[str, int] = {}
         self.switch: dict[str, int] = {}
+        self.sent: dict[str, list[tuple[float, int]]] = {}
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
 
