@@ -25,6 +25,7 @@ from runner.cli.common import (
     parse_age,
     parse_since,
     runtime_for,
+    tell_alerts,
     value,
     with_check_options,
 )
@@ -84,6 +85,7 @@ def submit(
             # The in-memory broker (the embedded default) runs the checks in this process: it
             # must stay until they finish. RabbitMQ already holds every message: at once.
             rt.broker.flush(wait_timeout)
+        tell_alerts(rt, "submit")
         raise typer.Exit(code)
 
 
