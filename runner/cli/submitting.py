@@ -181,4 +181,5 @@ def requeue(
         # The in-memory broker (the embedded default) runs the checks in this process.
         rt.broker.flush()
         typer.echo(f"re-published {n} job{'s' if n != 1 else ''}")
+        tell_alerts(rt, "requeue")
 
