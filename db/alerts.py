@@ -249,7 +249,9 @@ def queue_alerts(cur: Any, d: Dialect, changes: Sequence[Change], *, now: dateti
             payload["regions"] = regions
         group = f"b:{ch.batch_id}" if ch.batch_id is not None else minute
         rows.append((alert.id, group, ch.url, ch.change, ch.job_id, ch.region, d.json(payload), "pending", at, at))
-    if rows:
+    if len(rows) == 1:  # a store batch of one result (a quiet worker): no execute_values' overhead (~30 µs)
+        cur.execute(_OUTBOX_INSERT + "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows[0])
+    elif rows:
         d.insert_returning(cur, _OUTBOX_INSERT, rows, " RETURNING id")  # one statement (PostgreSQL)
     return len(rows)
 
