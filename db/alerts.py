@@ -25,6 +25,7 @@ to :data:`SUMMARY_OVER`, the rest of its minute as one summary when the minute i
 
 from __future__ import annotations
 
+import time
 import weakref
 import zlib
 from collections.abc import Iterable, Sequence
@@ -81,15 +82,35 @@ class Claim:
     group_total: int  # rows the group has had in all (the summary says "N of T")
 
 
+@dataclass(frozen=True)
+class _Matcher:
+    """An alert's in-memory tests, made once per cache refresh (not once per change)."""
+
+    alert: Alert
+    contains: str | None  # lower-cased
+
+
 @dataclass
 class _Cached:
     until: float = 0.0
     alerts: list[Alert] = field(default_factory=list)
+    by_kind: dict[str, list[_Matcher]] = field(default_factory=dict)  # change kind -> the alerts telling it
+
+
+def _cached(alerts: list[Alert], until: float) -> _Cached:
+    by_kind: dict[str, list[_Matcher]] = {}
+    for alert in alerts:
+        matcher = _Matcher(alert, alert.contains.lower() if alert.contains is not None else None)
+        for kind in dict.fromkeys(alert.kinds):
+            by_kind.setdefault(kind, []).append(matcher)
+    return _Cached(until, alerts, by_kind)
 
 
 _CACHE: weakref.WeakKeyDictionary[Dialect, _Cached] = weakref.WeakKeyDictionary()
 _COLUMNS = ("id, name, target, kinds, batch, contains, has_urls, reminder_s, min_regions, created_at, "
             "last_sent_at, last_error, last_error_at")
+_OUTBOX_INSERT = ("INSERT INTO alert_outbox (alert_id, grp, url, change, job_id, region, payload, state, created_at, "
+                  "next_attempt_at) VALUES ")
 
 
 def _alert(d: Dialect, row: Sequence[Any], pending: int = 0, failed: int = 0) -> Alert:
@@ -156,14 +177,14 @@ def list_alerts(d: Dialect) -> list[Alert]:
     return [_alert(d, r, counts.get((r[0], "pending"), 0), counts.get((r[0], "failed"), 0)) for r in rows]
 
 
-def _active(cur: Any, d: Dialect, clock: float) -> list[Alert]:
+def _active(cur: Any, d: Dialect, clock: float) -> _Cached:
     cached = _CACHE.get(d)
     if cached is not None and cached.until > clock:
-        return cached.alerts
+        return cached
     cur.execute(f"SELECT {_COLUMNS} FROM alerts ORDER BY id")
-    alerts = [_alert(d, r) for r in cur.fetchall()]
-    _CACHE[d] = _Cached(clock + CACHE_SECONDS, alerts)
-    return alerts
+    cached = _cached([_alert(d, r) for r in cur.fetchall()], clock + CACHE_SECONDS)
+    _CACHE[d] = cached
+    return cached
 
 
 # ---------------------------------------------------------------------------- queueing
@@ -172,52 +193,88 @@ def _active(cur: Any, d: Dialect, clock: float) -> list[Alert]:
 def queue_alerts(cur: Any, d: Dialect, changes: Sequence[Change], *, now: datetime | None = None) -> int:
     """Outbox rows for the alerts these changes match, in the caller's transaction.
 
-    Cheap when no alert is configured (one cached read every few seconds per process).
-    Returns the rows inserted.
+    Cheap when no alert is configured (one cached read every few seconds per process), and
+    when none tells these kinds of change (a dictionary look-up per change). What matches is
+    found in memory first (kind, URL text); the batches' names and ``--state-of`` lists are
+    read once per call, and every outbox row of the call is one INSERT. Returns the rows
+    inserted.
     """
     if not changes:
         return 0
-    import time
-
-    alerts = _active(cur, d, time.monotonic())
-    if not alerts:
+    by_kind = _active(cur, d, time.monotonic()).by_kind
+    if not by_kind:
+        return 0
+    pairs: list[tuple[_Matcher, Change]] = []
+    for ch in changes:
+        matchers = by_kind.get(ch.change)
+        if not matchers:
+            continue
+        lowered = None
+        for m in matchers:
+            if m.contains is not None:
+                if lowered is None:
+                    lowered = ch.url.lower()
+                if m.contains not in lowered:
+                    continue
+            pairs.append((m, ch))
+    if not pairs:
         return 0
     now = now or utcnow()
-    batch_names: dict[int, str | None] = {}
-    queued = 0
-    for ch in changes:
-        for alert in alerts:
-            if ch.change not in alert.kinds:
+    names = _batch_names(cur, d, {ch.batch_id for _, ch in pairs if ch.batch_id is not None})
+    listed = _listed(cur, d, [(m.alert, ch.url) for m, ch in pairs if m.alert.has_urls])
+    at, minute = d.ts(now), f"w:{int(now.timestamp()) // WINDOW}"
+    reminded: set[tuple[int, str]] = set()  # a still_failing told in this call: the URL's reminder is not due
+    rows: list[tuple[Any, ...]] = []
+    for m, ch in pairs:
+        alert = m.alert
+        batch = names.get(ch.batch_id) if ch.batch_id is not None else None
+        if alert.batch is not None and batch != alert.batch:
+            continue
+        if alert.has_urls and (alert.id, ch.url) not in listed:
+            continue
+        regions: list[str] = []
+        if alert.min_regions is not None and ch.region is None:  # the quorum of a job that named regions
+            regions = _agreeing(cur, d, ch)
+            if len(regions) < alert.min_regions:
                 continue
-            if alert.contains is not None and alert.contains.lower() not in ch.url.lower():
+        if ch.change == "still_failing":
+            if (alert.id, ch.url) in reminded or not _reminder_due(cur, d, alert, ch.url, now):
                 continue
-            batch = _batch_name(cur, ch.batch_id, batch_names)
-            if alert.batch is not None and batch != alert.batch:
-                continue
-            if alert.has_urls:
-                cur.execute("SELECT 1 FROM alert_urls WHERE alert_id = %s AND url = %s", (alert.id, ch.url))
-                if cur.fetchone() is None:
-                    continue
-            regions: list[str] = []
-            if alert.min_regions is not None and ch.region is None:  # the quorum of a job that named regions
-                regions = _agreeing(cur, d, ch)
-                if len(regions) < alert.min_regions:
-                    continue
-            if ch.change == "still_failing" and not _reminder_due(cur, d, alert, ch.url, now):
-                continue
-            _insert(cur, d, alert, ch, batch, now, regions=regions)
-            queued += 1
-    return queued
+            reminded.add((alert.id, ch.url))
+        payload: dict[str, Any] = {
+            "url": ch.url, "change": ch.change, "from": ch.from_state, "to": ch.to_state, "at": ch.at.isoformat(),
+            "job_id": ch.job_id, "batch_id": ch.batch_id, "batch": batch, "outcome": ch.outcome,
+            "status_code": ch.status_code, "error": ch.error, "region": ch.region}
+        if regions:
+            payload["regions"] = regions
+        group = f"b:{ch.batch_id}" if ch.batch_id is not None else minute
+        rows.append((alert.id, group, ch.url, ch.change, ch.job_id, ch.region, d.json(payload), "pending", at, at))
+    if len(rows) == 1:  # a store batch of one result (a quiet worker): no execute_values' overhead (~30 µs)
+        cur.execute(_OUTBOX_INSERT + "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows[0])
+    elif rows:
+        d.insert_returning(cur, _OUTBOX_INSERT, rows, " RETURNING id")  # one statement (PostgreSQL)
+    return len(rows)
 
 
-def _batch_name(cur: Any, batch_id: int | None, seen: dict[int, str | None]) -> str | None:
-    if batch_id is None:
-        return None
-    if batch_id not in seen:
-        cur.execute("SELECT name FROM batches WHERE id = %s", (batch_id,))
-        row = cur.fetchone()
-        seen[batch_id] = row[0] if row else None
-    return seen[batch_id]
+def _batch_names(cur: Any, d: Dialect, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    test, params = d.any_of("id", sorted(ids))
+    cur.execute(f"SELECT id, name FROM batches WHERE {test}", params)
+    return {row[0]: row[1] for row in cur.fetchall()}
+
+
+def _listed(cur: Any, d: Dialect, wanted: Sequence[tuple[Alert, str]]) -> set[tuple[int, str]]:
+    """Which (alert id, URL) of ``wanted`` are in their alert's ``--state-of`` list."""
+    by_alert: dict[int, set[str]] = {}
+    for alert, url in wanted:
+        by_alert.setdefault(alert.id, set()).add(url)
+    found: set[tuple[int, str]] = set()
+    for alert_id, urls in by_alert.items():
+        test, params = d.any_of("url", sorted(urls))
+        cur.execute(f"SELECT url FROM alert_urls WHERE alert_id = %s AND {test}", (alert_id, *params))
+        found.update((alert_id, row[0]) for row in cur.fetchall())
+    return found
 
 
 def _agreeing(cur: Any, d: Dialect, ch: Change) -> list[str]:
@@ -235,25 +292,6 @@ def _reminder_due(cur: Any, d: Dialect, alert: Alert, url: str, now: datetime) -
                 "AND change IN ('new_failure', 'still_failing')", (alert.id, url))
     last = d.parse_ts(cur.fetchone()[0])
     return last is None or now - last >= timedelta(seconds=alert.reminder_s or 86400)
-
-
-def _group(ch: Change, now: datetime) -> str:
-    return f"b:{ch.batch_id}" if ch.batch_id is not None else f"w:{int(now.timestamp()) // WINDOW}"
-
-
-def _insert(cur: Any, d: Dialect, alert: Alert, ch: Change, batch: str | None, now: datetime, *,
-            regions: Sequence[str] = ()) -> None:
-    payload: dict[str, Any] = {"url": ch.url, "change": ch.change, "from": ch.from_state, "to": ch.to_state,
-               "at": ch.at.isoformat(), "job_id": ch.job_id, "batch_id": ch.batch_id, "batch": batch,
-               "outcome": ch.outcome, "status_code": ch.status_code, "error": ch.error, "region": ch.region}
-    if regions:
-        payload["regions"] = list(regions)
-    cur.execute(
-        "INSERT INTO alert_outbox (alert_id, grp, url, change, job_id, region, payload, state, created_at, "
-        "next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (alert.id, _group(ch, now), ch.url, ch.change, ch.job_id, ch.region,
-         d.json(payload), "pending", d.ts(now), d.ts(now)),
-    )
 
 
 # ---------------------------------------------------------------------------- sending

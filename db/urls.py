@@ -35,6 +35,7 @@ class UrlFilter:
     batch_ids: tuple[int, ...] | None = None  # URLs with a job in one of these batches
     text: str | None = None  # substring of the URL
     url: str | None = None  # exactly this (normalised) URL
+    url_id: int | None = None  # exactly the URL of this id (the page's handle: it knows only masked URLs)
     # What the URL's last check in batch ``change_batch`` did to it: new_failure, recovered
     # or still_failing (failing before and after: a check in the batch, no change in it).
     change: str | None = None
@@ -102,6 +103,7 @@ class Diff:
     change: str  # new_failure, recovered, still_failing, new, gone, slower, changed
     before: Check | None
     after: Check | None
+    url_id: int | None = None  # the URL's id (urls.id): the page opens its history by it
 
 
 _URL_COLUMNS = ("u.id, u.url, u.state, u.since, u.last_checked_at, u.last_job_id, u.last_outcome, "
@@ -204,6 +206,9 @@ def _where(store: Store, flt: UrlFilter) -> tuple[list[str], list[Any]]:
     if flt.url is not None:
         where.append("u.url = %s")
         params.append(flt.url)
+    if flt.url_id is not None:
+        where.append("u.id = %s")
+        params.append(flt.url_id)
     if flt.text:
         test, pattern = d.contains("u.url", flt.text)
         where.append(test)
@@ -234,8 +239,11 @@ def _view(d: Any, row: Sequence[Any], sums: Rollup) -> UrlView:
                    last_title=row[10], window=sums)
 
 
-def get_url(store: Store, url: str, *, since: datetime, region: str | None = None) -> UrlView | None:
-    found = list_urls(store, UrlFilter(url=url), since=since, sort="url", limit=1, region=region)
+def get_url(store: Store, url: str | None, *, since: datetime, region: str | None = None,
+            url_id: int | None = None) -> UrlView | None:
+    """The URL as stored (normalised), or (``url`` None) the URL of id ``url_id``."""
+    flt = UrlFilter(url=url) if url is not None else UrlFilter(url_id=url_id)
+    found = list_urls(store, flt, since=since, sort="url", limit=1, region=region)
     return found[0] if found else None
 
 

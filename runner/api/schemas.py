@@ -310,6 +310,8 @@ class UrlOut(BaseModel):
     ok: int = Field(description="Checks in the window that passed.")
     uptime: float | None = Field(description="ok / checks (0 to 1); null without checks.")
     latency_ms: Latency = Field(description="Percentiles of the window's check times.")
+    id: int = Field(description="The URL's id: `GET /api/v1/urls/history?id=` opens its story (the URL shown here "
+                                "is masked when it holds a password, the id is not).")
 
 
 class UrlsPage(BaseModel):
@@ -361,6 +363,8 @@ class DiffOut(BaseModel):
     change: ChangeKind
     before: CheckSide | None = Field(description="null: the URL is new.")
     after: CheckSide | None = Field(description="null: the URL is gone.")
+    url_id: int = Field(description="The URL's id, as `id` in `/api/v1/urls`: `GET /api/v1/urls/history?id=` opens "
+                                    "its story.")
 
 
 # as Job's

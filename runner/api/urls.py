@@ -56,6 +56,7 @@ from runner.text import mask_url
 
 DEFAULT_WINDOW = "30d"  # the CLI's
 MAX_OFFSET = 10**9
+MAX_ID = 2**63 - 1  # urls.id is a bigint
 Sort = Literal[SORTS]  # type: ignore[valid-type]  # the CLI's one tuple of sorts
 router = APIRouter(dependencies=[Security(bearer), Depends(known_query)])
 NOT_FOUND = {**ERRORS, 404: {"model": Problem, "description": "No such batch (or the URL was never checked)."}}
@@ -160,26 +161,36 @@ async def url_summary(request: Request) -> Any:
 @router.get("/api/v1/urls/history", response_model=HistoryOut, responses=NOT_FOUND, tags=["urls"])
 async def url_history(
     request: Request,
-    url: Annotated[str, Query(min_length=1, max_length=MAX_URL_LENGTH,
-                              description="The URL, as submitted ('example.com' means https://example.com/).")],
+    url: Annotated[str | None, Query(min_length=1, max_length=MAX_URL_LENGTH,
+                                     description="The URL, as submitted ('example.com' means https://example.com/). "
+                                                 "Give exactly one of `url` and `id`.")] = None,
+    url_id: Annotated[int | None, Query(alias="id", ge=1, le=MAX_ID,
+                                    description="The URL's id (`id` in `/api/v1/urls`, `url_id` in "
+                                                "`/api/v1/changes`): the page's way to a URL holding a password, "
+                                                "which it knows only masked. Give exactly one of `url` and `id`.")
+              ] = None,
     since: Annotated[AgeQ, Query(
         description="Changes and checks since (also the window of the figures; default 30d).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="At most this many recent checks and changes.")] = 20,
     region: RegionQ = None,
 ) -> Any:
     """One URL's story, as `runner history --format json`: its state and since when, its
-    changes and its recent checks, newest first."""
+    changes and its recent checks, newest first. Give exactly one of `url` and `id`."""
     from runner.jobs.urls import normalise
 
+    if (url is None) == (url_id is None):
+        raise invalid(["query", "id" if url is not None else "url"], "give exactly one of `url` and `id`")
     start = _when("since", since)
-    try:
-        normalised = normalise(url)
-    except InvalidURL as exc:
-        raise invalid(["query", "url"], str(exc)) from None
+    normalised = None
+    if url is not None:
+        try:
+            normalised = normalise(url)
+        except InvalidURL as exc:
+            raise invalid(["query", "url"], str(exc)) from None
     store = runtime(request).store
 
     def read() -> dict[str, Any] | None:
-        view = get_url(store, normalised, since=start or parse_window(DEFAULT_WINDOW), region=region)
+        view = get_url(store, normalised, since=start or parse_window(DEFAULT_WINDOW), region=region, url_id=url_id)
         if view is None or view.last_job_id is None:
             return None
         changes = url_changes(store, view, since=start, limit=limit)
@@ -188,7 +199,8 @@ async def url_history(
 
     found = await run_in_threadpool(read)
     if found is None:
-        raise HTTPException(404, f"{mask_url(normalised)} was never checked")
+        raise HTTPException(404, f"{mask_url(normalised)} was never checked" if normalised is not None
+                            else f"id: no URL {url_id} (or it was never checked)")
     return found
 
 

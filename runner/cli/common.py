@@ -114,6 +114,25 @@ FailOnOpt = Annotated[FailOn, typer.Option("--fail-on",
                                                 "batch brought a new failure (new: a URL ok before, failing now).")]
 
 
+def tell_alerts(rt: Any, command: str) -> None:
+    """The embedded default runs checks in this process and no ``runner start``: deliver the
+    alerts they queued before the command exits (10 s at most), saying on stderr what is
+    left in the outbox. With a broker, the workers' senders deliver: nothing to do here."""
+    if not rt.settings.immediate:
+        return
+    import os
+    import socket
+
+    from runner.jobs.alerts import deliver_before_exit
+
+    try:
+        left = deliver_before_exit(rt.store, rt.settings, worker=f"{command}@{socket.gethostname()}:{os.getpid()}")
+    except StoreError as exc:
+        left = [f"alerts not delivered: {exc}; they stay in the outbox"]
+    for line in left:
+        typer.echo(f"runner: {printable(line, 500)}", err=True)
+
+
 def new_failures(store: Any, batch_id: int) -> int:
     """How many URLs of the batch failed that were ok before it (``--fail-on new``)."""
     from runner.jobs.history import compare_batch

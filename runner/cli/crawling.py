@@ -15,6 +15,7 @@ from runner.cli.common import (
     handled,
     plural,
     runtime_for,
+    tell_alerts,
     with_check_options,
 )
 
@@ -79,6 +80,7 @@ def crawl(
             # The in-memory broker (the embedded default) runs the checks in this process: it
             # must stay until the crawl ends. RabbitMQ already holds every message: at once.
             rt.broker.flush(wait_timeout)
+            tell_alerts(rt, "crawl")
             raise typer.Exit(EXIT_OK)
         summary, complete = rt.wait(made.id, timeout=wait_timeout)
         if rt.settings.immediate:
@@ -89,4 +91,5 @@ def crawl(
             typer.echo(f"broken links and where they are: runner results --batch {made.id} --failed")
         if not complete:
             typer.echo(f"runner: timed out after {wait_timeout:g} s waiting for the crawl", err=True)
+        tell_alerts(rt, "crawl")
         raise typer.Exit(EXIT_FAILED if summary.failed or not complete else EXIT_OK)

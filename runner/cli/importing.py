@@ -28,6 +28,7 @@ from runner.cli.common import (
     new_failures,
     plural,
     runtime_for,
+    tell_alerts,
     value,
     with_check_options,
 )
@@ -247,6 +248,7 @@ def import_(
                 # The in-memory broker (the embedded default) runs the checks in this process:
                 # it must stay until they finish. RabbitMQ already holds every message: at once.
                 rt.broker.flush()
+            tell_alerts(rt, "import")
             raise typer.Exit(code)
     finally:
         source.close()

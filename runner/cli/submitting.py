@@ -25,6 +25,7 @@ from runner.cli.common import (
     parse_age,
     parse_since,
     runtime_for,
+    tell_alerts,
     value,
     with_check_options,
 )
@@ -84,6 +85,7 @@ def submit(
             # The in-memory broker (the embedded default) runs the checks in this process: it
             # must stay until they finish. RabbitMQ already holds every message: at once.
             rt.broker.flush(wait_timeout)
+        tell_alerts(rt, "submit")
         raise typer.Exit(code)
 
 
@@ -179,4 +181,5 @@ def requeue(
         # The in-memory broker (the embedded default) runs the checks in this process.
         rt.broker.flush()
         typer.echo(f"re-published {n} job{'s' if n != 1 else ''}")
+        tell_alerts(rt, "requeue")
 

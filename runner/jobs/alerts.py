@@ -42,6 +42,7 @@ DEFAULT_KINDS = outbox.DEFAULT_KINDS
 SUMMARY_URLS = 20  # URLs a summary lists; the command it names lists them all
 DEFAULT_TIMEOUT = 10.0  # seconds each connect and each read to a service may take
 MAX_AGE = 24 * 3600.0  # seconds after which an undelivered row is given up
+EMBEDDED_BUDGET = 10.0  # seconds an embedded command spends delivering its alerts before it exits
 KEEP_DELIVERED = timedelta(days=31)  # delivered rows kept this long (reminders look back at them)
 # Schemas whose URL's host is the host Apprise connects to: judged by the address policy.
 HOSTED = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys",
@@ -291,6 +292,49 @@ def start_sender(store: Store, settings: Any, *, worker: str) -> AlertSender:
     address policy."""
     policy = AddressPolicy(deny_private=settings.deny_private, allow=settings.allow_networks)
     return AlertSender(store, policy, worker=worker).start()
+
+
+def deliver_before_exit(store: Store, settings: Any, *, worker: str, budget: float = EMBEDDED_BUDGET) -> list[str]:
+    """The embedded default (checks in this process, no ``runner start``): deliver what the
+    outbox holds before the command exits, for at most ``budget`` seconds (each delivery's
+    timeout is cut to the budget). Returns, per alert with changes still untold, one line
+    saying so (the rows stay in the outbox: the next command that checks here, the TUI or
+    ``runner serve`` delivers them); empty when all is told.
+
+    The sender runs on a thread of its own, so a service that hangs costs the budget, not
+    more. Rows being delivered when the budget ends stay claimed until their lease runs out
+    and are then delivered by whichever sender comes next (at least once, as ever).
+    """
+    d = store.dialect
+    if outbox.outbox_depth(d) == 0:  # no alert, or all told: one count
+        return []
+    policy = AddressPolicy(deny_private=settings.deny_private, allow=settings.allow_networks)
+    sender = AlertSender(store, policy, worker=worker, timeout=min(DEFAULT_TIMEOUT, budget))
+    deadline = time.monotonic() + budget
+
+    def drain() -> None:
+        try:
+            while time.monotonic() < deadline and not sender._stop.is_set() and sender.run_once():
+                pass
+        except Exception as exc:  # noqa: BLE001 - said below as what is left in the outbox
+            if not sender._stop.is_set():
+                log.warning("alert sender: %s: %s", type(exc).__name__, exc)
+
+    thread = threading.Thread(target=drain, name="alert-sender", daemon=True)
+    thread.start()
+    thread.join(budget)
+    sender._stop.set()  # past the budget: a delivery still on its way is left to its lease
+    late = thread.is_alive()
+    lines = []
+    for alert in outbox.list_alerts(d):
+        if alert.pending:
+            why = f" (last error: {alert.last_error})" if alert.last_error else ""
+            if late and not why:
+                why = f" (not delivered within {budget:g} s)"
+            lines.append(f"alert {alert.name}: {alert.pending} change{'s' if alert.pending != 1 else ''} not told "
+                         f"yet{why}; they stay in the outbox, for the next check run here, the TUI or "
+                         "`runner serve` to deliver (runner alerts list)")
+    return lines
 
 
 # ---------------------------------------------------------------------------- commands

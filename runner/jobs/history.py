@@ -160,7 +160,7 @@ def _diffs(store: Store, before: dict[int, Check], after: dict[int, Check], gone
             found.append((url_id, change, earlier, check))
     found.extend((u, "gone", c, None) for u, c in gone.items())
     texts = url_texts(store, [f[0] for f in found])  # of the URLs listed only: most are unchanged
-    diffs = [Diff(texts[url_id], change, b, a) for url_id, change, b, a in found]
+    diffs = [Diff(texts[url_id], change, b, a, url_id) for url_id, change, b, a in found]
     diffs.sort(key=lambda d: (CHANGE_KINDS.index(d.change), d.url))
     return Comparison(diffs)
 
@@ -184,7 +184,7 @@ def check_object(check: Check | None) -> dict[str, Any] | None:
 
 def diff_object(diff: Diff) -> dict[str, Any]:
     return {"url": mask_url(diff.url), "change": diff.change, "before": check_object(diff.before),
-            "after": check_object(diff.after)}
+            "after": check_object(diff.after), "url_id": diff.url_id}
 
 
 def url_object(view: UrlView) -> dict[str, Any]:
@@ -198,6 +198,7 @@ def url_object(view: UrlView) -> dict[str, Any]:
         "checks": view.window.checks, "ok": view.window.ok,
         "uptime": None if view.uptime is None else round(view.uptime, 6),
         "latency_ms": {k: _ms(view.latency(q)) for k, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+        "id": view.id,
     }
 
 

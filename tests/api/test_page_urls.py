@@ -96,5 +96,34 @@ def test_by_url_chart_changes_live(embedded_server: Server, target, browser) -> 
     wait.until(lambda d: [r[0] for r in d.execute_script(ROWS, "#change-list")] == ["recovered"])
     assert "fixed" in browser.find_element(By.ID, "changes-about").text
     browser.save_screenshot(str(ARTIFACTS / "page-changes.png"))
+
+    # A URL holding a password: the page knows it masked only, and opens its detail by id,
+    # from the by-URL view and from the changes view; the password shows nowhere.
+    target.switch["pw"] = 200
+    secret = target.url("/switch?key=pw").replace("http://", "http://user:secret@")
+    masked = secret.replace(":secret@", ":***@")
+    assert run_cli(["submit", secret, "--batch", "pw1"], env).returncode == 0
+    target.switch["pw"] = 500
+    assert run_cli(["submit", secret, "--batch", "pw2"], env).returncode == 0
+    wait.until(lambda d: [r[0] for r in d.execute_script(ROWS, "#change-list")] == ["new_failure"]
+               and d.execute_script(ROWS, "#change-list")[0][3] == masked)
+    browser.execute_script("document.querySelector('#change-list tbody tr').click()")
+    wait.until(ec.text_to_be_present_in_element((By.ID, "url-state-line"), "failing since"))
+    assert browser.find_element(By.ID, "url-title").text == masked
+    assert browser.execute_script(
+        "return [...document.querySelectorAll('#latency-chart rect')].map(r => r.getAttribute('class'))"
+    ) == ["mark-ok", "mark-bad"]
+    browser.find_element(By.ID, "url-close").click()
+    browser.find_element(By.CSS_SELECTOR, "#tabs [data-view=urls-view]").click()
+    wait.until(lambda d: masked in [r[8] for r in d.execute_script(ROWS, "#url-list")])
+    browser.execute_script(
+        "[...document.querySelectorAll('#url-list tbody tr')].find(r => r.dataset.url === arguments[0]).click()",
+        masked)
+    wait.until(ec.visibility_of_element_located((By.ID, "latency-chart")))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "url-title"), masked))
+    assert browser.find_element(By.ID, "url-state-line").text.startswith("failing since")
+    assert browser.execute_script("return document.querySelectorAll('#latency-chart rect').length") == 2
+    assert "secret" not in browser.page_source
+    browser.save_screenshot(str(ARTIFACTS / "page-url-password.png"))
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors

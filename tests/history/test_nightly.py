@@ -95,7 +95,8 @@ def test_two_nightly_batches(setup, target, tmp_path) -> None:
     assert sorted(row["url"] for row in failing) == sorted([url["broke"], url["dead"]])
     dead = next(row for row in failing if row["url"] == url["dead"])
     assert dead["checks"] == 3 and dead["ok"] == 0 and dead["uptime"] == 0.0 and dead["last"]["status_code"] == 500
-    assert set(dead) == {"url", "state", "since", "last_checked_at", "last", "checks", "ok", "uptime", "latency_ms"}
+    assert set(dead) == {"url", "state", "since", "last_checked_at", "last", "checks", "ok", "uptime", "latency_ms",
+                         "id"}
 
     every = lines(run_cli(["urls", "--format", "json", "--sort", "url"], env).stdout)
     assert [row["url"] for row in every] == sorted(url.values())  # one row per URL, however many jobs

@@ -80,7 +80,7 @@ async function loadUrls(cursor) {
   for (const u of body.urls) {
     const tr = document.createElement("tr");
     fillUrl(tr, u);
-    tr.addEventListener("click", () => openUrl(u.url));
+    tr.addEventListener("click", () => openUrl(u.id, u.url));
     tbody.appendChild(tr);
   }
   urlsCursor = body.next;
@@ -127,7 +127,7 @@ async function loadChanges() {
     cell(tr, side(d.after));
     cell(tr, d.url);
     tr.dataset.change = d.change;
-    tr.addEventListener("click", () => openUrl(d.url));
+    tr.addEventListener("click", () => openUrl(d.url_id, d.url));
     tbody.appendChild(tr);
   }
 }
@@ -204,8 +204,9 @@ function chart(points) {
   return root;
 }
 
-async function openUrl(url) {
-  const params = new URLSearchParams({ url, limit: "200" });
+// By the URL's id: the page knows a URL holding a password only masked, which names no URL.
+async function openUrl(id, url) {
+  const params = new URLSearchParams({ id: String(id), limit: "200" });
   const answer = await api(`/api/v1/urls/history?${params}`);
   const h = await answer.json();
   $("url-title").textContent = url;
