@@ -10,6 +10,7 @@ from typing import Any
 
 from .listing import tally
 from .models import Counts, Slow
+from .states import job_state
 from .store import Store
 
 
@@ -18,8 +19,8 @@ def batch_summary(store: Store, batch_id: int, *, slowest: int = 0) -> Counts:
     d = store.dialect
     with d.transaction(write=False) as cur:
         cur.execute(
-            "SELECT j.state, r.outcome, r.ok, count(*) FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
-            "WHERE j.batch_id = %s GROUP BY j.state, r.outcome, r.ok",
+            f"SELECT {job_state()} AS st, r.outcome, r.ok, count(*) FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
+            "WHERE j.batch_id = %s GROUP BY st, r.outcome, r.ok",
             (batch_id,),
         )
         rows = cur.fetchall()

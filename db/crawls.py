@@ -21,6 +21,7 @@ from typing import Any
 
 from .jobs import record_jobs
 from .models import NewJob, utcnow
+from .states import job_state
 from .store import Store
 
 MAX_REFERRERS = 20
@@ -135,11 +136,11 @@ def crawls_going(store: Store, *, recent: int = 20) -> list[CrawlProgress]:
         cur.execute(
             "SELECT c.batch_id, b.name, c.urls, c.max_urls, c.robots_skipped, "
             "SUM(CASE WHEN j.state = 'done' THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN j.state IN ('queued', 'running') THEN 1 ELSE 0 END) "
+            f"SUM(CASE WHEN {job_state()} IN ('queued', 'running') THEN 1 ELSE 0 END) "
             "FROM (SELECT * FROM crawls ORDER BY batch_id DESC LIMIT %s) c "
             "JOIN batches b ON b.id = c.batch_id JOIN jobs j ON j.batch_id = c.batch_id "
             "GROUP BY c.batch_id, b.name, c.urls, c.max_urls, c.robots_skipped "
-            "HAVING SUM(CASE WHEN j.state IN ('queued', 'running') THEN 1 ELSE 0 END) > 0 "
+            f"HAVING SUM(CASE WHEN {job_state()} IN ('queued', 'running') THEN 1 ELSE 0 END) > 0 "
             "ORDER BY c.batch_id DESC",
             (recent,),
         )

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from . import migrations
 from .errors import StoreConfigError, StoreUnavailable
+from .states import taken_back
 
 NOTIFY_CHANNEL = "urltester"
 COPY_FROM = 100  # jobs in one insert from which COPY beats INSERT on PostgreSQL
@@ -130,7 +131,7 @@ class Dialect:
         """Jobs not yet done become running, each with its own ``started_at`` (when its
         check began, which may be earlier than this write)."""
         cur.executemany("UPDATE jobs SET state = 'running', started_at = %s "
-                        "WHERE id = %s AND state IN ('queued', 'running')",
+                        f"WHERE id = %s AND state IN ('queued', 'running') AND NOT {taken_back('jobs')}",
                         [(self.ts(at), job_id) for job_id, at in started])
 
     def ts(self, value: datetime | None) -> Any:
@@ -170,6 +171,13 @@ class Dialect:
         """Take a lock on ``key`` (a 63-bit integer) until the transaction ends, or False at
         once when another transaction holds it."""
         return True
+
+    def lock_batch(self, cur: Any, batch_id: int) -> None:
+        """A cancel's lock on a batch: it waits for the :meth:`share_batches` holders (and
+        they for it), so its count is exact. SQLite has one writer: nothing to wait for."""
+
+    def share_batches(self, cur: Any, job_ids: Sequence[int]) -> None:
+        """Before moving jobs out of ``queued``: their batches' cancel locks, shared."""
 
     def in_index_order(self, cur: Any) -> None:
         """Make this transaction's statements read rows by index scans only, so that an
@@ -283,6 +291,16 @@ class Postgres(Dialect):
     def lock_jobs(self, cur: Any, ids: Sequence[int]) -> None:
         cur.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(set(ids)),))
 
+    _BATCH_LOCKS = 0x75726C63  # two-int advisory keys (apart from the 64-bit ones): this, the batch id
+
+    def lock_batch(self, cur: Any, batch_id: int) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, (%s %% 2147483647)::int)", (self._BATCH_LOCKS, batch_id))
+
+    def share_batches(self, cur: Any, job_ids: Sequence[int]) -> None:
+        cur.execute(f"SELECT pg_advisory_xact_lock_shared({self._BATCH_LOCKS}, k) FROM (SELECT DISTINCT "
+                    "(batch_id %% 2147483647)::int AS k FROM jobs WHERE id = ANY(%s) AND batch_id IS NOT NULL) b "
+                    "ORDER BY k", (sorted(set(job_ids)),))
+
     def in_index_order(self, cur: Any) -> None:
         # A bitmap heap scan or a sequential scan visits rows in the table's physical order.
         cur.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")
@@ -310,7 +328,7 @@ class Postgres(Dialect):
     def mark_running(self, cur: Any, started: Sequence[tuple[int, datetime]]) -> None:
         self.execute_values(
             cur, "UPDATE jobs AS j SET state = 'running', started_at = v.at FROM (VALUES %s) AS v (id, at) "
-            "WHERE j.id = v.id AND j.state IN ('queued', 'running')", list(started),
+            f"WHERE j.id = v.id AND j.state IN ('queued', 'running') AND NOT {taken_back('j')}", list(started),
             template="(%s::bigint, %s::timestamptz)")
 
     def insert_jobs(self, cur: Any, batch_id: int | None, jobs: Sequence[tuple[str, str, int | None]],

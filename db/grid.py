@@ -13,6 +13,7 @@ from typing import Any
 
 from .dialects import Postgres
 from .models import Batch, Counts
+from .states import job_state
 from .store import Store, utcnow
 
 # Keysets that sort after every real row, per order: ``list_jobs(before=TAIL[order])``
@@ -31,7 +32,7 @@ def quick_counts(store: Store, *, now: datetime | None = None) -> Counts:
     d = store.dialect
     now = now or utcnow()
     with d.transaction(write=False) as cur:
-        cur.execute("SELECT state, count(*) FROM jobs GROUP BY state")
+        cur.execute(f"SELECT {job_state()} AS st, count(*) FROM jobs j GROUP BY st")
         states = {state: int(n) for state, n in cur.fetchall()}
         cur.execute("SELECT ok, count(*) FROM results GROUP BY ok")
         ok = failed = 0

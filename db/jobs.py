@@ -13,6 +13,7 @@ from typing import Any
 
 from .dialects import Dialect
 from .models import Batch, NewJob, utcnow
+from .states import taken_back
 
 # Hourly rollups are kept this long (or as long as the results, if longer): a window starts
 # to the hour within them, to the day beyond (daily rollups are kept a year by default).
@@ -93,58 +94,100 @@ class Jobs:
         d = self.dialect
         with d.transaction(announce=True) as cur:
             d.lock_jobs(cur, [job_id for job_id, _ in started])
+            d.share_batches(cur, [job_id for job_id, _ in started])
             d.mark_running(cur, started)
 
     def cancel_jobs(self, *, batch: str | int | None = None, ids: Sequence[int] | None = None,
                     count_only: bool = False) -> int:
         """Take back every queued job (of ``batch``: a name or an id as text, or exactly the
-        id as an int; or of ``ids``; neither: every queued job): its state becomes
-        ``cancelled`` and no worker checks it (see :meth:`Results.skip_ids`). Done, running
-        and cancelled jobs, and every stored result, stay as they are. Returns how many jobs
+        id as an int; or of ``ids``; neither: every queued job): it is ``cancelled`` from
+        then on and no worker checks it (see :meth:`Results.skip_ids`). Done, running and
+        cancelled jobs, and every stored result, stay as they are. Returns how many jobs
         were (with ``count_only``: would be) cancelled.
 
-        One set-based UPDATE per batch, whatever the count (never a round trip per job).
-        Its rows are read by an index scan over ``(batch_id, id)``, ``(state, id)`` or the
-        primary key, so they are locked in id order, the order every other writer takes job
-        rows in (:meth:`Dialect.lock_jobs`): a million-row cancel and the workers' small
-        writes wait for each other instead of deadlocking. Several batches of one name go
-        one transaction each, for the same reason.
+        A batch (and every batch that has queued jobs, for all of them) is taken back by
+        one mark, ``batches.cancelled_at``, whatever its size (:mod:`db.states`: every read
+        sees its queued jobs as cancelled, and so does every job recorded in it later, an
+        import still running or a crawl's pages in flight). The mark waits for the running
+        marks and results being stored in that batch at that moment (:meth:`Dialect.lock_batch`),
+        so the count is exact: each of those jobs is then running or done, not cancelled.
+        Jobs by id, and queued jobs without a batch, are updated row by row, in one
+        set-based UPDATE.
         """
         d = self.dialect
-        # (the jobs' test, its parameters, the crawls a cancel stops: ids never stop one)
-        scopes: list[tuple[str, list[Any], str | None]] = []
-        if isinstance(batch, int):
-            scopes.append(("batch_id = %s", [batch], "batch_id = %s"))
-        elif batch is not None:
+        now = d.ts(utcnow())
+        batch_ids: list[int] = []
+        rows: tuple[str, list[Any]] | None = None  # the jobs taken back by their rows
+        if ids is not None:
+            rows = d.any_of("id", sorted(set(ids)))
+        if batch is not None:
+            found = self._batch_ids(batch)
+            if rows is not None:
+                test, params = d.any_of("batch_id", found or [0])
+                rows = (f"{rows[0]} AND {test}", [*rows[1], *params])
+            else:
+                batch_ids = found
+        elif ids is None:  # every queued job
             with d.transaction(write=False) as cur:
-                if batch.isascii() and batch.isdigit():
-                    cur.execute("SELECT id FROM batches WHERE name = %s OR id = %s ORDER BY id", (batch, int(batch)))
-                else:
-                    cur.execute("SELECT id FROM batches WHERE name = %s ORDER BY id", (batch,))
-                scopes.extend(("batch_id = %s", [row[0]], "batch_id = %s") for row in cur.fetchall())
-        elif ids is not None:
-            test, id_params = d.any_of("id", sorted(set(ids)))
-            scopes.append((test, id_params, None))
-        else:
-            scopes.append(("TRUE", [], "TRUE"))
-        if ids is not None and batch is not None:
-            test, id_params = d.any_of("id", sorted(set(ids)))
-            scopes = [(f"{where} AND {test}", [*params, *id_params], None) for where, params, _ in scopes]
+                cur.execute("SELECT id FROM batches b WHERE cancelled_at IS NULL AND EXISTS "
+                            "(SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state = 'queued') ORDER BY id")
+                batch_ids = [row[0] for row in cur.fetchall()]
+            rows = ("batch_id IS NULL", [])
         total = 0
-        for where, params, crawls in scopes:
-            if count_only:
-                with d.transaction(write=False) as cur:
-                    cur.execute(f"SELECT count(*) FROM jobs WHERE state = 'queued' AND {where}", params)
-                    total += int(cur.fetchone()[0])
-                continue
-            with d.transaction(announce=True) as cur:
-                d.in_index_order(cur)
-                cur.execute(f"UPDATE jobs SET state = 'cancelled' WHERE state = 'queued' AND {where}", params)
-                total += max(cur.rowcount, 0)
-                if crawls is not None:
+        for batch_id in batch_ids:
+            with d.transaction(write=not count_only, announce=not count_only) as cur:
+                if not count_only:
+                    d.lock_batch(cur, batch_id)
                     # A crawl of the batch takes no new URL: pages still in flight add nothing.
-                    cur.execute(f"UPDATE crawls SET max_urls = urls WHERE {crawls}", params)
+                    # (crawls before batches: the order a crawl's claim takes them in)
+                    cur.execute("UPDATE crawls SET max_urls = urls WHERE batch_id = %s", (batch_id,))
+                    cur.execute("UPDATE batches SET cancelled_at = %s WHERE id = %s AND cancelled_at IS NULL",
+                                (now, batch_id))
+                    marked = cur.rowcount > 0
+                else:
+                    cur.execute("SELECT count(*) FROM batches WHERE id = %s AND cancelled_at IS NULL", (batch_id,))
+                    marked = int(cur.fetchone()[0]) > 0
+                if marked:  # (taken back before: nothing more to count)
+                    cur.execute("SELECT count(*) FROM jobs WHERE batch_id = %s AND state = 'queued'", (batch_id,))
+                    total += int(cur.fetchone()[0])
+        if rows is not None:
+            where = f"jobs.state = 'queued' AND NOT {taken_back('jobs')} AND {rows[0]}"
+            with d.transaction(write=not count_only, announce=not count_only) as cur:
+                if count_only:
+                    cur.execute(f"SELECT count(*) FROM jobs WHERE {where}", rows[1])
+                    total += int(cur.fetchone()[0])
+                else:
+                    # Read through the primary key or jobs_batch: rows locked in id order.
+                    d.in_index_order(cur)
+                    cur.execute(f"UPDATE jobs SET state = 'cancelled' WHERE {where}", rows[1])
+                    total += max(cur.rowcount, 0)
         return total
+
+    def _batch_ids(self, batch: str | int) -> list[int]:
+        """The batches a ``--batch`` names: exactly this id (an int), or by name or id (text)."""
+        if isinstance(batch, int):
+            return [batch]
+        with self.dialect.transaction(write=False) as cur:
+            if batch.isascii() and batch.isdigit() and len(batch) <= 18:
+                cur.execute("SELECT id FROM batches WHERE name = %s OR id = %s ORDER BY id", (batch, int(batch)))
+            else:
+                cur.execute("SELECT id FROM batches WHERE name = %s ORDER BY id", (batch,))
+            return [row[0] for row in cur.fetchall()]
+
+    def settle_cancelled(self, ids: Sequence[int]) -> int:
+        """Turn the rows of these jobs, if taken back with their batch but still ``queued``
+        in their row, to ``cancelled`` (what every read already says they are): a worker
+        calls it for the messages it drops, so a cancelled batch's rows are rewritten a few
+        hundred at a time beside the checks instead of a million in the cancel. Returns how
+        many rows changed."""
+        if not ids:
+            return 0
+        d = self.dialect
+        test, params = d.any_of("id", sorted(set(ids)))
+        with d.transaction() as cur:
+            d.lock_jobs(cur, ids)
+            cur.execute(f"UPDATE jobs SET state = 'cancelled' WHERE {test} AND {taken_back('jobs')}", params)
+            return int(max(cur.rowcount, 0))
 
     def _update_ids(self, sql: str, params: list[Any], ids: Sequence[int]) -> None:
         if not ids:
@@ -168,8 +211,8 @@ class Jobs:
         while True:
             with d.transaction() as cur:
                 cur.execute(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'cancelled') "
-                    "AND submitted_at < %s ORDER BY id LIMIT %s)",
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE (state IN ('done', 'cancelled') "
+                    f"OR {taken_back('jobs')}) AND submitted_at < %s ORDER BY id LIMIT %s)",
                     (cutoff, chunk),
                 )
                 deleted: int = cur.rowcount

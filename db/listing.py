@@ -15,10 +15,12 @@ from runner.fields import RESULT_KEYS
 
 from .dialects import Dialect
 from .models import ORDERS, Counts, JobFilter, JobView, utcnow
+from .states import job_state, state_is
 
-# A job's columns, then its result's fields (runner.fields), each from its column in results.
+# A job's columns (its state as users see it: db.states), then its result's fields
+# (runner.fields), each from its column in results.
 _JOB_COLUMNS = (
-    "j.id, j.url, b.name, j.batch_id, j.state, j.options, j.submitted_at, j.published_at, "
+    f"j.id, j.url, b.name, j.batch_id, {job_state()}, j.options, j.submitted_at, j.published_at, "
     "j.publish_error, j.started_at, r.checked_at, " + ", ".join(f"r.{key}" for key in RESULT_KEYS)
 )
 _RESULT_AT = 11  # where the result's fields start in a row of _JOB_COLUMNS
@@ -161,7 +163,7 @@ class Listing:
         params: list[Any] = [batch_id] if batch_id is not None else []
         with self.dialect.transaction(write=False) as cur:
             cur.execute(
-                f"SELECT {_JOB_COLUMNS} {_FROM} WHERE j.state = 'queued' AND j.published_at IS NULL "
+                f"SELECT {_JOB_COLUMNS} {_FROM} WHERE {state_is('queued')} AND j.published_at IS NULL "
                 f"AND {where} AND j.id > %s ORDER BY j.id LIMIT %s",
                 (*params, after_id, limit),
             )
@@ -193,8 +195,7 @@ class Listing:
             where.append(test)
             params.extend(p)
         if flt.state:
-            where.append("j.state = %s")
-            params.append(flt.state)
+            where.append(state_is(flt.state))
         if flt.outcome:
             where.append("r.outcome = %s")
             params.append(flt.outcome)
@@ -246,7 +247,8 @@ class Listing:
         # A job that named regions may be done (its quorum settled) with a region still to
         # report: ``no_worker_at`` is set until every region has, so it is found too.
         where = (
-            "(j.state IN ('queued', 'running') OR (j.state = 'done' AND j.no_worker_at IS NOT NULL)) AND j.id > %s AND "
+            f"({state_is('queued')} OR j.state = 'running' OR (j.state = 'done' AND j.no_worker_at IS NOT NULL)) "
+            "AND j.id > %s AND "
             "COALESCE(j.started_at, j.published_at, j.submitted_at) < %s"
         )
         with d.transaction(write=False) as cur:
@@ -262,9 +264,9 @@ class Listing:
         now = now or utcnow()
         with d.transaction(write=False) as cur:
             cur.execute(
-                "SELECT j.state, r.outcome, r.ok, count(*), "
-                "sum(CASE WHEN j.published_at IS NULL AND j.state = 'queued' THEN 1 ELSE 0 END) "
-                "FROM jobs j LEFT JOIN results r ON r.job_id = j.id GROUP BY j.state, r.outcome, r.ok"
+                f"SELECT {job_state()} AS st, r.outcome, r.ok, count(*), "
+                f"sum(CASE WHEN j.published_at IS NULL AND {state_is('queued')} THEN 1 ELSE 0 END) "
+                "FROM jobs j LEFT JOIN results r ON r.job_id = j.id GROUP BY st, r.outcome, r.ok"
             )
             rows = cur.fetchall()
             cur.execute("SELECT count(*) FROM results WHERE checked_at >= %s", (d.ts(now - timedelta(minutes=1)),))

@@ -390,6 +390,16 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "CREATE INDEX alert_outbox_url ON alert_outbox (alert_id, url, created_at)",
         ],
     ),
+    (
+        8,
+        [
+            # runner cancel --batch (issue 23): a batch taken back is marked once; its jobs
+            # still queued are cancelled from then on in every read (db.models.taken_back),
+            # instead of writing a new version of a million job rows and their index entries.
+            "ALTER TABLE batches ADD COLUMN cancelled_at timestamptz",
+            "CREATE INDEX batches_cancelled ON batches (id) WHERE cancelled_at IS NOT NULL",
+        ],
+    ),
 ]
 
 SQLITE: list[tuple[int, list[str]]] = [
@@ -690,6 +700,13 @@ SQLITE: list[tuple[int, list[str]]] = [
             "CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at) WHERE state IN ('pending', 'sending')",
             "CREATE INDEX alert_outbox_group ON alert_outbox (alert_id, grp)",
             "CREATE INDEX alert_outbox_url ON alert_outbox (alert_id, url, created_at)",
+        ],
+    ),
+    (
+        8,
+        [
+            "ALTER TABLE batches ADD COLUMN cancelled_at text",
+            "CREATE INDEX batches_cancelled ON batches (id) WHERE cancelled_at IS NOT NULL",
         ],
     ),
 ]

@@ -15,6 +15,7 @@ from .dialects import Dialect
 from .history import JobRow, record_states
 from .models import Change, ResultRecord, utcnow
 from .regions import Placement, decide
+from .states import state_is, taken_back
 
 # The columns of results and region_results: the result's fields (runner.fields), each in
 # a column of its name, and where, when and by whom it was checked, and all of it as JSON.
@@ -62,12 +63,13 @@ class Results:
         test, id_params = d.any_of("id", ids)
         with d.transaction(announce=True) as cur:
             d.lock_jobs(cur, [*ids, *(job_id for job_id, _ in started)])
+            d.share_batches(cur, [*ids, *(job_id for job_id, _ in started)])
             if started:
                 d.mark_running(cur, started)
             # Only jobs that still exist (a pruned job's late result is dropped) and were not
             # cancelled while their check ran (its result is dropped: the job stays cancelled).
             cur.execute("SELECT id, options, url_id, url, batch_id, state FROM jobs WHERE state <> 'cancelled' AND "
-                        f"{test}", id_params)
+                        f"NOT {taken_back('jobs')} AND {test}", id_params)
             placements: dict[int, Placement] = {}
             jobs: dict[int, JobRow] = {}
             for job_id, options, url_id, url, batch_id, state in cur.fetchall():
@@ -171,7 +173,7 @@ class Results:
             has = "EXISTS (SELECT 1 FROM region_results r WHERE r.job_id = j.id AND r.region = %s)"
             params = [region, *params]
         with self.dialect.transaction(write=False) as cur:
-            cur.execute(f"SELECT j.id FROM jobs j WHERE (j.state = 'cancelled' OR {has}) AND {test}", params)
+            cur.execute(f"SELECT j.id FROM jobs j WHERE ({state_is('cancelled')} OR {has}) AND {test}", params)
             return {row[0] for row in cur.fetchall()}
 
     def done_ids(self, ids: Sequence[int], *, region: str | None = None) -> set[int]:

@@ -16,6 +16,7 @@ import pytest
 
 from db import JobFilter, NewJob, ResultRecord, open_store, utcnow
 from db.batches import batch_summary
+from db.states import state_is
 from runner.taskq.broker import AmqpBroker
 from tests.support.services import ROOT, run_cli, runner_env, wait_until, worker
 
@@ -69,6 +70,68 @@ def test_a_cancelled_job_is_never_run_checked_stored_or_requeued(store) -> None:
     assert store.skip_ids(ids) == set(ids)  # cancelled, or already checked: a worker drops them
     assert store.stale_jobs(timedelta(0), now=datetime.now(UTC) + timedelta(hours=1)) == []
     assert store.prune(timedelta(0), now=datetime.now(UTC) + timedelta(hours=1)) == 3
+
+
+def test_a_batch_is_taken_back_by_one_mark_that_every_read_sees(store) -> None:
+    """``cancel --batch`` marks the batch, not each row: every listing, count and filter
+    says cancelled at once, nothing moves a taken-back job on, and the rows follow later."""
+    from db.grid import quick_counts
+
+    oops, keep = store.create_batch("oops"), store.create_batch("keep")
+    ids = store.insert_jobs(oops.id, [NewJob(f"http://o.test/{i}") for i in range(6)])
+    kept = store.insert_jobs(keep.id, [NewJob("http://k.test/1")])
+    [loose] = store.insert_jobs(None, [NewJob("http://l.test/1")])
+    store.store_results([result(ids[0])])
+    store.mark_running([(ids[1], utcnow())])  # being checked when the batch is taken back
+    done = store.get_job(ids[0])
+
+    assert store.cancel_jobs(batch="oops") == 4
+    assert states(store, ids) == ["done", "running", *["cancelled"] * 4]
+    assert store.get_job(ids[0]) == done  # nothing stored changes
+    assert [v.id for v in store.list_jobs(JobFilter(state="cancelled"), order="oldest")] == ids[2:]
+    assert [v.id for v in store.list_jobs(JobFilter(state="queued"), order="oldest")] == [*kept, loose]
+    assert store.count_jobs(JobFilter(state="cancelled", batch="oops")) == 4
+    assert store.count_jobs(JobFilter(state="queued", batch="oops")) == 0
+    for counts in (store.counts(), quick_counts(store)):
+        assert (counts.queued, counts.running, counts.done, counts.cancelled) == (2, 1, 1, 4)
+    summary = batch_summary(store, oops.id)
+    assert (summary.queued, summary.running, summary.done, summary.cancelled) == (0, 1, 1, 4)
+    assert store.unsent_jobs(batch_id=oops.id) == []  # a re-run import publishes none of them
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert {v.id for v in store.stale_jobs(timedelta(0), now=later)} == {ids[1], *kept, loose}
+    assert store.skip_ids(ids) == {ids[0], *ids[2:]}  # the workers drop them (and the done one)
+
+    # A late running mark, or a check that was in flight, never brings one back.
+    store.mark_running([(ids[2], utcnow())])
+    assert store.store_results([result(ids[3])], started=[(ids[4], utcnow())]) == 0
+    # The job being checked at that moment is stored as checked.
+    assert store.store_results([result(ids[1])]) == 1
+    assert states(store, ids) == ["done", "done", *["cancelled"] * 4]
+    assert store.get_job(ids[3]).outcome is None
+    # A job recorded in the batch later (an import still running) is taken back too.
+    [late] = store.insert_jobs(oops.id, [NewJob("http://o.test/late")])
+    assert store.get_job(late).state == "cancelled" and late in store.skip_ids([late])
+
+    assert store.cancel_jobs(batch="oops", count_only=True) == 0  # taken back already
+    assert store.cancel_jobs(batch="oops") == 0
+
+    def rows() -> list[str]:
+        with store.dialect.transaction(write=False) as cur:
+            cur.execute("SELECT state FROM jobs WHERE batch_id = %s ORDER BY id", (oops.id,))
+            return [row[0] for row in cur.fetchall()]
+
+    assert rows() == ["done", "done", *["queued"] * 5]  # the mark, not a million row writes
+    assert store.settle_cancelled([*ids, late, *kept]) == 5  # what a worker does as it drops them
+    assert rows() == ["done", "done", *["cancelled"] * 5]
+    assert store.settle_cancelled([*ids, late]) == 0
+    assert states(store, [*ids, late]) == ["done", "done", *["cancelled"] * 5]  # no read changes
+    assert store.counts().cancelled == 5 and store.counts().queued == 2
+
+    # --all-queued marks every batch with queued jobs, and takes back jobs without a batch row by row.
+    assert store.cancel_jobs(count_only=True) == 2
+    assert store.cancel_jobs() == 2
+    assert states(store, [*kept, loose]) == ["cancelled", "cancelled"]
+    assert store.prune(timedelta(0), now=later) == 9  # taken back with its batch or not: pruned
 
 
 # ---------------------------------------------------------------------------- the command
@@ -200,9 +263,84 @@ def test_workers_drop_cancelled_jobs_first_delivered_or_redelivered(pg_url, amqp
     assert states(store, held).count("cancelled") == cancelled
     assert states(store, wrong).count("cancelled") == taken > 0
     with store.dialect.transaction() as cur:
-        cur.execute("SELECT count(*) FROM results r JOIN jobs j ON j.id = r.job_id WHERE j.state = 'cancelled'")
+        cur.execute(f"SELECT count(*) FROM results r JOIN jobs j ON j.id = r.job_id WHERE {state_is('cancelled')}")
         assert cur.fetchone()[0] == 0  # no cancelled job has a result
     done_wrong = states(store, wrong).count("done")
     # Every done job was checked once; a cancelled one at most while in flight (2 threads).
     assert done_wrong <= hits("wrong") <= done_wrong + 2
     store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+@pytest.mark.e2e
+def test_a_queued_batch_taken_back_shows_cancelled_at_once_and_is_never_checked(pg_url, amqp_url, queue_name,
+                                                                                  target, tmp_path) -> None:
+    """What a user sees: `runner cancel --batch` of a queued batch; at once every job not yet
+    checked is cancelled in `runner results --batch`, `runner status` and the API; the
+    workers started afterwards drop every message, store nothing for them, and the job
+    checked before stays as it was."""
+    import json
+
+    from tests.api.conftest import serve
+
+    env = runner_env(pg_url, amqp_url, queue_name)
+    store = open_store(pg_url)
+    broker = AmqpBroker(amqp_url, queue_name)
+
+    def submit(n: int, tag: str) -> list[int]:
+        out = run_cli(["submit", "--batch", "mixed", *(target.url(f"/mixed/{tag}{i}") for i in range(n))], env)
+        assert out.returncode == 0, out.stderr
+        return [int(line.split()[0]) for line in out.stdout.splitlines()]
+
+    def results() -> dict[int, dict]:
+        out = run_cli(["results", "--batch", "mixed", "--format", "json"], env)
+        assert out.returncode == 0, out.stderr
+        return {row["id"]: row for row in map(json.loads, out.stdout.splitlines())}
+
+    [checked] = submit(1, "first")  # a job of the batch, checked before the cancel
+    with worker(env, "--processes", "1", "--concurrency", "2", log_path=tmp_path / "w1.log"):
+        wait_until(lambda: states(store, [checked]) == ["done"], 60, message="the first job checked")
+    before = results()[checked]
+    queued = submit(300, "q")  # the wrong file: queued, no worker running
+    assert set(states(store, queued)) == {"queued"}
+
+    with serve(env, tmp_path / "serve.log") as server:
+        out = run_cli(["cancel", "--batch", "mixed", "--yes"], env)
+        assert (out.returncode, out.stdout) == (0, "cancelled 300 queued jobs of batch 'mixed'\n"), out.stderr
+        # At once, with no worker running: every list, count and filter says cancelled.
+        shown = results()
+        assert shown[checked] == before  # the job checked before: as it was
+        assert {shown[i]["state"] for i in queued} == {"cancelled"}
+        status = json.loads(run_cli(["status", "--json"], env).stdout)
+        assert (status["jobs"]["queued"], status["jobs"]["cancelled"], status["jobs"]["done"]) == (0, 300, 1), status
+        with server.client(server.token()) as api:
+            page = api.get("/api/v1/jobs", params={"batch": "mixed", "state": "cancelled", "limit": 500}).json()
+            assert sorted(j["id"] for j in page["jobs"]) == queued
+            assert api.get("/api/v1/jobs", params={"batch": "mixed", "state": "queued"}).json()["jobs"] == []
+            batch_id = store.get_job(queued[0], detail=False).batch_id
+            summary = api.get(f"/api/v1/batches/{batch_id}").json()
+            assert (summary["queued"], summary["cancelled"], summary["done"]) == (0, 300, 0), summary
+            assert api.get(f"/api/v1/jobs/{queued[-1]}").json()["state"] == "cancelled"
+
+    hits_before = sum(n for path, n in dict(target.hits).items() if path.startswith("/mixed/q"))
+    assert hits_before == 0
+    with worker(env, "--processes", "1", "--concurrency", "4", log_path=tmp_path / "w2.log"):
+        wait_until(lambda: broker.ping().ready == 0, 120, 0.5, "the workers to drop the batch's messages")
+
+        def rows_settled() -> bool:  # the workers turn the rows to what every read already says
+            with store.dialect.transaction(write=False) as cur:
+                cur.execute("SELECT count(*) FROM jobs WHERE state = 'cancelled'")
+                return cur.fetchone()[0] == 300
+
+        wait_until(rows_settled, 60, 0.5, "the dropped jobs' rows to say cancelled")
+    assert sum(n for path, n in dict(target.hits).items() if path.startswith("/mixed/q")) == 0  # none checked
+    shown = results()
+    assert shown[checked] == before
+    assert {shown[i]["state"] for i in queued} == {"cancelled"}
+    assert all(shown[i]["outcome"] is None for i in queued)  # no result stored for any
+    with store.dialect.transaction() as cur:
+        cur.execute("SELECT count(*) FROM results")
+        assert cur.fetchone()[0] == 1
+    store.close()
+    broker.close()

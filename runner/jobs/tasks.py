@@ -18,7 +18,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
-from db import DEFAULT_REGION, ResultRecord, Store, StoreUnavailable, utcnow
+from db import DEFAULT_REGION, ResultRecord, Store, StoreError, StoreUnavailable, utcnow
 from db.regions import Placement
 from runner import metrics
 from runner.check.options import CheckOptions
@@ -120,7 +120,9 @@ def _is_region(region: object) -> bool:
 class DoneLookup:
     """"Is this job cancelled, or has it (or this region of it) a result?", asked by many
     threads at once and
-    answered with one query per region for all of them (:class:`~runner.jobs.gather.Gather`).
+    answered with one query per region for all of them (:class:`~runner.jobs.gather.Gather`);
+    the rows of the jobs so dropped that a cancelled batch still has ``queued`` are then
+    turned to ``cancelled`` in one write (:meth:`db.Store.settle_cancelled`).
     A database that cannot answer says "no" (the check runs; storing is idempotent, and
     the writer waits for the database)."""
 
@@ -141,6 +143,12 @@ class DoneLookup:
                 found[region] = self.store.skip_ids(ids, region=region)
             except StoreUnavailable:
                 found[region] = set()
+        dropped = set().union(*found.values())
+        if dropped:
+            try:  # a batch taken back: its rows become what every read already calls them
+                self.store.settle_cancelled(sorted(dropped))
+            except StoreError:
+                pass  # only a saving (db.states): the next drop, or none, is as correct
         return [job_id in found[region] for job_id, region in asked]
 
 
