@@ -175,7 +175,7 @@ class LimitStore:
         """Take a rate slot (or use the one reserved, ``slot``) and a connection lease.
 
         ``rate`` spaces the slots; ``limit`` (the host's own rate, default ``rate``) sets
-        the hard cap (:func:`cap_of`) on grants, which no lateness can exceed.
+        the hard cap (:func:`cap_of`) on grants, counted when they are let go.
 
         A reservation made before a pause began, inside it, is dropped: the caller gets a
         new one after the pause. A caller turned away for lack of a connection gets a new

@@ -54,7 +54,7 @@ DB_AWAY_DELAY = 5.0  # the database cannot pace this host now: try the call agai
 # Slots are spaced for 95% of the rate: a check starts a few ms after its slot (a thread
 # wakes, a connection opens), and without the margin two late-then-on-time starts could
 # put rate + 1 requests into one second at the target. Behind the slots, the store's hard
-# cap (db.limits.cap_of: the host's own rate in any 1.05 s, grants half a slot apart)
+# cap (db.limits.cap_of: the host's own rate in any 1.05 s, grants 0.8/rate apart)
 # holds when lateness bunches them; on-time slots never meet it.
 RATE_MARGIN = 0.95
 EARLY = 0.005  # a slot this close is admitted now (LimitStore.admit's ``early``)
