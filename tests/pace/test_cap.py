@@ -58,17 +58,15 @@ def test_cap_of_counts_the_hosts_own_limit_not_the_slots_margin() -> None:
         assert cap / (limit * RATE_MARGIN) > window
 
 
-@pytest.fixture(scope="module")
-def clocked(tmp_path_factory):
+@pytest.fixture
+def clocked(tmp_path, monkeypatch):
+    """SQLite's limits on the test's clock (one store for all of a test's examples: each
+    example takes a host of its own, later on the clock)."""
     clock = Clock()
-    real = db.limits.time
-    db.limits.time = SimpleNamespace(time=clock.time)  # type: ignore[assignment]
-    store = open_store(f"sqlite:///{tmp_path_factory.mktemp('cap')}/cap.db")
-    try:
-        yield store.limits, clock
-    finally:
-        store.close()
-        db.limits.time = real  # type: ignore[assignment]
+    monkeypatch.setattr(db.limits, "time", SimpleNamespace(time=clock.time))
+    store = open_store(f"sqlite:///{tmp_path}/cap.db")
+    yield store.limits, clock
+    store.close()
 
 
 # Callers: each asks this long after the previous one (s), carrying nothing (a new check)
