@@ -32,14 +32,26 @@ from typing import Any
 from .dialects import Dialect, Postgres
 from .errors import StoreUnavailable
 
-# The cap counts grants over the window plus this much: a request reaches its host some
-# time after its grant (the answer's trip to the worker, a thread's turn), and that time
-# varies; bench-fleet saw 24 requests in one sliding second for a 20/s limit without it.
-# It costs pace: rate grants per 1.25 s is 16/s for a 20/s limit. A narrower window was
-# tried on a loaded machine (scripts/bench-pace, issue 25): 1.05 s let 22 requests into
-# one second, 1.1 s 21; the limit is a ceiling, so the window stays.
-JITTER = 0.25
+# The hard cap behind GCRA's spacing, counted at the moment a check is let go (a grant):
+# at most the host's own limit in any window of max(1 s, 1/limit) stretched by CAP_SLACK,
+# and consecutive grants at least GAP_SHARE of 1/limit apart. A request reaches its host
+# some time after its grant (the answer's trip to the worker, a thread's turn), and that
+# time varies: CAP_SLACK is how much more it may vary between two grants 20 apart (for a
+# 20/s limit) before the target counts 21 in one second; the gap keeps late callers that
+# come back together from going as one burst (whose requests then spread the most). The
+# slots are spaced for 95% of the limit (runner.jobs.pacing.RATE_MARGIN), so on-time
+# grants never meet the cap: it costs pace only when it catches a burst.
+# Before (issue 15 to 25): the slots' rate (95%) grants per 1.25 s, 15.2/s for a 20/s limit.
+CAP_SLACK = 0.05
+GAP_SHARE = 0.8
 LEASE_TTL = 15.0  # seconds a lease outlives its last renewal (a killed worker's checks)
+
+
+def cap_of(limit: float) -> tuple[int, float, float]:
+    """For a host limited to ``limit`` checks/s: (grants allowed in the window, the window
+    in seconds, the least time between two grants)."""
+    span = max(1.0, 1.0 / limit)
+    return max(1, int(limit * span + 1e-9)), span * (1.0 + CAP_SLACK), GAP_SHARE / limit
 
 
 @dataclass(frozen=True)
@@ -159,17 +171,22 @@ class LimitStore:
     # ------------------------------------------------------------------ pacing
 
     def admit(self, host: str, *, rate: float | None, connections: int | None, worker: str,
-              slot: float | None = None, early: float = 0.005) -> Admission:
+              slot: float | None = None, early: float = 0.005, limit: float | None = None) -> Admission:
         """Take a rate slot (or use the one reserved, ``slot``) and a connection lease.
+
+        ``rate`` spaces the slots; ``limit`` (the host's own rate, default ``rate``) sets
+        the hard cap (:func:`cap_of`) on grants, counted when they are let go.
 
         A reservation made before a pause began, inside it, is dropped: the caller gets a
         new one after the pause. A caller turned away for lack of a connection gets a new
         rate slot to come back at (so retries stay paced), or nothing without a rate.
         """
+        cap, window, gap = cap_of(limit or rate) if rate else (0, 0.0, 0.0)
         if self._pg:
             granted, wait, reserved, lease, now = self._autocommit(
-                "SELECT * FROM urltester_admit(%s, %s, %s, %s, %s, %s, %s, %s)",
-                (host, rate or 0.0, connections or 0, worker, slot, early, uuid.uuid4().hex, LEASE_TTL))
+                "SELECT * FROM urltester_admit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (host, rate or 0.0, connections or 0, worker, slot, early, uuid.uuid4().hex, LEASE_TTL,
+                 cap, window, gap))
             return Admission(bool(granted), float(wait), None if reserved is None else float(reserved), lease,
                              float(now))
         with self.dialect.transaction() as cur:  # SQLite: one process, BEGIN IMMEDIATE serialises
@@ -190,12 +207,13 @@ class LimitStore:
             elif slot is None and paused_until > now:
                 return Admission(False, paused_until - now, now=now)
             if rate:
-                # The hard cap: GCRA spaces the slots, but checks start a little after theirs
-                # (a late one next to an on-time one), so no more than the rate are let go in
-                # any window of max(1 s, 1/rate), counted at the moment they are let go.
-                cap = max(1, int(rate * max(1.0, 1.0 / rate) + 1e-9))
-                window = max(1.0, 1.0 / rate) + JITTER
+                # The hard cap (cap_of): GCRA spaces the slots, but checks start a little after
+                # theirs (a late one next to an on-time one), counted when they are let go.
                 cur.execute("DELETE FROM host_grants WHERE host = %s AND at <= %s", (host, now - window))
+                cur.execute("SELECT max(at) FROM host_grants WHERE host = %s", (host,))
+                last = cur.fetchone()[0]
+                if last is not None and float(last) + gap - now > early:
+                    return Admission(False, float(last) + gap - now, slot, now=now)
                 cur.execute("SELECT at FROM host_grants WHERE host = %s ORDER BY at DESC LIMIT 1 OFFSET %s",
                             (host, cap - 1))
                 row = cur.fetchone()

@@ -400,6 +400,89 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "CREATE INDEX batches_cancelled ON batches (id) WHERE cancelled_at IS NOT NULL",
         ],
     ),
+    (
+        9,
+        [
+            # Issue 25: the cap's count and window come from the caller (db/limits.py: cap_of),
+            # no longer fixed in SQL: `rate` (the slots' spacing, 95% of the host's limit)
+            # capped the grants at 19 per 1.25 s for a 20/s host, 15/s. Now p_cap grants (the
+            # host's own limit) in any p_window, and consecutive grants at least p_gap apart.
+            # An overload beside version 3's function (other arguments), not a replacement:
+            # workers not yet upgraded keep calling theirs during a rolling upgrade.
+            """CREATE FUNCTION urltester_admit(p_host text, p_rate double precision, p_conns integer,
+                    p_worker text, p_slot double precision, p_early double precision, p_lease text,
+                    p_ttl double precision, p_cap integer, p_window double precision, p_gap double precision)
+                RETURNS TABLE (granted boolean, wait double precision, slot double precision,
+                               lease text, now double precision)
+                LANGUAGE plpgsql AS $$
+            DECLARE
+                v_now double precision := extract(epoch from clock_timestamp());
+                v_next double precision;
+                v_paused double precision;
+                v_slot double precision := p_slot;
+                v_at double precision;
+                v_count integer;
+            BEGIN
+                INSERT INTO host_pace (host) VALUES (p_host) ON CONFLICT (host) DO NOTHING;
+                SELECT h.next_slot, h.paused_until INTO v_next, v_paused FROM host_pace h
+                    WHERE h.host = p_host FOR UPDATE;
+                IF v_slot IS NOT NULL AND (v_slot < v_paused OR v_slot < v_now - 2.0 OR v_slot > v_now + 3600) THEN
+                    v_slot := NULL;
+                END IF;
+                IF v_slot IS NOT NULL AND v_slot - v_now > p_early THEN
+                    RETURN QUERY SELECT false, v_slot - v_now, v_slot, NULL::text, v_now;
+                    RETURN;
+                END IF;
+                IF v_slot IS NULL AND p_rate > 0 THEN
+                    v_slot := greatest(v_next, v_now, v_paused);
+                    v_next := v_slot + 1.0 / p_rate;
+                    UPDATE host_pace SET next_slot = v_next WHERE host = p_host;
+                    IF v_slot - v_now > p_early THEN
+                        RETURN QUERY SELECT false, v_slot - v_now, v_slot, NULL::text, v_now;
+                        RETURN;
+                    END IF;
+                ELSIF v_slot IS NULL AND v_paused > v_now THEN
+                    RETURN QUERY SELECT false, v_paused - v_now, NULL::double precision, NULL::text, v_now;
+                    RETURN;
+                END IF;
+                IF p_rate > 0 THEN
+                    DELETE FROM host_grants WHERE host = p_host AND at <= v_now - p_window;
+                    SELECT max(g.at) INTO v_at FROM host_grants g WHERE g.host = p_host;
+                    IF v_at IS NOT NULL AND v_at + p_gap - v_now > p_early THEN
+                        RETURN QUERY SELECT false, v_at + p_gap - v_now, v_slot, NULL::text, v_now;
+                        RETURN;
+                    END IF;
+                    SELECT g.at INTO v_at FROM host_grants g WHERE g.host = p_host ORDER BY g.at DESC
+                        LIMIT 1 OFFSET greatest(p_cap, 1) - 1;
+                    IF FOUND THEN
+                        RETURN QUERY SELECT false, v_at + p_window - v_now + 0.001, v_slot, NULL::text, v_now;
+                        RETURN;
+                    END IF;
+                END IF;
+                IF p_conns > 0 THEN
+                    DELETE FROM host_leases WHERE host = p_host AND expires_at < v_now;
+                    SELECT count(*) INTO v_count FROM host_leases WHERE host = p_host;
+                    IF v_count >= p_conns THEN
+                        IF p_rate > 0 THEN
+                            v_slot := greatest(v_next, v_now, v_paused);
+                            UPDATE host_pace SET next_slot = v_slot + 1.0 / p_rate WHERE host = p_host;
+                            RETURN QUERY SELECT false, greatest(v_slot - v_now, 0.02), v_slot, NULL::text, v_now;
+                        ELSE
+                            RETURN QUERY SELECT false, 0.1::double precision, NULL::double precision, NULL::text, v_now;
+                        END IF;
+                        RETURN;
+                    END IF;
+                    INSERT INTO host_leases (id, host, worker, expires_at) VALUES (p_lease, p_host, p_worker, v_now + p_ttl);
+                END IF;
+                IF p_rate > 0 THEN
+                    INSERT INTO host_grants (host, at) VALUES (p_host, v_now);
+                END IF;
+                RETURN QUERY SELECT true, 0.0::double precision, NULL::double precision,
+                    CASE WHEN p_conns > 0 THEN p_lease END, v_now;
+            END
+            $$""",
+        ],
+    ),
 ]
 
 SQLITE: list[tuple[int, list[str]]] = [
@@ -709,4 +792,5 @@ SQLITE: list[tuple[int, list[str]]] = [
             "CREATE INDEX batches_cancelled ON batches (id) WHERE cancelled_at IS NOT NULL",
         ],
     ),
+    (9, []),  # issue 25: PostgreSQL's admission function only (SQLite decides in Python)
 ]

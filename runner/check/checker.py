@@ -84,9 +84,13 @@ class Checker:
 
     def __init__(self, policy: AddressPolicy = DEFAULT_POLICY, *, user_agent: str = USER_AGENT,
                  ca_bundle: str | None = None,
-                 on_retry_after: Callable[[str, float], None] | None = None) -> None:
+                 on_retry_after: Callable[[str, float], None] | None = None,
+                 before_retry: Callable[[str, float], bool] | None = None) -> None:
         # on_retry_after(host, seconds): a 429/503 asked for a pause (the fleet's pacing keeps it).
         self.on_retry_after = on_retry_after
+        # before_retry(url, seconds left): a retry is one more request to the host, so it
+        # waits for the host's rate like a check (the fleet's pacing); False: no retry.
+        self.before_retry = before_retry
         self.policy = policy
         self.user_agent = user_agent
         self._contexts = transport.TLSContexts(ca_bundle)
@@ -163,6 +167,9 @@ class Checker:
                 if len(history) == 1 and not getattr(attempt, "started", False):
                     attempt.started = True  # type: ignore[attr-defined]  # a flag on the function itself
                     return history[0]
+                if self.before_retry is not None and not self.before_retry(url, guard.remaining()):
+                    history[-1].transient = False  # the host's rate leaves no turn before the deadline
+                    return history[-1]
                 result = self._attempt(session, url, options, guard)
                 history.append(result)
                 return result

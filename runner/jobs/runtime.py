@@ -106,7 +106,7 @@ class Runtime:
                 from runner.check.policy import AddressPolicy
 
                 policy = AddressPolicy(deny_private=self.settings.deny_private, allow=self.settings.allow_networks)
-                self._checker = Checker(policy, on_retry_after=pacer.pause)
+                self._checker = Checker(policy, on_retry_after=pacer.pause, before_retry=pacer.again)
             return self._checker
 
     @property

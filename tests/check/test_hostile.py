@@ -295,3 +295,22 @@ def test_a_resolver_that_never_answers_is_bounded(monkeypatch, timed) -> None:
     assert result.outcome in ("dns_error", "deadline_exceeded")
     assert result.retried and result.retried[0]["error"] == "DNS: no answer within 1 s (stuck.example)"
     assert took <= 2 + SLACK
+
+
+def test_each_retry_asks_the_hosts_pace_first_and_none_is_made_without_leave(hostile: Server) -> None:
+    """A retry is one more request to the host: the checker asks ``before_retry`` (the
+    fleet's pacing) first; told no, it makes none and reports the attempts it made."""
+    asked: list[str] = []
+    no = Checker(before_retry=lambda url, left: asked.append(url) or False)
+    try:
+        result = no.check(hostile.url("/reset"), parse_options({"deadline": 3}))
+    finally:
+        no.close()
+    assert result.outcome == "invalid_response" and result.attempts == 1
+    assert asked == [hostile.url("/reset")]
+    yes = Checker(before_retry=lambda url, left: asked.append(url) or True)
+    try:
+        result = yes.check(hostile.url("/reset"), parse_options({"deadline": 3}))
+    finally:
+        yes.close()
+    assert result.attempts == 3 and len(asked) == 3  # one ask per retry

@@ -202,3 +202,18 @@ def test_a_publisher_holds_a_limited_hosts_calls_back_with_their_slots() -> None
     assert {key: [c.args[1] for c in cs] for key, cs in held.items()} == {
         ("default", 4.0): ["http://a.test/"], ("default", 0.0): ["http://b.test/"]}
     assert held[("default", 4.0)][0].kwargs == {"pace": {"slot": 100.0}}
+
+
+def test_a_checks_retry_takes_a_grant_of_its_hosts_rate(store) -> None:
+    """A retry is one more request to the host: it waits for the host's rate as a check
+    does (in its thread), or is not made when that is not within the time left."""
+    store.limits.set_limit(HostLimit("slow.test", 4, None))
+    pacer = Pacer(store.limits, "w", Limits(None, None))
+    pacer.admit("http://slow.test/a").release()  # the check's first request: granted now
+    assert not pacer.again("http://slow.test/a", 0.01)  # the next slot is 1/(0.95 x 4) s away
+    assert pacer.again("http://slow.test/a", 5.0)
+    with store.dialect.transaction() as cur:
+        cur.execute("SELECT at FROM host_grants WHERE host = 'slow.test' ORDER BY at")
+        grants = [float(r[0]) for r in cur.fetchall()]
+    assert len(grants) == 2 and grants[1] - grants[0] >= 1 / (4 * 0.95) - 0.01, grants
+    assert pacer.again("http://free.test/a", 0.0)  # no rate: nothing to wait for
