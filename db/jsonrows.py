@@ -17,6 +17,8 @@ answer None, and the caller sends the rows the old way.
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -66,5 +68,20 @@ def execute(cur: Any, head: str, types: Sequence[str], rows: Sequence[Sequence[A
     text = encode(rows)
     if text is None:
         return False
-    cur.execute(head + select(types) + tail, (text,))
+    sql = head + select(types) + tail
+    conn = cur.connection
+    with _LOCK:
+        known = _PREPARED.setdefault(conn, {})
+    name = known.get(sql)
+    if name is None:  # once per connection: later batches skip the parse and the plan
+        name = f"urltester_rows_{len(known)}"
+        cur.execute(f"PREPARE {name} (json) AS {sql.replace('%s::json', '$1')}")
+        known[sql] = name
+    cur.execute(f"EXECUTE {name} (%s)", (text,))
     return True
+
+
+# Each connection's prepared statements (PREPARE outlives a rolled-back transaction; a
+# connection closed takes them with it, and leaves this map with its last reference).
+_PREPARED: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
