@@ -145,7 +145,9 @@ def record_states(d: Dialect, cur: Any, decided: Sequence[ResultRecord], regiona
         d.insert_returning(cur, "INSERT INTO url_changes (url_id, at, from_state, to_state, change, job_id, batch_id, "
                                 "outcome, status_code, error, region) VALUES ",
                            [(c.url_id, d.ts(c.at), c.from_state, c.to_state, c.change, c.job_id, c.batch_id,
-                             c.outcome, c.status_code, c.error, c.region) for c in changes], " RETURNING id")
+                             c.outcome, c.status_code, c.error, c.region) for c in changes], "",
+                           ("bigint", "timestamptz", "text", "text", "text", "bigint", "bigint", "text", "integer",
+                            "text", "text"))
     add_points(d, cur, history)
     return changes
 

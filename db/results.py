@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from types import NoneType
+from typing import Any, get_args
 
-from runner.fields import RESULT_KEYS
+from runner.fields import RESULT_KEYS, RESULT_TYPES
 
 from .alerts import queue_alerts
 from .dialects import Dialect
@@ -20,12 +21,21 @@ from .states import state_is, taken_back
 # The columns of results and region_results: the result's fields (runner.fields), each in
 # a column of its name, and where, when and by whom it was checked, and all of it as JSON.
 _RESULT_COLUMNS = ", ".join(("region", "job_id", "checked_at", "worker", "detail", *RESULT_KEYS))
+# Their PostgreSQL types (the rows travel as one JSON parameter there: db/jsonrows.py).
+_SQL_TYPES = {str: "text", bool: "boolean", int: "bigint", float: "double precision"}
+_RESULT_TYPES = ("text", "bigint", "timestamptz", "text", "jsonb",
+                 *(_SQL_TYPES[next(t for t in get_args(RESULT_TYPES[key]) if t is not NoneType)]
+                   for key in RESULT_KEYS))
 
 
 def _result_row(d: Dialect, r: ResultRecord) -> tuple[Any, ...]:
     """A result's values for ``_RESULT_COLUMNS``."""
     return (r.region, r.job_id, d.ts(r.checked_at), r.worker, d.json(r.detail),
             *(d.boolean(v) if isinstance(v, bool) else v for v in (getattr(r, key) for key in RESULT_KEYS)))
+
+
+# A job's result is in: done, and when its check began if this batch says so (None: as it was).
+_DONE = (("state", "text"), ("started_at?", "timestamptz"))
 
 
 class Results:
@@ -64,8 +74,6 @@ class Results:
         with d.transaction(announce=True) as cur:
             d.lock_jobs(cur, [*ids, *(job_id for job_id, _ in started)])
             d.share_batches(cur, [*ids, *(job_id for job_id, _ in started)])
-            if started:
-                d.mark_running(cur, started)
             # Only jobs that still exist (a pruned job's late result is dropped) and were not
             # cancelled while their check ran (its result is dropped: the job stays cancelled).
             cur.execute("SELECT id, options, url_id, url, batch_id, state FROM jobs WHERE state <> 'cancelled' AND "
@@ -78,14 +86,23 @@ class Results:
                 jobs[job_id] = JobRow(url_id, url, batch_id, state, parsed, placements[job_id].named)
             plain = [r for r in records if r.job_id in placements and not placements[r.job_id].named]
             named = [r for r in records if r.job_id in placements and placements[r.job_id].named]
+            # A job started and done in this batch is written once: done, with when it
+            # started (as running then done would be, but one row version, not two).
+            done = sorted({r.job_id for r in plain})
+            began = dict(started)
+            finished = set(done)
+            running = [(job_id, at) for job_id, at in started if job_id not in finished]
+            if running:
+                d.mark_running(cur, running)
             new = 0
             decided: list[ResultRecord] = []
             regional: list[ResultRecord] = []
             if plain:
                 decided = self._insert_new(cur, "results", "job_id", plain)
                 new += len(decided)
-                done_test, done_params = d.any_of("id", sorted({r.job_id for r in plain}))
-                cur.execute(f"UPDATE jobs SET state = 'done' WHERE {done_test}", done_params)
+                d.update_rows(cur, "jobs", _DONE, [
+                    (job_id, "done", d.ts(began.get(job_id) if jobs[job_id].state in ("queued", "running") else None))
+                    for job_id in done])
             if named:
                 fresh = regional = self._insert_new(cur, "region_results", "job_id, region", named)
                 new += len(fresh)
@@ -112,7 +129,8 @@ class Results:
         d = self.dialect
         head = f"INSERT INTO {table} ({_RESULT_COLUMNS}) VALUES "  # our own names
         tail = f" ON CONFLICT ({key}) DO NOTHING RETURNING job_id, region"
-        keys = {(row[0], row[1]) for row in d.insert_returning(cur, head, [_result_row(d, r) for r in records], tail)}
+        keys = {(row[0], row[1]) for row in d.insert_returning(cur, head, [_result_row(d, r) for r in records], tail,
+                                                                   _RESULT_TYPES)}
         out: list[ResultRecord] = []
         for r in records:  # a batch may hold a job (or pair) twice: the first one is the new one
             if (r.job_id, r.region) in keys:

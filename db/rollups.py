@@ -97,6 +97,8 @@ Point = tuple[int, str, datetime, bool, str, "float | None"]
 
 
 def _outcomes_json(counts: dict[str, int]) -> str:
+    if all(k.isidentifier() for k in counts):  # outcomes are (no quote, backslash or control): by hand
+        return "{" + ",".join(f'"{k}":{n}' for k, n in counts.items()) + "}"
     return json.dumps(counts, separators=(",", ":"))
 
 
@@ -127,7 +129,8 @@ def add_points(d: Dialect, cur: Any, points: Iterable[Point]) -> None:
                        " ON CONFLICT (url_id, grain, start, region) DO UPDATE SET checks = u.checks + EXCLUDED.checks, "
                        "ok = u.ok + EXCLUDED.ok, "
                        f"by_outcome = {d.counts_add('u.by_outcome', 'EXCLUDED.by_outcome')}, "
-                       f"hist = {d.counts_add('u.hist', 'EXCLUDED.hist')} RETURNING url_id")
+                       f"hist = {d.counts_add('u.hist', 'EXCLUDED.hist')}",
+                       ("bigint", "text", "timestamptz", "text", "integer", "integer", "text", "text"))
 
 
 def window(d: Dialect, cur: Any, url_ids: list[int], since: datetime, region: str = OVERALL) -> dict[int, Rollup]:

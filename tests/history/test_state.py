@@ -79,6 +79,23 @@ def test_a_cancelled_job_never_counts(store) -> None:
     assert recorded(store) == [(None, "ok", "new", first)]
 
 
+def test_started_and_done_in_one_write(store) -> None:
+    """A job whose start and result are written together is done with its start time; a
+    redelivery keeps the first start; a job cancelled while it ran stays cancelled, unstarted."""
+    [both, later, cancelled] = store.insert_jobs(None, [NewJob(f"http://s{i}.test/") for i in range(3)])
+    with store.dialect.transaction() as cur:
+        cur.execute("UPDATE jobs SET state = 'cancelled' WHERE id = %s", (cancelled,))
+    began = T0 - timedelta(seconds=5)
+    store.store_results([result(both, True)], started=[(both, began), (later, began), (cancelled, began)])
+    assert (store.get_job(both).state, store.get_job(both).started_at) == ("done", began)
+    assert (store.get_job(later).state, store.get_job(later).started_at) == ("running", began)
+    assert (store.get_job(cancelled).state, store.get_job(cancelled).started_at) == ("cancelled", None)
+    store.store_results([result(both, False, k=1)], started=[(both, T0 + timedelta(minutes=1))])  # redelivered
+    assert (store.get_job(both).state, store.get_job(both).started_at, store.get_job(both).ok) == ("done", began, True)
+    store.store_results([result(later, True, k=2)])
+    assert (store.get_job(later).state, store.get_job(later).started_at) == ("done", began)
+
+
 def test_changes_reach_the_alerts_hook_in_the_results_transaction(store) -> None:
     seen: list = []
     store._on_changes = lambda cur, changes: seen.extend(changes)  # type: ignore[method-assign]
