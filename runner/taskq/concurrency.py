@@ -144,6 +144,7 @@ class ConcurrencyController:
         self._slow_start = not options.fixed
         self._busy = False  # a call has been seen: the first window runs from then
         self._warm = False  # that first window is over
+        self._grew = False  # the last decision was to grow
 
     @property
     def current(self) -> int:
@@ -222,10 +223,19 @@ class ConcurrencyController:
                   self._current, len(samples), median, low, high, f"{self._base:.3f}" if self._base else "-",
                   mean, full, own, "-" if machine is None else f"{machine:.0%}")
         cut_at, self._cut_at = self._cut_at, None
+        grew, self._grew = self._grew, False
         if cut_at is not None and median >= cut_at * 0.9:
             self._base, self._slow_start = high, True  # the cut did not help: not our queueing
-        base = self._base = high if self._base is None else min(self._base, high)
-        if low > base * self.options.shrink_above:
+        if self._base is None or not grew:
+            # Not lowered by the window after a growth: its calls are mostly the new ones
+            # that finished within it, the fastest of a spread of latencies (on the mix: a
+            # base a quarter too low, and the next ordinary windows read as congestion).
+            self._base = high if self._base is None else min(self._base, high)
+        base = self._base
+        # Nothing waiting for a thread and a process using under half a core: no queue of our
+        # own, and the calls that end are the batch's slowest, still out (its tail as it drains).
+        tail = not full and own < self.options.own_busy / 2
+        if low > base * self.options.shrink_above and not tail:
             self._slow_start = False
             self._cut_at = median
             self._set(self._current * max(0.5, base / median))
@@ -234,7 +244,8 @@ class ConcurrencyController:
         return self._current
 
     def _set(self, value: float) -> None:
-        self._current = max(self.options.minimum, min(self.options.maximum, int(value)))
+        before, self._current = self._current, max(self.options.minimum, min(self.options.maximum, int(value)))
+        self._grew = self._current > before
 
 
 def _median_band(samples: list[float]) -> tuple[float, float, float]:
