@@ -207,3 +207,27 @@ def test_congestion_still_shows_through_the_mix() -> None:
         limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=FREE_CPU)
         seen = [lognormal_window(limit, clock, rng, slower_past=256) for _ in range(80)]
         assert statistics.median(seen[-40:]) <= 512 and min(seen[-40:]) >= 64, (seed, seen)
+
+
+def test_the_window_after_a_growth_does_not_lower_the_base() -> None:
+    """After a growth the window's calls are mostly the new ones that ended within it: the
+    fastest of a spread. Taken as the base, the next ordinary window read as congestion."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=FREE_CPU)
+    assert window(limit, clock, lambda n: 0.2) == 128  # the first window: measures
+    assert window(limit, clock, lambda n: 0.2) == 256  # base 0.2; grows
+    assert window(limit, clock, lambda n: 0.1) == 512  # right after: the new calls' fastest
+    # Ordinary again (0.2, not past 1.6 x 0.1 only because 0.1 did not become the base).
+    assert window(limit, clock, lambda n: 0.2, waiting=False) == 512
+
+
+def test_a_draining_batch_does_not_cut() -> None:
+    """The queue empty and the process nearly idle, the calls that end are the batch's
+    slowest: no queue of ours, no cut."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=256, maximum=1024), clock=clock, cpu=FREE_CPU)
+    window(limit, clock, lambda n: 0.2)
+    window(limit, clock, lambda n: 0.2, waiting=False)  # base 0.2, nothing waits: stays
+    assert [window(limit, clock, lambda n: 2.0, waiting=False) for _ in range(3)] == [256] * 3
+    # With calls waiting, the same latency is a queue: it cuts.
+    assert window(limit, clock, lambda n: 2.0) == 128
