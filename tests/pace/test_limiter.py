@@ -231,3 +231,26 @@ def test_a_draining_batch_does_not_cut() -> None:
     assert [window(limit, clock, lambda n: 2.0, waiting=False) for _ in range(3)] == [256] * 3
     # With calls waiting, the same latency is a queue: it cuts.
     assert window(limit, clock, lambda n: 2.0) == 128
+
+
+def test_targets_slow_at_their_fastest_grow_past_half_a_core_on_a_busy_machine() -> None:
+    """0.5 s targets at 256 a process: over half a core, the machine 95% busy (our database
+    and target among it). Every call takes 0.5 s at the least: the targets', not a queue of
+    ours, so it grows. 0 ms targets in a crowded process, or the mix (its fastest tenth in
+    under 40 ms), at the same CPU do not."""
+    busy = lambda: (0.6, 0.95)  # noqa: E731
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=256, maximum=1024), clock=clock, cpu=busy)
+    assert [window(limit, clock, lambda n: 0.5) for _ in range(3)] == [512, 1024, 1024]  # from the first window
+    spread = [0.3 * (i + 1) / 256 for i in range(256)]  # a GIL queue: 1 ms to 0.3 s, mean 0.15 s
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=busy)
+    for _ in range(5):
+        for ran in spread:
+            limit.record(ran)
+        clock.t += 0.5
+        assert limit.tick(waiting=True) == 128
+    clock = Clock()
+    rng = random.Random(1)
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=busy)
+    assert [lognormal_window(limit, clock, rng) for _ in range(5)] == [128] * 5
