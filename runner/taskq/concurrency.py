@@ -8,27 +8,34 @@ targets the same hundreds only fight for the GIL. The concurrency is therefore s
 congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "gradient"):
 
 * every ``window`` seconds (0.5) it takes the **median** time a call ran in that window
-  (the median, so 1% of checks hanging until their deadline does not steer it);
-* ``base`` is the lowest such median seen: the latency of the targets themselves,
-  without queueing in this process;
+  (the median, so 1% of checks hanging until their deadline does not steer it), with the
+  band its sampling noise puts it in (two standard errors each way, from the spread of the
+  log-latencies): narrow on targets of one latency, wide on a mix of them;
+* ``base`` is the lowest upper bound of that band seen: the latency of the targets
+  themselves, without queueing in this process. (The lowest median was the base before
+  issue 25: on log-normal latencies the half-second medians swing by half, and ordinary
+  windows then read as congestion: the default shrank to 37 a process, 0.61 of the best.)
 * while the concurrency is what holds the calls back (in at least ``full_at`` of the window's
   looks, calls were waiting for a thread), the CPU is free (this process below
   ``own_busy`` of a core, the GIL's bound, and the machine below ``machine_busy``: see
-  :class:`CpuMeter`) and the median is within ``grow_below`` of ``base`` (more in
+  :class:`CpuMeter`) and the band's lower bound is within ``grow_below`` of ``base`` (more in
   flight costs no latency), the concurrency grows: doubling until the first sign of
-  congestion (slow start), then by a quarter. A moment's burst is not demand, and a
-  busy CPU is no place for more threads: on 0 ms targets the latency hardly moves with
-  the thread count (the calls queue in the target, the database, the other process), so
-  latency alone took the concurrency to 512, at 0.86 of fixed 128's rate. The machine's
-  share gates only targets faster than ``cpu_bound_below`` (0.25 s) or a process past half a
-  core: on slower ones a busy neighbour held 1 s targets at 128 a process, while congestion
-  of our own shows in the median;
-* when the median passes ``shrink_above`` × ``base`` (calls now queue for the GIL or
-  the core), the concurrency shrinks by the gradient ``base / median`` (at most to half);
-* the first window with calls in it only measures: its calls carry the start's costs
-  (new connections, the first TLS handshakes) and its CPU the quiet before the load
-  builds, so growing then took 100 ms targets to 256 threads a process where 128 is the
-  best (0.91 of fixed 128);
+  congestion (slow start; four times while the process uses under a quarter of
+  ``own_busy``: its calls all wait on the network), then by a quarter. A moment's burst is
+  not demand, and a busy CPU is no place for more threads: on 0 ms targets the latency
+  hardly moves with the thread count (the calls queue in the target, the database, the
+  other process), so latency alone took the concurrency to 512, at 0.86 of fixed 128's
+  rate. The machine's share gates only targets whose calls take ``cpu_bound_below`` (0.25 s)
+  or more on average, while the process uses under half a core: on slower ones a busy
+  neighbour held 1 s targets at 128 a process, while congestion of our own shows in the median;
+* when the band's lower bound passes ``shrink_above`` × ``base`` (calls now queue for the GIL
+  or the core), the concurrency shrinks by the gradient ``base / median`` (at most to half);
+* the first window starts with the first call (idle looks before it are no window: its CPU
+  would be the quiet before the load). Its calls carry the start's costs (new connections,
+  the first TLS handshakes), so it sets no ``base``, and it grows only on slow targets, where
+  its calls outlast it: growing then on 100 ms targets took them to 256 threads a process
+  where 128 is the best (0.91 of fixed 128), while waiting a window to measure 1 s targets,
+  then doubling, kept a 5,000-URL run at 128 a process for most of its 6 to 8 s (issue 25);
 * if the next window's median is no better after such a cut, the latency was the
   targets' own (the mix changed), not ours: ``base`` is reset to it and slow start
   resumes. (A base that followed recent medians instead would drift up with the queueing
@@ -49,6 +56,7 @@ Time is injectable (``clock=``) so tests drive the controller without sleeping.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -134,7 +142,9 @@ class ConcurrencyController:
         self._cut_at: float | None = None  # the median that made the last cut
         self._window_start = clock()
         self._slow_start = not options.fixed
-        self._warm = False  # a window with calls in it has been seen
+        self._busy = False  # a call has been seen: the first window runs from then
+        self._warm = False  # that first window is over
+        self._grew = False  # the last decision was to grow
 
     @property
     def current(self) -> int:
@@ -153,13 +163,33 @@ class ConcurrencyController:
     def tick(self, waiting: bool) -> int:
         """Look (``waiting``: calls are waiting for a thread now) and decide, if a window
         has passed; returns the concurrency. Called by the pool's controller, a few times a window."""
+        now = self._clock()
+        if self.options.fixed:
+            return self._current
+        if not self._busy:
+            if not waiting and not self._samples:
+                # Idle: the first window starts with the first call, so that its CPU is the
+                # load's and not the quiet before it (which read as room to grow).
+                self._window_start = now
+                self._cpu()
+                return self._current
+            self._busy = True
         self._looks += 1
         self._waiting += bool(waiting)
-        now = self._clock()
-        if self.options.fixed or now - self._window_start < self.options.window:
+        elapsed = now - self._window_start
+        if elapsed < self.options.window:
             return self._current
         samples, self._samples = self._samples, []
         own, machine = self._cpu()
+        full = self._waiting >= self._looks * self.options.full_at
+        self._looks = self._waiting = 0
+        self._window_start = now
+        first, self._warm = not self._warm, True
+        few = len(samples) < self.options.min_samples
+        # How long a call waits, on average (the mean: what a thread's share of the CPU
+        # follows); with hardly any call over, at least the window times the calls in flight
+        # per call finished (Little's law).
+        mean = self._current * elapsed / max(1, len(samples)) if few else statistics.fmean(samples)
         # The machine's CPU gates growth only on fast targets: there the calls' queues form
         # outside this process (the target, the database, the other process) where the median
         # does not show them. On slow ones a check is ~1 ms of CPU in a second of waiting, and
@@ -167,39 +197,76 @@ class ConcurrencyController:
         # of what more threads gave (issue 25); congestion there shows in the median.
         # "Slow" also asks that this process use under half a core: a call's measured time
         # includes its wait for the GIL (128 threads at 450 calls/s: 0.28 s on 0 ms targets),
-        # so a median alone cannot tell slow targets from a crowded process.
-        slow = (self._base is not None and self._base >= self.options.cpu_bound_below
-                and own < self.options.own_busy / 2)
+        # so a latency alone cannot tell slow targets from a crowded process. The mean, not
+        # the median: a mix of log-normal latencies around 150 ms (mean 0.3 s) is slow.
+        # Or every call slow, the fastest tenth too (``fastest``): a crowded process spreads its
+        # calls' times from near nothing up, while 0.5 s targets take 0.5 s at the least; there
+        # a process at 256 uses over half a core, and the machine's share (our own database and
+        # target with it) held it at 256, 0.87 of fixed 512's rate.
+        fastest = mean if few else sorted(samples)[len(samples) // 10]
+        slow = own < self.options.own_busy and (fastest >= self.options.cpu_bound_below or (
+            mean >= self.options.cpu_bound_below and own < self.options.own_busy / 2))
         cpu_free = own < self.options.own_busy and (machine is None or machine < self.options.machine_busy or slow)
-        full = self._waiting >= self._looks * self.options.full_at
-        self._looks = self._waiting = 0
-        self._window_start = now
-        grow = self._current * 2 if self._slow_start else self._current + max(1, self._current // 4)
-        if not self._warm:
-            self._warm = bool(samples) or full
-            return self._current
-        if len(samples) < self.options.min_samples:
-            if full and cpu_free:
-                # Calls so long that hardly any finished this window while more wait: only
-                # more in flight can raise the throughput.
+        grow = self._current + max(1, self._current // 4)
+        if self._slow_start:
+            # Slow start: doubling, or four times while this process uses under a quarter
+            # of what it can (its calls nearly all wait on the network): from 128 a process,
+            # 1 s targets need 512 or more, and two doublings cost a run of 5,000 URLs a
+            # quarter of its time.
+            grow = self._current * (4 if own * 4 < self.options.own_busy else 2)
+        if first or few:
+            # The first window's calls carry the start's costs (new connections, the first
+            # TLS handshakes): it sets no base, and grows only on slow targets, where more
+            # in flight is the one way to more throughput (growing then on 100 ms targets
+            # took them to 256 a process where 128 is the best). With hardly any call over,
+            # the calls outlast the window: slow.
+            if full and cpu_free and slow:
                 self._set(grow)
             return self._current
-        median = statistics.median(samples)
-        log.debug("concurrency %d: %d calls, median %.3f s (base %s), full %s, CPU %.2f cores, machine %s",
-                  self._current,
-                  len(samples), median, f"{self._base:.3f}" if self._base else "-", full, own,
-                  "-" if machine is None else f"{machine:.0%}")
+        median, low, high = _median_band(samples)
+        log.debug("concurrency %d: %d calls, median %.3f s [%.3f, %.3f] (base %s), mean %.3f s, p10 %.3f s, "
+                  "full %s, CPU %.2f cores, machine %s",
+                  self._current, len(samples), median, low, high, f"{self._base:.3f}" if self._base else "-",
+                  mean, fastest, full, own, "-" if machine is None else f"{machine:.0%}")
         cut_at, self._cut_at = self._cut_at, None
+        grew, self._grew = self._grew, False
         if cut_at is not None and median >= cut_at * 0.9:
-            self._base, self._slow_start = median, True  # the cut did not help: not our queueing
-        base = self._base = median if self._base is None else min(self._base, median)
-        if median > base * self.options.shrink_above:
+            self._base, self._slow_start = high, True  # the cut did not help: not our queueing
+        if self._base is None or not grew:
+            # Not lowered by the window after a growth: its calls are mostly the new ones
+            # that finished within it, the fastest of a spread of latencies (on the mix: a
+            # base a quarter too low, and the next ordinary windows read as congestion).
+            self._base = high if self._base is None else min(self._base, high)
+        base = self._base
+        # Nothing waiting for a thread and a process using under half a core: no queue of our
+        # own, and the calls that end are the batch's slowest, still out (its tail as it drains).
+        tail = not full and own < self.options.own_busy / 2
+        if low > base * self.options.shrink_above and not tail:
             self._slow_start = False
             self._cut_at = median
             self._set(self._current * max(0.5, base / median))
-        elif full and cpu_free and median <= base * self.options.grow_below:
+        elif full and cpu_free and low <= base * self.options.grow_below:
             self._set(grow)
         return self._current
 
     def _set(self, value: float) -> None:
-        self._current = max(self.options.minimum, min(self.options.maximum, int(value)))
+        before, self._current = self._current, max(self.options.minimum, min(self.options.maximum, int(value)))
+        self._grew = self._current > before
+
+
+def _median_band(samples: list[float]) -> tuple[float, float, float]:
+    """The window's median and the band its sampling noise puts it in (about two standard
+    errors each way, from the spread of the log-latencies: their interquartile range).
+
+    Targets of one latency give a narrow band, and the controller compares medians as before.
+    A mix of log-normal latencies gives a wide one: its half-second medians of a few dozen
+    calls swing by half, the lowest of them became ``base`` and ordinary windows then read as
+    congestion (the default shrank to 37 a process, 0.61 of the best fixed; issue 25). So
+    ``base`` is the lowest upper bound, and a window is congested only when its lower bound is
+    past ``shrink_above`` × ``base``."""
+    logs = sorted(math.log(max(s, 1e-6)) for s in samples)
+    n = len(logs)
+    median = math.exp(statistics.median(logs))
+    sigma = (logs[(3 * n) // 4] - logs[n // 4]) / 1.349  # robust: 1% hanging calls do not widen it
+    noise = math.exp(2 * 1.2533 * sigma / math.sqrt(n))  # the median's standard error is 1.2533 sigma / sqrt(n)
+    return median, median / noise, median * noise

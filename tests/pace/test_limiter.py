@@ -3,6 +3,9 @@ flight costs no latency, and shrink when calls start to queue (latency inflates)
 
 from __future__ import annotations
 
+import math
+import random
+import statistics
 from pathlib import Path
 
 from runner.taskq.concurrency import ConcurrencyController, ConcurrencyOptions, CpuMeter
@@ -33,7 +36,8 @@ def test_grows_to_the_ceiling_while_latency_is_the_targets_own() -> None:
     limit = ConcurrencyController(ConcurrencyOptions(start=8, maximum=512), clock=clock, cpu=FREE_CPU)
     seen = [window(limit, clock, lambda n: 1.0) for _ in range(10)]
     assert seen[-1] == 512
-    assert seen[:4] == [8, 16, 32, 64]  # the first window only measures; then slow start: doubling
+    # Slow targets grow from the first window (slow start: doubling, the process using 0.3 of a core).
+    assert seen[:4] == [16, 32, 64, 128]
 
 
 def test_settles_where_the_cpu_saturates() -> None:
@@ -122,3 +126,131 @@ def test_the_first_window_with_calls_only_measures() -> None:
     assert limit.tick(waiting=False) == 128  # idle: no calls yet, nothing measured
     assert window(limit, clock, lambda n: 0.1) == 128  # the first with calls
     assert window(limit, clock, lambda n: 0.1) == 256
+
+
+# ---------------------------------------------------------------- issue 25: the start and the mix
+
+IDLE_CPU = lambda: (0.1, 0.4)  # noqa: E731 - the calls all wait on the network: a tenth of a core
+
+
+def test_slow_targets_grow_from_the_first_window_four_times_while_the_cpu_idles() -> None:
+    """1 s targets: in the first half second no call is over and more wait for a thread.
+    Only more in flight raises the throughput, so it does not wait a window to measure, and
+    with the process at a tenth of a core it grows four times, not two."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=IDLE_CPU)
+    seen = []
+    for _ in range(3):
+        clock.t += 0.6
+        seen.append(limit.tick(waiting=True))  # nothing recorded: every call still waits on its target
+    assert seen == [512, 1024, 1024]
+
+
+def test_the_first_window_starts_with_the_first_call() -> None:
+    """Idle looks before any call are no window: the first one is the load's half second, so
+    its CPU is not the quiet before the load."""
+    clock = Clock()
+    readings = []
+
+    def cpu() -> tuple[float, float]:
+        readings.append(clock.t)
+        return 0.1, 0.4
+
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=cpu)
+    for _ in range(20):  # 10 s idle
+        clock.t += 0.5
+        assert limit.tick(waiting=False) == 128
+    assert limit.tick(waiting=True) == 128  # the first call: its window starts now (t = 10)
+    clock.t += 0.4
+    assert limit.tick(waiting=True) == 128  # 0.4 s into it: no decision yet
+    readings.clear()
+    clock.t += 0.2
+    assert limit.tick(waiting=True) == 512  # 0.6 s: decided, on the CPU read since t = 10
+    assert readings == [10.6]
+
+
+def lognormal_window(limit: ConcurrencyController, clock: Clock, rng: random.Random, *, slower_past: int = 0,
+                     waiting: bool = True) -> int:
+    """Half a second of calls at the mix's latencies: log-normal, median 150 ms and p99 2 s,
+    1% hanging until a 10 s deadline; as many as ``limit.current`` in flight finish in that
+    time (Little's law). Past ``slower_past`` in flight (if given) every call is slower in
+    proportion: congestion of our own."""
+    n = limit.current
+    sigma = math.log(2 / 0.15) / 2.326
+    stretch = max(1.0, n / slower_past) if slower_past else 1.0
+    for _ in range(max(1, int(n * 0.5 / (0.3 * stretch)))):
+        limit.record(10.0 if rng.random() < 0.01 else 0.15 * stretch * math.exp(rng.gauss(0, sigma)))
+    clock.t += 0.5
+    return limit.tick(waiting=waiting)
+
+
+def test_the_mix_of_latencies_does_not_read_as_congestion() -> None:
+    """Half-second medians of log-normal latencies swing by half; the lowest of them was the
+    base and ordinary windows then read as congestion: the default shrank to 37 a process.
+    On a machine a neighbour keeps busy (95%), this process at 0.3 of a core, it grows to
+    its ceiling and stays there."""
+    for seed in range(5):
+        clock = Clock()
+        rng = random.Random(seed)
+        limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock,
+                                      cpu=lambda: (0.3, 0.95))
+        seen = [lognormal_window(limit, clock, rng) for _ in range(60)]
+        assert min(seen) >= 128 and seen[-20:] == [1024] * 20, (seed, seen)
+
+
+def test_congestion_still_shows_through_the_mix() -> None:
+    """The same mix, but past 256 in flight every call is slower in proportion (the process's
+    own queue): the concurrency settles near 256, not at the ceiling."""
+    for seed in range(5):
+        clock = Clock()
+        rng = random.Random(seed)
+        limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=FREE_CPU)
+        seen = [lognormal_window(limit, clock, rng, slower_past=256) for _ in range(80)]
+        assert statistics.median(seen[-40:]) <= 512 and min(seen[-40:]) >= 64, (seed, seen)
+
+
+def test_the_window_after_a_growth_does_not_lower_the_base() -> None:
+    """After a growth the window's calls are mostly the new ones that ended within it: the
+    fastest of a spread. Taken as the base, the next ordinary window read as congestion."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=FREE_CPU)
+    assert window(limit, clock, lambda n: 0.2) == 128  # the first window: measures
+    assert window(limit, clock, lambda n: 0.2) == 256  # base 0.2; grows
+    assert window(limit, clock, lambda n: 0.1) == 512  # right after: the new calls' fastest
+    # Ordinary again (0.2, not past 1.6 x 0.1 only because 0.1 did not become the base).
+    assert window(limit, clock, lambda n: 0.2, waiting=False) == 512
+
+
+def test_a_draining_batch_does_not_cut() -> None:
+    """The queue empty and the process nearly idle, the calls that end are the batch's
+    slowest: no queue of ours, no cut."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=256, maximum=1024), clock=clock, cpu=FREE_CPU)
+    window(limit, clock, lambda n: 0.2)
+    window(limit, clock, lambda n: 0.2, waiting=False)  # base 0.2, nothing waits: stays
+    assert [window(limit, clock, lambda n: 2.0, waiting=False) for _ in range(3)] == [256] * 3
+    # With calls waiting, the same latency is a queue: it cuts.
+    assert window(limit, clock, lambda n: 2.0) == 128
+
+
+def test_targets_slow_at_their_fastest_grow_past_half_a_core_on_a_busy_machine() -> None:
+    """0.5 s targets at 256 a process: over half a core, the machine 95% busy (our database
+    and target among it). Every call takes 0.5 s at the least: the targets', not a queue of
+    ours, so it grows. 0 ms targets in a crowded process, or the mix (its fastest tenth in
+    under 40 ms), at the same CPU do not."""
+    busy = lambda: (0.6, 0.95)  # noqa: E731
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=256, maximum=1024), clock=clock, cpu=busy)
+    assert [window(limit, clock, lambda n: 0.5) for _ in range(3)] == [512, 1024, 1024]  # from the first window
+    spread = [0.3 * (i + 1) / 256 for i in range(256)]  # a GIL queue: 1 ms to 0.3 s, mean 0.15 s
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=busy)
+    for _ in range(5):
+        for ran in spread:
+            limit.record(ran)
+        clock.t += 0.5
+        assert limit.tick(waiting=True) == 128
+    clock = Clock()
+    rng = random.Random(1)
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=busy)
+    assert [lognormal_window(limit, clock, rng) for _ in range(5)] == [128] * 5
