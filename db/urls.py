@@ -355,7 +355,9 @@ def find_batch(store: Store, name: str, *, before: int | None = None) -> int | N
     ``before``, the latest of that name older than batch ``before``)."""
     d = store.dialect
     with d.transaction(write=False) as cur:
-        if before is None and name.isdigit():
+        # An id is the digits 0-9 (isdigit takes "²", which int refuses, and "٣", which it
+        # reads as 3: those are names); 19 digits and more are no id either.
+        if before is None and name.isascii() and name.isdigit() and len(name) < 19:
             cur.execute("SELECT id FROM batches WHERE id = %s", (int(name),))
             row = cur.fetchone()
             if row:

@@ -117,8 +117,6 @@ def job_filter(
     text: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN,
                                       description="The URL contains this.")] = None,
 ) -> JobFilter:
-    if batch is not None and batch.isdigit() and not ascii_digits(batch):
-        raise invalid(["query", "batch"], "a batch id is written with the digits 0-9")
     when: datetime | None = None
     if since is not None:
         try:
