@@ -87,16 +87,10 @@ def test_the_tui_delivers_while_it_is_open(sqlite_url: str, target) -> None:
     url = target.url("/status/500")
     with Receiver() as receiver:
         assert run_cli(["alerts", "add", "ops", receiver.url, "--on", "new"], env).returncode == 0
-        tmux = Tmux(env, [sys.executable, "-m", "runner", "tui"])
-        try:
+        with Tmux(env, [sys.executable, "-m", "runner", "tui"]) as tmux:
             wait_until(lambda: "Type or paste URLs" in tmux.screen(), 60, message="the TUI to start")
             tmux.type(url)
             tmux.key("Enter")
             wait_until(lambda: receiver.count() == 1, 60, message="the alert delivered while the TUI is open")
             assert receiver.titles() == [f"urltester: new: {url}"]
             tmux.key("C-q")
-        except BaseException:
-            print(tmux.screen())
-            raise
-        finally:
-            tmux.close()

@@ -26,8 +26,8 @@ def url_file(tmp_path, n: int):
 def test_progress_is_one_line_within_80_columns_and_is_cleared(pg_url, amqp_url, queue_name, tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     path = url_file(tmp_path, 80_000)
-    tmux = Tmux(env, ["sh", "-c", f"{sys.executable} -m runner import {path}; echo exit=$?; sleep 600"], size=(80, 24))
-    try:
+    command = f"{sys.executable} -m runner import {path}; echo exit=$?; sleep 600"
+    with Tmux(env, ["sh", "-c", command], size=(80, 24)) as tmux:
         seen: list[list[str]] = []
 
         def progress_lines() -> list[str]:
@@ -49,11 +49,6 @@ def test_progress_is_one_line_within_80_columns_and_is_cleared(pg_url, amqp_url,
         assert "nightly-urls.txt:8: unsupported scheme 'ftp'" in joined  # rejected lines stay, above
         assert not [line for line in final.splitlines() if PROGRESS.search(line.rstrip())]  # cleared at the end
         assert "80,000 lines, 79,996 jobs queued" in joined
-    except BaseException:
-        print(tmux.screen())
-        raise
-    finally:
-        tmux.close()
 
 
 def test_no_progress_when_stderr_is_not_a_terminal(pg_url, amqp_url, queue_name, tmp_path) -> None:

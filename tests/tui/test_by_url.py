@@ -169,8 +169,7 @@ def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:
     store = open_store(url)
     nights(store, base=utcnow())
     store.close()
-    tmux = Tmux(runner_env(url, None), [sys.executable, "-m", "runner", "tui"], size=size)
-    try:
+    with Tmux(runner_env(url, None), [sys.executable, "-m", "runner", "tui"], size=size) as tmux:
         wait_until(lambda: "25 rows" in tmux.screen() and "Quit" in tmux.screen(), 30, message="the job grid")
         tmux.key("Down")
         wait_until(lambda: "u By URL" in tmux.screen(), 60, message="u in the grid's footer")
@@ -207,11 +206,6 @@ def test_by_url_and_history_in_a_real_terminal(tmp_path, size) -> None:
         wait_until(lambda: "By URL: all URLs" in tmux.screen(), 60, message="all URLs again")
         assert MARKUP_URL in tmux.screen()  # markup in a URL is text
         tmux.key("C-q")
-    except BaseException:
-        print(tmux.screen())
-        raise
-    finally:
-        tmux.close()
 
 
 async def test_only_the_rows_on_screen_are_read_and_paging_reads_the_next(runtime) -> None:

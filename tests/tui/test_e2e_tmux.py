@@ -46,30 +46,33 @@ class Tmux:
     def close(self) -> None:
         subprocess.run([self.exe, "-L", self.socket, "kill-server"], capture_output=True)
 
+    def __enter__(self) -> Tmux:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Closes the server; on a failure, prints the screen first (pytest shows it)."""
+        if kind is not None:
+            print(self.screen())
+        self.close()
+
 
 def test_tui_shows_result_checked_by_a_worker(pg_url, amqp_url, queue_name, target, tmp_path) -> None:
     env = runner_env(pg_url, amqp_url, queue_name)
     url = target.url("/title?t=e2e+page")
-    with worker(env, "--processes", "1", "--concurrency", "4", log_path=tmp_path / "worker.log"):
-        tmux = Tmux(env, [sys.executable, "-m", "runner", "tui"])
-        try:
-            wait_until(lambda: "Type or paste URLs" in tmux.screen(), 60, message="the TUI to start")
-            wait_until(lambda: "worker process alive" in tmux.screen(), 60,
-                       message="the worker's heartbeat in the status line")
-            tmux.type(url)
-            tmux.key("Enter")
-            # A notification that goes away after a few seconds: seen while it is there.
-            wait_until(lambda: "Queued 1 URL" in tmux.screen(), 30, message="the notification 'Queued 1 URL'")
-            shown = url[: len(target.base) + 4]  # the URL column may cut the rest
-            wait_until(lambda: any(shown in line and "✓ ok" in line and "e2e page" in line
-                                   for line in tmux.screen().splitlines()), 60,
-                       message=f"a row for {url} showing ✓ ok")
-            screen = tmux.screen()
-            assert "broker amqp://guest:***@" in screen or "broker amqp://" in screen
-            assert ":guest@" not in screen  # the password is never shown
-            tmux.key("C-q")
-        except BaseException:
-            print(tmux.screen())
-            raise
-        finally:
-            tmux.close()
+    with (worker(env, "--processes", "1", "--concurrency", "4", log_path=tmp_path / "worker.log"),
+          Tmux(env, [sys.executable, "-m", "runner", "tui"]) as tmux):
+        wait_until(lambda: "Type or paste URLs" in tmux.screen(), 60, message="the TUI to start")
+        wait_until(lambda: "worker process alive" in tmux.screen(), 60,
+                   message="the worker's heartbeat in the status line")
+        tmux.type(url)
+        tmux.key("Enter")
+        # A notification that goes away after a few seconds: seen while it is there.
+        wait_until(lambda: "Queued 1 URL" in tmux.screen(), 30, message="the notification 'Queued 1 URL'")
+        shown = url[: len(target.base) + 4]  # the URL column may cut the rest
+        wait_until(lambda: any(shown in line and "✓ ok" in line and "e2e page" in line
+                               for line in tmux.screen().splitlines()), 60,
+                   message=f"a row for {url} showing ✓ ok")
+        screen = tmux.screen()
+        assert "broker amqp://guest:***@" in screen or "broker amqp://" in screen
+        assert ":guest@" not in screen  # the password is never shown
+        tmux.key("C-q")

@@ -102,8 +102,7 @@ def test_in_a_real_terminal(tmp_path, size) -> None:
     store = open_store(url)
     seed_alike(store)
     store.close()
-    tmux = Tmux(runner_env(url, None), [sys.executable, "-m", "runner", "tui"], size=size)
-    try:
+    with Tmux(runner_env(url, None), [sys.executable, "-m", "runner", "tui"], size=size) as tmux:
         wait_until(lambda: "page2" in tmux.screen() and "Quit" in tmux.screen(), 30, message="the grid drawn")
         screen = tmux.screen()
         rows = [line for line in screen.splitlines() if "127.0.0.1:18556" in line]
@@ -121,11 +120,6 @@ def test_in_a_real_terminal(tmp_path, size) -> None:
         wait_until(lambda: "page2" in tmux.screen() and "v1/orders" not in tmux.screen(), 60,
                    message="the filter applied")
         tmux.key("C-q")
-    except BaseException:
-        print(tmux.screen())
-        raise
-    finally:
-        tmux.close()
 
 
 async def test_the_tui_says_at_once_that_the_broker_is_unreachable(tmp_path) -> None:

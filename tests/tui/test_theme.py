@@ -76,8 +76,7 @@ def test_no_color_shows_no_colour_in_a_real_terminal(tmp_path) -> None:
     seed(store)
     store.close()
     env = {**runner_env(url, None), "NO_COLOR": "1"}
-    tmux = Tmux(env, [sys.executable, "-m", "runner", "tui"], size=(120, 30))
-    try:
+    with Tmux(env, [sys.executable, "-m", "runner", "tui"], size=(120, 30)) as tmux:
         wait_until(lambda: "✗ http " in tmux.screen(), 30, message="the grid drawn")
         raw = tmux.capture(escapes=True)
         colours = []
@@ -93,8 +92,3 @@ def test_no_color_shows_no_colour_in_a_real_terminal(tmp_path) -> None:
                 assert not (30 <= p[i] <= 37 or 40 <= p[i] <= 47 or 90 <= p[i] <= 97), f"a colour: {sgr}"
                 i += 1
         assert colours and all(grey(c) for c in colours), [c for c in colours if not grey(c)]
-    except BaseException:
-        print(tmux.screen())
-        raise
-    finally:
-        tmux.close()
