@@ -81,12 +81,13 @@ class Proxy:
         return self._call(close_all())
 
     @contextmanager
-    def outage(self, seconds: float) -> Iterator[None]:
+    def outage(self, seconds: float | None) -> Iterator[None]:
         """Refuse (accept, then drop at once) new connections and cut the open ones for
-        ``seconds``; the body runs at the start of the outage."""
+        ``seconds``, or, with None, for as long as the body runs; the body runs at the
+        start of the outage."""
         self.down = True
         self.cut()
-        until = time.monotonic() + seconds
+        until = time.monotonic() + (seconds or 0.0)
         try:
             yield
             time.sleep(max(0.0, until - time.monotonic()))  # the outage lasts its length: under test
