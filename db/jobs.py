@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .dialects import Dialect
-from .models import Batch, NewJob, utcnow
+from .models import Batch, NewJob, batch_id_of, utcnow
 from .states import taken_back
 
 # Hourly rollups are kept this long (or as long as the results, if longer): a window starts
@@ -168,8 +168,8 @@ class Jobs:
         if isinstance(batch, int):
             return [batch]
         with self.dialect.transaction(write=False) as cur:
-            if batch.isascii() and batch.isdigit() and len(batch) <= 18:
-                cur.execute("SELECT id FROM batches WHERE name = %s OR id = %s ORDER BY id", (batch, int(batch)))
+            if (as_id := batch_id_of(batch)) is not None:
+                cur.execute("SELECT id FROM batches WHERE name = %s OR id = %s ORDER BY id", (batch, as_id))
             else:
                 cur.execute("SELECT id FROM batches WHERE name = %s ORDER BY id", (batch,))
             return [row[0] for row in cur.fetchall()]

@@ -14,7 +14,7 @@ from typing import Any
 from runner.fields import RESULT_KEYS
 
 from .dialects import Dialect
-from .models import ORDERS, Counts, JobFilter, JobView, utcnow
+from .models import ORDERS, Counts, JobFilter, JobView, batch_id_of, utcnow
 from .states import job_state, state_is
 
 # A job's columns (its state as users see it: db.states), then its result's fields
@@ -203,10 +203,9 @@ class Listing:
             where.append("r.ok = %s")
             params.append(d.boolean(False))
         if flt.batch:
-            # ASCII digits that fit a bigint: isdigit() alone says yes to ① (int() fails) and ٣ (batch 3).
-            if flt.batch.isascii() and flt.batch.isdigit() and len(flt.batch) <= 18:
+            if (as_id := batch_id_of(flt.batch)) is not None:
                 where.append("(b.name = %s OR j.batch_id = %s)")
-                params.extend([flt.batch, int(flt.batch)])
+                params.extend([flt.batch, as_id])
             else:
                 where.append("b.name = %s")
                 params.append(flt.batch)

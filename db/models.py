@@ -30,6 +30,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def batch_id_of(text: str) -> int | None:
+    """The batch id a ``--batch``/``batch=`` text may be: ASCII digits that fit a bigint.
+    ``isdigit()`` alone takes "²" (which ``int()`` refuses) and "٣" (which it reads as 3):
+    those, and 19 digits or more, are names only."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 # Orders the job listing supports; each maps to a keyset column in listing.py.
 ORDERS = ("newest", "oldest", "latency", "status", "checked")
 

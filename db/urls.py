@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from .models import Change
+from .models import Change, batch_id_of
 from .rollups import OVERALL, Rollup, floor_to, percentile, window
 from .store import Store
 
@@ -303,7 +303,8 @@ def changes_after(store: Store, after_id: int, *, limit: int = 2000, text: str |
             params.append(pattern)
         if batch:
             where.append("c.batch_id IN (SELECT id FROM batches WHERE name = %s OR id = %s)")
-            params.extend([batch, int(batch) if batch.isascii() and batch.isdigit() and len(batch) < 19 else -1])
+            as_id = batch_id_of(batch)
+            params.extend([batch, -1 if as_id is None else as_id])
         cur.execute("SELECT c.id, c.url_id, u.url, c.at, c.from_state, c.to_state, c.change, c.job_id, c.batch_id, "
                     "c.outcome, c.status_code, c.error, c.region FROM url_changes c JOIN urls u ON u.id = c.url_id "
                     f"WHERE {' AND '.join(where)} ORDER BY c.id", params)
@@ -355,10 +356,8 @@ def find_batch(store: Store, name: str, *, before: int | None = None) -> int | N
     ``before``, the latest of that name older than batch ``before``)."""
     d = store.dialect
     with d.transaction(write=False) as cur:
-        # An id is the digits 0-9 (isdigit takes "²", which int refuses, and "٣", which it
-        # reads as 3: those are names); 19 digits and more are no id either.
-        if before is None and name.isascii() and name.isdigit() and len(name) < 19:
-            cur.execute("SELECT id FROM batches WHERE id = %s", (int(name),))
+        if before is None and (as_id := batch_id_of(name)) is not None:
+            cur.execute("SELECT id FROM batches WHERE id = %s", (as_id,))
             row = cur.fetchone()
             if row:
                 return int(row[0])
