@@ -1,5 +1,5 @@
-"""StatusLine: jobs by state, checks per minute, workers alive (and their regions), and the
-services in use."""
+"""StatusLine: jobs by state, URLs by state and checks per minute; then workers alive (and
+their regions, the queue's depth) and the services in use."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from .styled import FAILED, MUTED, OK, WARNING, Styled
 
 
 class StatusLine(Static):
-    """Two lines at the bottom: the counts, then where the data lives (passwords masked)."""
+    """Two lines at the bottom: the counts, then who checks and where the data lives (passwords
+    masked)."""
 
     def __init__(self, database: str, broker: str, immediate: bool, *, id: str | None = None) -> None:  # noqa: A002
         super().__init__("", id=id)
@@ -59,7 +60,11 @@ class StatusLine(Static):
                 total = sum(self.url_states.values())
                 text.append(f"  │  {total:,} URL{'s' if total != 1 else ''}: ")
                 text.append(f"✗ {failing:,} failing", FAILED if failing else "")
-            text.append(f"  │  {c.done_last_minute:,} checks/min  │  ")
+            text.append(f"  │  {c.done_last_minute:,} checks/min")
+        text.append("\n")
+        # The workers lead the second line: at 80 columns the first line is full with the
+        # URLs' counts, and whether anything checks at all matters more than the broker's URL.
+        if c is not None:
             if self.immediate:
                 text.append("checks run in this app")
             else:
@@ -72,7 +77,7 @@ class StatusLine(Static):
                                 + " · ".join(f"{printable(r, 40)} {n:,}" for r, n in self.depths.items()))
                 elif self.queue_depth is not None:
                     text.append(f"  │  {self.queue_depth:,} in queue")
-        text.append("\n")
+            text.append("  │  ")
         text.append("db ", MUTED)
         text.append(printable(self.database))
         text.append("  broker ", MUTED)
