@@ -23,7 +23,10 @@ class Tmux:
         if self.exe is None:
             pytest.skip("tmux is not installed")
         self.socket = f"urltester-test-{uuid.uuid4().hex[:8]}"
-        env = {**env, "TERM": "xterm-256color", "TEXTUAL_ANIMATIONS": "none"}
+        # The window's size is the terminal's: COLUMNS/LINES (which pytest-xdist's workers
+        # set to 80x24) would override it, as Textual honours them.
+        env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}
+        env |= {"TERM": "xterm-256color", "TEXTUAL_ANIMATIONS": "none"}
         subprocess.run([self.exe, "-L", self.socket, "-f", "/dev/null", "new-session", "-d", "-s", "tui",
                         "-x", str(size[0]), "-y", str(size[1]), *command],
                        env=env, cwd=ROOT, check=True)
@@ -60,7 +63,7 @@ def test_tui_shows_result_checked_by_a_worker(pg_url, amqp_url, queue_name, targ
     env = runner_env(pg_url, amqp_url, queue_name)
     url = target.url("/title?t=e2e+page")
     with (worker(env, "--processes", "1", "--concurrency", "4", log_path=tmp_path / "worker.log"),
-          Tmux(env, [sys.executable, "-m", "runner", "tui"]) as tmux):
+          Tmux(env, [sys.executable, "-m", "runner", "tui"], size=(160, 40)) as tmux):  # the broker's URL fits
         wait_until(lambda: "Type or paste URLs" in tmux.screen(), 60, message="the TUI to start")
         wait_until(lambda: "worker process alive" in tmux.screen(), 60,
                    message="the worker's heartbeat in the status line")
