@@ -109,6 +109,13 @@ class CountingTarget(ThreadingHTTPServer):
         self.server_close()
 
 
+# A limit of N a second is granted at most N per 1.05 s, but the target timestamps each
+# arrival in its own thread: on a loaded machine one of them can be stamped late enough to
+# fall into the next window (11 of 10 was seen beside two CPU-bound processes). Tests allow
+# that one; a broken limit shows as many more (the whole fleet's rate, 2x or 4x).
+LATE_STAMP = 1
+
+
 def most_in_any_second(arrivals: list[float]) -> int:
     """The most arrivals in any sliding 1 s window [t, t + 1)."""
     times = sorted(arrivals)
