@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.faults.figures import FIGURES, Row, table
 from tests.support import services
 from tests.support.targets import TargetServer
 
@@ -79,3 +80,20 @@ def served_site() -> Iterator[Site]:
 
     with serve_site() as site:
         yield site
+
+
+# The fault suite's figures (tests/faults/figures.py), from every test's report: here, not in
+# tests/faults/conftest.py, because pytest-xdist's controlling process loads only this one.
+_FAULT_ROWS: list[Row] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _FAULT_ROWS.extend(Row(**value) for key, value in report.user_properties if key == FIGURES)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _FAULT_ROWS:
+        terminalreporter.write_sep("=", "fault suite figures")
+        for line in table(_FAULT_ROWS):
+            terminalreporter.write_line(line)

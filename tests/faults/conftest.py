@@ -10,10 +10,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 
 import pytest
 
-from tests.faults.figures import ROWS, table
+from tests.faults.figures import FIGURES, ROWS
 from tests.faults.harness import Harness, Target
 from tests.support import services
 
@@ -40,9 +41,10 @@ def harness(pg_url: str, amqp_url: str, queue_name: str, fault_target: Target, t
         h.close()
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
-    if ROWS:
-        terminalreporter.write_sep("=", "fault suite figures")
-        for line in table(ROWS):
-            terminalreporter.write_line(line)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """The rows a case recorded go on its report (tests/conftest.py prints the table)."""
+    start = len(ROWS)
+    yield
+    item.user_properties.extend((FIGURES, asdict(row)) for row in ROWS[start:])
 

@@ -1,8 +1,10 @@
 """The figures each fault test reports: N submitted, N stored, 0 duplicates, 0 stuck.
 
 Printed as one row per case (``pytest -s`` shows it as it happens; the terminal summary
-prints the table). With ``URLTESTER_FAULTS_REPORT=path`` each row is also appended to that
-file as a JSON line, which is how ``scripts/bench-faults`` collects them.
+prints the table: each row rides on its test's report, ``user_properties``, so the table is
+whole when pytest-xdist runs the cases in other processes). With
+``URLTESTER_FAULTS_REPORT=path`` each row is also appended to that file as a JSON line,
+which is how ``scripts/bench-faults`` collects them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class Row:
         return self.submitted == self.stored and self.duplicates == 0 and self.stuck == 0
 
 
-ROWS: list[Row] = []
+ROWS: list[Row] = []  # recorded in this process
+FIGURES = "fault figures"  # the user_properties key each row is reported under
 HEADER = f"{'case':<26} {'submitted':>9} {'stored':>7} {'duplicates':>10} {'stuck':>5} {'recover s':>9}  note"
 
 
