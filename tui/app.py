@@ -76,7 +76,9 @@ class UrlTesterApp(App[None]):
                 tooltip="filter by text in the URL, in the database (Enter applies, Esc leaves); from anywhere"),
         Binding("slash", "filter", "Filter", show=False, tooltip="filter (from the grid)"),
         Binding("f1,question_mark", "help", "Help", tooltip="every key (this screen)"),
+        # One key, two labels: the footer says where u goes (Textual picks the enabled one).
         Binding("u", "toggle_urls", "By URL", tooltip="by URL (one row per URL: state, uptime, trend) / by job"),
+        Binding("u", "toggle_jobs", "By job", tooltip="by job (one row per check) / by URL"),
         Binding("f", "toggle_failed", "Failed", tooltip="failed only, on / off"),
         Binding("s", "cycle_sort", "Sort", tooltip="sort: newest, oldest, slowest, status code, last checked"),
         Binding("p", "toggle_pause", "Pause", tooltip="pause / resume live refresh"),
@@ -99,7 +101,8 @@ class UrlTesterApp(App[None]):
 
     # Actions whose only keys are letters: in an input those keys type, so the footer does
     # not offer them there (it shows the keys that work where the focus is).
-    LETTER_ACTIONS = frozenset({"toggle_failed", "cycle_sort", "toggle_pause", "retest", "export", "toggle_urls"})
+    LETTER_ACTIONS = frozenset({"toggle_failed", "cycle_sort", "toggle_pause", "retest", "export", "toggle_urls",
+                                "toggle_jobs"})
 
     def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow, tz: tzinfo | None = None,
                  poll_interval: float = 1.0, status_interval: float = 2.0, export_dir: Path | None = None) -> None:
@@ -121,6 +124,8 @@ class UrlTesterApp(App[None]):
             return False
         if action == "focus_grid":  # ↓ leaves the URL input; elsewhere it is the grid's own
             return isinstance(self.focused, UrlInput)
+        if action in ("toggle_urls", "toggle_jobs"):
+            return self.by_url == (action == "toggle_jobs")
         return True
 
     # ------------------------------------------------------------------ layout
@@ -287,9 +292,14 @@ class UrlTesterApp(App[None]):
     def _shown_grid(self) -> JobGrid | UrlGrid:
         return self.url_grid if self.by_url else self.grid
 
+    def action_toggle_jobs(self) -> None:
+        """Back from the by-URL view to the job view (the same key, u)."""
+        self.action_toggle_urls()
+
     def action_toggle_urls(self) -> None:
         """Switch between the job view and the by-URL view (each keeps its filters)."""
         self.by_url = not self.by_url
+        self.refresh_bindings()  # the footer's u: "By URL" or "By job"
         self.grid.display = not self.by_url
         self.url_grid.display = self.by_url
         box = self.filter_box
