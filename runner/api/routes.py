@@ -72,7 +72,8 @@ bearer = HTTPBearer(auto_error=False, description="`runner token create NAME` pr
 
 def known_query(request: Request) -> None:
     """A query parameter the path does not take is refused, not ignored: a typo such as
-    `?stat=done` would otherwise list every job."""
+    `?stat=done` would otherwise list every job. So is one given twice (`?batch=a&batch=b`
+    would otherwise read as the last one alone: every parameter here takes one value)."""
     route = request.scope.get("route")
     if route is None or not request.query_params:
         return
@@ -85,6 +86,8 @@ def known_query(request: Request) -> None:
     for name in request.query_params:
         if name not in known:
             raise invalid(["query", name], f"unknown parameter (known: {', '.join(sorted(known)) or 'none'})")
+        if (times := len(request.query_params.getlist(name))) > 1:
+            raise invalid(["query", name], f"given {times} times: give it once")
 
 
 router = APIRouter(dependencies=[Security(bearer), Depends(known_query)])

@@ -106,6 +106,10 @@ def test_bad_queries_are_422_and_unknown_ids_404(embedded_server: Server) -> Non
                               ({"batch": "a\x00"}, "batch")):
             r = c.get("/api/v1/jobs", params=params)
             assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", field], (params, r.text)
+        # A parameter given twice is not read as its last value alone (every one takes one value).
+        for path in ("/api/v1/jobs?batch=a&batch=b", "/api/v1/urls?state=ok&state=failing"):
+            r = c.get(path)
+            assert r.status_code == 422 and r.json()["detail"][0]["msg"] == "given 2 times: give it once", r.text
         assert c.get("/api/v1/jobs/12345").status_code == 404
         assert c.get("/api/v1/jobs/99999999999999999999").status_code == 422
         assert c.get("/api/v1/batches/7").json() == {"detail": "no batch 7"}

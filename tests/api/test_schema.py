@@ -63,5 +63,9 @@ def test_every_answer_matches_the_document(case, queued_server: Server, api_toke
         # a cursor from an earlier page. Those refusals are 422 naming the parameter
         # (test_urls_api); the document still forbids what the server refuses.
         lenient = [checks.positive_data_acceptance]
+    if any(name.lower() == "authorization" for name in case.headers or {}):
+        # The token below replaces the Authorization header generated: a case made negative by
+        # that header is sent as a valid one (seen once: "schema-violating request accepted").
+        lenient = [*lenient, checks.negative_data_rejection]
     case.call_and_validate(base_url=queued_server.base, headers={"Authorization": f"Bearer {api_token}"},
                            timeout=30, excluded_checks=lenient)
