@@ -321,6 +321,8 @@ class WorkerProcess:
                 # Only calls that ran: a deferred one takes a millisecond, and counting those
                 # drove the median (the controller's base) far below the checks' own latency.
                 self.controller.record(time.monotonic() - started)
+            else:
+                self.controller.deferred()
 
     def _run(self, message: _Message, call: Call) -> bool:
         """Run one call; False if it deferred itself (it did not run)."""
