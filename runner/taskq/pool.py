@@ -234,9 +234,12 @@ class WorkerProcess:
         # the slots were such messages, and 128 threads found nothing to do half the time
         # (its windows never full, so the default never grew: 0.71 of the best fixed; issue 25).
         # The messages held beyond those the calls waiting and in flight need are slots
-        # of their own, up to as many again.
+        # of their own, up to as many again, in quarters of ``wanted``: a new prefetch is a
+        # new consumer (RabbitMQ applies basic.qos to consumers started after it), and the
+        # broker makes one at once only for a change past a quarter.
         busy = (self._work.qsize() + self._in_flight) / self._calls_per_message
-        return wanted + min(wanted, max(0, len(self._messages) - math.ceil(busy)))
+        held = min(wanted, max(0, len(self._messages) - math.ceil(busy)))
+        return wanted + held * 4 // wanted * wanted // 4
 
     # ------------------------------------------------------------------ connection thread
 
