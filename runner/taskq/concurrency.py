@@ -283,20 +283,25 @@ class ConcurrencyController:
         are slow, and more in flight is the one way to more throughput. Grow then, and again
         each time that time doubles (0.25, 0.5, 1, 2 s after the first call): TCP's slow start
         doubles once a round trip, and a round trip here is at least the time since the
-        calls began. On 1 s targets a window's decision came only at 0.5 s, then 1 s, while
-        nothing finishes in the first second anyway: the default gave that second away
+        calls began. Twice at 0.25 s (a loaded start can take that long on fast targets: the
+        first calls carry the connections and 128 threads starting at once), four times from
+        0.5 s (targets as slow as the first window used to quadruple on), or whenever the
+        process idles. On 1 s targets a window's decision came only at 0.5 s, then 1 s,
+        while nothing finishes in the first second anyway: the default gave that second away
         (256 a process, then 1,024, against fixed 1,024's 2,048 at once; 0.73 of it, issue 25).
         On 0 and 100 ms targets calls are over before 0.25 s, and the windows decide as before.
         """
         if not waiting or now - self._began < self._ramp_due:
             return self._current
+        out = now - self._began
         self._ramp_due *= 2
         own, machine = self._cpu()
         before = self._current
         if own < self.options.own_busy:  # slow targets: the machine's share does not gate them
-            self._set(self._current * (4 if own * 4 < self.options.own_busy else 2))
+            slow = out >= self.options.window or own * 4 < self.options.own_busy
+            self._set(self._current * (4 if slow else 2))
         log.debug("concurrency %d -> %d: no call over after %.2f s, CPU %.2f cores, machine %s",
-                  before, self._current, now - self._began, own, "-" if machine is None else f"{machine:.0%}")
+                  before, self._current, out, own, "-" if machine is None else f"{machine:.0%}")
         self._window_start, self._looks, self._waiting = now, 0, 0  # the next window starts here
         return self._current
 

@@ -265,7 +265,8 @@ def test_targets_slow_at_their_fastest_grow_past_half_a_core_on_a_busy_machine()
 
 def test_with_no_call_over_it_doubles_each_time_their_time_out_doubles() -> None:
     """1 s targets: nothing is over in the first second. A call out for 0.25 s takes 0.25 s
-    at least (slow targets), so it grows then, at 0.5 s, at 1 s: not at the end of a first
+    at least (slow targets), so it grows then (twice), at 0.5 s, at 1 s (four times, as slow
+    as the targets the first window quadrupled on): not at the end of a first
     window and then of a second one (256 a process, then 1,024, against fixed 1,024's
     2,048 at once). The machine's share does not hold it (95% busy), the process's does."""
     clock = Clock()
@@ -274,7 +275,7 @@ def test_with_no_call_over_it_doubles_each_time_their_time_out_doubles() -> None
     for _ in range(9):  # a look every 0.125 s, as the pool's
         seen.append(limit.tick(waiting=True))
         clock.t += 0.125
-    assert seen == [128, 128, 256, 256, 512, 512, 512, 512, 1024]
+    assert seen == [128, 128, 256, 256, 1024, 1024, 1024, 1024, 4096]  # twice at 0.25 s, then four times
     clock = Clock()
     limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=IDLE_CPU)
     seen = []
