@@ -36,6 +36,13 @@ congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "g
   its calls outlast it: growing then on 100 ms targets took them to 256 threads a process
   where 128 is the best (0.91 of fixed 128), while waiting a window to measure 1 s targets,
   then doubling, kept a 5,000-URL run at 128 a process for most of its 6 to 8 s (issue 25);
+* before any call is over, the clock decides (:meth:`_ramp`): with none over after
+  ``ramp_after`` (0.25 s) the targets are slow, and it grows twice, then four times each time
+  the calls' time out doubles (0.5, 1, 2 s); 1 s targets are at 1,024 a process after half a
+  second, where the windows took a second and more;
+* "slow" for the machine's gate is the mean time in flight: the finished calls' mean or,
+  while calls wait for a thread, Little's law (threads × window / calls through), whichever
+  is larger: it counts the calls still out, which the finished ones miss on the mix;
 * if the next window's median is no better after such a cut, the latency was the
   targets' own (the mix changed), not ours: ``base`` is reset to it and slow start
   resumes. (A base that followed recent medians instead would drift up with the queueing

@@ -224,8 +224,9 @@ class WorkerProcess:
 
     def prefetch(self) -> int:
         """Messages RabbitMQ may send ahead: ``--prefetch``, or enough for twice the concurrency's
-        calls as it moves (messages carry ~10 calls in bulk, 1 when interactive). More would
-        hoard: on a fleet, the first host up would take a whole batch."""
+        calls as it moves (messages carry ~10 calls in bulk, 1 when interactive), plus the
+        messages that only a slow call holds open (below). More would hoard: on a fleet, the
+        first host up would take a whole batch."""
         if self.options.prefetch:
             return self.options.prefetch
         wanted = max(1, math.ceil(PREFETCH_CALLS * self.controller.current / self._calls_per_message))
