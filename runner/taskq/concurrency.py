@@ -36,6 +36,13 @@ congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "g
   its calls outlast it: growing then on 100 ms targets took them to 256 threads a process
   where 128 is the best (0.91 of fixed 128), while waiting a window to measure 1 s targets,
   then doubling, kept a 5,000-URL run at 128 a process for most of its 6 to 8 s (issue 25);
+* before any call is over, the clock decides (:meth:`_ramp`): with none over after
+  ``ramp_after`` (0.25 s) the targets are slow, and it grows twice, then four times each time
+  the calls' time out doubles (0.5, 1, 2 s); 1 s targets are at 1,024 a process after half a
+  second, where the windows took a second and more;
+* "slow" for the machine's gate is the mean time in flight: the finished calls' mean or,
+  while calls wait for a thread, Little's law (threads × window / calls through), whichever
+  is larger: it counts the calls still out, which the finished ones miss on the mix;
 * if the next window's median is no better after such a cut, the latency was the
   targets' own (the mix changed), not ours: ``base`` is reset to it and slow start
   resumes. (A base that followed recent medians instead would drift up with the queueing
@@ -85,6 +92,7 @@ class ConcurrencyOptions:
     own_busy: float = 0.9  # this process's CPU, in cores, at which it is saturated (one GIL)
     machine_busy: float = 0.85  # share of the machine's CPU time busy at which it is saturated
     cpu_bound_below: float = 0.25  # seconds: targets faster than this are where the machine's CPU gates growth
+    ramp_after: float = 0.25  # seconds of calls out with none over: slow targets, grow before a window ends
 
     @classmethod
     def fixed_at(cls, n: int) -> ConcurrencyOptions:
@@ -136,6 +144,7 @@ class ConcurrencyController:
         self._cpu = cpu or CpuMeter().busy
         self._current = max(options.minimum, min(options.maximum, options.start))
         self._samples: list[float] = []
+        self._passes: list[None] = []  # calls that deferred themselves this window
         self._looks = 0  # ticks this window
         self._waiting = 0  # ticks this window that found calls waiting for a thread
         self._base: float | None = None
@@ -143,6 +152,9 @@ class ConcurrencyController:
         self._window_start = clock()
         self._slow_start = not options.fixed
         self._busy = False  # a call has been seen: the first window runs from then
+        self._began = 0.0  # when it was seen (the look before it: the calls began after that)
+        self._over = False  # a call has finished since
+        self._ramp_due = options.ramp_after  # seconds after _began of the next ramp step
         self._warm = False  # that first window is over
         self._grew = False  # the last decision was to grow
 
@@ -160,6 +172,12 @@ class ConcurrencyController:
         if len(self._samples) < 4096:
             self._samples.append(ran)
 
+    def deferred(self) -> None:
+        """A call deferred itself (a host's limit): it held a thread a moment and is no
+        sample of the targets' latency, but it counts among the calls through (Little's law)."""
+        if len(self._passes) < 4096:
+            self._passes.append(None)
+
     def tick(self, waiting: bool) -> int:
         """Look (``waiting``: calls are waiting for a thread now) and decide, if a window
         has passed; returns the concurrency. Called by the pool's controller, a few times a window."""
@@ -173,13 +191,18 @@ class ConcurrencyController:
                 self._window_start = now
                 self._cpu()
                 return self._current
-            self._busy = True
+            self._busy, self._began = True, self._window_start
         self._looks += 1
         self._waiting += bool(waiting)
+        if not self._over:
+            if not self._samples and not self._passes:
+                return self._ramp(now, waiting)
+            self._over = True  # the first calls are through: the windows decide from here
         elapsed = now - self._window_start
         if elapsed < self.options.window:
             return self._current
         samples, self._samples = self._samples, []
+        passes, self._passes = len(self._passes), []
         own, machine = self._cpu()
         full = self._waiting >= self._looks * self.options.full_at
         self._looks = self._waiting = 0
@@ -187,9 +210,15 @@ class ConcurrencyController:
         first, self._warm = not self._warm, True
         few = len(samples) < self.options.min_samples
         # How long a call waits, on average (the mean: what a thread's share of the CPU
-        # follows); with hardly any call over, at least the window times the calls in flight
-        # per call finished (Little's law).
-        mean = self._current * elapsed / max(1, len(samples)) if few else statistics.fmean(samples)
+        # follows). While calls wait for a thread, every thread has one out: Little's law
+        # then gives the mean time in flight, the calls in flight times the window per call
+        # finished, and it counts the calls still out. The finished calls' own mean does
+        # not: in the mix's first windows, and in the window after a growth, they are the
+        # fast ones (the slow ones and the 1% hanging are still out), a mean of about 0.2 s
+        # where the mix's is 0.3 s or more, and a machine past 85% busy then held the mix at
+        # 128 a process (0.71 of the best fixed; issue 25). The larger of the two.
+        little = self._current * elapsed / max(1, len(samples) + passes)
+        mean = little if few else max(statistics.fmean(samples), little) if full else statistics.fmean(samples)
         # The machine's CPU gates growth only on fast targets: there the calls' queues form
         # outside this process (the target, the database, the other process) where the median
         # does not show them. On slow ones a check is ~1 ms of CPU in a second of waiting, and
@@ -220,8 +249,12 @@ class ConcurrencyController:
             # in flight is the one way to more throughput (growing then on 100 ms targets
             # took them to 256 a process where 128 is the best). With hardly any call over,
             # the calls outlast the window: slow.
+            before = self._current
             if full and cpu_free and slow:
                 self._set(grow)
+            log.debug("concurrency %d -> %d: %s window, %d calls, mean %.3f s, p10 %.3f s, "
+                      "full %s, CPU %.2f cores, machine %s", before, self._current, "first" if first else "a thin",
+                      len(samples), mean, fastest, full, own, "-" if machine is None else f"{machine:.0%}")
             return self._current
         median, low, high = _median_band(samples)
         log.debug("concurrency %d: %d calls, median %.3f s [%.3f, %.3f] (base %s), mean %.3f s, p10 %.3f s, "
@@ -247,6 +280,36 @@ class ConcurrencyController:
             self._set(self._current * max(0.5, base / median))
         elif full and cpu_free and low <= base * self.options.grow_below:
             self._set(grow)
+        return self._current
+
+    def _ramp(self, now: float, waiting: bool) -> int:
+        """Before the first call is over: slow start by the clock.
+
+        A call that has been out ``t`` seconds takes ``t`` at least, so with none over after
+        ``ramp_after`` (0.25 s: the machine's CPU gates targets faster than that) the targets
+        are slow, and more in flight is the one way to more throughput. Grow then, and again
+        each time that time doubles (0.25, 0.5, 1, 2 s after the first call): TCP's slow start
+        doubles once a round trip, and a round trip here is at least the time since the
+        calls began. Twice at 0.25 s (a loaded start can take that long on fast targets: the
+        first calls carry the connections and 128 threads starting at once), four times from
+        0.5 s (targets as slow as the first window used to quadruple on), or whenever the
+        process idles. On 1 s targets a window's decision came only at 0.5 s, then 1 s,
+        while nothing finishes in the first second anyway: the default gave that second away
+        (256 a process, then 1,024, against fixed 1,024's 2,048 at once; 0.73 of it, issue 25).
+        On 0 and 100 ms targets calls are over before 0.25 s, and the windows decide as before.
+        """
+        if not waiting or now - self._began < self._ramp_due:
+            return self._current
+        out = now - self._began
+        self._ramp_due *= 2
+        own, machine = self._cpu()
+        before = self._current
+        if own < self.options.own_busy:  # slow targets: the machine's share does not gate them
+            slow = out >= self.options.window or own * 4 < self.options.own_busy
+            self._set(self._current * (4 if slow else 2))
+        log.debug("concurrency %d -> %d: no call over after %.2f s, CPU %.2f cores, machine %s",
+                  before, self._current, out, own, "-" if machine is None else f"{machine:.0%}")
+        self._window_start, self._looks, self._waiting = now, 0, 0  # the next window starts here
         return self._current
 
     def _set(self, value: float) -> None:

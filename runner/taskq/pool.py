@@ -43,6 +43,7 @@ process at once (:mod:`runner.metrics`).
 
 from __future__ import annotations
 
+import _thread
 import collections
 import contextlib
 import heapq
@@ -212,7 +213,6 @@ class WorkerProcess:
         self.controller = ConcurrencyController(options.concurrency_options())
         self._live = 0  # worker threads running now: the concurrency, give or take a retiring one
         self._live_lock = threading.Lock()
-        self._thread_ids = itertools.count()
         self._calls_per_message = float(DEFAULT_PACK)  # until deliveries say otherwise: a bulk pack
         self._timer: list[tuple[float, int, _Message, Call]] = []  # short defers, by due time
         self._timer_cond = threading.Condition()
@@ -224,11 +224,23 @@ class WorkerProcess:
 
     def prefetch(self) -> int:
         """Messages RabbitMQ may send ahead: ``--prefetch``, or enough for twice the concurrency's
-        calls as it moves (messages carry ~10 calls in bulk, 1 when interactive). More would
-        hoard: on a fleet, the first host up would take a whole batch."""
+        calls as it moves (messages carry ~10 calls in bulk, 1 when interactive), plus the
+        messages that only a slow call holds open (below). More would hoard: on a fleet, the
+        first host up would take a whole batch."""
         if self.options.prefetch:
             return self.options.prefetch
-        return max(1, math.ceil(PREFETCH_CALLS * self.controller.current / self._calls_per_message))
+        wanted = max(1, math.ceil(PREFETCH_CALLS * self.controller.current / self._calls_per_message))
+        # A message is acked when its last call is over, so one slow call holds its pack's
+        # prefetch slot: on the mix (1% of calls hanging 10 s, 10 calls a message) about half
+        # the slots were such messages, and 128 threads found nothing to do half the time
+        # (its windows never full, so the default never grew: 0.71 of the best fixed; issue 25).
+        # The messages held beyond those the calls waiting and in flight need are slots
+        # of their own, up to as many again, in quarters of ``wanted``: a new prefetch is a
+        # new consumer (RabbitMQ applies basic.qos to consumers started after it), and the
+        # broker makes one at once only for a change past a quarter.
+        busy = (self._work.qsize() + self._in_flight) / self._calls_per_message
+        held = min(wanted, max(0, len(self._messages) - math.ceil(busy)))
+        return wanted + held * 4 // wanted * wanted // 4
 
     # ------------------------------------------------------------------ connection thread
 
@@ -280,11 +292,17 @@ class WorkerProcess:
     # ------------------------------------------------------------------ worker threads
 
     def _spawn(self, n: int) -> None:
+        # Bare threads (``_thread``), not ``threading.Thread``: its start() waits until the
+        # new thread has run, and that takes the GIL twice. Among hundreds of busy threads
+        # and a 20 ms switch interval each start waited tens of milliseconds: a traced run on
+        # 1 s targets spent 3 to 5 s starting the 512 threads of one growth (and the decisions
+        # after it, on the same thread, waited too), and 512 starts in a process of 512 busy
+        # threads took 20.7 s against 0.2 s for bare ones (issue 25). Like daemon threads they
+        # do not hold up the exit (hard_exit); faulthandler's stack dumps show them.
         for _ in range(n):
             with self._live_lock:
                 self._live += 1
-            threading.Thread(target=self._worker, name=f"urltester-worker-{next(self._thread_ids)}",
-                             daemon=True).start()
+            _thread.start_new_thread(self._worker, ())
 
     def _retire(self) -> bool:
         """True (and this thread counted out) if there are more threads than the concurrency."""
@@ -321,6 +339,8 @@ class WorkerProcess:
                 # Only calls that ran: a deferred one takes a millisecond, and counting those
                 # drove the median (the controller's base) far below the checks' own latency.
                 self.controller.record(time.monotonic() - started)
+            else:
+                self.controller.deferred()
 
     def _run(self, message: _Message, call: Call) -> bool:
         """Run one call; False if it deferred itself (it did not run)."""

@@ -22,11 +22,14 @@ class Clock:
 
 
 def window(limit: ConcurrencyController, clock: Clock, latency_of: callable, waiting: bool = True) -> int:  # type: ignore[valid-type]
-    """One window of ``limit.current`` calls taking ``latency_of(limit)`` each, with more
-    calls waiting for a thread (``waiting``) at the controller's look."""
+    """One second of calls taking ``latency_of(limit.current)`` each, with more calls
+    waiting for a thread (``waiting``) at the controller's look. With calls waiting every
+    thread has one out, so ``limit.current`` / latency of them end in that second (Little's
+    law); with none waiting, ``limit.current`` of them."""
     n = limit.current
-    for _ in range(n):
-        limit.record(latency_of(n))
+    latency = latency_of(n)
+    for _ in range(max(1, round(n / latency)) if waiting else n):
+        limit.record(latency)
     clock.t += 1.0
     return limit.tick(waiting=waiting)
 
@@ -160,6 +163,7 @@ def test_the_first_window_starts_with_the_first_call() -> None:
     for _ in range(20):  # 10 s idle
         clock.t += 0.5
         assert limit.tick(waiting=False) == 128
+    limit.record(0.3)  # one call over already: the windows decide, not the ramp (below)
     assert limit.tick(waiting=True) == 128  # the first call: its window starts now (t = 10)
     clock.t += 0.4
     assert limit.tick(waiting=True) == 128  # 0.4 s into it: no decision yet
@@ -254,3 +258,103 @@ def test_targets_slow_at_their_fastest_grow_past_half_a_core_on_a_busy_machine()
     rng = random.Random(1)
     limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=busy)
     assert [lognormal_window(limit, clock, rng) for _ in range(5)] == [128] * 5
+
+
+# ---------------------------------------------------------------- issue 25: the ramp before the first call is over
+
+
+def test_with_no_call_over_it_doubles_each_time_their_time_out_doubles() -> None:
+    """1 s targets: nothing is over in the first second. A call out for 0.25 s takes 0.25 s
+    at least (slow targets), so it grows then (twice), at 0.5 s, at 1 s (four times, as slow
+    as the targets the first window quadrupled on): not at the end of a first
+    window and then of a second one (256 a process, then 1,024, against fixed 1,024's
+    2,048 at once). The machine's share does not hold it (95% busy), the process's does."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=4096), clock=clock, cpu=lambda: (0.3, 0.95))
+    seen = []
+    for _ in range(9):  # a look every 0.125 s, as the pool's
+        seen.append(limit.tick(waiting=True))
+        clock.t += 0.125
+    assert seen == [128, 128, 256, 256, 1024, 1024, 1024, 1024, 4096]  # twice at 0.25 s, then four times
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=IDLE_CPU)
+    seen = []
+    for _ in range(6):
+        seen.append(limit.tick(waiting=True))
+        clock.t += 0.125
+    assert seen == [128, 128, 512, 512, 1024, 1024]  # four times while the process idles
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=lambda: (0.95, 0.95))
+    for _ in range(12):  # a process at a whole core: not the targets, its own queue
+        assert limit.tick(waiting=True) == 128
+        clock.t += 0.125
+
+
+def test_calls_over_before_a_quarter_second_leave_it_to_the_windows() -> None:
+    """0 and 100 ms targets: calls are over before the ramp's first step; the first window
+    then only measures, as before the ramp (growing at the start took 100 ms targets to 256
+    a process where 128 is the best)."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=FREE_CPU)
+    seen = []
+    for _ in range(8):
+        seen.append(limit.tick(waiting=True))
+        clock.t += 0.125
+        for _ in range(160):  # 128 in flight, 0.1 s each: 1,280 a second
+            limit.record(0.1)
+    assert seen == [128] * 8
+    assert window(limit, clock, lambda n: 0.1) == 256  # the next window decides, as before
+
+
+def test_the_ramp_waits_for_calls_waiting() -> None:
+    """No call over and none waiting for a thread: a few slow calls, no demand for more."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=IDLE_CPU)
+    assert limit.tick(waiting=True) == 128  # the first call
+    for _ in range(8):
+        clock.t += 0.125
+        assert limit.tick(waiting=False) == 128
+    assert limit.tick(waiting=True) == 512  # demand again, still none over
+
+
+def test_little_s_law_counts_the_calls_still_out() -> None:
+    """The mix's first windows: the calls that finish are its fast ones (mean 0.15 s), the
+    slow ones still out. 128 in flight and 200 over in half a second is 0.32 s in flight on
+    average: slow targets, so a machine a neighbour keeps 95% busy does not hold it."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=lambda: (0.3, 0.95))
+    limit.record(0.1)
+    limit.tick(waiting=True)
+    seen = []
+    for _ in range(3):
+        for _ in range(200):
+            limit.record(0.15)
+        clock.t += 0.5
+        seen.append(limit.tick(waiting=True))
+    assert seen == [256, 512, 1024], seen  # the growth's new calls still out count as well
+    # The same calls with nothing waiting for a thread: Little's law does not hold (fewer in
+    # flight than threads), and the finished calls' 0.15 s are all it has: held.
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=lambda: (0.3, 0.95))
+    limit.record(0.1)
+    limit.tick(waiting=False)
+    for _ in range(3):
+        for _ in range(200):
+            limit.record(0.15)
+        clock.t += 0.5
+        assert limit.tick(waiting=False) == 128
+
+
+def test_calls_that_defer_themselves_count_as_through() -> None:
+    """A limited host's backlog: most calls defer themselves (a moment each) and are no
+    samples. Counted as through, they keep Little's law from reading their thread's moment
+    as a slow call; and a start of only such calls is no reason to ramp."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=lambda: (0.3, 0.95))
+    for _ in range(12):
+        for _ in range(100):
+            limit.deferred()
+        for _ in range(20):
+            limit.record(0.02)
+        clock.t += 0.125
+        assert limit.tick(waiting=True) == 128
