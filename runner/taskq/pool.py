@@ -190,6 +190,20 @@ class _Message:
             return self.open == 0
 
 
+def start_bare(target: Callable[[], None]) -> None:
+    """Run ``target`` on a bare thread (see ``WorkerProcess._spawn``). Anything that asks
+    ``threading.current_thread()`` on it (every log record does) leaves a _DummyThread in
+    threading's table that nothing removes: over months of a pool growing and shrinking,
+    a leak. The thread removes its own entry as it ends."""
+    def run() -> None:
+        try:
+            target()
+        finally:
+            threading._active.pop(_thread.get_ident(), None)  # type: ignore[attr-defined]
+
+    _thread.start_new_thread(run, ())
+
+
 class WorkerProcess:
     """One worker process: a connection thread and ``concurrency`` worker threads."""
 
@@ -302,7 +316,7 @@ class WorkerProcess:
         for _ in range(n):
             with self._live_lock:
                 self._live += 1
-            _thread.start_new_thread(self._worker, ())
+            start_bare(self._worker)
 
     def _retire(self) -> bool:
         """True (and this thread counted out) if there are more threads than the concurrency."""
