@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .dialects import Postgres
 from .models import Batch, Counts
+from .postgres import Postgres
 from .states import job_state
 from .store import Store, utcnow
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .dialects import Dialect, Postgres
+from .dialects import Dialect
 from .errors import StoreUnavailable
+from .postgres import Postgres
 
 # The hard cap behind GCRA's spacing, counted at the moment a check is let go (a grant):
 # at most the host's own limit in any window of max(1 s, 1/limit) stretched by CAP_SLACK,

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dialects import COPY_FROM, Dialect, open_dialect
+from .connect import open_dialect
+from .dialects import COPY_FROM, Dialect
 from .jobs import Jobs
 from .limits import LimitStore
 from .listing import Listing, tally

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from db import open_store
-from db.dialects import BUSY_TIMEOUT
+from db.sqlite import BUSY_TIMEOUT
 from tests.support.services import run_cli, runner_env
 
 
