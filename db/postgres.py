@@ -183,13 +183,47 @@ class Postgres(Dialect):
     for_update = " FOR UPDATE"
 
     def vacuum(self, tables: Sequence[str]) -> None:
+        """``VACUUM (ANALYZE)`` of each table, while a second connection commits a transaction
+        that takes an id every 5 ms (a thousand or so ids for a prune of 1M jobs; commits
+        not flushed one by one).
+
+        Why: a B-tree page the VACUUM empties can be reused once no transaction may still
+        read it, and PostgreSQL (14 on) checks that at the end of the same VACUUM, but only
+        transaction ids handed out in the meantime can prove it. On a database nobody else
+        writes to at that moment, none are: the day's index pages then wait for the next
+        VACUUM (the next prune), and the next day's entries extend the indexes instead of
+        reusing them: one more day of index pages, for good (docs/performance.md). A page
+        emptied in the last few ms of an index's scan still waits: a small index is scanned
+        in tens of ms, hence 5 ms."""
         conn = self.connect(autocommit=True)  # VACUUM runs outside a transaction
+        done = threading.Event()
+        ticker = threading.Thread(target=self._tick, args=(done,), name="vacuum-xids", daemon=True)
+        ticker.start()
         try:
             with conn.cursor() as cur:
                 for table in tables:
                     cur.execute(f"VACUUM (ANALYZE) {table}")  # our own names
         except (self._pg.OperationalError, self._pg.InterfaceError) as exc:
             raise StoreUnavailable(_first_line(exc, self.url)) from exc
+        finally:
+            done.set()
+            ticker.join(timeout=5)  # (a hung server: the daemon thread is left behind)
+            _close_quietly(conn)
+
+    def _tick(self, done: threading.Event) -> None:
+        """:meth:`vacuum`'s transaction ids, until ``done`` (best effort: a failure only
+        leaves the pages to the next VACUUM)."""
+        try:
+            conn = self.connect(autocommit=True)
+        except StoreUnavailable:
+            return
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET synchronous_commit TO off")  # ids, not durability: no flush each
+                while not done.wait(0.005):
+                    cur.execute("SELECT txid_current()")
+        except self._pg.Error:
+            pass
         finally:
             _close_quietly(conn)
 
