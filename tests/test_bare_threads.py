@@ -7,6 +7,7 @@ import logging
 import threading
 
 from runner.taskq.pool import start_bare
+from tests.support.services import wait_until
 
 
 def test_bare_threads_that_log_leave_no_entry_behind() -> None:
@@ -24,9 +25,5 @@ def test_bare_threads_that_log_leave_no_entry_behind() -> None:
     for _ in range(n):
         assert finished.acquire(timeout=60), "a bare thread did not run"
     # Each thread removes its entry as it ends, after release(): wait for the last few.
-    pause = threading.Event()  # never set: a bounded poll (30 s at most)
-    for _ in range(600):
-        if len(threading.enumerate()) <= before:
-            break
-        pause.wait(0.05)
-    assert len(threading.enumerate()) <= before, f"{len(threading.enumerate()) - before} entries left"
+    wait_until(lambda: len(threading.enumerate()) <= before, 30, interval=0.05,
+               message="every bare thread's entry in threading's table to go")
