@@ -43,10 +43,21 @@ def require(name: str) -> str:
     return path
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: each socket stays bound until all are chosen (ports chosen
+    one after another can repeat: a site's "dead" port once came back as nginx's own)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, log: Path | None, timeout: float = 15) -> None:
@@ -110,8 +121,8 @@ NGINX_TLS_CASES = ("valid", "expired", "not_yet_valid", "wrong_host", "self_sign
 def start_nginx(base: Path, certs: dict[str, tuple[Path, Path]]) -> Running:
     """nginx with its keep-alive limits turned low, every HTTP case, one TLS server per case."""
     binary = require("nginx")
-    ports = {"http": free_port(), "other": free_port(), "idle": free_port()}
-    ports.update({case: free_port() for case in certs})
+    names = ["http", "other", "idle", *certs]
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (base / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     tls_servers = []

@@ -236,7 +236,7 @@ def serve_site(*, pages: int = 20) -> Iterator[Site]:
     the end (the directory is world-readable: as root, nginx's workers are www-data)."""
     binary = servers.require("nginx")
     workdir = Path(tempfile.mkdtemp(prefix="urltester-site-"))
-    port, dead_port = servers.free_port(), servers.free_port()
+    port, dead_port = servers.free_ports(2)
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     root = workdir / "www"
