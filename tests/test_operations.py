@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runner.taskq.broker import AmqpBroker
-from tests.support.services import ROOT, run_cli, runner_env, wait_until, worker
+from tests.support.services import ROOT, free_port, run_cli, runner_env, wait_until, worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.e2e]
 
@@ -32,12 +32,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.e2e]
 @pytest.fixture
 def env(pg_url, amqp_url, queue_name) -> dict[str, str]:
     return runner_env(pg_url, amqp_url, queue_name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,18 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.services import ROOT, run_cli, runner_env, wait_until
+from tests.support.services import ROOT, free_port, run_cli, runner_env, wait_until
 
 ARTIFACTS = ROOT / "tests" / "artifacts"  # gitignored: screenshots, server logs
 
 
 _names = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pytest
 
 from tests.api.conftest import Server, serve
 from tests.conformance import servers
-from tests.support.services import ROOT, run_cli, runner_env, wait_until
+from tests.support.services import ROOT, free_port, run_cli, runner_env, wait_until
 from tests.support.targets import TargetServer
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,7 @@ def old_site(api_port: int, write_token: str, read_token: str) -> Iterator[str]:
         (work / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     (work / "www").mkdir()
     (work / "www" / "index.html").write_text(OLD_PAGE)
-    port = servers.free_port()
+    port = free_port()
     block = (docs_snippet().replace("listen 80;", f"listen 127.0.0.1:{port};")
              .replace("/srv/old-page", str(work / "www")).replace("127.0.0.1:8080", f"127.0.0.1:{api_port}")
              .replace("WRITE_TOKEN", write_token).replace("READ_ONLY_TOKEN", read_token))
@@ -159,7 +159,7 @@ def test_without_the_proxy_a_token_is_still_needed(server: Server) -> None:
 
 def test_an_unknown_time_zone_stops_serve_with_one_line(tmp_path: Path) -> None:
     env = runner_env(f"sqlite:///{tmp_path}/api.db", None, URLTESTER_TIMEZONE="Mars/Olympus_Mons")
-    out = run_cli(["serve", "--port", str(servers.free_port())], env, timeout=60)
+    out = run_cli(["serve", "--port", str(free_port())], env, timeout=60)
     assert out.returncode == 2
     assert "Mars/Olympus_Mons" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1

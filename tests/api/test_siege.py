@@ -383,9 +383,8 @@ def test_a_low_descriptor_limit_lowers_the_connection_limit_instead_of_failing_a
     failed accept; with LimitNOFILE=300 the server takes 44 connections and refuses the rest."""
     import resource
 
-    from tests.api.conftest import free_port
 
-    port = free_port()
+    port = services.free_port()
     log = tmp_path / "serve.log"
     env = {**siege.env, "URLTESTER_API_MAX_CONNECTIONS": "10000"}
     with open(log, "w") as out:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.services import free_port, free_ports
+
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 TOOLS = ("nginx", "apache2", "curl", "openssl")
 
@@ -41,23 +43,6 @@ def require(name: str) -> str:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return path
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports: each socket stays bound until all are chosen (ports chosen
-    one after another can repeat: a site's "dead" port once came back as nginx's own)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, log: Path | None, timeout: float = 15) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,23 @@ import pytest
 DEFAULT_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:5432/urltester_test"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: each socket stays bound until all are chosen (ports chosen
+    one after another can repeat: a site's "dead" port once came back as nginx's own)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 def unavailable(what: str, why: str) -> None:

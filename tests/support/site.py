@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conformance import servers
+from tests.support import services
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
@@ -236,7 +237,7 @@ def serve_site(*, pages: int = 20) -> Iterator[Site]:
     the end (the directory is world-readable: as root, nginx's workers are www-data)."""
     binary = servers.require("nginx")
     workdir = Path(tempfile.mkdtemp(prefix="urltester-site-"))
-    port, dead_port = servers.free_ports(2)
+    port, dead_port = services.free_ports(2)
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     root = workdir / "www"
