@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.targets import QuietHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -56,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class CountingTarget(ThreadingHTTPServer):
+class CountingTarget(QuietHTTPServer):
     daemon_threads = True
     request_queue_size = 4096
 
