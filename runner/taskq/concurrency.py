@@ -37,9 +37,14 @@ congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "g
   where 128 is the best (0.91 of fixed 128), while waiting a window to measure 1 s targets,
   then doubling, kept a 5,000-URL run at 128 a process for most of its 6 to 8 s (issue 25);
 * before any call is over, the clock decides (:meth:`_ramp`): with none over after
-  ``ramp_after`` (0.25 s) the targets are slow, and it grows twice, then four times each time
-  the calls' time out doubles (0.5, 1, 2 s); 1 s targets are at 1,024 a process after half a
-  second, where the windows took a second and more;
+  ``ramp_after`` (0.25 s) the targets are slow, and it grows twice, twice again at 0.5 s,
+  then four times each time the calls' time out doubles (1, 2 s); 1 s targets are at 1,024
+  a process after a second, where the windows took a second and more;
+* growth must pay (:meth:`_paid`): a latency and a window after a growth, the calls through
+  must have risen by a quarter of what the added threads would give, or the concurrency goes
+  back and stays below that until the targets change. Latency shows a queue in this process
+  only: on 0.5 s targets with the machine full, 1,024 a process kept the targets' latency and
+  added no throughput, only CPU per check;
 * "slow" for the machine's gate is the mean time in flight: the finished calls' mean or,
   while calls wait for a thread, Little's law (threads × window / calls through), whichever
   is larger: it counts the calls still out, which the finished ones miss on the mix;
@@ -93,6 +98,7 @@ class ConcurrencyOptions:
     machine_busy: float = 0.85  # share of the machine's CPU time busy at which it is saturated
     cpu_bound_below: float = 0.25  # seconds: targets faster than this are where the machine's CPU gates growth
     ramp_after: float = 0.25  # seconds of calls out with none over: slow targets, grow before a window ends
+    judge_within: float = 10.0  # seconds past its due time that stalled windows may postpone judging a growth
 
     @classmethod
     def fixed_at(cls, n: int) -> ConcurrencyOptions:
@@ -155,8 +161,11 @@ class ConcurrencyController:
         self._began = 0.0  # when it was seen (the look before it: the calls began after that)
         self._over = False  # a call has finished since
         self._ramp_due = options.ramp_after  # seconds after _began of the next ramp step
+        self._ramped = False  # the ramp grew: the first window is no baseline to judge a growth by
         self._warm = False  # that first window is over
         self._grew = False  # the last decision was to grow
+        self._trial: _Trial | None = None  # the last growth, until it is judged
+        self._ceiling = options.maximum  # below the growth that did not pay
 
     @property
     def current(self) -> int:
@@ -209,6 +218,15 @@ class ConcurrencyController:
         self._window_start = now
         first, self._warm = not self._warm, True
         few = len(samples) < self.options.min_samples
+        rate = (len(samples) + passes) / elapsed
+        # A window twice as long as it should be (this thread starved: a thousand threads
+        # woken at once fought for the GIL, 60% of the CPU in the kernel for seconds), or
+        # one whose calls took more than ``shrink_above`` times the base: its calls through
+        # are the stall's, not the concurrency's, and no growth is judged by them.
+        stalled = elapsed > 2 * self.options.window or (
+            not few and self._base is not None and statistics.median(samples) > self._base * self.options.shrink_above)
+        if self._paid(now, rate, full, stalled) is False:
+            return self._current
         # How long a call waits, on average (the mean: what a thread's share of the CPU
         # follows). While calls wait for a thread, every thread has one out: Little's law
         # then gives the mean time in flight, the calls in flight times the window per call
@@ -229,9 +247,10 @@ class ConcurrencyController:
         # so a latency alone cannot tell slow targets from a crowded process. The mean, not
         # the median: a mix of log-normal latencies around 150 ms (mean 0.3 s) is slow.
         # Or every call slow, the fastest tenth too (``fastest``): a crowded process spreads its
-        # calls' times from near nothing up, while 0.5 s targets take 0.5 s at the least; there
-        # a process at 256 uses over half a core, and the machine's share (our own database and
-        # target with it) held it at 256, 0.87 of fixed 512's rate.
+        # calls' times from near nothing up, while 0.5 s targets take 0.5 s at the least; such
+        # targets grow from the first window, past half a core and on a busy machine too
+        # (held at 256 a process, 0.5 s targets checked at 0.87 of fixed 512's rate): whether
+        # more threads still add throughput there, only trying tells (:meth:`_paid`).
         fastest = mean if few else sorted(samples)[len(samples) // 10]
         slow = own < self.options.own_busy and (fastest >= self.options.cpu_bound_below or (
             mean >= self.options.cpu_bound_below and own < self.options.own_busy / 2))
@@ -248,10 +267,12 @@ class ConcurrencyController:
             # TLS handshakes): it sets no base, and grows only on slow targets, where more
             # in flight is the one way to more throughput (growing then on 100 ms targets
             # took them to 256 a process where 128 is the best). With hardly any call over,
-            # the calls outlast the window: slow.
+            # the calls outlast the window: slow. Not after the ramp, which was the slow start
+            # before this window: its calls through are the ramp's transient, too few to judge a
+            # growth by (0.5 s targets went to 1,024 a process from this window, and stayed).
             before = self._current
-            if full and cpu_free and slow:
-                self._set(grow)
+            if full and cpu_free and slow and not self._ramped:
+                self._grow(grow, now, rate, mean)
             log.debug("concurrency %d -> %d: %s window, %d calls, mean %.3f s, p10 %.3f s, "
                       "full %s, CPU %.2f cores, machine %s", before, self._current, "first" if first else "a thin",
                       len(samples), mean, fastest, full, own, "-" if machine is None else f"{machine:.0%}")
@@ -264,7 +285,8 @@ class ConcurrencyController:
         cut_at, self._cut_at = self._cut_at, None
         grew, self._grew = self._grew, False
         if cut_at is not None and median >= cut_at * 0.9:
-            self._base, self._slow_start = high, True  # the cut did not help: not our queueing
+            # The cut did not help: not our queueing but the targets' (the mix changed).
+            self._base, self._slow_start, self._ceiling = high, True, self.options.maximum
         if self._base is None or not grew:
             # Not lowered by the window after a growth: its calls are mostly the new ones
             # that finished within it, the fastest of a spread of latencies (on the mix: a
@@ -275,12 +297,56 @@ class ConcurrencyController:
         # own, and the calls that end are the batch's slowest, still out (its tail as it drains).
         tail = not full and own < self.options.own_busy / 2
         if low > base * self.options.shrink_above and not tail:
-            self._slow_start = False
+            self._slow_start, self._trial = False, None
             self._cut_at = median
             self._set(self._current * max(0.5, base / median))
         elif full and cpu_free and low <= base * self.options.grow_below:
-            self._set(grow)
+            self._grow(grow, now, rate, median)
         return self._current
+
+    def _grow(self, value: int, now: float, rate: float, latency: float) -> None:
+        """Grow to ``value``, below the ceiling and with no growth still being judged, and
+        judge it once the calls it added have had time to finish: a latency (at most four
+        windows) and a window."""
+        before = self._current
+        if self._trial is not None or before >= self._ceiling:
+            return
+        self._set(min(value, self._ceiling))
+        if self._current > before:
+            # A thin window's latency is Little's law on a few calls: at most 2 s is awaited.
+            self._trial = _Trial(before, rate, now + min(latency, 4 * self.options.window) + self.options.window)
+
+    def _paid(self, now: float, rate: float, full: bool, stalled: bool) -> bool | None:
+        """Growth must pay: judge the last growth, once due, by the calls through in a window.
+
+        Latency shows a queue in this process, not one elsewhere. On 0.5 s targets both
+        processes went to 1,024 with their medians within a tenth of the targets' own, while
+        the machine was full: more threads there only take CPU from the other process, the
+        database and the target, at more CPU per check (fixed 1,024 checks at 0.87 of fixed
+        512's rate). So a growth stays only if the calls through rose by at least a quarter
+        of what the threads added would give if each did as well as the ones before (a
+        doubling: a quarter more): TCP BBR's "full pipe" test, a quarter more delivered each
+        round or the pipe is full. If not, the concurrency goes back and stays below that
+        (the ceiling) until the targets change. A stalled window postpones the judgement
+        (up to ``judge_within`` seconds: then the growth stays). False: it went back; None:
+        nothing judged."""
+        trial = self._trial
+        if trial is None or now < trial.judge_at:
+            return None
+        if stalled and now < trial.judge_at + self.options.judge_within:
+            return None
+        self._trial = None
+        if not full or self._current <= trial.before:
+            return None  # nothing waits for a thread (the batch drains): the rate says nothing
+        needed = trial.rate * (1 + (self._current / trial.before - 1) / 4)
+        if rate >= needed:
+            return True
+        log.debug("concurrency %d -> %d: growth did not pay: %.0f calls/s, %.0f before at %d",
+                  self._current, trial.before, rate, trial.rate, trial.before)
+        self._slow_start = False
+        self._ceiling = trial.before
+        self._set(trial.before)
+        return False
 
     def _ramp(self, now: float, waiting: bool) -> int:
         """Before the first call is over: slow start by the clock.
@@ -305,8 +371,9 @@ class ConcurrencyController:
         own, machine = self._cpu()
         before = self._current
         if own < self.options.own_busy:  # slow targets: the machine's share does not gate them
-            slow = out >= self.options.window or own * 4 < self.options.own_busy
+            slow = out >= 2 * self.options.window or own * 4 < self.options.own_busy
             self._set(self._current * (4 if slow else 2))
+            self._ramped = True
         log.debug("concurrency %d -> %d: no call over after %.2f s, CPU %.2f cores, machine %s",
                   before, self._current, out, own, "-" if machine is None else f"{machine:.0%}")
         self._window_start, self._looks, self._waiting = now, 0, 0  # the next window starts here
@@ -315,6 +382,15 @@ class ConcurrencyController:
     def _set(self, value: float) -> None:
         before, self._current = self._current, max(self.options.minimum, min(self.options.maximum, int(value)))
         self._grew = self._current > before
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """A growth from ``before``, when the calls through were ``rate`` a second; judged at ``judge_at``."""
+
+    before: int
+    rate: float
+    judge_at: float
 
 
 def _median_band(samples: list[float]) -> tuple[float, float, float]:

@@ -37,10 +37,11 @@ def window(limit: ConcurrencyController, clock: Clock, latency_of: callable, wai
 def test_grows_to_the_ceiling_while_latency_is_the_targets_own() -> None:
     clock = Clock()
     limit = ConcurrencyController(ConcurrencyOptions(start=8, maximum=512), clock=clock, cpu=FREE_CPU)
-    seen = [window(limit, clock, lambda n: 1.0) for _ in range(10)]
+    seen = [window(limit, clock, lambda n: 1.0) for _ in range(14)]
     assert seen[-1] == 512
-    # Slow targets grow from the first window (slow start: doubling, the process using 0.3 of a core).
-    assert seen[:4] == [16, 32, 64, 128]
+    # Slow targets grow from the first window (slow start: doubling, the process using 0.3 of a
+    # core), and each growth is judged before the next: a latency and a window later.
+    assert seen[:6] == [16, 16, 32, 32, 64, 64]
 
 
 def test_settles_where_the_cpu_saturates() -> None:
@@ -265,9 +266,9 @@ def test_targets_slow_at_their_fastest_grow_past_half_a_core_on_a_busy_machine()
 
 def test_with_no_call_over_it_doubles_each_time_their_time_out_doubles() -> None:
     """1 s targets: nothing is over in the first second. A call out for 0.25 s takes 0.25 s
-    at least (slow targets), so it grows then (twice), at 0.5 s, at 1 s (four times, as slow
-    as the targets the first window quadrupled on): not at the end of a first
-    window and then of a second one (256 a process, then 1,024, against fixed 1,024's
+    at least (slow targets), so it grows then (twice), at 0.5 s (twice: four times took 0.5 s
+    targets to 1,024 a process where 512 is the best), at 1 s (four times): not at the end of
+    a first window and then of a second one (256 a process, then 1,024, against fixed 1,024's
     2,048 at once). The machine's share does not hold it (95% busy), the process's does."""
     clock = Clock()
     limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=4096), clock=clock, cpu=lambda: (0.3, 0.95))
@@ -275,7 +276,7 @@ def test_with_no_call_over_it_doubles_each_time_their_time_out_doubles() -> None
     for _ in range(9):  # a look every 0.125 s, as the pool's
         seen.append(limit.tick(waiting=True))
         clock.t += 0.125
-    assert seen == [128, 128, 256, 256, 1024, 1024, 1024, 1024, 4096]  # twice at 0.25 s, then four times
+    assert seen == [128, 128, 256, 256, 512, 512, 512, 512, 2048]  # twice at 0.25 and 0.5 s, then four times
     clock = Clock()
     limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=IDLE_CPU)
     seen = []
@@ -327,11 +328,12 @@ def test_little_s_law_counts_the_calls_still_out() -> None:
     limit.tick(waiting=True)
     seen = []
     for _ in range(3):
-        for _ in range(200):
+        for _ in range(200 * limit.current // 128):  # twice the threads, twice the calls through
             limit.record(0.15)
         clock.t += 0.5
         seen.append(limit.tick(waiting=True))
-    assert seen == [256, 512, 1024], seen  # the growth's new calls still out count as well
+    # The growth's new calls still out count as well; each growth is judged before the next.
+    assert seen == [256, 256, 512], seen
     # The same calls with nothing waiting for a thread: Little's law does not hold (fewer in
     # flight than threads), and the finished calls' 0.15 s are all it has: held.
     clock = Clock()
@@ -358,3 +360,75 @@ def test_calls_that_defer_themselves_count_as_through() -> None:
             limit.record(0.02)
         clock.t += 0.125
         assert limit.tick(waiting=True) == 128
+
+
+# ---------------------------------------------------------------- issue 25: growth must pay
+
+
+def through_window(limit: ConcurrencyController, clock: Clock, through: callable, waiting: bool = True) -> int:  # type: ignore[valid-type]
+    """Half a second of 0.5 s calls, ``through(limit.current)`` of them over: the latency the
+    targets' own whatever the concurrency, as on 0.5 s targets on a full machine."""
+    for _ in range(through(limit.current)):
+        limit.record(0.5)
+    clock.t += 0.5
+    return limit.tick(waiting=waiting)
+
+
+def test_a_growth_that_adds_no_calls_through_goes_back_and_stays_below() -> None:
+    """0.5 s targets on a full machine: past 512 in flight the calls through stop rising while
+    their latency stays the targets' own (the medians within a tenth of 0.5 s at 1,024, as
+    measured). The growth to 1,024 does not pay: back to 512, and no growth past it again."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=256, maximum=1024), clock=clock, cpu=FREE_CPU)
+    seen = [through_window(limit, clock, lambda n: min(n, 512)) for _ in range(16)]
+    assert 1024 in seen[:6], seen  # it tried
+    assert seen[-8:] == [512] * 8, seen
+
+
+def test_a_growth_that_pays_stays() -> None:
+    """The same targets where every thread adds its calls: each doubling doubles the calls
+    through, and it grows to the maximum."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=256, maximum=1024), clock=clock, cpu=FREE_CPU)
+    seen = [through_window(limit, clock, lambda n: n) for _ in range(10)]
+    assert seen[-3:] == [1024] * 3, seen
+
+
+def test_a_draining_batch_judges_no_growth() -> None:
+    """After the growth the batch runs out (nothing waits for a thread): fewer calls through
+    is the batch's end, not the growth's failure, and the concurrency stays."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=256, maximum=1024), clock=clock, cpu=FREE_CPU)
+    through_window(limit, clock, lambda n: n)  # the first window: grows (slow targets)
+    assert limit.current == 512
+    seen = [through_window(limit, clock, lambda n: 100, waiting=False) for _ in range(4)]
+    assert seen == [512] * 4, seen
+
+
+def test_after_the_ramp_the_first_window_only_measures() -> None:
+    """0.5 s targets: the ramp took 128 to 256 and 512 before a call was over. The first
+    window's calls through are the ramp's transient, no baseline to judge a growth by (from
+    it, 0.5 s targets went to 1,024 a process and stayed): the next window grows, judged."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=128, maximum=1024), clock=clock, cpu=FREE_CPU)
+    for _ in range(5):  # a look every 0.125 s: none over until 0.5 s
+        limit.tick(waiting=True)
+        clock.t += 0.125
+    assert limit.current == 512
+    assert through_window(limit, clock, lambda n: n) == 512  # the first window: measures
+    assert through_window(limit, clock, lambda n: n) == 1024  # the next: grows
+
+
+def test_a_stalled_window_does_not_judge_a_growth() -> None:
+    """A thousand threads woken at once: the controller's own thread waited 6 s for the GIL,
+    30 calls a second went through, and a growth that paid was undone on that figure (1 s
+    targets, 1,024 back to 512). A window that long, or one whose calls took past
+    ``shrink_above`` times the base, postpones the judgement to the next ordinary one."""
+    clock = Clock()
+    limit = ConcurrencyController(ConcurrencyOptions(start=256, maximum=1024), clock=clock, cpu=FREE_CPU)
+    assert through_window(limit, clock, lambda n: n) == 512  # the first window: grows
+    for _ in range(30):  # a window six seconds long
+        limit.record(0.5)
+    clock.t += 6.0
+    assert limit.tick(waiting=True) == 512
+    assert [through_window(limit, clock, lambda n: n) for _ in range(4)][-1] == 1024  # judged, paid, grew on
