@@ -40,11 +40,11 @@ congestion controller, TCP Vegas-style (and like Netflix's concurrency-limits "g
   ``ramp_after`` (0.25 s) the targets are slow, and it grows twice, twice again at 0.5 s,
   then four times each time the calls' time out doubles (1, 2 s); 1 s targets are at 1,024
   a process after a second, where the windows took a second and more;
-* growth must pay (:meth:`_paid`): a latency and a window after a growth, the calls through
-  must have risen by a quarter of what the added threads would give, or the concurrency goes
-  back and stays below that until the targets change. Latency shows a queue in this process
-  only: on 0.5 s targets with the machine full, 1,024 a process kept the targets' latency and
-  added no throughput, only CPU per check;
+* growth must pay (:meth:`_paid`): in the best window of the two after a latency from a
+  growth, the calls through must have risen by a quarter of what the added threads would
+  give, or the concurrency goes back and stays below that until the targets change. Latency
+  shows a queue in this process only: on 0.5 s targets with the machine full, 1,024 a process
+  kept the targets' latency and added no throughput, only CPU per check;
 * "slow" for the machine's gate is the mean time in flight: the finished calls' mean or,
   while calls wait for a thread, Little's law (threads × window / calls through), whichever
   is larger: it counts the calls still out, which the finished ones miss on the mix;
@@ -306,18 +306,20 @@ class ConcurrencyController:
 
     def _grow(self, value: int, now: float, rate: float, latency: float) -> None:
         """Grow to ``value``, below the ceiling and with no growth still being judged, and
-        judge it once the calls it added have had time to finish: a latency (at most four
-        windows) and a window."""
+        judge it by the windows from a latency after it (its new calls over) to two windows
+        later (a latency: at most four windows)."""
         before = self._current
         if self._trial is not None or before >= self._ceiling:
             return
         self._set(min(value, self._ceiling))
         if self._current > before:
             # A thin window's latency is Little's law on a few calls: at most 2 s is awaited.
-            self._trial = _Trial(before, rate, now + min(latency, 4 * self.options.window) + self.options.window)
+            latency = min(latency, 4 * self.options.window)
+            self._trial = _Trial(before, rate, now + latency, now + latency + 2 * self.options.window)
 
     def _paid(self, now: float, rate: float, full: bool, stalled: bool) -> bool | None:
-        """Growth must pay: judge the last growth, once due, by the calls through in a window.
+        """Growth must pay: judge the last growth, once due, by the calls through in the best
+        ordinary window after it.
 
         Latency shows a queue in this process, not one elsewhere. On 0.5 s targets both
         processes went to 1,024 with their medians within a tenth of the targets' own, while
@@ -327,22 +329,31 @@ class ConcurrencyController:
         of what the threads added would give if each did as well as the ones before (a
         doubling: a quarter more): TCP BBR's "full pipe" test, a quarter more delivered each
         round or the pipe is full. If not, the concurrency goes back and stays below that
-        (the ceiling) until the targets change. A stalled window postpones the judgement
-        (up to ``judge_within`` seconds: then the growth stays). False: it went back; None:
-        nothing judged."""
+        (the ceiling) until the targets change. The best of the windows in the two windows'
+        time from a latency after the growth, as BBR waits three rounds: judged on the one
+        window a latency and a window after it, a growth of 1 s targets that paid was undone
+        when that window met the herd of the new calls' answers (348 calls/s against 417
+        before). Windows in which nothing waits for a thread (the batch drains) or that
+        stalled count for nothing; with none that counts by the due time, a stall postpones
+        the judgement (up to ``judge_within`` seconds) and a draining batch keeps the growth.
+        False: it went back; None: nothing judged."""
         trial = self._trial
-        if trial is None or now < trial.judge_at:
+        if trial is None:
             return None
-        if stalled and now < trial.judge_at + self.options.judge_within:
+        if now >= trial.watch_from and full and not stalled:
+            trial.best = max(trial.best, rate)
+        if now < trial.judge_at:
             return None
+        if not trial.best and full and now < trial.judge_at + self.options.judge_within:
+            return None  # stalled windows only: wait for an ordinary one
         self._trial = None
-        if not full or self._current <= trial.before:
-            return None  # nothing waits for a thread (the batch drains): the rate says nothing
+        if not trial.best or self._current <= trial.before:
+            return None  # nothing to judge by, or a cut since: the growth stays as it is
         needed = trial.rate * (1 + (self._current / trial.before - 1) / 4)
-        if rate >= needed:
+        if trial.best >= needed:
             return True
-        log.debug("concurrency %d -> %d: growth did not pay: %.0f calls/s, %.0f before at %d",
-                  self._current, trial.before, rate, trial.rate, trial.before)
+        log.debug("concurrency %d -> %d: growth did not pay: %.0f calls/s at best, %.0f before at %d",
+                  self._current, trial.before, trial.best, trial.rate, trial.before)
         self._slow_start = False
         self._ceiling = trial.before
         self._set(trial.before)
@@ -384,13 +395,16 @@ class ConcurrencyController:
         self._grew = self._current > before
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Trial:
-    """A growth from ``before``, when the calls through were ``rate`` a second; judged at ``judge_at``."""
+    """A growth from ``before``, when the calls through were ``rate`` a second; ``best`` is
+    the most a second in the windows from ``watch_from``; judged at ``judge_at``."""
 
     before: int
     rate: float
+    watch_from: float
     judge_at: float
+    best: float = 0.0
 
 
 def _median_band(samples: list[float]) -> tuple[float, float, float]:

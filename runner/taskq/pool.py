@@ -94,7 +94,9 @@ from runner.taskq.systemd import (
 log = logging.getLogger("urltester.worker")
 
 HEARTBEAT_EVERY = 5.0
-SWITCH_INTERVAL = 0.02
+SWITCH_INTERVAL = 0.02  # seconds: the GIL's switch interval up to 400 threads (switch_interval)
+SWITCH_PER_THREAD = 0.00005  # beyond that, 50 us a thread: 51 ms at 1,024
+SWITCH_INTERVAL_MAX = 0.1
 TICK_EVERY = 0.25  # seconds between two reports of a connection loop's progress to its Monitor
 EXIT_CRASH_LOOP = 1
 PREFETCH_CALLS = 2  # calls prefetched per call the concurrency lets run
@@ -188,6 +190,22 @@ class _Message:
             self.give_back = self.give_back or give_back
             self.open -= 1
             return self.open == 0
+
+
+def switch_interval(threads: int) -> float:
+    """The GIL's switch interval for a process of ``threads`` worker threads.
+
+    Dozens of threads that mostly wait on sockets wake up together and fight for the GIL; at
+    the default 5 ms that contention cost ~1 ms of CPU per check (scripts/bench), and 20 ms
+    lets a thread finish its burst of parsing. A thread waiting for the GIL wakes once an
+    interval to ask for it, so with a thousand waiting (1 s targets, whose answers arrive
+    together) 20 ms was 70,000 to 85,000 context switches a second and half the CPU in the
+    kernel for seconds: past 400 threads the interval grows with them (51 ms at 1,024; up to
+    0.1 s). 1 s targets then checked at 945 URLs/s against 712 (medians of three alternating
+    runs; workers 1.31 against 1.91 ms of CPU per URL), and 0 to 500 ms targets, held at 128
+    to 512 threads, kept their rates and CPU (issue 25). Up to 400 threads a check's timings
+    keep the 20 ms bound on a wait for the GIL."""
+    return min(SWITCH_INTERVAL_MAX, max(SWITCH_INTERVAL, threads * SWITCH_PER_THREAD))
 
 
 def start_bare(target: Callable[[], None]) -> None:
@@ -404,7 +422,10 @@ class WorkerProcess:
     def _control_loop(self) -> None:
         """Lets the adaptive concurrency decide, a few times a window."""
         while not self.stop.wait(self.controller.options.window / 4):
+            before = self.controller.current
             self.controller.tick(waiting=self._work.qsize() > 0)
+            if self.controller.current != before:
+                sys.setswitchinterval(switch_interval(self.controller.current))
             missing = self.controller.current - self._live
             if missing > 0:
                 self._spawn(missing)
@@ -458,10 +479,7 @@ class WorkerProcess:
     # ------------------------------------------------------------------ run
 
     def run(self) -> int:
-        # Dozens of threads that mostly wait on sockets wake up together and fight for the
-        # GIL; at the default 5 ms interval that contention cost ~1 ms of CPU per check
-        # (scripts/bench). A longer interval lets a thread finish its burst of parsing.
-        sys.setswitchinterval(SWITCH_INTERVAL)
+        sys.setswitchinterval(switch_interval(self.controller.current))
         # Build the checker and the writer now (imports, TLS contexts), not inside the
         # first checks, whose timings would carry that cost.
         self.service.warm_up()
