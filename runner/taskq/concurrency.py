@@ -368,9 +368,9 @@ class ConcurrencyController:
         each time that time doubles (0.25, 0.5, 1, 2 s after the first call): TCP's slow start
         doubles once a round trip, and a round trip here is at least the time since the
         calls began. Twice at 0.25 s (a loaded start can take that long on fast targets: the
-        first calls carry the connections and 128 threads starting at once), four times from
-        0.5 s (targets as slow as the first window used to quadruple on), or whenever the
-        process idles. On 1 s targets a window's decision came only at 0.5 s, then 1 s,
+        first calls carry the connections and 128 threads starting at once) and at 0.5 s
+        (four times there took 0.5 s targets to 1,024 a process where 512 is the best), four
+        times from 1 s, or whenever the process idles. On 1 s targets a window's decision came only at 0.5 s, then 1 s,
         while nothing finishes in the first second anyway: the default gave that second away
         (256 a process, then 1,024, against fixed 1,024's 2,048 at once; 0.73 of it, issue 25).
         On 0 and 100 ms targets calls are over before 0.25 s, and the windows decide as before.
