@@ -27,7 +27,7 @@ class Dialect:
 
     name: str
     url: str
-    migrations: list[tuple[int, list[str]]]  # db/migrations.py: this dialect's list
+    migrations: list[tuple[int, list[str]]]  # db/migrations: this dialect's list
     ilike = "LIKE"  # case-insensitive LIKE (SQLite's LIKE is, for ASCII)
 
     def contains(self, column: str, text: str) -> tuple[str, str]:

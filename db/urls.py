@@ -17,7 +17,7 @@ from .rollups import OVERALL, Rollup, floor_to, percentile, window
 from .store import Store
 
 SORTS = ("state", "url", "latency", "since")
-# Each order is an index's (db/migrations.py), so the first page costs the same at 100 and
+# Each order is an index's (db/migrations), so the first page costs the same at 100 and
 # at 1,000,000 URLs; "state" is one such query per state, failing first.
 STATE_ORDER = ("failing", "slow", "ok", "pending")
 _ORDER = {
