@@ -141,7 +141,7 @@ def start(
     """
     from runner.metrics import MetricsError
     from runner.taskq.logs import configure_logging, install_stack_dumps, resolve
-    from runner.taskq.pool import run_pool
+    from runner.taskq.supervisor import run_pool
 
     typed = {name: _from_command_line(ctx, name) for name in ("queue", "deny_private", "allow_network")}
     settings: Settings = ctx.obj.with_(
