@@ -82,7 +82,7 @@ def test_a_day_in_and_the_oldest_day_pruned_keeps_the_tables_the_same_size(pg_ur
             # rows), and, a day after the last prune, no transaction anywhere on the server
             # that was open then (it would keep the index pages the last VACUUM emptied from
             # this one). In the suite, other tests' sessions come and go; wait for them.
-            wait_until(lambda since=last_prune: not older_than(store, since, database=True), 30, interval=0.05,
+            wait_until(lambda since=last_prune: not older_than(store, since, database=True), 60, interval=0.05,
                        message="no other session holding a snapshot of this database or from before the last prune")
             assert store.prune(timedelta(days=2), now=DAY0 + timedelta(days=k, hours=12)) == URLS
             last_prune = new_xid(store)
