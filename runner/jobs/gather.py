@@ -41,6 +41,11 @@ class Gather(Generic[K, V]):
             self._lead()
         return answer.result()
 
+    def waiting(self) -> int:
+        """Questions asked and not yet taken by a round: what the next round answers."""
+        with self._lock:
+            return len(self._pending)
+
     def _lead(self) -> None:
         while True:
             with self._lock:
